@@ -1,0 +1,163 @@
+# Makefile for scale — GNU make, no configure step.
+#
+#   make            libscale.a and the ./scale command
+#   make check      the Check test suite, then the book checker
+#   make asan       the suite under AddressSanitizer + UBSan
+#   make bench      benchmarks (BENCH=group for one group); never part of check
+#   make book       rewrite the code excerpts in book/ from the sources
+#   make demo       the main job on the shipped default
+#   make install    PREFIX=/usr/local DESTDIR= : scale, libscale.a, scale.h, scale.pc
+#   make clean
+
+CC      ?= cc
+CFLAGS  ?= -O2 -g
+# Flags the code relies on live apart from CFLAGS, so overriding CFLAGS on
+# the command line cannot drop them. Never -ffast-math or -Ofast: the tests
+# compare against PyTorch to a few ulps and fast-math reorders reductions.
+SC_CFLAGS = -std=c11 -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes \
+            -Wmissing-prototypes -Wvla -pthread
+LDLIBS  = -lm -pthread
+PREFIX  ?= /usr/local
+DESTDIR ?=
+
+VERSION := $(shell sed -n 's/^\#define SC_VERSION_\(MAJOR\|MINOR\|PATCH\) \([0-9]*\)/\2/p' scale.h | paste -sd.)
+
+SRC     = tensor.c nn.c loss.c io.c
+OBJ     = $(SRC:%.c=build/%.o)
+LIB_OBJ = $(OBJ) build/scale_lib.o
+TEST_SRC = $(filter-out tests/check_main.c tests/check_util.c,$(wildcard tests/check_*.c))
+BENCH_SRC = $(wildcard tests/bench_*.c)
+BOOK_MD = $(wildcard book/*.md)
+
+.PHONY: all check check-deps test asan bench bench-blas book book-check demo \
+        install uninstall clean fuzz
+
+all: libscale.a scale
+
+build:
+	@mkdir -p build build/asan build/fuzz
+
+build/%.o: %.c scale.h | build
+	$(CC) $(SC_CFLAGS) $(CFLAGS) -c $< -o $@
+
+build/scale_lib.o: scale.c scale.h | build
+	$(CC) $(SC_CFLAGS) $(CFLAGS) -DSC_NO_MAIN -c $< -o $@
+
+libscale.a: $(LIB_OBJ)
+	rm -f $@
+	ar rcs $@ $^
+
+scale: build/scale.o $(OBJ)
+	$(CC) $(SC_CFLAGS) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+# ---- tests ---------------------------------------------------------------
+
+# Check is the one test dependency. On a fresh Debian machine, install it
+# when we may; otherwise say exactly what to run.
+check-deps:
+	@if ! command -v pkg-config >/dev/null 2>&1 || ! pkg-config --exists check; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "make: installing the Check test framework (Debian package 'check')"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq check pkg-config >/dev/null || exit 1; \
+	  else \
+	    echo "make: the Check test framework is missing; install it with:"; \
+	    echo "    sudo apt-get install -y check pkg-config"; \
+	    exit 1; \
+	  fi; \
+	fi
+
+# Every `Suite *suite_NAME(void)` defined in tests/check_*.c is run; the
+# list is generated so adding a test file needs no edit here.
+build/suites.h: $(TEST_SRC) | build
+	@sed -n 's/^Suite \*\(suite_[a-z0-9_]*\)(void)$$/SUITE(\1)/p' $(TEST_SRC) | LC_ALL=C sort > $@.tmp
+	@cmp -s $@.tmp $@ 2>/dev/null && rm -f $@.tmp || mv $@.tmp $@
+
+CHECK_CFLAGS = $(shell pkg-config --cflags check 2>/dev/null)
+CHECK_LIBS   = $(shell pkg-config --libs check 2>/dev/null)
+TEST_DEFS    = -DSC_TEST_ROOT='"$(CURDIR)"' -Ibuild -I.
+
+build/check_runner: build/suites.h libscale.a $(TEST_SRC) tests/check_main.c tests/check_util.c tests/check_util.h | check-deps
+	$(CC) $(SC_CFLAGS) $(CFLAGS) $(TEST_DEFS) $(CHECK_CFLAGS) -o $@ \
+	  tests/check_main.c tests/check_util.c $(TEST_SRC) libscale.a $(CHECK_LIBS) $(LDLIBS)
+
+# The runner's exit status is the number of failed checks (0 = pass), and
+# Check's summary line is the last thing it prints.
+check: build/check_runner scale book-check
+	./build/check_runner
+
+test: check
+
+# ---- sanitizers ----------------------------------------------------------
+
+ASAN_FLAGS = -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+ASAN_OBJ   = $(SRC:%.c=build/asan/%.o) build/asan/scale_lib.o
+
+build/asan/%.o: %.c scale.h | build
+	$(CC) $(SC_CFLAGS) $(ASAN_FLAGS) -c $< -o $@
+
+build/asan/scale_lib.o: scale.c scale.h | build
+	$(CC) $(SC_CFLAGS) $(ASAN_FLAGS) -DSC_NO_MAIN -c $< -o $@
+
+build/asan/check_runner: build/suites.h $(ASAN_OBJ) $(TEST_SRC) tests/check_main.c tests/check_util.c tests/check_util.h | check-deps
+	$(CC) $(SC_CFLAGS) $(ASAN_FLAGS) $(TEST_DEFS) $(CHECK_CFLAGS) -o $@ \
+	  tests/check_main.c tests/check_util.c $(TEST_SRC) $(ASAN_OBJ) $(CHECK_LIBS) $(LDLIBS)
+
+# Fork mode keeps a sanitizer report attached to the test that caused it;
+# timeouts are raised because instrumented code runs several times slower.
+asan: build/asan/check_runner
+	CK_FORK=yes CK_TIMEOUT_MULTIPLIER=10 SCALE_ASAN=1 ./build/asan/check_runner
+
+# ---- benchmarks ----------------------------------------------------------
+
+build/benches.h: $(BENCH_SRC) | build
+	@sed -n 's/^void \(bench_[a-z0-9_]*\)(void)$$/BENCH_GROUP(\1)/p' $(BENCH_SRC) | LC_ALL=C sort > $@.tmp
+	@cmp -s $@.tmp $@ 2>/dev/null && rm -f $@.tmp || mv $@.tmp $@
+
+build/bench: build/benches.h libscale.a $(BENCH_SRC) tests/bench_main.c
+	$(CC) $(SC_CFLAGS) $(CFLAGS) -Ibuild -I. -DSC_TEST_ROOT='"$(CURDIR)"' -o $@ \
+	  tests/bench_main.c $(BENCH_SRC) libscale.a $(LDLIBS)
+
+bench: build/bench
+	./build/bench $(BENCH)
+
+# OpenBLAS for comparison only (Debian libopenblas-dev); never in the build.
+build/bench_blas: tests/bench/blas.c
+	$(CC) -O2 -std=c11 -o $@ $< -lopenblas -lm -pthread
+
+bench-blas: build/bench_blas
+	./build/bench_blas
+
+# ---- the book ------------------------------------------------------------
+
+build/booksnip: tests/booksnip.c | build
+	$(CC) $(SC_CFLAGS) $(CFLAGS) -o $@ $<
+
+BOOK_SOURCES = scale.h scale.c tensor.c nn.c loss.c io.c
+
+book-check: build/booksnip
+	./build/booksnip --check $(BOOK_SOURCES) -- $(BOOK_MD)
+
+book: build/booksnip
+	./build/booksnip --update $(BOOK_SOURCES) -- $(BOOK_MD)
+
+# ---- the demo ------------------------------------------------------------
+
+demo: scale
+	@echo "scale: the demo arrives with the synthetic-data issue; nothing to run yet."
+
+# ---- install -------------------------------------------------------------
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 755 scale $(DESTDIR)$(PREFIX)/bin/scale
+	install -m 644 libscale.a $(DESTDIR)$(PREFIX)/lib/libscale.a
+	install -m 644 scale.h $(DESTDIR)$(PREFIX)/include/scale.h
+	printf 'prefix=%s\nlibdir=$${prefix}/lib\nincludedir=$${prefix}/include\n\nName: scale\nDescription: SCALE reference implementation\nVersion: %s\nLibs: -L$${libdir} -lscale -lm -pthread\nCflags: -I$${includedir}\n' \
+	  '$(PREFIX)' '$(VERSION)' > $(DESTDIR)$(PREFIX)/lib/pkgconfig/scale.pc
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/scale $(DESTDIR)$(PREFIX)/lib/libscale.a \
+	      $(DESTDIR)$(PREFIX)/include/scale.h $(DESTDIR)$(PREFIX)/lib/pkgconfig/scale.pc
+
+clean:
+	rm -rf build libscale.a scale

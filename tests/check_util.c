@@ -1,0 +1,107 @@
+/* check_util.c — see check_util.h. */
+#define _POSIX_C_SOURCE 200809L
+#include "check_util.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef SC_TEST_ROOT
+#define SC_TEST_ROOT "."
+#endif
+
+const char *sc_test_path(const char *rel)
+{
+    static char ring[8][4096];
+    static int next = 0;
+    char *buf = ring[next];
+    next = (next + 1) % 8;
+    snprintf(buf, sizeof ring[0], "%s/%s", SC_TEST_ROOT, rel);
+    return buf;
+}
+
+double sc_max_abs(const float *x, int64_t n)
+{
+    double m = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (fabs((double)x[i]) > m) m = fabs((double)x[i]);
+    return m;
+}
+
+static void report(const char *name, const double *got, const double *ref, int64_t n,
+                   double atol, double rtol)
+{
+    double max_abs = 0, max_rel = 0, se = 0, sr = 0;
+    int64_t first_bad = -1, n_bad = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double g = got[i], r = ref[i];
+        int bad;
+        if (isnan(r) || isnan(g)) {
+            bad = !(isnan(r) && isnan(g));
+        } else if (isinf(r) || isinf(g)) {
+            bad = g != r;
+        } else {
+            double d = fabs(g - r);
+            if (d > max_abs) max_abs = d;
+            if (r != 0 && d / fabs(r) > max_rel) max_rel = d / fabs(r);
+            se += d * d;
+            sr += r * r;
+            bad = d > atol + rtol * fabs(r);
+        }
+        if (bad) {
+            n_bad++;
+            if (first_bad < 0) first_bad = i;
+        }
+    }
+    if (n_bad == 0) return;
+    char pairs[512];
+    size_t k = 0;
+    for (int64_t i = first_bad; i < n && i < first_bad + 5 && k < sizeof pairs; i++)
+        k += (size_t)snprintf(pairs + k, sizeof pairs - k, " [%lld] %.8g vs %.8g;", (long long)i,
+                              got[i], ref[i]);
+    ck_abort_msg("%s: %lld of %lld values differ (atol %g, rtol %g): max abs err %.3g, "
+                 "max rel err %.3g, NMSE %.3g, first at index %lld:%s",
+                 name, (long long)n_bad, (long long)n, atol, rtol, max_abs, max_rel,
+                 sr > 0 ? se / sr : se, (long long)first_bad, pairs);
+}
+
+void sc_check_close_d(const char *name, const double *got, const double *ref, int64_t n,
+                      double atol, double rtol)
+{
+    report(name, got, ref, n, atol, rtol);
+}
+
+void sc_check_close(const char *name, const float *got, const float *ref, int64_t n,
+                    double atol, double rtol)
+{
+    double *g = malloc(sizeof(double) * (size_t)(n ? n : 1));
+    double *r = malloc(sizeof(double) * (size_t)(n ? n : 1));
+    ck_assert_ptr_nonnull(g);
+    ck_assert_ptr_nonnull(r);
+    for (int64_t i = 0; i < n; i++) {
+        g[i] = got[i];
+        r[i] = ref[i];
+    }
+    report(name, g, r, n, atol, rtol);
+    free(g);
+    free(r);
+}
+
+void sc_fill_normal(float *x, int64_t n, uint64_t seed, float scale)
+{
+    sc_rng r;
+    sc_rng_seed(&r, seed);
+    for (int64_t i = 0; i < n; i++) x[i] = scale * sc_rng_normal(&r);
+}
+
+const char *sc_test_tmpdir(void)
+{
+    static char buf[8][64];
+    static int next = 0;
+    char *p = buf[next];
+    next = (next + 1) % 8;
+    snprintf(p, sizeof buf[0], "/tmp/scale-test-XXXXXX");
+    if (!mkdtemp(p)) ck_abort_msg("mkdtemp failed");
+    return p;
+}
