@@ -127,6 +127,30 @@ build/bench_blas: tests/bench/blas.c
 bench-blas: build/bench_blas
 	./build/bench_blas
 
+# ---- fuzzing --------------------------------------------------------------
+# Each tests/fuzz/fuzz_NAME.c is a libFuzzer harness; its seeds live in
+# tests/fuzz/corpus/NAME/ (copied to build/fuzz so the fuzzer's additions do
+# not touch the source tree). Crashes found are kept under
+# tests/fuzz/regress/NAME/ and replayed by `make check`.
+
+FUZZ_SRC     = $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN     = $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
+FUZZ_SECONDS ?= 60
+FUZZ_CC      ?= clang
+FUZZ_FLAGS   = -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -pthread
+
+build/fuzz/%: tests/fuzz/%.c $(SRC) scale.c scale.h | build
+	$(FUZZ_CC) $(FUZZ_FLAGS) -I. -DSC_NO_MAIN -o $@ $< $(SRC) scale.c -lm
+
+fuzz: $(FUZZ_BIN)
+	@for b in $(FUZZ_BIN); do \
+	  n=$${b#build/fuzz/fuzz_}; mkdir -p build/fuzz/corpus/$$n; \
+	  cp -r tests/fuzz/corpus/$$n/. build/fuzz/corpus/$$n/ 2>/dev/null || true; \
+	  echo "fuzz: $$n for $(FUZZ_SECONDS) s"; \
+	  $$b -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -artifact_prefix=build/fuzz/$$n- \
+	    build/fuzz/corpus/$$n 2>&1 | grep -E 'stat::number_of_executed_units|ERROR|SUMMARY' || exit 1; \
+	done
+
 # ---- the book ------------------------------------------------------------
 
 build/booksnip: tests/booksnip.c | build

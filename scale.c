@@ -5,7 +5,13 @@
  *   2. Overflow-checked sizes
  *   3. Arenas
  *   4. Random numbers (xorshift64*)
- *   5. The `scale` command: argument helpers and the command table
+ *   5. The `scale` command
+ *      5a. argument helpers
+ *      5b. commands: inputs (decode, preprocess, tokenize)
+ *      5c. commands: models (encode, embed)
+ *      5d. commands: SCALE (loss, metrics, train, predict)
+ *      5e. commands: experiments, synthetic data, demo
+ *      5f. the command table and main
  *
  * The command-line `main` sits behind `#ifndef SC_NO_MAIN` so the test
  * runner can link this file without it.
@@ -283,6 +289,129 @@ void sc_rng_shuffle(sc_rng *r, int *items, int n)
 /* ======================================================================== */
 #ifndef SC_NO_MAIN
 
+/* ---- 5a. Argument helpers ----------------------------------------------
+ * Each command walks its arguments with these:
+ *
+ *     cli c = cli_begin("loss", argc, argv);
+ *     while (cli_next(&c)) {
+ *         if (cli_is(&c, "--tau")) tau = cli_float(&c);
+ *         else if (cli_is(&c, "--sim")) sim = cli_str(&c);
+ *         else if (!cli_positional(&c, &paths)) return cli_unknown(&c);
+ *     }
+ *     if (c.bad) return 2;
+ *
+ * A missing or malformed value prints one line naming the option and sets
+ * c.bad; commands exit with status 2 for usage errors and 1 for failures. */
+typedef struct {
+    const char *cmd;
+    int argc;
+    char **argv;
+    int i;        /* index of the current argument */
+    int bad;      /* a usage error was reported */
+} cli;
+
+static cli cli_begin(const char *cmd, int argc, char **argv)
+{
+    cli c = {cmd, argc, argv, 0, 0};
+    return c;
+}
+
+/* Advance to the next argument; 0 when none are left. */
+static int cli_next(cli *c)
+{
+    c->i++;
+    return !c->bad && c->i < c->argc;
+}
+
+static int cli_is(const cli *c, const char *name)
+{
+    return strcmp(c->argv[c->i], name) == 0;
+}
+
+static const char *cli_str(cli *c)
+{
+    if (c->i + 1 >= c->argc) {
+        fprintf(stderr, "scale %s: option %s needs a value\n", c->cmd, c->argv[c->i]);
+        c->bad = 1;
+        return NULL;
+    }
+    c->i++;
+    return c->argv[c->i];
+}
+
+static double cli_double(cli *c)
+{
+    const char *opt = c->argv[c->i];
+    const char *v = cli_str(c);
+    if (!v) return 0;
+    char *end;
+    errno = 0;
+    double x = strtod(v, &end);
+    if (errno || end == v || *end) {
+        fprintf(stderr, "scale %s: option %s needs a number, not '%s'\n", c->cmd, opt, v);
+        c->bad = 1;
+    }
+    return x;
+}
+
+static float cli_float(cli *c)
+{
+    return (float)cli_double(c);
+}
+
+static long cli_long(cli *c)
+{
+    const char *opt = c->argv[c->i];
+    const char *v = cli_str(c);
+    if (!v) return 0;
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || end == v || *end) {
+        fprintf(stderr, "scale %s: option %s needs an integer, not '%s'\n", c->cmd, opt, v);
+        c->bad = 1;
+    }
+    return x;
+}
+
+/* An argument not starting with "--" is positional: store it in the list
+ * (up to max) and return 1; otherwise return 0. */
+static int cli_positional(cli *c, const char **list, int *n, int max)
+{
+    const char *a = c->argv[c->i];
+    if (a[0] == '-' && a[1] == '-') return 0;
+    if (*n >= max) {
+        fprintf(stderr, "scale %s: too many arguments (at most %d)\n", c->cmd, max);
+        c->bad = 1;
+        return 1;
+    }
+    list[(*n)++] = a;
+    return 1;
+}
+
+static int cli_unknown(cli *c)
+{
+    fprintf(stderr, "scale %s: unknown option '%s' (try 'scale %s --help')\n", c->cmd, c->argv[c->i], c->cmd);
+    return 2;
+}
+
+/* Print an sc_err for a failed library call and return exit status 1. */
+static int cli_fail(const cli *c, const sc_err *err)
+{
+    fprintf(stderr, "scale %s: %s\n", c->cmd, err->msg);
+    return 1;
+}
+
+/* ---- 5b. Commands: inputs (decode, preprocess, tokenize) ---------------- */
+
+/* ---- 5c. Commands: models (encode, embed) -------------------------------- */
+
+/* ---- 5d. Commands: SCALE (loss, metrics, train, predict) ---------------- */
+
+/* ---- 5e. Commands: experiments, synthetic data, demo --------------------- */
+
+/* ---- 5f. The command table and main -------------------------------------- */
+
 typedef struct {
     const char *name;
     int (*run)(int argc, char **argv);
@@ -300,6 +429,15 @@ static int cmd_version(int argc, char **argv)
 static int cmd_help(int argc, char **argv);
 
 static const command commands[] = {
+    /* inputs */
+
+    /* models */
+
+    /* SCALE */
+
+    /* experiments */
+
+    /* general */
     {"help", cmd_help, "list the commands"},
     {"version", cmd_version, "print the version"},
 };
