@@ -310,20 +310,20 @@ typedef struct {
     int bad;      /* a usage error was reported */
 } cli;
 
-static cli cli_begin(const char *cmd, int argc, char **argv)
+static inline cli cli_begin(const char *cmd, int argc, char **argv)
 {
     cli c = {cmd, argc, argv, 0, 0};
     return c;
 }
 
 /* Advance to the next argument; 0 when none are left. */
-static int cli_next(cli *c)
+static inline int cli_next(cli *c)
 {
     c->i++;
     return !c->bad && c->i < c->argc;
 }
 
-static int cli_is(const cli *c, const char *name)
+static inline int cli_is(const cli *c, const char *name)
 {
     return strcmp(c->argv[c->i], name) == 0;
 }
@@ -339,7 +339,7 @@ static const char *cli_str(cli *c)
     return c->argv[c->i];
 }
 
-static double cli_double(cli *c)
+static inline double cli_double(cli *c)
 {
     const char *opt = c->argv[c->i];
     const char *v = cli_str(c);
@@ -354,12 +354,12 @@ static double cli_double(cli *c)
     return x;
 }
 
-static float cli_float(cli *c)
+static inline float cli_float(cli *c)
 {
     return (float)cli_double(c);
 }
 
-static long cli_long(cli *c)
+static inline long cli_long(cli *c)
 {
     const char *opt = c->argv[c->i];
     const char *v = cli_str(c);
@@ -376,7 +376,7 @@ static long cli_long(cli *c)
 
 /* An argument not starting with "--" is positional: store it in the list
  * (up to max) and return 1; otherwise return 0. */
-static int cli_positional(cli *c, const char **list, int *n, int max)
+static inline int cli_positional(cli *c, const char **list, int *n, int max)
 {
     const char *a = c->argv[c->i];
     if (a[0] == '-' && a[1] == '-') return 0;
@@ -389,14 +389,14 @@ static int cli_positional(cli *c, const char **list, int *n, int max)
     return 1;
 }
 
-static int cli_unknown(cli *c)
+static inline int cli_unknown(cli *c)
 {
     fprintf(stderr, "scale %s: unknown option '%s' (try 'scale %s --help')\n", c->cmd, c->argv[c->i], c->cmd);
     return 2;
 }
 
 /* Print an sc_err for a failed library call and return exit status 1. */
-static int cli_fail(const cli *c, const sc_err *err)
+static inline int cli_fail(const cli *c, const sc_err *err)
 {
     fprintf(stderr, "scale %s: %s\n", c->cmd, err->msg);
     return 1;
