@@ -475,8 +475,12 @@ typedef void (*gemm_kernel_fn)(int64_t kc, const float *a, const float *b,
 
 /* Packs rows [p0, p0 + kc) and columns [j0, j0 + nc) of op(B) into
  * ceil(nc / nr) panels, each (kc, nr), zero-padded past column nc. */
-typedef void (*gemm_pack_fn)(const gemm_args *g, int64_t p0, int64_t kc, int64_t j0, int64_t nc,
-                             int nr, float *dst);
+typedef void (*gemm_pack_b_fn)(const gemm_args *g, int64_t p0, int64_t kc, int64_t j0, int64_t nc,
+                               int nr, float *dst);
+/* Packs rows [i0, i0 + mc) and columns [p0, p0 + kc) of op(A) into
+ * ceil(mc / mr) panels, each (kc, mr), zero-padded past row mc. */
+typedef void (*gemm_pack_a_fn)(const gemm_args *g, int64_t i0, int64_t mc, int64_t p0, int64_t kc,
+                               int mr, float *dst);
 
 /* A kernel, the block sizes that suit it, and how to pack B for it. */
 typedef struct {
@@ -484,7 +488,8 @@ typedef struct {
     int mr, nr;           /* register tile */
     int64_t mc, kc, nc;   /* cache blocks: A block mc×kc, B block kc×nc */
     gemm_kernel_fn kernel;
-    gemm_pack_fn pack_b;
+    gemm_pack_a_fn pack_a;
+    gemm_pack_b_fn pack_b;
 } gemm_kernel;
 
 #define GEMM_MAX_TILE (6 * 16)   /* largest mr·nr of any kernel */
@@ -492,9 +497,13 @@ typedef struct {
 /* ---- packing ---------------------------------------------------------------- */
 
 /* Packing reads the operands once, straight from memory, so it is limited
- * by memory latency unless the next lines are requested early. */
+ * by memory latency unless the next lines are requested early. They are
+ * requested into L2 only (locality 2 = prefetcht1): the rows being packed
+ * lie a row stride apart, often a multiple of 4 KiB, so they all fall in
+ * the same L1 set, and lines fetched early into L1 would evict the ones
+ * in use. */
 #if defined(__GNUC__) || defined(__clang__)
-#define PREFETCH(p) __builtin_prefetch(p)
+#define PREFETCH(p) __builtin_prefetch((p), 0, 2)
 #else
 #define PREFETCH(p) ((void)(p))
 #endif
@@ -503,8 +512,8 @@ typedef struct {
  * ceil(mc / mr) panels, each (kc, mr): for every k the mr values of one
  * column, in the order the kernel reads them. Rows past mc are zero so
  * the last, short panel runs through the same kernel. */
-static void pack_a(const gemm_args *g, int64_t i0, int64_t mc, int64_t p0, int64_t kc,
-                   int mr, float *dst)
+static void pack_a_portable(const gemm_args *g, int64_t i0, int64_t mc, int64_t p0, int64_t kc,
+                            int mr, float *dst)
 {
     if (!g->trans_a) {
         /* A is (M, K): each row is a stream; fetch the same stretch of the
@@ -649,7 +658,7 @@ static void kernel_portable(int64_t kc, const float *a, const float *b,
 #endif
 
 static const gemm_kernel gemm_portable = {
-    "portable", PORTABLE_MR, PORTABLE_NR, 96, 512, 1024, kernel_portable, pack_b_portable
+    "portable", PORTABLE_MR, PORTABLE_NR, 96, 512, 1024, kernel_portable, pack_a_portable, pack_b_portable
 };
 
 /* ---- the AVX2/FMA kernel ------------------------------------------------ */
@@ -766,8 +775,41 @@ static void pack_b_avx2(const gemm_args *g, int64_t p0, int64_t kc, int64_t j0, 
     if (full < nc) pack_b_panel(g, p0, kc, j0 + full, nc - full, nr, dst + full * kc);
 }
 
+/* Packing A (M, K) for the 6-row kernel (mr = 6): 8 rows × 8 columns at a time go
+ * through transpose_8x8 into a scratch block, and the first 6 floats of
+ * each of its rows — one column k of the panel — are copied out. The two
+ * extra rows read belong to the next panel and must exist in A, so the
+ * last panel or two of the matrix, a k tail, and A stored (K, M) take the
+ * portable route. */
+__attribute__((target("avx2")))
+static void pack_a_avx2(const gemm_args *g, int64_t i0, int64_t mc, int64_t p0, int64_t kc,
+                        int mr, float *dst)
+{
+    if (g->trans_a || mr != 6) {
+        pack_a_portable(g, i0, mc, p0, kc, mr, dst);
+        return;
+    }
+    int64_t ir = 0;
+    for (; ir + mr <= mc && i0 + ir + 8 <= g->M; ir += mr) {
+        const float *src = g->A + (i0 + ir) * g->lda + p0;
+        float *panel = dst + ir * kc;
+        int64_t k = 0;
+        int next = i0 + ir + mr + 8 <= g->M;
+        for (; k + 8 <= kc; k += 8) {
+            float block[64] __attribute__((aligned(32)));
+            if (next && k % 16 == 0)   /* the same lines of the next panel's rows */
+                for (int r = 0; r < 6; r++) PREFETCH(src + (6 + r) * g->lda + k);
+            transpose_8x8(src + k, g->lda, block, 8);
+            for (int t = 0; t < 8; t++) memcpy(panel + (k + t) * 6, block + 8 * t, 6 * sizeof(float));
+        }
+        for (; k < kc; k++)
+            for (int r = 0; r < mr; r++) panel[k * mr + r] = src[r * g->lda + k];
+    }
+    if (ir < mc) pack_a_portable(g, i0 + ir, mc - ir, p0, kc, mr, dst + ir * kc);
+}
+
 static const gemm_kernel gemm_avx2 = {
-    "avx2-fma", 6, 16, 96, 512, 1024, kernel_avx2_6x16, pack_b_avx2
+    "avx2-fma", 6, 16, 96, 512, 1024, kernel_avx2_6x16, pack_a_avx2, pack_b_avx2
 };
 
 #endif /* SC_GEMM_X86 */
@@ -923,7 +965,7 @@ static void gemm_block(const gemm_args *g, const gemm_kernel *kn,
             kn->pack_b(g, pc, kc, jc, nc, kn->nr, buf->b);
             for (int64_t ic = i0; ic < i1; ic += kn->mc) {    /* A block → L2 */
                 int64_t mc = i1 - ic < kn->mc ? i1 - ic : kn->mc;
-                pack_a(g, ic, mc, pc, kc, kn->mr, buf->a);
+                kn->pack_a(g, ic, mc, pc, kc, kn->mr, buf->a);
                 gemm_macro(kn, mc, nc, kc, buf->a, buf->b,
                            g->C + ic * g->ldc + jc, g->ldc, add);
             }
