@@ -161,7 +161,8 @@ typedef struct sc_node sc_node;
  * arenas; the tensor owns neither. Strides are in elements. */
 typedef struct sc_tensor {
     float *data;
-    float *grad;                 /* same layout as data; NULL until needed */
+    float *grad;                 /* contiguous in `shape` (whatever the data
+                                    strides); NULL until a gradient arrives */
     int ndim;
     int64_t shape[SC_MAX_DIMS];
     int64_t stride[SC_MAX_DIMS];
@@ -478,12 +479,11 @@ uint32_t sc_adler32(uint32_t adler, const uint8_t *p, size_t n);
  * nodes with sc__node_record. */
 typedef void (*sc__backward_fn)(sc_ctx *ctx, sc_node *n);
 
-#define SC_NODE_MAX_IN 4
 struct sc_node {
     const char *op;               /* "matmul", "layernorm", ... */
     sc__backward_fn backward;
     sc_tensor *out;
-    sc_tensor *in[SC_NODE_MAX_IN];
+    sc_tensor **in;               /* n_in inputs (NULL entries allowed) */
     int n_in;
     void *saved;                  /* op-specific state, in ctx->act */
     float fparam[4];
