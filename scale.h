@@ -423,6 +423,12 @@ int64_t sc_array_numel(const sc_array *a);
 void sc_array_free(sc_array *a);
 /* Read a .npy file (v1/v2/v3 header; f32 f64 i64 i32 u8 u16; C order). */
 sc_status sc_npy_read(const char *path, sc_array *out, sc_err *err);
+/* The same from bytes in memory (`what` names them in errors). Also reads
+ * '<f2' (float16) and '|b1' (bool, as uint8 0/1). Big-endian data and
+ * Fortran order are refused with SC_EUNSUPPORTED; the payload must be
+ * exactly numel × itemsize bytes; at most SC_ARRAY_MAX_DIMS dims of at
+ * most 2^31 each. */
+sc_status sc_npy_parse(const uint8_t *bytes, size_t len, const char *what, sc_array *out, sc_err *err);
 /* Write a .npy file (v1 header) atomically. */
 sc_status sc_npy_write(const char *path, const sc_array *a, sc_err *err);
 sc_status sc_npy_write_f32(const char *path, const float *data, int ndim, const int64_t *shape, sc_err *err);
