@@ -483,6 +483,7 @@ uint32_t sc_adler32(uint32_t adler, const uint8_t *p, size_t n);
 /* A tape node: the op that produced `out` from `in`, and how to send
  * out->grad back to the inputs. Ops in nn.c and loss.c define their own
  * nodes with sc__node_record. */
+/* @book begin tape-node */
 typedef void (*sc__backward_fn)(sc_ctx *ctx, sc_node *n);
 
 struct sc_node {
@@ -496,6 +497,7 @@ struct sc_node {
     int64_t iparam[4];
     sc_node *prev;
 };
+/* @book end tape-node */
 
 /* Record a node for out = op(in...) when grad mode is on and any input
  * requires grad; marks out->requires_grad. Returns the node or NULL. */

@@ -191,6 +191,7 @@ void *sc__act_alloc(sc_ctx *ctx, size_t bytes)
     return p;
 }
 
+/* @book begin node-record */
 sc_node *sc__node_record(sc_ctx *ctx, const char *op, sc__backward_fn bw,
                          sc_tensor *out, sc_tensor *const *in, int n_in)
 {
@@ -215,6 +216,7 @@ sc_node *sc__node_record(sc_ctx *ctx, const char *op, sc__backward_fn bw,
     out->node = n;
     return n;
 }
+/* @book end node-record */
 
 float *sc__grad(sc_ctx *ctx, sc_tensor *t)
 {
