@@ -28,6 +28,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -176,6 +177,506 @@ static inline uint32_t cur_u32be(cursor *c)
 /* ======================================================================== */
 /* 2. JSON                                                                   */
 /* ======================================================================== */
+
+/* RFC 8259, strictly: no comments, no trailing commas, no NaN, no single
+ * quotes; strings must be valid UTF-8 and escapes complete. A UTF-8 byte
+ * order mark at the very start is skipped, as section 8.1 allows.
+ *
+ * The parser is iterative. Open arrays and objects sit on a fixed stack
+ * of SC_JSON_MAX_DEPTH frames, and their members, until the closing bracket,
+ * on a growable "pending" list; closing a container copies its members into
+ * the document's arena. So a 10 000-deep nesting is an error at level 257,
+ * never a deep C stack.
+ *
+ * Memory: decoded strings never outgrow their source (an escape is at least
+ * as long as the bytes it stands for, and the two quotes pay for the NUL),
+ * so one pool of `len` bytes holds every string; values come from slabs. */
+
+#define JSON_SLAB 256  /* values per slab allocation */
+
+typedef struct {
+    sc_json *node;        /* the open array or object */
+    size_t first;         /* its first member on the pending list */
+    char *key;            /* object: the key of the member being read */
+} json_frame;
+
+typedef struct {
+    const uint8_t *text;
+    size_t len;
+    size_t pos;
+    const char *what;
+    sc_err *err;
+    sc_arena *arena;
+    char *pool;           /* decoded strings */
+    size_t pool_used;
+    sc_json *slab;        /* values not yet handed out */
+    size_t slab_left;
+    sc_json **pending;    /* members of the open containers, in order */
+    char **pending_keys;
+    size_t n_pending, cap_pending;
+    json_frame frames[SC_JSON_MAX_DEPTH];
+    int depth;
+} json_parser;
+
+/* "WHAT: line L, column C: MESSAGE" for the byte at `at`. */
+static sc_status json_fail(json_parser *p, size_t at, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+static sc_status json_fail(json_parser *p, size_t at, const char *fmt, ...)
+{
+    size_t line = 1, col = 1;
+    for (size_t i = 0; i < at && i < p->len; i++) {
+        if (p->text[i] == '\n') {
+            line++;
+            col = 1;
+        } else {
+            col++;
+        }
+    }
+    char msg[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return sc_fail(p->err, SC_EFORMAT, "%s: line %zu, column %zu: %s", p->what, line, col, msg);
+}
+
+static sc_json *json_new(json_parser *p, sc_json_type type)
+{
+    if (p->slab_left == 0) {
+        p->slab = sc_arena_alloc(p->arena, JSON_SLAB * sizeof(sc_json));
+        if (!p->slab) return NULL;
+        p->slab_left = JSON_SLAB;
+    }
+    sc_json *v = p->slab++;
+    p->slab_left--;
+    memset(v, 0, sizeof *v);
+    v->type = type;
+    return v;
+}
+
+static void json_skip_space(json_parser *p)
+{
+    while (p->pos < p->len) {
+        uint8_t c = p->text[p->pos];
+        if (c != ' ' && c != '\t' && c != '\n' && c != '\r') break;
+        p->pos++;
+    }
+}
+
+/* The length (1-4) of the valid UTF-8 sequence at s, or 0. Rejects
+ * overlong forms, UTF-16 surrogates (U+D800..U+DFFF) and code points past
+ * U+10FFFF, following the table in RFC 3629 section 4. */
+static size_t utf8_valid_len(const uint8_t *s, size_t n)
+{
+    uint8_t c = s[0];
+    if (c < 0x80) return 1;
+    size_t len;
+    uint8_t lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
+    if (c >= 0xC2 && c <= 0xDF) len = 2;
+    else if (c == 0xE0) { len = 3; lo = 0xA0; }
+    else if (c == 0xED) { len = 3; hi = 0x9F; }
+    else if (c >= 0xE1 && c <= 0xEF) len = 3;
+    else if (c == 0xF0) { len = 4; lo = 0x90; }
+    else if (c >= 0xF1 && c <= 0xF3) len = 4;
+    else if (c == 0xF4) { len = 4; hi = 0x8F; }
+    else return 0;
+    if (n < len || s[1] < lo || s[1] > hi) return 0;
+    for (size_t i = 2; i < len; i++)
+        if (s[i] < 0x80 || s[i] > 0xBF) return 0;
+    return len;
+}
+
+static size_t utf8_encode(uint32_t cp, char *out)
+{
+    if (cp < 0x80) {
+        out[0] = (char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        out[0] = (char)(0xC0 | cp >> 6);
+        out[1] = (char)(0x80 | (cp & 0x3F));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        out[0] = (char)(0xE0 | cp >> 12);
+        out[1] = (char)(0x80 | (cp >> 6 & 0x3F));
+        out[2] = (char)(0x80 | (cp & 0x3F));
+        return 3;
+    }
+    out[0] = (char)(0xF0 | cp >> 18);
+    out[1] = (char)(0x80 | (cp >> 12 & 0x3F));
+    out[2] = (char)(0x80 | (cp >> 6 & 0x3F));
+    out[3] = (char)(0x80 | (cp & 0x3F));
+    return 4;
+}
+
+/* Four hex digits at pos (after "\u"); -1 if they are not there. */
+static long json_hex4(const json_parser *p, size_t pos)
+{
+    if (pos > p->len || p->len - pos < 4) return -1;
+    long v = 0;
+    for (size_t i = 0; i < 4; i++) {
+        uint8_t c = p->text[pos + i];
+        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+              : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        if (d < 0) return -1;
+        v = v * 16 + d;
+    }
+    return v;
+}
+
+/* A \uXXXX escape at pos (pointing at the backslash), with its low
+ * surrogate when it is a high one. Advances pos; 0 or an error. */
+static sc_status json_unicode_escape(json_parser *p, uint32_t *cp)
+{
+    size_t at = p->pos;
+    long u = json_hex4(p, at + 2);
+    if (u < 0) return json_fail(p, at, "\\u must be followed by four hex digits");
+    p->pos = at + 6;
+    if (u >= 0xDC00 && u <= 0xDFFF) return json_fail(p, at, "lone low surrogate \\u%04lX", u);
+    if (u >= 0xD800 && u <= 0xDBFF) {
+        long lo = p->len - p->pos >= 2 && p->text[p->pos] == '\\' && p->text[p->pos + 1] == 'u'
+                ? json_hex4(p, p->pos + 2) : -1;
+        if (lo < 0xDC00 || lo > 0xDFFF)
+            return json_fail(p, at, "high surrogate \\u%04lX is not followed by a low surrogate", u);
+        p->pos += 6;
+        *cp = 0x10000 + (uint32_t)((u - 0xD800) << 10) + (uint32_t)(lo - 0xDC00);
+        return SC_OK;
+    }
+    *cp = (uint32_t)u;
+    return SC_OK;
+}
+
+/* A string starting at the opening quote: decoded into the pool. */
+static sc_status json_string(json_parser *p, char **out, size_t *out_len)
+{
+    size_t open = p->pos++;
+    char *dst = p->pool + p->pool_used;
+    size_t k = 0;
+    for (;;) {
+        if (p->pos >= p->len) return json_fail(p, open, "unterminated string");
+        uint8_t c = p->text[p->pos];
+        if (c == '"') break;
+        if (c < 0x20) return json_fail(p, p->pos, "control character U+%04X in a string must be escaped", c);
+        if (c != '\\') {
+            size_t n = utf8_valid_len(p->text + p->pos, p->len - p->pos);
+            if (n == 0) return json_fail(p, p->pos, "invalid UTF-8 byte 0x%02X in a string", c);
+            memcpy(dst + k, p->text + p->pos, n);
+            k += n;
+            p->pos += n;
+            continue;
+        }
+        if (p->pos + 1 >= p->len) return json_fail(p, open, "unterminated string");
+        uint8_t e = p->text[p->pos + 1];
+        const char *simple = strchr("\"\\/bfnrt", e);
+        if (e && simple) {
+            static const char decoded[] = "\"\\/\b\f\n\r\t";
+            dst[k++] = decoded[simple - "\"\\/bfnrt"];
+            p->pos += 2;
+        } else if (e == 'u') {
+            uint32_t cp = 0;
+            sc_status s = json_unicode_escape(p, &cp);
+            if (s != SC_OK) return s;
+            k += utf8_encode(cp, dst + k);
+        } else {
+            return json_fail(p, p->pos, "invalid escape '\\%c'", e >= 0x20 && e < 0x7F ? e : '?');
+        }
+    }
+    p->pos++; /* the closing quote */
+    dst[k] = 0;
+    p->pool_used += k + 1;
+    *out = dst;
+    *out_len = k;
+    return SC_OK;
+}
+
+static int is_digit(uint8_t c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/* number = [ "-" ] ( "0" / [1-9] *DIGIT ) [ "." 1*DIGIT ] [ ("e"/"E") [ "+"/"-" ] 1*DIGIT ].
+ * The grammar is checked here; strtod then converts exactly the slice it
+ * accepted, copied out with a NUL (the text itself need not end in one). */
+static sc_status json_number(json_parser *p, double *out)
+{
+    const uint8_t *t = p->text;
+    size_t start = p->pos, i = p->pos, n = p->len;
+    if (i < n && t[i] == '-') i++;
+    if (i < n && t[i] == '0') {
+        i++;
+    } else if (i < n && is_digit(t[i])) {
+        while (i < n && is_digit(t[i])) i++;
+    } else {
+        return json_fail(p, i, "expected a digit");
+    }
+    if (i < n && t[i] == '.') {
+        i++;
+        if (i >= n || !is_digit(t[i])) return json_fail(p, i, "expected a digit after the decimal point");
+        while (i < n && is_digit(t[i])) i++;
+    }
+    if (i < n && (t[i] == 'e' || t[i] == 'E')) {
+        i++;
+        if (i < n && (t[i] == '+' || t[i] == '-')) i++;
+        if (i >= n || !is_digit(t[i])) return json_fail(p, i, "expected a digit in the exponent");
+        while (i < n && is_digit(t[i])) i++;
+    }
+    size_t len = i - start;
+    char small[64];
+    char *buf = len < sizeof small ? small : malloc(len + 1);
+    if (!buf) return sc_fail(p->err, SC_ENOMEM, "%s: out of memory", p->what);
+    memcpy(buf, t + start, len);
+    buf[len] = 0;
+    double v = strtod(buf, NULL);
+    if (buf != small) free(buf);
+    if (isinf(v)) return json_fail(p, start, "number out of the range of a double");
+    *out = v;
+    p->pos = i;
+    return SC_OK;
+}
+
+static int json_literal(json_parser *p, const char *word)
+{
+    size_t n = strlen(word);
+    if (p->len - p->pos < n || memcmp(p->text + p->pos, word, n) != 0) return 0;
+    p->pos += n;
+    return 1;
+}
+
+/* Add a member to the innermost open container. */
+static sc_status json_push(json_parser *p, char *key, sc_json *v)
+{
+    if (p->n_pending == p->cap_pending) {
+        size_t cap = p->cap_pending ? p->cap_pending * 2 : 64, bytes;
+        if (!sc_mul_ok(cap, sizeof(sc_json *), &bytes)) return sc_fail(p->err, SC_ENOMEM, "%s: too many values", p->what);
+        sc_json **vals = realloc(p->pending, bytes);
+        if (vals) p->pending = vals;
+        char **keys = vals ? realloc(p->pending_keys, bytes) : NULL;
+        if (keys) p->pending_keys = keys;
+        if (!vals || !keys) return sc_fail(p->err, SC_ENOMEM, "%s: out of memory", p->what);
+        p->cap_pending = cap;
+    }
+    p->pending[p->n_pending] = v;
+    p->pending_keys[p->n_pending] = key;
+    p->n_pending++;
+    return SC_OK;
+}
+
+/* Close the innermost container: move its members into the arena. */
+static sc_status json_close(json_parser *p, sc_json **closed)
+{
+    json_frame *f = &p->frames[--p->depth];
+    sc_json *v = f->node;
+    size_t n = p->n_pending - f->first;
+    v->len = n;
+    if (n) {
+        v->items = sc_arena_alloc(p->arena, n * sizeof(sc_json *));
+        if (!v->items) return sc_fail(p->err, SC_ENOMEM, "%s: out of memory", p->what);
+        memcpy(v->items, p->pending + f->first, n * sizeof(sc_json *));
+        if (v->type == SC_JSON_OBJECT) {
+            v->keys = sc_arena_alloc(p->arena, n * sizeof(char *));
+            if (!v->keys) return sc_fail(p->err, SC_ENOMEM, "%s: out of memory", p->what);
+            memcpy(v->keys, p->pending_keys + f->first, n * sizeof(char *));
+        }
+    }
+    p->n_pending = f->first;
+    *closed = v;
+    return SC_OK;
+}
+
+/* After '{' or ',' inside an object: "key" ':' — leaves pos at the value. */
+static sc_status json_key(json_parser *p, char **key)
+{
+    json_skip_space(p);
+    if (p->pos >= p->len || p->text[p->pos] != '"') return json_fail(p, p->pos, "expected a string key");
+    size_t len;
+    sc_status s = json_string(p, key, &len);
+    if (s != SC_OK) return s;
+    json_skip_space(p);
+    if (p->pos >= p->len || p->text[p->pos] != ':') return json_fail(p, p->pos, "expected ':' after the key");
+    p->pos++;
+    return SC_OK;
+}
+
+/* One scalar value at pos, or the opening of a container (pushed as a
+ * frame; *v is then NULL and the caller goes on to its first member). */
+static sc_status json_open_or_scalar(json_parser *p, sc_json **v)
+{
+    json_skip_space(p);
+    *v = NULL;
+    if (p->pos >= p->len) return json_fail(p, p->pos, "unexpected end of input, expected a value");
+    uint8_t c = p->text[p->pos];
+    sc_json *x;
+    if (c == '[' || c == '{') {
+        if (p->depth == SC_JSON_MAX_DEPTH)
+            return json_fail(p, p->pos, "nesting deeper than %d levels", SC_JSON_MAX_DEPTH);
+        x = json_new(p, c == '[' ? SC_JSON_ARRAY : SC_JSON_OBJECT);
+        if (!x) return sc_fail(p->err, SC_ENOMEM, "%s: out of memory", p->what);
+        p->frames[p->depth].node = x;
+        p->frames[p->depth].first = p->n_pending;
+        p->depth++;
+        p->pos++;
+        return SC_OK;
+    }
+    if (c == '"') {
+        x = json_new(p, SC_JSON_STRING);
+        if (!x) return sc_fail(p->err, SC_ENOMEM, "%s: out of memory", p->what);
+        sc_status s = json_string(p, &x->str, &x->len);
+        if (s != SC_OK) return s;
+    } else if (c == '-' || is_digit(c)) {
+        x = json_new(p, SC_JSON_NUMBER);
+        if (!x) return sc_fail(p->err, SC_ENOMEM, "%s: out of memory", p->what);
+        sc_status s = json_number(p, &x->number);
+        if (s != SC_OK) return s;
+    } else {
+        sc_json_type type = SC_JSON_NULL;
+        int b = 0;
+        if (json_literal(p, "true")) { type = SC_JSON_BOOL; b = 1; }
+        else if (json_literal(p, "false")) type = SC_JSON_BOOL;
+        else if (!json_literal(p, "null"))
+            return json_fail(p, p->pos, c >= 0x20 && c < 0x7F ? "unexpected character '%c'" : "unexpected byte 0x%02X", c);
+        x = json_new(p, type);
+        if (!x) return sc_fail(p->err, SC_ENOMEM, "%s: out of memory", p->what);
+        x->boolean = b;
+    }
+    *v = x;
+    return SC_OK;
+}
+
+/* The driver: read a value; when it completes, hand it to the enclosing
+ * container and read that container's separator or closing bracket, which
+ * may complete the container in turn. */
+/* @book begin json-driver */
+static sc_status json_document(json_parser *p, sc_json **root)
+{
+    for (;;) {
+        sc_json *v;
+        sc_status s = json_open_or_scalar(p, &v);
+        if (s != SC_OK) return s;
+        if (!v) { /* a container opened: empty, or on to its first member */
+            json_frame *f = &p->frames[p->depth - 1];
+            json_skip_space(p);
+            char close = f->node->type == SC_JSON_ARRAY ? ']' : '}';
+            if (p->pos < p->len && p->text[p->pos] == close) {
+                p->pos++;
+                s = json_close(p, &v);
+            } else if (f->node->type == SC_JSON_OBJECT) {
+                s = json_key(p, &f->key);
+                if (s == SC_OK) continue;
+            } else {
+                continue;
+            }
+            if (s != SC_OK) return s;
+        }
+        /* v is complete: attach it, then close as many containers as end here. */
+        for (;;) {
+            if (p->depth == 0) {
+                *root = v;
+                return SC_OK;
+            }
+            json_frame *f = &p->frames[p->depth - 1];
+            int is_object = f->node->type == SC_JSON_OBJECT;
+            s = json_push(p, is_object ? f->key : NULL, v);
+            if (s != SC_OK) return s;
+            json_skip_space(p);
+            uint8_t c = p->pos < p->len ? p->text[p->pos] : 0;
+            if (c == ',') {
+                p->pos++;
+                if (is_object) s = json_key(p, &f->key);
+                if (s != SC_OK) return s;
+                break; /* on to the next member */
+            }
+            if (c != (is_object ? '}' : ']'))
+                return json_fail(p, p->pos, is_object ? "expected ',' or '}' in an object"
+                                                       : "expected ',' or ']' in an array");
+            p->pos++;
+            s = json_close(p, &v);
+            if (s != SC_OK) return s;
+        }
+    }
+}
+/* @book end json-driver */
+
+sc_status sc_json_parse(sc_json_doc *doc, const char *text, size_t len, const char *what, sc_err *err)
+{
+    memset(doc, 0, sizeof *doc);
+    json_parser *p = calloc(1, sizeof *p);
+    if (!p) return sc_fail(err, SC_ENOMEM, "%s: out of memory", what);
+    p->text = (const uint8_t *)text;
+    p->len = len;
+    p->what = what ? what : "JSON";
+    p->err = err;
+    p->arena = &doc->arena;
+    sc_arena_init(&doc->arena, "json", (size_t)1 << 16, 0);
+    sc_status s = SC_OK;
+    p->pool = sc_arena_alloc(p->arena, len + 1);
+    if (!p->pool) s = sc_fail(err, SC_ENOMEM, "%s: out of memory for %zu bytes", p->what, len);
+    if (s == SC_OK && len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0) p->pos = 3;
+    sc_json *root = NULL;
+    if (s == SC_OK) s = json_document(p, &root);
+    if (s == SC_OK) {
+        json_skip_space(p);
+        if (p->pos < p->len) s = json_fail(p, p->pos, "unexpected data after the JSON value");
+    }
+    free(p->pending);
+    free(p->pending_keys);
+    free(p);
+    if (s != SC_OK) {
+        sc_arena_free(&doc->arena);
+        memset(doc, 0, sizeof *doc);
+        return s;
+    }
+    doc->root = root;
+    return SC_OK;
+}
+
+sc_status sc_json_load(sc_json_doc *doc, const char *path, size_t max_bytes, sc_err *err)
+{
+    memset(doc, 0, sizeof *doc);
+    uint8_t *text;
+    size_t len;
+    sc_status s = sc_read_file(path, max_bytes, &text, &len, err);
+    if (s != SC_OK) return s;
+    s = sc_json_parse(doc, (const char *)text, len, path, err);
+    free(text);
+    return s;
+}
+
+void sc_json_free(sc_json_doc *doc)
+{
+    if (!doc) return;
+    sc_arena_free(&doc->arena);
+    memset(doc, 0, sizeof *doc);
+}
+
+const sc_json *sc_json_get(const sc_json *obj, const char *key)
+{
+    if (!obj || obj->type != SC_JSON_OBJECT) return NULL;
+    for (size_t i = obj->len; i-- > 0;)
+        if (strcmp(obj->keys[i], key) == 0) return obj->items[i];
+    return NULL;
+}
+
+double sc_json_get_number(const sc_json *obj, const char *key, double dflt)
+{
+    const sc_json *v = sc_json_get(obj, key);
+    return v && v->type == SC_JSON_NUMBER ? v->number : dflt;
+}
+
+const char *sc_json_get_string(const sc_json *obj, const char *key, const char *dflt)
+{
+    const sc_json *v = sc_json_get(obj, key);
+    return v && v->type == SC_JSON_STRING ? v->str : dflt;
+}
+
+int sc_json_get_bool(const sc_json *obj, const char *key, int dflt)
+{
+    const sc_json *v = sc_json_get(obj, key);
+    return v && v->type == SC_JSON_BOOL ? v->boolean : dflt;
+}
 
 /* ======================================================================== */
 /* 3. .npy                                                                   */
