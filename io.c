@@ -2693,7 +2693,7 @@ static sc_status torch_find_pickle(const zip_archive *z, const char *what, const
 static sc_status torch_parse(sc_weights *w, const uint8_t *bytes, size_t len, const char *what, sc_err *err)
 {
     sc_arena scratch;
-    sc_arena_init(&scratch, "checkpoint scratch", (size_t)1 << 20, 0);
+    sc_arena_init(&scratch, "checkpoint scratch", (size_t)1 << 16, 0);
     pickle_vm vm;
     memset(&vm, 0, sizeof vm);
     zip_archive z;
