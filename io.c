@@ -29,6 +29,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -2864,6 +2865,447 @@ sc_status sc_weights_parse(sc_weights **out, const uint8_t *bytes, size_t len, c
 /* ======================================================================== */
 /* 6. inflate (zlib, raw deflate, gzip)                                      */
 /* ======================================================================== */
+
+/* Deflate (RFC 1951) is LZ77 over two Huffman alphabets: literal/length
+ * symbols 0..285 (256 ends a block) and distance symbols 0..29. The zlib
+ * wrapper (RFC 1950) adds a 2-byte header and an Adler-32 of the output;
+ * gzip (RFC 1952) a longer header and a CRC-32 plus the length mod 2^32. */
+
+/* CRC-32 with the reflected polynomial 0xEDB88320 (zlib, PNG, gzip, zip).
+ * The byte table is built once; pthread_once makes that safe when several
+ * threads load files at the same time. */
+static uint32_t crc32_table[256];
+static pthread_once_t crc32_once = PTHREAD_ONCE_INIT;
+
+static void crc32_build_table(void)
+{
+    for (uint32_t n = 0; n < 256; n++) {
+        uint32_t c = n;
+        for (int k = 0; k < 8; k++) c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        crc32_table[n] = c;
+    }
+}
+
+/* Same calling convention as zlib's crc32(): start from 0, feed pieces. */
+uint32_t sc_crc32(uint32_t crc, const uint8_t *p, size_t n)
+{
+    pthread_once(&crc32_once, crc32_build_table);
+    crc = ~crc;
+    for (size_t i = 0; i < n; i++) crc = crc32_table[(crc ^ p[i]) & 0xFF] ^ (crc >> 8);
+    return ~crc;
+}
+
+/* Adler-32 as zlib's adler32(): start from 1. 5552 is the largest run of
+ * bytes whose sums cannot overflow 32 bits before the modulo. */
+uint32_t sc_adler32(uint32_t adler, const uint8_t *p, size_t n)
+{
+    uint32_t a = adler & 0xFFFF, b = adler >> 16;
+    while (n > 0) {
+        size_t run = n < 5552 ? n : 5552;
+        n -= run;
+        while (run--) {
+            a += *p++;
+            b += a;
+        }
+        a %= 65521;
+        b %= 65521;
+    }
+    return b << 16 | a;
+}
+
+/* Bits come least-significant first. When the input runs out, the reader
+ * appends zero bytes and counts them: a decoder that consumed any of those
+ * phantom bits has read past the end of a truncated stream. */
+typedef struct {
+    const uint8_t *p;
+    const uint8_t *end;
+    uint64_t bits;    /* next bit in bit 0 */
+    int nbits;        /* bits held in `bits`, phantom ones included */
+    int phantom;      /* zero bytes appended past `end` */
+} bitreader;
+
+static void br_refill(bitreader *br)
+{
+    while (br->nbits <= 56) {
+        uint64_t byte = 0;
+        if (br->p < br->end) byte = *br->p++;
+        else br->phantom++;
+        br->bits |= byte << br->nbits;
+        br->nbits += 8;
+    }
+}
+
+/* n ≤ 32 bits; the caller has refilled enough. */
+static uint32_t br_take(bitreader *br, int n)
+{
+    uint32_t v = (uint32_t)(br->bits & ((UINT64_C(1) << n) - 1));
+    br->bits >>= n;
+    br->nbits -= n;
+    return v;
+}
+
+static int br_overrun(const bitreader *br)
+{
+    return br->phantom * 8 > br->nbits;
+}
+
+/* Drop the bits up to the next byte boundary and hand the whole bytes still
+ * buffered back to the input, so byte-aligned data (stored blocks, trailers)
+ * can be read straight from `p`. */
+static void br_align_to_bytes(bitreader *br)
+{
+    br_take(br, br->nbits % 8);
+    int real = br->nbits / 8 - br->phantom;
+    if (real > 0) br->p -= real;
+    br->bits = 0;
+    br->nbits = 0;
+    br->phantom = 0;
+}
+
+/* A canonical Huffman code (RFC 1951 3.2.2). Codes of up to HUFF_FAST_BITS
+ * bits decode with one table look-up on the next bits of the stream; longer
+ * ones walk the lengths one bit at a time, as in zlib's puff.c. */
+#define HUFF_MAX_BITS 15
+#define HUFF_FAST_BITS 10
+#define HUFF_MAX_SYMBOLS 288
+
+typedef struct {
+    uint16_t fast[1 << HUFF_FAST_BITS]; /* (symbol << 4) | length, 0 = longer code */
+    uint16_t count[HUFF_MAX_BITS + 1];  /* number of codes of each length */
+    uint16_t symbol[HUFF_MAX_SYMBOLS];  /* symbols ordered by (length, value) */
+} huffman;
+
+/* Build the decoder for code lengths len[0..n). Returns NULL or a reason.
+ * Over-subscribed sets never decode. Incomplete ones are refused, except
+ * (as zlib allows) a literal or distance code holding no code or a single
+ * 1-bit code, which an encoder may emit for a block that needs so few. */
+static const char *huffman_build(huffman *h, const uint8_t *len, int n, int allow_single)
+{
+    memset(h, 0, sizeof *h);
+    for (int s = 0; s < n; s++) h->count[len[s]]++;
+    h->count[0] = 0;
+    int left = 1, codes = 0;
+    for (int l = 1; l <= HUFF_MAX_BITS; l++) {
+        left = 2 * left - h->count[l];
+        codes += h->count[l];
+        if (left < 0) return "over-subscribed Huffman code lengths";
+    }
+    int single = codes == 0 || (codes == 1 && h->count[1] == 1);
+    if (left > 0 && !(allow_single && single)) return "incomplete Huffman code lengths";
+
+    uint16_t offset[HUFF_MAX_BITS + 2], next_code[HUFF_MAX_BITS + 2];
+    offset[1] = 0;
+    next_code[1] = 0;
+    for (int l = 1; l <= HUFF_MAX_BITS; l++) {
+        offset[l + 1] = (uint16_t)(offset[l] + h->count[l]);
+        next_code[l + 1] = (uint16_t)((next_code[l] + h->count[l]) << 1);
+    }
+    for (int s = 0; s < n; s++) {
+        int l = len[s];
+        if (l == 0) continue;
+        h->symbol[offset[l]++] = (uint16_t)s;
+        int code = next_code[l]++;
+        if (l > HUFF_FAST_BITS) continue;
+        int reversed = 0; /* deflate sends Huffman codes most significant bit first */
+        for (int i = 0; i < l; i++) reversed |= ((code >> i) & 1) << (l - 1 - i);
+        for (int i = reversed; i < (1 << HUFF_FAST_BITS); i += 1 << l)
+            h->fast[i] = (uint16_t)(s << 4 | l);
+    }
+    return NULL;
+}
+
+/* Next symbol, or -1 for a bit pattern that is no code. Needs 15 bits
+ * buffered. */
+static int huffman_decode(bitreader *br, const huffman *h)
+{
+    uint16_t e = h->fast[br->bits & ((1u << HUFF_FAST_BITS) - 1)];
+    if (e) {
+        br_take(br, e & 15);
+        return e >> 4;
+    }
+    int code = 0, first = 0, index = 0;
+    uint64_t b = br->bits;
+    for (int l = 1; l <= HUFF_MAX_BITS; l++) {
+        code |= (int)(b & 1);
+        b >>= 1;
+        int count = h->count[l];
+        if (code - first < count) {
+            br_take(br, l);
+            return h->symbol[index + code - first];
+        }
+        index += count;
+        first = (first + count) << 1;
+        code <<= 1;
+    }
+    return -1;
+}
+
+/* The growing output, never larger than `limit`. */
+typedef struct {
+    uint8_t *buf;
+    size_t len, cap, limit;
+} inflate_out;
+
+static int out_reserve(inflate_out *o, size_t extra, const char *what, sc_err *err, sc_status *st)
+{
+    size_t need;
+    if (!sc_add_ok(o->len, extra, &need) || need > o->limit) {
+        *st = sc_fail(err, SC_ENOMEM, "%s: expands past the limit of %zu bytes", what, o->limit);
+        return 0;
+    }
+    if (need <= o->cap) return 1;
+    size_t cap = o->cap;
+    while (cap < need) cap = cap > o->limit / 2 ? o->limit : cap * 2;
+    uint8_t *nb = realloc(o->buf, cap);
+    if (!nb) {
+        *st = sc_fail(err, SC_ENOMEM, "%s: out of memory for %zu bytes of output", what, cap);
+        return 0;
+    }
+    o->buf = nb;
+    o->cap = cap;
+    return 1;
+}
+
+/* Length and distance symbols: base value and number of extra bits
+ * (RFC 1951 3.2.5). */
+static const uint16_t len_base[29] = {3,  4,  5,  6,  7,  8,  9,  10, 11,  13,  15,  17,  19,  23, 27,
+                                      31, 35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258};
+static const uint8_t len_extra[29] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2,
+                                      2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0};
+static const uint16_t dist_base[30] = {1,   2,   3,   4,   5,   7,    9,    13,   17,   25,
+                                       33,  49,  65,  97,  129, 193,  257,  385,  513,  769,
+                                       1025, 1537, 2049, 3073, 4097, 6145, 8193, 12289, 16385, 24577};
+static const uint8_t dist_extra[30] = {0, 0, 0, 0, 1, 1, 2, 2,  3,  3,  4,  4,  5,  5,  6,
+                                       6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13};
+
+/* @book begin inflate-codes */
+/* Decode one Huffman-coded block into o: literals are copied, a length
+ * symbol is followed by a distance and copies `length` bytes from
+ * `distance` bytes back in the output (the ranges may overlap, which is how
+ * deflate encodes runs). */
+static sc_status inflate_codes(bitreader *br, const huffman *lit, const huffman *dist, inflate_out *o,
+                               const char *what, sc_err *err)
+{
+    sc_status st = SC_OK;
+    for (;;) {
+        br_refill(br); /* 57+ bits: enough for a length and a distance with extra bits */
+        if (br_overrun(br)) return sc_fail(err, SC_EFORMAT, "%s: truncated inside a block", what);
+        int sym = huffman_decode(br, lit);
+        if (sym < 0) return sc_fail(err, SC_EFORMAT, "%s: invalid literal/length code", what);
+        if (sym < 256) {
+            if (o->len == o->cap && !out_reserve(o, 1, what, err, &st)) return st;
+            o->buf[o->len++] = (uint8_t)sym;
+            continue;
+        }
+        if (sym == 256) return br_overrun(br) ? sc_fail(err, SC_EFORMAT, "%s: truncated", what) : SC_OK;
+        sym -= 257;
+        if (sym >= 29) return sc_fail(err, SC_EFORMAT, "%s: invalid length symbol %d", what, sym + 257);
+        size_t length = len_base[sym] + br_take(br, len_extra[sym]);
+        int dsym = huffman_decode(br, dist);
+        if (dsym < 0 || dsym >= 30) return sc_fail(err, SC_EFORMAT, "%s: invalid distance code", what);
+        size_t distance = dist_base[dsym] + br_take(br, dist_extra[dsym]);
+        if (distance > o->len)
+            return sc_fail(err, SC_EFORMAT, "%s: distance %zu reaches before the start of the output (%zu bytes)",
+                           what, distance, o->len);
+        if (!out_reserve(o, length, what, err, &st)) return st;
+        uint8_t *to = o->buf + o->len;
+        const uint8_t *from = to - distance;
+        for (size_t i = 0; i < length; i++) to[i] = from[i]; /* byte by byte: overlap repeats */
+        o->len += length;
+    }
+}
+/* @book end inflate-codes */
+
+static void huffman_fixed(huffman *lit, huffman *dist)
+{
+    uint8_t len[HUFF_MAX_SYMBOLS];
+    for (int s = 0; s < 288; s++) len[s] = s < 144 ? 8 : s < 256 ? 9 : s < 280 ? 7 : 8;
+    huffman_build(lit, len, 288, 0);
+    for (int s = 0; s < 32; s++) len[s] = 5; /* 30 and 31 are codes that never occur in valid data */
+    huffman_build(dist, len, 32, 0);
+}
+
+/* A dynamic block starts with its two codes, themselves Huffman-coded with
+ * a third code over the code lengths 0..18 (RFC 1951 3.2.7). */
+static sc_status inflate_dynamic_tables(bitreader *br, huffman *lit, huffman *dist, const char *what, sc_err *err)
+{
+    static const uint8_t order[19] = {16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15};
+    br_refill(br);
+    int nlit = (int)br_take(br, 5) + 257;
+    int ndist = (int)br_take(br, 5) + 1;
+    int nclen = (int)br_take(br, 4) + 4;
+    if (nlit > 286 || ndist > 30)
+        return sc_fail(err, SC_EFORMAT, "%s: %d length or %d distance codes is too many", what, nlit, ndist);
+    uint8_t len[286 + 30] = {0};
+    br_refill(br);
+    for (int i = 0; i < nclen; i++) len[order[i]] = (uint8_t)br_take(br, 3);
+    huffman lencode;
+    const char *why = huffman_build(&lencode, len, 19, 0);
+    if (why) return sc_fail(err, SC_EFORMAT, "%s: code-length code: %s", what, why);
+
+    memset(len, 0, sizeof len);
+    for (int i = 0; i < nlit + ndist;) {
+        br_refill(br);
+        if (br_overrun(br)) return sc_fail(err, SC_EFORMAT, "%s: truncated in the code lengths", what);
+        int sym = huffman_decode(br, &lencode);
+        if (sym < 0) return sc_fail(err, SC_EFORMAT, "%s: invalid code-length code", what);
+        if (sym < 16) {
+            len[i++] = (uint8_t)sym;
+            continue;
+        }
+        int repeat, value = 0;
+        if (sym == 16) {
+            if (i == 0) return sc_fail(err, SC_EFORMAT, "%s: repeat of a code length with none before", what);
+            value = len[i - 1];
+            repeat = 3 + (int)br_take(br, 2);
+        } else if (sym == 17) {
+            repeat = 3 + (int)br_take(br, 3);
+        } else {
+            repeat = 11 + (int)br_take(br, 7);
+        }
+        if (i + repeat > nlit + ndist)
+            return sc_fail(err, SC_EFORMAT, "%s: code-length repeat runs past the %d lengths", what, nlit + ndist);
+        while (repeat--) len[i++] = (uint8_t)value;
+    }
+    if (len[256] == 0) return sc_fail(err, SC_EFORMAT, "%s: no end-of-block code", what);
+    if ((why = huffman_build(lit, len, nlit, 1))) return sc_fail(err, SC_EFORMAT, "%s: literal/length code: %s", what, why);
+    if ((why = huffman_build(dist, len + nlit, ndist, 1))) return sc_fail(err, SC_EFORMAT, "%s: distance code: %s", what, why);
+    return SC_OK;
+}
+
+/* A stored block: LEN, its complement NLEN, then LEN raw bytes. */
+static sc_status inflate_stored(bitreader *br, inflate_out *o, const char *what, sc_err *err)
+{
+    br_align_to_bytes(br);
+    cursor c = cursor_make(br->p, (size_t)(br->end - br->p));
+    uint16_t n = cur_u16le(&c), ncomp = cur_u16le(&c);
+    if (c.bad) return sc_fail(err, SC_EFORMAT, "%s: truncated stored-block header", what);
+    if ((n ^ ncomp) != 0xFFFF) return sc_fail(err, SC_EFORMAT, "%s: stored block length %u does not match its complement", what, n);
+    const uint8_t *bytes = cur_take(&c, n);
+    if (!bytes) return sc_fail(err, SC_EFORMAT, "%s: stored block of %u bytes is truncated", what, n);
+    sc_status st = SC_OK;
+    if (!out_reserve(o, n, what, err, &st)) return st;
+    memcpy(o->buf + o->len, bytes, n);
+    o->len += n;
+    br->p = c.p;
+    return SC_OK;
+}
+
+/* Raw deflate from br->p; leaves br aligned to the byte after the stream. */
+static sc_status inflate_blocks(bitreader *br, inflate_out *o, const char *what, sc_err *err)
+{
+    huffman lit, dist; /* about 2.8 kB each; on the stack for reentrancy */
+    for (;;) {
+        br_refill(br);
+        int last = (int)br_take(br, 1);
+        int type = (int)br_take(br, 2);
+        if (br_overrun(br)) return sc_fail(err, SC_EFORMAT, "%s: truncated before a block header", what);
+        sc_status st;
+        if (type == 0) {
+            st = inflate_stored(br, o, what, err);
+        } else if (type == 1) {
+            huffman_fixed(&lit, &dist);
+            st = inflate_codes(br, &lit, &dist, o, what, err);
+        } else if (type == 2) {
+            st = inflate_dynamic_tables(br, &lit, &dist, what, err);
+            if (st == SC_OK) st = inflate_codes(br, &lit, &dist, o, what, err);
+        } else {
+            return sc_fail(err, SC_EFORMAT, "%s: invalid block type 3", what);
+        }
+        if (st != SC_OK) return st;
+        if (last) break;
+    }
+    br_align_to_bytes(br);
+    return SC_OK;
+}
+
+/* The gzip member header (RFC 1952 2.3); returns the cursor past it. */
+static sc_status gzip_header(cursor *c, sc_err *err)
+{
+    const uint8_t *start = c->p;
+    uint8_t id1 = cur_u8(c), id2 = cur_u8(c), method = cur_u8(c), flags = cur_u8(c);
+    cur_take(c, 6); /* MTIME, XFL, OS */
+    if (c->bad) return sc_fail(err, SC_EFORMAT, "gzip stream: truncated header");
+    if (id1 != 0x1f || id2 != 0x8b) return sc_fail(err, SC_EFORMAT, "gzip stream: bad magic bytes");
+    if (method != 8) return sc_fail(err, SC_EUNSUPPORTED, "gzip stream: compression method %u is not deflate", method);
+    if (flags & 0xE0) return sc_fail(err, SC_EFORMAT, "gzip stream: reserved flag bits set");
+    if (flags & 4) cur_take(c, cur_u16le(c));      /* FEXTRA */
+    for (int f = 8; f <= 16; f <<= 1) {             /* FNAME, FCOMMENT: NUL-terminated */
+        if (!(flags & f)) continue;
+        while (cur_u8(c) != 0) {} /* stops at the NUL, or at the end (bad) */
+    }
+    if (flags & 2) {                                 /* FHCRC: low 16 bits of the header's CRC-32 */
+        uint32_t want = sc_crc32(0, start, (size_t)(c->p - start)) & 0xFFFF;
+        if (!c->bad && cur_u16le(c) != want) return sc_fail(err, SC_EFORMAT, "gzip stream: header CRC mismatch");
+    }
+    if (c->bad) return sc_fail(err, SC_EFORMAT, "gzip stream: truncated header");
+    return SC_OK;
+}
+
+/* @book begin inflate-api */
+sc_status sc_inflate(const uint8_t *in, size_t in_len, sc_inflate_format fmt, size_t max_out,
+                     uint8_t **out, size_t *out_len, sc_err *err)
+{
+    *out = NULL;
+    *out_len = 0;
+    if (fmt != SC_INFLATE_RAW && fmt != SC_INFLATE_ZLIB && fmt != SC_INFLATE_GZIP)
+        return sc_fail(err, SC_EARG, "sc_inflate: unknown format %d", (int)fmt);
+    static const char *names[] = {"deflate stream", "zlib stream", "gzip stream"};
+    const char *what = names[fmt];
+    /* First guess 4x the input (at least 4 kB), then doubling, never past max_out. */
+    size_t guess = in_len > SIZE_MAX / 4 ? SIZE_MAX : in_len * 4;
+    if (guess < 4096) guess = 4096;
+    inflate_out o = {NULL, 0, guess < max_out ? guess : max_out, max_out};
+    o.buf = malloc(o.cap ? o.cap : 1);
+    if (!o.buf) return sc_fail(err, SC_ENOMEM, "%s: out of memory", what);
+
+    cursor c = cursor_make(in, in_len);
+    sc_status st = SC_OK;
+    do {
+        if (fmt == SC_INFLATE_ZLIB) {
+            uint8_t cmf = cur_u8(&c), flg = cur_u8(&c);
+            if (c.bad) { st = sc_fail(err, SC_EFORMAT, "%s: truncated header", what); break; }
+            if ((cmf & 15) != 8 || (cmf >> 4) > 7 || (cmf * 256u + flg) % 31 != 0) {
+                st = sc_fail(err, SC_EFORMAT, "%s: bad header bytes %02x %02x", what, cmf, flg);
+                break;
+            }
+            if (flg & 0x20) { st = sc_fail(err, SC_EUNSUPPORTED, "%s: preset dictionary", what); break; }
+        } else if (fmt == SC_INFLATE_GZIP) {
+            if ((st = gzip_header(&c, err)) != SC_OK) break;
+        }
+        size_t member_start = o.len;
+        bitreader br = {c.p, c.end, 0, 0, 0};
+        if ((st = inflate_blocks(&br, &o, what, err)) != SC_OK) break;
+        c.p = br.p;
+        if (fmt == SC_INFLATE_ZLIB) {
+            uint32_t want = cur_u32be(&c);
+            if (c.bad) { st = sc_fail(err, SC_EFORMAT, "%s: truncated Adler-32 trailer", what); break; }
+            if (sc_adler32(1, o.buf, o.len) != want) { st = sc_fail(err, SC_EFORMAT, "%s: Adler-32 mismatch", what); break; }
+        } else if (fmt == SC_INFLATE_GZIP) {
+            uint32_t want_crc = cur_u32le(&c), want_size = cur_u32le(&c);
+            if (c.bad) { st = sc_fail(err, SC_EFORMAT, "%s: truncated CRC-32/size trailer", what); break; }
+            size_t n = o.len - member_start;
+            if (sc_crc32(0, o.buf + member_start, n) != want_crc) { st = sc_fail(err, SC_EFORMAT, "%s: CRC-32 mismatch", what); break; }
+            if ((uint32_t)n != want_size) { st = sc_fail(err, SC_EFORMAT, "%s: size mismatch", what); break; }
+            /* gzip files may hold several members back to back; zero padding after the last is tolerated. */
+            while (cur_left(&c) > 0 && *c.p == 0) c.p++;
+            if (cur_left(&c) > 0 && *c.p != 0x1f) {
+                st = sc_fail(err, SC_EFORMAT, "%s: %zu bytes of trailing garbage", what, cur_left(&c));
+                break;
+            }
+        }
+        /* raw and zlib streams end here; whatever follows belongs to the caller (zlib does the same). */
+    } while (fmt == SC_INFLATE_GZIP && cur_left(&c) > 0);
+
+    if (st != SC_OK) {
+        free(o.buf);
+        return st;
+    }
+    *out = o.buf;
+    *out_len = o.len;
+    return SC_OK;
+}
+/* @book end inflate-api */
 
 /* ======================================================================== */
 /* 7. PNG                                                                    */
