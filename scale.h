@@ -161,7 +161,8 @@ typedef struct sc_node sc_node;
  * arenas; the tensor owns neither. Strides are in elements. */
 typedef struct sc_tensor {
     float *data;
-    float *grad;                 /* same layout as data; NULL until needed */
+    float *grad;                 /* contiguous in `shape` (whatever the data
+                                    strides); NULL until a gradient arrives */
     int ndim;
     int64_t shape[SC_MAX_DIMS];
     int64_t stride[SC_MAX_DIMS];
@@ -422,6 +423,12 @@ int64_t sc_array_numel(const sc_array *a);
 void sc_array_free(sc_array *a);
 /* Read a .npy file (v1/v2/v3 header; f32 f64 i64 i32 u8 u16; C order). */
 sc_status sc_npy_read(const char *path, sc_array *out, sc_err *err);
+/* The same from bytes in memory (`what` names them in errors). Also reads
+ * '<f2' (float16) and '|b1' (bool, as uint8 0/1). Big-endian data and
+ * Fortran order are refused with SC_EUNSUPPORTED; the payload must be
+ * exactly numel × itemsize bytes; at most SC_ARRAY_MAX_DIMS dims of at
+ * most 2^31 each. */
+sc_status sc_npy_parse(const uint8_t *bytes, size_t len, const char *what, sc_array *out, sc_err *err);
 /* Write a .npy file (v1 header) atomically. */
 sc_status sc_npy_write(const char *path, const sc_array *a, sc_err *err);
 sc_status sc_npy_write_f32(const char *path, const float *data, int ndim, const int64_t *shape, sc_err *err);
@@ -657,20 +664,21 @@ void sc_two_prompt_scores(float *out, const float *sim_present, const float *sim
 /* A tape node: the op that produced `out` from `in`, and how to send
  * out->grad back to the inputs. Ops in nn.c and loss.c define their own
  * nodes with sc__node_record. */
+/* @book begin tape-node */
 typedef void (*sc__backward_fn)(sc_ctx *ctx, sc_node *n);
 
-#define SC_NODE_MAX_IN 4
 struct sc_node {
     const char *op;               /* "matmul", "layernorm", ... */
     sc__backward_fn backward;
     sc_tensor *out;
-    sc_tensor *in[SC_NODE_MAX_IN];
+    sc_tensor **in;               /* n_in inputs (NULL entries allowed) */
     int n_in;
     void *saved;                  /* op-specific state, in ctx->act */
     float fparam[4];
     int64_t iparam[4];
     sc_node *prev;
 };
+/* @book end tape-node */
 
 /* Record a node for out = op(in...) when grad mode is on and any input
  * requires grad; marks out->requires_grad. Returns the node or NULL. */
