@@ -821,10 +821,245 @@ sc_tensor *sc_scale_loss_op(sc_ctx *ctx, sc_tensor *Q, const sc_loss_problem *p,
 
 /* ======================================================================== */
 /* 6. Training SCALE on cached embeddings                                    */
+
+/* Training follows Fig. 1 on cached embeddings: a batch of images and the
+ * texts paired with them, plus one canonical prompt per combination (so
+ * that Z has a column for each, Sec. 2.2), pass through their adapters,
+ * are L2-normalised, give Q = X̂ T̂ᵀ, and the loss of Eq. 3 is minimised
+ * with Adam (lr 1e-3, 150 epochs, Sec. 2.3). All of it runs on the tape:
+ * adapter → normalise → matmul → loss node. */
+
+sc_train_config sc_train_defaults(void)
+{
+    sc_train_config c;
+    c.loss = sc_loss_defaults();
+    c.adapter = sc_adapter_defaults();
+    c.image_adapter = 1;
+    c.text_adapter = 1;
+    c.epochs = 150;
+    c.lr = 1e-3f;
+    c.batch_size = 0;
+    c.seed = 0;
+    return c;
+}
+
+/* @book begin batch-size */
+int sc_train_batch_size(int64_t N)
+{
+    int64_t b = 1;
+    while (b * 2 <= N / 4) b *= 2;      /* about four or more steps per epoch */
+    if (b < 8) b = 8;                    /* but enough samples to find positives */
+    if (b > 64) b = 64;                  /* and no larger than the 64 */
+    return (int)(b < N ? b : N);
+}
+/* @book end batch-size */
+
+sc_status sc_train_data_check(const sc_train_data *d, const char *what, sc_err *err)
+{
+    if (d->N < 1 || d->C < 1 || d->H < 1)
+        return sc_fail(err, SC_ESHAPE, "%s: empty training data (N=%lld C=%lld H=%d)", what, (long long)d->N,
+                       (long long)d->C, d->H);
+    /* The loss check on the first batch shape covers indices and labels of
+     * the combinations; the per-image arrays are checked here. */
+    for (int64_t i = 0; i < d->N; i++)
+        if (d->text_combo[i] < 0 || d->text_combo[i] >= d->H)
+            return sc_fail(err, SC_ERANGE, "%s: text of image %lld carries combination %d, outside [0, %d)", what,
+                           (long long)i, d->text_combo[i], d->H);
+    int *canonical = malloc(sizeof(int) * (size_t)d->H);
+    if (!canonical) return sc_fail(err, SC_ENOMEM, "%s: out of memory", what);
+    for (int h = 0; h < d->H; h++) canonical[h] = h;
+    sc_loss_problem p = {d->N, d->H, d->H, d->n_classes, d->n_concepts, canonical, d->labels, d->labels,
+                         d->combo_class, d->combo_concept};
+    sc_status st = sc_loss_problem_check(&p, what, err);
+    if (st == SC_OK && d->text_labels) {
+        p.labels = d->text_labels;
+        st = sc_loss_problem_check(&p, what, err);
+    }
+    free(canonical);
+    return st;
+}
+
+sc_status sc_scale_model_init(sc_scale_model *m, int64_t C, const sc_train_config *cfg, sc_err *err)
+{
+    memset(m, 0, sizeof *m);
+    if (!cfg->image_adapter && !cfg->text_adapter)
+        return sc_fail(err, SC_EARG, "training needs at least one adapter (image or text)");
+    if (cfg->adapter.reduction < 1 || C % cfg->adapter.reduction != 0)
+        return sc_fail(err, SC_EARG, "embedding width %lld is not a multiple of the reduction %d", (long long)C,
+                       cfg->adapter.reduction);
+    if (!(cfg->adapter.alpha_init > 0 && cfg->adapter.alpha_init < 1))
+        return sc_fail(err, SC_EARG, "alpha must start inside (0, 1), not %g", (double)cfg->adapter.alpha_init);
+    m->cfg = *cfg;
+    m->C = C;
+    sc_arena_init(&m->weights, "adapter weights", (size_t)4 << 20, 0);
+    /* One stream initialises the adapters, a second one shuffles; both
+     * follow from the seed. */
+    sc_rng init;
+    sc_rng_seed(&init, cfg->seed);
+    sc_rng_seed(&m->rng, cfg->seed ^ 0x5CA1Eull);
+    if (cfg->image_adapter) {
+        sc_adapter_init(&m->image, &m->weights, C, cfg->adapter, &init, "image_adapter");
+        m->params[m->n_params++] = m->image.w1;
+        m->params[m->n_params++] = m->image.w2;
+        m->params[m->n_params++] = m->image.alpha;
+    }
+    if (cfg->text_adapter) {
+        sc_adapter_init(&m->text, &m->weights, C, cfg->adapter, &init, "text_adapter");
+        m->params[m->n_params++] = m->text.w1;
+        m->params[m->n_params++] = m->text.w2;
+        m->params[m->n_params++] = m->text.alpha;
+    }
+    sc_status st = sc_optim_init(&m->opt, sc_opt_defaults(SC_OPT_ADAM, cfg->lr), m->params, m->n_params, err);
+    if (st) sc_scale_model_free(m);
+    return st;
+}
+
+void sc_scale_model_free(sc_scale_model *m)
+{
+    sc_optim_free(&m->opt);
+    sc_arena_free(&m->weights);
+    m->n_params = 0;
+}
+
+/* Adapt (when that branch has an adapter) and L2-normalise rows x (B, C). */
+static sc_tensor *adapt_normalise(sc_ctx *ctx, const sc_adapter *ad, int use, sc_tensor *x)
+{
+    return sc_l2_normalize(ctx, use ? sc_adapter_apply(ctx, ad, x) : x);
+}
+
+/* One batch: the images `index[0..B)`, their paired texts and the H
+ * canonical prompts, as the tensors and the loss problem of Sec. 2.2.
+ * When the paired texts are themselves canonical prompts (no text_emb),
+ * the batch's M = B + H text rows are copies of the H prompt rows: the
+ * text adapter then runs on the H prompts only and the rows are gathered
+ * afterwards (prompt_row), which gives the same Q and gradients for a
+ * fraction of the work. */
+typedef struct {
+    sc_tensor *images;     /* (B, C) */
+    sc_tensor *texts;      /* (B + H, C) paired texts, then canonical prompts; NULL when gathered */
+    int32_t *prompt_row;   /* (B + H) the prompt each text row copies */
+    int *text_combo;       /* (B + H) */
+    float *labels;         /* (B, H) */
+    float *text_labels;    /* (B + H, H) */
+    sc_loss_problem problem;
+} train_batch;
+
+static void gather_batch(train_batch *b, sc_ctx *ctx, const sc_train_data *d, const int *index, int64_t B)
+{
+    int64_t C = d->C, H = d->H, M = B + H;
+    b->images = sc_tensor_new(&ctx->act, 2, (int64_t[]){B, C}, "images");
+    b->texts = d->text_emb ? sc_tensor_new(&ctx->act, 2, (int64_t[]){M, C}, "texts") : NULL;
+    b->prompt_row = sc__act_alloc(ctx, sizeof(int32_t) * (size_t)M);
+    b->text_combo = sc__act_alloc(ctx, sizeof(int) * (size_t)M);
+    b->labels = sc__act_alloc(ctx, sizeof(float) * (size_t)(B * H));
+    b->text_labels = sc__act_alloc(ctx, sizeof(float) * (size_t)(M * H));
+    memset(b->text_labels, 0, sizeof(float) * (size_t)(M * H));
+    for (int64_t r = 0; r < M; r++) {
+        int64_t i = r < B ? index[r] : -1;             /* image row, or a canonical prompt */
+        int h = r < B ? d->text_combo[i] : (int)(r - B);
+        b->text_combo[r] = h;
+        b->prompt_row[r] = h;
+        if (b->texts) {
+            const float *text = r < B ? d->text_emb + i * C : d->prompt_emb + (int64_t)h * C;
+            memcpy(b->texts->data + r * C, text, sizeof(float) * (size_t)C);
+        }
+        if (r < B && d->text_labels) memcpy(b->text_labels + r * H, d->text_labels + i * H, sizeof(float) * (size_t)H);
+        else b->text_labels[r * H + h] = 1;
+        if (r < B) {
+            memcpy(b->images->data + r * C, d->image_emb + i * C, sizeof(float) * (size_t)C);
+            memcpy(b->labels + r * H, d->labels + i * H, sizeof(float) * (size_t)H);
+        }
+    }
+    sc_loss_problem p = {B, M, d->H, d->n_classes, d->n_concepts, b->text_combo, b->labels, b->text_labels,
+                         d->combo_class, d->combo_concept};
+    b->problem = p;
+}
+
+/* The normalised text rows of a batch (B + H, C). */
+static sc_tensor *batch_texts(sc_ctx *ctx, const sc_scale_model *m, const sc_train_data *d, const train_batch *b)
+{
+    if (b->texts) return adapt_normalise(ctx, &m->text, m->cfg.text_adapter, b->texts);
+    sc_tensor *prompts = sc_tensor_wrap(&ctx->act, (float *)d->prompt_emb, 2, (int64_t[]){d->H, d->C}, "prompts");
+    sc_tensor *unique = adapt_normalise(ctx, &m->text, m->cfg.text_adapter, prompts);
+    return sc_embedding(ctx, unique, b->prompt_row, b->problem.M);
+}
+
+/* @book begin batch-loss */
+sc_tensor *sc_scale_batch_loss(sc_ctx *ctx, const sc_scale_model *m, const sc_train_data *d, const int *index,
+                               int64_t B, sc_loss_terms *terms)
+{
+    SC_ASSERT(d->C == m->C, "data of width %lld for a model of width %lld", (long long)d->C, (long long)m->C);
+    train_batch b;
+    gather_batch(&b, ctx, d, index, B);
+    sc_tensor *x = adapt_normalise(ctx, &m->image, m->cfg.image_adapter, b.images);
+    sc_tensor *t = batch_texts(ctx, m, d, &b);
+    sc_tensor *Q = sc_matmul(ctx, x, t, 0, 1);          /* (B, B + H) */
+    return sc_scale_loss_op(ctx, Q, &b.problem, &m->cfg.loss, terms);
+}
+/* @book end batch-loss */
+
+/* @book begin train-epoch */
+double sc_scale_train_epoch(sc_scale_model *m, sc_ctx *ctx, const sc_train_data *d)
+{
+    int64_t N = d->N, B = m->cfg.batch_size > 0 ? m->cfg.batch_size : sc_train_batch_size(N);
+    int *order = malloc(sizeof(int) * (size_t)N);
+    SC_ASSERT(order != NULL, "no memory for %lld indices", (long long)N);
+    for (int64_t i = 0; i < N; i++) order[i] = (int)i;
+    sc_rng_shuffle(&m->rng, order, (int)N);
+    double loss_sum = 0;
+    int64_t steps = 0;
+    for (int64_t start = 0; start < N; start += B) {
+        int64_t size = N - start < B ? N - start : B;    /* the last batch may be short */
+        sc_ctx_reset(ctx);
+        sc_tensor *loss = sc_scale_batch_loss(ctx, m, d, order + start, size, NULL);
+        sc_optim_zero_grad(&m->opt);
+        sc_backward(ctx, loss);
+        sc_optim_step(&m->opt);
+        if (m->cfg.image_adapter) sc_adapter_project(&m->image);
+        if (m->cfg.text_adapter) sc_adapter_project(&m->text);
+        loss_sum += loss->data[0];
+        steps++;
+    }
+    sc_ctx_reset(ctx);
+    free(order);
+    m->epoch++;
+    return steps ? loss_sum / (double)steps : 0;
+}
+/* @book end train-epoch */
 /* ======================================================================== */
 
 /* ======================================================================== */
 /* 7. Prediction and explanation                                             */
+
+/* At test time each image is compared with the canonical prompt of every
+ * combination: Q (N, H), whose scaled columns are Z directly. Classes and
+ * concepts are predicted by the same max aggregation as in training
+ * (sc_scale_scores), and the top combinations explain the prediction. */
+
+/* Adapt and normalise n rows without recording, into out (n, C). */
+static void embed_rows(float *out, const sc_adapter *ad, int use, const float *x, int64_t n, int64_t C)
+{
+    sc_ctx ctx;
+    sc_ctx_init(&ctx);
+    sc_ctx_set_grad(&ctx, 0);
+    sc_tensor *in = sc_tensor_wrap(&ctx.act, (float *)x, 2, (int64_t[]){n, C}, "rows");
+    sc_tensor *y = adapt_normalise(&ctx, ad, use, in);
+    memcpy(out, y->data, sizeof(float) * (size_t)(n * C));
+    sc_ctx_free(&ctx);
+}
+
+void sc_scale_similarity(float *Q, const sc_scale_model *m, const float *image_emb, int64_t N,
+                         const float *prompt_emb, int H)
+{
+    int64_t C = m->C;
+    float *x = malloc(sizeof(float) * (size_t)(N * C)), *t = malloc(sizeof(float) * (size_t)H * (size_t)C);
+    SC_ASSERT(x && t, "no memory to embed %lld images", (long long)N);
+    embed_rows(x, &m->image, m->cfg.image_adapter, image_emb, N, C);
+    embed_rows(t, &m->text, m->cfg.text_adapter, prompt_emb, H, C);
+    sc_gemm(0, 1, N, H, C, x, C, t, C, Q, H, 0);
+    free(x);
+    free(t);
+}
 /* ======================================================================== */
 
 /* ======================================================================== */

@@ -631,6 +631,67 @@ void sc_scale_scores(double *Z, double *z_concept, double *z_class, const float 
  * -1 when there is none). */
 void sc_combo_columns(int64_t *first_col, const int *text_combo, int64_t M, int H);
 
+/* ---- loss.c: training on cached embeddings, Sec. 2.3 (book/07) ---- */
+/* The frozen encoders run once; training sees their outputs. Image i
+ * comes with the text paired with it and with its labels. */
+typedef struct {
+    int64_t N, C;              /* training images, embedding width */
+    int H, n_classes, n_concepts;
+    const float *image_emb;    /* (N, C) image embeddings as the encoder gives them */
+    const float *text_emb;     /* (N, C) the text paired with image i, or NULL for the
+                                  canonical prompt of text_combo[i] */
+    const int *text_combo;     /* (N) the combination the paired text carries */
+    const float *labels;       /* (N, H) G */
+    const float *text_labels;  /* (N, H) GT, or NULL for one-hot(text_combo) */
+    const float *prompt_emb;   /* (H, C) the canonical prompt of each combination */
+    const int *combo_class;    /* (H) */
+    const int *combo_concept;  /* (H) */
+} sc_train_data;
+
+typedef struct {
+    sc_loss_config loss;
+    sc_adapter_config adapter;
+    int image_adapter, text_adapter; /* which branches get an adapter (both by default) */
+    int epochs;                /* 150 (Sec. 2.3) */
+    float lr;                  /* Adam, 1e-3 (Sec. 2.3) */
+    int batch_size;            /* 0: sc_train_batch_size(N) */
+    uint64_t seed;             /* adapter initialisation and shuffling */
+} sc_train_config;
+
+/* Everything training changes, so that a checkpoint can resume exactly. */
+typedef struct {
+    sc_train_config cfg;
+    int64_t C;
+    sc_adapter image, text;    /* used when the matching switch is on */
+    sc_tensor *params[6];      /* the trainable tensors, in checkpoint order */
+    int n_params;
+    sc_arena weights;
+    sc_optim opt;
+    sc_rng rng;                /* the shuffling stream */
+    int64_t epoch;             /* epochs completed */
+} sc_scale_model;
+
+sc_train_config sc_train_defaults(void);
+/* min(64, max(8, the largest power of two <= N / 4)), and at most N. */
+int sc_train_batch_size(int64_t N);
+/* Check training data from outside; `what` names its source. */
+sc_status sc_train_data_check(const sc_train_data *d, const char *what, sc_err *err);
+sc_status sc_scale_model_init(sc_scale_model *m, int64_t C, const sc_train_config *cfg, sc_err *err);
+void sc_scale_model_free(sc_scale_model *m);
+/* The loss of Eq. 3 for the images index[0..B) as a tape: adapters,
+ * normalisation, Q, loss node. Returns the total, shape (1). */
+sc_tensor *sc_scale_batch_loss(sc_ctx *ctx, const sc_scale_model *m, const sc_train_data *d, const int *index,
+                               int64_t B, sc_loss_terms *terms);
+/* One epoch over the data (seeded shuffle, one Adam step per batch);
+ * returns the mean total loss over the batches. ctx is reset per step. */
+double sc_scale_train_epoch(sc_scale_model *m, sc_ctx *ctx, const sc_train_data *d);
+
+/* ---- loss.c: prediction and explanation (book/07) ---- */
+/* Q (N, H): the adapted, normalised images against the adapted, normalised
+ * canonical prompts (one per combination). */
+void sc_scale_similarity(float *Q, const sc_scale_model *m, const float *image_emb, int64_t N,
+                         const float *prompt_emb, int H);
+
 /* ---- loss.c: metrics, Sec. 2.3.2 (book/06) ---- */
 typedef struct {
     double accuracy;      /* mean over classes of one-vs-rest binary accuracy */

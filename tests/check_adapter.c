@@ -140,7 +140,7 @@ static void check_backward(sc_alpha_mode mode, int relu_after_up)
         int skipped = finite_differences(fd, &ad, f, g, t, 1e-2f);
         ck_assert_msg(skipped <= n / 4, "%d of %lld differences cross a kink", skipped, (long long)n);
         for (int64_t i = 0; i < n; i++) an[i] = isnan(fd[i]) ? NAN : t->grad[i];
-        char name[96];
+        char name[160];
         snprintf(name, sizeof name, "d%s (alpha mode %d, %d ReLU)", t->name, (int)mode, relu_after_up ? 2 : 1);
         sc_check_close_d(name, an, fd, n, 2e-4, 1e-3);
         free(fd);
