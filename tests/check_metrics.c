@@ -1,9 +1,12 @@
 /* check_metrics.c — the metrics of Sec. 2.3.2 (loss.c section 8): hand
  * counted cases, the tie rule of the AUC, and the scikit-learn golden cases. */
+#define _POSIX_C_SOURCE 200809L
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "check_util.h"
+#include "golden_util.h"
 
 /* Tolerance for the metrics: they are ratios of small integers and a rank
  * sum, so only double rounding separates us from scikit-learn. */
@@ -68,6 +71,61 @@ START_TEST(test_threshold_and_two_prompt)
 }
 END_TEST
 
+/* ---- the scikit-learn golden cases (tests/golden/metrics/) ---- */
+
+static const char *const metric_names[4] = {"accuracy", "macro_recall", "macro_f1", "auc"};
+
+START_TEST(test_golden_metrics_library)
+{
+    int multilabel = _i == 1;
+    const char *dir = multilabel ? "tests/golden/metrics/multi" : "tests/golden/metrics/single";
+    char path[256];
+    int64_t n_scores, n_labels;
+    snprintf(path, sizeof path, "%s/scores.npy", sc_test_path(dir));
+    float *s = golden_floats(path, &n_scores);
+    snprintf(path, sizeof path, "%s/labels.npy", sc_test_path(dir));
+    float *y = golden_floats(path, &n_labels);
+    /* single: labels are (N) indices and scores (N, K); multi: both (N, K) */
+    int64_t N = multilabel ? n_labels / 4 : n_labels;
+    int K = (int)(n_scores / N);
+    uint8_t *truth = calloc((size_t)(N * K), 1), *pred = calloc((size_t)(N * K), 1);
+    for (int64_t i = 0; i < N; i++)
+        for (int k = 0; k < K; k++) truth[i * K + k] = multilabel ? y[i * K + k] != 0 : y[i] == (float)k;
+    if (multilabel) sc_predict_threshold(pred, s, N, K, 0.5f);
+    else sc_predict_argmax(pred, s, N, K);
+    sc_metrics m;
+    sc_metrics_eval(&m, s, truth, pred, N, K);
+    char *text = golden_case_text(dir);
+    const double got[4] = {m.accuracy, m.macro_recall, m.macro_f1, m.auc};
+    for (int k = 0; k < 4; k++) {
+        double want = golden_number(text, metric_names[k]);
+        ck_assert_msg(fabs(got[k] - want) <= METRIC_TOL, "%s %s: %.17g vs scikit-learn %.17g", dir, metric_names[k],
+                      got[k], want);
+    }
+    free(text);
+    free(truth);
+    free(pred);
+    free(s);
+    free(y);
+}
+END_TEST
+
+START_TEST(test_golden_metrics_command)
+{
+    const char *dir = _i == 1 ? "tests/golden/metrics/multi" : "tests/golden/metrics/single";
+    static const char *const inputs[] = {"scores.npy", "labels.npy"};
+    char out[1024];
+    golden_run(dir, inputs, 2, out, sizeof out);
+    char *text = golden_case_text(dir);
+    for (int k = 0; k < 4; k++) {
+        double want = golden_number(text, metric_names[k]), got = golden_output_value(out, metric_names[k]);
+        ck_assert_msg(fabs(got - want) <= METRIC_TOL, "%s %s: %.17g vs scikit-learn %.17g", dir, metric_names[k], got,
+                      want);
+    }
+    free(text);
+}
+END_TEST
+
 Suite *suite_metrics(void)
 {
     Suite *s = suite_create("metrics");
@@ -76,5 +134,9 @@ Suite *suite_metrics(void)
     tcase_add_test(tc, test_auc_ties_count_half);
     tcase_add_test(tc, test_threshold_and_two_prompt);
     suite_add_tcase(s, tc);
+    TCase *golden = tcase_create("metrics_golden");
+    tcase_add_loop_test(golden, test_golden_metrics_library, 0, 2);
+    tcase_add_loop_test(golden, test_golden_metrics_command, 0, 2);
+    suite_add_tcase(s, golden);
     return s;
 }
