@@ -28,6 +28,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -764,6 +765,482 @@ sc_status sc_array_to_i64(const sc_array *a, int64_t **out, sc_err *err)
 /* ======================================================================== */
 /* 13. CSV                                                                   */
 /* ======================================================================== */
+
+/* -- a growable text buffer, shared by the CSV and SVG writers -- */
+
+void sc_text_init(sc_text *t)
+{
+    memset(t, 0, sizeof *t);
+}
+
+/* Make room for `more` bytes and the terminating NUL; 0 (and `failed`
+ * set) when that cannot be done. */
+static int text_reserve(sc_text *t, size_t more)
+{
+    size_t need;
+    if (t->failed) return 0;
+    if (!sc_add_ok(t->len, more, &need) || !sc_add_ok(need, 1, &need)) {
+        t->failed = 1;
+        return 0;
+    }
+    if (need <= t->cap) return 1;
+    size_t cap = t->cap ? t->cap : 256;
+    while (cap < need) cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+    char *grown = realloc(t->data, cap);
+    if (!grown) {
+        t->failed = 1;
+        return 0;
+    }
+    t->data = grown;
+    t->cap = cap;
+    return 1;
+}
+
+void sc_text_put(sc_text *t, const char *s, size_t n)
+{
+    if (!text_reserve(t, n)) return;
+    if (n) memcpy(t->data + t->len, s, n);
+    t->len += n;
+    t->data[t->len] = '\0';
+}
+
+void sc_text_puts(sc_text *t, const char *s)
+{
+    sc_text_put(t, s, strlen(s));
+}
+
+static void text_vprintf(sc_text *t, const char *fmt, va_list ap)
+{
+    va_list again;
+    va_copy(again, ap);
+    char small[256];
+    int k = vsnprintf(small, sizeof small, fmt, ap);
+    if (k < 0) {
+        t->failed = 1;
+    } else if ((size_t)k < sizeof small) {
+        sc_text_put(t, small, (size_t)k);
+    } else if (text_reserve(t, (size_t)k)) {
+        vsnprintf(t->data + t->len, (size_t)k + 1, fmt, again);
+        t->len += (size_t)k;
+    }
+    va_end(again);
+}
+
+void sc_text_printf(sc_text *t, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    text_vprintf(t, fmt, ap);
+    va_end(ap);
+}
+
+sc_status sc_text_save(const sc_text *t, const char *path, sc_err *err)
+{
+    if (t->failed) return sc_fail(err, SC_ENOMEM, "%s: out of memory while composing the file", path);
+    return sc_write_file_atomic(path, t->data ? t->data : "", t->len, err);
+}
+
+void sc_text_free(sc_text *t)
+{
+    free(t->data);
+    sc_text_init(t);
+}
+
+/* -- the reader -- */
+
+/* The parser decodes every field into one text buffer (each field followed
+ * by a NUL) and records where each field and each record starts. Offsets,
+ * not pointers, because the buffer moves as it grows; pointers are made
+ * once at the end. */
+typedef struct {
+    size_t first_field;   /* index into the field list */
+    int n_fields;
+    int64_t line;
+} csv_record;
+
+typedef struct {
+    cursor in;
+    const char *what;
+    char delimiter;
+    int64_t line;            /* 1-based line of the cursor */
+    sc_csv_options lim;
+    sc_text text;            /* decoded fields */
+    size_t *field_start;     /* (n_fields) offsets into text */
+    size_t n_fields, cap_fields;
+    csv_record *record;      /* (n_records), the header first */
+    size_t n_records, cap_records;
+} csv_parser;
+
+/* Make room for item index n in a malloc'ed array of `size`-byte items. */
+static int grow_for(void **items, size_t *cap, size_t n, size_t size)
+{
+    if (n < *cap) return 1;
+    size_t new_cap = *cap ? *cap * 2 : 64, bytes;
+    if (!sc_mul_ok(new_cap, size, &bytes)) return 0;
+    void *grown = realloc(*items, bytes);
+    if (!grown) return 0;
+    *items = grown;
+    *cap = new_cap;
+    return 1;
+}
+
+static int csv_peek(const cursor *c)
+{
+    return c->p < c->end ? *c->p : -1;
+}
+
+static sc_status csv_error(const csv_parser *ps, sc_err *err, sc_status code, int64_t line, const char *why)
+{
+    return sc_fail(err, code, "%s:%lld: %s", ps->what, (long long)line, why);
+}
+
+/* Consume one line end (CRLF, LF or a lone CR) if the cursor is on one. */
+static void csv_skip_line_end(csv_parser *ps)
+{
+    int b = csv_peek(&ps->in);
+    if (b != '\r' && b != '\n') return;
+    ps->in.p++;
+    if (b == '\r' && csv_peek(&ps->in) == '\n') ps->in.p++;
+    ps->line++;
+}
+
+/* @book begin csv-quoted-field */
+/* The body of a quoted field, the cursor just past the opening quote.
+ * Inside quotes everything is data except the quote itself: "" stands for
+ * one quote and a lone quote closes the field. Line ends inside are kept
+ * verbatim but still counted, so later messages name the right line. */
+static sc_status csv_quoted_body(csv_parser *ps, sc_err *err)
+{
+    cursor *c = &ps->in;
+    int64_t open_line = ps->line;
+    for (;;) {
+        int b = csv_peek(c);
+        if (b < 0)
+            return csv_error(ps, err, SC_EFORMAT, open_line,
+                             "unterminated quoted field (the quote opens on this line)");
+        c->p++;
+        if (b == '"') {
+            if (csv_peek(c) != '"') break; /* the closing quote */
+            c->p++;                        /* a doubled quote: keep one */
+        } else if (b == '\0') {
+            return csv_error(ps, err, SC_EFORMAT, ps->line, "NUL byte inside a quoted field");
+        } else if (b == '\n' || (b == '\r' && csv_peek(c) != '\n')) {
+            ps->line++;
+        }
+        char ch = (char)b;
+        sc_text_put(&ps->text, &ch, 1);
+    }
+    int next = csv_peek(c);
+    if (next >= 0 && next != ps->delimiter && next != '\r' && next != '\n')
+        return csv_error(ps, err, SC_EFORMAT, ps->line,
+                         "text after the closing quote of a field (a quote inside a field must be doubled)");
+    return SC_OK;
+}
+/* @book end csv-quoted-field */
+
+/* An unquoted field runs to the delimiter, a line end or the end of input;
+ * a quote inside it is an error (RFC 4180 allows quotes only in quoted
+ * fields, and guessing what the writer meant hides broken files). */
+static sc_status csv_plain_body(csv_parser *ps, sc_err *err)
+{
+    cursor *c = &ps->in;
+    const uint8_t *start = c->p;
+    for (;;) {
+        int b = csv_peek(c);
+        if (b < 0 || b == ps->delimiter || b == '\r' || b == '\n') break;
+        if (b == '"')
+            return csv_error(ps, err, SC_EFORMAT, ps->line,
+                             "a quote inside an unquoted field (quote the whole field and double the quote)");
+        if (b == '\0') return csv_error(ps, err, SC_EFORMAT, ps->line, "NUL byte in a field");
+        c->p++;
+    }
+    sc_text_put(&ps->text, (const char *)start, (size_t)(c->p - start));
+    return SC_OK;
+}
+
+static sc_status csv_field(csv_parser *ps, sc_err *err)
+{
+    if (!grow_for((void **)&ps->field_start, &ps->cap_fields, ps->n_fields, sizeof(size_t)))
+        return sc_fail(err, SC_ENOMEM, "%s: out of memory for the field list", ps->what);
+    size_t start = ps->text.len;
+    sc_status st;
+    if (csv_peek(&ps->in) == '"') {
+        ps->in.p++;
+        st = csv_quoted_body(ps, err);
+    } else {
+        st = csv_plain_body(ps, err);
+    }
+    if (st != SC_OK) return st;
+    if (ps->text.len - start > ps->lim.max_field_bytes)
+        return sc_fail(err, SC_ENOMEM, "%s:%lld: a field is longer than the limit of %zu bytes", ps->what,
+                       (long long)ps->line, ps->lim.max_field_bytes);
+    sc_text_put(&ps->text, "", 1);
+    if (ps->text.failed) return sc_fail(err, SC_ENOMEM, "%s: out of memory for the field text", ps->what);
+    ps->field_start[ps->n_fields++] = start;
+    return SC_OK;
+}
+
+/* One record: fields separated by the delimiter, up to a line end (which
+ * is consumed) or the end of input. */
+static sc_status csv_record_parse(csv_parser *ps, sc_err *err)
+{
+    csv_record rec = {ps->n_fields, 0, ps->line};
+    for (;;) {
+        if (rec.n_fields == ps->lim.max_fields)
+            return sc_fail(err, SC_ENOMEM, "%s:%lld: more than %d fields in one record", ps->what,
+                           (long long)rec.line, ps->lim.max_fields);
+        sc_status st = csv_field(ps, err);
+        if (st != SC_OK) return st;
+        rec.n_fields++;
+        if (csv_peek(&ps->in) != ps->delimiter) break;
+        ps->in.p++;
+    }
+    csv_skip_line_end(ps);
+    if (ps->n_records > 0 && !ps->lim.ragged_ok && rec.n_fields != ps->record[0].n_fields)
+        return sc_fail(err, SC_EFORMAT, "%s:%lld: %d fields but the header has %d", ps->what,
+                       (long long)rec.line, rec.n_fields, ps->record[0].n_fields);
+    if (ps->n_records > (size_t)ps->lim.max_rows)
+        return sc_fail(err, SC_ENOMEM, "%s:%lld: more than %lld records", ps->what, (long long)rec.line,
+                       (long long)ps->lim.max_rows);
+    if (!grow_for((void **)&ps->record, &ps->cap_records, ps->n_records, sizeof(csv_record)))
+        return sc_fail(err, SC_ENOMEM, "%s: out of memory for the record list", ps->what);
+    ps->record[ps->n_records++] = rec;
+    return SC_OK;
+}
+
+static sc_csv_options csv_limits(const sc_csv_options *opt)
+{
+    sc_csv_options o = {0};
+    if (opt) o = *opt;
+    if (!o.delimiter) o.delimiter = ',';
+    if (!o.max_file_bytes) o.max_file_bytes = SC_CSV_MAX_FILE_BYTES;
+    if (o.max_rows <= 0) o.max_rows = SC_CSV_MAX_ROWS;
+    if (o.max_fields <= 0) o.max_fields = SC_CSV_MAX_FIELDS;
+    if (!o.max_field_bytes) o.max_field_bytes = SC_CSV_MAX_FIELD_BYTES;
+    return o;
+}
+
+/* Turn the parser's offsets into the caller's pointers. */
+static sc_status csv_publish(csv_parser *ps, sc_csv *csv, sc_err *err)
+{
+    size_t n_rows = ps->n_records - 1;
+    csv->fields = malloc((ps->n_fields ? ps->n_fields : 1) * sizeof(char *));
+    csv->rows = malloc((n_rows ? n_rows : 1) * sizeof(sc_csv_row));
+    if (!csv->fields || !csv->rows) return sc_fail(err, SC_ENOMEM, "%s: out of memory for the row list", ps->what);
+    csv->text = ps->text.data;
+    sc_text_init(&ps->text);
+    for (size_t i = 0; i < ps->n_fields; i++) csv->fields[i] = csv->text + ps->field_start[i];
+    for (size_t r = 0; r < ps->n_records; r++) {
+        const csv_record *rec = &ps->record[r];
+        sc_csv_row row = {csv->fields + rec->first_field, rec->n_fields, rec->line};
+        if (r == 0)
+            csv->header = row;
+        else
+            csv->rows[r - 1] = row;
+    }
+    csv->n_rows = (int64_t)n_rows;
+    csv->n_cols = csv->header.n_fields;
+    return SC_OK;
+}
+
+sc_status sc_csv_parse(sc_csv *csv, const char *text, size_t len, const char *what,
+                       const sc_csv_options *opt, sc_err *err)
+{
+    memset(csv, 0, sizeof *csv);
+    snprintf(csv->what, sizeof csv->what, "%s", what);
+    csv_parser ps = {.in = cursor_make((const uint8_t *)text, len), .what = what, .line = 1,
+                     .lim = csv_limits(opt)};
+    ps.delimiter = ps.lim.delimiter;
+    sc_status st = SC_OK;
+    if (len > ps.lim.max_file_bytes)
+        st = sc_fail(err, SC_ENOMEM, "%s: larger than the limit of %zu bytes", what, ps.lim.max_file_bytes);
+    if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0) ps.in.p += 3; /* UTF-8 byte-order mark */
+    while (st == SC_OK && csv_peek(&ps.in) >= 0) {
+        int b = csv_peek(&ps.in);
+        if (b == '\r' || b == '\n')
+            csv_skip_line_end(&ps); /* an empty line holds no record */
+        else
+            st = csv_record_parse(&ps, err);
+    }
+    if (st == SC_OK && ps.n_records == 0) st = sc_fail(err, SC_EFORMAT, "%s: no header line (the file is empty)", what);
+    if (st == SC_OK) st = csv_publish(&ps, csv, err);
+    sc_text_free(&ps.text);
+    free(ps.field_start);
+    free(ps.record);
+    if (st != SC_OK) sc_csv_free(csv);
+    return st;
+}
+
+sc_status sc_csv_load(sc_csv *csv, const char *path, const sc_csv_options *opt, sc_err *err)
+{
+    sc_csv_options lim = csv_limits(opt);
+    uint8_t *bytes;
+    size_t len;
+    memset(csv, 0, sizeof *csv);
+    sc_status st = sc_read_file(path, lim.max_file_bytes, &bytes, &len, err);
+    if (st != SC_OK) return st;
+    st = sc_csv_parse(csv, (const char *)bytes, len, path, &lim, err);
+    free(bytes);
+    return st;
+}
+
+void sc_csv_free(sc_csv *csv)
+{
+    free(csv->text);
+    free(csv->fields);
+    free(csv->rows);
+    csv->text = NULL;
+    csv->fields = NULL;
+    csv->rows = NULL;
+    csv->n_rows = 0;
+    csv->n_cols = 0;
+    memset(&csv->header, 0, sizeof csv->header);
+}
+
+int sc_csv_column(const sc_csv *csv, const char *name)
+{
+    for (int i = 0; i < csv->header.n_fields; i++)
+        if (strcmp(csv->header.field[i], name) == 0) return i;
+    return -1;
+}
+
+sc_status sc_csv_require_column(const sc_csv *csv, const char *name, int *col, sc_err *err)
+{
+    *col = sc_csv_column(csv, name);
+    if (*col < 0)
+        return sc_fail(err, SC_EFORMAT, "%s:%lld: no column '%s' in the header", csv->what,
+                       (long long)csv->header.line, name);
+    for (int i = *col + 1; i < csv->header.n_fields; i++)
+        if (strcmp(csv->header.field[i], name) == 0)
+            return sc_fail(err, SC_EFORMAT, "%s:%lld: column '%s' appears twice in the header (columns %d and %d)",
+                           csv->what, (long long)csv->header.line, name, *col + 1, i + 1);
+    return SC_OK;
+}
+
+const char *sc_csv_get(const sc_csv *csv, int64_t row, int col)
+{
+    SC_ASSERT(row >= 0 && row < csv->n_rows && col >= 0, "row %lld, column %d of a CSV with %lld rows",
+              (long long)row, col, (long long)csv->n_rows);
+    const sc_csv_row *r = &csv->rows[row];
+    return col < r->n_fields ? r->field[col] : "";
+}
+
+sc_status sc_csv_fail(sc_err *err, sc_status code, const sc_csv *csv, int64_t row, int col,
+                      const char *fmt, ...)
+{
+    if (!err) return code;
+    const sc_csv_row *r = row >= 0 && row < csv->n_rows ? &csv->rows[row] : &csv->header;
+    int k;
+    if (col >= 0 && col < csv->header.n_fields)
+        k = snprintf(err->msg, sizeof err->msg, "%s:%lld: column %s: ", csv->what, (long long)r->line,
+                     csv->header.field[col]);
+    else
+        k = snprintf(err->msg, sizeof err->msg, "%s:%lld: ", csv->what, (long long)r->line);
+    if (k < 0 || (size_t)k >= sizeof err->msg) return code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->msg + k, sizeof err->msg - (size_t)k, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+sc_status sc_csv_get_int(const sc_csv *csv, int64_t row, int col, int64_t *out, sc_err *err)
+{
+    const char *s = sc_csv_get(csv, row, col);
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    /* strtoll skips leading blanks; a field must be the number alone. */
+    if (*s == '\0' || *end != '\0' || s[0] == ' ' || s[0] == '\t')
+        return sc_csv_fail(err, SC_EFORMAT, csv, row, col, "'%.64s' is not an integer", s);
+    if (errno == ERANGE) return sc_csv_fail(err, SC_ERANGE, csv, row, col, "%.64s does not fit in 64 bits", s);
+    *out = (int64_t)v;
+    return SC_OK;
+}
+
+sc_status sc_csv_get_double(const sc_csv *csv, int64_t row, int col, double *out, sc_err *err)
+{
+    const char *s = sc_csv_get(csv, row, col);
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (*s == '\0' || *end != '\0' || s[0] == ' ' || s[0] == '\t')
+        return sc_csv_fail(err, SC_EFORMAT, csv, row, col, "'%.64s' is not a number", s);
+    if (errno == ERANGE && (v == HUGE_VAL || v == -HUGE_VAL))
+        return sc_csv_fail(err, SC_ERANGE, csv, row, col, "%.64s is out of the range of a double", s);
+    *out = v;
+    return SC_OK;
+}
+
+/* -- the writer -- */
+
+void sc_csv_writer_init(sc_csv_writer *w)
+{
+    sc_text_init(&w->out);
+    w->fields_in_row = 0;
+    w->delimiter = ',';
+}
+
+static int csv_needs_quotes(const char *s, char delimiter)
+{
+    for (; *s; s++)
+        if (*s == delimiter || *s == '"' || *s == '\r' || *s == '\n') return 1;
+    return 0;
+}
+
+void sc_csv_put(sc_csv_writer *w, const char *field)
+{
+    /* A first field that begins like a byte-order mark would lose it. */
+    int starts_like_bom = w->out.len == 0 && strncmp(field, "\xEF\xBB\xBF", 3) == 0;
+    if (w->fields_in_row++ > 0) sc_text_put(&w->out, &w->delimiter, 1);
+    if (!starts_like_bom && !csv_needs_quotes(field, w->delimiter)) {
+        sc_text_puts(&w->out, field);
+        return;
+    }
+    sc_text_put(&w->out, "\"", 1);
+    for (const char *q; (q = strchr(field, '"')) != NULL; field = q + 1) {
+        sc_text_put(&w->out, field, (size_t)(q - field));
+        sc_text_put(&w->out, "\"\"", 2);
+    }
+    sc_text_puts(&w->out, field);
+    sc_text_put(&w->out, "\"", 1);
+}
+
+void sc_csv_putf(sc_csv_writer *w, const char *fmt, ...)
+{
+    sc_text field;
+    sc_text_init(&field);
+    va_list ap;
+    va_start(ap, fmt);
+    text_vprintf(&field, fmt, ap);
+    va_end(ap);
+    if (field.failed) w->out.failed = 1;
+    sc_csv_put(w, field.data ? field.data : "");
+    sc_text_free(&field);
+}
+
+void sc_csv_end_row(sc_csv_writer *w)
+{
+    SC_ASSERT(w->fields_in_row > 0, "a CSV record needs at least one field");
+    /* A record whose one field is empty would be an empty line, which
+     * readers skip; "" keeps it. */
+    int line_is_empty = w->out.len == 0 || (w->out.data && w->out.data[w->out.len - 1] == '\n');
+    if (w->fields_in_row == 1 && line_is_empty) sc_text_put(&w->out, "\"\"", 2);
+    sc_text_put(&w->out, "\n", 1);
+    w->fields_in_row = 0;
+}
+
+sc_status sc_csv_writer_save(sc_csv_writer *w, const char *path, sc_err *err)
+{
+    SC_ASSERT(w->fields_in_row == 0, "sc_csv_end_row missing before saving %s", path);
+    return sc_text_save(&w->out, path, err);
+}
+
+void sc_csv_writer_free(sc_csv_writer *w)
+{
+    sc_text_free(&w->out);
+    w->fields_in_row = 0;
+}
 
 /* ======================================================================== */
 /* 14. SVG                                                                   */
