@@ -572,6 +572,65 @@ void sc_csv_writer_free(sc_csv_writer *w);
 
 
 /* ---- io.c: SVG ---- */
+/* Hand-written SVG charts for the experiment reports (the paper's Fig. 2–4),
+ * readable in any browser: line charts with error bars, grids of them, and
+ * scatter plots of 2-D maps. Text is escaped for XML (invalid UTF-8 and
+ * control characters become U+FFFD), colours come from Okabe and Ito's
+ * colour-blind-safe palette (a marker shape changes as well, so series
+ * stay apart in grey print), and files are written atomically.
+ *
+ * Missing values are not errors: a point whose x or y is NaN or infinite,
+ * or whose x is not positive on a log axis, is left out and breaks its line
+ * in two; a NaN, infinite or negative error is not drawn; a series with no
+ * point left keeps its legend entry, marked "(no data)"; a chart with no
+ * point at all still gets its axes, over [0, 1]. Points are joined in the
+ * order given. */
+#define SC_PLOT_PALETTE 8 /* colours before they repeat (with a new marker) */
+
+typedef struct {
+    const char *name;     /* legend label */
+    const double *x;      /* (n) */
+    const double *y;      /* (n) the mean over seeds, say */
+    const double *err;    /* (n) one standard deviation, or NULL */
+    int n;
+    int color;            /* palette index; -1 = the series' position */
+    int dashed;           /* 1 = dashed line (e.g. a follow-up variant) */
+} sc_plot_series;
+
+typedef struct {
+    const char *title;         /* NULL = none */
+    const char *x_label;
+    const char *y_label;
+    int x_log;                 /* 1 = logarithmic x axis */
+    double y_min, y_max;       /* fixed y range; equal (e.g. both 0) = from the data */
+    const double *x_ticks;     /* (n_x_ticks) tick positions, or NULL = automatic */
+    int n_x_ticks;
+    const sc_plot_series *series; /* (n_series) */
+    int n_series;
+} sc_line_chart;
+
+/* One chart with its legend below it. */
+sc_status sc_svg_line_chart(const char *path, const sc_line_chart *chart, sc_err *err);
+/* A grid of charts, n_cols across (one per metric, like the paper's
+ * figures), under an overall title (NULL = none), with one legend below
+ * taken from the first panel: the panels should show the same methods. */
+sc_status sc_svg_line_panels(const char *path, const char *title, const sc_line_chart *panels, int n_panels,
+                             int n_cols, sc_err *err);
+
+typedef struct {
+    const char *title;
+    const double *xy;          /* (n, 2) */
+    const int *category;       /* (n) each in [0, n_categories) */
+    int64_t n;
+} sc_scatter_panel;
+
+/* Scatter plots side by side (Fig. 4: zero-shot next to SCALE), one colour
+ * and marker per category, with a shared legend. Both axes of a panel use
+ * one scale, so distances in the map are not distorted; the axes carry no
+ * numbers because t-SNE coordinates have no units. A category outside
+ * [0, n_categories) fails with SC_ERANGE. */
+sc_status sc_svg_scatter(const char *path, const char *title, const sc_scatter_panel *panels, int n_panels,
+                         const char *const *category_names, int n_categories, sc_err *err);
 
 
 
