@@ -536,9 +536,175 @@ uint32_t sc_adler32(uint32_t adler, const uint8_t *p, size_t n);
 
 
 /* ---- io.c: CSV ---- */
+/* RFC 4180 CSV: fields separated by a delimiter (',' unless set), records
+ * ended by CRLF, LF or a lone CR, the last one optionally without a line
+ * end. A field in double quotes may hold delimiters, quotes (doubled: "")
+ * and line ends. A leading UTF-8 byte-order mark is skipped; empty lines
+ * are skipped (write a lone empty field as "" to keep it). The first
+ * record is the header and names the columns. Refused with SC_EFORMAT and
+ * the file and line in the message: a quote inside an unquoted field, text
+ * after a closing quote, an unterminated quote, a NUL byte, a record whose
+ * field count differs from the header's (unless ragged_ok), no header. */
+typedef struct {
+    char **field;       /* (n_fields) decoded, NUL-terminated */
+    int n_fields;
+    int64_t line;       /* 1-based line on which the record starts */
+} sc_csv_row;
+
+typedef struct {
+    sc_csv_row header;
+    sc_csv_row *rows;   /* (n_rows) the records after the header */
+    int64_t n_rows;
+    int n_cols;         /* fields in the header */
+    char what[256];     /* the file name used in error messages */
+    char *text;         /* owned: every decoded field, back to back */
+    char **fields;      /* owned: pointers into text, record after record */
+} sc_csv;
+
+/* Caps against hostile or runaway files; a 0 member takes the default. */
+#define SC_CSV_MAX_FILE_BYTES ((size_t)1 << 30)
+#define SC_CSV_MAX_ROWS ((int64_t)1 << 24)
+#define SC_CSV_MAX_FIELDS 4096            /* per record */
+#define SC_CSV_MAX_FIELD_BYTES ((size_t)1 << 20)
+typedef struct {
+    char delimiter;         /* ',' when 0 */
+    int ragged_ok;          /* 1 = records may have any field count */
+    size_t max_file_bytes;
+    int64_t max_rows;       /* data records, not counting the header */
+    int max_fields;
+    size_t max_field_bytes;
+} sc_csv_options;
+
+/* `opt` may be NULL (all defaults). On failure *csv is empty and safe to
+ * free. `what` names the text in error messages. */
+sc_status sc_csv_parse(sc_csv *csv, const char *text, size_t len, const char *what,
+                       const sc_csv_options *opt, sc_err *err);
+sc_status sc_csv_load(sc_csv *csv, const char *path, const sc_csv_options *opt, sc_err *err);
+void sc_csv_free(sc_csv *csv);
+/* Index of the first header field equal to name, or -1. */
+int sc_csv_column(const sc_csv *csv, const char *name);
+/* The same, failing with "FILE:LINE: no column 'NAME' in the header" when
+ * the column is missing or appears more than once. */
+sc_status sc_csv_require_column(const sc_csv *csv, const char *name, int *col, sc_err *err);
+/* Field `col` of data record `row`; "" when a ragged record is shorter. */
+const char *sc_csv_get(const sc_csv *csv, int64_t row, int col);
+/* Whole-field numbers: "FILE:LINE: column NAME: 'x' is not an integer". */
+sc_status sc_csv_get_int(const sc_csv *csv, int64_t row, int col, int64_t *out, sc_err *err);
+sc_status sc_csv_get_double(const sc_csv *csv, int64_t row, int col, double *out, sc_err *err);
+/* Fail with "FILE:LINE: column NAME: " followed by the formatted reason,
+ * for readers that find a bad value in a field (col < 0: no column part). */
+sc_status sc_csv_fail(sc_err *err, sc_status code, const sc_csv *csv, int64_t row, int col,
+                      const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 6, 7)))
+#endif
+    ;
+
+/* A growable text buffer for writers (CSV, SVG, Markdown reports). A
+ * failed allocation is remembered in `failed` and later appends are
+ * ignored, so writers append freely and check once, at save. `data` is
+ * NUL-terminated whenever it is not NULL. */
+typedef struct {
+    char *data;
+    size_t len, cap;
+    int failed;
+} sc_text;
+
+void sc_text_init(sc_text *t);
+void sc_text_put(sc_text *t, const char *s, size_t n);
+void sc_text_puts(sc_text *t, const char *s);
+void sc_text_printf(sc_text *t, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+/* Write the text to path with sc_write_file_atomic; SC_ENOMEM when an
+ * append had failed (nothing is written then). */
+sc_status sc_text_save(const sc_text *t, const char *path, sc_err *err);
+void sc_text_free(sc_text *t);
+
+/* A CSV writer: records accumulate in memory and reach the disk at once
+ * through sc_write_file_atomic, so a failed run leaves no partial file.
+ * Fields are quoted only when they must be (delimiter, quote, CR or LF
+ * inside, or a record's only field empty); records end with LF. */
+typedef struct {
+    sc_text out;
+    int fields_in_row;  /* fields written to the current record */
+    char delimiter;     /* ',' after init; may be changed before writing */
+} sc_csv_writer;
+
+void sc_csv_writer_init(sc_csv_writer *w);
+void sc_csv_put(sc_csv_writer *w, const char *field);
+void sc_csv_putf(sc_csv_writer *w, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+void sc_csv_end_row(sc_csv_writer *w);
+sc_status sc_csv_writer_save(sc_csv_writer *w, const char *path, sc_err *err);
+void sc_csv_writer_free(sc_csv_writer *w);
 
 
 /* ---- io.c: SVG ---- */
+/* Hand-written SVG charts for the experiment reports (the paper's Fig. 2–4),
+ * readable in any browser: line charts with error bars, grids of them, and
+ * scatter plots of 2-D maps. Text is escaped for XML (invalid UTF-8 and
+ * control characters become U+FFFD), colours come from Okabe and Ito's
+ * colour-blind-safe palette (a marker shape changes as well, so series
+ * stay apart in grey print), and files are written atomically.
+ *
+ * Missing values are not errors: a point whose x or y is NaN or infinite,
+ * or whose x is not positive on a log axis, is left out and breaks its line
+ * in two; a NaN, infinite or negative error is not drawn; a series with no
+ * point left keeps its legend entry, marked "(no data)"; a chart with no
+ * point at all still gets its axes, over [0, 1]. Points are joined in the
+ * order given. */
+#define SC_PLOT_PALETTE 8 /* colours before they repeat (with a new marker) */
+
+typedef struct {
+    const char *name;     /* legend label */
+    const double *x;      /* (n) */
+    const double *y;      /* (n) the mean over seeds, say */
+    const double *err;    /* (n) one standard deviation, or NULL */
+    int n;
+    int color;            /* palette index; -1 = the series' position */
+    int dashed;           /* 1 = dashed line (e.g. a follow-up variant) */
+} sc_plot_series;
+
+typedef struct {
+    const char *title;         /* NULL = none */
+    const char *x_label;
+    const char *y_label;
+    int x_log;                 /* 1 = logarithmic x axis */
+    double y_min, y_max;       /* fixed y range; equal (e.g. both 0) = from the data */
+    const double *x_ticks;     /* (n_x_ticks) tick positions, or NULL = automatic */
+    int n_x_ticks;
+    const sc_plot_series *series; /* (n_series) */
+    int n_series;
+} sc_line_chart;
+
+/* One chart with its legend below it. */
+sc_status sc_svg_line_chart(const char *path, const sc_line_chart *chart, sc_err *err);
+/* A grid of charts, n_cols across (one per metric, like the paper's
+ * figures), under an overall title (NULL = none), with one legend below
+ * taken from the first panel: the panels should show the same methods. */
+sc_status sc_svg_line_panels(const char *path, const char *title, const sc_line_chart *panels, int n_panels,
+                             int n_cols, sc_err *err);
+
+typedef struct {
+    const char *title;
+    const double *xy;          /* (n, 2) */
+    const int *category;       /* (n) each in [0, n_categories) */
+    int64_t n;
+} sc_scatter_panel;
+
+/* Scatter plots side by side (Fig. 4: zero-shot next to SCALE), one colour
+ * and marker per category, with a shared legend. Both axes of a panel use
+ * one scale, so distances in the map are not distorted; the axes carry no
+ * numbers because t-SNE coordinates have no units. A category outside
+ * [0, n_categories) fails with SC_ERANGE. */
+sc_status sc_svg_scatter(const char *path, const char *title, const sc_scatter_panel *panels, int n_panels,
+                         const char *const *category_names, int n_categories, sc_err *err);
 
 
 
