@@ -2,8 +2,10 @@
  *
  *   make bench BENCH=gemm
  *
- * First the machine's FMA peak at 1 and 2 threads (measured, see
- * bench/gemm_bench.h), then one line per shape, transpose and thread count:
+ * First the machine's FMA peak at 1 and 2 threads and its read bandwidth
+ * from memory (both measured, see bench/gemm_bench.h: the two sides of the
+ * roofline in book chapter 01), then one line per shape, transpose and
+ * thread count:
  *   bench op=gemm m=257 n=4096 k=1024 trans=NN threads=2 kernel=avx2-fma gflops=.. peak_frac=..
  * trans=NT is how sc_linear uses it: y = x·Wᵀ with W stored (out, in).
  * `make bench-blas` prints the same lines for OpenBLAS beside ours.
@@ -23,6 +25,7 @@ void bench_gemm(void)
         peak[threads] = gemm_bench_fma_peak(threads);
         printf("bench op=fma-peak threads=%d gflops=%.1f\n", threads, peak[threads]);
     }
+    printf("bench op=read-bandwidth threads=1 gbps=%.1f\n", gemm_bench_read_bandwidth());
     for (int threads = 1; threads <= 2; threads++) {
         sc_set_threads(threads);
         for (size_t i = 0; i < GEMM_BENCH_N_SHAPES; i++) {
