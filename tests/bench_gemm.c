@@ -18,6 +18,11 @@ static void run_sc_gemm(gemm_shape s, int trans_b, const gemm_operands *o)
     sc_gemm(0, trans_b, s.m, s.n, s.k, o->a, s.k, o->b, trans_b ? s.k : s.n, o->c, s.n, 0);
 }
 
+static void run_sc_gemm_ref(gemm_shape s, int trans_b, const gemm_operands *o)
+{
+    sc_gemm_ref(0, trans_b, s.m, s.n, s.k, o->a, s.k, o->b, trans_b ? s.k : s.n, o->c, s.n, 0);
+}
+
 void bench_gemm(void)
 {
     double peak[3] = {0.0, 0.0, 0.0};
@@ -40,4 +45,13 @@ void bench_gemm(void)
         }
     }
     sc_set_threads(0);
+
+    /* The triple loop on the first shape, for scale (one thread). */
+    gemm_shape s = gemm_bench_shapes[0];
+    gemm_operands o = gemm_bench_alloc(s);
+    for (int trans_b = 0; trans_b <= 1; trans_b++) {
+        double t = gemm_bench_best_seconds(run_sc_gemm_ref, s, trans_b, &o);
+        gemm_bench_print("gemm-ref", "triple-loop", s, trans_b, 1, gemm_bench_gflops(s, t), peak[1]);
+    }
+    gemm_bench_free(&o);
 }
