@@ -961,6 +961,7 @@ static sc_status npy_parse_header(const uint8_t *bytes, size_t len, const char *
     return SC_OK;
 }
 
+/* @book begin npy-payload */
 static sc_status npy_check_payload(const npy_header *h, size_t file_len, const char *what, sc_err *err)
 {
     size_t have = file_len - h->data_offset;
@@ -971,6 +972,7 @@ static sc_status npy_check_payload(const npy_header *h, size_t file_len, const c
     }
     return SC_OK;
 }
+/* @book end npy-payload */
 
 static void npy_fill_array(const npy_header *h, void *data, sc_array *out)
 {
@@ -1120,6 +1122,7 @@ sc_status sc_npy_write_f32(const char *path, const float *data, int ndim, const 
     return sc_npy_write(path, &a, err);
 }
 
+/* @book begin half-to-float */
 /* IEEE half (1 sign, 5 exponent, 10 mantissa bits) to float, exactly:
  * every half is a float, subnormals included. */
 static float half_to_float(uint16_t h)
@@ -1148,6 +1151,7 @@ static float half_to_float(uint16_t h)
     memcpy(&f, &bits, 4);
     return f;
 }
+/* @book end half-to-float */
 
 /* bfloat16 is the top half of a float32. */
 static float bf16_to_float(uint16_t b)
@@ -2103,6 +2107,7 @@ static const char *const pk_kind_names[] = {
     "None", "bool", "int", "float", "str", "tuple", "list", "dict", "global", "storage", "tensor"
 };
 
+/* @book begin pickle-allowlist */
 /* The globals a state dict may name; nothing else can be looked up. */
 typedef enum { G_ORDERED_DICT, G_REBUILD_TENSOR, G_REBUILD_PARAMETER, G_STORAGE } pk_global;
 
@@ -2122,6 +2127,7 @@ static const struct {
     {"torch", "IntStorage", G_STORAGE, SC_DT_I32},
     {"torch", "ByteStorage", G_STORAGE, SC_DT_U8},
 };
+/* @book end pickle-allowlist */
 
 typedef struct pk_value pk_value;
 
@@ -2415,6 +2421,7 @@ static sc_status pk_persistent_load(pickle_vm *vm)
     return pk_push(vm, v);
 }
 
+/* @book begin pickle-rebuild-tensor */
 /* _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad,
  * backward_hooks[, metadata]): a strided view of a storage. Every index
  * the view can reach must lie inside the storage. */
@@ -2455,7 +2462,9 @@ static sc_status pk_rebuild_tensor(pickle_vm *vm, const pk_value *args, pk_value
     (*out)->u.tensor = t;
     return SC_OK;
 }
+/* @book end pickle-rebuild-tensor */
 
+/* @book begin pickle-reduce */
 /* REDUCE: call an allowed global with a tuple of arguments. */
 static sc_status pk_reduce(pickle_vm *vm)
 {
@@ -2484,6 +2493,7 @@ static sc_status pk_reduce(pickle_vm *vm)
     if (s != SC_OK) return s;
     return pk_push(vm, result);
 }
+/* @book end pickle-reduce */
 
 static sc_status pk_memo_put(pickle_vm *vm, uint64_t idx)
 {
