@@ -2156,6 +2156,9 @@ struct pk_value {
 #define PK_MAX_MARKS (1 << 16)
 #define PK_MAX_MEMO (1 << 20)
 #define PK_MAX_NEST 8  /* dicts within dicts when collecting tensors */
+/* Dict entries visited when collecting: shared (memoised) dicts nested in
+ * each other could otherwise ask for exponentially many visits. */
+#define PK_MAX_VISITS (4 * WEIGHTS_MAX_TENSORS)
 
 typedef struct {
     cursor c;
@@ -2169,6 +2172,7 @@ typedef struct {
     size_t n_marks, marks_cap;
     pk_value **memo;
     size_t memo_cap, memo_count;
+    size_t visits;             /* dict entries seen by pk_collect */
     sc_weights *w;             /* storages are found through the archive */
     const zip_archive *zip;
     const char *prefix;        /* "openai" of openai/data.pkl */
@@ -2439,6 +2443,7 @@ static sc_status pk_rebuild_tensor(pickle_vm *vm, const pk_value *args, pk_value
     if (!t) return sc_fail(vm->err, SC_ENOMEM, "%s: out of memory", vm->what);
     int64_t storage_numel = a[0]->u.storage.numel, offset = a[1]->u.i;
     size_t last = offset >= 0 ? (size_t)offset : 0; /* highest element index reached */
+    size_t bytes = sc_dtype_size(a[0]->u.storage.dtype); /* of the view, which zero strides can make huge */
     int empty = 0;
     for (size_t d = 0; d < ndim; d++) {
         const pk_value *sz = a[2]->u.seq.items[d], *st = a[3]->u.seq.items[d];
@@ -2447,6 +2452,8 @@ static sc_status pk_rebuild_tensor(pickle_vm *vm, const pk_value *args, pk_value
         t->shape[d] = sz->u.i;
         t->stride[d] = st->u.i;
         size_t reach;
+        if (!sc_mul_ok(bytes, (size_t)sz->u.i, &bytes) || bytes > ((size_t)1 << 62))
+            return pk_fail(vm, "tensor has too many elements");
         if (sz->u.i == 0) empty = 1;
         else if (!sc_mul_ok((size_t)(sz->u.i - 1), (size_t)st->u.i, &reach) || !sc_add_ok(last, reach, &last))
             return pk_fail(vm, "tensor strides overflow");
@@ -2654,6 +2661,8 @@ static sc_status pk_collect(pickle_vm *vm, const pk_value *dict, char *name, siz
                             int depth)
 {
     for (size_t i = 0; i + 1 < dict->u.seq.n; i += 2) {
+        if (++vm->visits > PK_MAX_VISITS)
+            return sc_fail(vm->err, SC_EFORMAT, "%s: more than %d dict entries to visit", vm->what, PK_MAX_VISITS);
         const pk_value *key = dict->u.seq.items[i], *v = dict->u.seq.items[i + 1];
         if (key->kind != PK_STR || (v->kind != PK_TENSOR && v->kind != PK_DICT)) continue; /* epoch, config, ... */
         size_t len = name_len + (name_len ? 1 : 0) + key->u.str.n;
