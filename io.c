@@ -364,6 +364,11 @@ static sc_status json_string(json_parser *p, char **out, size_t *out_len)
         uint8_t c = p->text[p->pos];
         if (c == '"') break;
         if (c < 0x20) return json_fail(p, p->pos, "control character U+%04X in a string must be escaped", c);
+        if (c < 0x80 && c != '\\') { /* the common case: plain ASCII */
+            dst[k++] = (char)c;
+            p->pos++;
+            continue;
+        }
         if (c != '\\') {
             size_t n = utf8_valid_len(p->text + p->pos, p->len - p->pos);
             if (n == 0) return json_fail(p, p->pos, "invalid UTF-8 byte 0x%02X in a string", c);
@@ -428,6 +433,16 @@ static sc_status json_number(json_parser *p, double *out)
         while (i < n && is_digit(t[i])) i++;
     }
     size_t len = i - start;
+    /* Integers of up to 15 digits are exact in a double: no need for strtod. */
+    size_t neg = t[start] == '-';
+    if (len - neg <= 15 && memchr(t + start, '.', len) == NULL && memchr(t + start, 'e', len) == NULL &&
+        memchr(t + start, 'E', len) == NULL) {
+        double v = 0;
+        for (size_t k = start + neg; k < i; k++) v = v * 10 + (t[k] - '0');
+        *out = neg ? -v : v;
+        p->pos = i;
+        return SC_OK;
+    }
     char small[64];
     char *buf = len < sizeof small ? small : malloc(len + 1);
     if (!buf) return sc_fail(p->err, SC_ENOMEM, "%s: out of memory", p->what);
