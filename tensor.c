@@ -25,8 +25,20 @@
 #include "scale.h"
 
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+/* The AVX2/FMA GEMM kernel is compiled with a function target attribute and
+ * chosen at run time, so the default build runs on any x86-64. */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define SC_GEMM_X86 1
+#include <immintrin.h>
+#else
+#define SC_GEMM_X86 0
+#endif
 
 /* ======================================================================== */
 /* 1. Shapes and construction                                                */
@@ -191,10 +203,10 @@ void *sc__act_alloc(sc_ctx *ctx, size_t bytes)
     return p;
 }
 
+/* @book begin node-record */
 sc_node *sc__node_record(sc_ctx *ctx, const char *op, sc__backward_fn bw,
                          sc_tensor *out, sc_tensor *const *in, int n_in)
 {
-    SC_ASSERT(n_in <= SC_NODE_MAX_IN, "op %s has %d inputs", op, n_in);
     if (!ctx->grad_enabled) return NULL;
     int any = 0;
     for (int i = 0; i < n_in; i++)
@@ -206,6 +218,8 @@ sc_node *sc__node_record(sc_ctx *ctx, const char *op, sc__backward_fn bw,
     n->backward = bw;
     n->out = out;
     n->n_in = n_in;
+    n->in = sc_arena_alloc(&ctx->act, sizeof(sc_tensor *) * (size_t)(n_in ? n_in : 1));
+    SC_ASSERT(n->in != NULL, "arena '%s' cannot hold a tape node", ctx->act.name);
     for (int i = 0; i < n_in; i++) n->in[i] = in[i];
     n->prev = ctx->tape;
     ctx->tape = n;
@@ -214,6 +228,7 @@ sc_node *sc__node_record(sc_ctx *ctx, const char *op, sc__backward_fn bw,
     out->node = n;
     return n;
 }
+/* @book end node-record */
 
 float *sc__grad(sc_ctx *ctx, sc_tensor *t)
 {
@@ -229,26 +244,200 @@ float *sc__grad(sc_ctx *ctx, sc_tensor *t)
 /* 3. Threads                                                                */
 /* ======================================================================== */
 
-static int n_threads_override = 0;
+/* One pool of POSIX threads, started on the first parallel call and reused
+ * by every later one, so no call pays for thread creation. The calling
+ * thread always works too: with t threads wanted, t - 1 pool workers join
+ * it. Work items are claimed in chunks from an atomic counter, so which
+ * thread runs which item varies from run to run; results cannot vary as
+ * long as items write disjoint memory, which the API requires.
+ *
+ * A parallel_for issued from inside a task (or while another thread owns
+ * the pool) runs serially on the calling thread: it cannot deadlock waiting
+ * for workers that are busy running its own parent. */
+
+#define SC_MAX_THREADS 256
+
+typedef struct {
+    pthread_mutex_t lock;
+    pthread_cond_t wake;        /* workers sleep here between jobs */
+    pthread_cond_t done;        /* the caller sleeps here until helpers finish */
+    int n_workers;              /* threads started so far */
+    uint64_t generation;        /* advances with every job */
+    int busy;                   /* a job is running */
+    /* the current job */
+    sc_task_fn fn;
+    void *arg;
+    int64_t n_items;
+    int64_t chunk;              /* items claimed at a time */
+    atomic_llong next_item;     /* first item not yet claimed */
+    int helpers;                /* workers 1..helpers take part */
+    int active;                 /* helpers that have not finished */
+} thread_pool;
+
+static thread_pool pool = {
+    .lock = PTHREAD_MUTEX_INITIALIZER,
+    .wake = PTHREAD_COND_INITIALIZER,
+    .done = PTHREAD_COND_INITIALIZER,
+};
+
+/* Set while this thread runs a task (workers: always), so nested calls run
+ * serially. */
+static _Thread_local int inside_task;
+
+static atomic_int threads_override;   /* sc_set_threads; 0 = default */
+static int threads_default = 1;
+static pthread_once_t threads_once = PTHREAD_ONCE_INIT;
+
+static void threads_read_env(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    const char *s = getenv("SCALE_THREADS");
+    if (s && *s) {
+        char *end;
+        long v = strtol(s, &end, 10);
+        if (*end == 0 && v > 0) n = v;
+    }
+    if (n < 1) n = 1;
+    threads_default = n > SC_MAX_THREADS ? SC_MAX_THREADS : (int)n;
+}
 
 int sc_threads(void)
 {
-    return n_threads_override > 0 ? n_threads_override : 1;
+    int n = atomic_load(&threads_override);
+    if (n > 0) return n;
+    pthread_once(&threads_once, threads_read_env);
+    return threads_default;
 }
 
 void sc_set_threads(int n)
 {
-    n_threads_override = n;
+    if (n > SC_MAX_THREADS) n = SC_MAX_THREADS;
+    atomic_store(&threads_override, n > 0 ? n : 0);
+}
+
+/* Claim chunks of the current job until none is left. */
+static void pool_run_items(void)
+{
+    for (;;) {
+        int64_t i = atomic_fetch_add(&pool.next_item, pool.chunk);
+        if (i >= pool.n_items) return;
+        int64_t end = i + pool.chunk < pool.n_items ? i + pool.chunk : pool.n_items;
+        for (; i < end; i++) pool.fn(pool.arg, i);
+    }
+}
+
+static void *pool_worker(void *arg)
+{
+    int id = (int)(intptr_t)arg;        /* 1, 2, ...; the caller is 0 */
+    uint64_t seen = 0;
+    inside_task = 1;
+    pthread_mutex_lock(&pool.lock);
+    for (;;) {
+        while (pool.generation == seen) pthread_cond_wait(&pool.wake, &pool.lock);
+        seen = pool.generation;
+        if (id > pool.helpers) continue;   /* not needed for this job */
+        pthread_mutex_unlock(&pool.lock);
+        pool_run_items();
+        pthread_mutex_lock(&pool.lock);
+        if (--pool.active == 0) pthread_cond_signal(&pool.done);
+    }
+    return NULL;
+}
+
+/* A child of fork() has none of the parent's workers: start afresh. */
+static void pool_after_fork(void)
+{
+    pthread_mutex_init(&pool.lock, NULL);
+    pthread_cond_init(&pool.wake, NULL);
+    pthread_cond_init(&pool.done, NULL);
+    pool.n_workers = 0;
+    pool.busy = 0;
+}
+
+static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
+static void pool_register_fork(void)
+{
+    pthread_atfork(NULL, NULL, pool_after_fork);
+}
+
+/* Start workers until `want` exist (called with the lock held); returns how
+ * many there are, fewer if the system refuses more threads. */
+static int pool_grow(int want)
+{
+    while (pool.n_workers < want) {
+        pthread_t t;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        int rc = pthread_create(&t, &attr, pool_worker, (void *)(intptr_t)(pool.n_workers + 1));
+        pthread_attr_destroy(&attr);
+        if (rc != 0) break;
+        pool.n_workers++;
+    }
+    return pool.n_workers;
+}
+
+static void run_serially(int64_t n, sc_task_fn fn, void *arg)
+{
+    for (int64_t i = 0; i < n; i++) fn(arg, i);
 }
 
 void sc_parallel_for(int64_t n, sc_task_fn fn, void *arg)
 {
-    for (int64_t i = 0; i < n; i++) fn(arg, i);
+    int64_t t = sc_threads();
+    if (t > n) t = n;
+    if (t <= 1 || inside_task) {
+        run_serially(n, fn, arg);
+        return;
+    }
+    pthread_once(&pool_once, pool_register_fork);
+    pthread_mutex_lock(&pool.lock);
+    int helpers = pool.busy ? 0 : pool_grow((int)t - 1);
+    if (helpers > t - 1) helpers = (int)t - 1;
+    if (helpers == 0) {
+        pthread_mutex_unlock(&pool.lock);
+        run_serially(n, fn, arg);
+        return;
+    }
+    pool.busy = 1;
+    pool.fn = fn;
+    pool.arg = arg;
+    pool.n_items = n;
+    /* About four chunks per thread: few atomic claims, yet a thread that
+     * falls behind can hand work over to the others. */
+    pool.chunk = n / (4 * (helpers + 1)) > 0 ? n / (4 * (helpers + 1)) : 1;
+    atomic_store(&pool.next_item, 0);
+    pool.helpers = helpers;
+    pool.active = helpers;
+    pool.generation++;
+    pthread_cond_broadcast(&pool.wake);
+    pthread_mutex_unlock(&pool.lock);
+
+    inside_task = 1;
+    pool_run_items();
+    inside_task = 0;
+
+    pthread_mutex_lock(&pool.lock);
+    while (pool.active > 0) pthread_cond_wait(&pool.done, &pool.lock);
+    pool.busy = 0;
+    pthread_mutex_unlock(&pool.lock);
 }
 
 /* ======================================================================== */
 /* 4. GEMM                                                                   */
 /* ======================================================================== */
+
+/* C (M×N) = op(A) (M×K) · op(B) (K×N), everything row-major:
+ *
+ *   op(A)[i][k] = trans_a ? A[k·lda + i] : A[i·lda + k]
+ *   op(B)[k][j] = trans_b ? B[j·ldb + k] : B[k·ldb + j]
+ *   C[i][j]     = C[i·ldc + j]
+ *
+ * The reference is the triple loop. The fast path follows Goto and van de
+ * Geijn (the BLIS loop nest): copy ("pack") a block of op(A) and a block of
+ * op(B) into buffers laid out in exactly the order the micro-kernel reads
+ * them, then let the micro-kernel hold an MR×NR tile of C in registers
+ * while it walks down K. Book chapter 01 explains the choice of sizes. */
 
 void sc_gemm_ref(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
                  const float *A, int64_t lda, const float *B, int64_t ldb,
@@ -266,50 +455,1810 @@ void sc_gemm_ref(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
         }
 }
 
+/* One product, as the caller described it. */
+typedef struct {
+    int trans_a, trans_b;
+    int64_t M, N, K;
+    const float *A;   /* op(A) is (M, K) */
+    int64_t lda;
+    const float *B;   /* op(B) is (K, N) */
+    int64_t ldb;
+    float *C;         /* (M, N) */
+    int64_t ldc;
+    int accumulate;
+} gemm_args;
+
+/* A micro-kernel computes one MR×NR tile of C from packed panels:
+ *   a: (kc, MR) — column k of the tile's rows of op(A), MR floats per k
+ *   b: (kc, NR) — row k of the tile's columns of op(B), NR floats per k
+ * acc[i][j] = Σ_k a[k·MR + i] · b[k·NR + j], summed in order k = 0, 1, ...
+ * starting from zero; then c[i·ldc + j] = acc (add = 0) or c + acc (add = 1). */
+typedef void (*gemm_kernel_fn)(int64_t kc, const float *a, const float *b,
+                               float *c, int64_t ldc, int add);
+
+/* Packs rows [p0, p0 + kc) and columns [j0, j0 + nc) of op(B) into
+ * ceil(nc / nr) panels, each (kc, nr), zero-padded past column nc. */
+typedef void (*gemm_pack_fn)(const gemm_args *g, int64_t p0, int64_t kc, int64_t j0, int64_t nc,
+                             int nr, float *dst);
+
+/* A kernel, the block sizes that suit it, and how to pack B for it. */
+typedef struct {
+    const char *name;
+    int mr, nr;           /* register tile */
+    int64_t mc, kc, nc;   /* cache blocks: A block mc×kc, B block kc×nc */
+    gemm_kernel_fn kernel;
+    gemm_pack_fn pack_b;
+} gemm_kernel;
+
+#define GEMM_MAX_TILE (6 * 16)   /* largest mr·nr of any kernel */
+
+/* ---- packing ---------------------------------------------------------------- */
+
+/* Packing reads the operands once, straight from memory, so it is limited
+ * by memory latency unless the next lines are requested early. */
+#if defined(__GNUC__) || defined(__clang__)
+#define PREFETCH(p) __builtin_prefetch(p)
+#else
+#define PREFETCH(p) ((void)(p))
+#endif
+
+/* Copy rows [i0, i0 + mc) and columns [p0, p0 + kc) of op(A) into
+ * ceil(mc / mr) panels, each (kc, mr): for every k the mr values of one
+ * column, in the order the kernel reads them. Rows past mc are zero so
+ * the last, short panel runs through the same kernel. */
+static void pack_a(const gemm_args *g, int64_t i0, int64_t mc, int64_t p0, int64_t kc,
+                   int mr, float *dst)
+{
+    if (!g->trans_a) {
+        /* A is (M, K): each row is a stream; fetch the same stretch of the
+         * row one panel below while copying this one. */
+        for (int64_t i = 0; i < mc; i++) {
+            const float *src = g->A + (i0 + i) * g->lda + p0;
+            float *panel = dst + i / mr * mr * kc + i % mr;
+            int next = i + mr < mc;
+            for (int64_t k0 = 0; k0 < kc; k0 += 16) {
+                if (next) PREFETCH(src + mr * g->lda + k0);
+                int64_t k1 = kc - k0 < 16 ? kc : k0 + 16;
+                for (int64_t k = k0; k < k1; k++) panel[k * mr] = src[k];
+            }
+        }
+    } else {
+        /* A is (K, M): a panel takes mr floats from each of kc rows. Sweep
+         * eight rows across all panels at a time (eight sequential
+         * streams) rather than jump a whole row for every k. */
+        for (int64_t k0 = 0; k0 < kc; k0 += 8) {
+            int64_t k1 = kc - k0 < 8 ? kc : k0 + 8;
+            for (int64_t ir = 0; ir < mc; ir += mr) {
+                int64_t rows = mc - ir < mr ? mc - ir : mr;
+                for (int64_t k = k0; k < k1; k++) {
+                    const float *src = g->A + (p0 + k) * g->lda + i0 + ir;
+                    for (int64_t r = 0; r < rows; r++) dst[ir * kc + k * mr + r] = src[r];
+                }
+            }
+        }
+    }
+    int64_t last = (mc - 1) / mr * mr;   /* first row of the last panel */
+    for (int64_t r = mc - last; r < mr; r++)
+        for (int64_t k = 0; k < kc; k++) dst[last * kc + k * mr + r] = 0.0f;
+}
+
+/* One panel of op(B): rows [p0, p0 + kc), columns [j, j + cols) with
+ * cols <= nr, laid out (kc, nr) and zero-padded past cols. */
+static void pack_b_panel(const gemm_args *g, int64_t p0, int64_t kc, int64_t j, int64_t cols,
+                         int nr, float *panel)
+{
+    if (!g->trans_b) {
+        for (int64_t k = 0; k < kc; k++) {
+            const float *src = g->B + (p0 + k) * g->ldb + j;
+            for (int64_t c = 0; c < cols; c++) panel[k * nr + c] = src[c];
+        }
+    } else {
+        for (int64_t c = 0; c < cols; c++) {
+            const float *src = g->B + (j + c) * g->ldb + p0;
+            for (int64_t k = 0; k < kc; k++) panel[k * nr + c] = src[k];
+        }
+    }
+    for (int64_t c = cols; c < nr; c++)
+        for (int64_t k = 0; k < kc; k++) panel[k * nr + c] = 0.0f;
+}
+
+/* Rows [p0, p0 + kc) and columns [j0, j0 + nc) of op(B) as ceil(nc / nr)
+ * panels. When B is stored (K, N), going panel by panel would read nr
+ * floats from each of kc rows a whole row apart — a stride the hardware
+ * prefetcher does not follow. Instead eight rows are swept across all
+ * panels at a time: eight sequential streams. */
+static void pack_b_portable(const gemm_args *g, int64_t p0, int64_t kc, int64_t j0, int64_t nc,
+                            int nr, float *dst)
+{
+    int64_t full = nc / nr * nr;   /* columns in whole panels */
+    if (!g->trans_b) {
+        for (int64_t k0 = 0; k0 < kc; k0 += 8) {
+            int64_t k1 = kc - k0 < 8 ? kc : k0 + 8;
+            for (int64_t jr = 0; jr < full; jr += nr)
+                for (int64_t k = k0; k < k1; k++) {
+                    const float *src = g->B + (p0 + k) * g->ldb + j0 + jr;
+                    float *d = dst + jr * kc + k * nr;
+                    for (int c = 0; c < nr; c++) d[c] = src[c];
+                }
+        }
+    } else {
+        for (int64_t jr = 0; jr < full; jr += nr)
+            pack_b_panel(g, p0, kc, j0 + jr, nr, nr, dst + jr * kc);
+    }
+    if (full < nc) pack_b_panel(g, p0, kc, j0 + full, nc - full, nr, dst + full * kc);
+}
+
+/* ---- the portable kernel ------------------------------------------------ */
+
+/* No intrinsics here, so it builds for any target. With GCC or Clang the
+ * accumulators are generic 4-float vectors (the compilers' vector
+ * extension), which become SSE2 on any x86-64 and NEON on ARM: 6×8 uses
+ * twelve of them, plus two for the row of B and one for the broadcast —
+ * 15 of the 16 SSE registers. (Written as a float acc[6][8] array, gcc
+ * keeps acc in memory and runs at a third of the speed.) Other compilers
+ * get the plain loop. */
+#define PORTABLE_MR 6
+#define PORTABLE_NR 8
+
+#if defined(__GNUC__) || defined(__clang__)
+typedef float v4f __attribute__((vector_size(16)));
+
+static inline v4f v4f_load(const float *p)
+{
+    v4f v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+#define PORTABLE_ROW(i)          \
+    c##i##0 += a[i] * b0;        \
+    c##i##1 += a[i] * b1;
+#define PORTABLE_STORE(i)                                                   \
+    if (add) {                                                              \
+        c##i##0 += v4f_load(c + i * ldc);                                   \
+        c##i##1 += v4f_load(c + i * ldc + 4);                               \
+    }                                                                       \
+    memcpy(c + i * ldc, &c##i##0, sizeof(v4f));                             \
+    memcpy(c + i * ldc + 4, &c##i##1, sizeof(v4f));
+
+static void kernel_portable(int64_t kc, const float *a, const float *b,
+                            float *c, int64_t ldc, int add)
+{
+    v4f c00 = {0.0f, 0.0f, 0.0f, 0.0f}, c01 = c00, c10 = c00, c11 = c00, c20 = c00,
+        c21 = c00, c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    for (int64_t k = 0; k < kc; k++, a += PORTABLE_MR, b += PORTABLE_NR) {
+        v4f b0 = v4f_load(b), b1 = v4f_load(b + 4);
+        PORTABLE_ROW(0) PORTABLE_ROW(1) PORTABLE_ROW(2)
+        PORTABLE_ROW(3) PORTABLE_ROW(4) PORTABLE_ROW(5)
+    }
+    PORTABLE_STORE(0) PORTABLE_STORE(1) PORTABLE_STORE(2)
+    PORTABLE_STORE(3) PORTABLE_STORE(4) PORTABLE_STORE(5)
+}
+#undef PORTABLE_ROW
+#undef PORTABLE_STORE
+#else
+static void kernel_portable(int64_t kc, const float *a, const float *b,
+                            float *c, int64_t ldc, int add)
+{
+    float acc[PORTABLE_MR][PORTABLE_NR] = {{0}};
+    for (int64_t k = 0; k < kc; k++, a += PORTABLE_MR, b += PORTABLE_NR)
+        for (int i = 0; i < PORTABLE_MR; i++)
+            for (int j = 0; j < PORTABLE_NR; j++)
+                acc[i][j] += a[i] * b[j];
+    for (int i = 0; i < PORTABLE_MR; i++)
+        for (int j = 0; j < PORTABLE_NR; j++)
+            c[i * ldc + j] = add ? c[i * ldc + j] + acc[i][j] : acc[i][j];
+}
+#endif
+
+static const gemm_kernel gemm_portable = {
+    "portable", PORTABLE_MR, PORTABLE_NR, 96, 512, 1024, kernel_portable, pack_b_portable
+};
+
+/* ---- the AVX2/FMA kernel ------------------------------------------------ */
+
+#if SC_GEMM_X86
+
+/* 6×16: twelve ymm accumulators (6 rows × 2 vectors of 8), two for the row
+ * of B, one for the broadcast element of A — 15 of the 16 ymm registers.
+ * Per k: 2 loads, 6 broadcasts, 12 FMAs; two FMA pipes finish those 12 in
+ * 6 cycles, and 12 independent accumulators cover the FMA latency of 4
+ * cycles × 2 pipes = 8 in flight. */
+/* @book begin gemm-kernel-avx2 */
+#define AVX2_ROW(i)                                                    \
+    ai = _mm256_broadcast_ss(a + i);                                   \
+    c##i##0 = _mm256_fmadd_ps(ai, b0, c##i##0);                        \
+    c##i##1 = _mm256_fmadd_ps(ai, b1, c##i##1);
+#define AVX2_STORE(i)                                                  \
+    if (add) {                                                         \
+        c##i##0 = _mm256_add_ps(_mm256_loadu_ps(c + i * ldc), c##i##0);     \
+        c##i##1 = _mm256_add_ps(_mm256_loadu_ps(c + i * ldc + 8), c##i##1); \
+    }                                                                  \
+    _mm256_storeu_ps(c + i * ldc, c##i##0);                            \
+    _mm256_storeu_ps(c + i * ldc + 8, c##i##1);
+
+__attribute__((target("avx2,fma")))
+static void kernel_avx2_6x16(int64_t kc, const float *a, const float *b,
+                             float *c, int64_t ldc, int add)
+{
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00,
+           c20 = c00, c21 = c00, c30 = c00, c31 = c00,
+           c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    __m256 ai;
+    /* C is needed only after the loop: ask for its lines now. */
+    for (int i = 0; i < 6; i++) {
+        _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
+        _mm_prefetch((const char *)(c + i * ldc + 15), _MM_HINT_T0);
+    }
+    for (int64_t k = 0; k < kc; k++, a += 6, b += 16) {
+        __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
+        AVX2_ROW(0) AVX2_ROW(1) AVX2_ROW(2) AVX2_ROW(3) AVX2_ROW(4) AVX2_ROW(5)
+    }
+    AVX2_STORE(0) AVX2_STORE(1) AVX2_STORE(2) AVX2_STORE(3) AVX2_STORE(4) AVX2_STORE(5)
+}
+/* @book end gemm-kernel-avx2 */
+#undef AVX2_ROW
+#undef AVX2_STORE
+
+/* Packing B with 8-float vectors: rows of a (K, N) B are copied eight
+ * floats at a time; an (N, K) B is transposed in 8×8 blocks in registers. */
+/* Transpose the 8×8 block whose rows start at src, src + ld, ... and store
+ * its columns at dst, dst + nr, ... (written out: in loops gcc would keep
+ * the sixteen temporaries in memory). */
+__attribute__((target("avx2")))
+static inline void transpose_8x8(const float *src, int64_t ld, float *dst, int64_t nr)
+{
+    __m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + ld),
+           r2 = _mm256_loadu_ps(src + 2 * ld), r3 = _mm256_loadu_ps(src + 3 * ld),
+           r4 = _mm256_loadu_ps(src + 4 * ld), r5 = _mm256_loadu_ps(src + 5 * ld),
+           r6 = _mm256_loadu_ps(src + 6 * ld), r7 = _mm256_loadu_ps(src + 7 * ld);
+    /* pairs of rows interleaved: t0 = r00 r10 r01 r11 | r04 r14 r05 r15 */
+    __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1),
+           t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3),
+           t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
+           t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+    /* quads: s0 = r00 r10 r20 r30 | r04 r14 r24 r34 */
+    __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE),
+           s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE),
+           s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE),
+           s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    /* halves joined: column j = low (j < 4) or high (j >= 4) halves of s, s+4 */
+    _mm256_store_ps(dst, _mm256_permute2f128_ps(s0, s4, 0x20));
+    _mm256_store_ps(dst + nr, _mm256_permute2f128_ps(s1, s5, 0x20));
+    _mm256_store_ps(dst + 2 * nr, _mm256_permute2f128_ps(s2, s6, 0x20));
+    _mm256_store_ps(dst + 3 * nr, _mm256_permute2f128_ps(s3, s7, 0x20));
+    _mm256_store_ps(dst + 4 * nr, _mm256_permute2f128_ps(s0, s4, 0x31));
+    _mm256_store_ps(dst + 5 * nr, _mm256_permute2f128_ps(s1, s5, 0x31));
+    _mm256_store_ps(dst + 6 * nr, _mm256_permute2f128_ps(s2, s6, 0x31));
+    _mm256_store_ps(dst + 7 * nr, _mm256_permute2f128_ps(s3, s7, 0x31));
+}
+
+__attribute__((target("avx2")))
+static void pack_b_avx2(const gemm_args *g, int64_t p0, int64_t kc, int64_t j0, int64_t nc,
+                        int nr, float *dst)
+{
+    int64_t full = nc / nr * nr;   /* columns in whole panels */
+    if (!g->trans_b) {
+        for (int64_t k0 = 0; k0 < kc; k0 += 8) {
+            int64_t k1 = kc - k0 < 8 ? kc : k0 + 8;
+            for (int64_t jr = 0; jr < full; jr += nr)
+                for (int64_t k = k0; k < k1; k++) {
+                    const float *src = g->B + (p0 + k) * g->ldb + j0 + jr;
+                    float *d = dst + jr * kc + k * nr;
+                    for (int c = 0; c < nr; c += 8) _mm256_store_ps(d + c, _mm256_loadu_ps(src + c));
+                }
+        }
+    } else {
+        for (int64_t jr = 0; jr < full; jr += nr)
+            for (int c = 0; c < nr; c += 8) {
+                /* columns j0+jr+c .. +8 of op(B) are rows of the stored B */
+                const float *src = g->B + (j0 + jr + c) * g->ldb + p0;
+                float *d = dst + jr * kc + c;
+                int64_t k = 0;
+                int next = jr + nr < full;
+                for (; k + 8 <= kc; k += 8) {
+                    /* fetch the same lines of the next panel's rows */
+                    if (next && k % 16 == 0)
+                        for (int i = 0; i < 8; i++) PREFETCH(src + (nr + i) * g->ldb + k);
+                    transpose_8x8(src + k, g->ldb, d + k * nr, nr);
+                }
+                for (; k < kc; k++)
+                    for (int i = 0; i < 8; i++) d[k * nr + i] = src[i * g->ldb + k];
+            }
+    }
+    if (full < nc) pack_b_panel(g, p0, kc, j0 + full, nc - full, nr, dst + full * kc);
+}
+
+static const gemm_kernel gemm_avx2 = {
+    "avx2-fma", 6, 16, 96, 512, 1024, kernel_avx2_6x16, pack_b_avx2
+};
+
+#endif /* SC_GEMM_X86 */
+
+/* ---- choosing a kernel ------------------------------------------------- */
+
+/* The kernels this CPU runs, from the most portable up (filled once), and
+ * the index of the one in use. */
+static const gemm_kernel *gemm_levels[2];
+static int gemm_n_levels;
+static _Atomic int gemm_level;
+static pthread_once_t gemm_once = PTHREAD_ONCE_INIT;
+
+/* The best level, unless SCALE_NO_SIMD (set, and not "0") asks for the
+ * portable kernel. */
+static int gemm_auto_level(void)
+{
+    const char *no_simd = getenv("SCALE_NO_SIMD");
+    if (no_simd && *no_simd && strcmp(no_simd, "0") != 0) return 0;
+    return gemm_n_levels - 1;
+}
+
+static void gemm_detect(void)
+{
+    gemm_levels[gemm_n_levels++] = &gemm_portable;
+#if SC_GEMM_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        gemm_levels[gemm_n_levels++] = &gemm_avx2;
+#endif
+    atomic_store(&gemm_level, gemm_auto_level());
+}
+
+static const gemm_kernel *gemm_current(void)
+{
+    pthread_once(&gemm_once, gemm_detect);
+    return gemm_levels[atomic_load(&gemm_level)];
+}
+
+int sc__gemm_force(int level)
+{
+    pthread_once(&gemm_once, gemm_detect);
+    if (level < 0) level = gemm_auto_level();
+    if (level >= gemm_n_levels) level = gemm_n_levels - 1;
+    atomic_store(&gemm_level, level);
+    return level;
+}
+
 int sc_gemm_simd(void)
 {
-    return 0;
+    return gemm_current() != &gemm_portable;
+}
+
+const char *sc_gemm_kernel_name(void)
+{
+    return gemm_current()->name;
+}
+
+/* Each thread packs into its own buffers, kept between calls and freed when
+ * the thread exits. */
+typedef struct {
+    float *a, *b;
+    size_t a_floats, b_floats;
+} pack_buffers;
+
+static pthread_key_t pack_key;
+static pthread_once_t pack_key_once = PTHREAD_ONCE_INIT;
+
+static void pack_buffers_free(void *p)
+{
+    pack_buffers *pb = p;
+    free(pb->a);
+    free(pb->b);
+    free(pb);
+}
+
+static void pack_key_create(void)
+{
+    SC_ASSERT(pthread_key_create(&pack_key, pack_buffers_free) == 0, "pthread_key_create failed");
+}
+
+static float *grow_buffer(float *p, size_t *have, size_t want)
+{
+    if (*have >= want) return p;
+    free(p);
+    size_t bytes = (want * sizeof(float) + 63) / 64 * 64;
+    p = aligned_alloc(64, bytes);
+    SC_ASSERT(p != NULL, "cannot allocate %zu bytes of GEMM packing buffer", bytes);
+    *have = want;
+    return p;
+}
+
+static pack_buffers *pack_buffers_get(const gemm_kernel *kn)
+{
+    pthread_once(&pack_key_once, pack_key_create);
+    pack_buffers *pb = pthread_getspecific(pack_key);
+    if (!pb) {
+        pb = calloc(1, sizeof *pb);
+        SC_ASSERT(pb != NULL, "cannot allocate GEMM packing buffers");
+        pthread_setspecific(pack_key, pb);
+    }
+    size_t mc = (size_t)((kn->mc + kn->mr - 1) / kn->mr * kn->mr);
+    size_t nc = (size_t)((kn->nc + kn->nr - 1) / kn->nr * kn->nr);
+    pb->a = grow_buffer(pb->a, &pb->a_floats, mc * (size_t)kn->kc);
+    pb->b = grow_buffer(pb->b, &pb->b_floats, nc * (size_t)kn->kc);
+    return pb;
+}
+
+/* ---- the loop nest ---------------------------------------------------------- */
+
+/* Multiply a packed A block (mc, kc) by a packed B block (kc, nc) into the
+ * C block at c, tile by tile. Tiles cut by the block edge go through a
+ * local tile and copy back only the valid part; they still run the same
+ * kernel over the same k order, so their values are the same bits a full
+ * tile would produce. */
+static void gemm_macro(const gemm_kernel *kn, int64_t mc, int64_t nc, int64_t kc,
+                       const float *pa, const float *pb, float *c, int64_t ldc, int add)
+{
+    const int mr = kn->mr, nr = kn->nr;
+    for (int64_t jr = 0; jr < nc; jr += nr) {
+        int64_t cols = nc - jr < nr ? nc - jr : nr;
+        for (int64_t ir = 0; ir < mc; ir += mr) {
+            int64_t rows = mc - ir < mr ? mc - ir : mr;
+            const float *a = pa + ir * kc, *b = pb + jr * kc;
+            float *ct = c + ir * ldc + jr;
+            if (rows == mr && cols == nr) {
+                kn->kernel(kc, a, b, ct, ldc, add);
+                continue;
+            }
+            float tile[GEMM_MAX_TILE];
+            kn->kernel(kc, a, b, tile, nr, 0);
+            for (int64_t i = 0; i < rows; i++)
+                for (int64_t j = 0; j < cols; j++)
+                    ct[i * ldc + j] = add ? ct[i * ldc + j] + tile[i * nr + j] : tile[i * nr + j];
+        }
+    }
+}
+
+/* C[i0:i1, j0:j1] on one thread: the five loops of BLIS. The k blocks run
+ * in order pc = 0, KC, 2·KC, ... and each adds its partial sum to C, so
+ * every C element is summed in one fixed order that depends on K and KC
+ * only — never on the rows and columns this thread was given. */
+/* @book begin gemm-loop-nest */
+static void gemm_block(const gemm_args *g, const gemm_kernel *kn,
+                       int64_t i0, int64_t i1, int64_t j0, int64_t j1)
+{
+    pack_buffers *buf = pack_buffers_get(kn);
+    for (int64_t jc = j0; jc < j1; jc += kn->nc) {           /* B block → L3 */
+        int64_t nc = j1 - jc < kn->nc ? j1 - jc : kn->nc;
+        for (int64_t pc = 0; pc < g->K; pc += kn->kc) {
+            int64_t kc = g->K - pc < kn->kc ? g->K - pc : kn->kc;
+            int add = g->accumulate || pc > 0;
+            kn->pack_b(g, pc, kc, jc, nc, kn->nr, buf->b);
+            for (int64_t ic = i0; ic < i1; ic += kn->mc) {    /* A block → L2 */
+                int64_t mc = i1 - ic < kn->mc ? i1 - ic : kn->mc;
+                pack_a(g, ic, mc, pc, kc, kn->mr, buf->a);
+                gemm_macro(kn, mc, nc, kc, buf->a, buf->b,
+                           g->C + ic * g->ldc + jc, g->ldc, add);
+            }
+        }
+    }
+}
+/* @book end gemm-loop-nest */
+
+/* ---- small products ---------------------------------------------------------- */
+
+/* Below a few hundred thousand multiply-adds packing costs more than it
+ * saves: loop directly, with the innermost loop over contiguous memory
+ * where the layout allows it. */
+#define GEMM_SMALL_FLOPS (64 * 64 * 64)
+
+static float gemm_a_at(const gemm_args *g, int64_t i, int64_t k)
+{
+    return g->trans_a ? g->A[k * g->lda + i] : g->A[i * g->lda + k];
+}
+
+static void gemm_small(const gemm_args *g)
+{
+    for (int64_t i = 0; i < g->M; i++) {
+        float *c = g->C + i * g->ldc;
+        if (!g->trans_b) {
+            /* c[j] gathers partial sums over k; a non-accumulating product
+             * starts each row from zero. */
+            float row[256];
+            for (int64_t j0 = 0; j0 < g->N; j0 += 256) {
+                int64_t n = g->N - j0 < 256 ? g->N - j0 : 256;
+                for (int64_t j = 0; j < n; j++) row[j] = 0.0f;
+                for (int64_t k = 0; k < g->K; k++) {
+                    float a = gemm_a_at(g, i, k);
+                    const float *b = g->B + k * g->ldb + j0;
+                    for (int64_t j = 0; j < n; j++) row[j] += a * b[j];
+                }
+                for (int64_t j = 0; j < n; j++)
+                    c[j0 + j] = g->accumulate ? c[j0 + j] + row[j] : row[j];
+            }
+        } else {
+            for (int64_t j = 0; j < g->N; j++) {
+                const float *b = g->B + j * g->ldb;
+                float s = 0.0f;
+                for (int64_t k = 0; k < g->K; k++) s += gemm_a_at(g, i, k) * b[k];
+                c[j] = g->accumulate ? c[j] + s : s;
+            }
+        }
+    }
+}
+
+/* ---- threads ------------------------------------------------------------------ */
+
+/* The threads split C into a tm × tn grid of blocks, cut on tile
+ * boundaries; each block runs gemm_block on its own. K is never split, so
+ * each C element is summed in the same order whatever the thread count:
+ * results are bit-identical for 1, 2, ... threads. */
+typedef struct {
+    const gemm_args *g;
+    const gemm_kernel *kn;
+    int64_t tm, tn;           /* thread grid */
+    int64_t m_tiles, n_tiles; /* ceil(M / mr), ceil(N / nr) */
+} gemm_job;
+
+static void gemm_task(void *arg, int64_t t)
+{
+    const gemm_job *job = arg;
+    int64_t ti = t / job->tn, tj = t % job->tn;
+    int64_t mr = job->kn->mr, nr = job->kn->nr;
+    int64_t i0 = job->m_tiles * ti / job->tm * mr, i1 = job->m_tiles * (ti + 1) / job->tm * mr;
+    int64_t j0 = job->n_tiles * tj / job->tn * nr, j1 = job->n_tiles * (tj + 1) / job->tn * nr;
+    if (i1 > job->g->M) i1 = job->g->M;
+    if (j1 > job->g->N) j1 = job->g->N;
+    if (i0 < i1 && j0 < j1) gemm_block(job->g, job->kn, i0, i1, j0, j1);
+}
+
+/* Pick tm × tn ≤ threads minimising the blocks' half-perimeter
+ * M/tm + N/tn, which is what each thread packs; ties go to splitting N. */
+static void gemm_thread_grid(gemm_job *job, int64_t threads)
+{
+    double best = 0.0;
+    job->tm = job->tn = 1;
+    for (int64_t tm = 1; tm <= threads; tm++) {
+        int64_t tn = threads / tm;
+        if (tm > job->m_tiles || tn > job->n_tiles) continue;
+        double cost = (double)job->g->M / (double)tm + (double)job->g->N / (double)tn;
+        if (job->tm * job->tn == 1 || tm * tn > job->tm * job->tn ||
+            (tm * tn == job->tm * job->tn && cost < best)) {
+            job->tm = tm;
+            job->tn = tn;
+            best = cost;
+        }
+    }
 }
 
 void sc_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
              const float *A, int64_t lda, const float *B, int64_t ldb,
              float *C, int64_t ldc, int accumulate)
 {
-    sc_gemm_ref(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+    SC_ASSERT(M >= 0 && N >= 0 && K >= 0, "gemm dims %lld %lld %lld",
+              (long long)M, (long long)N, (long long)K);
+    SC_ASSERT(lda >= (trans_a ? M : K) && ldb >= (trans_b ? K : N) && ldc >= N,
+              "gemm leading dimensions lda=%lld ldb=%lld ldc=%lld too small",
+              (long long)lda, (long long)ldb, (long long)ldc);
+    if (M == 0 || N == 0) return;
+    if (K == 0) {
+        if (!accumulate)
+            for (int64_t i = 0; i < M; i++) memset(C + i * ldc, 0, (size_t)N * sizeof(float));
+        return;
+    }
+    gemm_args g = {trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate};
+    double flops = (double)M * (double)N * (double)K;
+    if (flops <= GEMM_SMALL_FLOPS) {
+        gemm_small(&g);
+        return;
+    }
+    gemm_job job = {&g, gemm_current(), 1, 1, 0, 0};
+    job.m_tiles = (M + job.kn->mr - 1) / job.kn->mr;
+    job.n_tiles = (N + job.kn->nr - 1) / job.kn->nr;
+    /* Each thread should get at least ~4 small products' worth of work. */
+    int64_t threads = sc_threads();
+    int64_t worth = (int64_t)(flops / (4.0 * GEMM_SMALL_FLOPS));
+    if (threads > worth) threads = worth > 1 ? worth : 1;
+    gemm_thread_grid(&job, threads);
+    sc_parallel_for(job.tm * job.tn, gemm_task, &job);
 }
 
 /* ======================================================================== */
 /* 5. Views                                                                  */
 /* ======================================================================== */
 
+/* Outputs of ops are fresh contiguous tensors in the activation arena. */
+static sc_tensor *new_output(sc_ctx *ctx, int ndim, const int64_t *shape, const char *op)
+{
+    return sc_tensor_new(&ctx->act, ndim, shape, op);
+}
+
+/* Visit every element of a strided tensor of up to 4 dims in row-major
+ * order: out[k] for k = 0.. gets (or adds) src at its strided position.
+ * Copies between a strided layout and the contiguous one in both
+ * directions, depending on `to_contiguous`. */
+static void strided_copy(float *contig, float *strided, const int64_t *shape, const int64_t *stride,
+                         int ndim, int to_contiguous, int accumulate)
+{
+    int64_t sh[4] = {1, 1, 1, 1}, st[4] = {0, 0, 0, 0};
+    for (int i = 0; i < ndim; i++) {
+        sh[4 - ndim + i] = shape[i];
+        st[4 - ndim + i] = stride[i];
+    }
+    int64_t k = 0;
+    for (int64_t a = 0; a < sh[0]; a++)
+        for (int64_t b = 0; b < sh[1]; b++)
+            for (int64_t c = 0; c < sh[2]; c++) {
+                float *row = strided + a * st[0] + b * st[1] + c * st[2];
+                for (int64_t d = 0; d < sh[3]; d++, k++) {
+                    float *s = row + d * st[3];
+                    if (to_contiguous)
+                        contig[k] = accumulate ? contig[k] + *s : *s;
+                    else
+                        *s = accumulate ? *s + contig[k] : contig[k];
+                }
+            }
+}
+
+/* A view shares data but has its own (contiguous) gradient buffer, so
+ * every view op sends its gradient back with a plain copy-add. */
+static void reshape_backward(sc_ctx *ctx, sc_node *n)
+{
+    float *gx = sc__grad(ctx, n->in[0]);
+    int64_t m = sc_numel(n->out);
+    for (int64_t i = 0; i < m; i++) gx[i] += n->out->grad[i];
+}
+
+sc_tensor *sc_reshape(sc_ctx *ctx, sc_tensor *x, int ndim, const int64_t *shape)
+{
+    x = sc_contiguous(ctx, x);
+    sc_tensor *y = sc_tensor_wrap(&ctx->act, x->data, ndim, shape, "reshape");
+    SC_ASSERT(sc_numel(y) == sc_numel(x), "reshape of %lld elements to %lld", (long long)sc_numel(x),
+              (long long)sc_numel(y));
+    sc__node_record(ctx, "reshape", reshape_backward, y, &x, 1);
+    return y;
+}
+
+/* The view's gradient lands in the input's contiguous gradient at the
+ * positions the view covers: same shape, the input's contiguous strides,
+ * offset by `start` along `axis`. */
+static void slice_backward(sc_ctx *ctx, sc_node *n)
+{
+    sc_tensor *x = n->in[0], *y = n->out;
+    float *gx = sc__grad(ctx, x);
+    int64_t cstride[SC_MAX_DIMS], s = 1;
+    for (int i = x->ndim - 1; i >= 0; i--) {
+        cstride[i] = s;
+        s *= x->shape[i];
+    }
+    int axis = (int)n->iparam[0];
+    float *base = gx + n->iparam[1] * cstride[axis];
+    strided_copy(y->grad, base, y->shape, cstride, y->ndim, 0, 1);
+}
+
+sc_tensor *sc_slice(sc_ctx *ctx, sc_tensor *x, int axis, int64_t start, int64_t len)
+{
+    SC_ASSERT(axis >= 0 && axis < x->ndim, "slice axis %d of a %d-dim tensor", axis, x->ndim);
+    SC_ASSERT(start >= 0 && len >= 0 && start + len <= x->shape[axis], "slice [%lld, +%lld) of %lld",
+              (long long)start, (long long)len, (long long)x->shape[axis]);
+    sc_tensor *y = sc_arena_calloc(&ctx->act, 1, sizeof *y);
+    SC_ASSERT(y != NULL, "arena '%s' full", ctx->act.name);
+    *y = *x;
+    y->grad = NULL;
+    y->node = NULL;
+    y->requires_grad = 0;
+    y->shape[axis] = len;
+    y->data = x->data + start * x->stride[axis];
+    sc_tensor_set_name(y, "slice");
+    sc_node *n = sc__node_record(ctx, "slice", slice_backward, y, &x, 1);
+    if (n) {
+        n->iparam[0] = axis;
+        n->iparam[1] = start;
+    }
+    return y;
+}
+
+static void contiguous_backward(sc_ctx *ctx, sc_node *n)
+{
+    reshape_backward(ctx, n);
+}
+
+sc_tensor *sc_contiguous(sc_ctx *ctx, sc_tensor *x)
+{
+    if (sc_is_contiguous(x)) return x;
+    sc_tensor *y = new_output(ctx, x->ndim, x->shape, "contiguous");
+    strided_copy(y->data, x->data, x->shape, x->stride, x->ndim, 1, 0);
+    sc__node_record(ctx, "contiguous", contiguous_backward, y, &x, 1);
+    return y;
+}
+
 /* ======================================================================== */
-/* 6. Linear algebra                                                         */
+/* 6. Linear algebra: matmul, linear                                         */
 /* ======================================================================== */
+
+/* Shapes of a batched matmul: a (..., Ma, Ka), b (..., Mb, Kb) or a shared
+ * rank-2 b. With the transposes applied, C = op(a) op(b) is (..., M, N)
+ * with inner dimension K. */
+typedef struct {
+    int64_t batch, M, N, K;
+    int shared_b;   /* b is one matrix used by every batch item */
+} matmul_dims;
+
+static matmul_dims matmul_shape(const sc_tensor *a, const sc_tensor *b, int ta, int tb)
+{
+    SC_ASSERT(a->ndim >= 2 && b->ndim >= 2, "matmul needs matrices");
+    matmul_dims d;
+    int64_t ar = a->shape[a->ndim - 2], ac = a->shape[a->ndim - 1];
+    int64_t br = b->shape[b->ndim - 2], bc = b->shape[b->ndim - 1];
+    d.M = ta ? ac : ar;
+    d.K = ta ? ar : ac;
+    d.N = tb ? br : bc;
+    int64_t kb = tb ? bc : br;
+    SC_ASSERT(d.K == kb, "matmul inner dimensions %lld and %lld", (long long)d.K, (long long)kb);
+    d.batch = 1;
+    for (int i = 0; i < a->ndim - 2; i++) d.batch *= a->shape[i];
+    d.shared_b = b->ndim == 2;
+    if (!d.shared_b) {
+        SC_ASSERT(b->ndim == a->ndim, "matmul batch ranks %d and %d", a->ndim, b->ndim);
+        for (int i = 0; i < a->ndim - 2; i++)
+            SC_ASSERT(a->shape[i] == b->shape[i], "matmul batch dims differ at %d", i);
+    }
+    return d;
+}
+
+/* Gradients of C = op(A) op(B), derived from dC (M×N):
+ *   d op(A) = dC op(B)ᵀ      d op(B) = op(A)ᵀ dC
+ * and transposed back when the operand was stored transposed. */
+static void matmul_backward(sc_ctx *ctx, sc_node *n)
+{
+    sc_tensor *a = n->in[0], *b = n->in[1];
+    int ta = (int)n->iparam[0], tb = (int)n->iparam[1];
+    matmul_dims d = matmul_shape(a, b, ta, tb);
+    int64_t lda = a->shape[a->ndim - 1], ldb = b->shape[b->ndim - 1];
+    float *ga = sc__grad(ctx, a), *gb = sc__grad(ctx, b);
+    for (int64_t i = 0; i < d.batch; i++) {
+        const float *dc = n->out->grad + i * d.M * d.N;
+        const float *A = a->data + i * d.M * d.K;
+        const float *B = b->data + (d.shared_b ? 0 : i * d.K * d.N);
+        if (ga) {
+            float *dA = ga + i * d.M * d.K;
+            if (!ta)
+                sc_gemm(0, !tb, d.M, d.K, d.N, dc, d.N, B, ldb, dA, d.K, 1);
+            else
+                sc_gemm(tb, 1, d.K, d.M, d.N, B, ldb, dc, d.N, dA, d.M, 1);
+        }
+        if (gb) {
+            float *dB = gb + (d.shared_b ? 0 : i * d.K * d.N);
+            if (!tb)
+                sc_gemm(!ta, 0, d.K, d.N, d.M, A, lda, dc, d.N, dB, d.N, 1);
+            else
+                sc_gemm(1, ta, d.N, d.K, d.M, dc, d.N, A, lda, dB, d.K, 1);
+        }
+    }
+}
+
+sc_tensor *sc_matmul(sc_ctx *ctx, sc_tensor *a, sc_tensor *b, int trans_a, int trans_b)
+{
+    a = sc_contiguous(ctx, a);
+    b = sc_contiguous(ctx, b);
+    matmul_dims d = matmul_shape(a, b, trans_a, trans_b);
+    int64_t shape[SC_MAX_DIMS];
+    for (int i = 0; i < a->ndim - 2; i++) shape[i] = a->shape[i];
+    shape[a->ndim - 2] = d.M;
+    shape[a->ndim - 1] = d.N;
+    sc_tensor *c = new_output(ctx, a->ndim, shape, "matmul");
+    int64_t lda = a->shape[a->ndim - 1], ldb = b->shape[b->ndim - 1];
+    for (int64_t i = 0; i < d.batch; i++)
+        sc_gemm(trans_a, trans_b, d.M, d.N, d.K, a->data + i * d.M * d.K, lda,
+                b->data + (d.shared_b ? 0 : i * d.K * d.N), ldb, c->data + i * d.M * d.N, d.N, 0);
+    sc_node *n = sc__node_record(ctx, "matmul", matmul_backward, c, (sc_tensor *[]){a, b}, 2);
+    if (n) {
+        n->iparam[0] = trans_a;
+        n->iparam[1] = trans_b;
+    }
+    return c;
+}
+
+/* @book begin linear-backward */
+/* y = x Wᵀ + b over R = numel(x)/C_in rows:
+ *   dx (R, C_in)     += dy (R, C_out) · W (C_out, C_in)
+ *   dW (C_out, C_in) += dyᵀ · x
+ *   db (C_out)       += Σ_rows dy                                          */
+static void linear_backward(sc_ctx *ctx, sc_node *n)
+{
+    sc_tensor *x = n->in[0], *w = n->in[1], *b = n->in[2];
+    int64_t cout = w->shape[0], cin = w->shape[1], rows = sc_numel(x) / cin;
+    const float *dy = n->out->grad;
+    float *gx = sc__grad(ctx, x), *gw = sc__grad(ctx, w), *gb = sc__grad(ctx, b);
+    if (gx) sc_gemm(0, 0, rows, cin, cout, dy, cout, w->data, cin, gx, cin, 1);
+    if (gw) sc_gemm(1, 0, cout, cin, rows, dy, cout, x->data, cin, gw, cin, 1);
+    if (gb)
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t j = 0; j < cout; j++) gb[j] += dy[r * cout + j];
+}
+/* @book end linear-backward */
+
+sc_tensor *sc_linear(sc_ctx *ctx, sc_tensor *x, sc_tensor *w, sc_tensor *b)
+{
+    x = sc_contiguous(ctx, x);
+    SC_ASSERT(w->ndim == 2 && sc_is_contiguous(w), "linear weight must be a contiguous matrix");
+    int64_t cout = w->shape[0], cin = w->shape[1];
+    SC_ASSERT(x->shape[x->ndim - 1] == cin, "linear: input width %lld, weight expects %lld",
+              (long long)x->shape[x->ndim - 1], (long long)cin);
+    SC_ASSERT(!b || sc_numel(b) == cout, "linear: bias of %lld for %lld outputs",
+              (long long)sc_numel(b), (long long)cout);
+    int64_t shape[SC_MAX_DIMS];
+    memcpy(shape, x->shape, sizeof shape);
+    shape[x->ndim - 1] = cout;
+    sc_tensor *y = new_output(ctx, x->ndim, shape, "linear");
+    int64_t rows = sc_numel(x) / cin;
+    sc_gemm(0, 1, rows, cout, cin, x->data, cin, w->data, cin, y->data, cout, 0);
+    if (b)
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t j = 0; j < cout; j++) y->data[r * cout + j] += b->data[j];
+    sc__node_record(ctx, "linear", linear_backward, y, (sc_tensor *[]){x, w, b}, 3);
+    return y;
+}
 
 /* ======================================================================== */
 /* 7. Elementwise binary ops with broadcasting                               */
 /* ======================================================================== */
 
+/* b broadcasts over the leading dims of a: its shape must equal the last
+ * b->ndim dims of a's shape. Element i of a pairs with element i % nb of b. */
+static void check_broadcast(const sc_tensor *a, const sc_tensor *b, const char *op)
+{
+    SC_ASSERT(b->ndim <= a->ndim, "%s: right operand has more dims than the left", op);
+    for (int i = 0; i < b->ndim; i++)
+        SC_ASSERT(b->shape[b->ndim - 1 - i] == a->shape[a->ndim - 1 - i],
+                  "%s: shapes do not broadcast (trailing dim %d: %lld vs %lld)", op, i,
+                  (long long)a->shape[a->ndim - 1 - i], (long long)b->shape[b->ndim - 1 - i]);
+}
+
+typedef enum { BIN_ADD, BIN_SUB, BIN_MUL, BIN_DIV } binary_kind;
+static const char *const binary_names[] = {"add", "sub", "mul", "div"};
+
+static void binary_backward(sc_ctx *ctx, sc_node *n)
+{
+    sc_tensor *a = n->in[0], *b = n->in[1];
+    binary_kind kind = (binary_kind)n->iparam[0];
+    int64_t na = sc_numel(a), nb = sc_numel(b);
+    const float *g = n->out->grad, *x = a->data, *y = b->data;
+    float *ga = sc__grad(ctx, a), *gb = sc__grad(ctx, b);
+    for (int64_t i = 0; i < na; i++) {
+        int64_t j = i % nb;
+        switch (kind) {
+        case BIN_ADD:
+            if (ga) ga[i] += g[i];
+            if (gb) gb[j] += g[i];
+            break;
+        case BIN_SUB:
+            if (ga) ga[i] += g[i];
+            if (gb) gb[j] -= g[i];
+            break;
+        case BIN_MUL:
+            if (ga) ga[i] += g[i] * y[j];
+            if (gb) gb[j] += g[i] * x[i];
+            break;
+        case BIN_DIV:
+            if (ga) ga[i] += g[i] / y[j];
+            if (gb) gb[j] -= g[i] * x[i] / (y[j] * y[j]);
+            break;
+        }
+    }
+}
+
+static sc_tensor *binary(sc_ctx *ctx, sc_tensor *a, sc_tensor *b, binary_kind kind)
+{
+    a = sc_contiguous(ctx, a);
+    b = sc_contiguous(ctx, b);
+    check_broadcast(a, b, binary_names[kind]);
+    sc_tensor *y = new_output(ctx, a->ndim, a->shape, binary_names[kind]);
+    int64_t na = sc_numel(a), nb = sc_numel(b);
+    for (int64_t i0 = 0; i0 < na; i0 += nb) {
+        const float *x = a->data + i0, *z = b->data;
+        float *o = y->data + i0;
+        switch (kind) {
+        case BIN_ADD: for (int64_t j = 0; j < nb; j++) o[j] = x[j] + z[j]; break;
+        case BIN_SUB: for (int64_t j = 0; j < nb; j++) o[j] = x[j] - z[j]; break;
+        case BIN_MUL: for (int64_t j = 0; j < nb; j++) o[j] = x[j] * z[j]; break;
+        case BIN_DIV: for (int64_t j = 0; j < nb; j++) o[j] = x[j] / z[j]; break;
+        }
+    }
+    sc_node *n = sc__node_record(ctx, binary_names[kind], binary_backward, y, (sc_tensor *[]){a, b}, 2);
+    if (n) n->iparam[0] = kind;
+    return y;
+}
+
+sc_tensor *sc_add(sc_ctx *ctx, sc_tensor *a, sc_tensor *b) { return binary(ctx, a, b, BIN_ADD); }
+sc_tensor *sc_sub(sc_ctx *ctx, sc_tensor *a, sc_tensor *b) { return binary(ctx, a, b, BIN_SUB); }
+sc_tensor *sc_mul(sc_ctx *ctx, sc_tensor *a, sc_tensor *b) { return binary(ctx, a, b, BIN_MUL); }
+sc_tensor *sc_div(sc_ctx *ctx, sc_tensor *a, sc_tensor *b) { return binary(ctx, a, b, BIN_DIV); }
+
+/* y = s·x + t with constants s, t (scale and add_scalar share it). */
+static void affine_backward(sc_ctx *ctx, sc_node *n)
+{
+    float *gx = sc__grad(ctx, n->in[0]);
+    float s = n->fparam[0];
+    int64_t m = sc_numel(n->out);
+    for (int64_t i = 0; i < m; i++) gx[i] += s * n->out->grad[i];
+}
+
+static sc_tensor *affine(sc_ctx *ctx, sc_tensor *x, float s, float t, const char *op)
+{
+    x = sc_contiguous(ctx, x);
+    sc_tensor *y = new_output(ctx, x->ndim, x->shape, op);
+    int64_t m = sc_numel(x);
+    for (int64_t i = 0; i < m; i++) y->data[i] = s * x->data[i] + t;
+    sc_node *n = sc__node_record(ctx, op, affine_backward, y, &x, 1);
+    if (n) n->fparam[0] = s;
+    return y;
+}
+
+sc_tensor *sc_scale(sc_ctx *ctx, sc_tensor *x, float s) { return affine(ctx, x, s, 0.0f, "scale"); }
+sc_tensor *sc_add_scalar(sc_ctx *ctx, sc_tensor *x, float t) { return affine(ctx, x, 1.0f, t, "add_scalar"); }
+
+static void mul_scalar_t_backward(sc_ctx *ctx, sc_node *n)
+{
+    sc_tensor *x = n->in[0], *s = n->in[1];
+    const float *g = n->out->grad;
+    int64_t m = sc_numel(x);
+    float *gx = sc__grad(ctx, x), *gs = sc__grad(ctx, s);
+    if (gx)
+        for (int64_t i = 0; i < m; i++) gx[i] += s->data[0] * g[i];
+    if (gs) {
+        double acc = 0;
+        for (int64_t i = 0; i < m; i++) acc += (double)g[i] * x->data[i];
+        gs[0] += (float)acc;
+    }
+}
+
+sc_tensor *sc_mul_scalar_t(sc_ctx *ctx, sc_tensor *x, sc_tensor *s)
+{
+    x = sc_contiguous(ctx, x);
+    SC_ASSERT(sc_numel(s) == 1, "mul_scalar_t: scalar has %lld elements", (long long)sc_numel(s));
+    sc_tensor *y = new_output(ctx, x->ndim, x->shape, "mul_scalar_t");
+    int64_t m = sc_numel(x);
+    for (int64_t i = 0; i < m; i++) y->data[i] = s->data[0] * x->data[i];
+    sc__node_record(ctx, "mul_scalar_t", mul_scalar_t_backward, y, (sc_tensor *[]){x, s}, 2);
+    return y;
+}
+
 /* ======================================================================== */
 /* 8. Unary ops and activations                                              */
 /* ======================================================================== */
+
+/* One table of activations: forward y = f(x) and derivative dy/dx given x
+ * and y, in float as PyTorch computes them. */
+typedef enum { U_RELU, U_GELU_ERF, U_GELU_TANH, U_QUICK_GELU, U_SIGMOID, U_TANH, U_EXP, U_LOG } unary_kind;
+static const char *const unary_names[] = {"relu", "gelu_erf", "gelu_tanh", "quick_gelu",
+                                          "sigmoid", "tanh", "exp", "log"};
+
+#define SQRT1_2 0.70710678118654752f    /* 1/√2 */
+#define SQRT2_PI 0.79788456080286536f   /* √(2/π) */
+#define INV_SQRT_2PI 0.39894228040143268f /* 1/√(2π) */
+
+static float sigmoidf(float x)
+{
+    return 1.0f / (1.0f + expf(-x));
+}
+
+/* @book begin activations */
+static void unary_forward(unary_kind kind, const float *x, float *y, int64_t n)
+{
+    switch (kind) {
+    case U_RELU:
+        for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : 0.0f;
+        break;
+    case U_GELU_ERF:      /* x Φ(x), Φ the standard normal CDF */
+        for (int64_t i = 0; i < n; i++) y[i] = 0.5f * x[i] * (1.0f + erff(x[i] * SQRT1_2));
+        break;
+    case U_GELU_TANH:     /* the tanh approximation of x Φ(x) */
+        for (int64_t i = 0; i < n; i++) {
+            float u = SQRT2_PI * (x[i] + 0.044715f * x[i] * x[i] * x[i]);
+            y[i] = 0.5f * x[i] * (1.0f + tanhf(u));
+        }
+        break;
+    case U_QUICK_GELU:    /* CLIP's x σ(1.702 x) */
+        for (int64_t i = 0; i < n; i++) y[i] = x[i] * sigmoidf(1.702f * x[i]);
+        break;
+    case U_SIGMOID:
+        for (int64_t i = 0; i < n; i++) y[i] = sigmoidf(x[i]);
+        break;
+    case U_TANH:
+        for (int64_t i = 0; i < n; i++) y[i] = tanhf(x[i]);
+        break;
+    case U_EXP:
+        for (int64_t i = 0; i < n; i++) y[i] = expf(x[i]);
+        break;
+    case U_LOG:
+        for (int64_t i = 0; i < n; i++) y[i] = logf(x[i]);
+        break;
+    }
+}
+
+/* gx += g · f'(x); the derivative is written with whichever of x and y
+ * makes it cheapest. */
+static void unary_grad(unary_kind kind, const float *x, const float *y, const float *g, float *gx, int64_t n)
+{
+    switch (kind) {
+    case U_RELU:
+        for (int64_t i = 0; i < n; i++) gx[i] += x[i] > 0 ? g[i] : 0.0f;
+        break;
+    case U_GELU_ERF:      /* Φ(x) + x φ(x) */
+        for (int64_t i = 0; i < n; i++) {
+            float cdf = 0.5f * (1.0f + erff(x[i] * SQRT1_2));
+            float pdf = INV_SQRT_2PI * expf(-0.5f * x[i] * x[i]);
+            gx[i] += g[i] * (cdf + x[i] * pdf);
+        }
+        break;
+    case U_GELU_TANH: {   /* ½(1+t) + ½x(1−t²)·√(2/π)(1 + 3·0.044715 x²) */
+        for (int64_t i = 0; i < n; i++) {
+            float t = tanhf(SQRT2_PI * (x[i] + 0.044715f * x[i] * x[i] * x[i]));
+            float du = SQRT2_PI * (1.0f + 3.0f * 0.044715f * x[i] * x[i]);
+            gx[i] += g[i] * (0.5f * (1.0f + t) + 0.5f * x[i] * (1.0f - t * t) * du);
+        }
+        break;
+    }
+    case U_QUICK_GELU:    /* σ(ax) + a x σ(ax)(1 − σ(ax)), a = 1.702 */
+        for (int64_t i = 0; i < n; i++) {
+            float s = sigmoidf(1.702f * x[i]);
+            gx[i] += g[i] * (s + 1.702f * x[i] * s * (1.0f - s));
+        }
+        break;
+    case U_SIGMOID:
+        for (int64_t i = 0; i < n; i++) gx[i] += g[i] * y[i] * (1.0f - y[i]);
+        break;
+    case U_TANH:
+        for (int64_t i = 0; i < n; i++) gx[i] += g[i] * (1.0f - y[i] * y[i]);
+        break;
+    case U_EXP:
+        for (int64_t i = 0; i < n; i++) gx[i] += g[i] * y[i];
+        break;
+    case U_LOG:
+        for (int64_t i = 0; i < n; i++) gx[i] += g[i] / x[i];
+        break;
+    }
+}
+/* @book end activations */
+
+/* Large inputs are split in chunks over the thread pool. */
+#define UNARY_CHUNK 16384
+typedef struct {
+    unary_kind kind;
+    const float *x;
+    float *y;
+    int64_t n;
+} unary_job;
+
+static void unary_task(void *arg, int64_t c)
+{
+    unary_job *j = arg;
+    int64_t lo = c * UNARY_CHUNK, hi = lo + UNARY_CHUNK < j->n ? lo + UNARY_CHUNK : j->n;
+    unary_forward(j->kind, j->x + lo, j->y + lo, hi - lo);
+}
+
+static void unary_backward(sc_ctx *ctx, sc_node *n)
+{
+    int64_t m = sc_numel(n->out);
+    unary_grad((unary_kind)n->iparam[0], n->in[0]->data, n->out->data, n->out->grad, sc__grad(ctx, n->in[0]), m);
+}
+
+static sc_tensor *unary(sc_ctx *ctx, sc_tensor *x, unary_kind kind)
+{
+    x = sc_contiguous(ctx, x);
+    sc_tensor *y = new_output(ctx, x->ndim, x->shape, unary_names[kind]);
+    unary_job job = {kind, x->data, y->data, sc_numel(x)};
+    sc_parallel_for((job.n + UNARY_CHUNK - 1) / UNARY_CHUNK, unary_task, &job);
+    sc_node *n = sc__node_record(ctx, unary_names[kind], unary_backward, y, &x, 1);
+    if (n) n->iparam[0] = kind;
+    return y;
+}
+
+sc_tensor *sc_relu(sc_ctx *ctx, sc_tensor *x) { return unary(ctx, x, U_RELU); }
+sc_tensor *sc_gelu_erf(sc_ctx *ctx, sc_tensor *x) { return unary(ctx, x, U_GELU_ERF); }
+sc_tensor *sc_gelu_tanh(sc_ctx *ctx, sc_tensor *x) { return unary(ctx, x, U_GELU_TANH); }
+sc_tensor *sc_quick_gelu(sc_ctx *ctx, sc_tensor *x) { return unary(ctx, x, U_QUICK_GELU); }
+sc_tensor *sc_sigmoid(sc_ctx *ctx, sc_tensor *x) { return unary(ctx, x, U_SIGMOID); }
+sc_tensor *sc_tanh(sc_ctx *ctx, sc_tensor *x) { return unary(ctx, x, U_TANH); }
+sc_tensor *sc_exp(sc_ctx *ctx, sc_tensor *x) { return unary(ctx, x, U_EXP); }
+sc_tensor *sc_log(sc_ctx *ctx, sc_tensor *x) { return unary(ctx, x, U_LOG); }
 
 /* ======================================================================== */
 /* 9. Reductions                                                             */
 /* ======================================================================== */
 
+/* A reduction over `axis` sees x as (outer, len, inner) and produces
+ * (outer, inner); the output shape is x's without that axis. */
+typedef struct {
+    int64_t outer, len, inner;
+} axis_split;
+
+static axis_split split_at(const sc_tensor *x, int axis)
+{
+    SC_ASSERT(axis >= 0 && axis < x->ndim, "axis %d of a %d-dim tensor", axis, x->ndim);
+    axis_split s = {1, x->shape[axis], 1};
+    for (int i = 0; i < axis; i++) s.outer *= x->shape[i];
+    for (int i = axis + 1; i < x->ndim; i++) s.inner *= x->shape[i];
+    return s;
+}
+
+static sc_tensor *reduced_output(sc_ctx *ctx, const sc_tensor *x, int axis, const char *op)
+{
+    int64_t shape[SC_MAX_DIMS];
+    int k = 0;
+    for (int i = 0; i < x->ndim; i++)
+        if (i != axis) shape[k++] = x->shape[i];
+    if (k == 0) shape[k++] = 1;  /* reducing a vector gives one element */
+    return new_output(ctx, k, shape, op);
+}
+
+/* sum and mean: dx[o, k, i] += dy[o, i] · scale, scale = 1 or 1/len. */
+static void sum_backward(sc_ctx *ctx, sc_node *n)
+{
+    sc_tensor *x = n->in[0];
+    axis_split s = split_at(x, (int)n->iparam[0]);
+    float scale = n->fparam[0];
+    float *gx = sc__grad(ctx, x);
+    for (int64_t o = 0; o < s.outer; o++)
+        for (int64_t k = 0; k < s.len; k++)
+            for (int64_t i = 0; i < s.inner; i++)
+                gx[(o * s.len + k) * s.inner + i] += scale * n->out->grad[o * s.inner + i];
+}
+
+static sc_tensor *sum_scaled(sc_ctx *ctx, sc_tensor *x, int axis, int mean)
+{
+    x = sc_contiguous(ctx, x);
+    axis_split s = split_at(x, axis);
+    sc_tensor *y = reduced_output(ctx, x, axis, mean ? "mean" : "sum");
+    float scale = mean && s.len ? 1.0f / (float)s.len : 1.0f;
+    for (int64_t o = 0; o < s.outer; o++)
+        for (int64_t i = 0; i < s.inner; i++) {
+            double acc = 0;
+            for (int64_t k = 0; k < s.len; k++) acc += x->data[(o * s.len + k) * s.inner + i];
+            y->data[o * s.inner + i] = mean && s.len ? (float)(acc / (double)s.len) : (float)acc;
+        }
+    sc_node *n = sc__node_record(ctx, mean ? "mean" : "sum", sum_backward, y, &x, 1);
+    if (n) {
+        n->iparam[0] = axis;
+        n->fparam[0] = scale;
+    }
+    return y;
+}
+
+sc_tensor *sc_sum(sc_ctx *ctx, sc_tensor *x, int axis) { return sum_scaled(ctx, x, axis, 0); }
+sc_tensor *sc_mean(sc_ctx *ctx, sc_tensor *x, int axis) { return sum_scaled(ctx, x, axis, 1); }
+
+/* The maximum passes its gradient to the (first) position that won. */
+static void max_backward(sc_ctx *ctx, sc_node *n)
+{
+    sc_tensor *x = n->in[0];
+    axis_split s = split_at(x, (int)n->iparam[0]);
+    const int64_t *arg = n->saved;
+    float *gx = sc__grad(ctx, x);
+    for (int64_t o = 0; o < s.outer; o++)
+        for (int64_t i = 0; i < s.inner; i++)
+            gx[(o * s.len + arg[o * s.inner + i]) * s.inner + i] += n->out->grad[o * s.inner + i];
+}
+
+sc_tensor *sc_max(sc_ctx *ctx, sc_tensor *x, int axis, sc_tensor **argmax)
+{
+    x = sc_contiguous(ctx, x);
+    axis_split s = split_at(x, axis);
+    SC_ASSERT(s.len > 0, "max over an empty axis");
+    sc_tensor *y = reduced_output(ctx, x, axis, "max");
+    sc_node *n = sc__node_record(ctx, "max", max_backward, y, &x, 1);
+    int64_t *arg = NULL;
+    if (n || argmax) arg = sc__act_alloc(ctx, sizeof(int64_t) * (size_t)(s.outer * s.inner));
+    for (int64_t o = 0; o < s.outer; o++)
+        for (int64_t i = 0; i < s.inner; i++) {
+            const float *p = x->data + o * s.len * s.inner + i;
+            int64_t best = 0;
+            for (int64_t k = 1; k < s.len; k++)
+                if (p[k * s.inner] > p[best * s.inner]) best = k;
+            y->data[o * s.inner + i] = p[best * s.inner];
+            if (arg) arg[o * s.inner + i] = best;
+        }
+    if (n) {
+        n->iparam[0] = axis;
+        n->saved = arg;
+    }
+    if (argmax) {
+        *argmax = new_output(ctx, y->ndim, y->shape, "argmax");
+        for (int64_t j = 0; j < s.outer * s.inner; j++) (*argmax)->data[j] = (float)arg[j];
+    }
+    return y;
+}
+
+static void sum_all_backward(sc_ctx *ctx, sc_node *n)
+{
+    float *gx = sc__grad(ctx, n->in[0]);
+    int64_t m = sc_numel(n->in[0]);
+    for (int64_t i = 0; i < m; i++) gx[i] += n->out->grad[0];
+}
+
+sc_tensor *sc_sum_all(sc_ctx *ctx, sc_tensor *x)
+{
+    x = sc_contiguous(ctx, x);
+    sc_tensor *y = new_output(ctx, 1, (int64_t[]){1}, "sum_all");
+    double acc = 0;
+    int64_t m = sc_numel(x);
+    for (int64_t i = 0; i < m; i++) acc += x->data[i];
+    y->data[0] = (float)acc;
+    sc__node_record(ctx, "sum_all", sum_all_backward, y, &x, 1);
+    return y;
+}
+
 /* ======================================================================== */
 /* 10. Softmax, layernorm, L2 normalisation                                  */
 /* ======================================================================== */
+
+/* Rows of the last axis: x seen as (R, C). */
+static int64_t last_dim(const sc_tensor *x)
+{
+    return x->ndim ? x->shape[x->ndim - 1] : 1;
+}
+
+/* @book begin softmax */
+/* y = softmax(x) row by row. Subtracting the row maximum first keeps exp()
+ * from overflowing and does not change the result. With log_out, writes
+ * log softmax(x) = x − m − log Σ exp(x − m) instead. */
+static void softmax_rows(const float *x, float *y, int64_t rows, int64_t C, int log_out)
+{
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x + r * C;
+        float *yr = y + r * C;
+        float m = xr[0];
+        for (int64_t j = 1; j < C; j++) m = xr[j] > m ? xr[j] : m;
+        double sum = 0;
+        for (int64_t j = 0; j < C; j++) sum += exp((double)xr[j] - m);
+        if (log_out) {
+            float lse = m + (float)log(sum);
+            for (int64_t j = 0; j < C; j++) yr[j] = xr[j] - lse;
+        } else {
+            for (int64_t j = 0; j < C; j++) yr[j] = (float)(exp((double)xr[j] - m) / sum);
+        }
+    }
+}
+/* @book end softmax */
+
+/* softmax:     dx_j = y_j (g_j − Σ_k g_k y_k)
+ * log-softmax: dx_j = g_j − softmax_j Σ_k g_k                               */
+static void softmax_backward(sc_ctx *ctx, sc_node *n)
+{
+    int log_out = (int)n->iparam[0];
+    int64_t C = last_dim(n->out), rows = sc_numel(n->out) / (C ? C : 1);
+    float *gx = sc__grad(ctx, n->in[0]);
+    for (int64_t r = 0; r < rows; r++) {
+        const float *y = n->out->data + r * C, *g = n->out->grad + r * C;
+        float *d = gx + r * C;
+        double acc = 0;
+        if (log_out) {
+            for (int64_t j = 0; j < C; j++) acc += g[j];
+            for (int64_t j = 0; j < C; j++) d[j] += g[j] - expf(y[j]) * (float)acc;
+        } else {
+            for (int64_t j = 0; j < C; j++) acc += (double)g[j] * y[j];
+            for (int64_t j = 0; j < C; j++) d[j] += y[j] * (g[j] - (float)acc);
+        }
+    }
+}
+
+static sc_tensor *softmax_op(sc_ctx *ctx, sc_tensor *x, int log_out)
+{
+    x = sc_contiguous(ctx, x);
+    const char *op = log_out ? "log_softmax" : "softmax";
+    sc_tensor *y = new_output(ctx, x->ndim, x->shape, op);
+    int64_t C = last_dim(x);
+    if (C) softmax_rows(x->data, y->data, sc_numel(x) / C, C, log_out);
+    sc_node *n = sc__node_record(ctx, op, softmax_backward, y, &x, 1);
+    if (n) n->iparam[0] = log_out;
+    return y;
+}
+
+sc_tensor *sc_softmax(sc_ctx *ctx, sc_tensor *x) { return softmax_op(ctx, x, 0); }
+sc_tensor *sc_log_softmax(sc_ctx *ctx, sc_tensor *x) { return softmax_op(ctx, x, 1); }
+
+/* @book begin layernorm-forward */
+/* y = (x − μ) / √(σ² + ε) · w + b over the last axis of length C, with the
+ * biased variance as PyTorch uses. μ and 1/√(σ² + ε) are kept per row for
+ * the backward pass when `mean` and `rstd` are not NULL. The row sums run
+ * in double so that long rows (C = 1024) lose nothing to rounding. */
+static void layernorm_rows(float *y, float *mean, float *rstd, const float *x, const float *w,
+                           const float *b, int64_t rows, int64_t C, float eps)
+{
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x + r * C;
+        double s = 0, ss = 0;
+        for (int64_t j = 0; j < C; j++) s += xr[j];
+        double mu = s / (double)C;
+        for (int64_t j = 0; j < C; j++) ss += (xr[j] - mu) * (xr[j] - mu);
+        float rs = (float)(1.0 / sqrt(ss / (double)C + eps));
+        float *yr = y + r * C;
+        for (int64_t j = 0; j < C; j++) {
+            float h = ((float)(xr[j] - mu)) * rs;
+            yr[j] = h * (w ? w[j] : 1.0f) + (b ? b[j] : 0.0f);
+        }
+        if (mean) mean[r] = (float)mu;
+        if (rstd) rstd[r] = rs;
+    }
+}
+/* @book end layernorm-forward */
+
+/* @book begin layernorm-backward */
+/* With x̂ = (x − μ)·rstd and ĝ = dy ⊙ w, the gradient of a row is
+ *   dx = rstd · (ĝ − mean(ĝ) − x̂ · mean(ĝ ⊙ x̂))
+ * and the affine parameters collect dw += dy ⊙ x̂, db += dy over rows. */
+static void layernorm_backward(sc_ctx *ctx, sc_node *n)
+{
+    sc_tensor *x = n->in[0], *w = n->in[1], *b = n->in[2];
+    int64_t C = last_dim(x), rows = sc_numel(x) / C;
+    const float *mean = n->saved, *rstd = mean + rows;
+    float *gx = sc__grad(ctx, x), *gw = sc__grad(ctx, w), *gb = sc__grad(ctx, b);
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x->data + r * C, *dy = n->out->grad + r * C;
+        double mg = 0, mgx = 0;
+        for (int64_t j = 0; j < C; j++) {
+            float xh = (xr[j] - mean[r]) * rstd[r];
+            float gh = dy[j] * (w ? w->data[j] : 1.0f);
+            mg += gh;
+            mgx += (double)gh * xh;
+            if (gw) gw[j] += dy[j] * xh;
+            if (gb) gb[j] += dy[j];
+        }
+        mg /= (double)C;
+        mgx /= (double)C;
+        if (!gx) continue;
+        for (int64_t j = 0; j < C; j++) {
+            float xh = (xr[j] - mean[r]) * rstd[r];
+            float gh = dy[j] * (w ? w->data[j] : 1.0f);
+            gx[r * C + j] += rstd[r] * (gh - (float)mg - xh * (float)mgx);
+        }
+    }
+}
+/* @book end layernorm-backward */
+
+sc_tensor *sc_layernorm(sc_ctx *ctx, sc_tensor *x, sc_tensor *w, sc_tensor *b, float eps)
+{
+    x = sc_contiguous(ctx, x);
+    int64_t C = last_dim(x), rows = C ? sc_numel(x) / C : 0;
+    SC_ASSERT(!w || sc_numel(w) == C, "layernorm weight of %lld for width %lld", (long long)sc_numel(w),
+              (long long)C);
+    SC_ASSERT(!b || sc_numel(b) == C, "layernorm bias of %lld for width %lld", (long long)sc_numel(b),
+              (long long)C);
+    sc_tensor *y = new_output(ctx, x->ndim, x->shape, "layernorm");
+    sc_node *n = sc__node_record(ctx, "layernorm", layernorm_backward, y, (sc_tensor *[]){x, w, b}, 3);
+    float *stats = n ? sc__act_alloc(ctx, sizeof(float) * (size_t)(2 * rows)) : NULL;
+    layernorm_rows(y->data, stats, stats ? stats + rows : NULL, x->data, w ? w->data : NULL,
+                   b ? b->data : NULL, rows, C, eps);
+    if (n) n->saved = stats;
+    return y;
+}
+
+/* y = x / max(‖x‖, 1e-12) per row (torch.nn.functional.normalize).
+ * dx = (g − y (y·g)) / ‖x‖, or g / 1e-12 where the clamp was active. */
+#define L2_EPS 1e-12f
+
+static void l2_backward(sc_ctx *ctx, sc_node *n)
+{
+    int64_t C = last_dim(n->out), rows = sc_numel(n->out) / C;
+    const float *norm = n->saved;
+    float *gx = sc__grad(ctx, n->in[0]);
+    for (int64_t r = 0; r < rows; r++) {
+        const float *y = n->out->data + r * C, *g = n->out->grad + r * C;
+        if (norm[r] <= L2_EPS) {
+            for (int64_t j = 0; j < C; j++) gx[r * C + j] += g[j] / L2_EPS;
+            continue;
+        }
+        double yg = 0;
+        for (int64_t j = 0; j < C; j++) yg += (double)y[j] * g[j];
+        for (int64_t j = 0; j < C; j++) gx[r * C + j] += (g[j] - y[j] * (float)yg) / norm[r];
+    }
+}
+
+sc_tensor *sc_l2_normalize(sc_ctx *ctx, sc_tensor *x)
+{
+    x = sc_contiguous(ctx, x);
+    int64_t C = last_dim(x), rows = C ? sc_numel(x) / C : 0;
+    sc_tensor *y = new_output(ctx, x->ndim, x->shape, "l2_normalize");
+    sc_node *n = sc__node_record(ctx, "l2_normalize", l2_backward, y, &x, 1);
+    float *norms = n ? sc__act_alloc(ctx, sizeof(float) * (size_t)(rows ? rows : 1)) : NULL;
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x->data + r * C;
+        double ss = 0;
+        for (int64_t j = 0; j < C; j++) ss += (double)xr[j] * xr[j];
+        float nrm = (float)sqrt(ss);
+        float d = nrm > L2_EPS ? nrm : L2_EPS;
+        for (int64_t j = 0; j < C; j++) y->data[r * C + j] = xr[j] / d;
+        if (norms) norms[r] = nrm;
+    }
+    if (n) n->saved = norms;
+    return y;
+}
 
 /* ======================================================================== */
 /* 11. Indexing and layout                                                   */
 /* ======================================================================== */
 
+static void embedding_backward(sc_ctx *ctx, sc_node *n)
+{
+    sc_tensor *table = n->in[0];
+    int64_t C = table->shape[1], count = n->out->shape[0];
+    const int32_t *ids = n->saved;
+    float *gt = sc__grad(ctx, table);
+    for (int64_t i = 0; i < count; i++)
+        for (int64_t j = 0; j < C; j++) gt[(int64_t)ids[i] * C + j] += n->out->grad[i * C + j];
+}
+
+sc_tensor *sc_embedding(sc_ctx *ctx, sc_tensor *table, const int32_t *ids, int64_t count)
+{
+    SC_ASSERT(table->ndim == 2 && sc_is_contiguous(table), "embedding table must be a contiguous matrix");
+    int64_t V = table->shape[0], C = table->shape[1];
+    sc_tensor *y = new_output(ctx, 2, (int64_t[]){count, C}, "embedding");
+    for (int64_t i = 0; i < count; i++) {
+        SC_ASSERT(ids[i] >= 0 && ids[i] < V, "token id %d outside the vocabulary of %lld", ids[i], (long long)V);
+        memcpy(y->data + i * C, table->data + (int64_t)ids[i] * C, sizeof(float) * (size_t)C);
+    }
+    sc_node *n = sc__node_record(ctx, "embedding", embedding_backward, y, &table, 1);
+    if (n) {
+        int32_t *copy = sc__act_alloc(ctx, sizeof(int32_t) * (size_t)(count ? count : 1));
+        memcpy(copy, ids, sizeof(int32_t) * (size_t)count);
+        n->saved = copy;
+    }
+    return y;
+}
+
+/* Concatenation along `axis`: seen as (outer, len_k, inner) per input. */
+static void concat_backward(sc_ctx *ctx, sc_node *n)
+{
+    int axis = (int)n->iparam[0];
+    axis_split so = split_at(n->out, axis);
+    int64_t offset = 0;
+    for (int k = 0; k < n->n_in; k++) {
+        sc_tensor *x = n->in[k];
+        int64_t len = x->shape[axis];
+        float *gx = sc__grad(ctx, x);
+        if (gx)
+            for (int64_t o = 0; o < so.outer; o++)
+                for (int64_t j = 0; j < len * so.inner; j++)
+                    gx[o * len * so.inner + j] += n->out->grad[(o * so.len + offset) * so.inner + j];
+        offset += len;
+    }
+}
+
+sc_tensor *sc_concat(sc_ctx *ctx, sc_tensor *const *xs, int count, int axis)
+{
+    SC_ASSERT(count >= 1, "concat of nothing");
+    sc_tensor **in = sc__act_alloc(ctx, sizeof(sc_tensor *) * (size_t)count);
+    int64_t shape[SC_MAX_DIMS];
+    memcpy(shape, xs[0]->shape, sizeof shape);
+    shape[axis] = 0;
+    for (int k = 0; k < count; k++) {
+        in[k] = sc_contiguous(ctx, xs[k]);
+        SC_ASSERT(in[k]->ndim == xs[0]->ndim, "concat: ranks differ");
+        for (int i = 0; i < in[k]->ndim; i++)
+            SC_ASSERT(i == axis || in[k]->shape[i] == xs[0]->shape[i], "concat: shapes differ off axis %d", axis);
+        shape[axis] += in[k]->shape[axis];
+    }
+    sc_tensor *y = new_output(ctx, xs[0]->ndim, shape, "concat");
+    axis_split so = split_at(y, axis);
+    int64_t offset = 0;
+    for (int k = 0; k < count; k++) {
+        int64_t len = in[k]->shape[axis];
+        for (int64_t o = 0; o < so.outer; o++)
+            memcpy(y->data + (o * so.len + offset) * so.inner, in[k]->data + o * len * so.inner,
+                   sizeof(float) * (size_t)(len * so.inner));
+        offset += len;
+    }
+    sc_node *n = sc__node_record(ctx, "concat", concat_backward, y, in, count);
+    if (n) n->iparam[0] = axis;
+    return y;
+}
+
+/* Permutation: out.shape[i] = x.shape[perm[i]]. The forward copies through
+ * a strided view of x; the backward writes the gradient through the same
+ * view of x's (contiguous) gradient. */
+static void permuted_strides(const sc_tensor *x, const int *perm, int64_t *stride_out)
+{
+    int64_t cs[SC_MAX_DIMS], s = 1;
+    for (int i = x->ndim - 1; i >= 0; i--) {
+        cs[i] = s;
+        s *= x->shape[i];
+    }
+    for (int i = 0; i < x->ndim; i++) stride_out[i] = cs[perm[i]];
+}
+
+static void permute_backward(sc_ctx *ctx, sc_node *n)
+{
+    sc_tensor *x = n->in[0];
+    int perm[SC_MAX_DIMS];
+    for (int i = 0; i < x->ndim; i++) perm[i] = (int)n->iparam[i];
+    int64_t st[SC_MAX_DIMS];
+    permuted_strides(x, perm, st);
+    strided_copy(n->out->grad, sc__grad(ctx, x), n->out->shape, st, x->ndim, 0, 1);
+}
+
+sc_tensor *sc_permute(sc_ctx *ctx, sc_tensor *x, const int *perm)
+{
+    x = sc_contiguous(ctx, x);
+    int64_t shape[SC_MAX_DIMS], st[SC_MAX_DIMS];
+    int seen = 0;
+    for (int i = 0; i < x->ndim; i++) {
+        SC_ASSERT(perm[i] >= 0 && perm[i] < x->ndim && !(seen & (1 << perm[i])), "bad permutation");
+        seen |= 1 << perm[i];
+        shape[i] = x->shape[perm[i]];
+    }
+    permuted_strides(x, perm, st);
+    sc_tensor *y = new_output(ctx, x->ndim, shape, "permute");
+    strided_copy(y->data, x->data, shape, st, x->ndim, 1, 0);
+    sc_node *n = sc__node_record(ctx, "permute", permute_backward, y, &x, 1);
+    if (n)
+        for (int i = 0; i < x->ndim; i++) n->iparam[i] = perm[i];
+    return y;
+}
+
+sc_tensor *sc_transpose(sc_ctx *ctx, sc_tensor *x, int axis0, int axis1)
+{
+    int perm[SC_MAX_DIMS];
+    for (int i = 0; i < x->ndim; i++) perm[i] = i;
+    perm[axis0] = axis1;
+    perm[axis1] = axis0;
+    return sc_permute(ctx, x, perm);
+}
+
+static void masked_fill_backward(sc_ctx *ctx, sc_node *n)
+{
+    const sc_tensor *mask = n->saved;
+    int64_t m = sc_numel(n->out), nm = sc_numel(mask);
+    float *gx = sc__grad(ctx, n->in[0]);
+    for (int64_t i = 0; i < m; i++)
+        if (mask->data[i % nm] == 0.0f) gx[i] += n->out->grad[i];
+}
+
+sc_tensor *sc_masked_fill(sc_ctx *ctx, sc_tensor *x, const sc_tensor *mask, float value)
+{
+    x = sc_contiguous(ctx, x);
+    SC_ASSERT(sc_is_contiguous(mask), "masked_fill: mask must be contiguous");
+    check_broadcast(x, mask, "masked_fill");
+    sc_tensor *y = new_output(ctx, x->ndim, x->shape, "masked_fill");
+    int64_t m = sc_numel(x), nm = sc_numel(mask);
+    for (int64_t i = 0; i < m; i++) y->data[i] = mask->data[i % nm] != 0.0f ? value : x->data[i];
+    sc_node *n = sc__node_record(ctx, "masked_fill", masked_fill_backward, y, &x, 1);
+    if (n) n->saved = (void *)mask;
+    return y;
+}
+
+static void gather_rows_backward(sc_ctx *ctx, sc_node *n)
+{
+    sc_tensor *x = n->in[0];
+    int64_t B = x->shape[0], T = x->shape[1], C = x->shape[2];
+    const int64_t *index = n->saved;
+    float *gx = sc__grad(ctx, x);
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t j = 0; j < C; j++) gx[(b * T + index[b]) * C + j] += n->out->grad[b * C + j];
+}
+
+sc_tensor *sc_gather_rows(sc_ctx *ctx, sc_tensor *x, const int64_t *index)
+{
+    x = sc_contiguous(ctx, x);
+    SC_ASSERT(x->ndim == 3, "gather_rows needs (B, T, C)");
+    int64_t B = x->shape[0], T = x->shape[1], C = x->shape[2];
+    sc_tensor *y = new_output(ctx, 2, (int64_t[]){B, C}, "gather_rows");
+    for (int64_t b = 0; b < B; b++) {
+        SC_ASSERT(index[b] >= 0 && index[b] < T, "row %lld outside [0, %lld)", (long long)index[b], (long long)T);
+        memcpy(y->data + b * C, x->data + (b * T + index[b]) * C, sizeof(float) * (size_t)C);
+    }
+    sc_node *n = sc__node_record(ctx, "gather_rows", gather_rows_backward, y, &x, 1);
+    if (n) {
+        int64_t *copy = sc__act_alloc(ctx, sizeof(int64_t) * (size_t)(B ? B : 1));
+        memcpy(copy, index, sizeof(int64_t) * (size_t)B);
+        n->saved = copy;
+    }
+    return y;
+}
+
+/* @book begin patch-embed */
+/* im2col for a convolution whose stride equals its kernel P: patch
+ * (b, py, px) becomes row (b·Hp + py)·Wp + px of `cols`, and within the row
+ * the pixels are ordered (ci, ky, kx) — the order of the flattened weight
+ * (Cout, Cin, P, P) — so the convolution is one GEMM: cols · Wᵀ. */
+static void im2col_patches(float *cols, const float *x, int64_t B, int64_t Cin, int64_t H, int64_t W,
+                           int64_t P)
+{
+    int64_t Hp = H / P, Wp = W / P, row_len = Cin * P * P;
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t py = 0; py < Hp; py++)
+            for (int64_t px = 0; px < Wp; px++) {
+                float *row = cols + ((b * Hp + py) * Wp + px) * row_len;
+                for (int64_t ci = 0; ci < Cin; ci++)
+                    for (int64_t ky = 0; ky < P; ky++)
+                        memcpy(row + (ci * P + ky) * P,
+                               x + ((b * Cin + ci) * H + py * P + ky) * W + px * P,
+                               sizeof(float) * (size_t)P);
+            }
+}
+/* @book end patch-embed */
+
+static void patch_embed_backward(sc_ctx *ctx, sc_node *n)
+{
+    sc_tensor *x = n->in[0], *w = n->in[1], *b = n->in[2];
+    int64_t P = n->iparam[0], B = x->shape[0], Cin = x->shape[1], H = x->shape[2], W = x->shape[3];
+    int64_t Hp = H / P, Wp = W / P, rows = B * Hp * Wp, row_len = Cin * P * P, Cout = w->shape[0];
+    const float *cols = n->saved, *dy = n->out->grad;
+    float *gx = sc__grad(ctx, x), *gw = sc__grad(ctx, w), *gb = sc__grad(ctx, b);
+    if (gw) sc_gemm(1, 0, Cout, row_len, rows, dy, Cout, cols, row_len, gw, row_len, 1);
+    if (gb)
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t j = 0; j < Cout; j++) gb[j] += dy[r * Cout + j];
+    if (!gx) return;
+    float *dcols = sc__act_alloc(ctx, sizeof(float) * (size_t)(rows * row_len));
+    sc_gemm(0, 0, rows, row_len, Cout, dy, Cout, w->data, row_len, dcols, row_len, 0);
+    /* col2im: patches do not overlap, so each pixel gets one contribution. */
+    for (int64_t bi = 0; bi < B; bi++)
+        for (int64_t py = 0; py < Hp; py++)
+            for (int64_t px = 0; px < Wp; px++) {
+                const float *row = dcols + ((bi * Hp + py) * Wp + px) * row_len;
+                for (int64_t ci = 0; ci < Cin; ci++)
+                    for (int64_t ky = 0; ky < P; ky++)
+                        for (int64_t kx = 0; kx < P; kx++)
+                            gx[((bi * Cin + ci) * H + py * P + ky) * W + px * P + kx] += row[(ci * P + ky) * P + kx];
+            }
+}
+
+sc_tensor *sc_patch_embed(sc_ctx *ctx, sc_tensor *x, sc_tensor *w, sc_tensor *b, int P)
+{
+    x = sc_contiguous(ctx, x);
+    SC_ASSERT(x->ndim == 4 && w->ndim == 4 && sc_is_contiguous(w), "patch_embed needs x (B,C,H,W), w (O,C,P,P)");
+    int64_t B = x->shape[0], Cin = x->shape[1], H = x->shape[2], W = x->shape[3], Cout = w->shape[0];
+    SC_ASSERT(w->shape[1] == Cin && w->shape[2] == P && w->shape[3] == P, "patch_embed weight shape");
+    SC_ASSERT(!b || sc_numel(b) == Cout, "patch_embed bias shape");
+    int64_t Hp = H / P, Wp = W / P, rows = B * Hp * Wp, row_len = Cin * P * P;
+    int64_t n_cols = rows * row_len;
+    float *cols = sc__act_alloc(ctx, sizeof(float) * (size_t)(n_cols > 0 ? n_cols : 1));
+    im2col_patches(cols, x->data, B, Cin, H, W, P);
+    sc_tensor *y = new_output(ctx, 3, (int64_t[]){B, Hp * Wp, Cout}, "patch_embed");
+    sc_gemm(0, 1, rows, Cout, row_len, cols, row_len, w->data, row_len, y->data, Cout, 0);
+    if (b)
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t j = 0; j < Cout; j++) y->data[r * Cout + j] += b->data[j];
+    sc_node *n = sc__node_record(ctx, "patch_embed", patch_embed_backward, y, (sc_tensor *[]){x, w, b}, 3);
+    if (n) {
+        n->iparam[0] = P;
+        n->saved = cols;
+    }
+    return y;
+}
+
 /* ======================================================================== */
 /* 12. Backward pass                                                         */
 /* ======================================================================== */
 
+/* @book begin backward */
+void sc_backward(sc_ctx *ctx, sc_tensor *out)
+{
+    SC_ASSERT(sc_numel(out) == 1, "backward from a tensor of %lld elements", (long long)sc_numel(out));
+    if (!out->requires_grad) return;   /* nothing on the tape leads here */
+    sc__grad(ctx, out)[0] += 1.0f;
+    /* Nodes were recorded in execution order, so walking the list from the
+     * newest node back is a reverse topological order: by the time a node
+     * is visited, every op that consumed its output has already sent its
+     * gradient back. A node whose output received no gradient is not on a
+     * path from `out` and is skipped. */
+    for (sc_node *n = ctx->tape; n; n = n->prev)
+        if (n->out->grad) n->backward(ctx, n);
+}
+/* @book end backward */
+
+void sc_zero_grad(sc_tensor *const *params, int count)
+{
+    for (int i = 0; i < count; i++)
+        if (params[i]->grad) memset(params[i]->grad, 0, sizeof(float) * (size_t)sc_numel(params[i]));
+}
+
 /* ======================================================================== */
 /* 13. Optimizers and the learning-rate schedule                             */
 /* ======================================================================== */
+
+sc_opt_config sc_opt_defaults(sc_opt_kind kind, float lr)
+{
+    sc_opt_config c;
+    memset(&c, 0, sizeof c);
+    c.kind = kind;
+    c.lr = lr;
+    c.beta1 = 0.9f;
+    c.beta2 = 0.999f;
+    c.eps = 1e-8f;
+    c.weight_decay = kind == SC_OPT_ADAMW ? 0.01f : 0.0f;  /* torch.optim defaults */
+    return c;
+}
+
+sc_status sc_optim_init(sc_optim *o, sc_opt_config cfg, sc_tensor *const *params, int count, sc_err *err)
+{
+    memset(o, 0, sizeof *o);
+    o->cfg = cfg;
+    sc_arena_init(&o->state, "optimizer", (size_t)1 << 20, 0);
+    o->params = sc_arena_alloc(&o->state, sizeof(sc_tensor *) * (size_t)(count ? count : 1));
+    o->m = sc_arena_calloc(&o->state, (size_t)(count ? count : 1), sizeof(float *));
+    o->v = sc_arena_calloc(&o->state, (size_t)(count ? count : 1), sizeof(float *));
+    if (!o->params || !o->m || !o->v) return sc_fail(err, SC_ENOMEM, "optimizer: out of memory");
+    for (int i = 0; i < count; i++) {
+        if (!params[i]->requires_grad || !params[i]->grad || !sc_is_contiguous(params[i]))
+            return sc_fail(err, SC_EARG, "optimizer: '%s' is not a contiguous parameter with a gradient",
+                           params[i]->name);
+        o->params[i] = params[i];
+        size_t n = (size_t)sc_numel(params[i]);
+        o->m[i] = sc_arena_calloc(&o->state, n, sizeof(float));
+        o->v[i] = cfg.kind == SC_OPT_SGD ? NULL : sc_arena_calloc(&o->state, n, sizeof(float));
+        if (!o->m[i] || (cfg.kind != SC_OPT_SGD && !o->v[i]))
+            return sc_fail(err, SC_ENOMEM, "optimizer: out of memory for the state of '%s'", params[i]->name);
+    }
+    o->n_params = count;
+    return SC_OK;
+}
+
+/* @book begin sgd-step */
+/* torch.optim.SGD: g ← ∇ + λp; with momentum μ the buffer starts as g and
+ * then follows b ← μb + (1 − dampening)g; Nesterov uses g + μb, plain
+ * momentum uses b; p ← p − lr·(that). */
+static void sgd_step(const sc_opt_config *c, float *p, const float *grad, float *buf, int64_t n, int first)
+{
+    for (int64_t i = 0; i < n; i++) {
+        float g = grad[i] + c->weight_decay * p[i];
+        if (c->momentum != 0.0f) {
+            buf[i] = first ? g : c->momentum * buf[i] + (1.0f - c->dampening) * g;
+            g = c->nesterov ? g + c->momentum * buf[i] : buf[i];
+        }
+        p[i] -= c->lr * g;
+    }
+}
+/* @book end sgd-step */
+
+/* @book begin adam-step */
+/* torch.optim.Adam / AdamW at step t (1-based):
+ *   AdamW first decays p ← p(1 − lr·λ); Adam instead adds λp to the gradient
+ *   m ← β1 m + (1 − β1) g,   v ← β2 v + (1 − β2) g²
+ *   p ← p − (lr / (1 − β1ᵗ)) · m / (√v / √(1 − β2ᵗ) + ε)
+ * which is PyTorch's arrangement of the bias corrections (ε is added after
+ * the second-moment correction). */
+static void adam_step(const sc_opt_config *c, float *p, const float *grad, float *m, float *v, int64_t n,
+                      int64_t t)
+{
+    float bc1 = 1.0f - powf(c->beta1, (float)t), bc2 = 1.0f - powf(c->beta2, (float)t);
+    float step_size = c->lr / bc1, sqrt_bc2 = sqrtf(bc2);
+    int decoupled = c->kind == SC_OPT_ADAMW;
+    for (int64_t i = 0; i < n; i++) {
+        float g = grad[i];
+        if (decoupled)
+            p[i] *= 1.0f - c->lr * c->weight_decay;
+        else
+            g += c->weight_decay * p[i];
+        m[i] = c->beta1 * m[i] + (1.0f - c->beta1) * g;
+        v[i] = c->beta2 * v[i] + (1.0f - c->beta2) * g * g;
+        p[i] -= step_size * m[i] / (sqrtf(v[i]) / sqrt_bc2 + c->eps);
+    }
+}
+/* @book end adam-step */
+
+void sc_optim_step(sc_optim *o)
+{
+    o->step++;
+    for (int i = 0; i < o->n_params; i++) {
+        sc_tensor *p = o->params[i];
+        int64_t n = sc_numel(p);
+        if (o->cfg.kind == SC_OPT_SGD)
+            sgd_step(&o->cfg, p->data, p->grad, o->m[i], n, o->step == 1);
+        else
+            adam_step(&o->cfg, p->data, p->grad, o->m[i], o->v[i], n, o->step);
+    }
+}
+
+void sc_optim_zero_grad(sc_optim *o)
+{
+    sc_zero_grad(o->params, o->n_params);
+}
+
+void sc_optim_free(sc_optim *o)
+{
+    sc_arena_free(&o->state);
+    memset(o, 0, sizeof *o);
+}
+
+/* @book begin lr-cosine */
+float sc_lr_cosine(float base_lr, int64_t step, int64_t total, int64_t warmup_steps, float warmup_lr)
+{
+    if (step < warmup_steps) return warmup_lr;
+    /* Dassl's scheduler hands over to CosineAnnealingLR(T_max = total) after
+     * the warm-up, counting its own steps from there. */
+    double t = (double)(step - warmup_steps) / (double)(total > 0 ? total : 1);
+    return (float)(0.5 * base_lr * (1.0 + cos(3.14159265358979323846 * t)));
+}
+/* @book end lr-cosine */
