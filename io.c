@@ -365,6 +365,11 @@ static sc_status json_string(json_parser *p, char **out, size_t *out_len)
         uint8_t c = p->text[p->pos];
         if (c == '"') break;
         if (c < 0x20) return json_fail(p, p->pos, "control character U+%04X in a string must be escaped", c);
+        if (c < 0x80 && c != '\\') { /* the common case: plain ASCII */
+            dst[k++] = (char)c;
+            p->pos++;
+            continue;
+        }
         if (c != '\\') {
             size_t n = utf8_valid_len(p->text + p->pos, p->len - p->pos);
             if (n == 0) return json_fail(p, p->pos, "invalid UTF-8 byte 0x%02X in a string", c);
@@ -429,6 +434,16 @@ static sc_status json_number(json_parser *p, double *out)
         while (i < n && is_digit(t[i])) i++;
     }
     size_t len = i - start;
+    /* Integers of up to 15 digits are exact in a double: no need for strtod. */
+    size_t neg = t[start] == '-';
+    if (len - neg <= 15 && memchr(t + start, '.', len) == NULL && memchr(t + start, 'e', len) == NULL &&
+        memchr(t + start, 'E', len) == NULL) {
+        double v = 0;
+        for (size_t k = start + neg; k < i; k++) v = v * 10 + (t[k] - '0');
+        *out = neg ? -v : v;
+        p->pos = i;
+        return SC_OK;
+    }
     char small[64];
     char *buf = len < sizeof small ? small : malloc(len + 1);
     if (!buf) return sc_fail(p->err, SC_ENOMEM, "%s: out of memory", p->what);
@@ -962,6 +977,7 @@ static sc_status npy_parse_header(const uint8_t *bytes, size_t len, const char *
     return SC_OK;
 }
 
+/* @book begin npy-payload */
 static sc_status npy_check_payload(const npy_header *h, size_t file_len, const char *what, sc_err *err)
 {
     size_t have = file_len - h->data_offset;
@@ -972,6 +988,7 @@ static sc_status npy_check_payload(const npy_header *h, size_t file_len, const c
     }
     return SC_OK;
 }
+/* @book end npy-payload */
 
 static void npy_fill_array(const npy_header *h, void *data, sc_array *out)
 {
@@ -1121,6 +1138,7 @@ sc_status sc_npy_write_f32(const char *path, const float *data, int ndim, const 
     return sc_npy_write(path, &a, err);
 }
 
+/* @book begin half-to-float */
 /* IEEE half (1 sign, 5 exponent, 10 mantissa bits) to float, exactly:
  * every half is a float, subnormals included. */
 static float half_to_float(uint16_t h)
@@ -1149,6 +1167,7 @@ static float half_to_float(uint16_t h)
     memcpy(&f, &bits, 4);
     return f;
 }
+/* @book end half-to-float */
 
 /* bfloat16 is the top half of a float32. */
 static float bf16_to_float(uint16_t b)
@@ -2104,6 +2123,7 @@ static const char *const pk_kind_names[] = {
     "None", "bool", "int", "float", "str", "tuple", "list", "dict", "global", "storage", "tensor"
 };
 
+/* @book begin pickle-allowlist */
 /* The globals a state dict may name; nothing else can be looked up. */
 typedef enum { G_ORDERED_DICT, G_REBUILD_TENSOR, G_REBUILD_PARAMETER, G_STORAGE } pk_global;
 
@@ -2123,6 +2143,7 @@ static const struct {
     {"torch", "IntStorage", G_STORAGE, SC_DT_I32},
     {"torch", "ByteStorage", G_STORAGE, SC_DT_U8},
 };
+/* @book end pickle-allowlist */
 
 typedef struct pk_value pk_value;
 
@@ -2151,6 +2172,9 @@ struct pk_value {
 #define PK_MAX_MARKS (1 << 16)
 #define PK_MAX_MEMO (1 << 20)
 #define PK_MAX_NEST 8  /* dicts within dicts when collecting tensors */
+/* Dict entries visited when collecting: shared (memoised) dicts nested in
+ * each other could otherwise ask for exponentially many visits. */
+#define PK_MAX_VISITS (4 * WEIGHTS_MAX_TENSORS)
 
 typedef struct {
     cursor c;
@@ -2164,6 +2188,7 @@ typedef struct {
     size_t n_marks, marks_cap;
     pk_value **memo;
     size_t memo_cap, memo_count;
+    size_t visits;             /* dict entries seen by pk_collect */
     sc_weights *w;             /* storages are found through the archive */
     const zip_archive *zip;
     const char *prefix;        /* "openai" of openai/data.pkl */
@@ -2416,6 +2441,7 @@ static sc_status pk_persistent_load(pickle_vm *vm)
     return pk_push(vm, v);
 }
 
+/* @book begin pickle-rebuild-tensor */
 /* _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad,
  * backward_hooks[, metadata]): a strided view of a storage. Every index
  * the view can reach must lie inside the storage. */
@@ -2433,6 +2459,7 @@ static sc_status pk_rebuild_tensor(pickle_vm *vm, const pk_value *args, pk_value
     if (!t) return sc_fail(vm->err, SC_ENOMEM, "%s: out of memory", vm->what);
     int64_t storage_numel = a[0]->u.storage.numel, offset = a[1]->u.i;
     size_t last = offset >= 0 ? (size_t)offset : 0; /* highest element index reached */
+    size_t bytes = sc_dtype_size(a[0]->u.storage.dtype); /* of the view, which zero strides can make huge */
     int empty = 0;
     for (size_t d = 0; d < ndim; d++) {
         const pk_value *sz = a[2]->u.seq.items[d], *st = a[3]->u.seq.items[d];
@@ -2441,6 +2468,8 @@ static sc_status pk_rebuild_tensor(pickle_vm *vm, const pk_value *args, pk_value
         t->shape[d] = sz->u.i;
         t->stride[d] = st->u.i;
         size_t reach;
+        if (!sc_mul_ok(bytes, (size_t)sz->u.i, &bytes) || bytes > ((size_t)1 << 62))
+            return pk_fail(vm, "tensor has too many elements");
         if (sz->u.i == 0) empty = 1;
         else if (!sc_mul_ok((size_t)(sz->u.i - 1), (size_t)st->u.i, &reach) || !sc_add_ok(last, reach, &last))
             return pk_fail(vm, "tensor strides overflow");
@@ -2456,7 +2485,9 @@ static sc_status pk_rebuild_tensor(pickle_vm *vm, const pk_value *args, pk_value
     (*out)->u.tensor = t;
     return SC_OK;
 }
+/* @book end pickle-rebuild-tensor */
 
+/* @book begin pickle-reduce */
 /* REDUCE: call an allowed global with a tuple of arguments. */
 static sc_status pk_reduce(pickle_vm *vm)
 {
@@ -2485,6 +2516,7 @@ static sc_status pk_reduce(pickle_vm *vm)
     if (s != SC_OK) return s;
     return pk_push(vm, result);
 }
+/* @book end pickle-reduce */
 
 static sc_status pk_memo_put(pickle_vm *vm, uint64_t idx)
 {
@@ -2645,6 +2677,8 @@ static sc_status pk_collect(pickle_vm *vm, const pk_value *dict, char *name, siz
                             int depth)
 {
     for (size_t i = 0; i + 1 < dict->u.seq.n; i += 2) {
+        if (++vm->visits > PK_MAX_VISITS)
+            return sc_fail(vm->err, SC_EFORMAT, "%s: more than %d dict entries to visit", vm->what, PK_MAX_VISITS);
         const pk_value *key = dict->u.seq.items[i], *v = dict->u.seq.items[i + 1];
         if (key->kind != PK_STR || (v->kind != PK_TENSOR && v->kind != PK_DICT)) continue; /* epoch, config, ... */
         size_t len = name_len + (name_len ? 1 : 0) + key->u.str.n;
