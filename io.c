@@ -1525,7 +1525,7 @@ sc_status sc_png_decode(const uint8_t *data, size_t len, const char *what, sc_im
                 idat = nb;
                 idat_cap = cap;
             }
-            memcpy(idat + idat_len, body, n);
+            if (n) memcpy(idat + idat_len, body, n); /* an empty IDAT is legal */
             idat_len += n;
         } else if (!strcmp(type, "IEND")) {
             seen_iend = 1;
@@ -1941,6 +1941,7 @@ static const char *jpeg_huffman_build(jpeg_huffman *t, const uint8_t counts[16],
     for (int len = 1; len <= 16; len++) {
         t->valoffset[len] = k - code;
         for (int i = 0; i < counts[len - 1]; i++, k++, code++) {
+            if (code >= (1 << len) - 1) return "Huffman table has more codes than its lengths allow";
             if (len <= JPEG_FAST_BITS) {
                 int shift = JPEG_FAST_BITS - len;
                 for (int f = code << shift; f < (code + 1) << shift; f++)
@@ -1948,7 +1949,6 @@ static const char *jpeg_huffman_build(jpeg_huffman *t, const uint8_t counts[16],
             }
         }
         t->maxcode[len] = counts[len - 1] ? code - 1 : -1;
-        if (code >= 1 << len) return "Huffman table has more codes than its lengths allow";
         code <<= 1;
     }
     for (int i = 0; i < n; i++)
