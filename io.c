@@ -4882,6 +4882,568 @@ sc_status sc_pnm_write(const char *path, const sc_image *img, sc_err *err)
 /* 10. Image preprocessing                                                   */
 /* ======================================================================== */
 
+/* The models were trained and evaluated on images prepared by Python code:
+ * Pillow for decoding, resizing and colour conversion, torchvision or
+ * Hugging Face for cropping and normalisation. Each step below follows the
+ * library the model's own code calls, so a test can hold it to the bit. */
+
+/* An empty 8-bit image of the given size (the size comes from the caller,
+ * not from a file, but the same caps apply). */
+static sc_status image_new8(sc_image *img, int64_t w, int64_t h, int channels, sc_err *err)
+{
+    return image_alloc(img, w, h, channels, 8, 0, "image", err);
+}
+
+sc_status sc_image_to_8bit(const sc_image *src, sc_image *dst, sc_err *err)
+{
+    sc_status st = image_new8(dst, src->width, src->height, src->channels, err);
+    if (st != SC_OK) return st;
+    size_t npix = (size_t)src->width * (size_t)src->height, ch = (size_t)src->channels;
+    memcpy(dst->pixels, src->pixels, npix * ch);
+    if (src->index) {
+        dst->index = malloc(npix);
+        if (!dst->index) {
+            sc_image_free(dst);
+            return sc_fail(err, SC_ENOMEM, "image: out of memory");
+        }
+        memcpy(dst->index, src->index, npix);
+        dst->palette_size = src->palette_size;
+        memcpy(dst->palette, src->palette, sizeof src->palette);
+    }
+    if (src->bits != 16 || ch > 2) return SC_OK; /* colour keeps the high bytes already in pixels */
+    /* @book begin depth16-rule */
+    /* Grey 16-bit (a radiograph that may use 12 bits or the whole range):
+     * stretch [min, max] of the image to [0, 255], rounding half up. */
+    uint16_t lo = 65535, hi = 0;
+    for (size_t p = 0; p < npix; p++) {
+        uint16_t v = src->pixels16[p * ch];
+        if (v < lo) lo = v;
+        if (v > hi) hi = v;
+    }
+    uint32_t range = (uint32_t)hi - lo;
+    for (size_t p = 0; p < npix; p++) {
+        uint32_t v = (uint32_t)src->pixels16[p * ch] - lo;
+        dst->pixels[p * ch] = range ? (uint8_t)((v * 510 + range) / (2 * range)) : 0;
+    }
+    /* @book end depth16-rule */
+    return SC_OK;
+}
+
+sc_status sc_image_convert(const sc_image *src, int channels, sc_image *dst, sc_err *err)
+{
+    if (channels != 1 && channels != 3)
+        return sc_fail(err, SC_EARG, "image: can convert to 1 (L) or 3 (RGB) channels, not %d", channels);
+    sc_status st = image_new8(dst, src->width, src->height, channels, err);
+    if (st != SC_OK) return st;
+    size_t npix = (size_t)src->width * (size_t)src->height;
+    int sc = src->channels;
+    for (size_t p = 0; p < npix; p++) {
+        const uint8_t *in = src->pixels + p * (size_t)sc;
+        uint8_t *out = dst->pixels + p * (size_t)channels;
+        if (channels == 1) /* Pillow's L24: ITU-R 601-2 luma with 16-bit weights; alpha is ignored */
+            out[0] = sc >= 3 ? (uint8_t)((19595 * in[0] + 38470 * in[1] + 7471 * in[2] + 0x8000) >> 16) : in[0];
+        else
+            for (int k = 0; k < 3; k++) out[k] = sc >= 3 ? in[k] : in[0];
+    }
+    return SC_OK;
+}
+
+sc_status sc_image_crop(const sc_image *src, int left, int top, int width, int height, sc_image *dst, sc_err *err)
+{
+    if (left < 0 || top < 0 || width < 1 || height < 1 || left > src->width - width || top > src->height - height)
+        return sc_fail(err, SC_EARG, "image: crop %dx%d at (%d, %d) leaves the %dx%d image", width, height, left, top,
+                       src->width, src->height);
+    sc_status st = image_alloc(dst, width, height, src->channels, src->bits, src->index != NULL, "image", err);
+    if (st != SC_OK) return st;
+    size_t ch = (size_t)src->channels;
+    for (int y = 0; y < height; y++) {
+        size_t from = (size_t)(top + y) * (size_t)src->width + (size_t)left, to = (size_t)y * (size_t)width;
+        memcpy(dst->pixels + to * ch, src->pixels + from * ch, (size_t)width * ch);
+        if (src->pixels16) memcpy(dst->pixels16 + to * ch, src->pixels16 + from * ch, (size_t)width * ch * 2);
+        if (src->index) memcpy(dst->index + to, src->index + from, (size_t)width);
+    }
+    dst->palette_size = src->palette_size;
+    memcpy(dst->palette, src->palette, sizeof src->palette);
+    return SC_OK;
+}
+
+/* ---- resampling, as Pillow's Resample.c and Geometry.c ----------------- */
+
+/* Pillow's kernels: bilinear is the triangle of support 1; bicubic is
+ * Keys' cubic with a = -0.5, support 2. */
+static double filter_bilinear(double x)
+{
+    if (x < 0) x = -x;
+    return x < 1 ? 1 - x : 0;
+}
+
+static double filter_bicubic(double x)
+{
+    const double a = -0.5;
+    if (x < 0) x = -x;
+    if (x < 1) return ((a + 2) * x - (a + 3)) * x * x + 1;
+    if (x < 2) return (((x - 5) * x + 8) * x - 4) * a;
+    return 0;
+}
+
+#define RESAMPLE_PRECISION_BITS 22 /* 32 - 8 - 2: room for 8-bit samples times weights, with sign */
+
+/* The taps of one axis: output i reads inputs [first[i], first[i] + count[i])
+ * with fixed-point weights weight[i·ksize ...]. */
+typedef struct {
+    int *first, *count;
+    int32_t *weight;  /* (out, ksize) */
+    int ksize;
+} resample_taps;
+
+static void taps_free(resample_taps *t)
+{
+    free(t->first);
+    free(t->count);
+    free(t->weight);
+}
+
+/* @book begin pil-taps */
+/* Weights for resampling in_size samples to out_size (Pillow's
+ * precompute_coeffs). When shrinking by scale = in/out > 1 the kernel is
+ * stretched by that factor, so every input sample contributes: this is the
+ * antialiasing that makes Pillow's resize differ from plain interpolation.
+ * Weights are normalised to sum 1 and rounded to 22-bit fixed point. */
+static int taps_make(resample_taps *t, int in_size, int out_size, sc_resample filter)
+{
+    double (*kernel)(double) = filter == SC_RESAMPLE_BICUBIC ? filter_bicubic : filter_bilinear;
+    double support = filter == SC_RESAMPLE_BICUBIC ? 2.0 : 1.0;
+    double scale = (double)in_size / out_size;
+    double filterscale = scale < 1.0 ? 1.0 : scale;
+    support *= filterscale;
+    t->ksize = (int)ceil(support) * 2 + 1;
+    t->first = malloc(sizeof(int) * (size_t)out_size);
+    t->count = malloc(sizeof(int) * (size_t)out_size);
+    t->weight = malloc(sizeof(int32_t) * (size_t)out_size * (size_t)t->ksize);
+    double *w = malloc(sizeof(double) * (size_t)t->ksize);
+    if (!t->first || !t->count || !t->weight || !w) {
+        free(w);
+        return 0;
+    }
+    for (int i = 0; i < out_size; i++) {
+        double center = (i + 0.5) * scale, sum = 0.0, ss = 1.0 / filterscale;
+        int lo = (int)(center - support + 0.5), hi = (int)(center + support + 0.5);
+        if (lo < 0) lo = 0;
+        if (hi > in_size) hi = in_size;
+        int n = hi - lo;
+        for (int x = 0; x < n; x++) {
+            w[x] = kernel(((double)(x + lo) - center + 0.5) * ss);
+            sum += w[x];
+        }
+        int32_t *k = t->weight + (size_t)i * (size_t)t->ksize;
+        for (int x = 0; x < t->ksize; x++) {
+            double v = x < n && sum != 0.0 ? w[x] / sum : 0.0;
+            k[x] = (int32_t)(v < 0 ? -0.5 + v * (1 << RESAMPLE_PRECISION_BITS) : 0.5 + v * (1 << RESAMPLE_PRECISION_BITS));
+        }
+        t->first[i] = lo;
+        t->count[i] = n;
+    }
+    free(w);
+    return 1;
+}
+
+/* One output sample: the weighted sum of `n` inputs `step` bytes apart,
+ * started at one half (for rounding) and clamped to 0..255. */
+static uint8_t resample_dot(const uint8_t *in, size_t step, const int32_t *k, int n)
+{
+    int32_t acc = 1 << (RESAMPLE_PRECISION_BITS - 1);
+    for (int x = 0; x < n; x++) acc += in[(size_t)x * step] * k[x];
+    acc >>= RESAMPLE_PRECISION_BITS;
+    return (uint8_t)(acc < 0 ? 0 : acc > 255 ? 255 : acc);
+}
+/* @book end pil-taps */
+
+/* Resample (h, w, ch) rows to width ow (horizontal) or columns to height oh
+ * (vertical), one separable pass. */
+static void resample_rows(const uint8_t *in, int w, int h, int ch, const resample_taps *t, uint8_t *out, int ow)
+{
+    for (int y = 0; y < h; y++)
+        for (int i = 0; i < ow; i++)
+            for (int c = 0; c < ch; c++)
+                out[((size_t)y * (size_t)ow + (size_t)i) * (size_t)ch + (size_t)c] =
+                    resample_dot(in + ((size_t)y * (size_t)w + (size_t)t->first[i]) * (size_t)ch + (size_t)c,
+                                 (size_t)ch, t->weight + (size_t)i * (size_t)t->ksize, t->count[i]);
+}
+
+static void resample_cols(const uint8_t *in, int w, int ch, const resample_taps *t, uint8_t *out, int oh)
+{
+    size_t row = (size_t)w * (size_t)ch;
+    for (int j = 0; j < oh; j++)
+        for (size_t x = 0; x < row; x++)
+            out[(size_t)j * row + x] = resample_dot(in + (size_t)t->first[j] * row + x, row,
+                                                    t->weight + (size_t)j * (size_t)t->ksize, t->count[j]);
+}
+
+/* Pillow's NEAREST (ImagingScaleAffine): source coordinate x·s + s/2,
+ * accumulated in double, truncated. */
+static void nearest_table(int *src, int in_size, int out_size)
+{
+    double s = (double)in_size / out_size, pos = s * 0.5;
+    for (int i = 0; i < out_size; i++, pos += s) {
+        int k = (int)pos;
+        src[i] = k < in_size ? k : in_size - 1; /* rounding could in theory reach in_size */
+    }
+}
+
+static sc_status resize_nearest(const sc_image *src, sc_image *dst, sc_err *err)
+{
+    int *xs = malloc(sizeof(int) * (size_t)dst->width), *ys = malloc(sizeof(int) * (size_t)dst->height);
+    if (!xs || !ys) {
+        free(xs);
+        free(ys);
+        return sc_fail(err, SC_ENOMEM, "image: out of memory");
+    }
+    nearest_table(xs, src->width, dst->width);
+    nearest_table(ys, src->height, dst->height);
+    size_t ch = (size_t)src->channels;
+    for (int y = 0; y < dst->height; y++)
+        for (int x = 0; x < dst->width; x++) {
+            size_t from = (size_t)ys[y] * (size_t)src->width + (size_t)xs[x];
+            size_t to = (size_t)y * (size_t)dst->width + (size_t)x;
+            memcpy(dst->pixels + to * ch, src->pixels + from * ch, ch);
+            if (src->index) dst->index[to] = src->index[from];
+        }
+    free(xs);
+    free(ys);
+    return SC_OK;
+}
+
+/* Premultiply colour by alpha (the last channel) as Pillow's RGBA → RGBa:
+ * c·a/255 rounded with the (t + (t >> 8)) >> 8 trick, t = c·a + 128. */
+static void premultiply(uint8_t *px, size_t npix, int ch)
+{
+    for (size_t p = 0; p < npix; p++) {
+        uint8_t *q = px + p * (size_t)ch;
+        for (int c = 0; c < ch - 1; c++) {
+            uint32_t t = (uint32_t)q[c] * q[ch - 1] + 128;
+            q[c] = (uint8_t)((t + (t >> 8)) >> 8);
+        }
+    }
+}
+
+/* ...and back (RGBa → RGBA): c·255/a truncated and clamped; alpha 0 and 255 unchanged. */
+static void unpremultiply(uint8_t *px, size_t npix, int ch)
+{
+    for (size_t p = 0; p < npix; p++) {
+        uint8_t *q = px + p * (size_t)ch;
+        uint32_t a = q[ch - 1];
+        if (a == 0 || a == 255) continue;
+        for (int c = 0; c < ch - 1; c++) {
+            uint32_t v = 255u * q[c] / a;
+            q[c] = (uint8_t)(v > 255 ? 255 : v);
+        }
+    }
+}
+
+sc_status sc_image_resize(const sc_image *src, int width, int height, sc_resample filter, sc_image *dst, sc_err *err)
+{
+    memset(dst, 0, sizeof *dst);
+    if (src->bits != 8)
+        return sc_fail(err, SC_EARG, "image: resize needs 8-bit samples (convert with sc_image_to_8bit first)");
+    sc_status st = image_alloc(dst, width, height, src->channels, 8, src->index != NULL, "resized image", err);
+    if (st != SC_OK) return st;
+    dst->palette_size = src->palette_size;
+    memcpy(dst->palette, src->palette, sizeof src->palette);
+    /* Pillow resizes palette images with NEAREST whatever is asked: the
+     * indices cannot be averaged. */
+    if (src->index || filter == SC_RESAMPLE_NEAREST) {
+        st = resize_nearest(src, dst, err);
+        if (st != SC_OK) sc_image_free(dst);
+        return st;
+    }
+    int ch = src->channels, alpha = ch == 2 || ch == 4;
+    size_t in_pix = (size_t)src->width * (size_t)src->height;
+    uint8_t *in = malloc(in_pix * (size_t)ch);
+    uint8_t *mid = malloc((size_t)width * (size_t)src->height * (size_t)ch); /* (H, width, ch), uint8 as in Pillow */
+    resample_taps th = {0}, tv = {0};
+    if (!in || !mid || !taps_make(&th, src->width, width, filter) || !taps_make(&tv, src->height, height, filter)) {
+        st = sc_fail(err, SC_ENOMEM, "image: out of memory for resizing");
+    } else {
+        memcpy(in, src->pixels, in_pix * (size_t)ch);
+        if (alpha) premultiply(in, in_pix, ch);
+        /* Each pass runs only when its size changes, as in Pillow. */
+        const uint8_t *rows = in;
+        if (width != src->width) {
+            resample_rows(in, src->width, src->height, ch, &th, mid, width);
+            rows = mid;
+        }
+        if (height != src->height) resample_cols(rows, width, ch, &tv, dst->pixels, height);
+        else memcpy(dst->pixels, rows, (size_t)width * (size_t)height * (size_t)ch);
+        if (alpha) unpremultiply(dst->pixels, (size_t)width * (size_t)height, ch);
+    }
+    taps_free(&th);
+    taps_free(&tv);
+    free(in);
+    free(mid);
+    if (st != SC_OK) sc_image_free(dst);
+    return st;
+}
+
+/* ---- the pipelines ------------------------------------------------------- */
+
+/* @book begin center-crop */
+int sc_center_crop_offset(int size, int crop, sc_crop_rule rule)
+{
+    int d = size - crop;
+    switch (rule) {
+    case SC_CROP_TORCHVISION: /* int(round(d / 2.0)), Python rounds half to even */
+        return d % 2 == 0 ? d / 2 : (d / 2) % 2 == 0 ? d / 2 : d / 2 + 1;
+    case SC_CROP_HF_LEGACY:   /* int((d + 1) * 0.5): halves round up */
+        return (d + 1) / 2;
+    case SC_CROP_HF:          /* d // 2: halves round down */
+        break;
+    }
+    return d / 2;
+}
+/* @book end center-crop */
+
+static const float clip_mean[3] = {0.48145466f, 0.4578275f, 0.40821073f};
+static const float clip_std[3] = {0.26862954f, 0.26130258f, 0.27577711f};
+static const float imagenet_mean[3] = {0.485f, 0.456f, 0.406f};
+static const float imagenet_std[3] = {0.229f, 0.224f, 0.225f};
+static const float medclip_mean = 0.5862785803043838f; /* medclip/constants.py IMG_MEAN, IMG_STD */
+static const float medclip_std = 0.27950088968644304f;
+
+/* @book begin pipelines */
+sc_status sc_pipeline_named(const char *name, sc_pipeline *p, sc_err *err)
+{
+    memset(p, 0, sizeof *p);
+    snprintf(p->name, sizeof p->name, "%s", name);
+    p->size = 224;
+    p->crop = 224;
+    if (!strcmp(name, "clip") || !strcmp(name, "monet")) {
+        /* OpenAI CLIP's _transform: Resize(224, BICUBIC), CenterCrop(224),
+         * RGB, ToTensor, Normalize. MONET keeps the transform but was
+         * trained with ImageNet statistics. */
+        int monet = !strcmp(name, "monet");
+        p->resample = SC_RESAMPLE_BICUBIC;
+        p->crop_rule = SC_CROP_TORCHVISION;
+        p->channels = 3;
+        p->rescale = SC_RESCALE_DIV255;
+        memcpy(p->mean, monet ? imagenet_mean : clip_mean, sizeof p->mean);
+        memcpy(p->std, monet ? imagenet_std : clip_std, sizeof p->std);
+    } else if (!strcmp(name, "medclip") || !strcmp(name, "medclip-eval")) {
+        /* Both pad to a black square first. MedCLIPProcessor: bicubic
+         * resize of the shorter side, HF centre crop (a no-op on a square),
+         * numpy rescale. Evaluation datasets: torchvision Resize((224, 224))
+         * (bilinear), ToTensor. One grey channel either way. */
+        int eval = !strcmp(name, "medclip-eval");
+        p->pad_square = 1;
+        p->resize_square = eval;
+        p->resample = eval ? SC_RESAMPLE_BILINEAR : SC_RESAMPLE_BICUBIC;
+        p->crop = eval ? 0 : 224;
+        p->crop_rule = SC_CROP_HF_LEGACY;
+        p->channels = 1;
+        p->rescale = eval ? SC_RESCALE_DIV255 : SC_RESCALE_MUL_F32;
+        p->mean[0] = p->mean[1] = p->mean[2] = medclip_mean;
+        p->std[0] = p->std[1] = p->std[2] = medclip_std;
+    } else {
+        return sc_fail(err, SC_EARG, "unknown pipeline '%s' (clip, monet, medclip, medclip-eval)", name);
+    }
+    p->rescale_factor = 1.0 / 255.0;
+    return SC_OK;
+}
+/* @book end pipelines */
+
+int sc_pipeline_side(const sc_pipeline *p)
+{
+    return p->crop ? p->crop : p->size;
+}
+
+/* Read a size field of preprocessor_config.json: a number, or an object
+ * with shortest_edge (shorter side) or equal height and width. */
+static int json_size(const sc_json *v, int *size, int *square)
+{
+    if (!v) return 1;
+    if (v->type == SC_JSON_NUMBER) {
+        *size = (int)v->number;
+        return v->number == *size && *size > 0;
+    }
+    if (v->type != SC_JSON_OBJECT) return 0;
+    double s = sc_json_get_number(v, "shortest_edge", -1), h = sc_json_get_number(v, "height", -1),
+           w = sc_json_get_number(v, "width", -1);
+    if (s > 0 && s == (int)s) {
+        *size = (int)s;
+        if (square) *square = 0;
+        return 1;
+    }
+    if (h > 0 && h == w && h == (int)h) {
+        *size = (int)h;
+        if (square) *square = 1;
+        return 1;
+    }
+    return 0;
+}
+
+/* image_mean / image_std: 1 or 3 numbers. */
+static int json_stats(const sc_json *v, float *out)
+{
+    if (!v) return 1;
+    if (v->type != SC_JSON_ARRAY || (v->len != 1 && v->len != 3)) return 0;
+    for (int k = 0; k < 3; k++) {
+        const sc_json *x = v->items[v->len == 1 ? 0 : k];
+        if (x->type != SC_JSON_NUMBER) return 0;
+        out[k] = (float)x->number;
+    }
+    return 1;
+}
+
+static sc_status pipeline_from_preprocessor_config(const char *path, sc_pipeline *p, int hf_rules, sc_err *err)
+{
+    sc_json_doc doc;
+    sc_status st = sc_json_load(&doc, path, 1 << 20, err);
+    if (st != SC_OK) return st;
+    const sc_json *root = doc.root;
+    int ok = root->type == SC_JSON_OBJECT;
+    if (ok) {
+        int crop_square = 1;
+        ok = json_size(sc_json_get(root, "size"), &p->size, &p->resize_square) &&
+             json_size(sc_json_get(root, "crop_size"), &p->crop, &crop_square) &&
+             json_stats(sc_json_get(root, "image_mean"), p->mean) && json_stats(sc_json_get(root, "image_std"), p->std);
+        if (!crop_square) p->crop = p->size; /* {"shortest_edge": n} as a crop means n x n */
+    }
+    if (!ok) {
+        sc_json_free(&doc);
+        return sc_fail(err, SC_EFORMAT, "%s: size, crop_size, image_mean or image_std is malformed", path);
+    }
+    if (!sc_json_get_bool(root, "do_center_crop", 1)) p->crop = 0;
+    if (!sc_json_get_bool(root, "do_normalize", 1))
+        for (int k = 0; k < 3; k++) p->mean[k] = 0, p->std[k] = 1;
+    int resample = (int)sc_json_get_number(root, "resample", p->resample == SC_RESAMPLE_BILINEAR ? 2 : 3);
+    p->rescale_factor = sc_json_get_number(root, "rescale_factor", 1.0 / 255.0);
+    sc_json_free(&doc);
+    /* PIL's numbering: 0 nearest, 2 bilinear, 3 bicubic (1, 4, 5: Lanczos, box, Hamming). */
+    if (resample != 0 && resample != 2 && resample != 3)
+        return sc_fail(err, SC_EUNSUPPORTED, "%s: resample %d is not nearest (0), bilinear (2) or bicubic (3)", path,
+                       resample);
+    p->resample = resample == 0 ? SC_RESAMPLE_NEAREST : resample == 2 ? SC_RESAMPLE_BILINEAR : SC_RESAMPLE_BICUBIC;
+    if (!p->crop && !p->resize_square)
+        return sc_fail(err, SC_EUNSUPPORTED, "%s: no centre crop after a shorter-side resize gives non-square inputs", path);
+    if (hf_rules) { /* current transformers: floor centre crop, float64 rescale */
+        p->crop_rule = SC_CROP_HF;
+        p->rescale = SC_RESCALE_MUL_F64;
+    }
+    return SC_OK;
+}
+
+sc_status sc_pipeline_for_model(const char *dir, const char *name, sc_pipeline *p, sc_err *err)
+{
+    char path[4096];
+    sc_json_doc config;
+    const char *base = name;
+    int image_size = 0;
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    if (access(path, F_OK) == 0) {
+        sc_status st = sc_json_load(&config, path, 1 << 24, err);
+        if (st != SC_OK) return st;
+        if (!base) base = !strcmp(sc_json_get_string(config.root, "model_type", ""), "medclip") ? "medclip" : "clip";
+        image_size = (int)sc_json_get_number(sc_json_get(config.root, "vision_config"), "image_size", 0);
+        sc_json_free(&config);
+    }
+    sc_status st = sc_pipeline_named(base ? base : "clip", p, err);
+    if (st != SC_OK) return st;
+    if (image_size > 0 && image_size <= 4096 && image_size != p->size) { /* a model trained at another resolution */
+        p->size = image_size;
+        if (p->crop) p->crop = image_size;
+    }
+    snprintf(path, sizeof path, "%s/preprocessor_config.json", dir);
+    if (access(path, F_OK) != 0) return SC_OK;
+    return pipeline_from_preprocessor_config(path, p, name == NULL, err);
+}
+
+/* MedCLIP's pad_img: the image in grey, pasted at ((S - W) / 2, (S - H) / 2)
+ * on a black square of side S = max(size, W, H). */
+static sc_status pad_to_square(const sc_image *src, int min_side, sc_image *dst, sc_err *err)
+{
+    sc_image grey;
+    sc_status st = sc_image_convert(src, 1, &grey, err);
+    if (st != SC_OK) return st;
+    int side = min_side;
+    if (src->width > side) side = src->width;
+    if (src->height > side) side = src->height;
+    st = image_new8(dst, side, side, 1, err);
+    if (st == SC_OK) {
+        memset(dst->pixels, 0, (size_t)side * (size_t)side);
+        int left = (side - src->width) / 2, top = (side - src->height) / 2;
+        for (int y = 0; y < src->height; y++)
+            memcpy(dst->pixels + (size_t)(top + y) * (size_t)side + (size_t)left,
+                   grey.pixels + (size_t)y * (size_t)src->width, (size_t)src->width);
+    }
+    sc_image_free(&grey);
+    return st;
+}
+
+/* Replace *img by the result of a step; the step's input is released. */
+static sc_status pipeline_step(sc_image *img, sc_status st, sc_image *next)
+{
+    if (st != SC_OK) return st;
+    sc_image_free(img);
+    *img = *next;
+    return SC_OK;
+}
+
+sc_status sc_pipeline_u8(const sc_pipeline *p, const sc_image *src, sc_image *out, sc_err *err)
+{
+    sc_image cur, next;
+    memset(out, 0, sizeof *out);
+    sc_status st = sc_image_to_8bit(src, &cur, err);
+    if (st != SC_OK) return st;
+    if (p->pad_square) st = pipeline_step(&cur, pad_to_square(&cur, p->size, &next, err), &next);
+    /* resize: both sides, or the shorter side to `size` and the longer in
+     * proportion (truncated, as int(size * long / short)) */
+    int w = p->size, h = p->size;
+    if (st == SC_OK && !p->resize_square) {
+        if (cur.width <= cur.height) h = (int)((double)p->size * cur.height / cur.width);
+        else w = (int)((double)p->size * cur.width / cur.height);
+    }
+    if (st == SC_OK && (w != cur.width || h != cur.height))
+        st = pipeline_step(&cur, sc_image_resize(&cur, w, h, p->resample, &next, err), &next);
+    if (st == SC_OK && p->crop) {
+        if (p->crop > cur.width || p->crop > cur.height)
+            st = sc_fail(err, SC_EUNSUPPORTED, "pipeline %s: crop %d is larger than the resized %dx%d image", p->name,
+                         p->crop, cur.width, cur.height);
+        else
+            st = pipeline_step(&cur,
+                               sc_image_crop(&cur, sc_center_crop_offset(cur.width, p->crop, p->crop_rule),
+                                             sc_center_crop_offset(cur.height, p->crop, p->crop_rule), p->crop, p->crop,
+                                             &next, err),
+                               &next);
+    }
+    if (st == SC_OK) st = pipeline_step(&cur, sc_image_convert(&cur, p->channels, &next, err), &next);
+    if (st != SC_OK) {
+        sc_image_free(&cur);
+        return st;
+    }
+    *out = cur;
+    return SC_OK;
+}
+
+/* @book begin normalize */
+sc_status sc_pipeline_run(const sc_pipeline *p, const sc_image *src, float *out, sc_err *err)
+{
+    sc_image img;
+    sc_status st = sc_pipeline_u8(p, src, &img, err);
+    if (st != SC_OK) return st;
+    const float inv255 = (float)(1.0 / 255.0);
+    size_t plane = (size_t)img.width * (size_t)img.height;
+    for (int c = 0; c < p->channels; c++)       /* out (C, side, side) from img (side, side, C) */
+        for (size_t i = 0; i < plane; i++) {
+            uint8_t u = img.pixels[i * (size_t)p->channels + (size_t)c];
+            float x = p->rescale == SC_RESCALE_DIV255  ? (float)u / 255.0f                  /* ToTensor */
+                      : p->rescale == SC_RESCALE_MUL_F32 ? (float)u * inv255                  /* numpy float32 */
+                                                         : (float)((double)u * p->rescale_factor); /* numpy float64 */
+            out[(size_t)c * plane + i] = (x - p->mean[c]) / p->std[c];
+        }
+    sc_image_free(&img);
+    return SC_OK;
+}
+/* @book end normalize */
+
 /* ======================================================================== */
 /* 11. CLIP BPE tokenizer                                                    */
 /* ======================================================================== */

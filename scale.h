@@ -606,10 +606,18 @@ sc_status sc_image_convert(const sc_image *src, int channels, sc_image *dst, sc_
 sc_status sc_image_to_8bit(const sc_image *src, sc_image *dst, sc_err *err);
 
 /* Centre-crop offset of `crop` out of `size` under each library's rule:
- * torchvision int(round((size - crop) / 2)) with round half to even, or
- * Hugging Face's older CLIPFeatureExtractor int((size - crop + 1) * 0.5). */
-typedef enum { SC_CROP_TORCHVISION, SC_CROP_HF } sc_crop_rule;
+ *   SC_CROP_TORCHVISION  int(round((size - crop) / 2.0)), halves to even
+ *   SC_CROP_HF           (size - crop) // 2 (transformers' center_crop)
+ *   SC_CROP_HF_LEGACY    int((size - crop + 1) * 0.5) (older
+ *                        CLIPFeatureExtractor, as MedCLIP pins) */
+typedef enum { SC_CROP_TORCHVISION, SC_CROP_HF, SC_CROP_HF_LEGACY } sc_crop_rule;
 int sc_center_crop_offset(int size, int crop, sc_crop_rule rule);
+
+/* How 0..255 becomes 0..1 (the float32 results differ in the last bit):
+ *   SC_RESCALE_DIV255   x / 255.0f (torchvision ToTensor)
+ *   SC_RESCALE_MUL_F32  x · float(1/255) (numpy float32, transformers ≤ 4.24)
+ *   SC_RESCALE_MUL_F64  float(x · rescale_factor) in double (transformers now) */
+typedef enum { SC_RESCALE_DIV255, SC_RESCALE_MUL_F32, SC_RESCALE_MUL_F64 } sc_rescale_rule;
 
 /* A preprocessing pipeline. The named ones:
  *   clip          OpenAI CLIP's _transform(224): shorter side → 224 bicubic,
@@ -628,15 +636,19 @@ typedef struct {
     sc_crop_rule crop_rule;
     int pad_square;           /* MedCLIP: paste centred on a black L canvas of side max(size, W, H) */
     int channels;             /* 3 RGB or 1 grey */
-    int rescale_multiply;     /* x · float(1/255) (numpy, HF) instead of x / 255 (ToTensor) */
+    sc_rescale_rule rescale;
+    double rescale_factor;    /* SC_RESCALE_MUL_F64 only; 1/255 unless a config says otherwise */
     float mean[3], std[3];
 } sc_pipeline;
 
 sc_status sc_pipeline_named(const char *name, sc_pipeline *p, sc_err *err);
-/* The pipeline for a model directory: `name` (or "clip" when NULL) sets
- * the base; DIR/preprocessor_config.json, when present, then overrides
- * image_mean, image_std, size, crop_size, resample and do_center_crop, and
- * (when no name was given) selects the Hugging Face crop and rescale. */
+/* The pipeline for a model directory. The base is `name` when given, else
+ * "medclip" when DIR/config.json says model_type "medclip", else "clip";
+ * vision_config.image_size (a model trained at another resolution) replaces
+ * 224. DIR/preprocessor_config.json, when present, then overrides size,
+ * crop_size, resample, do_center_crop, do_normalize, image_mean, image_std
+ * and rescale_factor, and when no name was given selects current
+ * transformers' rules (SC_CROP_HF, SC_RESCALE_MUL_F64). */
 sc_status sc_pipeline_for_model(const char *dir, const char *name, sc_pipeline *p, sc_err *err);
 /* Side of the square output of p. */
 int sc_pipeline_side(const sc_pipeline *p);
