@@ -529,10 +529,136 @@ uint32_t sc_crc32(uint32_t crc, const uint8_t *p, size_t n);
 uint32_t sc_adler32(uint32_t adler, const uint8_t *p, size_t n);
 
 /* ---- io.c: images (PNG, JPEG, PPM) ---- */
+/* A decoded image, samples interleaved row by row, top row first:
+ *   pixels   (height, width, channels) uint8: what Pillow hands back. For a
+ *            16-bit file this is the high byte of every sample (Pillow's
+ *            rule for 16-bit RGB, LA and RGBA PNGs).
+ *   pixels16 (height, width, channels) uint16: the full samples of a 16-bit
+ *            file (bits == 16), else NULL.
+ *   index    (height, width) uint8: palette indices of a palette PNG (Pillow
+ *            mode P), else NULL; `pixels` then holds the expansion through
+ *            the palette: RGB, or RGBA when the file has a tRNS chunk.
+ * channels: 1 grey (L), 2 grey+alpha (LA), 3 RGB, 4 RGBA. All buffers are
+ * malloc'ed and owned by the image: release them with sc_image_free. */
+typedef struct {
+    int width, height;
+    int channels;             /* 1..4 */
+    int bits;                 /* 8 or 16: sample depth of the source */
+    uint8_t *pixels;          /* (height, width, channels) */
+    uint16_t *pixels16;       /* (height, width, channels) or NULL */
+    uint8_t *index;           /* (height, width) or NULL */
+    int palette_size;         /* entries in palette; 0 unless index != NULL */
+    uint8_t palette[256][4];  /* RGBA, alpha 255 where tRNS gives none */
+} sc_image;
 
+/* Caps on what a decoder accepts from a file (stb_image's lesson: check
+ * sizes before allocating). A side of 2^24 is PNG's practical bound; the
+ * pixel cap keeps one decoded image under about 1.3 GB even at 16-bit RGBA. */
+#define SC_IMAGE_MAX_SIDE (1 << 24)
+#define SC_IMAGE_MAX_PIXELS ((int64_t)1 << 26)
+#define SC_IMAGE_MAX_FILE_BYTES ((size_t)1 << 30)
+
+/* Decode by signature (PNG, JPEG, binary PGM/PPM). `what` names the source
+ * in error messages. On failure the image is left empty. */
+sc_status sc_image_load(const char *path, sc_image *img, sc_err *err);
+sc_status sc_image_decode(const uint8_t *data, size_t len, const char *what, sc_image *img, sc_err *err);
+void sc_image_free(sc_image *img);
+
+/* PNG: every colour type and bit depth, palette + tRNS, Adam7, CRCs checked.
+ * Grey at 1, 2 or 4 bits is scaled to 0..255 in `pixels` (×255, ×85, ×17). */
+sc_status sc_png_decode(const uint8_t *data, size_t len, const char *what, sc_image *img, sc_err *err);
+/* Baseline and progressive Huffman JPEG, 8-bit, 1 or 3 components, with
+ * libjpeg-turbo's default arithmetic (islow IDCT, fancy upsampling), so the
+ * pixels equal Pillow's. Arithmetic coding, 12-bit, lossless and CMYK are
+ * refused with SC_EUNSUPPORTED. */
+sc_status sc_jpeg_decode(const uint8_t *data, size_t len, const char *what, sc_image *img, sc_err *err);
+/* Binary PGM (P5) and PPM (P6) with maxval 255 or 65535. */
+sc_status sc_pnm_decode(const uint8_t *data, size_t len, const char *what, sc_image *img, sc_err *err);
+
+/* PNG writer for 1..4 channels at 8 bits (pixels) or 16 bits (pixels16):
+ * per-row adaptive filters and a small LZ77 + fixed-Huffman deflate. The
+ * palette is not written (a palette image is saved as its expansion). */
+sc_status sc_png_encode(const sc_image *img, uint8_t **out, size_t *out_len, sc_err *err);
+sc_status sc_png_write(const char *path, const sc_image *img, sc_err *err);
+/* P5 (1 channel) or P6 (3 channels), maxval 255 or, for 16-bit images, 65535. */
+sc_status sc_pnm_write(const char *path, const sc_image *img, sc_err *err);
 
 /* ---- io.c: preprocessing ---- */
+/* Image → model input, reproducing the Python pipelines of the original
+ * models to the last bit where the MANIFEST of tests/golden/io says so.
+ * The 8-bit image operations below follow Pillow 9.4. */
+typedef enum { SC_RESAMPLE_NEAREST, SC_RESAMPLE_BILINEAR, SC_RESAMPLE_BICUBIC } sc_resample;
 
+/* Pillow's Image.resize: separable fixed-point convolution (horizontal pass
+ * first, uint8 in between) with support widened by the scale factor when
+ * shrinking (antialiasing); bicubic a = -0.5. LA/RGBA are resized with
+ * premultiplied alpha; palette images always use nearest neighbour (as
+ * Pillow does for mode P), keeping their index plane. 8-bit images only. */
+sc_status sc_image_resize(const sc_image *src, int width, int height, sc_resample filter, sc_image *dst, sc_err *err);
+/* The rectangle (left, top, width, height), which must lie inside src. */
+sc_status sc_image_crop(const sc_image *src, int left, int top, int width, int height, sc_image *dst, sc_err *err);
+/* Pillow's convert('L') (channels 1: luma (19595 R + 38470 G + 7471 B +
+ * 2^15) >> 16, alpha dropped) or convert('RGB') (channels 3: grey
+ * replicated, alpha dropped). The result has no palette. */
+sc_status sc_image_convert(const sc_image *src, int channels, sc_image *dst, sc_err *err);
+/* 16-bit → 8-bit by this library's documented rule (book/08-images.md):
+ * grey is stretched min–max to 0..255 with rounding (a constant image
+ * becomes 0); colour and alpha samples keep their high byte, as Pillow
+ * does. An 8-bit image is copied. */
+sc_status sc_image_to_8bit(const sc_image *src, sc_image *dst, sc_err *err);
+
+/* Centre-crop offset of `crop` out of `size` under each library's rule:
+ *   SC_CROP_TORCHVISION  int(round((size - crop) / 2.0)), halves to even
+ *   SC_CROP_HF           (size - crop) // 2 (transformers' center_crop)
+ *   SC_CROP_HF_LEGACY    int((size - crop + 1) * 0.5) (older
+ *                        CLIPFeatureExtractor, as MedCLIP pins) */
+typedef enum { SC_CROP_TORCHVISION, SC_CROP_HF, SC_CROP_HF_LEGACY } sc_crop_rule;
+int sc_center_crop_offset(int size, int crop, sc_crop_rule rule);
+
+/* How 0..255 becomes 0..1 (the float32 results differ in the last bit):
+ *   SC_RESCALE_DIV255   x / 255.0f (torchvision ToTensor)
+ *   SC_RESCALE_MUL_F32  x · float(1/255) (numpy float32, transformers ≤ 4.24)
+ *   SC_RESCALE_MUL_F64  float(x · rescale_factor) in double (transformers now) */
+typedef enum { SC_RESCALE_DIV255, SC_RESCALE_MUL_F32, SC_RESCALE_MUL_F64 } sc_rescale_rule;
+
+/* A preprocessing pipeline. The named ones:
+ *   clip          OpenAI CLIP's _transform(224): shorter side → 224 bicubic,
+ *                 torchvision centre crop, RGB, /255, CLIP mean/std
+ *   monet         the same with ImageNet mean/std (MONET's training stats)
+ *   medclip       MedCLIPProcessor: pad to a black square L canvas, bicubic
+ *                 → 224, x·(1/255) in float32, scalar mean/std, 1 channel
+ *   medclip-eval  MedCLIP's evaluation datasets: pad, bilinear
+ *                 Resize((224, 224)), ToTensor, scalar mean/std */
+typedef struct {
+    char name[32];
+    int size;                 /* resize target: the shorter side, or both sides if resize_square */
+    int resize_square;        /* 1: resize to (size, size) whatever the aspect */
+    sc_resample resample;
+    int crop;                 /* centre crop side, 0 = none (then resize_square must be 1) */
+    sc_crop_rule crop_rule;
+    int pad_square;           /* MedCLIP: paste centred on a black L canvas of side max(size, W, H) */
+    int channels;             /* 3 RGB or 1 grey */
+    sc_rescale_rule rescale;
+    double rescale_factor;    /* SC_RESCALE_MUL_F64 only; 1/255 unless a config says otherwise */
+    float mean[3], std[3];
+} sc_pipeline;
+
+sc_status sc_pipeline_named(const char *name, sc_pipeline *p, sc_err *err);
+/* The pipeline for a model directory. The base is `name` when given, else
+ * "medclip" when DIR/config.json says model_type "medclip", else "clip";
+ * vision_config.image_size (a model trained at another resolution) replaces
+ * 224. DIR/preprocessor_config.json, when present, then overrides size,
+ * crop_size, resample, do_center_crop, do_normalize, image_mean, image_std
+ * and rescale_factor, and when no name was given selects current
+ * transformers' rules (SC_CROP_HF, SC_RESCALE_MUL_F64). */
+sc_status sc_pipeline_for_model(const char *dir, const char *name, sc_pipeline *p, sc_err *err);
+/* Side of the square output of p. */
+int sc_pipeline_side(const sc_pipeline *p);
+/* The 8-bit image after resize, crop and colour conversion: (side, side,
+ * channels), what ToTensor would see. */
+sc_status sc_pipeline_u8(const sc_pipeline *p, const sc_image *img, sc_image *out, sc_err *err);
+/* The model input: out (channels, side, side) float32, normalised. */
+sc_status sc_pipeline_run(const sc_pipeline *p, const sc_image *img, float *out, sc_err *err);
 
 /* ---- io.c: tokenizers ---- */
 
