@@ -5340,7 +5340,7 @@ sc_status sc_tokenizer_load_bpe(sc_tokenizer **tok, const char *merges_path, con
     int64_t max_merges = -1;
     if (len >= 2 && text[0] == 0x1F && text[1] == 0x8B) {
         /* OpenAI's bpe_simple_vocab_16e6.txt.gz: SimpleTokenizer keeps the
-         * first 49152 - 256 - 2 = 48894 merges of its 262145. */
+         * first 49152 - 256 - 2 = 48894 merges of its 262144. */
         uint8_t *plain;
         size_t plain_len;
         s = sc_inflate(text, len, SC_INFLATE_GZIP, SC_TOK_MAX_FILE, &plain, &plain_len, err);

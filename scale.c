@@ -435,16 +435,35 @@ static sc_status tokenize_write(const char *path, int64_t *data, int64_t B, int6
     return sc_npy_write(path, &a, err);
 }
 
+/* Keep the first L columns, L = the longest row: Hugging Face's
+ * padding=True (what MedCLIP uses, and its text pooling averages over the
+ * padded positions too). Returns L. */
+static int64_t tokenize_trim(int64_t *ids, int64_t *mask, int64_t B, int64_t T)
+{
+    int64_t L = 0;
+    for (int64_t b = 0; b < B; b++) {
+        int64_t n = 0;
+        while (n < T && mask[b * T + n]) n++;
+        if (n > L) L = n;
+    }
+    for (int64_t b = 0; b < B; b++) {
+        memmove(ids + b * L, ids + b * T, (size_t)L * sizeof *ids);
+        memmove(mask + b * L, mask + b * T, (size_t)L * sizeof *mask);
+    }
+    return L;
+}
+
 static int tokenize_usage(void)
 {
     fprintf(stderr,
             "usage: scale tokenize --model DIR [--max-length N] [--pad-id N] [--lower | --cased]\n"
-            "                      [--out ids.npy [--mask-out mask.npy]] [--tokens] [--explain]\n"
-            "                      (--in FILE | TEXT...)\n"
+            "                      [--out ids.npy [--mask-out mask.npy]] [--longest] [--tokens]\n"
+            "                      [--explain] (--in FILE | TEXT...)\n"
             "Tokenizes each TEXT (or each line of FILE) with the model's tokenizer: CLIP BPE\n"
             "(merges.txt [+ vocab.json], bpe_simple_vocab_16e6.txt.gz) or BERT WordPiece\n"
             "(vocab.txt [+ tokenizer_config.json]). Rows have N ids (default 77): begin token,\n"
-            "text, end token, padding (--pad-id, default 0 for CLIP as OpenAI, [PAD] for BERT).\n"
+            "text, end token, padding (--pad-id, default 0 for CLIP as OpenAI, [PAD] for BERT);\n"
+            "--longest keeps only as many columns as the longest text needs (padding=True).\n"
             "Without --out, prints each text's ids up to its end token (--tokens: also the\n"
             "token strings; --explain: every cleaning step, BPE merge or WordPiece split).\n");
     return 2;
@@ -454,7 +473,7 @@ static int cmd_tokenize(int argc, char **argv)
 {
     enum { MAX_ARGS = 4096 };
     const char *model = NULL, *in = NULL, *out = NULL, *mask_out = NULL, *args[MAX_ARGS];
-    int n_args = 0, show_tokens = 0, explain = 0;
+    int n_args = 0, show_tokens = 0, explain = 0, longest = 0;
     sc_tok_options opt = sc_tok_defaults();
     cli c = cli_begin("tokenize", argc, argv);
     while (cli_next(&c)) {
@@ -469,6 +488,7 @@ static int cmd_tokenize(int argc, char **argv)
         else if (cli_is(&c, "--mask-out")) mask_out = cli_str(&c);
         else if (cli_is(&c, "--tokens")) show_tokens = 1;
         else if (cli_is(&c, "--explain")) explain = 1;
+        else if (cli_is(&c, "--longest")) longest = 1;
         else if (!cli_positional(&c, args, &n_args, MAX_ARGS)) return cli_unknown(&c);
     }
     if (c.bad) return 2;
@@ -488,6 +508,7 @@ static int cmd_tokenize(int argc, char **argv)
     for (int64_t b = 0; !s && explain && b < B; b++)
         s = sc_tokenizer_explain(tok, texts[b], strlen(texts[b]), stdout, &err);
     if (!s && !explain) s = sc_tokenizer_encode_batch(tok, texts, B, ids, mask, &err);
+    if (!s && !explain && longest) T = tokenize_trim(ids, mask, B, T);
     if (!s && !explain && out) s = tokenize_write(out, ids, B, T, &err);
     if (!s && !explain && mask_out) s = tokenize_write(mask_out, mask, B, T, &err);
     for (int64_t b = 0; !s && !explain && !out && b < B; b++) {

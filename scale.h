@@ -596,7 +596,10 @@ int64_t sc_tokenizer_id(const sc_tokenizer *tok, const char *token);
  * text did not fit (either may be NULL). Fails on invalid UTF-8. */
 sc_status sc_tokenizer_encode(sc_tokenizer *tok, const char *text, size_t len, int64_t *ids, int64_t *mask,
                               int *n_tokens, int *truncated, sc_err *err);
-/* B NUL-terminated texts → ids (B, T) and mask (B, T) (mask may be NULL). */
+/* B NUL-terminated texts → ids (B, T) and mask (B, T) (mask may be NULL).
+ * The first L columns, L = the longest row's token count, are what Hugging
+ * Face returns with padding=True (MedCLIP's call; its text pooling averages
+ * over padded positions too, so L matters there). */
 sc_status sc_tokenizer_encode_batch(sc_tokenizer *tok, const char *const *texts, int64_t B, int64_t *ids,
                                     int64_t *mask, sc_err *err);
 /* Print how one text is tokenized: the cleaned or normalized text, every
