@@ -4013,58 +4013,20 @@ static int uc_decompose(uint32_t cp, uint32_t *first, uint32_t *second)
 
 /* ---- 11b. UTF-8 and code point buffers ----------------------------------- */
 
-/* Decode one code point at s[*i] as Python's strict UTF-8 decoder does: no
- * overlong forms, no surrogates, nothing above U+10FFFF. Returns 0 on a bad
- * sequence (leaving *i at its first byte). */
+/* Decode one code point at s[*i] as Python's strict UTF-8 decoder does (no
+ * overlong forms, no surrogates, nothing above U+10FFFF: the rules of
+ * utf8_valid_len in section 2). Returns 0 on a bad sequence, leaving *i at
+ * its first byte. Code points are written back with utf8_encode. */
 static int utf8_next(const uint8_t *s, size_t n, size_t *i, uint32_t *cp)
 {
-    uint8_t b = s[*i];
-    size_t len;
-    uint32_t c, min;
-    if (b < 0x80) {
-        *cp = b;
-        *i += 1;
-        return 1;
-    }
-    if ((b & 0xE0) == 0xC0) len = 2, c = b & 0x1Fu, min = 0x80;
-    else if ((b & 0xF0) == 0xE0) len = 3, c = b & 0x0Fu, min = 0x800;
-    else if ((b & 0xF8) == 0xF0) len = 4, c = b & 0x07u, min = 0x10000;
-    else return 0;
-    if (len > n - *i) return 0;
-    for (size_t k = 1; k < len; k++) {
-        uint8_t t = s[*i + k];
-        if ((t & 0xC0) != 0x80) return 0;
-        c = c << 6 | (t & 0x3Fu);
-    }
-    if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF)) return 0;
+    static const uint8_t lead_bits[5] = {0, 0x7F, 0x1F, 0x0F, 0x07};
+    size_t len = utf8_valid_len(s + *i, n - *i);
+    if (len == 0) return 0;
+    uint32_t c = s[*i] & lead_bits[len];
+    for (size_t k = 1; k < len; k++) c = c << 6 | (s[*i + k] & 0x3Fu);
     *cp = c;
     *i += len;
     return 1;
-}
-
-/* Write cp as UTF-8 into out (room for 4 bytes); returns the byte count. */
-static size_t utf8_put(uint32_t cp, char *out)
-{
-    if (cp < 0x80) {
-        out[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        out[0] = (char)(0xC0 | cp >> 6);
-        out[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        out[0] = (char)(0xE0 | cp >> 12);
-        out[1] = (char)(0x80 | (cp >> 6 & 0x3F));
-        out[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    out[0] = (char)(0xF0 | cp >> 18);
-    out[1] = (char)(0x80 | (cp >> 12 & 0x3F));
-    out[2] = (char)(0x80 | (cp >> 6 & 0x3F));
-    out[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
 }
 
 /* A growable array of code points. Each pipeline stage reserves the most
@@ -4655,7 +4617,7 @@ static void cache_put(bpe_cache *c, const char *w, size_t n, const int32_t *ids,
 static int bpe_pretoken(sc_tokenizer *tok, const uint32_t *s, size_t n, FILE *trace)
 {
     size_t nb = 0;
-    for (size_t i = 0; i < n; i++) nb += utf8_put(s[i], tok->bytes + nb);
+    for (size_t i = 0; i < n; i++) nb += utf8_encode(s[i], tok->bytes + nb);
     const char *w = tok->bytes;
     if (nb == 15 && memcmp(w, "<|startoftext|>", 15) == 0) return ids_push(tok, tok->begin_id);
     if (nb == 13 && memcmp(w, "<|endoftext|>", 13) == 0) return ids_push(tok, tok->end_id);
@@ -4694,7 +4656,7 @@ static int clip_encode(sc_tokenizer *tok, FILE *trace)
         fprintf(trace, "cleaned   '");
         for (size_t i = 0; i < n; i++) {
             char u[4];
-            fwrite(u, 1, utf8_put(s[i], u), trace);
+            fwrite(u, 1, utf8_encode(s[i], u), trace);
         }
         fprintf(trace, "'\n");
     }
@@ -4836,7 +4798,7 @@ static sc_status vocab_from_merges(sc_tokenizer *tok, const merge_line *m, int64
         for (int printable = 1; printable >= 0; printable--) {
             for (int b = 0; b < 256 && !s; b++) {
                 if (byte_is_printable(b) != printable) continue;
-                size_t n = utf8_put(byte_char(b), buf);
+                size_t n = utf8_encode(byte_char(b), buf);
                 if (end_of_word) memcpy(buf + n, "</w>", 4), n += 4;
                 s = add_token(tok, id++, buf, n, what, err);
             }
@@ -4920,7 +4882,7 @@ static sc_status bpe_tables(sc_tokenizer *tok, const merge_line *m, int64_t n_me
         tok->merges[h].merged = merged;
     }
     for (int b = 0; b < 256; b++) {
-        size_t n = utf8_put(byte_char(b), buf);
+        size_t n = utf8_encode(byte_char(b), buf);
         if ((tok->byte_id[b] = vocab_require(tok, buf, n, vocab_what, err)) < 0) return SC_EFORMAT;
         memcpy(buf + n, "</w>", 4);
         if ((tok->byte_end_id[b] = vocab_require(tok, buf, n + 4, vocab_what, err)) < 0) return SC_EFORMAT;
@@ -5067,7 +5029,7 @@ static int wordpiece_word(sc_tokenizer *tok, const uint32_t *w, size_t n, FILE *
         char utf8[4 * WORDPIECE_MAX_CHARS], cand[2 + 4 * WORDPIECE_MAX_CHARS];
         size_t off[WORDPIECE_MAX_CHARS + 1]; /* byte offset of each character */
         off[0] = 0;
-        for (size_t i = 0; i < n; i++) off[i + 1] = off[i] + utf8_put(w[i], utf8 + off[i]);
+        for (size_t i = 0; i < n; i++) off[i + 1] = off[i] + utf8_encode(w[i], utf8 + off[i]);
         for (size_t start = 0; start < n;) {
             size_t prefix = start > 0 ? 2 : 0, end = n;
             int32_t id = -1;
@@ -5091,7 +5053,7 @@ static int wordpiece_word(sc_tokenizer *tok, const uint32_t *w, size_t n, FILE *
         fprintf(trace, "  word '");
         for (size_t i = 0; i < n; i++) {
             char u[4];
-            fwrite(u, 1, utf8_put(w[i], u), trace);
+            fwrite(u, 1, utf8_encode(w[i], u), trace);
         }
         fprintf(trace, "'  ->");
         for (size_t i = 0; i < n_pieces; i++) fprintf(trace, "  %s", tok->voc.str[piece[i]]);
@@ -5113,7 +5075,7 @@ static int bert_encode(sc_tokenizer *tok, FILE *trace)
         fprintf(trace, "normalized '");
         for (size_t i = 0; i < n; i++) {
             char u[4];
-            fwrite(u, 1, utf8_put(s[i], u), trace);
+            fwrite(u, 1, utf8_encode(s[i], u), trace);
         }
         fprintf(trace, "'\n");
     }
