@@ -404,6 +404,129 @@ static inline int cli_fail(const cli *c, const sc_err *err)
 
 /* ---- 5b. Commands: inputs (decode, preprocess, tokenize) ---------------- */
 
+/* Texts for `tokenize`: the positional arguments, or the lines of --in FILE
+ * (a CR before each LF is dropped). Pointers into argv or into *buf. */
+static sc_status tokenize_read_lines(const char *path, uint8_t **buf, const char ***texts, int64_t *n,
+                                     sc_err *err)
+{
+    size_t len;
+    sc_status s = sc_read_file(path, (size_t)1 << 30, buf, &len, err);
+    if (s) return s;
+    int64_t lines = 0;
+    for (size_t i = 0; i < len; i++) lines += (*buf)[i] == '\n';
+    if (len > 0 && (*buf)[len - 1] != '\n') lines++;
+    *texts = malloc((size_t)(lines ? lines : 1) * sizeof **texts);
+    if (!*texts) return sc_fail(err, SC_ENOMEM, "%s: out of memory", path);
+    char *p = (char *)*buf, *end = p + len;
+    for (*n = 0; p < end; (*n)++) {
+        char *nl = memchr(p, '\n', (size_t)(end - p));
+        char *eol = nl ? nl : end;
+        if (eol > p && eol[-1] == '\r') eol[-1] = 0;
+        *eol = 0; /* sc_read_file leaves room for a NUL after the data */
+        (*texts)[*n] = p;
+        p = eol + 1;
+    }
+    return SC_OK;
+}
+
+static sc_status tokenize_write(const char *path, int64_t *data, int64_t B, int64_t T, sc_err *err)
+{
+    sc_array a = {SC_DT_I64, 2, {B, T}, data, (size_t)(B * T) * sizeof *data};
+    return sc_npy_write(path, &a, err);
+}
+
+/* Keep the first L columns, L = the longest row: Hugging Face's
+ * padding=True (what MedCLIP uses, and its text pooling averages over the
+ * padded positions too). Returns L. */
+static int64_t tokenize_trim(int64_t *ids, int64_t *mask, int64_t B, int64_t T)
+{
+    int64_t L = 0;
+    for (int64_t b = 0; b < B; b++) {
+        int64_t n = 0;
+        while (n < T && mask[b * T + n]) n++;
+        if (n > L) L = n;
+    }
+    for (int64_t b = 0; b < B; b++) {
+        memmove(ids + b * L, ids + b * T, (size_t)L * sizeof *ids);
+        memmove(mask + b * L, mask + b * T, (size_t)L * sizeof *mask);
+    }
+    return L;
+}
+
+static int tokenize_usage(void)
+{
+    fprintf(stderr,
+            "usage: scale tokenize --model DIR [--max-length N] [--pad-id N] [--lower | --cased]\n"
+            "                      [--out ids.npy [--mask-out mask.npy]] [--longest] [--tokens]\n"
+            "                      [--explain] (--in FILE | TEXT...)\n"
+            "Tokenizes each TEXT (or each line of FILE) with the model's tokenizer: CLIP BPE\n"
+            "(merges.txt [+ vocab.json], bpe_simple_vocab_16e6.txt.gz) or BERT WordPiece\n"
+            "(vocab.txt [+ tokenizer_config.json]). Rows have N ids (default 77): begin token,\n"
+            "text, end token, padding (--pad-id, default 0 for CLIP as OpenAI, [PAD] for BERT);\n"
+            "--longest keeps only as many columns as the longest text needs (padding=True).\n"
+            "Without --out, prints each text's ids up to its end token (--tokens: also the\n"
+            "token strings; --explain: every cleaning step, BPE merge or WordPiece split).\n");
+    return 2;
+}
+
+static int cmd_tokenize(int argc, char **argv)
+{
+    enum { MAX_ARGS = 4096 };
+    const char *model = NULL, *in = NULL, *out = NULL, *mask_out = NULL, *args[MAX_ARGS];
+    int n_args = 0, show_tokens = 0, explain = 0, longest = 0;
+    sc_tok_options opt = sc_tok_defaults();
+    cli c = cli_begin("tokenize", argc, argv);
+    while (cli_next(&c)) {
+        if (cli_is(&c, "--help")) return tokenize_usage();
+        else if (cli_is(&c, "--model")) model = cli_str(&c);
+        else if (cli_is(&c, "--max-length")) opt.max_length = (int)cli_long(&c);
+        else if (cli_is(&c, "--pad-id")) opt.pad_id = cli_long(&c);
+        else if (cli_is(&c, "--lower")) opt.lower_case = 1;
+        else if (cli_is(&c, "--cased")) opt.lower_case = 0;
+        else if (cli_is(&c, "--in")) in = cli_str(&c);
+        else if (cli_is(&c, "--out")) out = cli_str(&c);
+        else if (cli_is(&c, "--mask-out")) mask_out = cli_str(&c);
+        else if (cli_is(&c, "--tokens")) show_tokens = 1;
+        else if (cli_is(&c, "--explain")) explain = 1;
+        else if (cli_is(&c, "--longest")) longest = 1;
+        else if (!cli_positional(&c, args, &n_args, MAX_ARGS)) return cli_unknown(&c);
+    }
+    if (c.bad) return 2;
+    if (!model || (in != NULL) == (n_args > 0) || (mask_out && !out)) return tokenize_usage();
+    sc_err err;
+    sc_tokenizer *tok;
+    if (sc_tokenizer_load(&tok, model, &opt, &err)) return cli_fail(&c, &err);
+    uint8_t *buf = NULL;
+    const char **texts = args;
+    int64_t B = n_args, T = sc_tokenizer_max_length(tok);
+    int64_t *ids = NULL, *mask = NULL;
+    size_t cells;
+    sc_status s = in ? tokenize_read_lines(in, &buf, &texts, &B, &err) : SC_OK;
+    if (!s && (!sc_mul_ok((size_t)B, (size_t)T * sizeof *ids, &cells) || !(ids = malloc(cells + 1)) ||
+               !(mask = malloc(cells + 1))))
+        s = sc_fail(&err, SC_ENOMEM, "%lld texts: out of memory", (long long)B);
+    for (int64_t b = 0; !s && explain && b < B; b++)
+        s = sc_tokenizer_explain(tok, texts[b], strlen(texts[b]), stdout, &err);
+    if (!s && !explain) s = sc_tokenizer_encode_batch(tok, texts, B, ids, mask, &err);
+    if (!s && !explain && longest) T = tokenize_trim(ids, mask, B, T);
+    if (!s && !explain && out) s = tokenize_write(out, ids, B, T, &err);
+    if (!s && !explain && mask_out) s = tokenize_write(mask_out, mask, B, T, &err);
+    for (int64_t b = 0; !s && !explain && !out && b < B; b++) {
+        for (int64_t t = 0; t < T && mask[b * T + t]; t++)
+            printf(t ? " %lld" : "%lld", (long long)ids[b * T + t]);
+        printf("\n");
+        for (int64_t t = 0; show_tokens && t < T && mask[b * T + t]; t++)
+            printf(t ? " %s" : "%s", sc_tokenizer_token(tok, ids[b * T + t]));
+        if (show_tokens) printf("\n");
+    }
+    if (in) free((void *)texts);
+    free(buf);
+    free(ids);
+    free(mask);
+    sc_tokenizer_free(tok);
+    return s ? cli_fail(&c, &err) : 0;
+}
+
 /* ---- 5c. Commands: models (encode, embed) -------------------------------- */
 
 /* ---- 5d. Commands: SCALE (loss, metrics, train, predict) ---------------- */
@@ -744,6 +867,7 @@ static int cmd_help(int argc, char **argv);
 
 static const command commands[] = {
     /* inputs */
+    {"tokenize", cmd_tokenize, "text to token ids with a model's tokenizer (CLIP BPE, BERT WordPiece)"},
 
     /* models */
 

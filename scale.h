@@ -661,6 +661,79 @@ sc_status sc_pipeline_u8(const sc_pipeline *p, const sc_image *img, sc_image *ou
 sc_status sc_pipeline_run(const sc_pipeline *p, const sc_image *img, float *out, sc_err *err);
 
 /* ---- io.c: tokenizers ---- */
+/* Text → token ids exactly as the models' own tokenizers:
+ *   SC_TOK_BPE        OpenAI CLIP's byte-level BPE (clip.tokenize): MONET,
+ *                     OpenAI CLIP. Files: merges.txt (+ vocab.json) from
+ *                     Hugging Face, or OpenAI's bpe_simple_vocab_16e6.txt.gz.
+ *   SC_TOK_WORDPIECE  BERT WordPiece as Hugging Face's BertTokenizerFast:
+ *                     MedCLIP's Bio_ClinicalBERT. Files: vocab.txt
+ *                     (+ tokenizer_config.json).
+ * A text becomes one row of T = max_length ids: begin token, content,
+ * end token, padding; longer texts are truncated keeping the end token.
+ * Texts must be valid UTF-8. A tokenizer keeps scratch memory and a cache,
+ * so encoding is not thread-safe: use one tokenizer per thread. */
+typedef enum { SC_TOK_BPE, SC_TOK_WORDPIECE } sc_tok_kind;
+typedef struct sc_tokenizer sc_tokenizer;
+
+typedef struct {
+    int max_length;     /* T: ids per row including the two specials (default 77) */
+    int64_t pad_id;     /* -1 = default: 0 for BPE (OpenAI's clip.tokenize; Hugging
+                           Face's CLIPTokenizer pads with <|endoftext|>), [PAD] for
+                           WordPiece */
+    int lower_case;     /* WordPiece: -1 = do_lower_case of tokenizer_config.json,
+                           true when absent; 0/1 forces it. BPE always lower-cases. */
+    int strip_accents;  /* WordPiece: -1 = strip_accents of the config, else as
+                           lower_case; 0/1 forces it. */
+} sc_tok_options;
+
+#define SC_TOK_MAX_LENGTH 65536      /* largest max_length */
+#define SC_TOK_MAX_TEXT (1 << 24)    /* bytes in one text */
+
+sc_tok_options sc_tok_defaults(void);
+/* Load from a model directory; the kind follows the files present:
+ * merges.txt (+ vocab.json) or bpe_simple_vocab_16e6.txt.gz → BPE,
+ * vocab.txt (+ tokenizer_config.json) → WordPiece. opt may be NULL. */
+sc_status sc_tokenizer_load(sc_tokenizer **tok, const char *dir, const sc_tok_options *opt, sc_err *err);
+/* From named files. merges_path may be gzip-compressed (OpenAI's .gz: its
+ * first 48894 merges are used, as OpenAI does); vocab_json_path may be
+ * NULL (the vocabulary is then built from the merges, as OpenAI does). */
+sc_status sc_tokenizer_load_bpe(sc_tokenizer **tok, const char *merges_path, const char *vocab_json_path,
+                                const sc_tok_options *opt, sc_err *err);
+sc_status sc_tokenizer_load_wordpiece(sc_tokenizer **tok, const char *vocab_txt_path, const char *config_path,
+                                      const sc_tok_options *opt, sc_err *err);
+/* From memory: merges text (max_merges = -1 for all lines) and an optional
+ * parsed vocab.json object; or vocab.txt text. `what` names the source in
+ * error messages. */
+sc_status sc_tokenizer_parse_bpe(sc_tokenizer **tok, const char *merges, size_t len, int64_t max_merges,
+                                 const sc_json *vocab_json, const char *what, const sc_tok_options *opt,
+                                 sc_err *err);
+sc_status sc_tokenizer_parse_wordpiece(sc_tokenizer **tok, const char *vocab_txt, size_t len, const char *what,
+                                       const sc_tok_options *opt, sc_err *err);
+void sc_tokenizer_free(sc_tokenizer *tok);
+
+sc_tok_kind sc_tokenizer_kind(const sc_tokenizer *tok);
+int sc_tokenizer_max_length(const sc_tokenizer *tok);          /* T */
+int64_t sc_tokenizer_vocab_size(const sc_tokenizer *tok);      /* V */
+/* The string of token `id` (BPE: in GPT-2's byte-to-unicode alphabet, e.g.
+ * "melanoma</w>"), or NULL when out of range; and the id of a string, or -1. */
+const char *sc_tokenizer_token(const sc_tokenizer *tok, int64_t id);
+int64_t sc_tokenizer_id(const sc_tokenizer *tok, const char *token);
+
+/* One text of len bytes → ids (T) and mask (T, may be NULL; 1 on real
+ * tokens). *n_tokens = real tokens in the row, *truncated = 1 when the
+ * text did not fit (either may be NULL). Fails on invalid UTF-8. */
+sc_status sc_tokenizer_encode(sc_tokenizer *tok, const char *text, size_t len, int64_t *ids, int64_t *mask,
+                              int *n_tokens, int *truncated, sc_err *err);
+/* B NUL-terminated texts → ids (B, T) and mask (B, T) (mask may be NULL).
+ * The first L columns, L = the longest row's token count, are what Hugging
+ * Face returns with padding=True (MedCLIP's call; its text pooling averages
+ * over padded positions too, so L matters there). */
+sc_status sc_tokenizer_encode_batch(sc_tokenizer *tok, const char *const *texts, int64_t B, int64_t *ids,
+                                    int64_t *mask, sc_err *err);
+/* Print how one text is tokenized: the cleaned or normalized text, every
+ * BPE merge of every word (rank, pair, symbols after it) or every WordPiece
+ * split, then the row's ids and token strings. For the book and debugging. */
+sc_status sc_tokenizer_explain(sc_tokenizer *tok, const char *text, size_t len, FILE *out, sc_err *err);
 
 
 /* ---- io.c: CSV ---- */
