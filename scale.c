@@ -641,6 +641,47 @@ static int cmd_loss(int argc, char **argv)
 }
 /* @book end cmd-loss */
 
+static const char hier_usage[] =
+    "usage: scale hier FILE.hier [--task NAME] [--prompts]\n"
+    "Load a class-concept hierarchy (book/03-hierarchy.md) and list each task's\n"
+    "combinations h with class, concept and canonical prompt; with --prompts,\n"
+    "only the prompts, one per line in combination order (for the text encoder).\n";
+
+static int cmd_hier(int argc, char **argv)
+{
+    const char *path[1] = {NULL}, *task_name = NULL;
+    int n_paths = 0, prompts_only = 0;
+    cli c = cli_begin("hier", argc, argv);
+    while (cli_next(&c)) {
+        if (cli_is(&c, "--task")) task_name = cli_str(&c);
+        else if (cli_is(&c, "--prompts")) prompts_only = 1;
+        else if (cli_is(&c, "--help")) return printf("%s", hier_usage), 0;
+        else if (!cli_positional(&c, path, &n_paths, 1)) return cli_unknown(&c);
+    }
+    if (c.bad) return 2;
+    if (!n_paths) return fprintf(stderr, "scale hier: which .hier file?\n%s", hier_usage), 2;
+    sc_hier h;
+    sc_err err;
+    if (sc_hier_load(&h, path[0], &err) != SC_OK) return cli_fail(&c, &err);
+    const sc_hier_task *only = task_name ? sc_hier_task_find(&h, task_name) : NULL;
+    int rc = task_name && !only ? cli_failf(&c, "%s: no task '%s'", path[0], task_name) : 0;
+    for (int k = 0; !rc && k < h.n_tasks; k++) {
+        const sc_hier_task *t = &h.tasks[k];
+        if (only && t != only) continue;
+        if (!prompts_only)
+            printf("task %s: %d classes, %d concepts, %d combinations%s\n", t->name, t->n_classes, t->n_concepts,
+                   t->n_combos, t->multilabel ? ", multi-label" : "");
+        for (int i = 0; i < t->n_combos; i++) {
+            if (prompts_only) printf("%s\n", t->combo_prompt[i]);
+            else printf("  h=%d class=%d (%s) concept=%d (%s): %s\n", i, t->combo_class[i],
+                        t->classes[t->combo_class[i]].name, t->combo_concept[i],
+                        t->concepts[t->combo_concept[i]].name, t->combo_prompt[i]);
+        }
+    }
+    sc_hier_free(&h);
+    return rc;
+}
+
 static const char metrics_usage[] =
     "usage: scale metrics --scores S.npy --labels Y.npy [--multilabel]\n"
     "                     [--none-sim NONE.npy --logit-scale S]\n"
@@ -748,6 +789,7 @@ static const command commands[] = {
     /* models */
 
     /* SCALE */
+    {"hier", cmd_hier, "check a class-concept hierarchy and list its prompts"},
     {"loss", cmd_loss, "every term of the SCALE loss (Eq. 3) and dTotal/dQ"},
     {"metrics", cmd_metrics, "accuracy, macro recall, macro F1 and AUC of scores"},
 
