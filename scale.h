@@ -227,9 +227,11 @@ void sc_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
 void sc_gemm_ref(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
                  const float *A, int64_t lda, const float *B, int64_t ldb,
                  float *C, int64_t ldc, int accumulate);
-/* 1 when the AVX2/FMA kernel is in use (cpu supports it and SCALE_NO_SIMD
- * is unset). */
+/* 1 when a SIMD kernel (AVX2/FMA) is in use: the CPU supports it and
+ * SCALE_NO_SIMD is unset (or "0"). */
 int sc_gemm_simd(void);
+/* Name of the kernel in use: "avx2-fma" or "portable". */
+const char *sc_gemm_kernel_name(void);
 
 /* ---- tensor.c: ops (autograd-aware; record a node when ctx->grad_enabled
  * and an input requires grad). Outputs are fresh contiguous tensors in
@@ -437,9 +439,81 @@ sc_status sc_array_to_f32(const sc_array *a, float **out, sc_err *err);
 sc_status sc_array_to_i64(const sc_array *a, int64_t **out, sc_err *err);
 
 /* ---- io.c: safetensors ---- */
+/* WEIGHT FILES. Every format a model's weights come in — a Hugging Face
+ * directory (model.safetensors, or shards listed in
+ * model.safetensors.index.json / pytorch_model.bin.index.json), a single
+ * .safetensors file, or a PyTorch .pt/.bin zip checkpoint — opens as one
+ * sc_weights: a table of named tensors sorted by name. Files are mapped
+ * read-only; nothing is copied until a tensor is read, and every header,
+ * offset and shape has been checked against the file before open returns.
+ *
+ *   sc_weights *w;
+ *   if (sc_weights_open(&w, "models/clip", &err) != SC_OK) { puts(err.msg); ... }
+ *   const sc_weight *t = sc_weights_find(w, "logit_scale");   // shape, dtype
+ *   sc_tensor *x;
+ *   sc_weights_get_f32(w, "visual_projection.weight", &weights_arena, &x, &err);
+ *   sc_weights_close(w);   // tensors read into arenas stay valid
+ */
+typedef struct {
+    const char *name;
+    sc_dtype dtype;                     /* as stored; reads convert to float32 */
+    int ndim;                           /* 0 for a scalar */
+    int64_t shape[SC_ARRAY_MAX_DIMS];
+    int64_t numel;
+    /* Where the elements are: element (i0, .., ik) starts at byte
+     * data + sc_dtype_size(dtype) · Σ ij·stride[j]. Contiguous in
+     * safetensors; a PyTorch tensor may be a strided view of a larger
+     * storage. Valid until sc_weights_close. */
+    const uint8_t *data;
+    int64_t stride[SC_ARRAY_MAX_DIMS];  /* in elements */
+} sc_weight;
 
+typedef struct sc_weights sc_weights;
+
+/* Open a directory in Hugging Face layout or a single weight file (the
+ * format is recognised from the bytes, not the extension). Legacy
+ * (pre-1.6) PyTorch files and TorchScript archives fail with a message
+ * saying how to convert them. */
+sc_status sc_weights_open(sc_weights **out, const char *path, sc_err *err);
+/* The same for one file's bytes in memory, which the caller keeps alive
+ * (and unchanged) until sc_weights_close. `what` names them in errors. */
+sc_status sc_weights_parse(sc_weights **out, const uint8_t *bytes, size_t len, const char *what, sc_err *err);
+void sc_weights_close(sc_weights *w);
+int sc_weights_count(const sc_weights *w);
+const sc_weight *sc_weights_at(const sc_weights *w, int i);      /* by name order */
+const sc_weight *sc_weights_find(const sc_weights *w, const char *name); /* or NULL */
+const char *sc_weights_path(const sc_weights *w);
+const char *sc_weights_format(const sc_weights *w); /* "safetensors" or "pytorch" */
+/* Copy a tensor as float32 (F16/BF16/F64/integers converted, strides
+ * gathered) into a fresh contiguous tensor of arena `a`, named `name`.
+ * Fails when the name is missing, ndim > SC_MAX_DIMS, or `a` is full. */
+sc_status sc_weights_get_f32(const sc_weights *w, const char *name, sc_arena *a, sc_tensor **out, sc_err *err);
+/* Copy an integer tensor (I64/I32/U16/U8; e.g. position_ids) holding
+ * exactly n elements into dst. */
+sc_status sc_weights_read_i64(const sc_weights *w, const char *name, int64_t *dst, int64_t n, sc_err *err);
+/* The numel elements of t as float32, in C order, into dst. */
+void sc_weight_to_f32(const sc_weight *t, float *dst);
+/* Zero-copy access: t's elements in the mapping when they are already
+ * contiguous, aligned float32; NULL otherwise (then copy with the above). */
+const float *sc_weight_f32_data(const sc_weight *t);
+
+/* Write float32 tensors (contiguous or not) as a .safetensors file,
+ * atomically: keys sorted by name, data in the same order, the header
+ * padded with spaces to a multiple of 8 bytes and carrying
+ * __metadata__ {"format": "pt"}, as the safetensors library writes it. */
+sc_status sc_safetensors_write(const char *path, const char *const *names, const sc_tensor *const *tensors, int n,
+                               sc_err *err);
 
 /* ---- io.c: zip archives and PyTorch checkpoints ---- */
+/* PyTorch checkpoints open through sc_weights_open above. What is read:
+ * the zip written by torch.save since 1.6 (stored or deflated entries,
+ * zip64, central directory cross-checked against every local header), and
+ * its data.pkl through a pickle machine that knows only the opcodes and
+ * globals a state dict needs (OrderedDict, _rebuild_tensor_v2, the typed
+ * storages); any other global or opcode is refused by name and nothing in
+ * the file is ever executed. Nested dicts ({"state_dict": {...}}) are
+ * flattened with '.' between keys; non-tensor values (epoch numbers) are
+ * skipped. */
 
 
 /* ---- io.c: inflate ---- */
@@ -462,9 +536,175 @@ uint32_t sc_adler32(uint32_t adler, const uint8_t *p, size_t n);
 
 
 /* ---- io.c: CSV ---- */
+/* RFC 4180 CSV: fields separated by a delimiter (',' unless set), records
+ * ended by CRLF, LF or a lone CR, the last one optionally without a line
+ * end. A field in double quotes may hold delimiters, quotes (doubled: "")
+ * and line ends. A leading UTF-8 byte-order mark is skipped; empty lines
+ * are skipped (write a lone empty field as "" to keep it). The first
+ * record is the header and names the columns. Refused with SC_EFORMAT and
+ * the file and line in the message: a quote inside an unquoted field, text
+ * after a closing quote, an unterminated quote, a NUL byte, a record whose
+ * field count differs from the header's (unless ragged_ok), no header. */
+typedef struct {
+    char **field;       /* (n_fields) decoded, NUL-terminated */
+    int n_fields;
+    int64_t line;       /* 1-based line on which the record starts */
+} sc_csv_row;
+
+typedef struct {
+    sc_csv_row header;
+    sc_csv_row *rows;   /* (n_rows) the records after the header */
+    int64_t n_rows;
+    int n_cols;         /* fields in the header */
+    char what[256];     /* the file name used in error messages */
+    char *text;         /* owned: every decoded field, back to back */
+    char **fields;      /* owned: pointers into text, record after record */
+} sc_csv;
+
+/* Caps against hostile or runaway files; a 0 member takes the default. */
+#define SC_CSV_MAX_FILE_BYTES ((size_t)1 << 30)
+#define SC_CSV_MAX_ROWS ((int64_t)1 << 24)
+#define SC_CSV_MAX_FIELDS 4096            /* per record */
+#define SC_CSV_MAX_FIELD_BYTES ((size_t)1 << 20)
+typedef struct {
+    char delimiter;         /* ',' when 0 */
+    int ragged_ok;          /* 1 = records may have any field count */
+    size_t max_file_bytes;
+    int64_t max_rows;       /* data records, not counting the header */
+    int max_fields;
+    size_t max_field_bytes;
+} sc_csv_options;
+
+/* `opt` may be NULL (all defaults). On failure *csv is empty and safe to
+ * free. `what` names the text in error messages. */
+sc_status sc_csv_parse(sc_csv *csv, const char *text, size_t len, const char *what,
+                       const sc_csv_options *opt, sc_err *err);
+sc_status sc_csv_load(sc_csv *csv, const char *path, const sc_csv_options *opt, sc_err *err);
+void sc_csv_free(sc_csv *csv);
+/* Index of the first header field equal to name, or -1. */
+int sc_csv_column(const sc_csv *csv, const char *name);
+/* The same, failing with "FILE:LINE: no column 'NAME' in the header" when
+ * the column is missing or appears more than once. */
+sc_status sc_csv_require_column(const sc_csv *csv, const char *name, int *col, sc_err *err);
+/* Field `col` of data record `row`; "" when a ragged record is shorter. */
+const char *sc_csv_get(const sc_csv *csv, int64_t row, int col);
+/* Whole-field numbers: "FILE:LINE: column NAME: 'x' is not an integer". */
+sc_status sc_csv_get_int(const sc_csv *csv, int64_t row, int col, int64_t *out, sc_err *err);
+sc_status sc_csv_get_double(const sc_csv *csv, int64_t row, int col, double *out, sc_err *err);
+/* Fail with "FILE:LINE: column NAME: " followed by the formatted reason,
+ * for readers that find a bad value in a field (col < 0: no column part). */
+sc_status sc_csv_fail(sc_err *err, sc_status code, const sc_csv *csv, int64_t row, int col,
+                      const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 6, 7)))
+#endif
+    ;
+
+/* A growable text buffer for writers (CSV, SVG, Markdown reports). A
+ * failed allocation is remembered in `failed` and later appends are
+ * ignored, so writers append freely and check once, at save. `data` is
+ * NUL-terminated whenever it is not NULL. */
+typedef struct {
+    char *data;
+    size_t len, cap;
+    int failed;
+} sc_text;
+
+void sc_text_init(sc_text *t);
+void sc_text_put(sc_text *t, const char *s, size_t n);
+void sc_text_puts(sc_text *t, const char *s);
+void sc_text_printf(sc_text *t, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+/* Write the text to path with sc_write_file_atomic; SC_ENOMEM when an
+ * append had failed (nothing is written then). */
+sc_status sc_text_save(const sc_text *t, const char *path, sc_err *err);
+void sc_text_free(sc_text *t);
+
+/* A CSV writer: records accumulate in memory and reach the disk at once
+ * through sc_write_file_atomic, so a failed run leaves no partial file.
+ * Fields are quoted only when they must be (delimiter, quote, CR or LF
+ * inside, or a record's only field empty); records end with LF. */
+typedef struct {
+    sc_text out;
+    int fields_in_row;  /* fields written to the current record */
+    char delimiter;     /* ',' after init; may be changed before writing */
+} sc_csv_writer;
+
+void sc_csv_writer_init(sc_csv_writer *w);
+void sc_csv_put(sc_csv_writer *w, const char *field);
+void sc_csv_putf(sc_csv_writer *w, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+void sc_csv_end_row(sc_csv_writer *w);
+sc_status sc_csv_writer_save(sc_csv_writer *w, const char *path, sc_err *err);
+void sc_csv_writer_free(sc_csv_writer *w);
 
 
 /* ---- io.c: SVG ---- */
+/* Hand-written SVG charts for the experiment reports (the paper's Fig. 2–4),
+ * readable in any browser: line charts with error bars, grids of them, and
+ * scatter plots of 2-D maps. Text is escaped for XML (invalid UTF-8 and
+ * control characters become U+FFFD), colours come from Okabe and Ito's
+ * colour-blind-safe palette (a marker shape changes as well, so series
+ * stay apart in grey print), and files are written atomically.
+ *
+ * Missing values are not errors: a point whose x or y is NaN or infinite,
+ * or whose x is not positive on a log axis, is left out and breaks its line
+ * in two; a NaN, infinite or negative error is not drawn; a series with no
+ * point left keeps its legend entry, marked "(no data)"; a chart with no
+ * point at all still gets its axes, over [0, 1]. Points are joined in the
+ * order given. */
+#define SC_PLOT_PALETTE 8 /* colours before they repeat (with a new marker) */
+
+typedef struct {
+    const char *name;     /* legend label */
+    const double *x;      /* (n) */
+    const double *y;      /* (n) the mean over seeds, say */
+    const double *err;    /* (n) one standard deviation, or NULL */
+    int n;
+    int color;            /* palette index; -1 = the series' position */
+    int dashed;           /* 1 = dashed line (e.g. a follow-up variant) */
+} sc_plot_series;
+
+typedef struct {
+    const char *title;         /* NULL = none */
+    const char *x_label;
+    const char *y_label;
+    int x_log;                 /* 1 = logarithmic x axis */
+    double y_min, y_max;       /* fixed y range; equal (e.g. both 0) = from the data */
+    const double *x_ticks;     /* (n_x_ticks) tick positions, or NULL = automatic */
+    int n_x_ticks;
+    const sc_plot_series *series; /* (n_series) */
+    int n_series;
+} sc_line_chart;
+
+/* One chart with its legend below it. */
+sc_status sc_svg_line_chart(const char *path, const sc_line_chart *chart, sc_err *err);
+/* A grid of charts, n_cols across (one per metric, like the paper's
+ * figures), under an overall title (NULL = none), with one legend below
+ * taken from the first panel: the panels should show the same methods. */
+sc_status sc_svg_line_panels(const char *path, const char *title, const sc_line_chart *panels, int n_panels,
+                             int n_cols, sc_err *err);
+
+typedef struct {
+    const char *title;
+    const double *xy;          /* (n, 2) */
+    const int *category;       /* (n) each in [0, n_categories) */
+    int64_t n;
+} sc_scatter_panel;
+
+/* Scatter plots side by side (Fig. 4: zero-shot next to SCALE), one colour
+ * and marker per category, with a shared legend. Both axes of a panel use
+ * one scale, so distances in the map are not distorted; the axes carry no
+ * numbers because t-SNE coordinates have no units. A category outside
+ * [0, n_categories) fails with SC_ERANGE. */
+sc_status sc_svg_scatter(const char *path, const char *title, const sc_scatter_panel *panels, int n_panels,
+                         const char *const *category_names, int n_categories, sc_err *err);
 
 
 
@@ -750,6 +990,10 @@ sc_node *sc__node_record(sc_ctx *ctx, const char *op, sc__backward_fn bw,
 float *sc__grad(sc_ctx *ctx, sc_tensor *t);
 /* Allocate from ctx->act or abort with a message naming the arena. */
 void *sc__act_alloc(sc_ctx *ctx, size_t bytes);
+/* Force the GEMM kernel for tests and benchmarks: level 0 = portable, 1 =
+ * AVX2/FMA (clamped to what this CPU runs); -1 = automatic again, which
+ * reads SCALE_NO_SIMD anew. Returns the level now in use. */
+int sc__gemm_force(int level);
 
 #ifdef __cplusplus
 }
