@@ -576,78 +576,84 @@ static double supcon_logits(double *dl, int64_t *n_anchors, const double *logit,
 }
 /* @book end supcon-logits */
 
-/* logit (A, A) = F Fᵀ / τ for the rows reading; F (A, D) with row stride
- * row_stride and element stride col_stride (so Qᵀ needs no copy). */
-static void gram_logits(double *logit, const float *F, int64_t A, int64_t D, int64_t row_stride,
-                        int64_t col_stride, double tau)
+/* x · y with four running sums, so that additions do not each wait on
+ * the previous one. */
+static double dot(const double *x, const double *y, int64_t n)
 {
-    for (int64_t a = 0; a < A; a++)
-        for (int64_t b = 0; b <= a; b++) {
-            double dot = 0;
-            for (int64_t d = 0; d < D; d++)
-                dot += (double)F[a * row_stride + d * col_stride] * (double)F[b * row_stride + d * col_stride];
-            logit[a * A + b] = logit[b * A + a] = dot / tau;
-        }
+    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        s0 += x[i] * y[i];
+        s1 += x[i + 1] * y[i + 1];
+        s2 += x[i + 2] * y[i + 2];
+        s3 += x[i + 3] * y[i + 3];
+    }
+    for (; i < n; i++) s0 += x[i] * y[i];
+    return (s0 + s1) + (s2 + s3);
 }
 
-/* Rows reading backward: l = F Fᵀ/τ gives dF = (W + Wᵀ) F / τ, added into
- * dF with the same strides as F. */
-static void gram_backward(double *dF, const double *W, const float *F, int64_t A, int64_t D,
-                          int64_t row_stride, int64_t col_stride, double tau, double weight)
+/* logit (A, A) = F Fᵀ / τ for the rows reading, F (A, D) contiguous. */
+static void gram_logits(double *logit, const double *F, int64_t A, int64_t D, double tau)
 {
     for (int64_t a = 0; a < A; a++)
-        for (int64_t b = 0; b < A; b++) {
-            double w = weight * (W[a * A + b] + W[b * A + a]) / tau;
-            if (w == 0) continue;
-            for (int64_t d = 0; d < D; d++)
-                dF[a * row_stride + d * col_stride] += w * (double)F[b * row_stride + d * col_stride];
-        }
+        for (int64_t b = 0; b <= a; b++) logit[a * A + b] = logit[b * A + a] = dot(F + a * D, F + b * D, D) / tau;
+}
+
+/* Rows reading backward: l = F Fᵀ / τ gives dF = (W + Wᵀ) F / τ, the
+ * factor 1/τ being folded into `scale`. W is symmetrised in place, then
+ * dF[a, d] = W[a, :] · FT[d, :] with FT (D, A) the transpose of F. */
+static void gram_backward(double *dF, double *W, const double *FT, int64_t A, int64_t D, double scale)
+{
+    for (int64_t a = 0; a < A; a++)
+        for (int64_t b = 0; b <= a; b++) W[a * A + b] = W[b * A + a] = scale * (W[a * A + b] + W[b * A + a]);
+    for (int64_t a = 0; a < A; a++)
+        for (int64_t d = 0; d < D; d++) dF[a * D + d] += dot(W + a * A, FT + d * A, A);
 }
 
 /* One SupCon term. Anchors are the rows of Q (transposed = 0: images,
- * labels G) or its columns (transposed = 1: texts, labels GT). Returns the
- * reduced loss and adds weight · dTerm/dQ into dQ when not NULL. */
+ * labels G) or its columns (transposed = 1: texts, labels GT); F (A, D)
+ * holds them as contiguous doubles. Returns the reduced loss and adds
+ * weight · dTerm/dQ into dQ when not NULL. */
 static double supcon_term(double *dQ, int64_t *n_anchors, const float *Q, const sc_loss_problem *p,
                           const sc_loss_config *cfg, int transposed, double weight, sc_arena *scratch)
 {
     int64_t N = p->N, M = p->M;
     int64_t A = transposed ? M : N;            /* anchors */
     int64_t D = transposed ? N : M;            /* length of an anchor's row */
-    int64_t row_stride = transposed ? 1 : M, col_stride = transposed ? M : 1;
     const float *anchor_labels = transposed ? p->text_labels : p->labels;
     const float *other_labels = transposed ? p->labels : p->text_labels;
     int rows = cfg->supcon == SC_SUPCON_ROWS;
     int64_t S = rows ? A : D;                  /* candidates */
 
     sc_arena_mark mark = sc_arena_get_mark(scratch);
-    size_t cells = (size_t)A * (size_t)S;
-    double *logit = sc_arena_alloc(scratch, cells * sizeof(double));
-    double *dl = dQ ? sc_arena_calloc(scratch, cells, sizeof(double)) : NULL;
-    SC_ASSERT(logit && (dl || !dQ), "scratch arena cannot hold %zu logits", cells);
+    double *F = sc_arena_alloc(scratch, sizeof(double) * (size_t)(A * D));
+    double *FT = sc_arena_alloc(scratch, sizeof(double) * (size_t)(A * D));
+    double *logit = sc_arena_alloc(scratch, sizeof(double) * (size_t)(A * S));
+    double *dl = dQ ? sc_arena_calloc(scratch, (size_t)(A * S), sizeof(double)) : NULL;
+    double *dF = dQ ? sc_arena_calloc(scratch, (size_t)(A * D), sizeof(double)) : NULL;
+    SC_ASSERT(F && FT && logit && (dl || !dQ) && (dF || !dQ), "scratch arena cannot hold %lld logits", (long long)(A * S));
+    for (int64_t a = 0; a < A; a++)
+        for (int64_t d = 0; d < D; d++) F[a * D + d] = FT[d * A + a] = transposed ? Q[d * M + a] : Q[a * M + d];
 
-    if (rows) {
-        gram_logits(logit, Q, A, D, row_stride, col_stride, cfg->tau);
-    } else {
-        for (int64_t a = 0; a < A; a++)
-            for (int64_t s = 0; s < S; s++)
-                logit[a * S + s] = (double)Q[a * row_stride + s * col_stride] / cfg->tau;
-    }
+    if (rows) gram_logits(logit, F, A, D, cfg->tau);
+    else
+        for (int64_t i = 0; i < A * S; i++) logit[i] = F[i] / cfg->tau;
     double loss = supcon_logits(dl, n_anchors, logit, anchor_labels, rows ? anchor_labels : other_labels,
                                 A, S, p->H, rows, cfg->multilabel);
     double scale = 1;
     if (cfg->reduction == SC_REDUCE_MEAN) scale = *n_anchors ? 1.0 / (double)*n_anchors : 0;
     if (dQ && *n_anchors) {
-        if (rows) {
-            gram_backward(dQ, dl, Q, A, D, row_stride, col_stride, cfg->tau, weight * scale);
-        } else {
-            for (int64_t a = 0; a < A; a++)
-                for (int64_t s = 0; s < S; s++)
-                    dQ[a * row_stride + s * col_stride] += weight * scale * dl[a * S + s] / cfg->tau;
-        }
+        double g = weight * scale / cfg->tau;
+        if (rows) gram_backward(dF, dl, FT, A, D, g);
+        else
+            for (int64_t i = 0; i < A * D; i++) dF[i] = g * dl[i];
+        for (int64_t a = 0; a < A; a++)
+            for (int64_t d = 0; d < D; d++) dQ[transposed ? d * M + a : a * M + d] += dF[a * D + d];
     }
     sc_arena_rewind(scratch, mark);
     return loss * scale;
 }
+
 /* ======================================================================== */
 
 /* ======================================================================== */
