@@ -187,6 +187,89 @@ START_TEST(test_learns_separable_embeddings)
 }
 END_TEST
 
+/* ---- checkpoints: resuming gives the weights of an uninterrupted run ---- */
+
+static void train_epochs(sc_scale_model *m, const sc_train_data *d, int epochs)
+{
+    sc_ctx ctx;
+    sc_ctx_init(&ctx);
+    for (int e = 0; e < epochs; e++) sc_scale_train_epoch(m, &ctx, d);
+    sc_ctx_free(&ctx);
+}
+
+START_TEST(test_resume_equals_uninterrupted)
+{
+    synthetic s;
+    make_synthetic(&s, 50, 16, 0.7f, _i == 1, 8);
+    sc_train_config cfg = sc_train_defaults();
+    cfg.seed = 3;
+    cfg.batch_size = 16; /* a short last batch every epoch */
+    if (_i == 1) cfg.adapter.alpha_mode = SC_ALPHA_CLAMP, cfg.adapter.relu_after_up = 0;
+    sc_err err;
+    sc_scale_model straight, first, resumed;
+    ck_assert(sc_scale_model_init(&straight, 16, &cfg, &err) == SC_OK);
+    train_epochs(&straight, &s.data, 6);
+
+    ck_assert(sc_scale_model_init(&first, 16, &cfg, &err) == SC_OK);
+    train_epochs(&first, &s.data, 3);
+    char path[256];
+    snprintf(path, sizeof path, "%s/adapters.safetensors", sc_test_tmpdir());
+    ck_assert_msg(sc_scale_model_save(&first, path, &err) == SC_OK, "%s", err.msg);
+    sc_scale_model_free(&first);
+    /* A different seed and architecture in the base options must not
+     * matter: the checkpoint decides. */
+    sc_train_config other = cfg;
+    other.seed = 99;
+    other.adapter.alpha_mode = SC_ALPHA_RAW;
+    ck_assert_msg(sc_scale_model_load(&resumed, path, &other, &err) == SC_OK, "%s", err.msg);
+    ck_assert_int_eq(resumed.epoch, 3);
+    ck_assert(resumed.cfg.adapter.alpha_mode == cfg.adapter.alpha_mode);
+    train_epochs(&resumed, &s.data, 3);
+
+    ck_assert_int_eq(resumed.n_params, straight.n_params);
+    ck_assert_int_eq(resumed.opt.step, straight.opt.step);
+    for (int i = 0; i < straight.n_params; i++) {
+        size_t bytes = sizeof(float) * (size_t)sc_numel(straight.params[i]);
+        ck_assert_msg(!memcmp(resumed.params[i]->data, straight.params[i]->data, bytes), "%s differs",
+                      straight.params[i]->name);
+        ck_assert(!memcmp(resumed.opt.m[i], straight.opt.m[i], bytes));
+        ck_assert(!memcmp(resumed.opt.v[i], straight.opt.v[i], bytes));
+    }
+    sc_scale_model_free(&straight);
+    sc_scale_model_free(&resumed);
+    free_synthetic(&s);
+}
+END_TEST
+
+START_TEST(test_checkpoint_errors)
+{
+    sc_err err;
+    sc_train_config cfg = sc_train_defaults();
+    sc_scale_model m;
+    /* a safetensors file without the SCALE state */
+    char path[256];
+    snprintf(path, sizeof path, "%s/other.safetensors", sc_test_tmpdir());
+    sc_arena a;
+    sc_arena_init(&a, "t", 1 << 16, 0);
+    sc_tensor *t = sc_tensor_zeros(&a, 1, (int64_t[]){3}, "x");
+    const char *names[1] = {"x"};
+    const sc_tensor *tensors[1] = {t};
+    ck_assert(sc_safetensors_write(path, names, tensors, 1, &err) == SC_OK);
+    ck_assert_int_eq(sc_scale_model_load(&m, path, &cfg, &err), SC_EFORMAT);
+    ck_assert_msg(strstr(err.msg, "no tensor 'scale.state'") != NULL, "%s", err.msg);
+    /* a state with an impossible value */
+    sc_tensor *state = sc_tensor_zeros(&a, 1, (int64_t[]){12}, "scale.state");
+    state->data[0] = 1;
+    state->data[1] = 2.5f;
+    names[0] = "scale.state";
+    tensors[0] = state;
+    ck_assert(sc_safetensors_write(path, names, tensors, 1, &err) == SC_OK);
+    ck_assert_int_eq(sc_scale_model_load(&m, path, &cfg, &err), SC_EFORMAT);
+    ck_assert_msg(strstr(err.msg, "scale.state[1] is 2.5, not a count") != NULL, "%s", err.msg);
+    sc_arena_free(&a);
+}
+END_TEST
+
 START_TEST(test_batch_size_rule)
 {
     ck_assert_int_eq(sc_train_batch_size(413), 64); /* Derm7p train */
@@ -208,6 +291,8 @@ Suite *suite_train(void)
     tcase_set_timeout(learn, 60);
     tcase_add_test(learn, test_learns_separable_embeddings);
     tcase_add_test(learn, test_batch_size_rule);
+    tcase_add_loop_test(learn, test_resume_equals_uninterrupted, 0, 2);
+    tcase_add_test(learn, test_checkpoint_errors);
     suite_add_tcase(s, learn);
     return s;
 }
