@@ -82,12 +82,14 @@ static inline const char *golden_run(const char *case_dir, const char *const *in
     return dir;
 }
 
-/* Run `scale ARGS` with the working directory `rel_dir` (under the source
- * tree; the command must not write there) and return its output in out. */
-static inline void scale_run(const char *rel_dir, const char *args, char *out, size_t n)
+/* Run `scale ARGS` with the working directory `dir` (an absolute path, or
+ * one under the source tree, where the command must not write) and return
+ * its output in out. */
+static inline void scale_run(const char *dir, const char *args, char *out, size_t n)
 {
-    char shell[4096];
-    snprintf(shell, sizeof shell, "cd '%s' && '%s' %s", sc_test_path(rel_dir), sc_test_path("scale"), args);
+    char shell[8192];
+    snprintf(shell, sizeof shell, "cd '%s' && '%s' %s", dir[0] == '/' ? dir : sc_test_path(dir), sc_test_path("scale"),
+             args);
     FILE *p = popen(shell, "r");
     ck_assert_msg(p != NULL, "cannot run %s", shell);
     size_t got = fread(out, 1, n - 1, p);
