@@ -576,78 +576,84 @@ static double supcon_logits(double *dl, int64_t *n_anchors, const double *logit,
 }
 /* @book end supcon-logits */
 
-/* logit (A, A) = F Fᵀ / τ for the rows reading; F (A, D) with row stride
- * row_stride and element stride col_stride (so Qᵀ needs no copy). */
-static void gram_logits(double *logit, const float *F, int64_t A, int64_t D, int64_t row_stride,
-                        int64_t col_stride, double tau)
+/* x · y with four running sums, so that additions do not each wait on
+ * the previous one. */
+static double dot(const double *x, const double *y, int64_t n)
 {
-    for (int64_t a = 0; a < A; a++)
-        for (int64_t b = 0; b <= a; b++) {
-            double dot = 0;
-            for (int64_t d = 0; d < D; d++)
-                dot += (double)F[a * row_stride + d * col_stride] * (double)F[b * row_stride + d * col_stride];
-            logit[a * A + b] = logit[b * A + a] = dot / tau;
-        }
+    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        s0 += x[i] * y[i];
+        s1 += x[i + 1] * y[i + 1];
+        s2 += x[i + 2] * y[i + 2];
+        s3 += x[i + 3] * y[i + 3];
+    }
+    for (; i < n; i++) s0 += x[i] * y[i];
+    return (s0 + s1) + (s2 + s3);
 }
 
-/* Rows reading backward: l = F Fᵀ/τ gives dF = (W + Wᵀ) F / τ, added into
- * dF with the same strides as F. */
-static void gram_backward(double *dF, const double *W, const float *F, int64_t A, int64_t D,
-                          int64_t row_stride, int64_t col_stride, double tau, double weight)
+/* logit (A, A) = F Fᵀ / τ for the rows reading, F (A, D) contiguous. */
+static void gram_logits(double *logit, const double *F, int64_t A, int64_t D, double tau)
 {
     for (int64_t a = 0; a < A; a++)
-        for (int64_t b = 0; b < A; b++) {
-            double w = weight * (W[a * A + b] + W[b * A + a]) / tau;
-            if (w == 0) continue;
-            for (int64_t d = 0; d < D; d++)
-                dF[a * row_stride + d * col_stride] += w * (double)F[b * row_stride + d * col_stride];
-        }
+        for (int64_t b = 0; b <= a; b++) logit[a * A + b] = logit[b * A + a] = dot(F + a * D, F + b * D, D) / tau;
+}
+
+/* Rows reading backward: l = F Fᵀ / τ gives dF = (W + Wᵀ) F / τ, the
+ * factor 1/τ being folded into `scale`. W is symmetrised in place, then
+ * dF[a, d] = W[a, :] · FT[d, :] with FT (D, A) the transpose of F. */
+static void gram_backward(double *dF, double *W, const double *FT, int64_t A, int64_t D, double scale)
+{
+    for (int64_t a = 0; a < A; a++)
+        for (int64_t b = 0; b <= a; b++) W[a * A + b] = W[b * A + a] = scale * (W[a * A + b] + W[b * A + a]);
+    for (int64_t a = 0; a < A; a++)
+        for (int64_t d = 0; d < D; d++) dF[a * D + d] += dot(W + a * A, FT + d * A, A);
 }
 
 /* One SupCon term. Anchors are the rows of Q (transposed = 0: images,
- * labels G) or its columns (transposed = 1: texts, labels GT). Returns the
- * reduced loss and adds weight · dTerm/dQ into dQ when not NULL. */
+ * labels G) or its columns (transposed = 1: texts, labels GT); F (A, D)
+ * holds them as contiguous doubles. Returns the reduced loss and adds
+ * weight · dTerm/dQ into dQ when not NULL. */
 static double supcon_term(double *dQ, int64_t *n_anchors, const float *Q, const sc_loss_problem *p,
                           const sc_loss_config *cfg, int transposed, double weight, sc_arena *scratch)
 {
     int64_t N = p->N, M = p->M;
     int64_t A = transposed ? M : N;            /* anchors */
     int64_t D = transposed ? N : M;            /* length of an anchor's row */
-    int64_t row_stride = transposed ? 1 : M, col_stride = transposed ? M : 1;
     const float *anchor_labels = transposed ? p->text_labels : p->labels;
     const float *other_labels = transposed ? p->labels : p->text_labels;
     int rows = cfg->supcon == SC_SUPCON_ROWS;
     int64_t S = rows ? A : D;                  /* candidates */
 
     sc_arena_mark mark = sc_arena_get_mark(scratch);
-    size_t cells = (size_t)A * (size_t)S;
-    double *logit = sc_arena_alloc(scratch, cells * sizeof(double));
-    double *dl = dQ ? sc_arena_calloc(scratch, cells, sizeof(double)) : NULL;
-    SC_ASSERT(logit && (dl || !dQ), "scratch arena cannot hold %zu logits", cells);
+    double *F = sc_arena_alloc(scratch, sizeof(double) * (size_t)(A * D));
+    double *FT = sc_arena_alloc(scratch, sizeof(double) * (size_t)(A * D));
+    double *logit = sc_arena_alloc(scratch, sizeof(double) * (size_t)(A * S));
+    double *dl = dQ ? sc_arena_calloc(scratch, (size_t)(A * S), sizeof(double)) : NULL;
+    double *dF = dQ ? sc_arena_calloc(scratch, (size_t)(A * D), sizeof(double)) : NULL;
+    SC_ASSERT(F && FT && logit && (dl || !dQ) && (dF || !dQ), "scratch arena cannot hold %lld logits", (long long)(A * S));
+    for (int64_t a = 0; a < A; a++)
+        for (int64_t d = 0; d < D; d++) F[a * D + d] = FT[d * A + a] = transposed ? Q[d * M + a] : Q[a * M + d];
 
-    if (rows) {
-        gram_logits(logit, Q, A, D, row_stride, col_stride, cfg->tau);
-    } else {
-        for (int64_t a = 0; a < A; a++)
-            for (int64_t s = 0; s < S; s++)
-                logit[a * S + s] = (double)Q[a * row_stride + s * col_stride] / cfg->tau;
-    }
+    if (rows) gram_logits(logit, F, A, D, cfg->tau);
+    else
+        for (int64_t i = 0; i < A * S; i++) logit[i] = F[i] / cfg->tau;
     double loss = supcon_logits(dl, n_anchors, logit, anchor_labels, rows ? anchor_labels : other_labels,
                                 A, S, p->H, rows, cfg->multilabel);
     double scale = 1;
     if (cfg->reduction == SC_REDUCE_MEAN) scale = *n_anchors ? 1.0 / (double)*n_anchors : 0;
     if (dQ && *n_anchors) {
-        if (rows) {
-            gram_backward(dQ, dl, Q, A, D, row_stride, col_stride, cfg->tau, weight * scale);
-        } else {
-            for (int64_t a = 0; a < A; a++)
-                for (int64_t s = 0; s < S; s++)
-                    dQ[a * row_stride + s * col_stride] += weight * scale * dl[a * S + s] / cfg->tau;
-        }
+        double g = weight * scale / cfg->tau;
+        if (rows) gram_backward(dF, dl, FT, A, D, g);
+        else
+            for (int64_t i = 0; i < A * D; i++) dF[i] = g * dl[i];
+        for (int64_t a = 0; a < A; a++)
+            for (int64_t d = 0; d < D; d++) dQ[transposed ? d * M + a : a * M + d] += dF[a * D + d];
     }
     sc_arena_rewind(scratch, mark);
     return loss * scale;
 }
+
 /* ======================================================================== */
 
 /* ======================================================================== */
@@ -1027,6 +1033,136 @@ double sc_scale_train_epoch(sc_scale_model *m, sc_ctx *ctx, const sc_train_data 
 }
 /* @book end train-epoch */
 /* ======================================================================== */
+
+/* ---- checkpoints ----
+ * Everything that decides the next update is saved: the parameters, Adam's
+ * moments and step count, the epoch and the shuffling generator. The
+ * safetensors writer stores float32 tensors only, so the counters travel
+ * in "scale.state" as exact small integers (the generator's 64-bit state
+ * in four 16-bit pieces). */
+
+enum {
+    STATE_FORMAT, STATE_EPOCH, STATE_ADAM_STEP, STATE_RNG0, STATE_RNG1, STATE_RNG2, STATE_RNG3,
+    STATE_ALPHA_MODE, STATE_RELU_AFTER_UP, STATE_REDUCTION, STATE_IMAGE_ADAPTER, STATE_TEXT_ADAPTER,
+    STATE_COUNT
+};
+#define CHECKPOINT_FORMAT 1
+#define CHECKPOINT_MAX_COUNT (1 << 24) /* the largest integer every float32 holds */
+
+sc_status sc_scale_model_save(const sc_scale_model *m, const char *path, sc_err *err)
+{
+    if (m->epoch >= CHECKPOINT_MAX_COUNT || m->opt.step >= CHECKPOINT_MAX_COUNT)
+        return sc_fail(err, SC_ERANGE, "%s: too many epochs or steps to record", path);
+    sc_arena a;
+    sc_arena_init(&a, "checkpoint", (size_t)1 << 20, 0);
+    sc_tensor *state = sc_tensor_new(&a, 1, (int64_t[]){STATE_COUNT}, "scale.state");
+    float *st = state->data;
+    st[STATE_FORMAT] = CHECKPOINT_FORMAT;
+    st[STATE_EPOCH] = (float)m->epoch;
+    st[STATE_ADAM_STEP] = (float)m->opt.step;
+    for (int k = 0; k < 4; k++) st[STATE_RNG0 + k] = (float)((m->rng.state >> (16 * k)) & 0xFFFF);
+    st[STATE_ALPHA_MODE] = (float)m->cfg.adapter.alpha_mode;
+    st[STATE_RELU_AFTER_UP] = (float)m->cfg.adapter.relu_after_up;
+    st[STATE_REDUCTION] = (float)m->cfg.adapter.reduction;
+    st[STATE_IMAGE_ADAPTER] = (float)m->cfg.image_adapter;
+    st[STATE_TEXT_ADAPTER] = (float)m->cfg.text_adapter;
+
+    /* parameters, then each one's two moments, then the state */
+    const char *names[3 * 6 + 1];
+    const sc_tensor *tensors[3 * 6 + 1];
+    enum { NAME_BYTES = 2 * SC_NAME_MAX };
+    char *moment_names = sc_arena_alloc(&a, (size_t)(2 * m->n_params) * NAME_BYTES);
+    int n = 0;
+    for (int i = 0; i < m->n_params; i++) {
+        const sc_tensor *p = m->params[i];
+        names[n] = p->name;
+        tensors[n++] = p;
+        for (int k = 0; k < 2; k++) {
+            char *name = moment_names + (2 * i + k) * NAME_BYTES;
+            snprintf(name, NAME_BYTES, "adam.%c.%s", k ? 'v' : 'm', p->name);
+            sc_tensor *moment = sc_tensor_wrap(&a, k ? m->opt.v[i] : m->opt.m[i], p->ndim, p->shape, name);
+            names[n] = name;
+            tensors[n++] = moment;
+        }
+    }
+    names[n] = "scale.state";
+    tensors[n++] = state;
+    sc_status status = sc_safetensors_write(path, names, tensors, n, err);
+    sc_arena_free(&a);
+    return status;
+}
+
+/* Copy tensor `name` of the checkpoint into dst, which must have its shape. */
+static sc_status read_exact(const sc_weights *w, const char *path, const char *name, float *dst, int ndim,
+                            const int64_t *shape, sc_err *err)
+{
+    const sc_weight *t = sc_weights_find(w, name);
+    if (!t) return sc_fail(err, SC_EFORMAT, "%s: no tensor '%s'; not a SCALE checkpoint of this kind", path, name);
+    int same = t->ndim == ndim;
+    for (int k = 0; same && k < ndim; k++) same = t->shape[k] == shape[k];
+    if (!same) return sc_fail(err, SC_ESHAPE, "%s: tensor '%s' has another shape than the model's", path, name);
+    sc_weight_to_f32(t, dst);
+    return SC_OK;
+}
+
+/* The architecture recorded in "scale.state", checked value by value. */
+static sc_status read_state(const sc_weights *w, const char *path, float *st, sc_train_config *cfg, sc_err *err)
+{
+    sc_status status = read_exact(w, path, "scale.state", st, 1, (int64_t[]){STATE_COUNT}, err);
+    if (status) return status;
+    for (int k = 0; k < STATE_COUNT; k++)
+        if (!(st[k] >= 0 && st[k] < CHECKPOINT_MAX_COUNT && st[k] == floorf(st[k])))
+            return sc_fail(err, SC_EFORMAT, "%s: scale.state[%d] is %g, not a count", path, k, (double)st[k]);
+    if (st[STATE_FORMAT] != CHECKPOINT_FORMAT)
+        return sc_fail(err, SC_EUNSUPPORTED, "%s: checkpoint format %g, this build reads %d", path,
+                       (double)st[STATE_FORMAT], CHECKPOINT_FORMAT);
+    if (st[STATE_ALPHA_MODE] > SC_ALPHA_RAW || st[STATE_RELU_AFTER_UP] > 1 || st[STATE_REDUCTION] < 1 ||
+        st[STATE_IMAGE_ADAPTER] > 1 || st[STATE_TEXT_ADAPTER] > 1 ||
+        !(st[STATE_IMAGE_ADAPTER] || st[STATE_TEXT_ADAPTER]) || st[STATE_RNG0] > 0xFFFF ||
+        st[STATE_RNG1] > 0xFFFF || st[STATE_RNG2] > 0xFFFF || st[STATE_RNG3] > 0xFFFF)
+        return sc_fail(err, SC_EFORMAT, "%s: scale.state holds an impossible configuration", path);
+    cfg->adapter.alpha_mode = (sc_alpha_mode)st[STATE_ALPHA_MODE];
+    cfg->adapter.relu_after_up = (int)st[STATE_RELU_AFTER_UP];
+    cfg->adapter.reduction = (int)st[STATE_REDUCTION];
+    cfg->image_adapter = (int)st[STATE_IMAGE_ADAPTER];
+    cfg->text_adapter = (int)st[STATE_TEXT_ADAPTER];
+    return SC_OK;
+}
+
+sc_status sc_scale_model_load(sc_scale_model *m, const char *path, const sc_train_config *base, sc_err *err)
+{
+    memset(m, 0, sizeof *m);
+    sc_weights *w;
+    sc_status status = sc_weights_open(&w, path, err);
+    if (status) return status;
+    float st[STATE_COUNT];
+    sc_train_config cfg = *base;
+    status = read_state(w, path, st, &cfg, err);
+    /* The width C is the second dimension of either adapter's W1 (R, C). */
+    const sc_weight *w1 = sc_weights_find(w, cfg.image_adapter ? "image_adapter.w1" : "text_adapter.w1");
+    if (!status && (!w1 || w1->ndim != 2 || w1->shape[1] < 1 || w1->shape[1] > (1 << 20)))
+        status = sc_fail(err, SC_EFORMAT, "%s: no adapter weight of shape (R, C)", path);
+    if (!status) status = sc_scale_model_init(m, w1->shape[1], &cfg, err);
+    for (int i = 0; !status && i < m->n_params; i++) {
+        sc_tensor *p = m->params[i];
+        char name[2 * SC_NAME_MAX];
+        status = read_exact(w, path, p->name, p->data, p->ndim, p->shape, err);
+        for (int k = 0; !status && k < 2; k++) {
+            snprintf(name, sizeof name, "adam.%c.%s", k ? 'v' : 'm', p->name);
+            status = read_exact(w, path, name, k ? m->opt.v[i] : m->opt.m[i], p->ndim, p->shape, err);
+        }
+    }
+    if (!status) {
+        m->epoch = (int64_t)st[STATE_EPOCH];
+        m->opt.step = (int64_t)st[STATE_ADAM_STEP];
+        m->rng.state = 0;
+        for (int k = 0; k < 4; k++) m->rng.state |= (uint64_t)st[STATE_RNG0 + k] << (16 * k);
+        if (m->rng.state == 0) status = sc_fail(err, SC_EFORMAT, "%s: the shuffle generator's state is zero", path);
+    }
+    if (status && m->n_params) sc_scale_model_free(m);
+    sc_weights_close(w);
+    return status;
+}
 
 /* ======================================================================== */
 /* 7. Prediction and explanation                                             */

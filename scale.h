@@ -1127,6 +1127,19 @@ sc_tensor *sc_scale_batch_loss(sc_ctx *ctx, const sc_scale_model *m, const sc_tr
  * returns the mean total loss over the batches. ctx is reset per step. */
 double sc_scale_train_epoch(sc_scale_model *m, sc_ctx *ctx, const sc_train_data *d);
 
+/* Checkpoints are .safetensors files (written atomically) holding the
+ * adapter tensors under their names ("image_adapter.w1", ...), Adam's
+ * moments ("adam.m.<name>", "adam.v.<name>") and "scale.state", a small
+ * float32 vector of exact integers: format, epochs done, Adam steps, the
+ * shuffle generator's state in four 16-bit pieces, α mode, second ReLU,
+ * reduction, and which adapters exist. book/07 lists it. */
+sc_status sc_scale_model_save(const sc_scale_model *m, const char *path, sc_err *err);
+/* Rebuild a model from a checkpoint: the adapter architecture (α mode,
+ * ReLUs, reduction, which adapters, width) comes from the file, the other
+ * options (learning rate, loss, epochs) from cfg. Resuming continues
+ * bit for bit where the saved run stopped. */
+sc_status sc_scale_model_load(sc_scale_model *m, const char *path, const sc_train_config *cfg, sc_err *err);
+
 /* ---- loss.c: prediction and explanation (book/07) ---- */
 /* Q (N, H): the adapted, normalised images against the adapted, normalised
  * canonical prompts (one per combination). */
