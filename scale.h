@@ -227,9 +227,11 @@ void sc_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
 void sc_gemm_ref(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
                  const float *A, int64_t lda, const float *B, int64_t ldb,
                  float *C, int64_t ldc, int accumulate);
-/* 1 when the AVX2/FMA kernel is in use (cpu supports it and SCALE_NO_SIMD
- * is unset). */
+/* 1 when a SIMD kernel (AVX2/FMA) is in use: the CPU supports it and
+ * SCALE_NO_SIMD is unset (or "0"). */
 int sc_gemm_simd(void);
+/* Name of the kernel in use: "avx2-fma" or "portable". */
+const char *sc_gemm_kernel_name(void);
 
 /* ---- tensor.c: ops (autograd-aware; record a node when ctx->grad_enabled
  * and an input requires grad). Outputs are fresh contiguous tensors in
@@ -437,9 +439,81 @@ sc_status sc_array_to_f32(const sc_array *a, float **out, sc_err *err);
 sc_status sc_array_to_i64(const sc_array *a, int64_t **out, sc_err *err);
 
 /* ---- io.c: safetensors ---- */
+/* WEIGHT FILES. Every format a model's weights come in — a Hugging Face
+ * directory (model.safetensors, or shards listed in
+ * model.safetensors.index.json / pytorch_model.bin.index.json), a single
+ * .safetensors file, or a PyTorch .pt/.bin zip checkpoint — opens as one
+ * sc_weights: a table of named tensors sorted by name. Files are mapped
+ * read-only; nothing is copied until a tensor is read, and every header,
+ * offset and shape has been checked against the file before open returns.
+ *
+ *   sc_weights *w;
+ *   if (sc_weights_open(&w, "models/clip", &err) != SC_OK) { puts(err.msg); ... }
+ *   const sc_weight *t = sc_weights_find(w, "logit_scale");   // shape, dtype
+ *   sc_tensor *x;
+ *   sc_weights_get_f32(w, "visual_projection.weight", &weights_arena, &x, &err);
+ *   sc_weights_close(w);   // tensors read into arenas stay valid
+ */
+typedef struct {
+    const char *name;
+    sc_dtype dtype;                     /* as stored; reads convert to float32 */
+    int ndim;                           /* 0 for a scalar */
+    int64_t shape[SC_ARRAY_MAX_DIMS];
+    int64_t numel;
+    /* Where the elements are: element (i0, .., ik) starts at byte
+     * data + sc_dtype_size(dtype) · Σ ij·stride[j]. Contiguous in
+     * safetensors; a PyTorch tensor may be a strided view of a larger
+     * storage. Valid until sc_weights_close. */
+    const uint8_t *data;
+    int64_t stride[SC_ARRAY_MAX_DIMS];  /* in elements */
+} sc_weight;
 
+typedef struct sc_weights sc_weights;
+
+/* Open a directory in Hugging Face layout or a single weight file (the
+ * format is recognised from the bytes, not the extension). Legacy
+ * (pre-1.6) PyTorch files and TorchScript archives fail with a message
+ * saying how to convert them. */
+sc_status sc_weights_open(sc_weights **out, const char *path, sc_err *err);
+/* The same for one file's bytes in memory, which the caller keeps alive
+ * (and unchanged) until sc_weights_close. `what` names them in errors. */
+sc_status sc_weights_parse(sc_weights **out, const uint8_t *bytes, size_t len, const char *what, sc_err *err);
+void sc_weights_close(sc_weights *w);
+int sc_weights_count(const sc_weights *w);
+const sc_weight *sc_weights_at(const sc_weights *w, int i);      /* by name order */
+const sc_weight *sc_weights_find(const sc_weights *w, const char *name); /* or NULL */
+const char *sc_weights_path(const sc_weights *w);
+const char *sc_weights_format(const sc_weights *w); /* "safetensors" or "pytorch" */
+/* Copy a tensor as float32 (F16/BF16/F64/integers converted, strides
+ * gathered) into a fresh contiguous tensor of arena `a`, named `name`.
+ * Fails when the name is missing, ndim > SC_MAX_DIMS, or `a` is full. */
+sc_status sc_weights_get_f32(const sc_weights *w, const char *name, sc_arena *a, sc_tensor **out, sc_err *err);
+/* Copy an integer tensor (I64/I32/U16/U8; e.g. position_ids) holding
+ * exactly n elements into dst. */
+sc_status sc_weights_read_i64(const sc_weights *w, const char *name, int64_t *dst, int64_t n, sc_err *err);
+/* The numel elements of t as float32, in C order, into dst. */
+void sc_weight_to_f32(const sc_weight *t, float *dst);
+/* Zero-copy access: t's elements in the mapping when they are already
+ * contiguous, aligned float32; NULL otherwise (then copy with the above). */
+const float *sc_weight_f32_data(const sc_weight *t);
+
+/* Write float32 tensors (contiguous or not) as a .safetensors file,
+ * atomically: keys sorted by name, data in the same order, the header
+ * padded with spaces to a multiple of 8 bytes and carrying
+ * __metadata__ {"format": "pt"}, as the safetensors library writes it. */
+sc_status sc_safetensors_write(const char *path, const char *const *names, const sc_tensor *const *tensors, int n,
+                               sc_err *err);
 
 /* ---- io.c: zip archives and PyTorch checkpoints ---- */
+/* PyTorch checkpoints open through sc_weights_open above. What is read:
+ * the zip written by torch.save since 1.6 (stored or deflated entries,
+ * zip64, central directory cross-checked against every local header), and
+ * its data.pkl through a pickle machine that knows only the opcodes and
+ * globals a state dict needs (OrderedDict, _rebuild_tensor_v2, the typed
+ * storages); any other global or opcode is refused by name and nothing in
+ * the file is ever executed. Nested dicts ({"state_dict": {...}}) are
+ * flattened with '.' between keys; non-tensor values (epoch numbers) are
+ * skipped. */
 
 
 /* ---- io.c: inflate ---- */
@@ -638,11 +712,253 @@ sc_status sc_svg_scatter(const char *path, const char *title, const sc_scatter_p
 /* ---- nn.c: layers and models -------------------------------------------- */
 /* ======================================================================== */
 
+/* ---- nn.c: adapters, Eq. 1 (book/04) ---- */
+/* A CLIP-Adapter: a bias-free bottleneck MLP A(f) whose output is blended
+ * with the frozen feature, f' = α A(f) + (1 − α) f, with α learnable. */
+typedef enum {
+    SC_ALPHA_SIGMOID, /* α = sigmoid(a) with a learnable: α stays in (0, 1) */
+    SC_ALPHA_CLAMP,   /* α learnable itself, clamped to [0, 1] after each step */
+    SC_ALPHA_RAW      /* α learnable itself, unconstrained (the paper's words) */
+} sc_alpha_mode;
+
+typedef struct {
+    int reduction;            /* bottleneck R = C / reduction; CLIP-Adapter uses 4 */
+    int relu_after_up;        /* 1: ReLU after both layers (official code); 0: Eq. 1 as printed */
+    sc_alpha_mode alpha_mode;
+    float alpha_init;         /* α at the start; CLIP-Adapter's fixed ratio is 0.2 */
+} sc_adapter_config;
+
+typedef struct {
+    sc_adapter_config cfg;
+    int64_t C, R;             /* feature width, bottleneck width */
+    sc_tensor *w1;            /* (R, C) down-projection, PyTorch Linear layout */
+    sc_tensor *w2;            /* (C, R) up-projection */
+    sc_tensor *alpha;         /* (1) the learnable scalar: α itself or its logit */
+} sc_adapter;
+
+/* Official CLIP-Adapter form, sigmoid-kept α, reduction 4, α0 = 0.2. */
+sc_adapter_config sc_adapter_defaults(void);
+/* Parameters in `weights`, named "<prefix>.w1", "<prefix>.w2",
+ * "<prefix>.alpha"; weights drawn like PyTorch's nn.Linear default
+ * (uniform in ±1/sqrt(fan_in)). C must be a multiple of cfg.reduction. */
+void sc_adapter_init(sc_adapter *ad, sc_arena *weights, int64_t C, sc_adapter_config cfg, sc_rng *rng,
+                     const char *prefix);
+/* The blend weight α the adapter uses now. */
+float sc_adapter_alpha(const sc_adapter *ad);
+/* Call after each optimizer step: in SC_ALPHA_CLAMP mode puts α back into
+ * [0, 1]; otherwise does nothing. */
+void sc_adapter_project(sc_adapter *ad);
+/* The kernel pair. f (B, C) → out (B, C), keeping hidden (B, R) =
+ * ReLU(f W1ᵀ) and up (B, C) = [ReLU](hidden W2ᵀ) for the backward pass. */
+void sc_adapter_forward(float *out, float *hidden, float *up, const float *f, const float *w1,
+                        const float *w2, float alpha, int relu_after_up, int64_t B, int64_t C, int64_t R);
+/* Accumulates (+=) dW1 (R, C), dW2 (C, R), df (B, C) when not NULL and
+ * dα into *dalpha; d_up (B, C) and d_hidden (B, R) are scratch. */
+void sc_adapter_backward(float *df, float *dw1, float *dw2, double *dalpha, float *d_up, float *d_hidden,
+                         const float *dout, const float *hidden, const float *up, const float *f,
+                         const float *w1, const float *w2, float alpha, int relu_after_up, int64_t B,
+                         int64_t C, int64_t R);
+/* The adapter as an autograd op on f (B, C). */
+sc_tensor *sc_adapter_apply(sc_ctx *ctx, const sc_adapter *ad, sc_tensor *f);
+
 /* ======================================================================== */
 /* ---- loss.c: SCALE losses and metrics ----------------------------------- */
 /* ======================================================================== */
 
-/* -- embedding maps: exact t-SNE (loss.c section 9, the paper's Fig. 4) -- */
+/* ---- loss.c: the class-concept hierarchy (.hier files, book/03) ---- */
+/* A task is one classification problem: its classes C, its concepts L and
+ * the valid class-concept combinations h (which give C_l and L_c of Sec.
+ * 2.2). A .hier file holds one or more tasks (Derm7p: one per criterion). */
+#define SC_HIER_MAX_TASKS 64
+#define SC_HIER_MAX_CLASSES 64      /* per task */
+#define SC_HIER_MAX_CONCEPTS 256    /* per task */
+#define SC_HIER_MAX_COMBOS 1024     /* per task */
+#define SC_HIER_MAX_LINE 1024       /* bytes per line */
+#define SC_HIER_MAX_BYTES (1 << 20) /* whole file */
+
+typedef struct {
+    const char *name;    /* identifies it: the dataset's value, the label shown */
+    const char *phrase;  /* the words put into prompts (defaults to name) */
+} sc_hier_term;
+
+typedef struct {
+    const char *name;          /* "pigmentation" */
+    const char *column;        /* dataset column holding the concept, or NULL */
+    int multilabel;            /* an image may carry several combinations */
+    int n_classes, n_concepts, n_combos;
+    sc_hier_term *classes;     /* (n_classes) */
+    sc_hier_term *concepts;    /* (n_concepts) */
+    int *combo_class;          /* (n_combos) class of combination h */
+    int *combo_concept;        /* (n_combos) concept of combination h */
+    const char **combo_prompt; /* (n_combos) the canonical prompt of h */
+    const char *explain;       /* explanation template, see book/03 */
+} sc_hier_task;
+
+typedef struct {
+    int n_tasks;
+    sc_hier_task *tasks;       /* (n_tasks) in file order */
+    sc_arena arena;            /* owns every string and array above */
+} sc_hier;
+
+/* Parse a .hier document; `what` names it in errors ("file:line: ..."). */
+sc_status sc_hier_parse(sc_hier *h, const char *text, size_t len, const char *what, sc_err *err);
+sc_status sc_hier_load(sc_hier *h, const char *path, sc_err *err);
+void sc_hier_free(sc_hier *h);
+/* The task called `name`, or NULL. */
+const sc_hier_task *sc_hier_task_find(const sc_hier *h, const char *name);
+/* Index of the combination (class, concept) by names, or -1. With cls NULL
+ * the concept alone must name exactly one combination (as in Derm7p). */
+int sc_hier_combo_find(const sc_hier_task *t, const char *cls, const char *concept);
+/* "melanoma-indicative: diffuse irregular pigmentation" for combination h
+ * (the task's explain template filled in); returns buf. */
+char *sc_hier_explain(const sc_hier_task *t, int h, char *buf, size_t n);
+
+/* ---- loss.c: the SCALE loss, Eq. 2-3 (book/05) ---- */
+/* Q (N, M) holds cosine similarities of N images and M texts. Text j
+ * carries combination text_combo[j]; images carry multi-hot labels G
+ * (N, H), texts GT (M, H). Z[:, h] = s Q[:, k(h)] with k(h) the first text
+ * column carrying h. */
+typedef enum { SC_SUPCON_ROWS, SC_SUPCON_CROSS } sc_supcon_reading;
+typedef enum { SC_REDUCE_MEAN, SC_REDUCE_SUM } sc_reduction;
+
+typedef struct {
+    double logit_scale;          /* s in Z = s Q */
+    double tau;                  /* SupCon temperature */
+    double lambda[4];            /* λ1 concept CE, λ2 class CE, λ3 SupCon(G,Q), λ4 SupCon(GT,Qᵀ) */
+    sc_supcon_reading supcon;
+    sc_reduction reduction;
+    int multilabel;              /* Zhang & Wu anchors per (sample, label) */
+} sc_loss_config;
+
+/* The training defaults chosen in book/05. */
+sc_loss_config sc_loss_defaults(void);
+
+typedef struct {
+    int64_t N, M;              /* images, texts */
+    int H;                     /* class-concept combinations */
+    int n_classes, n_concepts;
+    const int *text_combo;     /* (M) T[j] in [0, H) */
+    const float *labels;       /* (N, H) G, entries 0 or 1 */
+    const float *text_labels;  /* (M, H) GT, entries 0 or 1 */
+    const int *combo_class;    /* (H) class of h, in [0, n_classes) */
+    const int *combo_concept;  /* (H) concept of h, in [0, n_concepts) */
+} sc_loss_problem;
+
+typedef struct {
+    double ce_combo, ce_concept, ce_class, supcon_img, supcon_txt, total;
+    int64_t img_anchors, txt_anchors;  /* SupCon anchors that had positives */
+} sc_loss_terms;
+
+/* Check a problem from outside (files, user data): indices in range, labels
+ * 0/1, every combination has a text column, every class and concept has a
+ * combination. `what` names the source in the sentence. */
+sc_status sc_loss_problem_check(const sc_loss_problem *p, const char *what, sc_err *err);
+/* Every term of Eq. 3 in double precision and, when dQ is not NULL, the
+ * gradient dTotal/dQ (N, M). Scratch memory comes from `scratch` and is
+ * given back before returning. The problem must have passed the check. */
+void sc_scale_loss(sc_loss_terms *terms, double *dQ, const float *Q, const sc_loss_problem *p,
+                   const sc_loss_config *cfg, sc_arena *scratch);
+/* The same as an autograd op on Q (N, M): returns the total, shape (1);
+ * its backward adds upstream · dTotal/dQ into Q's gradient. */
+sc_tensor *sc_scale_loss_op(sc_ctx *ctx, sc_tensor *Q, const sc_loss_problem *p,
+                            const sc_loss_config *cfg, sc_loss_terms *terms);
+/* The scores of Sec. 2.2 for every image: Z (N, H) = s Q[:, k(h)], and
+ * their max aggregations z_concept (N, n_concepts) and z_class (N,
+ * n_classes). Any output may be NULL. */
+void sc_scale_scores(double *Z, double *z_concept, double *z_class, const float *Q, const sc_loss_problem *p,
+                     double logit_scale);
+/* k(h) for every combination (first column of text_combo equal to h, or
+ * -1 when there is none). */
+void sc_combo_columns(int64_t *first_col, const int *text_combo, int64_t M, int H);
+
+/* ---- loss.c: training on cached embeddings, Sec. 2.3 (book/07) ---- */
+/* The frozen encoders run once; training sees their outputs. Image i
+ * comes with the text paired with it and with its labels. */
+typedef struct {
+    int64_t N, C;              /* training images, embedding width */
+    int H, n_classes, n_concepts;
+    const float *image_emb;    /* (N, C) image embeddings as the encoder gives them */
+    const float *text_emb;     /* (N, C) the text paired with image i, or NULL for the
+                                  canonical prompt of text_combo[i] */
+    const int *text_combo;     /* (N) the combination the paired text carries */
+    const float *labels;       /* (N, H) G */
+    const float *text_labels;  /* (N, H) GT, or NULL for one-hot(text_combo) */
+    const float *prompt_emb;   /* (H, C) the canonical prompt of each combination */
+    const int *combo_class;    /* (H) */
+    const int *combo_concept;  /* (H) */
+} sc_train_data;
+
+typedef struct {
+    sc_loss_config loss;
+    sc_adapter_config adapter;
+    int image_adapter, text_adapter; /* which branches get an adapter (both by default) */
+    int epochs;                /* 150 (Sec. 2.3) */
+    float lr;                  /* Adam, 1e-3 (Sec. 2.3) */
+    int batch_size;            /* 0: sc_train_batch_size(N) */
+    uint64_t seed;             /* adapter initialisation and shuffling */
+} sc_train_config;
+
+/* Everything training changes, so that a checkpoint can resume exactly. */
+typedef struct {
+    sc_train_config cfg;
+    int64_t C;
+    sc_adapter image, text;    /* used when the matching switch is on */
+    sc_tensor *params[6];      /* the trainable tensors, in checkpoint order */
+    int n_params;
+    sc_arena weights;
+    sc_optim opt;
+    sc_rng rng;                /* the shuffling stream */
+    int64_t epoch;             /* epochs completed */
+} sc_scale_model;
+
+sc_train_config sc_train_defaults(void);
+/* min(64, max(8, the largest power of two <= N / 4)), and at most N. */
+int sc_train_batch_size(int64_t N);
+/* Check training data from outside; `what` names its source. */
+sc_status sc_train_data_check(const sc_train_data *d, const char *what, sc_err *err);
+sc_status sc_scale_model_init(sc_scale_model *m, int64_t C, const sc_train_config *cfg, sc_err *err);
+void sc_scale_model_free(sc_scale_model *m);
+/* The loss of Eq. 3 for the images index[0..B) as a tape: adapters,
+ * normalisation, Q, loss node. Returns the total, shape (1). */
+sc_tensor *sc_scale_batch_loss(sc_ctx *ctx, const sc_scale_model *m, const sc_train_data *d, const int *index,
+                               int64_t B, sc_loss_terms *terms);
+/* One epoch over the data (seeded shuffle, one Adam step per batch);
+ * returns the mean total loss over the batches. ctx is reset per step. */
+double sc_scale_train_epoch(sc_scale_model *m, sc_ctx *ctx, const sc_train_data *d);
+
+/* ---- loss.c: prediction and explanation (book/07) ---- */
+/* Q (N, H): the adapted, normalised images against the adapted, normalised
+ * canonical prompts (one per combination). */
+void sc_scale_similarity(float *Q, const sc_scale_model *m, const float *image_emb, int64_t N,
+                         const float *prompt_emb, int H);
+
+/* ---- loss.c: metrics, Sec. 2.3.2 (book/06) ---- */
+typedef struct {
+    double accuracy;      /* mean over classes of one-vs-rest binary accuracy */
+    double macro_recall;  /* classes without positives count 0 (zero_division=0) */
+    double macro_f1;      /* likewise */
+    double auc;           /* mean ROC AUC over classes with both labels; NAN if none */
+    int auc_classes;      /* how many classes entered the AUC mean */
+} sc_metrics;
+
+/* ROC AUC of one class: the Mann-Whitney statistic with ties counted half.
+ * score[i * stride], truth[i * stride] for i < n; NAN when either label is
+ * absent. */
+double sc_roc_auc(const float *score, const uint8_t *truth, int64_t n, int64_t stride);
+/* pred (N, K): one-hot argmax of each row (the first maximum wins). */
+void sc_predict_argmax(uint8_t *pred, const float *scores, int64_t N, int K);
+/* pred (N, K): 1 where score >= threshold. */
+void sc_predict_threshold(uint8_t *pred, const float *scores, int64_t N, int K, float threshold);
+/* All four metrics from scores (N, K), truth (N, K) and predictions (N, K). */
+void sc_metrics_eval(sc_metrics *m, const float *scores, const uint8_t *truth, const uint8_t *pred,
+                     int64_t N, int K);
+/* The two-prompt AUC protocol (Hamamci et al.): out[i, k] = softmax over
+ * (present, "No finding.") of s · (sim_present[i, k], sim_none[i]), the
+ * present entry. */
+void sc_two_prompt_scores(float *out, const float *sim_present, const float *sim_none, int64_t N,
+                          int K, float logit_scale);
+
+/* ---- loss.c: embedding maps, exact t-SNE (Fig. 4, book/14) ---- */
 /* van der Maaten and Hinton's t-SNE (JMLR 2008) with the exact O(n²)
  * gradient, in double precision, deterministic for a seed (and for any
  * thread count). The optimiser is scikit-learn's exact method: gradient
@@ -728,6 +1044,10 @@ sc_node *sc__node_record(sc_ctx *ctx, const char *op, sc__backward_fn bw,
 float *sc__grad(sc_ctx *ctx, sc_tensor *t);
 /* Allocate from ctx->act or abort with a message naming the arena. */
 void *sc__act_alloc(sc_ctx *ctx, size_t bytes);
+/* Force the GEMM kernel for tests and benchmarks: level 0 = portable, 1 =
+ * AVX2/FMA (clamped to what this CPU runs); -1 = automatic again, which
+ * reads SCALE_NO_SIMD anew. Returns the level now in use. */
+int sc__gemm_force(int level);
 
 #ifdef __cplusplus
 }
