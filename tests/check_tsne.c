@@ -207,6 +207,14 @@ START_TEST(test_tsne_deterministic)
     ck_assert_int_eq(sc_tsne(A, X, 80, CL_D, &cfg, NULL, &err), SC_OK);
     ck_assert_int_eq(sc_tsne(B, X, 80, CL_D, &cfg, NULL, &err), SC_OK);
     ck_assert_int_eq(memcmp(A, B, 80 * 2 * sizeof(double)), 0);
+    /* Rows are summed in a fixed order whatever the number of threads. */
+    sc_set_threads(1);
+    ck_assert_int_eq(sc_tsne(C, X, 80, CL_D, &cfg, NULL, &err), SC_OK);
+    sc_set_threads(3);
+    ck_assert_int_eq(sc_tsne(B, X, 80, CL_D, &cfg, NULL, &err), SC_OK);
+    sc_set_threads(0);
+    ck_assert_int_eq(memcmp(A, C, 80 * 2 * sizeof(double)), 0);
+    ck_assert_int_eq(memcmp(A, B, 80 * 2 * sizeof(double)), 0);
     cfg.seed = 124;
     ck_assert_int_eq(sc_tsne(C, X, 80, CL_D, &cfg, NULL, &err), SC_OK);
     ck_assert_int_ne(memcmp(A, C, 80 * 2 * sizeof(double)), 0);
