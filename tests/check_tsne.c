@@ -130,6 +130,17 @@ START_TEST(test_tsne_gradient_finite_differences)
     }
     sc_check_close_d("dKL/dY", grad, fd, 2 * N, 1e-8, 1e-6);
 
+    /* Worked by hand (book chapter 14): y = (0,0), (2,0), (0,1) with
+     * p_01 = 0.4, p_02 = p_12 = 0.05. Then w = 1/5, 1/2, 1/6, Z = 26/15,
+     * and ∂C/∂y_0 = 4[(0.4 − 3/26)/5 (−2, 0) + (0.05 − 15/52)/2 (0, −1)]
+     * = (−0.455385, 0.476923); KL = 0.753908. */
+    double P3[9] = {0, 0.4, 0.05, 0.4, 0, 0.05, 0.05, 0.05, 0}, Y3[6] = {0, 0, 2, 0, 0, 1}, g3h[6];
+    const double want3[6] = {-0.4553846153846154, 0.4769230769230769, 0.39384615384615385,
+                             0.03076923076923076, 0.06153846153846152, -0.5076923076923077};
+    sc_tsne_gradient(g3h, Y3, P3, 3, 1.0);
+    sc_check_close_d("gradient, 3 points by hand", g3h, want3, 6, 1e-14, 1e-12);
+    ck_assert_double_eq_tol(sc_tsne_kl(Y3, P3, 3), 0.75390829163523, 1e-12);
+
     /* Exaggeration scales only the attraction: the gradient is affine in
      * α, so g(3) − g(1) = 2 (g(2) − g(1)). */
     double g2[2 * N], g3[2 * N], want[2 * N];
