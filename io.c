@@ -8113,32 +8113,14 @@ enum { SVG_CIRCLE, SVG_SQUARE, SVG_TRIANGLE, SVG_DIAMOND, SVG_SHAPES };
 
 /* -- text -- */
 
-/* Length of the valid UTF-8 sequence at s that XML 1.0 allows as a
- * character, or 0. Rejects overlong forms, surrogates, code points past
- * U+10FFFF, the C0 controls other than tab/LF/CR, and U+FFFE/U+FFFF. */
-static size_t xml_char_len(const unsigned char *s)
+/* Length of the character at s (n bytes left) if XML 1.0 allows it, else
+ * 0: valid UTF-8 (section 2's check) minus the C0 controls other than
+ * tab, LF and CR, and minus U+FFFE and U+FFFF. */
+static size_t xml_char_len(const unsigned char *s, size_t n)
 {
-    unsigned char c = s[0];
-    if (c < 0x80) return c >= 0x20 || c == '\t' || c == '\n' || c == '\r' ? 1 : 0;
-    size_t len;
-    unsigned char lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
-    if (c >= 0xC2 && c <= 0xDF) {
-        len = 2;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3;
-        if (c == 0xE0) lo = 0xA0; /* no overlong forms */
-        if (c == 0xED) hi = 0x9F; /* no UTF-16 surrogates */
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4;
-        if (c == 0xF0) lo = 0x90; /* no overlong forms */
-        if (c == 0xF4) hi = 0x8F; /* nothing past U+10FFFF */
-    } else {
-        return 0;
-    }
-    if (s[1] < lo || s[1] > hi) return 0; /* also stops at the NUL */
-    for (size_t i = 2; i < len; i++)
-        if (s[i] < 0x80 || s[i] > 0xBF) return 0;
-    if (c == 0xEF && s[1] == 0xBF && (s[2] == 0xBE || s[2] == 0xBF)) return 0;
+    if (s[0] < 0x20) return s[0] == '\t' || s[0] == '\n' || s[0] == '\r';
+    size_t len = utf8_valid_len(s, n);
+    if (len == 3 && s[0] == 0xEF && s[1] == 0xBF && s[2] >= 0xBE) return 0;
     return len;
 }
 
@@ -8149,11 +8131,12 @@ static size_t xml_char_len(const unsigned char *s)
 static void svg_escaped(sc_text *t, const char *text)
 {
     const unsigned char *s = (const unsigned char *)(text ? text : "");
-    while (*s) {
-        size_t n = xml_char_len(s);
+    for (size_t left = strlen((const char *)s); left > 0;) {
+        size_t n = xml_char_len(s, left);
         if (n == 0) {
             sc_text_puts(t, "\xEF\xBF\xBD");
             s++;
+            left--;
             continue;
         }
         switch (*s) {
@@ -8165,6 +8148,7 @@ static void svg_escaped(sc_text *t, const char *text)
         default: sc_text_put(t, (const char *)s, n);
         }
         s += n;
+        left -= n;
     }
 }
 /* @book end svg-escape */

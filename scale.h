@@ -1172,6 +1172,60 @@ void sc_metrics_eval(sc_metrics *m, const float *scores, const uint8_t *truth, c
 void sc_two_prompt_scores(float *out, const float *sim_present, const float *sim_none, int64_t N,
                           int K, float logit_scale);
 
+/* ---- loss.c: embedding maps, exact t-SNE (Fig. 4, book/14) ---- */
+/* van der Maaten and Hinton's t-SNE (JMLR 2008) with the exact O(n²)
+ * gradient, in double precision, deterministic for a seed (and for any
+ * thread count). The optimiser is scikit-learn's exact method: gradient
+ * descent with momentum and per-coordinate gains, early exaggeration. */
+#define SC_TSNE_MAX_POINTS 16384 /* P alone is n² doubles: 2 GiB here */
+
+typedef struct {
+    double perplexity;          /* 30; lowered to (n - 1) / 3 when n is small */
+    double early_exaggeration;  /* 12: P is multiplied by it early on */
+    int exaggeration_iters;     /* 250: also when the momentum switches */
+    double learning_rate;       /* 200; <= 0 selects scikit-learn's "auto"
+                                   rule max(n / early_exaggeration / 4, 50) */
+    int iters;                  /* 1000 in all, exaggerated ones included */
+    double momentum_early;      /* 0.5 */
+    double momentum_late;       /* 0.8 */
+    uint64_t seed;              /* the start map is N(0, (1e-4)²) from it */
+} sc_tsne_config;
+
+sc_tsne_config sc_tsne_defaults(void);
+/* Map n points X (n, d) to Y (n, 2). *kl (if not NULL) receives the final
+ * KL(P || Q). Fails (SC_EARG, SC_ERANGE, SC_ENOMEM) on a bad config, a
+ * non-finite coordinate or more than SC_TSNE_MAX_POINTS points. */
+sc_status sc_tsne(double *Y, const float *X, int64_t n, int64_t d, const sc_tsne_config *cfg, double *kl,
+                  sc_err *err);
+
+/* The building blocks, for tests and the book. */
+/* P (n, n) holds squared distances on entry and p_{j|i} on return: each
+ * row i is the Gaussian around point i whose perplexity exp(H) matches
+ * `perplexity` (binary search on the precision, |H - log perplexity| <
+ * 1e-5 nats or 100 steps). Row i needs only row i, so one buffer serves. */
+void sc_tsne_conditional_p(double *P, int64_t n, double perplexity);
+/* The symmetric joint P (n, n) of points X (n, d): p_ij = (p_{j|i} +
+ * p_{i|j}) / 2n, zero diagonal, summing to 1. */
+void sc_tsne_joint_p(double *P, const float *X, int64_t n, int64_t d, double perplexity);
+/* The t-SNE gradient (n, 2) at Y (n, 2) with P exaggerated by α:
+ * 4 Σ_j (α p_ij − q_ij)(1 + |y_i − y_j|²)⁻¹ (y_i − y_j); for α = 1 it is
+ * the gradient of KL(P || Q). */
+void sc_tsne_gradient(double *grad, const double *Y, const double *P, int64_t n, double exaggeration);
+/* KL(P || Q) = Σ_{i≠j} p_ij log(p_ij / q_ij) at Y (n, 2). */
+double sc_tsne_kl(const double *Y, const double *P, int64_t n);
+
+/* Neighbourhood preservation between a space X (n, d) and a map Y (n, e):
+ * Venna and Kaski's trustworthiness, 1 minus a penalty for every map
+ * neighbour that was not a neighbour in X, weighted by how far down X's
+ * ranking it was. 1 = no intruders; about 0.5 for a random map. Needs
+ * 1 <= k < n / 2 and k <= 64. */
+sc_status sc_trustworthiness(const float *X, int64_t d, const double *Y, int64_t e, int64_t n, int k,
+                             double *out, sc_err *err);
+/* Leave-one-out k-nearest-neighbour accuracy in Y (n, e): the share of
+ * points whose label wins the vote of their k nearest other points (a tie
+ * goes to the label of the nearer voter). 1 <= k < n, k <= 64. */
+double sc_knn_accuracy(const double *Y, int64_t e, const int *label, int64_t n, int k);
+
 /* ======================================================================== */
 /* ---- internal, may change ------------------------------------------------ */
 /* ======================================================================== */
