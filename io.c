@@ -27,9 +27,13 @@
 #include "scale.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* ======================================================================== */
@@ -177,6 +181,506 @@ static inline uint32_t cur_u32be(cursor *c)
 /* 2. JSON                                                                   */
 /* ======================================================================== */
 
+/* RFC 8259, strictly: no comments, no trailing commas, no NaN, no single
+ * quotes; strings must be valid UTF-8 and escapes complete. A UTF-8 byte
+ * order mark at the very start is skipped, as section 8.1 allows.
+ *
+ * The parser is iterative. Open arrays and objects sit on a fixed stack
+ * of SC_JSON_MAX_DEPTH frames, and their members, until the closing bracket,
+ * on a growable "pending" list; closing a container copies its members into
+ * the document's arena. So a 10 000-deep nesting is an error at level 257,
+ * never a deep C stack.
+ *
+ * Memory: decoded strings never outgrow their source (an escape is at least
+ * as long as the bytes it stands for, and the two quotes pay for the NUL),
+ * so one pool of `len` bytes holds every string; values come from slabs. */
+
+#define JSON_SLAB 256  /* values per slab allocation */
+
+typedef struct {
+    sc_json *node;        /* the open array or object */
+    size_t first;         /* its first member on the pending list */
+    char *key;            /* object: the key of the member being read */
+} json_frame;
+
+typedef struct {
+    const uint8_t *text;
+    size_t len;
+    size_t pos;
+    const char *what;
+    sc_err *err;
+    sc_arena *arena;
+    char *pool;           /* decoded strings */
+    size_t pool_used;
+    sc_json *slab;        /* values not yet handed out */
+    size_t slab_left;
+    sc_json **pending;    /* members of the open containers, in order */
+    char **pending_keys;
+    size_t n_pending, cap_pending;
+    json_frame frames[SC_JSON_MAX_DEPTH];
+    int depth;
+} json_parser;
+
+/* "WHAT: line L, column C: MESSAGE" for the byte at `at`. */
+static sc_status json_fail(json_parser *p, size_t at, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+static sc_status json_fail(json_parser *p, size_t at, const char *fmt, ...)
+{
+    size_t line = 1, col = 1;
+    for (size_t i = 0; i < at && i < p->len; i++) {
+        if (p->text[i] == '\n') {
+            line++;
+            col = 1;
+        } else {
+            col++;
+        }
+    }
+    char msg[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return sc_fail(p->err, SC_EFORMAT, "%s: line %zu, column %zu: %s", p->what, line, col, msg);
+}
+
+static sc_json *json_new(json_parser *p, sc_json_type type)
+{
+    if (p->slab_left == 0) {
+        p->slab = sc_arena_alloc(p->arena, JSON_SLAB * sizeof(sc_json));
+        if (!p->slab) return NULL;
+        p->slab_left = JSON_SLAB;
+    }
+    sc_json *v = p->slab++;
+    p->slab_left--;
+    memset(v, 0, sizeof *v);
+    v->type = type;
+    return v;
+}
+
+static void json_skip_space(json_parser *p)
+{
+    while (p->pos < p->len) {
+        uint8_t c = p->text[p->pos];
+        if (c != ' ' && c != '\t' && c != '\n' && c != '\r') break;
+        p->pos++;
+    }
+}
+
+/* The length (1-4) of the valid UTF-8 sequence at s, or 0. Rejects
+ * overlong forms, UTF-16 surrogates (U+D800..U+DFFF) and code points past
+ * U+10FFFF, following the table in RFC 3629 section 4. */
+static size_t utf8_valid_len(const uint8_t *s, size_t n)
+{
+    uint8_t c = s[0];
+    if (c < 0x80) return 1;
+    size_t len;
+    uint8_t lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
+    if (c >= 0xC2 && c <= 0xDF) len = 2;
+    else if (c == 0xE0) { len = 3; lo = 0xA0; }
+    else if (c == 0xED) { len = 3; hi = 0x9F; }
+    else if (c >= 0xE1 && c <= 0xEF) len = 3;
+    else if (c == 0xF0) { len = 4; lo = 0x90; }
+    else if (c >= 0xF1 && c <= 0xF3) len = 4;
+    else if (c == 0xF4) { len = 4; hi = 0x8F; }
+    else return 0;
+    if (n < len || s[1] < lo || s[1] > hi) return 0;
+    for (size_t i = 2; i < len; i++)
+        if (s[i] < 0x80 || s[i] > 0xBF) return 0;
+    return len;
+}
+
+static size_t utf8_encode(uint32_t cp, char *out)
+{
+    if (cp < 0x80) {
+        out[0] = (char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        out[0] = (char)(0xC0 | cp >> 6);
+        out[1] = (char)(0x80 | (cp & 0x3F));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        out[0] = (char)(0xE0 | cp >> 12);
+        out[1] = (char)(0x80 | (cp >> 6 & 0x3F));
+        out[2] = (char)(0x80 | (cp & 0x3F));
+        return 3;
+    }
+    out[0] = (char)(0xF0 | cp >> 18);
+    out[1] = (char)(0x80 | (cp >> 12 & 0x3F));
+    out[2] = (char)(0x80 | (cp >> 6 & 0x3F));
+    out[3] = (char)(0x80 | (cp & 0x3F));
+    return 4;
+}
+
+/* Four hex digits at pos (after "\u"); -1 if they are not there. */
+static long json_hex4(const json_parser *p, size_t pos)
+{
+    if (pos > p->len || p->len - pos < 4) return -1;
+    long v = 0;
+    for (size_t i = 0; i < 4; i++) {
+        uint8_t c = p->text[pos + i];
+        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+              : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        if (d < 0) return -1;
+        v = v * 16 + d;
+    }
+    return v;
+}
+
+/* A \uXXXX escape at pos (pointing at the backslash), with its low
+ * surrogate when it is a high one. Advances pos; 0 or an error. */
+static sc_status json_unicode_escape(json_parser *p, uint32_t *cp)
+{
+    size_t at = p->pos;
+    long u = json_hex4(p, at + 2);
+    if (u < 0) return json_fail(p, at, "\\u must be followed by four hex digits");
+    p->pos = at + 6;
+    if (u >= 0xDC00 && u <= 0xDFFF) return json_fail(p, at, "lone low surrogate \\u%04lX", u);
+    if (u >= 0xD800 && u <= 0xDBFF) {
+        long lo = p->len - p->pos >= 2 && p->text[p->pos] == '\\' && p->text[p->pos + 1] == 'u'
+                ? json_hex4(p, p->pos + 2) : -1;
+        if (lo < 0xDC00 || lo > 0xDFFF)
+            return json_fail(p, at, "high surrogate \\u%04lX is not followed by a low surrogate", u);
+        p->pos += 6;
+        *cp = 0x10000 + (uint32_t)((u - 0xD800) << 10) + (uint32_t)(lo - 0xDC00);
+        return SC_OK;
+    }
+    *cp = (uint32_t)u;
+    return SC_OK;
+}
+
+/* A string starting at the opening quote: decoded into the pool. */
+static sc_status json_string(json_parser *p, char **out, size_t *out_len)
+{
+    size_t open = p->pos++;
+    char *dst = p->pool + p->pool_used;
+    size_t k = 0;
+    for (;;) {
+        if (p->pos >= p->len) return json_fail(p, open, "unterminated string");
+        uint8_t c = p->text[p->pos];
+        if (c == '"') break;
+        if (c < 0x20) return json_fail(p, p->pos, "control character U+%04X in a string must be escaped", c);
+        if (c != '\\') {
+            size_t n = utf8_valid_len(p->text + p->pos, p->len - p->pos);
+            if (n == 0) return json_fail(p, p->pos, "invalid UTF-8 byte 0x%02X in a string", c);
+            memcpy(dst + k, p->text + p->pos, n);
+            k += n;
+            p->pos += n;
+            continue;
+        }
+        if (p->pos + 1 >= p->len) return json_fail(p, open, "unterminated string");
+        uint8_t e = p->text[p->pos + 1];
+        const char *simple = strchr("\"\\/bfnrt", e);
+        if (e && simple) {
+            static const char decoded[] = "\"\\/\b\f\n\r\t";
+            dst[k++] = decoded[simple - "\"\\/bfnrt"];
+            p->pos += 2;
+        } else if (e == 'u') {
+            uint32_t cp = 0;
+            sc_status s = json_unicode_escape(p, &cp);
+            if (s != SC_OK) return s;
+            k += utf8_encode(cp, dst + k);
+        } else {
+            return json_fail(p, p->pos, "invalid escape '\\%c'", e >= 0x20 && e < 0x7F ? e : '?');
+        }
+    }
+    p->pos++; /* the closing quote */
+    dst[k] = 0;
+    p->pool_used += k + 1;
+    *out = dst;
+    *out_len = k;
+    return SC_OK;
+}
+
+static int is_digit(uint8_t c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/* number = [ "-" ] ( "0" / [1-9] *DIGIT ) [ "." 1*DIGIT ] [ ("e"/"E") [ "+"/"-" ] 1*DIGIT ].
+ * The grammar is checked here; strtod then converts exactly the slice it
+ * accepted, copied out with a NUL (the text itself need not end in one). */
+static sc_status json_number(json_parser *p, double *out)
+{
+    const uint8_t *t = p->text;
+    size_t start = p->pos, i = p->pos, n = p->len;
+    if (i < n && t[i] == '-') i++;
+    if (i < n && t[i] == '0') {
+        i++;
+    } else if (i < n && is_digit(t[i])) {
+        while (i < n && is_digit(t[i])) i++;
+    } else {
+        return json_fail(p, i, "expected a digit");
+    }
+    if (i < n && t[i] == '.') {
+        i++;
+        if (i >= n || !is_digit(t[i])) return json_fail(p, i, "expected a digit after the decimal point");
+        while (i < n && is_digit(t[i])) i++;
+    }
+    if (i < n && (t[i] == 'e' || t[i] == 'E')) {
+        i++;
+        if (i < n && (t[i] == '+' || t[i] == '-')) i++;
+        if (i >= n || !is_digit(t[i])) return json_fail(p, i, "expected a digit in the exponent");
+        while (i < n && is_digit(t[i])) i++;
+    }
+    size_t len = i - start;
+    char small[64];
+    char *buf = len < sizeof small ? small : malloc(len + 1);
+    if (!buf) return sc_fail(p->err, SC_ENOMEM, "%s: out of memory", p->what);
+    memcpy(buf, t + start, len);
+    buf[len] = 0;
+    double v = strtod(buf, NULL);
+    if (buf != small) free(buf);
+    if (isinf(v)) return json_fail(p, start, "number out of the range of a double");
+    *out = v;
+    p->pos = i;
+    return SC_OK;
+}
+
+static int json_literal(json_parser *p, const char *word)
+{
+    size_t n = strlen(word);
+    if (p->len - p->pos < n || memcmp(p->text + p->pos, word, n) != 0) return 0;
+    p->pos += n;
+    return 1;
+}
+
+/* Add a member to the innermost open container. */
+static sc_status json_push(json_parser *p, char *key, sc_json *v)
+{
+    if (p->n_pending == p->cap_pending) {
+        size_t cap = p->cap_pending ? p->cap_pending * 2 : 64, bytes;
+        if (!sc_mul_ok(cap, sizeof(sc_json *), &bytes)) return sc_fail(p->err, SC_ENOMEM, "%s: too many values", p->what);
+        sc_json **vals = realloc(p->pending, bytes);
+        if (vals) p->pending = vals;
+        char **keys = vals ? realloc(p->pending_keys, bytes) : NULL;
+        if (keys) p->pending_keys = keys;
+        if (!vals || !keys) return sc_fail(p->err, SC_ENOMEM, "%s: out of memory", p->what);
+        p->cap_pending = cap;
+    }
+    p->pending[p->n_pending] = v;
+    p->pending_keys[p->n_pending] = key;
+    p->n_pending++;
+    return SC_OK;
+}
+
+/* Close the innermost container: move its members into the arena. */
+static sc_status json_close(json_parser *p, sc_json **closed)
+{
+    json_frame *f = &p->frames[--p->depth];
+    sc_json *v = f->node;
+    size_t n = p->n_pending - f->first;
+    v->len = n;
+    if (n) {
+        v->items = sc_arena_alloc(p->arena, n * sizeof(sc_json *));
+        if (!v->items) return sc_fail(p->err, SC_ENOMEM, "%s: out of memory", p->what);
+        memcpy(v->items, p->pending + f->first, n * sizeof(sc_json *));
+        if (v->type == SC_JSON_OBJECT) {
+            v->keys = sc_arena_alloc(p->arena, n * sizeof(char *));
+            if (!v->keys) return sc_fail(p->err, SC_ENOMEM, "%s: out of memory", p->what);
+            memcpy(v->keys, p->pending_keys + f->first, n * sizeof(char *));
+        }
+    }
+    p->n_pending = f->first;
+    *closed = v;
+    return SC_OK;
+}
+
+/* After '{' or ',' inside an object: "key" ':' — leaves pos at the value. */
+static sc_status json_key(json_parser *p, char **key)
+{
+    json_skip_space(p);
+    if (p->pos >= p->len || p->text[p->pos] != '"') return json_fail(p, p->pos, "expected a string key");
+    size_t len;
+    sc_status s = json_string(p, key, &len);
+    if (s != SC_OK) return s;
+    json_skip_space(p);
+    if (p->pos >= p->len || p->text[p->pos] != ':') return json_fail(p, p->pos, "expected ':' after the key");
+    p->pos++;
+    return SC_OK;
+}
+
+/* One scalar value at pos, or the opening of a container (pushed as a
+ * frame; *v is then NULL and the caller goes on to its first member). */
+static sc_status json_open_or_scalar(json_parser *p, sc_json **v)
+{
+    json_skip_space(p);
+    *v = NULL;
+    if (p->pos >= p->len) return json_fail(p, p->pos, "unexpected end of input, expected a value");
+    uint8_t c = p->text[p->pos];
+    sc_json *x;
+    if (c == '[' || c == '{') {
+        if (p->depth == SC_JSON_MAX_DEPTH)
+            return json_fail(p, p->pos, "nesting deeper than %d levels", SC_JSON_MAX_DEPTH);
+        x = json_new(p, c == '[' ? SC_JSON_ARRAY : SC_JSON_OBJECT);
+        if (!x) return sc_fail(p->err, SC_ENOMEM, "%s: out of memory", p->what);
+        p->frames[p->depth].node = x;
+        p->frames[p->depth].first = p->n_pending;
+        p->depth++;
+        p->pos++;
+        return SC_OK;
+    }
+    if (c == '"') {
+        x = json_new(p, SC_JSON_STRING);
+        if (!x) return sc_fail(p->err, SC_ENOMEM, "%s: out of memory", p->what);
+        sc_status s = json_string(p, &x->str, &x->len);
+        if (s != SC_OK) return s;
+    } else if (c == '-' || is_digit(c)) {
+        x = json_new(p, SC_JSON_NUMBER);
+        if (!x) return sc_fail(p->err, SC_ENOMEM, "%s: out of memory", p->what);
+        sc_status s = json_number(p, &x->number);
+        if (s != SC_OK) return s;
+    } else {
+        sc_json_type type = SC_JSON_NULL;
+        int b = 0;
+        if (json_literal(p, "true")) { type = SC_JSON_BOOL; b = 1; }
+        else if (json_literal(p, "false")) type = SC_JSON_BOOL;
+        else if (!json_literal(p, "null"))
+            return json_fail(p, p->pos, c >= 0x20 && c < 0x7F ? "unexpected character '%c'" : "unexpected byte 0x%02X", c);
+        x = json_new(p, type);
+        if (!x) return sc_fail(p->err, SC_ENOMEM, "%s: out of memory", p->what);
+        x->boolean = b;
+    }
+    *v = x;
+    return SC_OK;
+}
+
+/* The driver: read a value; when it completes, hand it to the enclosing
+ * container and read that container's separator or closing bracket, which
+ * may complete the container in turn. */
+/* @book begin json-driver */
+static sc_status json_document(json_parser *p, sc_json **root)
+{
+    for (;;) {
+        sc_json *v;
+        sc_status s = json_open_or_scalar(p, &v);
+        if (s != SC_OK) return s;
+        if (!v) { /* a container opened: empty, or on to its first member */
+            json_frame *f = &p->frames[p->depth - 1];
+            json_skip_space(p);
+            char close = f->node->type == SC_JSON_ARRAY ? ']' : '}';
+            if (p->pos < p->len && p->text[p->pos] == close) {
+                p->pos++;
+                s = json_close(p, &v);
+            } else if (f->node->type == SC_JSON_OBJECT) {
+                s = json_key(p, &f->key);
+                if (s == SC_OK) continue;
+            } else {
+                continue;
+            }
+            if (s != SC_OK) return s;
+        }
+        /* v is complete: attach it, then close as many containers as end here. */
+        for (;;) {
+            if (p->depth == 0) {
+                *root = v;
+                return SC_OK;
+            }
+            json_frame *f = &p->frames[p->depth - 1];
+            int is_object = f->node->type == SC_JSON_OBJECT;
+            s = json_push(p, is_object ? f->key : NULL, v);
+            if (s != SC_OK) return s;
+            json_skip_space(p);
+            uint8_t c = p->pos < p->len ? p->text[p->pos] : 0;
+            if (c == ',') {
+                p->pos++;
+                if (is_object) s = json_key(p, &f->key);
+                if (s != SC_OK) return s;
+                break; /* on to the next member */
+            }
+            if (c != (is_object ? '}' : ']'))
+                return json_fail(p, p->pos, is_object ? "expected ',' or '}' in an object"
+                                                       : "expected ',' or ']' in an array");
+            p->pos++;
+            s = json_close(p, &v);
+            if (s != SC_OK) return s;
+        }
+    }
+}
+/* @book end json-driver */
+
+sc_status sc_json_parse(sc_json_doc *doc, const char *text, size_t len, const char *what, sc_err *err)
+{
+    memset(doc, 0, sizeof *doc);
+    json_parser *p = calloc(1, sizeof *p);
+    if (!p) return sc_fail(err, SC_ENOMEM, "%s: out of memory", what);
+    p->text = (const uint8_t *)text;
+    p->len = len;
+    p->what = what ? what : "JSON";
+    p->err = err;
+    p->arena = &doc->arena;
+    sc_arena_init(&doc->arena, "json", (size_t)1 << 16, 0);
+    sc_status s = SC_OK;
+    p->pool = sc_arena_alloc(p->arena, len + 1);
+    if (!p->pool) s = sc_fail(err, SC_ENOMEM, "%s: out of memory for %zu bytes", p->what, len);
+    if (s == SC_OK && len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0) p->pos = 3;
+    sc_json *root = NULL;
+    if (s == SC_OK) s = json_document(p, &root);
+    if (s == SC_OK) {
+        json_skip_space(p);
+        if (p->pos < p->len) s = json_fail(p, p->pos, "unexpected data after the JSON value");
+    }
+    free(p->pending);
+    free(p->pending_keys);
+    free(p);
+    if (s != SC_OK) {
+        sc_arena_free(&doc->arena);
+        memset(doc, 0, sizeof *doc);
+        return s;
+    }
+    doc->root = root;
+    return SC_OK;
+}
+
+sc_status sc_json_load(sc_json_doc *doc, const char *path, size_t max_bytes, sc_err *err)
+{
+    memset(doc, 0, sizeof *doc);
+    uint8_t *text;
+    size_t len;
+    sc_status s = sc_read_file(path, max_bytes, &text, &len, err);
+    if (s != SC_OK) return s;
+    s = sc_json_parse(doc, (const char *)text, len, path, err);
+    free(text);
+    return s;
+}
+
+void sc_json_free(sc_json_doc *doc)
+{
+    if (!doc) return;
+    sc_arena_free(&doc->arena);
+    memset(doc, 0, sizeof *doc);
+}
+
+const sc_json *sc_json_get(const sc_json *obj, const char *key)
+{
+    if (!obj || obj->type != SC_JSON_OBJECT) return NULL;
+    for (size_t i = obj->len; i-- > 0;)
+        if (strcmp(obj->keys[i], key) == 0) return obj->items[i];
+    return NULL;
+}
+
+double sc_json_get_number(const sc_json *obj, const char *key, double dflt)
+{
+    const sc_json *v = sc_json_get(obj, key);
+    return v && v->type == SC_JSON_NUMBER ? v->number : dflt;
+}
+
+const char *sc_json_get_string(const sc_json *obj, const char *key, const char *dflt)
+{
+    const sc_json *v = sc_json_get(obj, key);
+    return v && v->type == SC_JSON_STRING ? v->str : dflt;
+}
+
+int sc_json_get_bool(const sc_json *obj, const char *key, int dflt)
+{
+    const sc_json *v = sc_json_get(obj, key);
+    return v && v->type == SC_JSON_BOOL ? v->boolean : dflt;
+}
+
 /* ======================================================================== */
 /* 3. .npy                                                                   */
 /* ======================================================================== */
@@ -200,7 +704,10 @@ static inline uint32_t cur_u32be(cursor *c)
 #define NPY_MAGIC "\x93NUMPY"
 #define NPY_MAGIC_LEN 6
 #define NPY_MAX_HEADER ((size_t)1 << 20) /* numpy itself refuses > 10 000 by default */
-#define NPY_MAX_DIM ((int64_t)1 << 31)
+/* The largest dimension any array format may declare (also safetensors and
+ * PyTorch tensors): far beyond any real model, small enough that products
+ * of a few dims stay well inside 64 bits before the overflow checks. */
+#define ARRAY_MAX_DIM ((int64_t)1 << 31)
 
 size_t sc_dtype_size(sc_dtype dt)
 {
@@ -348,7 +855,7 @@ static sc_status npy_shape(cursor *c, npy_header *h, const char *what, sc_err *e
         int64_t d = 0;
         while (cur_left(c) && *c->p >= '0' && *c->p <= '9') {
             d = d * 10 + (*c->p++ - '0');
-            if (d > NPY_MAX_DIM)
+            if (d > ARRAY_MAX_DIM)
                 return sc_fail(err, SC_EUNSUPPORTED, "%s: dimension %d larger than 2^31", what, h->ndim);
         }
         if (cur_left(c) && *c->p == 'L') c->p++;
@@ -729,9 +1236,1630 @@ sc_status sc_array_to_i64(const sc_array *a, int64_t **out, sc_err *err)
 /* 4. safetensors                                                            */
 /* ======================================================================== */
 
+/* Weight files of every format become one sc_weights: a table of sc_weight
+ * entries sorted by name, pointing into memory the container owns (mapped
+ * files, decompressed zip entries). This section has the container and the
+ * safetensors format; section 5 adds PyTorch's zip checkpoints and the
+ * opener that recognises a file's format. */
+
+#define WEIGHTS_MAX_TENSORS (1 << 20)
+#define ST_MAX_HEADER ((uint64_t)100000000) /* the safetensors library's own limit */
+
+/* Something to release when the container closes. */
+typedef struct weights_memory {
+    struct weights_memory *next;
+    void *addr;
+    size_t len;
+    int mapped;            /* munmap, else free */
+} weights_memory;
+
+struct sc_weights {
+    const char *path;      /* what was opened (in arena) */
+    const char *format;    /* "safetensors" or "pytorch" */
+    sc_weight *items;      /* [n], sorted by name once complete */
+    int n, cap;
+    sc_arena arena;        /* names, paths, memory records */
+    weights_memory *memory;
+};
+
+static sc_status weights_new(sc_weights **out, const char *path, sc_err *err)
+{
+    sc_weights *w = calloc(1, sizeof *w);
+    if (!w) return sc_fail(err, SC_ENOMEM, "%s: out of memory", path);
+    sc_arena_init(&w->arena, "weight names", (size_t)1 << 16, 0);
+    size_t n = strlen(path) + 1;
+    char *p = sc_arena_alloc(&w->arena, n);
+    if (!p) {
+        sc_arena_free(&w->arena);
+        free(w);
+        return sc_fail(err, SC_ENOMEM, "%s: out of memory", path);
+    }
+    memcpy(p, path, n);
+    w->path = p;
+    *out = w;
+    return SC_OK;
+}
+
+void sc_weights_close(sc_weights *w)
+{
+    if (!w) return;
+    for (weights_memory *m = w->memory; m; m = m->next) {
+        if (m->mapped) munmap(m->addr, m->len);
+        else free(m->addr);
+    }
+    free(w->items);
+    sc_arena_free(&w->arena);
+    free(w);
+}
+
+/* Hand memory to the container (freed or unmapped at close). */
+static sc_status weights_keep(sc_weights *w, void *addr, size_t len, int mapped, sc_err *err)
+{
+    weights_memory *m = sc_arena_alloc(&w->arena, sizeof *m);
+    if (!m) {
+        if (mapped) munmap(addr, len);
+        else free(addr);
+        return sc_fail(err, SC_ENOMEM, "%s: out of memory", w->path);
+    }
+    m->addr = addr;
+    m->len = len;
+    m->mapped = mapped;
+    m->next = w->memory;
+    w->memory = m;
+    return SC_OK;
+}
+
+/* Map a whole file read-only; the mapping belongs to w. */
+static sc_status weights_map_file(sc_weights *w, const char *path, const uint8_t **bytes, size_t *len, sc_err *err)
+{
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return sc_fail(err, SC_EIO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return sc_fail(err, SC_EIO, "%s: not a regular file", path);
+    }
+    if (st.st_size == 0) {
+        close(fd);
+        return sc_fail(err, SC_EFORMAT, "%s: empty file", path);
+    }
+    void *addr = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    int map_errno = errno;
+    close(fd);
+    if (addr == MAP_FAILED) return sc_fail(err, SC_EIO, "%s: cannot map: %s", path, strerror(map_errno));
+    *bytes = addr;
+    *len = (size_t)st.st_size;
+    return weights_keep(w, addr, (size_t)st.st_size, 1, err);
+}
+
+/* A new entry named by `len` bytes of `name` (copied), zeroed otherwise.
+ * The pointer is valid until the next weights_add. */
+static sc_weight *weights_add(sc_weights *w, const char *name, size_t len, sc_err *err)
+{
+    if (w->n == w->cap) {
+        if (w->cap >= WEIGHTS_MAX_TENSORS) {
+            sc_fail(err, SC_ENOMEM, "%s: more than %d tensors", w->path, WEIGHTS_MAX_TENSORS);
+            return NULL;
+        }
+        int cap = w->cap ? w->cap * 2 : 256;
+        sc_weight *items = realloc(w->items, (size_t)cap * sizeof *items);
+        if (!items) {
+            sc_fail(err, SC_ENOMEM, "%s: out of memory", w->path);
+            return NULL;
+        }
+        w->items = items;
+        w->cap = cap;
+    }
+    char *copy = sc_arena_alloc(&w->arena, len + 1);
+    if (!copy) {
+        sc_fail(err, SC_ENOMEM, "%s: out of memory", w->path);
+        return NULL;
+    }
+    memcpy(copy, name, len);
+    copy[len] = 0;
+    sc_weight *t = &w->items[w->n++];
+    memset(t, 0, sizeof *t);
+    t->name = copy;
+    return t;
+}
+
+/* Fill ndim, shape, numel and C-order strides; the caller has checked the
+ * dims. */
+static void weight_set_shape(sc_weight *t, int ndim, const int64_t *shape)
+{
+    t->ndim = ndim;
+    t->numel = 1;
+    for (int i = 0; i < ndim; i++) {
+        t->shape[i] = shape[i];
+        t->numel *= shape[i];
+    }
+    int64_t s = 1;
+    for (int i = ndim - 1; i >= 0; i--) {
+        t->stride[i] = s;
+        s *= shape[i];
+    }
+}
+
+static int weight_cmp(const void *a, const void *b)
+{
+    return strcmp(((const sc_weight *)a)->name, ((const sc_weight *)b)->name);
+}
+
+/* Sort by name; a name twice (in one file or across shards) is an error —
+ * which copy would a loader take? */
+static sc_status weights_finish(sc_weights *w, sc_err *err)
+{
+    if (w->n > 1) qsort(w->items, (size_t)w->n, sizeof *w->items, weight_cmp);
+    for (int i = 1; i < w->n; i++)
+        if (strcmp(w->items[i - 1].name, w->items[i].name) == 0)
+            return sc_fail(err, SC_EFORMAT, "%s: tensor '%s' appears twice", w->path, w->items[i].name);
+    return SC_OK;
+}
+
+int sc_weights_count(const sc_weights *w)
+{
+    return w->n;
+}
+
+const sc_weight *sc_weights_at(const sc_weights *w, int i)
+{
+    SC_ASSERT(i >= 0 && i < w->n, "weight index %d of %d", i, w->n);
+    return &w->items[i];
+}
+
+const sc_weight *sc_weights_find(const sc_weights *w, const char *name)
+{
+    sc_weight key;
+    key.name = name;
+    return w->n ? bsearch(&key, w->items, (size_t)w->n, sizeof *w->items, weight_cmp) : NULL;
+}
+
+const char *sc_weights_path(const sc_weights *w)
+{
+    return w->path;
+}
+
+const char *sc_weights_format(const sc_weights *w)
+{
+    return w->format;
+}
+
+static int weight_is_contiguous(const sc_weight *t)
+{
+    int64_t s = 1;
+    for (int i = t->ndim - 1; i >= 0; i--) {
+        if (t->shape[i] != 1 && t->stride[i] != s) return 0;
+        s *= t->shape[i];
+    }
+    return 1;
+}
+
+/* @book begin weight-gather */
+void sc_weight_to_f32(const sc_weight *t, float *dst)
+{
+    if (weight_is_contiguous(t)) {
+        convert_to_f32(dst, t->data, t->dtype, (size_t)t->numel);
+        return;
+    }
+    /* A strided view: walk the index (i0, .., ik) like an odometer, moving
+     * the storage offset by stride[j] per step of digit j. */
+    size_t size = sc_dtype_size(t->dtype);
+    int64_t idx[SC_ARRAY_MAX_DIMS] = {0};
+    int64_t off = 0;
+    for (int64_t n = 0; n < t->numel; n++) {
+        convert_to_f32(dst + n, t->data + (size_t)off * size, t->dtype, 1);
+        for (int j = t->ndim - 1; j >= 0; j--) {
+            off += t->stride[j];
+            if (++idx[j] < t->shape[j]) break;
+            off -= t->stride[j] * t->shape[j];
+            idx[j] = 0;
+        }
+    }
+}
+/* @book end weight-gather */
+
+const float *sc_weight_f32_data(const sc_weight *t)
+{
+    if (t->dtype != SC_DT_F32 || !weight_is_contiguous(t) || (uintptr_t)t->data % sizeof(float) != 0) return NULL;
+    return (const float *)(const void *)t->data;
+}
+
+static const sc_weight *weights_need(const sc_weights *w, const char *name, sc_err *err)
+{
+    const sc_weight *t = sc_weights_find(w, name);
+    if (!t) sc_fail(err, SC_EFORMAT, "%s: no tensor named '%s'", w->path, name);
+    return t;
+}
+
+sc_status sc_weights_get_f32(const sc_weights *w, const char *name, sc_arena *a, sc_tensor **out, sc_err *err)
+{
+    *out = NULL;
+    const sc_weight *t = weights_need(w, name, err);
+    if (!t) return SC_EFORMAT;
+    if (t->ndim > SC_MAX_DIMS)
+        return sc_fail(err, SC_EUNSUPPORTED, "%s: tensor '%s' has %d dimensions; at most %d are supported", w->path,
+                       name, t->ndim, SC_MAX_DIMS);
+    sc_tensor *x = sc_tensor_try_new(a, t->ndim, t->shape, name);
+    if (!x)
+        return sc_fail(err, SC_ENOMEM, "%s: arena '%s' cannot hold tensor '%s' (%lld elements)", w->path, a->name,
+                       name, (long long)t->numel);
+    sc_weight_to_f32(t, x->data);
+    *out = x;
+    return SC_OK;
+}
+
+sc_status sc_weights_read_i64(const sc_weights *w, const char *name, int64_t *dst, int64_t n, sc_err *err)
+{
+    const sc_weight *t = weights_need(w, name, err);
+    if (!t) return SC_EFORMAT;
+    if (t->numel != n)
+        return sc_fail(err, SC_ESHAPE, "%s: tensor '%s' has %lld elements but %lld were expected", w->path, name,
+                       (long long)t->numel, (long long)n);
+    if (t->dtype != SC_DT_I64 && t->dtype != SC_DT_I32 && t->dtype != SC_DT_U16 && t->dtype != SC_DT_U8)
+        return sc_fail(err, SC_EFORMAT, "%s: tensor '%s' holds %s, not integers", w->path, name,
+                       sc_dtype_name(t->dtype));
+    /* Gather through the float path's odometer would lose int64 precision,
+     * so walk the elements here with the same index arithmetic. */
+    size_t size = sc_dtype_size(t->dtype);
+    int64_t idx[SC_ARRAY_MAX_DIMS] = {0};
+    int64_t off = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const uint8_t *p = t->data + (size_t)off * size;
+        int64_t v = 0;
+        if (t->dtype == SC_DT_I64) memcpy(&v, p, 8);
+        else v = (int64_t)element_as_double(p, t->dtype); /* 32-bit and smaller: exact */
+        dst[i] = v;
+        for (int j = t->ndim - 1; j >= 0; j--) {
+            off += t->stride[j];
+            if (++idx[j] < t->shape[j]) break;
+            off -= t->stride[j] * t->shape[j];
+            idx[j] = 0;
+        }
+    }
+    return SC_OK;
+}
+
+/* The dtype names of the safetensors format; ours where we read them. */
+static const struct {
+    const char *name;
+    int dtype; /* an sc_dtype, or -1 for a valid type we do not read */
+} st_types[] = {
+    {"F32", SC_DT_F32}, {"F16", SC_DT_F16}, {"BF16", SC_DT_BF16}, {"F64", SC_DT_F64}, {"I64", SC_DT_I64},
+    {"I32", SC_DT_I32}, {"U16", SC_DT_U16}, {"U8", SC_DT_U8},     {"BOOL", -1},       {"I8", -1},
+    {"I16", -1},        {"U32", -1},        {"U64", -1},          {"F8_E5M2", -1},    {"F8_E4M3", -1},
+};
+
+/* A JSON number that is a whole number in [0, max] (max ≤ 2^53, where
+ * doubles still hold every integer). */
+static int json_whole(const sc_json *v, double max, uint64_t *out)
+{
+    if (!v || v->type != SC_JSON_NUMBER || !(v->number >= 0 && v->number <= max) || v->number != floor(v->number))
+        return 0;
+    *out = (uint64_t)v->number;
+    return 1;
+}
+
+/* One tensor of the header, before its range is checked against the others. */
+typedef struct {
+    const char *name;
+    sc_dtype dtype;
+    int ndim;
+    int64_t shape[SC_ARRAY_MAX_DIMS];
+    uint64_t begin, end;   /* byte range in the data section */
+} st_entry;
+
+static sc_status st_entry_parse(const char *what, const char *name, const sc_json *v, st_entry *e, sc_err *err)
+{
+    memset(e, 0, sizeof *e);
+    e->name = name;
+    if (!v || v->type != SC_JSON_OBJECT)
+        return sc_fail(err, SC_EFORMAT, "%s: header entry '%s' is not an object", what, name);
+    const char *dt = sc_json_get_string(v, "dtype", NULL);
+    const sc_json *shape = sc_json_get(v, "shape");
+    const sc_json *offs = sc_json_get(v, "data_offsets");
+    if (!dt || !shape || shape->type != SC_JSON_ARRAY || !offs || offs->type != SC_JSON_ARRAY)
+        return sc_fail(err, SC_EFORMAT, "%s: tensor '%s' lacks a string 'dtype', array 'shape' or array "
+                       "'data_offsets'", what, name);
+    size_t k = 0, nt = sizeof st_types / sizeof st_types[0];
+    while (k < nt && strcmp(st_types[k].name, dt) != 0) k++;
+    if (k == nt) return sc_fail(err, SC_EFORMAT, "%s: tensor '%s' has unknown dtype '%s'", what, name, dt);
+    if (st_types[k].dtype < 0)
+        return sc_fail(err, SC_EUNSUPPORTED, "%s: tensor '%s' has dtype %s, which scale does not read (F32, F16, "
+                       "BF16, F64, I64, I32, U16, U8)", what, name, dt);
+    e->dtype = (sc_dtype)st_types[k].dtype;
+    if (shape->len > SC_ARRAY_MAX_DIMS)
+        return sc_fail(err, SC_EUNSUPPORTED, "%s: tensor '%s' has %zu dimensions, more than %d", what, name,
+                       shape->len, SC_ARRAY_MAX_DIMS);
+    e->ndim = (int)shape->len;
+    for (int i = 0; i < e->ndim; i++) {
+        uint64_t d;
+        if (!json_whole(shape->items[i], (double)ARRAY_MAX_DIM, &d))
+            return sc_fail(err, SC_EFORMAT, "%s: tensor '%s': dimension %d is not an integer in [0, 2^31]", what,
+                           name, i);
+        e->shape[i] = (int64_t)d;
+    }
+    if (offs->len != 2 || !json_whole(offs->items[0], 9007199254740992.0, &e->begin) ||
+        !json_whole(offs->items[1], 9007199254740992.0, &e->end))
+        return sc_fail(err, SC_EFORMAT, "%s: tensor '%s': data_offsets is not a pair of byte offsets", what, name);
+    if (e->begin > e->end)
+        return sc_fail(err, SC_EFORMAT, "%s: tensor '%s': data_offsets [%llu, %llu] end before they begin", what,
+                       name, (unsigned long long)e->begin, (unsigned long long)e->end);
+    int ok;
+    size_t nbytes = shape_bytes(e->ndim, e->shape, sc_dtype_size(e->dtype), &ok);
+    if (!ok) return sc_fail(err, SC_EFORMAT, "%s: tensor '%s': shape × dtype overflows", what, name);
+    if ((uint64_t)nbytes != e->end - e->begin) {
+        char sh[160];
+        return sc_fail(err, SC_EFORMAT, "%s: tensor '%s' is %s %s (%zu bytes) but data_offsets span %llu bytes", what,
+                       name, dt, shape_text(e->ndim, e->shape, sh, sizeof sh), nbytes,
+                       (unsigned long long)(e->end - e->begin));
+    }
+    return SC_OK;
+}
+
+static int st_entry_cmp(const void *a, const void *b)
+{
+    const st_entry *x = a, *y = b;
+    if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
+    return x->end < y->end ? -1 : x->end > y->end;
+}
+
+/* @book begin safetensors-ranges */
+/* The tensors' byte ranges, sorted by start, must tile the data section
+ * exactly: no overlap (two names aliasing one buffer), no gap (bytes no
+ * tensor accounts for), nothing past the end — the rule the safetensors
+ * library itself enforces. */
+static sc_status st_check_ranges(const char *what, st_entry *e, size_t n, uint64_t data_len, sc_err *err)
+{
+    qsort(e, n, sizeof *e, st_entry_cmp);
+    uint64_t covered = 0; /* bytes [0, covered) belong to tensors so far */
+    for (size_t i = 0; i < n; i++) {
+        if (e[i].begin < covered)
+            return sc_fail(err, SC_EFORMAT, "%s: tensors '%s' and '%s' overlap (bytes %llu to %llu)", what,
+                           e[i - 1].name, e[i].name, (unsigned long long)e[i].begin, (unsigned long long)covered);
+        if (e[i].begin > covered)
+            return sc_fail(err, SC_EFORMAT, "%s: data bytes %llu to %llu belong to no tensor", what,
+                           (unsigned long long)covered, (unsigned long long)e[i].begin);
+        covered = e[i].end;
+    }
+    if (covered != data_len)
+        return sc_fail(err, SC_EFORMAT, "%s: the tensors cover %llu data bytes but the file holds %llu", what,
+                       (unsigned long long)covered, (unsigned long long)data_len);
+    return SC_OK;
+}
+/* @book end safetensors-ranges */
+
+/* Parse one safetensors file of `len` bytes into w:
+ *   u64 header_len | header_len bytes of JSON | data section
+ * where the JSON maps each name to {dtype, shape, data_offsets} (offsets
+ * relative to the data section) and "__metadata__" to free-form strings,
+ * which we ignore. */
+static sc_status safetensors_parse(sc_weights *w, const uint8_t *bytes, size_t len, const char *what, sc_err *err)
+{
+    cursor c = cursor_make(bytes, len);
+    uint64_t header_len = cur_u64le(&c);
+    if (c.bad)
+        return sc_fail(err, SC_EFORMAT, "%s: %zu bytes are too few for a safetensors header", what, len);
+    if (header_len > ST_MAX_HEADER)
+        return sc_fail(err, SC_EFORMAT, "%s: safetensors header length %llu exceeds the 100 MB limit", what,
+                       (unsigned long long)header_len);
+    if (header_len > cur_left(&c))
+        return sc_fail(err, SC_EFORMAT, "%s: safetensors header length %llu runs past the end of the file "
+                       "(%zu bytes)", what, (unsigned long long)header_len, len);
+    const uint8_t *header = cur_take(&c, (size_t)header_len);
+    const uint8_t *data = c.p;
+    uint64_t data_len = cur_left(&c);
+
+    sc_json_doc doc;
+    sc_status s = sc_json_parse(&doc, (const char *)header, (size_t)header_len, what, err);
+    if (s != SC_OK) return s;
+    st_entry *entries = NULL;
+    size_t n = 0;
+    if (doc.root->type != SC_JSON_OBJECT) {
+        s = sc_fail(err, SC_EFORMAT, "%s: the safetensors header is not a JSON object", what);
+        goto done;
+    }
+    entries = malloc((doc.root->len ? doc.root->len : 1) * sizeof *entries);
+    if (!entries) {
+        s = sc_fail(err, SC_ENOMEM, "%s: out of memory", what);
+        goto done;
+    }
+    for (size_t i = 0; i < doc.root->len && s == SC_OK; i++) {
+        if (strcmp(doc.root->keys[i], "__metadata__") == 0) continue;
+        s = st_entry_parse(what, doc.root->keys[i], doc.root->items[i], &entries[n++], err);
+    }
+    if (s == SC_OK) s = st_check_ranges(what, entries, n, data_len, err);
+    for (size_t i = 0; i < n && s == SC_OK; i++) {
+        sc_weight *t = weights_add(w, entries[i].name, strlen(entries[i].name), err);
+        if (!t) {
+            s = SC_ENOMEM;
+            break;
+        }
+        t->dtype = entries[i].dtype;
+        weight_set_shape(t, entries[i].ndim, entries[i].shape);
+        t->data = data + entries[i].begin;
+    }
+done:
+    free(entries);
+    sc_json_free(&doc);
+    return s;
+}
+
+/* A growable byte string for building headers. */
+typedef struct {
+    char *p;
+    size_t len, cap;
+    int failed;
+} strbuf;
+
+static void sb_add(strbuf *b, const char *s, size_t n)
+{
+    if (b->failed) return;
+    if (b->cap - b->len < n + 1) {
+        size_t cap = b->cap ? b->cap : 1024;
+        while (cap - b->len < n + 1) {
+            if (cap > SIZE_MAX / 2) {
+                b->failed = 1;
+                return;
+            }
+            cap *= 2;
+        }
+        char *p = realloc(b->p, cap);
+        if (!p) {
+            b->failed = 1;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = 0;
+}
+
+static void sb_printf(strbuf *b, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+static void sb_printf(strbuf *b, const char *fmt, ...)
+{
+    char tmp[128];
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    SC_ASSERT(k >= 0 && (size_t)k < sizeof tmp, "sb_printf: piece too long");
+    sb_add(b, tmp, (size_t)k);
+}
+
+/* A JSON string literal: quotes, backslashes and control characters escaped. */
+static void sb_json_string(strbuf *b, const char *s)
+{
+    sb_add(b, "\"", 1);
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\') {
+            char e[2] = {'\\', (char)ch};
+            sb_add(b, e, 2);
+        } else if (ch < 0x20) {
+            sb_printf(b, "\\u%04x", ch);
+        } else {
+            sb_add(b, s, 1);
+        }
+    }
+    sb_add(b, "\"", 1);
+}
+
+static void sb_str(strbuf *b, const char *s)
+{
+    sb_add(b, s, strlen(s));
+}
+
+/* Tensors to write, sorted by name. */
+typedef struct {
+    const char *name;
+    const sc_tensor *t;
+} named_tensor;
+
+static int named_tensor_cmp(const void *a, const void *b)
+{
+    return strcmp(((const named_tensor *)a)->name, ((const named_tensor *)b)->name);
+}
+
+sc_status sc_safetensors_write(const char *path, const char *const *names, const sc_tensor *const *tensors, int n,
+                               sc_err *err)
+{
+    if (n < 0) return sc_fail(err, SC_EARG, "%s: negative tensor count", path);
+    named_tensor *order = malloc((size_t)(n ? n : 1) * sizeof *order);
+    if (!order) return sc_fail(err, SC_ENOMEM, "%s: out of memory", path);
+    for (int i = 0; i < n; i++) {
+        order[i].name = names[i];
+        order[i].t = tensors[i];
+    }
+    qsort(order, (size_t)n, sizeof *order, named_tensor_cmp);
+    sc_status s = SC_OK;
+    for (int i = 0; i < n && s == SC_OK; i++) {
+        const char *name = order[i].name;
+        if (!name[0] || strcmp(name, "__metadata__") == 0 || (i && strcmp(name, order[i - 1].name) == 0))
+            s = sc_fail(err, SC_EARG, "%s: tensor name '%s' is empty, reserved or repeated", path, name);
+        for (size_t k = 0, len = strlen(name), step; k < len && s == SC_OK; k += step)
+            if ((step = utf8_valid_len((const uint8_t *)name + k, len - k)) == 0)
+                s = sc_fail(err, SC_EARG, "%s: tensor name '%s' is not valid UTF-8", path, name);
+    }
+    /* The header, then its padding to 8 bytes so the data stays aligned. */
+    strbuf h = {0};
+    sb_str(&h, "{\"__metadata__\":{\"format\":\"pt\"}");
+    uint64_t offset = 0;
+    for (int i = 0; i < n && s == SC_OK; i++) {
+        const sc_tensor *t = order[i].t;
+        sb_str(&h, ",");
+        sb_json_string(&h, order[i].name);
+        sb_str(&h, ":{\"dtype\":\"F32\",\"shape\":[");
+        for (int d = 0; d < t->ndim; d++) sb_printf(&h, d ? ",%lld" : "%lld", (long long)t->shape[d]);
+        uint64_t bytes = (uint64_t)sc_numel(t) * sizeof(float);
+        sb_printf(&h, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)offset,
+                  (unsigned long long)(offset + bytes));
+        offset += bytes;
+    }
+    sb_str(&h, "}");
+    while (h.len % 8 && !h.failed) sb_str(&h, " ");
+    size_t total;
+    if (s == SC_OK && (h.failed || !sc_add_ok(8 + h.len, (size_t)offset, &total)))
+        s = sc_fail(err, SC_ENOMEM, "%s: out of memory", path);
+    uint8_t *file = s == SC_OK ? malloc(total) : NULL;
+    if (s == SC_OK && !file) s = sc_fail(err, SC_ENOMEM, "%s: out of memory for %zu bytes", path, total);
+    if (s == SC_OK) {
+        for (int i = 0; i < 8; i++) file[i] = (uint8_t)((uint64_t)h.len >> (8 * i));
+        memcpy(file + 8, h.p, h.len);
+        float *dst = (float *)(void *)(file + 8 + h.len); /* 8-aligned: malloc + 8 + multiple of 8 */
+        for (int i = 0; i < n; i++) {
+            const sc_tensor *t = order[i].t;
+            sc_weight view = {0};
+            view.dtype = SC_DT_F32;
+            view.ndim = t->ndim;
+            view.numel = sc_numel(t);
+            view.data = (const uint8_t *)t->data;
+            for (int d = 0; d < t->ndim; d++) {
+                view.shape[d] = t->shape[d];
+                view.stride[d] = t->stride[d];
+            }
+            sc_weight_to_f32(&view, dst);
+            dst += view.numel;
+        }
+        s = sc_write_file_atomic(path, file, total, err);
+    }
+    free(file);
+    free(h.p);
+    free(order);
+    return s;
+}
+
 /* ======================================================================== */
 /* 5. zip archives and PyTorch checkpoints (the pickle subset)               */
 /* ======================================================================== */
+
+/* Since PyTorch 1.6, torch.save writes a zip archive:
+ *
+ *   <prefix>/data.pkl      the state dict, pickled (protocol 2)
+ *   <prefix>/data/<key>    raw little-endian bytes of each storage
+ *   <prefix>/version       "3\n"; newer versions add byteorder, .data/...
+ *
+ * Reading it takes two machines. The zip reader trusts nothing: the end
+ * record must point at a central directory inside the file, every central
+ * entry must agree with its local header (name, method, sizes — or with the
+ * data descriptor that follows the data), and entries may not overlap. The
+ * pickle machine then runs data.pkl, but where Python's pickle would import
+ * and call whatever the file names, ours knows a dozen opcodes and five
+ * kinds of global, builds plain values, and refuses everything else. */
+
+#define ZIP_MAX_ENTRIES (1 << 20)
+#define ZIP_EOCD_SIG 0x06054b50u
+#define ZIP64_LOCATOR_SIG 0x07064b50u
+#define ZIP64_EOCD_SIG 0x06064b50u
+#define ZIP_CENTRAL_SIG 0x02014b50u
+#define ZIP_LOCAL_SIG 0x04034b50u
+#define ZIP_DESCRIPTOR_SIG 0x08074b50u
+
+typedef struct {
+    const char *name;       /* NUL-terminated copy */
+    int method;             /* 0 stored, 8 deflate */
+    uint32_t crc;
+    uint64_t csize, usize;  /* compressed and uncompressed bytes */
+    uint64_t local;         /* offset of the local header */
+    const uint8_t *data;    /* the compressed bytes, inside the archive */
+} zip_entry;
+
+typedef struct {
+    zip_entry *entries;     /* [n], in central directory order */
+    size_t n;
+} zip_archive;
+
+/* The zip64 extended-information extra field (id 1) replaces each 32-bit
+ * field that holds 0xFFFFFFFF, in the order usize, csize, local offset. */
+static int zip64_extra(const uint8_t *extra, size_t len, uint64_t *usize, uint64_t *csize, uint64_t *local)
+{
+    cursor c = cursor_make(extra, len);
+    while (cur_left(&c) >= 4) {
+        uint16_t id = cur_u16le(&c), size = cur_u16le(&c);
+        const uint8_t *body = cur_take(&c, size);
+        if (!body) return 0;
+        if (id != 1) continue;
+        cursor b = cursor_make(body, size);
+        if (usize && *usize == 0xFFFFFFFFu) *usize = cur_u64le(&b);
+        if (csize && *csize == 0xFFFFFFFFu) *csize = cur_u64le(&b);
+        if (local && *local == 0xFFFFFFFFu) *local = cur_u64le(&b);
+        return !b.bad;
+    }
+    return 1;
+}
+
+/* Find the end-of-central-directory record: the last "PK\5\6" whose
+ * comment runs exactly to the end of the file. */
+static sc_status zip_find_end(const uint8_t *bytes, size_t len, const char *what, size_t *eocd, sc_err *err)
+{
+    size_t lowest = len > 22 + 65535 ? len - 22 - 65535 : 0;
+    for (size_t pos = len >= 22 ? len - 22 + 1 : 0; pos-- > lowest;) {
+        cursor c = cursor_make(bytes + pos, len - pos);
+        if (cur_u32le(&c) != ZIP_EOCD_SIG) continue;
+        cur_take(&c, 16);
+        if (pos + 22 + cur_u16le(&c) == len) {
+            *eocd = pos;
+            return SC_OK;
+        }
+    }
+    return sc_fail(err, SC_EFORMAT, "%s: not a zip archive (no end-of-central-directory record)", what);
+}
+
+/* Where the central directory is and how many entries it holds, from the
+ * end record or, when that says "see zip64", from the zip64 end record. */
+static sc_status zip_directory(const uint8_t *bytes, size_t len, const char *what, uint64_t *cd_offset,
+                               uint64_t *cd_size, uint64_t *count, uint64_t *cd_limit, sc_err *err)
+{
+    size_t eocd = 0;
+    sc_status s = zip_find_end(bytes, len, what, &eocd, err);
+    if (s != SC_OK) return s;
+    cursor c = cursor_make(bytes + eocd + 4, len - eocd - 4);
+    uint16_t disk = cur_u16le(&c), cd_disk = cur_u16le(&c);
+    cur_u16le(&c); /* entries on this disk */
+    *count = cur_u16le(&c);
+    *cd_size = cur_u32le(&c);
+    *cd_offset = cur_u32le(&c);
+    *cd_limit = eocd;
+    if (disk != 0 || cd_disk != 0)
+        return sc_fail(err, SC_EUNSUPPORTED, "%s: multi-volume zip archives are not supported", what);
+    if (*count == 0xFFFF || *cd_size == 0xFFFFFFFFu || *cd_offset == 0xFFFFFFFFu) {
+        if (eocd < 20) return sc_fail(err, SC_EFORMAT, "%s: zip64 archive without a zip64 locator", what);
+        cursor l = cursor_make(bytes + eocd - 20, 20);
+        if (cur_u32le(&l) != ZIP64_LOCATOR_SIG)
+            return sc_fail(err, SC_EFORMAT, "%s: zip64 archive without a zip64 locator", what);
+        cur_u32le(&l);
+        uint64_t at = cur_u64le(&l);
+        if (at > eocd - 20 || eocd - 20 - at < 56)
+            return sc_fail(err, SC_EFORMAT, "%s: zip64 end record outside the file", what);
+        cursor z = cursor_make(bytes + at, eocd - 20 - (size_t)at);
+        if (cur_u32le(&z) != ZIP64_EOCD_SIG) return sc_fail(err, SC_EFORMAT, "%s: bad zip64 end record", what);
+        cur_take(&z, 8 + 2 + 2 + 4 + 4 + 8); /* record size, versions, disks, entries on disk */
+        *count = cur_u64le(&z);
+        *cd_size = cur_u64le(&z);
+        *cd_offset = cur_u64le(&z);
+        *cd_limit = (size_t)at;
+    }
+    if (*cd_offset > *cd_limit || *cd_size > *cd_limit - *cd_offset)
+        return sc_fail(err, SC_EFORMAT, "%s: the zip central directory lies outside the file", what);
+    /* Every central entry takes at least 46 bytes: a count the directory
+     * cannot hold is a lie, caught before anything is allocated for it. */
+    if (*count > *cd_size / 46 || *count > ZIP_MAX_ENTRIES)
+        return sc_fail(err, SC_EFORMAT, "%s: the zip end record claims %llu entries in %llu bytes", what,
+                       (unsigned long long)*count, (unsigned long long)*cd_size);
+    return SC_OK;
+}
+
+/* Check entry e's local header against the central directory and locate
+ * its data. A data descriptor (flag bit 3) after the data must agree too. */
+static sc_status zip_check_local(const uint8_t *bytes, uint64_t cd_offset, const char *what, int flags,
+                                 zip_entry *e, sc_err *err)
+{
+    if (e->local > cd_offset || cd_offset - e->local < 30)
+        return sc_fail(err, SC_EFORMAT, "%s: zip entry '%s' has its local header outside the archive", what, e->name);
+    cursor c = cursor_make(bytes + e->local, (size_t)(cd_offset - e->local));
+    if (cur_u32le(&c) != ZIP_LOCAL_SIG)
+        return sc_fail(err, SC_EFORMAT, "%s: zip entry '%s': no local header where the central directory "
+                       "says", what, e->name);
+    cur_u16le(&c);
+    uint16_t lflags = cur_u16le(&c), method = cur_u16le(&c);
+    cur_u32le(&c);
+    uint32_t crc = cur_u32le(&c);
+    uint64_t csize = cur_u32le(&c), usize = cur_u32le(&c);
+    uint16_t nlen = cur_u16le(&c), elen = cur_u16le(&c);
+    const uint8_t *name = cur_take(&c, nlen);
+    const uint8_t *extra = cur_take(&c, elen);
+    if (c.bad) return sc_fail(err, SC_EFORMAT, "%s: zip entry '%s': truncated local header", what, e->name);
+    if (nlen != strlen(e->name) || memcmp(name, e->name, nlen) != 0 || method != e->method ||
+        (lflags & 8) != (flags & 8))
+        return sc_fail(err, SC_EFORMAT, "%s: zip entry '%s': the local header disagrees with the central "
+                       "directory (name, method or flags)", what, e->name);
+    if (!zip64_extra(extra, elen, &usize, &csize, NULL))
+        return sc_fail(err, SC_EFORMAT, "%s: zip entry '%s': malformed extra field", what, e->name);
+    int deferred = (flags & 8) && crc == 0 && csize == 0 && usize == 0;
+    if (!deferred && (crc != e->crc || csize != e->csize || usize != e->usize))
+        return sc_fail(err, SC_EFORMAT, "%s: zip entry '%s': sizes or CRC in the local header (%llu bytes) "
+                       "disagree with the central directory (%llu bytes)", what, e->name,
+                       (unsigned long long)csize, (unsigned long long)e->csize);
+    if (e->csize > cur_left(&c))
+        return sc_fail(err, SC_EFORMAT, "%s: zip entry '%s': %llu bytes of data run past the central directory",
+                       what, e->name, (unsigned long long)e->csize);
+    e->data = cur_take(&c, (size_t)e->csize);
+    if (flags & 8) {
+        /* crc, csize, usize after an optional signature; 32- or 64-bit sizes. */
+        cursor d = c, peek = c;
+        if (cur_u32le(&peek) == ZIP_DESCRIPTOR_SIG) d = peek;
+        cursor d64 = d;
+        uint32_t dcrc = cur_u32le(&d);
+        uint64_t dc = cur_u32le(&d), du = cur_u32le(&d);
+        cur_u32le(&d64);
+        uint64_t dc64 = cur_u64le(&d64), du64 = cur_u64le(&d64);
+        int ok32 = !d.bad && dcrc == e->crc && dc == e->csize && du == e->usize;
+        int ok64 = !d64.bad && dcrc == e->crc && dc64 == e->csize && du64 == e->usize;
+        if (!ok32 && !ok64)
+            return sc_fail(err, SC_EFORMAT, "%s: zip entry '%s': the data descriptor disagrees with the central "
+                           "directory", what, e->name);
+    }
+    return SC_OK;
+}
+
+static int zip_entry_cmp(const void *a, const void *b)
+{
+    const zip_entry *x = a, *y = b;
+    return x->local < y->local ? -1 : x->local > y->local;
+}
+
+/* Read the central directory into `scratch`; entries end up sorted by
+ * position, which is also how overlaps are found. */
+static sc_status zip_open(const uint8_t *bytes, size_t len, const char *what, sc_arena *scratch, zip_archive *z,
+                          sc_err *err)
+{
+    memset(z, 0, sizeof *z);
+    uint64_t cd_offset, cd_size, count, cd_limit;
+    sc_status s = zip_directory(bytes, len, what, &cd_offset, &cd_size, &count, &cd_limit, err);
+    if (s != SC_OK) return s;
+    z->entries = sc_arena_calloc(scratch, count ? (size_t)count : 1, sizeof *z->entries);
+    if (!z->entries) return sc_fail(err, SC_ENOMEM, "%s: out of memory", what);
+    cursor c = cursor_make(bytes + cd_offset, (size_t)cd_size);
+    for (uint64_t i = 0; i < count; i++) {
+        zip_entry *e = &z->entries[i];
+        if (cur_u32le(&c) != ZIP_CENTRAL_SIG)
+            return sc_fail(err, SC_EFORMAT, "%s: zip central directory entry %llu is damaged", what,
+                           (unsigned long long)i);
+        cur_take(&c, 4);
+        uint16_t flags = cur_u16le(&c);
+        e->method = cur_u16le(&c);
+        cur_u32le(&c);
+        e->crc = cur_u32le(&c);
+        e->csize = cur_u32le(&c);
+        e->usize = cur_u32le(&c);
+        uint16_t nlen = cur_u16le(&c), elen = cur_u16le(&c), clen = cur_u16le(&c);
+        cur_take(&c, 2 + 2 + 4);
+        e->local = cur_u32le(&c);
+        const uint8_t *name = cur_take(&c, nlen);
+        const uint8_t *extra = cur_take(&c, elen);
+        cur_take(&c, clen);
+        if (c.bad) return sc_fail(err, SC_EFORMAT, "%s: the zip central directory is truncated", what);
+        char *copy = sc_arena_alloc(scratch, (size_t)nlen + 1);
+        if (!copy) return sc_fail(err, SC_ENOMEM, "%s: out of memory", what);
+        memcpy(copy, name, nlen);
+        copy[nlen] = 0;
+        e->name = copy;
+        if (memchr(name, 0, nlen)) return sc_fail(err, SC_EFORMAT, "%s: zip entry name with a NUL byte", what);
+        if (!zip64_extra(extra, elen, &e->usize, &e->csize, &e->local))
+            return sc_fail(err, SC_EFORMAT, "%s: zip entry '%s': malformed extra field", what, e->name);
+        if (flags & 1) return sc_fail(err, SC_EUNSUPPORTED, "%s: zip entry '%s' is encrypted", what, e->name);
+        if (e->method != 0 && e->method != 8)
+            return sc_fail(err, SC_EUNSUPPORTED, "%s: zip entry '%s' uses compression method %d (only stored and "
+                           "deflate are read)", what, e->name, e->method);
+        if (e->method == 0 && e->csize != e->usize)
+            return sc_fail(err, SC_EFORMAT, "%s: stored zip entry '%s' has different sizes", what, e->name);
+        s = zip_check_local(bytes, cd_offset, what, flags, e, err);
+        if (s != SC_OK) return s;
+    }
+    z->n = (size_t)count;
+    qsort(z->entries, z->n, sizeof *z->entries, zip_entry_cmp);
+    for (size_t i = 1; i < z->n; i++)
+        if (z->entries[i - 1].data + z->entries[i - 1].csize > bytes + z->entries[i].local)
+            return sc_fail(err, SC_EFORMAT, "%s: zip entries '%s' and '%s' overlap", what, z->entries[i - 1].name,
+                           z->entries[i].name);
+    return SC_OK;
+}
+
+static const zip_entry *zip_find(const zip_archive *z, const char *name, size_t len)
+{
+    for (size_t i = 0; i < z->n; i++)
+        if (strlen(z->entries[i].name) == len && memcmp(z->entries[i].name, name, len) == 0) return &z->entries[i];
+    return NULL;
+}
+
+/* The uncompressed bytes of an entry: in place when stored, else
+ * inflated into memory owned by w. */
+static sc_status zip_entry_bytes(sc_weights *w, const zip_entry *e, const char *what, const uint8_t **out,
+                                 sc_err *err)
+{
+    (void)w;
+    if (e->method == 0) {
+        *out = e->data;
+        return SC_OK;
+    }
+    return sc_fail(err, SC_EUNSUPPORTED, "%s: zip entry '%s' is deflate-compressed; not supported yet", what,
+                   e->name);
+}
+
+/* ---- the pickle machine ---- */
+
+/* What a value can be. A state dict needs nothing else. */
+typedef enum {
+    PK_NONE, PK_BOOL, PK_INT, PK_FLOAT, PK_STR, PK_TUPLE, PK_LIST, PK_DICT,
+    PK_GLOBAL, PK_STORAGE, PK_TENSOR
+} pk_kind;
+
+static const char *const pk_kind_names[] = {
+    "None", "bool", "int", "float", "str", "tuple", "list", "dict", "global", "storage", "tensor"
+};
+
+/* The globals a state dict may name; nothing else can be looked up. */
+typedef enum { G_ORDERED_DICT, G_REBUILD_TENSOR, G_REBUILD_PARAMETER, G_STORAGE } pk_global;
+
+static const struct {
+    const char *module, *name;
+    pk_global global;
+    sc_dtype dtype; /* G_STORAGE */
+} pk_globals[] = {
+    {"collections", "OrderedDict", G_ORDERED_DICT, SC_DT_F32},
+    {"torch._utils", "_rebuild_tensor_v2", G_REBUILD_TENSOR, SC_DT_F32},
+    {"torch._utils", "_rebuild_parameter", G_REBUILD_PARAMETER, SC_DT_F32},
+    {"torch", "FloatStorage", G_STORAGE, SC_DT_F32},
+    {"torch", "HalfStorage", G_STORAGE, SC_DT_F16},
+    {"torch", "BFloat16Storage", G_STORAGE, SC_DT_BF16},
+    {"torch", "DoubleStorage", G_STORAGE, SC_DT_F64},
+    {"torch", "LongStorage", G_STORAGE, SC_DT_I64},
+    {"torch", "IntStorage", G_STORAGE, SC_DT_I32},
+    {"torch", "ByteStorage", G_STORAGE, SC_DT_U8},
+};
+
+typedef struct pk_value pk_value;
+
+typedef struct {
+    sc_dtype dtype;
+    int ndim;
+    int64_t shape[SC_ARRAY_MAX_DIMS];
+    int64_t stride[SC_ARRAY_MAX_DIMS];
+    const uint8_t *data;   /* the element at index (0, .., 0) */
+} pk_tensor;
+
+struct pk_value {
+    pk_kind kind;
+    union {
+        int64_t i;                                               /* BOOL, INT */
+        double f;                                                /* FLOAT */
+        struct { const uint8_t *s; size_t n; } str;              /* STR: UTF-8, not NUL-terminated */
+        struct { pk_value **items; size_t n, cap; } seq;         /* TUPLE, LIST; DICT: key, value, key, ... */
+        struct { pk_global which; sc_dtype dtype; } global;      /* GLOBAL */
+        struct { const uint8_t *data; int64_t numel; sc_dtype dtype; } storage; /* STORAGE */
+        pk_tensor *tensor;                                       /* TENSOR */
+    } u;
+};
+
+#define PK_MAX_STACK (1 << 20)
+#define PK_MAX_MARKS (1 << 16)
+#define PK_MAX_MEMO (1 << 20)
+#define PK_MAX_NEST 8  /* dicts within dicts when collecting tensors */
+
+typedef struct {
+    cursor c;
+    const uint8_t *start;      /* of data.pkl, for byte positions in errors */
+    const char *what;          /* "PATH: pickle 'x/data.pkl'" */
+    sc_err *err;
+    sc_arena *arena;           /* values; freed when the checkpoint is read */
+    pk_value **stack;
+    size_t sp, stack_cap;
+    size_t *marks;             /* stack heights at each MARK */
+    size_t n_marks, marks_cap;
+    pk_value **memo;
+    size_t memo_cap, memo_count;
+    sc_weights *w;             /* storages are found through the archive */
+    const zip_archive *zip;
+    const char *prefix;        /* "openai" of openai/data.pkl */
+    size_t prefix_len;
+} pickle_vm;
+
+static sc_status pk_fail(pickle_vm *vm, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+static sc_status pk_fail(pickle_vm *vm, const char *fmt, ...)
+{
+    char msg[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    size_t at = (size_t)(vm->c.p - vm->start);
+    return sc_fail(vm->err, SC_EFORMAT, "%s, byte %zu: %s", vm->what, at ? at - 1 : 0, msg);
+}
+
+/* Grow an array of `size`-byte items to hold at least `need`, up to `max`. */
+static int pk_grow(void **items, size_t *cap, size_t need, size_t size, size_t max)
+{
+    if (need <= *cap) return 1;
+    if (need > max) return 0;
+    size_t ncap = *cap ? *cap : 64;
+    while (ncap < need) ncap *= 2;
+    if (ncap > max) ncap = max;
+    void *p = realloc(*items, ncap * size);
+    if (!p) return 0;
+    *items = p;
+    *cap = ncap;
+    return 1;
+}
+
+static pk_value *pk_new(pickle_vm *vm, pk_kind kind)
+{
+    pk_value *v = sc_arena_calloc(vm->arena, 1, sizeof *v);
+    if (v) v->kind = kind;
+    else sc_fail(vm->err, SC_ENOMEM, "%s: out of memory", vm->what);
+    return v;
+}
+
+static sc_status pk_push(pickle_vm *vm, pk_value *v)
+{
+    if (!v) return SC_ENOMEM;
+    if (!pk_grow((void **)&vm->stack, &vm->stack_cap, vm->sp + 1, sizeof *vm->stack, PK_MAX_STACK))
+        return pk_fail(vm, "the pickle stack grows past %d values", PK_MAX_STACK);
+    vm->stack[vm->sp++] = v;
+    return SC_OK;
+}
+
+/* The stack above the innermost MARK is all an opcode may touch. */
+static size_t pk_base(const pickle_vm *vm)
+{
+    return vm->n_marks ? vm->marks[vm->n_marks - 1] : 0;
+}
+
+static pk_value *pk_pop(pickle_vm *vm)
+{
+    if (vm->sp == pk_base(vm)) {
+        pk_fail(vm, "stack underflow");
+        return NULL;
+    }
+    return vm->stack[--vm->sp];
+}
+
+static pk_value *pk_top(pickle_vm *vm)
+{
+    if (vm->sp == pk_base(vm)) {
+        pk_fail(vm, "stack underflow");
+        return NULL;
+    }
+    return vm->stack[vm->sp - 1];
+}
+
+/* Append n values to a list, tuple or dict (pairs for a dict). */
+static sc_status pk_append(pickle_vm *vm, pk_value *seq, pk_value *const *items, size_t n)
+{
+    if (n == 0) return SC_OK;
+    size_t need;
+    if (!sc_add_ok(seq->u.seq.n, n, &need)) return pk_fail(vm, "container too large");
+    if (need > seq->u.seq.cap) {
+        size_t cap = seq->u.seq.cap ? seq->u.seq.cap : 8;
+        while (cap < need) cap *= 2;
+        pk_value **grown = sc_arena_alloc(vm->arena, cap * sizeof *grown);
+        if (!grown) return sc_fail(vm->err, SC_ENOMEM, "%s: out of memory", vm->what);
+        if (seq->u.seq.n) memcpy(grown, seq->u.seq.items, seq->u.seq.n * sizeof *grown);
+        seq->u.seq.items = grown;
+        seq->u.seq.cap = cap;
+    }
+    memcpy(seq->u.seq.items + seq->u.seq.n, items, n * sizeof *items);
+    seq->u.seq.n += n;
+    return SC_OK;
+}
+
+/* Pop everything above the innermost MARK into a fresh value of `kind`
+ * (TUPLE), or onto the container below the mark (LIST, DICT). */
+static sc_status pk_pop_mark(pickle_vm *vm, pk_kind kind, pk_value **tuple)
+{
+    if (vm->n_marks == 0) return pk_fail(vm, "no MARK on the stack");
+    size_t base = vm->marks[--vm->n_marks];
+    pk_value *const *items = vm->stack + base;
+    size_t n = vm->sp - base;
+    vm->sp = base;
+    if (kind == PK_TUPLE) {
+        *tuple = pk_new(vm, PK_TUPLE);
+        return *tuple ? pk_append(vm, *tuple, items, n) : SC_ENOMEM;
+    }
+    pk_value *target = pk_top(vm);
+    if (!target) return SC_EFORMAT;
+    if (target->kind != kind)
+        return pk_fail(vm, "%s onto a %s", kind == PK_DICT ? "SETITEMS" : "APPENDS", pk_kind_names[target->kind]);
+    if (kind == PK_DICT && n % 2) return pk_fail(vm, "SETITEMS with an odd number of values");
+    /* items still point into the stack array, which nothing reallocates here. */
+    return pk_append(vm, target, items, n);
+}
+
+static pk_value *pk_tuple_of(pickle_vm *vm, size_t n)
+{
+    if (vm->sp - pk_base(vm) < n) {
+        pk_fail(vm, "stack underflow");
+        return NULL;
+    }
+    pk_value *t = pk_new(vm, PK_TUPLE);
+    if (t && pk_append(vm, t, vm->stack + vm->sp - n, n) != SC_OK) return NULL;
+    vm->sp -= n;
+    return t;
+}
+
+/* A string of n bytes at the cursor; it must be valid UTF-8. */
+static sc_status pk_string(pickle_vm *vm, uint64_t n)
+{
+    if (n > cur_left(&vm->c)) return pk_fail(vm, "string of %llu bytes runs past the end", (unsigned long long)n);
+    const uint8_t *s = cur_take(&vm->c, (size_t)n);
+    for (size_t k = 0, step; k < n; k += step)
+        if ((step = utf8_valid_len(s + k, (size_t)n - k)) == 0) return pk_fail(vm, "string is not valid UTF-8");
+    pk_value *v = pk_new(vm, PK_STR);
+    if (!v) return SC_ENOMEM;
+    v->u.str.s = s;
+    v->u.str.n = (size_t)n;
+    return pk_push(vm, v);
+}
+
+static sc_status pk_int(pickle_vm *vm, int64_t i)
+{
+    pk_value *v = pk_new(vm, PK_INT);
+    if (!v) return SC_ENOMEM;
+    v->u.i = i;
+    return pk_push(vm, v);
+}
+
+/* LONG1: n bytes, little-endian two's complement; we keep what fits in
+ * 64 bits. */
+static sc_status pk_long1(pickle_vm *vm)
+{
+    uint8_t n = cur_u8(&vm->c);
+    const uint8_t *b = cur_take(&vm->c, n);
+    if (!b) return pk_fail(vm, "truncated LONG1");
+    if (n > 8) return pk_fail(vm, "integer of %u bytes is too large", n);
+    uint64_t u = 0;
+    for (int k = n - 1; k >= 0; k--) u = u << 8 | b[k];
+    if (n > 0 && n < 8 && (b[n - 1] & 0x80)) u |= ~(uint64_t)0 << (8 * n); /* sign-extend */
+    int64_t i;
+    memcpy(&i, &u, sizeof i);
+    return pk_int(vm, i);
+}
+
+static sc_status pk_resolve_global(pickle_vm *vm, const uint8_t *module, size_t mlen, const uint8_t *name, size_t nlen)
+{
+    for (size_t k = 0; k < sizeof pk_globals / sizeof pk_globals[0]; k++)
+        if (strlen(pk_globals[k].module) == mlen && memcmp(pk_globals[k].module, module, mlen) == 0 &&
+            strlen(pk_globals[k].name) == nlen && memcmp(pk_globals[k].name, name, nlen) == 0) {
+            pk_value *v = pk_new(vm, PK_GLOBAL);
+            if (!v) return SC_ENOMEM;
+            v->u.global.which = pk_globals[k].global;
+            v->u.global.dtype = pk_globals[k].dtype;
+            return pk_push(vm, v);
+        }
+    return pk_fail(vm, "the pickle asks for the global '%.*s.%.*s', which a state dict never needs; the file is "
+                   "refused and nothing in it was run", (int)(mlen > 100 ? 100 : mlen), (const char *)module,
+                   (int)(nlen > 100 ? 100 : nlen), (const char *)name);
+}
+
+/* GLOBAL: "module\nname\n" in the opcode stream. */
+static sc_status pk_global_op(pickle_vm *vm)
+{
+    const uint8_t *parts[2];
+    size_t lens[2];
+    for (int k = 0; k < 2; k++) {
+        parts[k] = vm->c.p;
+        size_t left = cur_left(&vm->c);
+        const uint8_t *nl = left ? memchr(vm->c.p, '\n', left < 256 ? left : 256) : NULL;
+        if (!nl) return pk_fail(vm, "GLOBAL without a newline-terminated name");
+        lens[k] = (size_t)(nl - vm->c.p);
+        cur_take(&vm->c, lens[k] + 1);
+    }
+    return pk_resolve_global(vm, parts[0], lens[0], parts[1], lens[1]);
+}
+
+static sc_status pk_stack_global(pickle_vm *vm)
+{
+    pk_value *name = pk_pop(vm), *module = name ? pk_pop(vm) : NULL;
+    if (!module) return SC_EFORMAT;
+    if (name->kind != PK_STR || module->kind != PK_STR) return pk_fail(vm, "STACK_GLOBAL needs two strings");
+    return pk_resolve_global(vm, module->u.str.s, module->u.str.n, name->u.str.s, name->u.str.n);
+}
+
+static int pk_is_int(const pk_value *v)
+{
+    return v->kind == PK_INT;
+}
+
+/* BINPERSID: ('storage', torch.XStorage, key, location, numel) names the
+ * archive entry <prefix>/data/<key>, whose bytes become the storage. */
+static sc_status pk_persistent_load(pickle_vm *vm)
+{
+    pk_value *pid = pk_pop(vm);
+    if (!pid) return SC_EFORMAT;
+    if (pid->kind != PK_TUPLE || pid->u.seq.n != 5)
+        return pk_fail(vm, "persistent id is not ('storage', torch.<type>Storage, key, location, numel)");
+    pk_value **f = pid->u.seq.items;
+    if (f[0]->kind != PK_STR || f[0]->u.str.n != 7 ||
+        memcmp(f[0]->u.str.s, "storage", 7) != 0 || f[1]->kind != PK_GLOBAL || f[1]->u.global.which != G_STORAGE ||
+        f[2]->kind != PK_STR || f[3]->kind != PK_STR || !pk_is_int(f[4]) || f[4]->u.i < 0)
+        return pk_fail(vm, "persistent id is not ('storage', torch.<type>Storage, key, location, numel)");
+    const uint8_t *key = f[2]->u.str.s;
+    size_t klen = f[2]->u.str.n;
+    if (klen == 0 || klen > 64 || memchr(key, '/', klen))
+        return pk_fail(vm, "storage key '%.*s' is not a plain name", (int)(klen > 64 ? 64 : klen), (const char *)key);
+    char entry[512];
+    int k = snprintf(entry, sizeof entry, "%.*s%sdata/%.*s", (int)vm->prefix_len, vm->prefix,
+                     vm->prefix_len ? "/" : "", (int)klen, (const char *)key);
+    SC_ASSERT(k > 0 && (size_t)k < sizeof entry, "storage entry name");
+    const zip_entry *e = zip_find(vm->zip, entry, (size_t)k);
+    if (!e) return pk_fail(vm, "storage '%s' is not in the archive", entry);
+    sc_dtype dt = f[1]->u.global.dtype;
+    size_t bytes;
+    if (!sc_mul_ok((size_t)f[4]->u.i, sc_dtype_size(dt), &bytes) || bytes != e->usize)
+        return pk_fail(vm, "storage '%s' should hold %lld %s elements but has %llu bytes", entry,
+                       (long long)f[4]->u.i, sc_dtype_name(dt), (unsigned long long)e->usize);
+    pk_value *v = pk_new(vm, PK_STORAGE);
+    if (!v) return SC_ENOMEM;
+    sc_status s = zip_entry_bytes(vm->w, e, vm->w->path, &v->u.storage.data, vm->err);
+    if (s != SC_OK) return s;
+    v->u.storage.numel = f[4]->u.i;
+    v->u.storage.dtype = dt;
+    return pk_push(vm, v);
+}
+
+/* _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad,
+ * backward_hooks[, metadata]): a strided view of a storage. Every index
+ * the view can reach must lie inside the storage. */
+static sc_status pk_rebuild_tensor(pickle_vm *vm, const pk_value *args, pk_value **out)
+{
+    pk_value *const *a = args->u.seq.items;
+    size_t n = args->u.seq.n;
+    if (n < 6 || n > 7 || a[0]->kind != PK_STORAGE || !pk_is_int(a[1]) || a[2]->kind != PK_TUPLE ||
+        a[3]->kind != PK_TUPLE || a[2]->u.seq.n != a[3]->u.seq.n || a[4]->kind != PK_BOOL)
+        return pk_fail(vm, "_rebuild_tensor_v2 with arguments other than (storage, offset, size, stride, "
+                       "requires_grad, hooks)");
+    size_t ndim = a[2]->u.seq.n;
+    if (ndim > SC_ARRAY_MAX_DIMS) return pk_fail(vm, "tensor with %zu dimensions (at most %d)", ndim, SC_ARRAY_MAX_DIMS);
+    pk_tensor *t = sc_arena_calloc(vm->arena, 1, sizeof *t);
+    if (!t) return sc_fail(vm->err, SC_ENOMEM, "%s: out of memory", vm->what);
+    int64_t storage_numel = a[0]->u.storage.numel, offset = a[1]->u.i;
+    size_t last = offset >= 0 ? (size_t)offset : 0; /* highest element index reached */
+    int empty = 0;
+    for (size_t d = 0; d < ndim; d++) {
+        const pk_value *sz = a[2]->u.seq.items[d], *st = a[3]->u.seq.items[d];
+        if (!pk_is_int(sz) || !pk_is_int(st) || sz->u.i < 0 || sz->u.i > ARRAY_MAX_DIM || st->u.i < 0)
+            return pk_fail(vm, "tensor size or stride is not a small non-negative integer");
+        t->shape[d] = sz->u.i;
+        t->stride[d] = st->u.i;
+        size_t reach;
+        if (sz->u.i == 0) empty = 1;
+        else if (!sc_mul_ok((size_t)(sz->u.i - 1), (size_t)st->u.i, &reach) || !sc_add_ok(last, reach, &last))
+            return pk_fail(vm, "tensor strides overflow");
+    }
+    if (offset < 0 || (empty ? (size_t)offset > (size_t)storage_numel : last >= (size_t)storage_numel))
+        return pk_fail(vm, "tensor view (offset %lld) reaches past its storage of %lld elements", (long long)offset,
+                       (long long)storage_numel);
+    t->dtype = a[0]->u.storage.dtype;
+    t->ndim = (int)ndim;
+    t->data = a[0]->u.storage.data + (size_t)offset * sc_dtype_size(t->dtype);
+    *out = pk_new(vm, PK_TENSOR);
+    if (!*out) return SC_ENOMEM;
+    (*out)->u.tensor = t;
+    return SC_OK;
+}
+
+/* REDUCE: call an allowed global with a tuple of arguments. */
+static sc_status pk_reduce(pickle_vm *vm)
+{
+    pk_value *args = pk_pop(vm), *fn = args ? pk_pop(vm) : NULL;
+    if (!fn) return SC_EFORMAT;
+    if (args->kind != PK_TUPLE) return pk_fail(vm, "REDUCE with %s arguments", pk_kind_names[args->kind]);
+    if (fn->kind != PK_GLOBAL) return pk_fail(vm, "REDUCE calls a %s", pk_kind_names[fn->kind]);
+    pk_value *result = NULL;
+    sc_status s = SC_OK;
+    switch (fn->u.global.which) {
+    case G_ORDERED_DICT:
+        if (args->u.seq.n != 0) return pk_fail(vm, "OrderedDict called with arguments");
+        result = pk_new(vm, PK_DICT);
+        break;
+    case G_REBUILD_TENSOR:
+        s = pk_rebuild_tensor(vm, args, &result);
+        break;
+    case G_REBUILD_PARAMETER: /* (tensor, requires_grad, hooks): the tensor itself */
+        if (args->u.seq.n != 3 || args->u.seq.items[0]->kind != PK_TENSOR)
+            return pk_fail(vm, "_rebuild_parameter without a tensor");
+        result = args->u.seq.items[0];
+        break;
+    case G_STORAGE:
+        return pk_fail(vm, "a storage type is called directly");
+    }
+    if (s != SC_OK) return s;
+    return pk_push(vm, result);
+}
+
+static sc_status pk_memo_put(pickle_vm *vm, uint64_t idx)
+{
+    pk_value *v = pk_top(vm);
+    if (!v) return SC_EFORMAT;
+    if (idx >= PK_MAX_MEMO) return pk_fail(vm, "memo index %llu is too large", (unsigned long long)idx);
+    size_t old = vm->memo_cap;
+    if (!pk_grow((void **)&vm->memo, &vm->memo_cap, (size_t)idx + 1, sizeof *vm->memo, PK_MAX_MEMO))
+        return sc_fail(vm->err, SC_ENOMEM, "%s: out of memory", vm->what);
+    if (vm->memo_cap > old) memset(vm->memo + old, 0, (vm->memo_cap - old) * sizeof *vm->memo);
+    if (!vm->memo[idx]) vm->memo_count++;
+    vm->memo[idx] = v;
+    return SC_OK;
+}
+
+static sc_status pk_memo_get(pickle_vm *vm, uint64_t idx)
+{
+    if (idx >= vm->memo_cap || !vm->memo[idx]) return pk_fail(vm, "memo entry %llu is not set", (unsigned long long)idx);
+    return pk_push(vm, vm->memo[idx]);
+}
+
+/* Names of opcodes we refuse, so the error says what the file tried. */
+static const char *pk_opcode_name(uint8_t op)
+{
+    switch (op) {
+    case 'i': return "INST (create an instance of any class)";
+    case 'o': return "OBJ (create an instance of any class)";
+    case 0x81: return "NEWOBJ (create an instance of any class)";
+    case 0x92: return "NEWOBJ_EX (create an instance of any class)";
+    case 'P': return "PERSID";
+    case 0x82: case 0x83: case 0x84: return "EXT (extension registry)";
+    case 'I': return "INT (text)";
+    case 'L': return "LONG (text)";
+    case 'F': return "FLOAT (text)";
+    case 'S': case 'T': case 'U': return "STRING (bytes)";
+    case 'V': return "UNICODE (text)";
+    case 'B': case 'C': case 0x8e: return "BINBYTES";
+    case 0x8f: return "EMPTY_SET";
+    case 0x90: return "ADDITEMS";
+    case 0x91: return "FROZENSET";
+    case '0': return "POP";
+    case '1': return "POP_MARK";
+    case '2': return "DUP";
+    case 'g': return "GET (text)";
+    case 'p': return "PUT (text)";
+    case 'l': return "LIST";
+    case 'd': return "DICT";
+    case 0x8b: return "LONG4";
+    case 0x96: case 0x97: case 0x98: return "BYTEARRAY8/NEXT_BUFFER/READONLY_BUFFER";
+    }
+    return "unknown";
+}
+
+/* One opcode. */
+static sc_status pk_step(pickle_vm *vm, uint8_t op, int *stop)
+{
+    cursor *c = &vm->c;
+    switch (op) {
+    case 0x80: /* PROTO */
+        if (cur_u8(c) > 5) return pk_fail(vm, "unknown pickle protocol");
+        return SC_OK;
+    case 0x95: /* FRAME: a length hint, nothing to do */
+        cur_u64le(c);
+        return SC_OK;
+    case '.': /* STOP */
+        *stop = 1;
+        return SC_OK;
+    case '(': /* MARK */
+        if (!pk_grow((void **)&vm->marks, &vm->marks_cap, vm->n_marks + 1, sizeof *vm->marks, PK_MAX_MARKS))
+            return pk_fail(vm, "more than %d nested MARKs", PK_MAX_MARKS);
+        vm->marks[vm->n_marks++] = vm->sp;
+        return SC_OK;
+    case 'N': return pk_push(vm, pk_new(vm, PK_NONE));
+    case 0x88: case 0x89: { /* NEWTRUE, NEWFALSE */
+        pk_value *v = pk_new(vm, PK_BOOL);
+        if (v) v->u.i = op == 0x88;
+        return pk_push(vm, v);
+    }
+    case 'K': return pk_int(vm, cur_u8(c));             /* BININT1 */
+    case 'M': return pk_int(vm, cur_u16le(c));          /* BININT2 */
+    case 'J': return pk_int(vm, (int32_t)cur_u32le(c)); /* BININT */
+    case 0x8a: return pk_long1(vm);                     /* LONG1 */
+    case 'G': { /* BINFLOAT: big-endian double */
+        uint64_t hi = cur_u32be(c), lo = cur_u32be(c);
+        uint64_t bits = hi << 32 | lo;
+        pk_value *v = pk_new(vm, PK_FLOAT);
+        if (v) memcpy(&v->u.f, &bits, sizeof bits);
+        return pk_push(vm, v);
+    }
+    case 'X': return pk_string(vm, cur_u32le(c));       /* BINUNICODE */
+    case 0x8c: return pk_string(vm, cur_u8(c));         /* SHORT_BINUNICODE */
+    case 0x8d: return pk_string(vm, cur_u64le(c));      /* BINUNICODE8 */
+    case ')': return pk_push(vm, pk_new(vm, PK_TUPLE)); /* EMPTY_TUPLE */
+    case ']': return pk_push(vm, pk_new(vm, PK_LIST));  /* EMPTY_LIST */
+    case '}': return pk_push(vm, pk_new(vm, PK_DICT));  /* EMPTY_DICT */
+    case 't': { /* TUPLE */
+        pk_value *t = NULL;
+        sc_status s = pk_pop_mark(vm, PK_TUPLE, &t);
+        return s != SC_OK ? s : pk_push(vm, t);
+    }
+    case 0x85: case 0x86: case 0x87: { /* TUPLE1, TUPLE2, TUPLE3 */
+        pk_value *t = pk_tuple_of(vm, (size_t)(op - 0x84));
+        return t ? pk_push(vm, t) : SC_EFORMAT;
+    }
+    case 'a': { /* APPEND */
+        pk_value *v = pk_pop(vm), *list = v ? pk_top(vm) : NULL;
+        if (!list) return SC_EFORMAT;
+        if (list->kind != PK_LIST) return pk_fail(vm, "APPEND to a %s", pk_kind_names[list->kind]);
+        return pk_append(vm, list, &v, 1);
+    }
+    case 'e': return pk_pop_mark(vm, PK_LIST, NULL); /* APPENDS */
+    case 's': { /* SETITEM */
+        pk_value *kv[2];
+        kv[1] = pk_pop(vm);
+        kv[0] = kv[1] ? pk_pop(vm) : NULL;
+        pk_value *dict = kv[0] ? pk_top(vm) : NULL;
+        if (!dict) return SC_EFORMAT;
+        if (dict->kind != PK_DICT) return pk_fail(vm, "SETITEM on a %s", pk_kind_names[dict->kind]);
+        return pk_append(vm, dict, kv, 2);
+    }
+    case 'u': return pk_pop_mark(vm, PK_DICT, NULL); /* SETITEMS */
+    case 'q': return pk_memo_put(vm, cur_u8(c));     /* BINPUT */
+    case 'r': return pk_memo_put(vm, cur_u32le(c));  /* LONG_BINPUT */
+    case 0x94: return pk_memo_put(vm, vm->memo_count); /* MEMOIZE */
+    case 'h': return pk_memo_get(vm, cur_u8(c));     /* BINGET */
+    case 'j': return pk_memo_get(vm, cur_u32le(c));  /* LONG_BINGET */
+    case 'c': return pk_global_op(vm);               /* GLOBAL */
+    case 0x93: return pk_stack_global(vm);           /* STACK_GLOBAL */
+    case 'R': return pk_reduce(vm);                  /* REDUCE */
+    case 'Q': return pk_persistent_load(vm);         /* BINPERSID */
+    case 'b': { /* BUILD: only the OrderedDict's _metadata, which we drop */
+        pk_value *state = pk_pop(vm), *obj = state ? pk_top(vm) : NULL;
+        if (!obj) return SC_EFORMAT;
+        if (obj->kind != PK_DICT) return pk_fail(vm, "BUILD on a %s", pk_kind_names[obj->kind]);
+        return SC_OK;
+    }
+    }
+    return pk_fail(vm, "pickle opcode 0x%02X (%s) is not allowed in a state dict", op, pk_opcode_name(op));
+}
+
+/* Run data.pkl to its STOP; *result is what it built. */
+static sc_status pk_run(pickle_vm *vm, pk_value **result)
+{
+    int stop = 0;
+    while (!stop) {
+        uint8_t op = cur_u8(&vm->c);
+        if (vm->c.bad) return pk_fail(vm, "the pickle ends without STOP");
+        sc_status s = pk_step(vm, op, &stop);
+        if (s == SC_OK && vm->c.bad) s = pk_fail(vm, "the pickle ends inside an opcode");
+        if (s != SC_OK) return s;
+    }
+    *result = pk_top(vm);
+    return *result ? SC_OK : SC_EFORMAT;
+}
+
+/* Enter the tensors of a dict (recursively, names joined with '.') into w. */
+static sc_status pk_collect(pickle_vm *vm, const pk_value *dict, char *name, size_t name_len, size_t name_cap,
+                            int depth)
+{
+    for (size_t i = 0; i + 1 < dict->u.seq.n; i += 2) {
+        const pk_value *key = dict->u.seq.items[i], *v = dict->u.seq.items[i + 1];
+        if (key->kind != PK_STR || (v->kind != PK_TENSOR && v->kind != PK_DICT)) continue; /* epoch, config, ... */
+        size_t len = name_len + (name_len ? 1 : 0) + key->u.str.n;
+        if (len >= name_cap) return sc_fail(vm->err, SC_EFORMAT, "%s: a tensor name is too long", vm->what);
+        if (name_len) name[name_len] = '.';
+        memcpy(name + len - key->u.str.n, key->u.str.s, key->u.str.n);
+        name[len] = 0;
+        if (v->kind == PK_DICT) {
+            if (depth >= PK_MAX_NEST) return sc_fail(vm->err, SC_EFORMAT, "%s: dicts nested too deeply", vm->what);
+            sc_status s = pk_collect(vm, v, name, len, name_cap, depth + 1);
+            if (s != SC_OK) return s;
+            continue;
+        }
+        const pk_tensor *pt = v->u.tensor;
+        sc_weight *t = weights_add(vm->w, name, len, vm->err);
+        if (!t) return SC_ENOMEM;
+        weight_set_shape(t, pt->ndim, pt->shape);
+        memcpy(t->stride, pt->stride, sizeof t->stride);
+        t->dtype = pt->dtype;
+        t->data = pt->data;
+    }
+    return SC_OK;
+}
+
+/* What kind of zip this is, and where its data.pkl lives. TorchScript
+ * archives also hold data.pkl, but next to code/ and constants.pkl. */
+static sc_status torch_find_pickle(const zip_archive *z, const char *what, const zip_entry **pkl, sc_err *err)
+{
+    *pkl = NULL;
+    for (size_t i = 0; i < z->n; i++) {
+        const char *n = z->entries[i].name, *slash = strchr(n, '/');
+        const char *base = slash ? slash + 1 : n;
+        if (strcmp(base, "constants.pkl") == 0 || strncmp(base, "code/", 5) == 0)
+            return sc_fail(err, SC_EUNSUPPORTED, "%s: a TorchScript archive (torch.jit.save), not a state dict; "
+                           "convert it in Python with torch.save(torch.jit.load(PATH).state_dict(), NEW_PATH)",
+                           what);
+        if (strcmp(base, "byteorder") == 0 && z->entries[i].method == 0 && z->entries[i].usize == 3 &&
+            memcmp(z->entries[i].data, "big", 3) == 0)
+            return sc_fail(err, SC_EUNSUPPORTED, "%s: a big-endian PyTorch checkpoint", what);
+        if (strcmp(base, "data.pkl") == 0 && !*pkl) *pkl = &z->entries[i]; /* "data.pkl" or "<prefix>/data.pkl" */
+    }
+    if (!*pkl) return sc_fail(err, SC_EFORMAT, "%s: a zip archive without data.pkl, so not a PyTorch checkpoint", what);
+    return SC_OK;
+}
+
+/* Read a torch.save zip: find data.pkl, run it, collect its tensors. */
+static sc_status torch_parse(sc_weights *w, const uint8_t *bytes, size_t len, const char *what, sc_err *err)
+{
+    sc_arena scratch;
+    sc_arena_init(&scratch, "checkpoint scratch", (size_t)1 << 16, 0);
+    pickle_vm vm;
+    memset(&vm, 0, sizeof vm);
+    zip_archive z;
+    const zip_entry *pkl = NULL;
+    const uint8_t *pickle = NULL;
+    pk_value *root = NULL;
+    char label[600];
+    sc_status s = zip_open(bytes, len, what, &scratch, &z, err);
+    if (s == SC_OK) s = torch_find_pickle(&z, what, &pkl, err);
+    if (s == SC_OK) s = zip_entry_bytes(w, pkl, what, &pickle, err);
+    if (s == SC_OK) {
+        snprintf(label, sizeof label, "%s: pickle '%s'", what, pkl->name);
+        vm.c = cursor_make(pickle, (size_t)pkl->usize);
+        vm.start = pickle;
+        vm.what = label;
+        vm.err = err;
+        vm.arena = &scratch;
+        vm.w = w;
+        vm.zip = &z;
+        vm.prefix = pkl->name;
+        vm.prefix_len = strlen(pkl->name) - strlen("data.pkl") - (strchr(pkl->name, '/') ? 1 : 0);
+        s = pk_run(&vm, &root);
+    }
+    if (s == SC_OK && root->kind != PK_DICT)
+        s = sc_fail(err, SC_EFORMAT, "%s: the checkpoint holds a %s, not a dict of tensors", what,
+                    pk_kind_names[root->kind]);
+    if (s == SC_OK) {
+        char name[1024];
+        s = pk_collect(&vm, root, name, 0, sizeof name, 0);
+    }
+    free(vm.stack);
+    free(vm.marks);
+    free(vm.memo);
+    sc_arena_free(&scratch);
+    return s;
+}
+
+/* ---- opening weight files of any format ---- */
+
+/* Recognise the format from the bytes and read them into w. */
+static sc_status weights_parse_bytes(sc_weights *w, const uint8_t *bytes, size_t len, const char *what, sc_err *err)
+{
+    if (len >= 4 && (memcmp(bytes, "PK\3\4", 4) == 0 || memcmp(bytes, "PK\5\6", 4) == 0)) {
+        w->format = "pytorch";
+        return torch_parse(w, bytes, len, what, err);
+    }
+    /* A bare pickle (protocol 2+) or a tar file: torch.save before 1.6. */
+    if ((len >= 2 && bytes[0] == 0x80 && bytes[1] >= 2 && bytes[1] <= 5) ||
+        (len >= 262 && memcmp(bytes + 257, "ustar", 5) == 0))
+        return sc_fail(err, SC_EUNSUPPORTED, "%s: a legacy PyTorch file (torch.save before 1.6, or "
+                       "_use_new_zipfile_serialization=False); re-save it with PyTorch 1.6 or later: "
+                       "torch.save(torch.load(PATH), NEW_PATH)", what);
+    w->format = "safetensors";
+    return safetensors_parse(w, bytes, len, what, err);
+}
+
+static sc_status weights_add_file(sc_weights *w, const char *path, sc_err *err)
+{
+    const uint8_t *bytes;
+    size_t len;
+    sc_status s = weights_map_file(w, path, &bytes, &len, err);
+    return s != SC_OK ? s : weights_parse_bytes(w, bytes, len, path, err);
+}
+
+static const char *join(char *buf, size_t cap, const char *dir, const char *name)
+{
+    int k = snprintf(buf, cap, "%s/%s", dir, name);
+    return k > 0 && (size_t)k < cap ? buf : NULL;
+}
+
+/* A Hugging Face index: {"weight_map": {tensor name: shard file name}}.
+ * Each shard is read once; afterwards every listed name must exist. */
+static sc_status weights_add_shards(sc_weights *w, const char *dir, const char *index, sc_err *err)
+{
+    sc_json_doc doc;
+    sc_status s = sc_json_load(&doc, index, (size_t)64 << 20, err);
+    if (s != SC_OK) return s;
+    const sc_json *map = sc_json_get(doc.root, "weight_map");
+    if (!map || map->type != SC_JSON_OBJECT || map->len == 0)
+        s = sc_fail(err, SC_EFORMAT, "%s: no \"weight_map\" object", index);
+    for (size_t i = 0; i < (map ? map->len : 0) && s == SC_OK; i++) {
+        const sc_json *shard = map->items[i];
+        if (shard->type != SC_JSON_STRING || !shard->str[0] || shard->str[0] == '.' || strchr(shard->str, '/') ||
+            shard->len != strlen(shard->str)) {
+            s = sc_fail(err, SC_EFORMAT, "%s: shard of '%s' is not a plain file name", index, map->keys[i]);
+            break;
+        }
+        size_t seen = 0;
+        while (seen < i && strcmp(map->items[seen]->str, shard->str) != 0) seen++;
+        if (seen < i) continue; /* this shard is already read */
+        char path[4096];
+        if (!join(path, sizeof path, dir, shard->str)) s = sc_fail(err, SC_EARG, "%s: path too long", dir);
+        else s = weights_add_file(w, path, err);
+    }
+    if (s == SC_OK) s = weights_finish(w, err);
+    for (size_t i = 0; i < (map ? map->len : 0) && s == SC_OK; i++)
+        if (!sc_weights_find(w, map->keys[i]))
+            s = sc_fail(err, SC_EFORMAT, "%s: lists tensor '%s' in %s, which does not hold it", index, map->keys[i],
+                        map->items[i]->str);
+    sc_json_free(&doc);
+    return s;
+}
+
+/* The files a Hugging Face model directory may hold, in the order
+ * transformers prefers them. */
+static sc_status weights_add_dir(sc_weights *w, const char *dir, sc_err *err)
+{
+    static const struct {
+        const char *name;
+        int index;
+    } layouts[] = {
+        {"model.safetensors", 0},
+        {"model.safetensors.index.json", 1},
+        {"pytorch_model.bin", 0},
+        {"pytorch_model.bin.index.json", 1},
+    };
+    for (size_t i = 0; i < sizeof layouts / sizeof layouts[0]; i++) {
+        char path[4096];
+        struct stat st;
+        if (!join(path, sizeof path, dir, layouts[i].name)) return sc_fail(err, SC_EARG, "%s: path too long", dir);
+        if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) continue;
+        if (layouts[i].index) return weights_add_shards(w, dir, path, err);
+        sc_status s = weights_add_file(w, path, err);
+        return s != SC_OK ? s : weights_finish(w, err);
+    }
+    return sc_fail(err, SC_EIO, "%s: no model.safetensors, model.safetensors.index.json, pytorch_model.bin or "
+                   "pytorch_model.bin.index.json in this directory", dir);
+}
+
+sc_status sc_weights_open(sc_weights **out, const char *path, sc_err *err)
+{
+    *out = NULL;
+    struct stat st;
+    if (stat(path, &st) != 0) return sc_fail(err, SC_EIO, "%s: cannot open: %s", path, strerror(errno));
+    sc_weights *w;
+    sc_status s = weights_new(&w, path, err);
+    if (s != SC_OK) return s;
+    if (S_ISDIR(st.st_mode)) {
+        s = weights_add_dir(w, path, err);
+    } else {
+        s = weights_add_file(w, path, err);
+        if (s == SC_OK) s = weights_finish(w, err);
+    }
+    if (s != SC_OK) {
+        sc_weights_close(w);
+        return s;
+    }
+    *out = w;
+    return SC_OK;
+}
+
+sc_status sc_weights_parse(sc_weights **out, const uint8_t *bytes, size_t len, const char *what, sc_err *err)
+{
+    *out = NULL;
+    sc_weights *w;
+    sc_status s = weights_new(&w, what, err);
+    if (s != SC_OK) return s;
+    s = weights_parse_bytes(w, bytes, len, what, err);
+    if (s == SC_OK) s = weights_finish(w, err);
+    if (s != SC_OK) {
+        sc_weights_close(w);
+        return s;
+    }
+    *out = w;
+    return SC_OK;
+}
 
 /* ======================================================================== */
 /* 6. inflate (zlib, raw deflate, gzip)                                      */

@@ -437,9 +437,81 @@ sc_status sc_array_to_f32(const sc_array *a, float **out, sc_err *err);
 sc_status sc_array_to_i64(const sc_array *a, int64_t **out, sc_err *err);
 
 /* ---- io.c: safetensors ---- */
+/* WEIGHT FILES. Every format a model's weights come in — a Hugging Face
+ * directory (model.safetensors, or shards listed in
+ * model.safetensors.index.json / pytorch_model.bin.index.json), a single
+ * .safetensors file, or a PyTorch .pt/.bin zip checkpoint — opens as one
+ * sc_weights: a table of named tensors sorted by name. Files are mapped
+ * read-only; nothing is copied until a tensor is read, and every header,
+ * offset and shape has been checked against the file before open returns.
+ *
+ *   sc_weights *w;
+ *   if (sc_weights_open(&w, "models/clip", &err) != SC_OK) { puts(err.msg); ... }
+ *   const sc_weight *t = sc_weights_find(w, "logit_scale");   // shape, dtype
+ *   sc_tensor *x;
+ *   sc_weights_get_f32(w, "visual_projection.weight", &weights_arena, &x, &err);
+ *   sc_weights_close(w);   // tensors read into arenas stay valid
+ */
+typedef struct {
+    const char *name;
+    sc_dtype dtype;                     /* as stored; reads convert to float32 */
+    int ndim;                           /* 0 for a scalar */
+    int64_t shape[SC_ARRAY_MAX_DIMS];
+    int64_t numel;
+    /* Where the elements are: element (i0, .., ik) starts at byte
+     * data + sc_dtype_size(dtype) · Σ ij·stride[j]. Contiguous in
+     * safetensors; a PyTorch tensor may be a strided view of a larger
+     * storage. Valid until sc_weights_close. */
+    const uint8_t *data;
+    int64_t stride[SC_ARRAY_MAX_DIMS];  /* in elements */
+} sc_weight;
 
+typedef struct sc_weights sc_weights;
+
+/* Open a directory in Hugging Face layout or a single weight file (the
+ * format is recognised from the bytes, not the extension). Legacy
+ * (pre-1.6) PyTorch files and TorchScript archives fail with a message
+ * saying how to convert them. */
+sc_status sc_weights_open(sc_weights **out, const char *path, sc_err *err);
+/* The same for one file's bytes in memory, which the caller keeps alive
+ * (and unchanged) until sc_weights_close. `what` names them in errors. */
+sc_status sc_weights_parse(sc_weights **out, const uint8_t *bytes, size_t len, const char *what, sc_err *err);
+void sc_weights_close(sc_weights *w);
+int sc_weights_count(const sc_weights *w);
+const sc_weight *sc_weights_at(const sc_weights *w, int i);      /* by name order */
+const sc_weight *sc_weights_find(const sc_weights *w, const char *name); /* or NULL */
+const char *sc_weights_path(const sc_weights *w);
+const char *sc_weights_format(const sc_weights *w); /* "safetensors" or "pytorch" */
+/* Copy a tensor as float32 (F16/BF16/F64/integers converted, strides
+ * gathered) into a fresh contiguous tensor of arena `a`, named `name`.
+ * Fails when the name is missing, ndim > SC_MAX_DIMS, or `a` is full. */
+sc_status sc_weights_get_f32(const sc_weights *w, const char *name, sc_arena *a, sc_tensor **out, sc_err *err);
+/* Copy an integer tensor (I64/I32/U16/U8; e.g. position_ids) holding
+ * exactly n elements into dst. */
+sc_status sc_weights_read_i64(const sc_weights *w, const char *name, int64_t *dst, int64_t n, sc_err *err);
+/* The numel elements of t as float32, in C order, into dst. */
+void sc_weight_to_f32(const sc_weight *t, float *dst);
+/* Zero-copy access: t's elements in the mapping when they are already
+ * contiguous, aligned float32; NULL otherwise (then copy with the above). */
+const float *sc_weight_f32_data(const sc_weight *t);
+
+/* Write float32 tensors (contiguous or not) as a .safetensors file,
+ * atomically: keys sorted by name, data in the same order, the header
+ * padded with spaces to a multiple of 8 bytes and carrying
+ * __metadata__ {"format": "pt"}, as the safetensors library writes it. */
+sc_status sc_safetensors_write(const char *path, const char *const *names, const sc_tensor *const *tensors, int n,
+                               sc_err *err);
 
 /* ---- io.c: zip archives and PyTorch checkpoints ---- */
+/* PyTorch checkpoints open through sc_weights_open above. What is read:
+ * the zip written by torch.save since 1.6 (stored or deflated entries,
+ * zip64, central directory cross-checked against every local header), and
+ * its data.pkl through a pickle machine that knows only the opcodes and
+ * globals a state dict needs (OrderedDict, _rebuild_tensor_v2, the typed
+ * storages); any other global or opcode is refused by name and nothing in
+ * the file is ever executed. Nested dicts ({"state_dict": {...}}) are
+ * flattened with '.' between keys; non-tensor values (epoch numbers) are
+ * skipped. */
 
 
 /* ---- io.c: inflate ---- */
