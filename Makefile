@@ -26,7 +26,7 @@ SRC     = tensor.c nn.c loss.c io.c
 OBJ     = $(SRC:%.c=build/%.o)
 LIB_OBJ = $(OBJ) build/scale_lib.o
 TEST_SRC = $(filter-out tests/check_main.c tests/check_util.c,$(wildcard tests/check_*.c))
-BENCH_SRC = $(wildcard tests/bench_*.c)
+BENCH_SRC = $(filter-out tests/bench_main.c,$(wildcard tests/bench_*.c))
 BOOK_MD = $(wildcard book/*.md)
 
 .PHONY: all check check-deps test asan bench bench-blas book book-check demo \
@@ -113,7 +113,7 @@ build/benches.h: $(BENCH_SRC) | build
 	@sed -n 's/^void \(bench_[a-z0-9_]*\)(void)$$/BENCH_GROUP(\1)/p' $(BENCH_SRC) | LC_ALL=C sort > $@.tmp
 	@cmp -s $@.tmp $@ 2>/dev/null && rm -f $@.tmp || mv $@.tmp $@
 
-build/bench: build/benches.h libscale.a $(BENCH_SRC) tests/bench_main.c
+build/bench: build/benches.h libscale.a $(BENCH_SRC) tests/bench_main.c $(wildcard tests/bench/*.h)
 	$(CC) $(SC_CFLAGS) $(CFLAGS) -Ibuild -I. -DSC_TEST_ROOT='"$(CURDIR)"' -o $@ \
 	  tests/bench_main.c $(BENCH_SRC) libscale.a $(LDLIBS)
 
@@ -121,8 +121,9 @@ bench: build/bench
 	./build/bench $(BENCH)
 
 # OpenBLAS for comparison only (Debian libopenblas-dev); never in the build.
-build/bench_blas: tests/bench/blas.c
-	$(CC) -O2 -std=c11 -o $@ $< -lopenblas -lm -pthread
+# It links libscale.a too, to time both in one process.
+build/bench_blas: tests/bench/blas.c tests/bench/gemm_bench.h libscale.a
+	$(CC) $(SC_CFLAGS) $(CFLAGS) -I. -o $@ $< libscale.a -lopenblas $(LDLIBS)
 
 bench-blas: build/bench_blas
 	./build/bench_blas

@@ -227,9 +227,11 @@ void sc_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
 void sc_gemm_ref(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
                  const float *A, int64_t lda, const float *B, int64_t ldb,
                  float *C, int64_t ldc, int accumulate);
-/* 1 when the AVX2/FMA kernel is in use (cpu supports it and SCALE_NO_SIMD
- * is unset). */
+/* 1 when a SIMD kernel (AVX2/FMA) is in use: the CPU supports it and
+ * SCALE_NO_SIMD is unset (or "0"). */
 int sc_gemm_simd(void);
+/* Name of the kernel in use: "avx2-fma" or "portable". */
+const char *sc_gemm_kernel_name(void);
 
 /* ---- tensor.c: ops (autograd-aware; record a node when ctx->grad_enabled
  * and an input requires grad). Outputs are fresh contiguous tensors in
@@ -734,6 +736,10 @@ sc_node *sc__node_record(sc_ctx *ctx, const char *op, sc__backward_fn bw,
 float *sc__grad(sc_ctx *ctx, sc_tensor *t);
 /* Allocate from ctx->act or abort with a message naming the arena. */
 void *sc__act_alloc(sc_ctx *ctx, size_t bytes);
+/* Force the GEMM kernel for tests and benchmarks: level 0 = portable, 1 =
+ * AVX2/FMA (clamped to what this CPU runs); -1 = automatic again, which
+ * reads SCALE_NO_SIMD anew. Returns the level now in use. */
+int sc__gemm_force(int level);
 
 #ifdef __cplusplus
 }
