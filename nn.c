@@ -2121,13 +2121,20 @@ static sc_status load_config(sc_model *m, const record_table *tb, layout lay, co
     else
         clip_from_shapes(tb, &m->cfg);
     sc_status st = SC_OK;
+    char json[4096];
+    const char *source = path;   /* what error messages about the config name */
     if (is_directory(path)) {
-        char json[4096];
         snprintf(json, sizeof json, "%s/config.json", path);
-        if (access(json, F_OK) == 0) st = config_apply_json(&m->cfg, json, err);
+        if (access(json, F_OK) == 0) {
+            st = config_apply_json(&m->cfg, json, err);
+            source = json;
+        }
     }
-    if (!st && config_path) st = config_apply_json(&m->cfg, config_path, err);
-    return st ? st : check_config(&m->cfg, config_path ? config_path : path, err);
+    if (!st && config_path) {
+        st = config_apply_json(&m->cfg, config_path, err);
+        source = config_path;
+    }
+    return st ? st : check_config(&m->cfg, source, err);
 }
 
 sc_status sc_model_load(sc_model **out, const char *path, const char *config_path, sc_err *err)
