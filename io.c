@@ -29,6 +29,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -2865,6 +2866,447 @@ sc_status sc_weights_parse(sc_weights **out, const uint8_t *bytes, size_t len, c
 /* 6. inflate (zlib, raw deflate, gzip)                                      */
 /* ======================================================================== */
 
+/* Deflate (RFC 1951) is LZ77 over two Huffman alphabets: literal/length
+ * symbols 0..285 (256 ends a block) and distance symbols 0..29. The zlib
+ * wrapper (RFC 1950) adds a 2-byte header and an Adler-32 of the output;
+ * gzip (RFC 1952) a longer header and a CRC-32 plus the length mod 2^32. */
+
+/* CRC-32 with the reflected polynomial 0xEDB88320 (zlib, PNG, gzip, zip).
+ * The byte table is built once; pthread_once makes that safe when several
+ * threads load files at the same time. */
+static uint32_t crc32_table[256];
+static pthread_once_t crc32_once = PTHREAD_ONCE_INIT;
+
+static void crc32_build_table(void)
+{
+    for (uint32_t n = 0; n < 256; n++) {
+        uint32_t c = n;
+        for (int k = 0; k < 8; k++) c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        crc32_table[n] = c;
+    }
+}
+
+/* Same calling convention as zlib's crc32(): start from 0, feed pieces. */
+uint32_t sc_crc32(uint32_t crc, const uint8_t *p, size_t n)
+{
+    pthread_once(&crc32_once, crc32_build_table);
+    crc = ~crc;
+    for (size_t i = 0; i < n; i++) crc = crc32_table[(crc ^ p[i]) & 0xFF] ^ (crc >> 8);
+    return ~crc;
+}
+
+/* Adler-32 as zlib's adler32(): start from 1. 5552 is the largest run of
+ * bytes whose sums cannot overflow 32 bits before the modulo. */
+uint32_t sc_adler32(uint32_t adler, const uint8_t *p, size_t n)
+{
+    uint32_t a = adler & 0xFFFF, b = adler >> 16;
+    while (n > 0) {
+        size_t run = n < 5552 ? n : 5552;
+        n -= run;
+        while (run--) {
+            a += *p++;
+            b += a;
+        }
+        a %= 65521;
+        b %= 65521;
+    }
+    return b << 16 | a;
+}
+
+/* Bits come least-significant first. When the input runs out, the reader
+ * appends zero bytes and counts them: a decoder that consumed any of those
+ * phantom bits has read past the end of a truncated stream. */
+typedef struct {
+    const uint8_t *p;
+    const uint8_t *end;
+    uint64_t bits;    /* next bit in bit 0 */
+    int nbits;        /* bits held in `bits`, phantom ones included */
+    int phantom;      /* zero bytes appended past `end` */
+} bitreader;
+
+static void br_refill(bitreader *br)
+{
+    while (br->nbits <= 56) {
+        uint64_t byte = 0;
+        if (br->p < br->end) byte = *br->p++;
+        else br->phantom++;
+        br->bits |= byte << br->nbits;
+        br->nbits += 8;
+    }
+}
+
+/* n ≤ 32 bits; the caller has refilled enough. */
+static uint32_t br_take(bitreader *br, int n)
+{
+    uint32_t v = (uint32_t)(br->bits & ((UINT64_C(1) << n) - 1));
+    br->bits >>= n;
+    br->nbits -= n;
+    return v;
+}
+
+static int br_overrun(const bitreader *br)
+{
+    return br->phantom * 8 > br->nbits;
+}
+
+/* Drop the bits up to the next byte boundary and hand the whole bytes still
+ * buffered back to the input, so byte-aligned data (stored blocks, trailers)
+ * can be read straight from `p`. */
+static void br_align_to_bytes(bitreader *br)
+{
+    br_take(br, br->nbits % 8);
+    int real = br->nbits / 8 - br->phantom;
+    if (real > 0) br->p -= real;
+    br->bits = 0;
+    br->nbits = 0;
+    br->phantom = 0;
+}
+
+/* A canonical Huffman code (RFC 1951 3.2.2). Codes of up to HUFF_FAST_BITS
+ * bits decode with one table look-up on the next bits of the stream; longer
+ * ones walk the lengths one bit at a time, as in zlib's puff.c. */
+#define HUFF_MAX_BITS 15
+#define HUFF_FAST_BITS 10
+#define HUFF_MAX_SYMBOLS 288
+
+typedef struct {
+    uint16_t fast[1 << HUFF_FAST_BITS]; /* (symbol << 4) | length, 0 = longer code */
+    uint16_t count[HUFF_MAX_BITS + 1];  /* number of codes of each length */
+    uint16_t symbol[HUFF_MAX_SYMBOLS];  /* symbols ordered by (length, value) */
+} huffman;
+
+/* Build the decoder for code lengths len[0..n). Returns NULL or a reason.
+ * Over-subscribed sets never decode. Incomplete ones are refused, except
+ * (as zlib allows) a literal or distance code holding no code or a single
+ * 1-bit code, which an encoder may emit for a block that needs so few. */
+static const char *huffman_build(huffman *h, const uint8_t *len, int n, int allow_single)
+{
+    memset(h, 0, sizeof *h);
+    for (int s = 0; s < n; s++) h->count[len[s]]++;
+    h->count[0] = 0;
+    int left = 1, codes = 0;
+    for (int l = 1; l <= HUFF_MAX_BITS; l++) {
+        left = 2 * left - h->count[l];
+        codes += h->count[l];
+        if (left < 0) return "over-subscribed Huffman code lengths";
+    }
+    int single = codes == 0 || (codes == 1 && h->count[1] == 1);
+    if (left > 0 && !(allow_single && single)) return "incomplete Huffman code lengths";
+
+    uint16_t offset[HUFF_MAX_BITS + 2], next_code[HUFF_MAX_BITS + 2];
+    offset[1] = 0;
+    next_code[1] = 0;
+    for (int l = 1; l <= HUFF_MAX_BITS; l++) {
+        offset[l + 1] = (uint16_t)(offset[l] + h->count[l]);
+        next_code[l + 1] = (uint16_t)((next_code[l] + h->count[l]) << 1);
+    }
+    for (int s = 0; s < n; s++) {
+        int l = len[s];
+        if (l == 0) continue;
+        h->symbol[offset[l]++] = (uint16_t)s;
+        int code = next_code[l]++;
+        if (l > HUFF_FAST_BITS) continue;
+        int reversed = 0; /* deflate sends Huffman codes most significant bit first */
+        for (int i = 0; i < l; i++) reversed |= ((code >> i) & 1) << (l - 1 - i);
+        for (int i = reversed; i < (1 << HUFF_FAST_BITS); i += 1 << l)
+            h->fast[i] = (uint16_t)(s << 4 | l);
+    }
+    return NULL;
+}
+
+/* Next symbol, or -1 for a bit pattern that is no code. Needs 15 bits
+ * buffered. */
+static int huffman_decode(bitreader *br, const huffman *h)
+{
+    uint16_t e = h->fast[br->bits & ((1u << HUFF_FAST_BITS) - 1)];
+    if (e) {
+        br_take(br, e & 15);
+        return e >> 4;
+    }
+    int code = 0, first = 0, index = 0;
+    uint64_t b = br->bits;
+    for (int l = 1; l <= HUFF_MAX_BITS; l++) {
+        code |= (int)(b & 1);
+        b >>= 1;
+        int count = h->count[l];
+        if (code - first < count) {
+            br_take(br, l);
+            return h->symbol[index + code - first];
+        }
+        index += count;
+        first = (first + count) << 1;
+        code <<= 1;
+    }
+    return -1;
+}
+
+/* The growing output, never larger than `limit`. */
+typedef struct {
+    uint8_t *buf;
+    size_t len, cap, limit;
+} inflate_out;
+
+static int out_reserve(inflate_out *o, size_t extra, const char *what, sc_err *err, sc_status *st)
+{
+    size_t need;
+    if (!sc_add_ok(o->len, extra, &need) || need > o->limit) {
+        *st = sc_fail(err, SC_ENOMEM, "%s: expands past the limit of %zu bytes", what, o->limit);
+        return 0;
+    }
+    if (need <= o->cap) return 1;
+    size_t cap = o->cap;
+    while (cap < need) cap = cap > o->limit / 2 ? o->limit : cap * 2;
+    uint8_t *nb = realloc(o->buf, cap);
+    if (!nb) {
+        *st = sc_fail(err, SC_ENOMEM, "%s: out of memory for %zu bytes of output", what, cap);
+        return 0;
+    }
+    o->buf = nb;
+    o->cap = cap;
+    return 1;
+}
+
+/* Length and distance symbols: base value and number of extra bits
+ * (RFC 1951 3.2.5). */
+static const uint16_t len_base[29] = {3,  4,  5,  6,  7,  8,  9,  10, 11,  13,  15,  17,  19,  23, 27,
+                                      31, 35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258};
+static const uint8_t len_extra[29] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2,
+                                      2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0};
+static const uint16_t dist_base[30] = {1,   2,   3,   4,   5,   7,    9,    13,   17,   25,
+                                       33,  49,  65,  97,  129, 193,  257,  385,  513,  769,
+                                       1025, 1537, 2049, 3073, 4097, 6145, 8193, 12289, 16385, 24577};
+static const uint8_t dist_extra[30] = {0, 0, 0, 0, 1, 1, 2, 2,  3,  3,  4,  4,  5,  5,  6,
+                                       6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13};
+
+/* @book begin inflate-codes */
+/* Decode one Huffman-coded block into o: literals are copied, a length
+ * symbol is followed by a distance and copies `length` bytes from
+ * `distance` bytes back in the output (the ranges may overlap, which is how
+ * deflate encodes runs). */
+static sc_status inflate_codes(bitreader *br, const huffman *lit, const huffman *dist, inflate_out *o,
+                               const char *what, sc_err *err)
+{
+    sc_status st = SC_OK;
+    for (;;) {
+        br_refill(br); /* 57+ bits: enough for a length and a distance with extra bits */
+        if (br_overrun(br)) return sc_fail(err, SC_EFORMAT, "%s: truncated inside a block", what);
+        int sym = huffman_decode(br, lit);
+        if (sym < 0) return sc_fail(err, SC_EFORMAT, "%s: invalid literal/length code", what);
+        if (sym < 256) {
+            if (o->len == o->cap && !out_reserve(o, 1, what, err, &st)) return st;
+            o->buf[o->len++] = (uint8_t)sym;
+            continue;
+        }
+        if (sym == 256) return br_overrun(br) ? sc_fail(err, SC_EFORMAT, "%s: truncated", what) : SC_OK;
+        sym -= 257;
+        if (sym >= 29) return sc_fail(err, SC_EFORMAT, "%s: invalid length symbol %d", what, sym + 257);
+        size_t length = len_base[sym] + br_take(br, len_extra[sym]);
+        int dsym = huffman_decode(br, dist);
+        if (dsym < 0 || dsym >= 30) return sc_fail(err, SC_EFORMAT, "%s: invalid distance code", what);
+        size_t distance = dist_base[dsym] + br_take(br, dist_extra[dsym]);
+        if (distance > o->len)
+            return sc_fail(err, SC_EFORMAT, "%s: distance %zu reaches before the start of the output (%zu bytes)",
+                           what, distance, o->len);
+        if (!out_reserve(o, length, what, err, &st)) return st;
+        uint8_t *to = o->buf + o->len;
+        const uint8_t *from = to - distance;
+        for (size_t i = 0; i < length; i++) to[i] = from[i]; /* byte by byte: overlap repeats */
+        o->len += length;
+    }
+}
+/* @book end inflate-codes */
+
+static void huffman_fixed(huffman *lit, huffman *dist)
+{
+    uint8_t len[HUFF_MAX_SYMBOLS];
+    for (int s = 0; s < 288; s++) len[s] = s < 144 ? 8 : s < 256 ? 9 : s < 280 ? 7 : 8;
+    huffman_build(lit, len, 288, 0);
+    for (int s = 0; s < 32; s++) len[s] = 5; /* 30 and 31 are codes that never occur in valid data */
+    huffman_build(dist, len, 32, 0);
+}
+
+/* A dynamic block starts with its two codes, themselves Huffman-coded with
+ * a third code over the code lengths 0..18 (RFC 1951 3.2.7). */
+static sc_status inflate_dynamic_tables(bitreader *br, huffman *lit, huffman *dist, const char *what, sc_err *err)
+{
+    static const uint8_t order[19] = {16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15};
+    br_refill(br);
+    int nlit = (int)br_take(br, 5) + 257;
+    int ndist = (int)br_take(br, 5) + 1;
+    int nclen = (int)br_take(br, 4) + 4;
+    if (nlit > 286 || ndist > 30)
+        return sc_fail(err, SC_EFORMAT, "%s: %d length or %d distance codes is too many", what, nlit, ndist);
+    uint8_t len[286 + 30] = {0};
+    br_refill(br);
+    for (int i = 0; i < nclen; i++) len[order[i]] = (uint8_t)br_take(br, 3);
+    huffman lencode;
+    const char *why = huffman_build(&lencode, len, 19, 0);
+    if (why) return sc_fail(err, SC_EFORMAT, "%s: code-length code: %s", what, why);
+
+    memset(len, 0, sizeof len);
+    for (int i = 0; i < nlit + ndist;) {
+        br_refill(br);
+        if (br_overrun(br)) return sc_fail(err, SC_EFORMAT, "%s: truncated in the code lengths", what);
+        int sym = huffman_decode(br, &lencode);
+        if (sym < 0) return sc_fail(err, SC_EFORMAT, "%s: invalid code-length code", what);
+        if (sym < 16) {
+            len[i++] = (uint8_t)sym;
+            continue;
+        }
+        int repeat, value = 0;
+        if (sym == 16) {
+            if (i == 0) return sc_fail(err, SC_EFORMAT, "%s: repeat of a code length with none before", what);
+            value = len[i - 1];
+            repeat = 3 + (int)br_take(br, 2);
+        } else if (sym == 17) {
+            repeat = 3 + (int)br_take(br, 3);
+        } else {
+            repeat = 11 + (int)br_take(br, 7);
+        }
+        if (i + repeat > nlit + ndist)
+            return sc_fail(err, SC_EFORMAT, "%s: code-length repeat runs past the %d lengths", what, nlit + ndist);
+        while (repeat--) len[i++] = (uint8_t)value;
+    }
+    if (len[256] == 0) return sc_fail(err, SC_EFORMAT, "%s: no end-of-block code", what);
+    if ((why = huffman_build(lit, len, nlit, 1))) return sc_fail(err, SC_EFORMAT, "%s: literal/length code: %s", what, why);
+    if ((why = huffman_build(dist, len + nlit, ndist, 1))) return sc_fail(err, SC_EFORMAT, "%s: distance code: %s", what, why);
+    return SC_OK;
+}
+
+/* A stored block: LEN, its complement NLEN, then LEN raw bytes. */
+static sc_status inflate_stored(bitreader *br, inflate_out *o, const char *what, sc_err *err)
+{
+    br_align_to_bytes(br);
+    cursor c = cursor_make(br->p, (size_t)(br->end - br->p));
+    uint16_t n = cur_u16le(&c), ncomp = cur_u16le(&c);
+    if (c.bad) return sc_fail(err, SC_EFORMAT, "%s: truncated stored-block header", what);
+    if ((n ^ ncomp) != 0xFFFF) return sc_fail(err, SC_EFORMAT, "%s: stored block length %u does not match its complement", what, n);
+    const uint8_t *bytes = cur_take(&c, n);
+    if (!bytes) return sc_fail(err, SC_EFORMAT, "%s: stored block of %u bytes is truncated", what, n);
+    sc_status st = SC_OK;
+    if (!out_reserve(o, n, what, err, &st)) return st;
+    memcpy(o->buf + o->len, bytes, n);
+    o->len += n;
+    br->p = c.p;
+    return SC_OK;
+}
+
+/* Raw deflate from br->p; leaves br aligned to the byte after the stream. */
+static sc_status inflate_blocks(bitreader *br, inflate_out *o, const char *what, sc_err *err)
+{
+    huffman lit, dist; /* about 2.8 kB each; on the stack for reentrancy */
+    for (;;) {
+        br_refill(br);
+        int last = (int)br_take(br, 1);
+        int type = (int)br_take(br, 2);
+        if (br_overrun(br)) return sc_fail(err, SC_EFORMAT, "%s: truncated before a block header", what);
+        sc_status st;
+        if (type == 0) {
+            st = inflate_stored(br, o, what, err);
+        } else if (type == 1) {
+            huffman_fixed(&lit, &dist);
+            st = inflate_codes(br, &lit, &dist, o, what, err);
+        } else if (type == 2) {
+            st = inflate_dynamic_tables(br, &lit, &dist, what, err);
+            if (st == SC_OK) st = inflate_codes(br, &lit, &dist, o, what, err);
+        } else {
+            return sc_fail(err, SC_EFORMAT, "%s: invalid block type 3", what);
+        }
+        if (st != SC_OK) return st;
+        if (last) break;
+    }
+    br_align_to_bytes(br);
+    return SC_OK;
+}
+
+/* The gzip member header (RFC 1952 2.3); returns the cursor past it. */
+static sc_status gzip_header(cursor *c, sc_err *err)
+{
+    const uint8_t *start = c->p;
+    uint8_t id1 = cur_u8(c), id2 = cur_u8(c), method = cur_u8(c), flags = cur_u8(c);
+    cur_take(c, 6); /* MTIME, XFL, OS */
+    if (c->bad) return sc_fail(err, SC_EFORMAT, "gzip stream: truncated header");
+    if (id1 != 0x1f || id2 != 0x8b) return sc_fail(err, SC_EFORMAT, "gzip stream: bad magic bytes");
+    if (method != 8) return sc_fail(err, SC_EUNSUPPORTED, "gzip stream: compression method %u is not deflate", method);
+    if (flags & 0xE0) return sc_fail(err, SC_EFORMAT, "gzip stream: reserved flag bits set");
+    if (flags & 4) cur_take(c, cur_u16le(c));      /* FEXTRA */
+    for (int f = 8; f <= 16; f <<= 1) {             /* FNAME, FCOMMENT: NUL-terminated */
+        if (!(flags & f)) continue;
+        while (cur_u8(c) != 0) {} /* stops at the NUL, or at the end (bad) */
+    }
+    if (flags & 2) {                                 /* FHCRC: low 16 bits of the header's CRC-32 */
+        uint32_t want = sc_crc32(0, start, (size_t)(c->p - start)) & 0xFFFF;
+        if (!c->bad && cur_u16le(c) != want) return sc_fail(err, SC_EFORMAT, "gzip stream: header CRC mismatch");
+    }
+    if (c->bad) return sc_fail(err, SC_EFORMAT, "gzip stream: truncated header");
+    return SC_OK;
+}
+
+/* @book begin inflate-api */
+sc_status sc_inflate(const uint8_t *in, size_t in_len, sc_inflate_format fmt, size_t max_out,
+                     uint8_t **out, size_t *out_len, sc_err *err)
+{
+    *out = NULL;
+    *out_len = 0;
+    if (fmt != SC_INFLATE_RAW && fmt != SC_INFLATE_ZLIB && fmt != SC_INFLATE_GZIP)
+        return sc_fail(err, SC_EARG, "sc_inflate: unknown format %d", (int)fmt);
+    static const char *names[] = {"deflate stream", "zlib stream", "gzip stream"};
+    const char *what = names[fmt];
+    /* First guess 4x the input (at least 4 kB), then doubling, never past max_out. */
+    size_t guess = in_len > SIZE_MAX / 4 ? SIZE_MAX : in_len * 4;
+    if (guess < 4096) guess = 4096;
+    inflate_out o = {NULL, 0, guess < max_out ? guess : max_out, max_out};
+    o.buf = malloc(o.cap ? o.cap : 1);
+    if (!o.buf) return sc_fail(err, SC_ENOMEM, "%s: out of memory", what);
+
+    cursor c = cursor_make(in, in_len);
+    sc_status st = SC_OK;
+    do {
+        if (fmt == SC_INFLATE_ZLIB) {
+            uint8_t cmf = cur_u8(&c), flg = cur_u8(&c);
+            if (c.bad) { st = sc_fail(err, SC_EFORMAT, "%s: truncated header", what); break; }
+            if ((cmf & 15) != 8 || (cmf >> 4) > 7 || (cmf * 256u + flg) % 31 != 0) {
+                st = sc_fail(err, SC_EFORMAT, "%s: bad header bytes %02x %02x", what, cmf, flg);
+                break;
+            }
+            if (flg & 0x20) { st = sc_fail(err, SC_EUNSUPPORTED, "%s: preset dictionary", what); break; }
+        } else if (fmt == SC_INFLATE_GZIP) {
+            if ((st = gzip_header(&c, err)) != SC_OK) break;
+        }
+        size_t member_start = o.len;
+        bitreader br = {c.p, c.end, 0, 0, 0};
+        if ((st = inflate_blocks(&br, &o, what, err)) != SC_OK) break;
+        c.p = br.p;
+        if (fmt == SC_INFLATE_ZLIB) {
+            uint32_t want = cur_u32be(&c);
+            if (c.bad) { st = sc_fail(err, SC_EFORMAT, "%s: truncated Adler-32 trailer", what); break; }
+            if (sc_adler32(1, o.buf, o.len) != want) { st = sc_fail(err, SC_EFORMAT, "%s: Adler-32 mismatch", what); break; }
+        } else if (fmt == SC_INFLATE_GZIP) {
+            uint32_t want_crc = cur_u32le(&c), want_size = cur_u32le(&c);
+            if (c.bad) { st = sc_fail(err, SC_EFORMAT, "%s: truncated CRC-32/size trailer", what); break; }
+            size_t n = o.len - member_start;
+            if (sc_crc32(0, o.buf + member_start, n) != want_crc) { st = sc_fail(err, SC_EFORMAT, "%s: CRC-32 mismatch", what); break; }
+            if ((uint32_t)n != want_size) { st = sc_fail(err, SC_EFORMAT, "%s: size mismatch", what); break; }
+            /* gzip files may hold several members back to back; zero padding after the last is tolerated. */
+            while (cur_left(&c) > 0 && *c.p == 0) c.p++;
+            if (cur_left(&c) > 0 && *c.p != 0x1f) {
+                st = sc_fail(err, SC_EFORMAT, "%s: %zu bytes of trailing garbage", what, cur_left(&c));
+                break;
+            }
+        }
+        /* raw and zlib streams end here; whatever follows belongs to the caller (zlib does the same). */
+    } while (fmt == SC_INFLATE_GZIP && cur_left(&c) > 0);
+
+    if (st != SC_OK) {
+        free(o.buf);
+        return st;
+    }
+    *out = o.buf;
+    *out_len = o.len;
+    return SC_OK;
+}
+/* @book end inflate-api */
+
 /* ======================================================================== */
 /* 7. PNG                                                                    */
 /* ======================================================================== */
@@ -2893,6 +3335,1062 @@ sc_status sc_weights_parse(sc_weights **out, const uint8_t *bytes, size_t len, c
 /* 13. CSV                                                                   */
 /* ======================================================================== */
 
+/* -- a growable text buffer, shared by the CSV and SVG writers -- */
+
+void sc_text_init(sc_text *t)
+{
+    memset(t, 0, sizeof *t);
+}
+
+/* Make room for `more` bytes and the terminating NUL; 0 (and `failed`
+ * set) when that cannot be done. */
+static int text_reserve(sc_text *t, size_t more)
+{
+    size_t need;
+    if (t->failed) return 0;
+    if (!sc_add_ok(t->len, more, &need) || !sc_add_ok(need, 1, &need)) {
+        t->failed = 1;
+        return 0;
+    }
+    if (need <= t->cap) return 1;
+    size_t cap = t->cap ? t->cap : 256;
+    while (cap < need) cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+    char *grown = realloc(t->data, cap);
+    if (!grown) {
+        t->failed = 1;
+        return 0;
+    }
+    t->data = grown;
+    t->cap = cap;
+    return 1;
+}
+
+void sc_text_put(sc_text *t, const char *s, size_t n)
+{
+    if (!text_reserve(t, n)) return;
+    if (n) memcpy(t->data + t->len, s, n);
+    t->len += n;
+    t->data[t->len] = '\0';
+}
+
+void sc_text_puts(sc_text *t, const char *s)
+{
+    sc_text_put(t, s, strlen(s));
+}
+
+static void text_vprintf(sc_text *t, const char *fmt, va_list ap)
+{
+    va_list again;
+    va_copy(again, ap);
+    char small[256];
+    int k = vsnprintf(small, sizeof small, fmt, ap);
+    if (k < 0) {
+        t->failed = 1;
+    } else if ((size_t)k < sizeof small) {
+        sc_text_put(t, small, (size_t)k);
+    } else if (text_reserve(t, (size_t)k)) {
+        vsnprintf(t->data + t->len, (size_t)k + 1, fmt, again);
+        t->len += (size_t)k;
+    }
+    va_end(again);
+}
+
+void sc_text_printf(sc_text *t, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    text_vprintf(t, fmt, ap);
+    va_end(ap);
+}
+
+sc_status sc_text_save(const sc_text *t, const char *path, sc_err *err)
+{
+    if (t->failed) return sc_fail(err, SC_ENOMEM, "%s: out of memory while composing the file", path);
+    return sc_write_file_atomic(path, t->data ? t->data : "", t->len, err);
+}
+
+void sc_text_free(sc_text *t)
+{
+    free(t->data);
+    sc_text_init(t);
+}
+
+/* -- the reader -- */
+
+/* The parser decodes every field into one text buffer (each field followed
+ * by a NUL) and records where each field and each record starts. Offsets,
+ * not pointers, because the buffer moves as it grows; pointers are made
+ * once at the end. */
+typedef struct {
+    size_t first_field;   /* index into the field list */
+    int n_fields;
+    int64_t line;
+} csv_record;
+
+typedef struct {
+    cursor in;
+    const char *what;
+    char delimiter;
+    int64_t line;            /* 1-based line of the cursor */
+    sc_csv_options lim;
+    sc_text text;            /* decoded fields */
+    size_t *field_start;     /* (n_fields) offsets into text */
+    size_t n_fields, cap_fields;
+    csv_record *record;      /* (n_records), the header first */
+    size_t n_records, cap_records;
+} csv_parser;
+
+/* Make room for item index n in a malloc'ed array of `size`-byte items. */
+static int grow_for(void **items, size_t *cap, size_t n, size_t size)
+{
+    if (n < *cap) return 1;
+    size_t new_cap = *cap ? *cap * 2 : 64, bytes;
+    if (!sc_mul_ok(new_cap, size, &bytes)) return 0;
+    void *grown = realloc(*items, bytes);
+    if (!grown) return 0;
+    *items = grown;
+    *cap = new_cap;
+    return 1;
+}
+
+static int csv_peek(const cursor *c)
+{
+    return c->p < c->end ? *c->p : -1;
+}
+
+static sc_status csv_error(const csv_parser *ps, sc_err *err, sc_status code, int64_t line, const char *why)
+{
+    return sc_fail(err, code, "%s:%lld: %s", ps->what, (long long)line, why);
+}
+
+/* Consume one line end (CRLF, LF or a lone CR) if the cursor is on one. */
+static void csv_skip_line_end(csv_parser *ps)
+{
+    int b = csv_peek(&ps->in);
+    if (b != '\r' && b != '\n') return;
+    ps->in.p++;
+    if (b == '\r' && csv_peek(&ps->in) == '\n') ps->in.p++;
+    ps->line++;
+}
+
+/* @book begin csv-quoted-field */
+/* The body of a quoted field, the cursor just past the opening quote.
+ * Inside quotes everything is data except the quote itself: "" stands for
+ * one quote and a lone quote closes the field. Line ends inside are kept
+ * verbatim but still counted, so later messages name the right line. */
+static sc_status csv_quoted_body(csv_parser *ps, sc_err *err)
+{
+    cursor *c = &ps->in;
+    int64_t open_line = ps->line;
+    for (;;) {
+        int b = csv_peek(c);
+        if (b < 0)
+            return csv_error(ps, err, SC_EFORMAT, open_line,
+                             "unterminated quoted field (the quote opens on this line)");
+        c->p++;
+        if (b == '"') {
+            if (csv_peek(c) != '"') break; /* the closing quote */
+            c->p++;                        /* a doubled quote: keep one */
+        } else if (b == '\0') {
+            return csv_error(ps, err, SC_EFORMAT, ps->line, "NUL byte inside a quoted field");
+        } else if (b == '\n' || (b == '\r' && csv_peek(c) != '\n')) {
+            ps->line++;
+        }
+        char ch = (char)b;
+        sc_text_put(&ps->text, &ch, 1);
+    }
+    int next = csv_peek(c);
+    if (next >= 0 && next != ps->delimiter && next != '\r' && next != '\n')
+        return csv_error(ps, err, SC_EFORMAT, ps->line,
+                         "text after the closing quote of a field (a quote inside a field must be doubled)");
+    return SC_OK;
+}
+/* @book end csv-quoted-field */
+
+/* An unquoted field runs to the delimiter, a line end or the end of input;
+ * a quote inside it is an error (RFC 4180 allows quotes only in quoted
+ * fields, and guessing what the writer meant hides broken files). */
+static sc_status csv_plain_body(csv_parser *ps, sc_err *err)
+{
+    cursor *c = &ps->in;
+    const uint8_t *start = c->p;
+    for (;;) {
+        int b = csv_peek(c);
+        if (b < 0 || b == ps->delimiter || b == '\r' || b == '\n') break;
+        if (b == '"')
+            return csv_error(ps, err, SC_EFORMAT, ps->line,
+                             "a quote inside an unquoted field (quote the whole field and double the quote)");
+        if (b == '\0') return csv_error(ps, err, SC_EFORMAT, ps->line, "NUL byte in a field");
+        c->p++;
+    }
+    sc_text_put(&ps->text, (const char *)start, (size_t)(c->p - start));
+    return SC_OK;
+}
+
+static sc_status csv_field(csv_parser *ps, sc_err *err)
+{
+    if (!grow_for((void **)&ps->field_start, &ps->cap_fields, ps->n_fields, sizeof(size_t)))
+        return sc_fail(err, SC_ENOMEM, "%s: out of memory for the field list", ps->what);
+    size_t start = ps->text.len;
+    sc_status st;
+    if (csv_peek(&ps->in) == '"') {
+        ps->in.p++;
+        st = csv_quoted_body(ps, err);
+    } else {
+        st = csv_plain_body(ps, err);
+    }
+    if (st != SC_OK) return st;
+    if (ps->text.len - start > ps->lim.max_field_bytes)
+        return sc_fail(err, SC_ENOMEM, "%s:%lld: a field is longer than the limit of %zu bytes", ps->what,
+                       (long long)ps->line, ps->lim.max_field_bytes);
+    sc_text_put(&ps->text, "", 1);
+    if (ps->text.failed) return sc_fail(err, SC_ENOMEM, "%s: out of memory for the field text", ps->what);
+    ps->field_start[ps->n_fields++] = start;
+    return SC_OK;
+}
+
+/* One record: fields separated by the delimiter, up to a line end (which
+ * is consumed) or the end of input. */
+static sc_status csv_record_parse(csv_parser *ps, sc_err *err)
+{
+    csv_record rec = {ps->n_fields, 0, ps->line};
+    for (;;) {
+        if (rec.n_fields == ps->lim.max_fields)
+            return sc_fail(err, SC_ENOMEM, "%s:%lld: more than %d fields in one record", ps->what,
+                           (long long)rec.line, ps->lim.max_fields);
+        sc_status st = csv_field(ps, err);
+        if (st != SC_OK) return st;
+        rec.n_fields++;
+        if (csv_peek(&ps->in) != ps->delimiter) break;
+        ps->in.p++;
+    }
+    csv_skip_line_end(ps);
+    if (ps->n_records > 0 && !ps->lim.ragged_ok && rec.n_fields != ps->record[0].n_fields)
+        return sc_fail(err, SC_EFORMAT, "%s:%lld: %d fields but the header has %d", ps->what,
+                       (long long)rec.line, rec.n_fields, ps->record[0].n_fields);
+    if (ps->n_records > (size_t)ps->lim.max_rows)
+        return sc_fail(err, SC_ENOMEM, "%s:%lld: more than %lld records", ps->what, (long long)rec.line,
+                       (long long)ps->lim.max_rows);
+    if (!grow_for((void **)&ps->record, &ps->cap_records, ps->n_records, sizeof(csv_record)))
+        return sc_fail(err, SC_ENOMEM, "%s: out of memory for the record list", ps->what);
+    ps->record[ps->n_records++] = rec;
+    return SC_OK;
+}
+
+static sc_csv_options csv_limits(const sc_csv_options *opt)
+{
+    sc_csv_options o = {0};
+    if (opt) o = *opt;
+    if (!o.delimiter) o.delimiter = ',';
+    if (!o.max_file_bytes) o.max_file_bytes = SC_CSV_MAX_FILE_BYTES;
+    if (o.max_rows <= 0) o.max_rows = SC_CSV_MAX_ROWS;
+    if (o.max_fields <= 0) o.max_fields = SC_CSV_MAX_FIELDS;
+    if (!o.max_field_bytes) o.max_field_bytes = SC_CSV_MAX_FIELD_BYTES;
+    return o;
+}
+
+/* Turn the parser's offsets into the caller's pointers. */
+static sc_status csv_publish(csv_parser *ps, sc_csv *csv, sc_err *err)
+{
+    size_t n_rows = ps->n_records - 1;
+    csv->fields = malloc((ps->n_fields ? ps->n_fields : 1) * sizeof(char *));
+    csv->rows = malloc((n_rows ? n_rows : 1) * sizeof(sc_csv_row));
+    if (!csv->fields || !csv->rows) return sc_fail(err, SC_ENOMEM, "%s: out of memory for the row list", ps->what);
+    csv->text = ps->text.data;
+    sc_text_init(&ps->text);
+    for (size_t i = 0; i < ps->n_fields; i++) csv->fields[i] = csv->text + ps->field_start[i];
+    for (size_t r = 0; r < ps->n_records; r++) {
+        const csv_record *rec = &ps->record[r];
+        sc_csv_row row = {csv->fields + rec->first_field, rec->n_fields, rec->line};
+        if (r == 0)
+            csv->header = row;
+        else
+            csv->rows[r - 1] = row;
+    }
+    csv->n_rows = (int64_t)n_rows;
+    csv->n_cols = csv->header.n_fields;
+    return SC_OK;
+}
+
+sc_status sc_csv_parse(sc_csv *csv, const char *text, size_t len, const char *what,
+                       const sc_csv_options *opt, sc_err *err)
+{
+    memset(csv, 0, sizeof *csv);
+    snprintf(csv->what, sizeof csv->what, "%s", what);
+    csv_parser ps = {.in = cursor_make((const uint8_t *)text, len), .what = what, .line = 1,
+                     .lim = csv_limits(opt)};
+    ps.delimiter = ps.lim.delimiter;
+    sc_status st = SC_OK;
+    if (len > ps.lim.max_file_bytes)
+        st = sc_fail(err, SC_ENOMEM, "%s: larger than the limit of %zu bytes", what, ps.lim.max_file_bytes);
+    if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0) ps.in.p += 3; /* UTF-8 byte-order mark */
+    while (st == SC_OK && csv_peek(&ps.in) >= 0) {
+        int b = csv_peek(&ps.in);
+        if (b == '\r' || b == '\n')
+            csv_skip_line_end(&ps); /* an empty line holds no record */
+        else
+            st = csv_record_parse(&ps, err);
+    }
+    if (st == SC_OK && ps.n_records == 0) st = sc_fail(err, SC_EFORMAT, "%s: no header line (the file is empty)", what);
+    if (st == SC_OK) st = csv_publish(&ps, csv, err);
+    sc_text_free(&ps.text);
+    free(ps.field_start);
+    free(ps.record);
+    if (st != SC_OK) sc_csv_free(csv);
+    return st;
+}
+
+sc_status sc_csv_load(sc_csv *csv, const char *path, const sc_csv_options *opt, sc_err *err)
+{
+    sc_csv_options lim = csv_limits(opt);
+    uint8_t *bytes;
+    size_t len;
+    memset(csv, 0, sizeof *csv);
+    sc_status st = sc_read_file(path, lim.max_file_bytes, &bytes, &len, err);
+    if (st != SC_OK) return st;
+    st = sc_csv_parse(csv, (const char *)bytes, len, path, &lim, err);
+    free(bytes);
+    return st;
+}
+
+void sc_csv_free(sc_csv *csv)
+{
+    free(csv->text);
+    free(csv->fields);
+    free(csv->rows);
+    csv->text = NULL;
+    csv->fields = NULL;
+    csv->rows = NULL;
+    csv->n_rows = 0;
+    csv->n_cols = 0;
+    memset(&csv->header, 0, sizeof csv->header);
+}
+
+int sc_csv_column(const sc_csv *csv, const char *name)
+{
+    for (int i = 0; i < csv->header.n_fields; i++)
+        if (strcmp(csv->header.field[i], name) == 0) return i;
+    return -1;
+}
+
+sc_status sc_csv_require_column(const sc_csv *csv, const char *name, int *col, sc_err *err)
+{
+    *col = sc_csv_column(csv, name);
+    if (*col < 0)
+        return sc_fail(err, SC_EFORMAT, "%s:%lld: no column '%s' in the header", csv->what,
+                       (long long)csv->header.line, name);
+    for (int i = *col + 1; i < csv->header.n_fields; i++)
+        if (strcmp(csv->header.field[i], name) == 0)
+            return sc_fail(err, SC_EFORMAT, "%s:%lld: column '%s' appears twice in the header (columns %d and %d)",
+                           csv->what, (long long)csv->header.line, name, *col + 1, i + 1);
+    return SC_OK;
+}
+
+const char *sc_csv_get(const sc_csv *csv, int64_t row, int col)
+{
+    SC_ASSERT(row >= 0 && row < csv->n_rows && col >= 0, "row %lld, column %d of a CSV with %lld rows",
+              (long long)row, col, (long long)csv->n_rows);
+    const sc_csv_row *r = &csv->rows[row];
+    return col < r->n_fields ? r->field[col] : "";
+}
+
+sc_status sc_csv_fail(sc_err *err, sc_status code, const sc_csv *csv, int64_t row, int col,
+                      const char *fmt, ...)
+{
+    if (!err) return code;
+    const sc_csv_row *r = row >= 0 && row < csv->n_rows ? &csv->rows[row] : &csv->header;
+    int k;
+    if (col >= 0 && col < csv->header.n_fields)
+        k = snprintf(err->msg, sizeof err->msg, "%s:%lld: column %s: ", csv->what, (long long)r->line,
+                     csv->header.field[col]);
+    else
+        k = snprintf(err->msg, sizeof err->msg, "%s:%lld: ", csv->what, (long long)r->line);
+    if (k < 0 || (size_t)k >= sizeof err->msg) return code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->msg + k, sizeof err->msg - (size_t)k, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+sc_status sc_csv_get_int(const sc_csv *csv, int64_t row, int col, int64_t *out, sc_err *err)
+{
+    const char *s = sc_csv_get(csv, row, col);
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    /* strtoll skips leading blanks; a field must be the number alone. */
+    if (*s == '\0' || *end != '\0' || s[0] == ' ' || s[0] == '\t')
+        return sc_csv_fail(err, SC_EFORMAT, csv, row, col, "'%.64s' is not an integer", s);
+    if (errno == ERANGE) return sc_csv_fail(err, SC_ERANGE, csv, row, col, "%.64s does not fit in 64 bits", s);
+    *out = (int64_t)v;
+    return SC_OK;
+}
+
+sc_status sc_csv_get_double(const sc_csv *csv, int64_t row, int col, double *out, sc_err *err)
+{
+    const char *s = sc_csv_get(csv, row, col);
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (*s == '\0' || *end != '\0' || s[0] == ' ' || s[0] == '\t')
+        return sc_csv_fail(err, SC_EFORMAT, csv, row, col, "'%.64s' is not a number", s);
+    if (errno == ERANGE && (v == HUGE_VAL || v == -HUGE_VAL))
+        return sc_csv_fail(err, SC_ERANGE, csv, row, col, "%.64s is out of the range of a double", s);
+    *out = v;
+    return SC_OK;
+}
+
+/* -- the writer -- */
+
+void sc_csv_writer_init(sc_csv_writer *w)
+{
+    sc_text_init(&w->out);
+    w->fields_in_row = 0;
+    w->delimiter = ',';
+}
+
+static int csv_needs_quotes(const char *s, char delimiter)
+{
+    for (; *s; s++)
+        if (*s == delimiter || *s == '"' || *s == '\r' || *s == '\n') return 1;
+    return 0;
+}
+
+void sc_csv_put(sc_csv_writer *w, const char *field)
+{
+    /* A first field that begins like a byte-order mark would lose it. */
+    int starts_like_bom = w->out.len == 0 && strncmp(field, "\xEF\xBB\xBF", 3) == 0;
+    if (w->fields_in_row++ > 0) sc_text_put(&w->out, &w->delimiter, 1);
+    if (!starts_like_bom && !csv_needs_quotes(field, w->delimiter)) {
+        sc_text_puts(&w->out, field);
+        return;
+    }
+    sc_text_put(&w->out, "\"", 1);
+    for (const char *q; (q = strchr(field, '"')) != NULL; field = q + 1) {
+        sc_text_put(&w->out, field, (size_t)(q - field));
+        sc_text_put(&w->out, "\"\"", 2);
+    }
+    sc_text_puts(&w->out, field);
+    sc_text_put(&w->out, "\"", 1);
+}
+
+void sc_csv_putf(sc_csv_writer *w, const char *fmt, ...)
+{
+    sc_text field;
+    sc_text_init(&field);
+    va_list ap;
+    va_start(ap, fmt);
+    text_vprintf(&field, fmt, ap);
+    va_end(ap);
+    if (field.failed) w->out.failed = 1;
+    sc_csv_put(w, field.data ? field.data : "");
+    sc_text_free(&field);
+}
+
+void sc_csv_end_row(sc_csv_writer *w)
+{
+    SC_ASSERT(w->fields_in_row > 0, "a CSV record needs at least one field");
+    /* A record whose one field is empty would be an empty line, which
+     * readers skip; "" keeps it. */
+    int line_is_empty = w->out.len == 0 || (w->out.data && w->out.data[w->out.len - 1] == '\n');
+    if (w->fields_in_row == 1 && line_is_empty) sc_text_put(&w->out, "\"\"", 2);
+    sc_text_put(&w->out, "\n", 1);
+    w->fields_in_row = 0;
+}
+
+sc_status sc_csv_writer_save(sc_csv_writer *w, const char *path, sc_err *err)
+{
+    SC_ASSERT(w->fields_in_row == 0, "sc_csv_end_row missing before saving %s", path);
+    return sc_text_save(&w->out, path, err);
+}
+
+void sc_csv_writer_free(sc_csv_writer *w)
+{
+    sc_text_free(&w->out);
+    w->fields_in_row = 0;
+}
+
 /* ======================================================================== */
 /* 14. SVG                                                                   */
 /* ======================================================================== */
+
+/* An SVG file is XML text: elements like <line x1=".." .../> inside one
+ * <svg> root. Everything here is written by hand into an sc_text and saved
+ * atomically. Class names on the groups (panel, series, errorbar, legend-
+ * entry, point) make the files easy to restyle and to test. */
+
+/* Okabe and Ito's eight colours ("Color Universal Design", 2008), ordered
+ * so the first few differ most on white. */
+static const char *const svg_palette[SC_PLOT_PALETTE] = {
+    "#0072B2", /* blue */
+    "#D55E00", /* vermillion */
+    "#009E73", /* bluish green */
+    "#E69F00", /* orange */
+    "#CC79A7", /* reddish purple */
+    "#56B4E9", /* sky blue */
+    "#F0E442", /* yellow */
+    "#000000", /* black */
+};
+
+enum { SVG_CIRCLE, SVG_SQUARE, SVG_TRIANGLE, SVG_DIAMOND, SVG_SHAPES };
+
+/* -- text -- */
+
+/* Length of the valid UTF-8 sequence at s that XML 1.0 allows as a
+ * character, or 0. Rejects overlong forms, surrogates, code points past
+ * U+10FFFF, the C0 controls other than tab/LF/CR, and U+FFFE/U+FFFF. */
+static size_t xml_char_len(const unsigned char *s)
+{
+    unsigned char c = s[0];
+    if (c < 0x80) return c >= 0x20 || c == '\t' || c == '\n' || c == '\r' ? 1 : 0;
+    size_t len;
+    unsigned char lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
+    if (c >= 0xC2 && c <= 0xDF) {
+        len = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        len = 3;
+        if (c == 0xE0) lo = 0xA0; /* no overlong forms */
+        if (c == 0xED) hi = 0x9F; /* no UTF-16 surrogates */
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        len = 4;
+        if (c == 0xF0) lo = 0x90; /* no overlong forms */
+        if (c == 0xF4) hi = 0x8F; /* nothing past U+10FFFF */
+    } else {
+        return 0;
+    }
+    if (s[1] < lo || s[1] > hi) return 0; /* also stops at the NUL */
+    for (size_t i = 2; i < len; i++)
+        if (s[i] < 0x80 || s[i] > 0xBF) return 0;
+    if (c == 0xEF && s[1] == 0xBF && (s[2] == 0xBE || s[2] == 0xBF)) return 0;
+    return len;
+}
+
+/* @book begin svg-escape */
+/* Text and attribute values: the five XML specials become entities and any
+ * byte that is not part of an allowed character becomes U+FFFD, so a label
+ * read from a Latin-1 file cannot make the whole document unreadable. */
+static void svg_escaped(sc_text *t, const char *text)
+{
+    const unsigned char *s = (const unsigned char *)(text ? text : "");
+    while (*s) {
+        size_t n = xml_char_len(s);
+        if (n == 0) {
+            sc_text_puts(t, "\xEF\xBF\xBD");
+            s++;
+            continue;
+        }
+        switch (*s) {
+        case '&': sc_text_puts(t, "&amp;"); break;
+        case '<': sc_text_puts(t, "&lt;"); break;
+        case '>': sc_text_puts(t, "&gt;"); break;
+        case '"': sc_text_puts(t, "&quot;"); break;
+        case '\'': sc_text_puts(t, "&apos;"); break;
+        default: sc_text_put(t, (const char *)s, n);
+        }
+        s += n;
+    }
+}
+/* @book end svg-escape */
+
+/* <text> at (x, y); anchor is "start", "middle" or "end". */
+static void svg_label(sc_text *t, double x, double y, const char *anchor, const char *cls, const char *text)
+{
+    sc_text_printf(t, "<text class=\"%s\" x=\"%.2f\" y=\"%.2f\" text-anchor=\"%s\">", cls, x, y, anchor);
+    svg_escaped(t, text);
+    sc_text_puts(t, "</text>\n");
+}
+
+static void svg_title(sc_text *t, double width, const char *title)
+{
+    sc_text_printf(t, "<text class=\"title\" x=\"%.2f\" y=\"22\" text-anchor=\"middle\" font-size=\"16\">",
+                   width / 2);
+    svg_escaped(t, title);
+    sc_text_puts(t, "</text>\n");
+}
+
+static void svg_begin(sc_text *t, double width, double height)
+{
+    sc_text_puts(t, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    sc_text_printf(t,
+                   "<svg xmlns=\"http://www.w3.org/2000/svg\" version=\"1.1\" width=\"%.0f\" height=\"%.0f\" "
+                   "viewBox=\"0 0 %.0f %.0f\" font-family=\"Helvetica, Arial, sans-serif\" font-size=\"12\">\n",
+                   width, height, width, height);
+    sc_text_puts(t, "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n");
+}
+
+static void svg_marker(sc_text *t, int shape, double x, double y, double r, const char *color, const char *cls)
+{
+    switch (shape % SVG_SHAPES) {
+    case SVG_CIRCLE:
+        sc_text_printf(t, "<circle class=\"%s\" cx=\"%.2f\" cy=\"%.2f\" r=\"%.2f\" fill=\"%s\"/>\n", cls, x, y, r,
+                       color);
+        break;
+    case SVG_SQUARE:
+        sc_text_printf(t, "<rect class=\"%s\" x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"%s\"/>\n",
+                       cls, x - 0.9 * r, y - 0.9 * r, 1.8 * r, 1.8 * r, color);
+        break;
+    case SVG_TRIANGLE:
+        sc_text_printf(t, "<polygon class=\"%s\" points=\"%.2f,%.2f %.2f,%.2f %.2f,%.2f\" fill=\"%s\"/>\n", cls, x,
+                       y - 1.2 * r, x - 1.1 * r, y + 0.8 * r, x + 1.1 * r, y + 0.8 * r, color);
+        break;
+    default:
+        sc_text_printf(t, "<polygon class=\"%s\" points=\"%.2f,%.2f %.2f,%.2f %.2f,%.2f %.2f,%.2f\" fill=\"%s\"/>\n",
+                       cls, x, y - 1.25 * r, x + 1.25 * r, y, x, y + 1.25 * r, x - 1.25 * r, y, color);
+    }
+}
+
+/* -- axes and nice numbers -- */
+
+/* @book begin nice-number */
+/* Heckbert's "nice numbers" (Graphics Gems, 1990): the number of the form
+ * {1, 2, 5} × 10^k nearest to x (round = 1) or the smallest one not below
+ * x (round = 0). Tick steps built from it read naturally: 0.1, 0.2, 0.5. */
+static double nice_number(double x, int round)
+{
+    double power = pow(10.0, floor(log10(x)));
+    double f = x / power; /* in [1, 10) */
+    double nice;
+    if (round)
+        nice = f < 1.5 ? 1 : f < 3 ? 2 : f < 7 ? 5 : 10;
+    else
+        nice = f <= 1 ? 1 : f <= 2 ? 2 : f <= 5 ? 5 : 10;
+    return nice * power;
+}
+/* @book end nice-number */
+
+#define SVG_MAX_TICKS 24
+
+/* One axis: data values lo..hi (log10 of them on a log axis) map linearly
+ * to pixels px0..px1. */
+typedef struct {
+    double lo, hi;
+    double px0, px1;
+    int log;
+    double tick[SVG_MAX_TICKS];
+    int n_ticks;
+    int decimals;     /* for linear tick labels; log labels use %g */
+} svg_axis;
+
+static double svg_map(const svg_axis *a, double v)
+{
+    double u = a->log ? log10(v) : v;
+    return a->px0 + (u - a->lo) / (a->hi - a->lo) * (a->px1 - a->px0);
+}
+
+/* Linear axis over [lo, hi]. With `fixed` the range is kept and ticks fall
+ * inside it; otherwise it widens to whole tick steps ("loose" labels). */
+static void axis_linear(svg_axis *a, double lo, double hi, int fixed)
+{
+    if (!(hi > lo)) { /* one value: give it some room */
+        double pad = lo != 0 ? 0.5 * fabs(lo) : 0.5;
+        lo -= pad;
+        hi += pad;
+    }
+    double step = nice_number(nice_number(hi - lo, 0) / 4, 1);
+    if (!fixed) {
+        lo = floor(lo / step) * step;
+        hi = ceil(hi / step) * step;
+    }
+    a->lo = lo;
+    a->hi = hi;
+    a->log = 0;
+    a->decimals = step >= 1 ? 0 : (int)ceil(-log10(step) - 1e-9);
+    a->n_ticks = 0;
+    for (double k = ceil(lo / step - 1e-9); k * step <= hi + 1e-9 * step && a->n_ticks < SVG_MAX_TICKS; k++)
+        a->tick[a->n_ticks++] = k == 0 ? 0.0 : k * step; /* never print -0 */
+}
+
+/* Log axis over the positive range [lo, hi], padded by 5% of its width on
+ * each side; ticks at 1, 2, 5 × 10^k (only 10^k when that gives too many). */
+static void axis_log(svg_axis *a, double lo, double hi)
+{
+    double l0 = log10(lo), l1 = log10(hi);
+    if (!(l1 > l0)) { /* one value: a decade around it */
+        l0 -= 0.5;
+        l1 += 0.5;
+    }
+    double pad = 0.05 * (l1 - l0);
+    a->lo = l0 - pad;
+    a->hi = l1 + pad;
+    a->log = 1;
+    static const double mantissa[3] = {1, 2, 5};
+    int decades = (int)ceil(a->hi) - (int)floor(a->lo);
+    int per_decade = decades > 3 ? 1 : 3;
+    a->n_ticks = 0;
+    for (int e = (int)floor(a->lo); e <= (int)ceil(a->hi); e++)
+        for (int m = 0; m < per_decade; m++) {
+            double v = mantissa[m] * pow(10.0, e);
+            double u = log10(v);
+            if (u >= a->lo && u <= a->hi && a->n_ticks < SVG_MAX_TICKS) a->tick[a->n_ticks++] = v;
+        }
+}
+
+static void axis_tick_text(const svg_axis *a, double v, char *buf, size_t cap)
+{
+    if (a->log)
+        snprintf(buf, cap, "%g", v);
+    else
+        snprintf(buf, cap, "%.*f", a->decimals, v);
+}
+
+/* -- line charts -- */
+
+/* Panel geometry in pixels. */
+#define LINE_PANEL_W 340.0
+#define LINE_PANEL_H 270.0
+#define LINE_LEFT 58.0
+#define LINE_RIGHT 14.0
+#define LINE_TOP 30.0
+#define LINE_BOTTOM 46.0
+#define PLOT_INSET 8.0   /* data never touches the frame */
+#define TITLE_BAND 34.0
+#define LEGEND_ROW 20.0
+
+static int point_ok(const sc_line_chart *c, const sc_plot_series *s, int i)
+{
+    double x = s->x[i], y = s->y[i];
+    return isfinite(x) && isfinite(y) && (!c->x_log || x > 0);
+}
+
+static int error_ok(const sc_plot_series *s, int i)
+{
+    return s->err && isfinite(s->err[i]) && s->err[i] >= 0;
+}
+
+static int series_has_points(const sc_line_chart *c, const sc_plot_series *s)
+{
+    for (int i = 0; i < s->n; i++)
+        if (point_ok(c, s, i)) return 1;
+    return 0;
+}
+
+static const char *series_color(const sc_plot_series *s, int index)
+{
+    int k = s->color >= 0 ? s->color : index;
+    return svg_palette[k % SC_PLOT_PALETTE];
+}
+
+/* The x and y axes of one chart from its drawable points. */
+static void line_axes(const sc_line_chart *c, double w, double h, svg_axis *ax, svg_axis *ay)
+{
+    double x0 = HUGE_VAL, x1 = -HUGE_VAL, y0 = HUGE_VAL, y1 = -HUGE_VAL;
+    for (int k = 0; k < c->n_series; k++) {
+        const sc_plot_series *s = &c->series[k];
+        for (int i = 0; i < s->n; i++) {
+            if (!point_ok(c, s, i)) continue;
+            double e = error_ok(s, i) ? s->err[i] : 0;
+            x0 = fmin(x0, s->x[i]);
+            x1 = fmax(x1, s->x[i]);
+            y0 = fmin(y0, s->y[i] - e);
+            y1 = fmax(y1, s->y[i] + e);
+        }
+    }
+    if (x0 > x1) { /* nothing to draw */
+        x0 = c->x_log ? 0.1 : 0;
+        x1 = y1 = 1;
+        y0 = 0;
+    }
+    if (c->x_log)
+        axis_log(ax, x0, x1);
+    else
+        axis_linear(ax, x0, x1, 0);
+    int fixed_y = c->y_max > c->y_min;
+    axis_linear(ay, fixed_y ? c->y_min : y0, fixed_y ? c->y_max : y1, fixed_y);
+    if (c->x_ticks && c->n_x_ticks > 0) {
+        ax->n_ticks = 0;
+        for (int i = 0; i < c->n_x_ticks && ax->n_ticks < SVG_MAX_TICKS; i++) {
+            double v = c->x_ticks[i];
+            if (!isfinite(v) || (c->x_log && v <= 0)) continue;
+            double u = c->x_log ? log10(v) : v;
+            if (u >= ax->lo && u <= ax->hi) ax->tick[ax->n_ticks++] = v;
+        }
+    }
+    ax->px0 = LINE_LEFT + PLOT_INSET;
+    ax->px1 = w - LINE_RIGHT - PLOT_INSET;
+    ay->px0 = h - LINE_BOTTOM - PLOT_INSET;
+    ay->px1 = LINE_TOP + PLOT_INSET;
+}
+
+/* Frame, grid lines, ticks and their labels, axis titles. */
+static void line_frame(sc_text *t, const sc_line_chart *c, const svg_axis *ax, const svg_axis *ay, double w,
+                       double h)
+{
+    double left = LINE_LEFT, right = w - LINE_RIGHT, top = LINE_TOP, bottom = h - LINE_BOTTOM;
+    char buf[64];
+    sc_text_puts(t, "<g class=\"axes\" stroke=\"#444\" stroke-width=\"1\">\n");
+    for (int i = 0; i < ay->n_ticks; i++) {
+        double y = svg_map(ay, ay->tick[i]);
+        sc_text_printf(t, "<line class=\"grid\" x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\" stroke=\"#ddd\"/>\n",
+                       left, y, right, y);
+        sc_text_printf(t, "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\"/>\n", left - 5, y, left, y);
+    }
+    for (int i = 0; i < ax->n_ticks; i++) {
+        double x = svg_map(ax, ax->tick[i]);
+        sc_text_printf(t, "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\"/>\n", x, bottom, x, bottom + 5);
+    }
+    sc_text_printf(t, "<rect class=\"frame\" x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"none\"/>\n",
+                   left, top, right - left, bottom - top);
+    sc_text_puts(t, "</g>\n");
+    for (int i = 0; i < ay->n_ticks; i++) {
+        axis_tick_text(ay, ay->tick[i], buf, sizeof buf);
+        svg_label(t, left - 8, svg_map(ay, ay->tick[i]) + 4, "end", "tick", buf);
+    }
+    for (int i = 0; i < ax->n_ticks; i++) {
+        axis_tick_text(ax, ax->tick[i], buf, sizeof buf);
+        svg_label(t, svg_map(ax, ax->tick[i]), bottom + 18, "middle", "tick", buf);
+    }
+    if (c->title) svg_label(t, (left + right) / 2, top - 10, "middle", "panel-title", c->title);
+    if (c->x_label) svg_label(t, (left + right) / 2, h - 8, "middle", "axis-label", c->x_label);
+    if (c->y_label) {
+        double cx = 14, cy = (top + bottom) / 2;
+        sc_text_printf(t, "<g transform=\"rotate(-90 %.2f %.2f)\">\n", cx, cy);
+        svg_label(t, cx, cy, "middle", "axis-label", c->y_label);
+        sc_text_puts(t, "</g>\n");
+    }
+}
+
+/* @book begin svg-series */
+/* One method: its line (broken where a point is missing), its error bars
+ * (one standard deviation either side of the mean, with caps) and its
+ * markers, all in the method's colour. */
+static void line_series(sc_text *t, const sc_line_chart *c, int k, const svg_axis *ax, const svg_axis *ay)
+{
+    const sc_plot_series *s = &c->series[k];
+    const char *color = series_color(s, k);
+    sc_text_puts(t, "<g class=\"series\">\n<title>");
+    svg_escaped(t, s->name);
+    sc_text_puts(t, "</title>\n");
+    for (int i = 0; i < s->n;) { /* one polyline per run of drawable points */
+        if (!point_ok(c, s, i)) {
+            i++;
+            continue;
+        }
+        sc_text_printf(t, "<polyline class=\"line\" fill=\"none\" stroke=\"%s\" stroke-width=\"2\"%s points=\"",
+                       color, s->dashed ? " stroke-dasharray=\"6 4\"" : "");
+        for (; i < s->n && point_ok(c, s, i); i++)
+            sc_text_printf(t, "%.2f,%.2f ", svg_map(ax, s->x[i]), svg_map(ay, s->y[i]));
+        sc_text_puts(t, "\"/>\n");
+    }
+    for (int i = 0; i < s->n; i++) {
+        if (!point_ok(c, s, i) || !error_ok(s, i)) continue;
+        double x = svg_map(ax, s->x[i]);
+        double lo = svg_map(ay, s->y[i] - s->err[i]), hi = svg_map(ay, s->y[i] + s->err[i]);
+        sc_text_printf(t,
+                       "<path class=\"errorbar\" stroke=\"%s\" stroke-width=\"1.2\" fill=\"none\" "
+                       "d=\"M%.2f,%.2f V%.2f M%.2f,%.2f H%.2f M%.2f,%.2f H%.2f\"/>\n",
+                       color, x, lo, hi, x - 4, lo, x + 4, x - 4, hi, x + 4);
+    }
+    for (int i = 0; i < s->n; i++)
+        if (point_ok(c, s, i)) svg_marker(t, k, svg_map(ax, s->x[i]), svg_map(ay, s->y[i]), 3.5, color, "marker");
+    sc_text_puts(t, "</g>\n");
+}
+/* @book end svg-series */
+
+static void line_panel(sc_text *t, const sc_line_chart *c, double ox, double oy, int id)
+{
+    svg_axis ax, ay;
+    line_axes(c, LINE_PANEL_W, LINE_PANEL_H, &ax, &ay);
+    sc_text_printf(t, "<g class=\"panel\" transform=\"translate(%.2f %.2f)\">\n", ox, oy);
+    sc_text_printf(t, "<clipPath id=\"plot%d\"><rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\"/></clipPath>\n",
+                   id, LINE_LEFT, LINE_TOP, LINE_PANEL_W - LINE_LEFT - LINE_RIGHT,
+                   LINE_PANEL_H - LINE_TOP - LINE_BOTTOM);
+    line_frame(t, c, &ax, &ay, LINE_PANEL_W, LINE_PANEL_H);
+    sc_text_printf(t, "<g class=\"data\" clip-path=\"url(#plot%d)\">\n", id);
+    for (int k = 0; k < c->n_series; k++) line_series(t, c, k, &ax, &ay);
+    sc_text_puts(t, "</g>\n</g>\n");
+}
+
+/* A legend laid out in equal slots, as many per row as fit in `width`,
+ * the block centred. */
+typedef struct {
+    int n;
+    double slot;
+    int per_row;
+    double left;    /* x of the first slot */
+} svg_legend;
+
+static svg_legend legend_layout(const char *const *names, int n, double width)
+{
+    size_t longest = 0;
+    for (int i = 0; i < n; i++)
+        if (names[i] && strlen(names[i]) > longest) longest = strlen(names[i]);
+    svg_legend g = {n, 7.0 * (double)longest + 56, 1, 10};
+    if (g.slot < 120) g.slot = 120;
+    if (g.slot > width - 20) g.slot = width - 20;
+    g.per_row = (int)((width - 20) / g.slot);
+    if (g.per_row < 1) g.per_row = 1;
+    int used = n < g.per_row ? n : g.per_row;
+    g.left = (width - used * g.slot) / 2;
+    return g;
+}
+
+static double legend_height(const svg_legend *g)
+{
+    return g->n ? ((g->n + g->per_row - 1) / g->per_row) * LEGEND_ROW + 12 : 0;
+}
+
+/* The top-left corner of entry i, its sample drawn from x to x + 30. */
+static void legend_entry_begin(sc_text *t, const svg_legend *g, int i, double ox, double oy)
+{
+    double x = ox + g->left + (i % g->per_row) * g->slot, y = oy + 6 + (i / g->per_row) * LEGEND_ROW;
+    sc_text_printf(t, "<g class=\"legend-entry\" transform=\"translate(%.2f %.2f)\">\n", x, y);
+}
+
+static void line_legend(sc_text *t, const sc_line_chart *c, double ox, double oy, double width)
+{
+    const char *names[256];
+    int n = c->n_series < 256 ? c->n_series : 256;
+    for (int k = 0; k < n; k++) names[k] = c->series[k].name;
+    svg_legend g = legend_layout(names, n, width);
+    sc_text_puts(t, "<g class=\"legend\">\n");
+    for (int k = 0; k < n; k++) {
+        const sc_plot_series *s = &c->series[k];
+        const char *color = series_color(s, k);
+        legend_entry_begin(t, &g, k, ox, oy);
+        sc_text_printf(t, "<line x1=\"0\" y1=\"7\" x2=\"30\" y2=\"7\" stroke=\"%s\" stroke-width=\"2\"%s/>\n", color,
+                       s->dashed ? " stroke-dasharray=\"6 4\"" : "");
+        svg_marker(t, k, 15, 7, 3.5, color, "marker");
+        sc_text_puts(t, "<text class=\"legend-text\" x=\"38\" y=\"11\">");
+        svg_escaped(t, s->name);
+        if (!series_has_points(c, s)) sc_text_puts(t, " (no data)");
+        sc_text_puts(t, "</text>\n</g>\n");
+    }
+    sc_text_puts(t, "</g>\n");
+}
+
+static sc_status line_chart_check(const char *path, const sc_line_chart *c, int index, sc_err *err)
+{
+    if (c->n_series < 0 || (c->n_series > 0 && !c->series) || c->n_series > 256)
+        return sc_fail(err, SC_EARG, "%s: panel %d has %d series (0 to 256 allowed)", path, index + 1, c->n_series);
+    for (int k = 0; k < c->n_series; k++) {
+        const sc_plot_series *s = &c->series[k];
+        if (s->n < 0 || (s->n > 0 && (!s->x || !s->y)))
+            return sc_fail(err, SC_EARG, "%s: series '%s' of panel %d has no data arrays for its %d points", path,
+                           s->name ? s->name : "", index + 1, s->n);
+    }
+    return SC_OK;
+}
+
+sc_status sc_svg_line_panels(const char *path, const char *title, const sc_line_chart *panels, int n_panels,
+                             int n_cols, sc_err *err)
+{
+    if (!panels || n_panels < 1 || n_panels > 64)
+        return sc_fail(err, SC_EARG, "%s: %d panels (1 to 64 allowed)", path, n_panels);
+    for (int p = 0; p < n_panels; p++) {
+        sc_status st = line_chart_check(path, &panels[p], p, err);
+        if (st != SC_OK) return st;
+    }
+    if (n_cols < 1 || n_cols > n_panels) n_cols = n_panels;
+    int n_rows = (n_panels + n_cols - 1) / n_cols;
+    double width = n_cols * LINE_PANEL_W, top = title ? TITLE_BAND : 0;
+    const char *names[256];
+    for (int k = 0; k < panels[0].n_series; k++) names[k] = panels[0].series[k].name;
+    svg_legend g = legend_layout(names, panels[0].n_series, width);
+    double grid_bottom = top + n_rows * LINE_PANEL_H;
+
+    sc_text t;
+    sc_text_init(&t);
+    svg_begin(&t, width, grid_bottom + legend_height(&g));
+    if (title) svg_title(&t, width, title);
+    for (int p = 0; p < n_panels; p++)
+        line_panel(&t, &panels[p], (p % n_cols) * LINE_PANEL_W, top + (p / n_cols) * LINE_PANEL_H, p);
+    line_legend(&t, &panels[0], 0, grid_bottom, width);
+    sc_text_puts(&t, "</svg>\n");
+    sc_status st = sc_text_save(&t, path, err);
+    sc_text_free(&t);
+    return st;
+}
+
+sc_status sc_svg_line_chart(const char *path, const sc_line_chart *chart, sc_err *err)
+{
+    return sc_svg_line_panels(path, NULL, chart, 1, 1, err);
+}
+
+/* -- scatter plots -- */
+
+#define SCATTER_SIZE 400.0   /* panel width; the plot area is a square */
+#define SCATTER_MARGIN 16.0
+#define SCATTER_SIDE (SCATTER_SIZE - 2 * SCATTER_MARGIN)
+#define SCATTER_PANEL_H (LINE_TOP + SCATTER_SIDE + SCATTER_MARGIN)
+
+/* The square plot area of a panel and one scale for both axes, chosen so
+ * the larger extent of the points fills it. */
+static void scatter_scale(const sc_scatter_panel *p, double *scale, double *cx, double *cy)
+{
+    double x0 = HUGE_VAL, x1 = -HUGE_VAL, y0 = HUGE_VAL, y1 = -HUGE_VAL;
+    for (int64_t i = 0; i < p->n; i++) {
+        double x = p->xy[2 * i], y = p->xy[2 * i + 1];
+        if (!isfinite(x) || !isfinite(y)) continue;
+        x0 = fmin(x0, x);
+        x1 = fmax(x1, x);
+        y0 = fmin(y0, y);
+        y1 = fmax(y1, y);
+    }
+    if (x0 > x1) { /* nothing to draw */
+        x0 = y0 = 0;
+        x1 = y1 = 1;
+    }
+    double extent = fmax(fmax(x1 - x0, y1 - y0), 1e-12);
+    *scale = (SCATTER_SIDE - 2 * PLOT_INSET) / extent;
+    *cx = (x0 + x1) / 2;
+    *cy = (y0 + y1) / 2;
+}
+
+static void scatter_panel(sc_text *t, const sc_scatter_panel *p, double ox, double oy)
+{
+    double scale, cx, cy, mid_x = SCATTER_SIZE / 2, mid_y = LINE_TOP + SCATTER_SIDE / 2;
+    scatter_scale(p, &scale, &cx, &cy);
+    sc_text_printf(t, "<g class=\"panel\" transform=\"translate(%.2f %.2f)\">\n", ox, oy);
+    if (p->title) svg_label(t, mid_x, LINE_TOP - 10, "middle", "panel-title", p->title);
+    sc_text_printf(t,
+                   "<rect class=\"frame\" x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"none\" "
+                   "stroke=\"#444\"/>\n",
+                   SCATTER_MARGIN, LINE_TOP, SCATTER_SIDE, SCATTER_SIDE);
+    sc_text_puts(t, "<g class=\"points\" fill-opacity=\"0.8\">\n"); /* overlaps stay visible */
+    for (int64_t i = 0; i < p->n; i++) {
+        double x = p->xy[2 * i], y = p->xy[2 * i + 1];
+        if (!isfinite(x) || !isfinite(y)) continue;
+        int c = p->category[i];
+        svg_marker(t, c / SC_PLOT_PALETTE, mid_x + (x - cx) * scale, mid_y - (y - cy) * scale, 3.2,
+                   svg_palette[c % SC_PLOT_PALETTE], "point");
+    }
+    sc_text_puts(t, "</g>\n</g>\n");
+}
+
+sc_status sc_svg_scatter(const char *path, const char *title, const sc_scatter_panel *panels, int n_panels,
+                         const char *const *category_names, int n_categories, sc_err *err)
+{
+    if (!panels || n_panels < 1 || n_panels > 16)
+        return sc_fail(err, SC_EARG, "%s: %d panels (1 to 16 allowed)", path, n_panels);
+    if (n_categories < 1 || n_categories > 256 || !category_names)
+        return sc_fail(err, SC_EARG, "%s: %d categories (1 to 256 allowed, each named)", path, n_categories);
+    for (int p = 0; p < n_panels; p++) {
+        if (panels[p].n < 0 || (panels[p].n > 0 && (!panels[p].xy || !panels[p].category)))
+            return sc_fail(err, SC_EARG, "%s: panel %d has no data arrays for its points", path, p + 1);
+        for (int64_t i = 0; i < panels[p].n; i++)
+            if (panels[p].category[i] < 0 || panels[p].category[i] >= n_categories)
+                return sc_fail(err, SC_ERANGE, "%s: panel %d, point %lld: category %d is outside [0, %d)", path,
+                               p + 1, (long long)i, panels[p].category[i], n_categories);
+    }
+    double width = n_panels * SCATTER_SIZE, top = title ? TITLE_BAND : 0;
+    svg_legend g = legend_layout(category_names, n_categories, width);
+    double grid_bottom = top + SCATTER_PANEL_H;
+
+    sc_text t;
+    sc_text_init(&t);
+    svg_begin(&t, width, grid_bottom + legend_height(&g));
+    if (title) svg_title(&t, width, title);
+    for (int p = 0; p < n_panels; p++) scatter_panel(&t, &panels[p], p * SCATTER_SIZE, top);
+    sc_text_puts(&t, "<g class=\"legend\">\n");
+    for (int c = 0; c < n_categories; c++) {
+        legend_entry_begin(&t, &g, c, 0, grid_bottom);
+        svg_marker(&t, c / SC_PLOT_PALETTE, 15, 7, 4, svg_palette[c % SC_PLOT_PALETTE], "marker");
+        svg_label(&t, 38, 11, "start", "legend-text", category_names[c]);
+        sc_text_puts(&t, "</g>\n");
+    }
+    sc_text_puts(&t, "</g>\n</svg>\n");
+    sc_status st = sc_text_save(&t, path, err);
+    sc_text_free(&t);
+    return st;
+}

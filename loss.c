@@ -14,37 +14,1171 @@
 #include "scale.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
+
 /* ======================================================================== */
 /* 1. The class-concept hierarchy                                            */
+
+/* A .hier file is plain text, one statement per line (book/03 has the full
+ * description):
+ *
+ *     scale-hier 1
+ *     template A photo of a skin lesion with {concept} {task}, which indicates a {class}.
+ *     explain {class}: {concept} {task}
+ *     task pigmentation
+ *     column pigmentation
+ *     class benign-indicative | nevus
+ *     concept diffuse irregular
+ *     combo melanoma-indicative | diffuse irregular
+ *
+ * "NAME | PHRASE": the name identifies a term (dataset value, label shown
+ * to people), the phrase is what prompts say. A combo may end with its own
+ * prompt. The parser walks lines bounded by the buffer length, so it never
+ * reads past the file; every count is capped, and every error names the
+ * file and line. */
+
+#define HIER_MAX_FIELDS 3
+
+typedef struct {
+    sc_hier *h;
+    const char *what;      /* file name for messages */
+    int line;              /* current line number, 1-based */
+    sc_err *err;
+    const char *file_template, *file_explain;
+    sc_hier_task *task;    /* the task being read, or NULL */
+    const char *task_template;
+    int *class_line, *concept_line; /* (max) declaration lines of the current task */
+    int task_line;
+} hier_parser;
+
+#if defined(__GNUC__)
+__attribute__((format(printf, 3, 4)))
+#endif
+static sc_status hier_fail(hier_parser *ps, sc_status code, const char *fmt, ...)
+{
+    char msg[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return sc_fail(ps->err, code, "%s:%d: %s", ps->what, ps->line, msg);
+}
+
+static char *hier_strdup(hier_parser *ps, const char *text, size_t len)
+{
+    char *out = sc_arena_alloc(&ps->h->arena, len + 1);
+    if (out) {
+        memcpy(out, text, len);
+        out[len] = 0;
+    }
+    return out;
+}
+
+static int is_blank(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+/* Split "a | b | c" into at most HIER_MAX_FIELDS trimmed fields, written
+ * NUL-terminated into the line buffer. Returns the count, or -1 when there
+ * are too many fields or one is empty. */
+static int split_fields(char *text, char **field)
+{
+    int n = 0;
+    for (char *p = text;;) {
+        char *bar = strchr(p, '|');
+        if (bar) *bar = 0;
+        while (is_blank(*p)) p++;
+        char *end = p + strlen(p);
+        while (end > p && is_blank(end[-1])) *--end = 0;
+        if (n == HIER_MAX_FIELDS || *p == 0) return -1;
+        field[n++] = p;
+        if (!bar) return n;
+        p = bar + 1;
+    }
+}
+
+/* Fill a template: {concept}, {class} and {task} are replaced by the given
+ * strings. Returns 0, or -1 for an unknown placeholder or a result that
+ * does not fit in n bytes. */
+static int fill_template(char *out, size_t n, const char *tmpl, const char *task, const char *cls,
+                         const char *concept)
+{
+    size_t k = 0;
+    for (const char *p = tmpl; *p;) {
+        const char *insert = NULL;
+        size_t skip = 1;
+        if (*p == '{') {
+            static const char *const keys[] = {"{concept}", "{class}", "{task}"};
+            const char *values[] = {concept, cls, task};
+            for (int i = 0; i < 3 && !insert; i++)
+                if (!strncmp(p, keys[i], strlen(keys[i]))) {
+                    insert = values[i];
+                    skip = strlen(keys[i]);
+                }
+            if (!insert) return -1;
+        }
+        size_t len = insert ? strlen(insert) : 1;
+        if (k + len >= n) return -1;
+        memcpy(out + k, insert ? insert : p, len);
+        k += len;
+        p += skip;
+    }
+    out[k] = 0;
+    return 0;
+}
+
+static int find_term(const sc_hier_term *terms, int n, const char *name)
+{
+    for (int i = 0; i < n; i++)
+        if (!strcmp(terms[i].name, name)) return i;
+    return -1;
+}
+
+/* A template is checked where it is written, with dummy words. */
+static sc_status hier_check_template(hier_parser *ps, const char *tmpl)
+{
+    char buf[SC_HIER_MAX_LINE * 4];
+    if (fill_template(buf, sizeof buf, tmpl, "t", "c", "l") != 0)
+        return hier_fail(ps, SC_EFORMAT, "template '%s' has a placeholder other than {concept}, {class}, {task}",
+                         tmpl);
+    return SC_OK;
+}
+
+/* Close the current task: every class and concept must be used by a
+ * combination (otherwise the max aggregation of Sec. 2.2 has nothing to
+ * take the max of), and every combination gets its canonical prompt. */
+static sc_status hier_end_task(hier_parser *ps)
+{
+    sc_hier_task *t = ps->task;
+    if (!t) return SC_OK;
+    if (t->n_combos == 0) {
+        ps->line = ps->task_line;
+        return hier_fail(ps, SC_EFORMAT, "task '%s' has no combo lines", t->name);
+    }
+    for (int g = 0; g < t->n_classes + t->n_concepts; g++) {
+        int is_class = g < t->n_classes, id = is_class ? g : g - t->n_classes, used = 0;
+        for (int h = 0; h < t->n_combos && !used; h++)
+            used = (is_class ? t->combo_class[h] : t->combo_concept[h]) == id;
+        if (!used) {
+            ps->line = is_class ? ps->class_line[id] : ps->concept_line[id];
+            return hier_fail(ps, SC_EFORMAT, "%s '%s' has no combination", is_class ? "class" : "concept",
+                             is_class ? t->classes[id].name : t->concepts[id].name);
+        }
+    }
+    const char *tmpl = ps->task_template ? ps->task_template : ps->file_template;
+    for (int h = 0; h < t->n_combos; h++) {
+        if (t->combo_prompt[h]) continue;
+        if (!tmpl) {
+            ps->line = ps->task_line;
+            return hier_fail(ps, SC_EFORMAT, "task '%s' has no template and combination '%s' no prompt of its own",
+                             t->name, t->concepts[t->combo_concept[h]].name);
+        }
+        char buf[SC_HIER_MAX_LINE * 4];
+        fill_template(buf, sizeof buf, tmpl, t->name, t->classes[t->combo_class[h]].phrase,
+                      t->concepts[t->combo_concept[h]].phrase);
+        t->combo_prompt[h] = hier_strdup(ps, buf, strlen(buf));
+        if (!t->combo_prompt[h]) return sc_fail(ps->err, SC_ENOMEM, "%s: out of memory", ps->what);
+    }
+    if (!t->explain) t->explain = ps->file_explain ? ps->file_explain : "{class}: {concept}";
+    ps->task = NULL;
+    return SC_OK;
+}
+
+static sc_status hier_begin_task(hier_parser *ps, const char *name)
+{
+    sc_hier *h = ps->h;
+    if (h->n_tasks == SC_HIER_MAX_TASKS)
+        return hier_fail(ps, SC_ENOMEM, "more than %d tasks", SC_HIER_MAX_TASKS);
+    for (int i = 0; i < h->n_tasks; i++)
+        if (!strcmp(h->tasks[i].name, name)) return hier_fail(ps, SC_EFORMAT, "task '%s' is defined twice", name);
+    sc_hier_task *t = &h->tasks[h->n_tasks];
+    memset(t, 0, sizeof *t);
+    sc_arena *a = &h->arena;
+    t->name = hier_strdup(ps, name, strlen(name));
+    t->classes = sc_arena_calloc(a, SC_HIER_MAX_CLASSES, sizeof *t->classes);
+    t->concepts = sc_arena_calloc(a, SC_HIER_MAX_CONCEPTS, sizeof *t->concepts);
+    t->combo_class = sc_arena_calloc(a, SC_HIER_MAX_COMBOS, sizeof *t->combo_class);
+    t->combo_concept = sc_arena_calloc(a, SC_HIER_MAX_COMBOS, sizeof *t->combo_concept);
+    t->combo_prompt = sc_arena_calloc(a, SC_HIER_MAX_COMBOS, sizeof *t->combo_prompt);
+    if (!t->name || !t->classes || !t->concepts || !t->combo_class || !t->combo_concept || !t->combo_prompt)
+        return sc_fail(ps->err, SC_ENOMEM, "%s: out of memory", ps->what);
+    h->n_tasks++;
+    ps->task = t;
+    ps->task_template = NULL;
+    ps->task_line = ps->line;
+    return SC_OK;
+}
+
+/* class NAME [| PHRASE]  or  concept NAME [| PHRASE] */
+static sc_status hier_term(hier_parser *ps, int is_class, char **field, int n_fields)
+{
+    sc_hier_task *t = ps->task;
+    int *count = is_class ? &t->n_classes : &t->n_concepts;
+    sc_hier_term *terms = is_class ? t->classes : t->concepts;
+    const char *kind = is_class ? "class" : "concept";
+    if (n_fields > 2) return hier_fail(ps, SC_EFORMAT, "a %s line has a name and at most one phrase", kind);
+    if (*count == (is_class ? SC_HIER_MAX_CLASSES : SC_HIER_MAX_CONCEPTS))
+        return hier_fail(ps, SC_ENOMEM, "too many %s lines in one task", kind);
+    if (find_term(terms, *count, field[0]) >= 0) return hier_fail(ps, SC_EFORMAT, "%s '%s' is declared twice", kind, field[0]);
+    sc_hier_term *term = &terms[*count];
+    term->name = hier_strdup(ps, field[0], strlen(field[0]));
+    term->phrase = n_fields == 2 ? hier_strdup(ps, field[1], strlen(field[1])) : term->name;
+    if (!term->name || !term->phrase) return sc_fail(ps->err, SC_ENOMEM, "%s: out of memory", ps->what);
+    (is_class ? ps->class_line : ps->concept_line)[*count] = ps->line;
+    (*count)++;
+    return SC_OK;
+}
+
+/* combo CLASS | CONCEPT [| PROMPT] */
+static sc_status hier_combo(hier_parser *ps, char **field, int n_fields)
+{
+    sc_hier_task *t = ps->task;
+    if (n_fields < 2) return hier_fail(ps, SC_EFORMAT, "a combo line needs 'class | concept'");
+    int c = find_term(t->classes, t->n_classes, field[0]);
+    int l = find_term(t->concepts, t->n_concepts, field[1]);
+    if (c < 0) return hier_fail(ps, SC_EFORMAT, "combo refers to unknown class '%s'", field[0]);
+    if (l < 0) return hier_fail(ps, SC_EFORMAT, "combo refers to unknown concept '%s'", field[1]);
+    for (int h = 0; h < t->n_combos; h++)
+        if (t->combo_class[h] == c && t->combo_concept[h] == l)
+            return hier_fail(ps, SC_EFORMAT, "combo '%s | %s' is listed twice", field[0], field[1]);
+    if (t->n_combos == SC_HIER_MAX_COMBOS) return hier_fail(ps, SC_ENOMEM, "too many combo lines in one task");
+    int h = t->n_combos++;
+    t->combo_class[h] = c;
+    t->combo_concept[h] = l;
+    if (n_fields == 3) {
+        t->combo_prompt[h] = hier_strdup(ps, field[2], strlen(field[2]));
+        if (!t->combo_prompt[h]) return sc_fail(ps->err, SC_ENOMEM, "%s: out of memory", ps->what);
+    }
+    return SC_OK;
+}
+
+/* One statement: keyword, then the rest of the line. */
+static sc_status hier_statement(hier_parser *ps, const char *key, char *rest)
+{
+    char *field[HIER_MAX_FIELDS];
+    int is_text = !strcmp(key, "template") || !strcmp(key, "explain");
+    int n = is_text ? 1 : split_fields(rest, field);
+    if (is_text) field[0] = rest;
+    if (n < 0 || !*rest) return hier_fail(ps, SC_EFORMAT, "'%s' has an empty or extra field", key);
+    if (!strcmp(key, "task")) {
+        sc_status st = hier_end_task(ps);
+        return st ? st : n == 1 ? hier_begin_task(ps, field[0])
+                                : hier_fail(ps, SC_EFORMAT, "a task line holds only the task's name");
+    }
+    if (is_text) {
+        sc_status st = hier_check_template(ps, rest);
+        if (st) return st;
+        char *copy = hier_strdup(ps, rest, strlen(rest));
+        if (!copy) return sc_fail(ps->err, SC_ENOMEM, "%s: out of memory", ps->what);
+        if (key[0] == 'e') *(ps->task ? &ps->task->explain : &ps->file_explain) = copy;
+        else *(ps->task ? &ps->task_template : &ps->file_template) = copy;
+        return SC_OK;
+    }
+    if (!ps->task) return hier_fail(ps, SC_EFORMAT, "'%s' before the first task line", key);
+    if (!strcmp(key, "class")) return hier_term(ps, 1, field, n);
+    if (!strcmp(key, "concept")) return hier_term(ps, 0, field, n);
+    if (!strcmp(key, "combo")) return hier_combo(ps, field, n);
+    if (!strcmp(key, "column") && n == 1) {
+        ps->task->column = hier_strdup(ps, field[0], strlen(field[0]));
+        return ps->task->column ? SC_OK : sc_fail(ps->err, SC_ENOMEM, "%s: out of memory", ps->what);
+    }
+    if (!strcmp(key, "multilabel") && n == 1 && (!strcmp(field[0], "yes") || !strcmp(field[0], "no"))) {
+        ps->task->multilabel = field[0][0] == 'y';
+        return SC_OK;
+    }
+    if (!strcmp(key, "column") || !strcmp(key, "multilabel"))
+        return hier_fail(ps, SC_EFORMAT, "bad value for '%s' (multilabel takes yes or no)", key);
+    return hier_fail(ps, SC_EFORMAT, "unknown keyword '%s'", key);
+}
+
+/* @book begin hier-parse */
+sc_status sc_hier_parse(sc_hier *h, const char *text, size_t len, const char *what, sc_err *err)
+{
+    memset(h, 0, sizeof *h);
+    sc_arena_init(&h->arena, "hierarchy", (size_t)1 << 20, (size_t)64 << 20);
+    int class_line[SC_HIER_MAX_CLASSES], concept_line[SC_HIER_MAX_CONCEPTS];
+    hier_parser ps = {h, what, 0, err, NULL, NULL, NULL, NULL, class_line, concept_line, 0};
+    h->tasks = sc_arena_calloc(&h->arena, SC_HIER_MAX_TASKS, sizeof *h->tasks);
+    sc_status st = h->tasks ? SC_OK : sc_fail(err, SC_ENOMEM, "%s: out of memory", what);
+    int seen_header = 0;
+    for (size_t pos = 0; st == SC_OK && pos < len;) {
+        /* One line: [pos, eol), copied so it can be cut into fields. */
+        size_t eol = pos;
+        while (eol < len && text[eol] != '\n') eol++;
+        ps.line++;
+        char line[SC_HIER_MAX_LINE + 1];
+        size_t n = eol - pos;
+        if (n > 0 && text[eol - 1] == '\r') n--;
+        if (n > SC_HIER_MAX_LINE) {
+            st = hier_fail(&ps, SC_EFORMAT, "line longer than %d bytes", SC_HIER_MAX_LINE);
+            break;
+        }
+        memcpy(line, text + pos, n);
+        line[n] = 0;
+        pos = eol + 1;
+        for (size_t i = 0; i < n && st == SC_OK; i++)
+            if ((unsigned char)line[i] < 0x20 && line[i] != '\t')
+                st = hier_fail(&ps, SC_EFORMAT, "control character in the text");
+        char *p = line;
+        while (is_blank(*p)) p++;
+        if (st || *p == 0 || *p == '#') continue;
+        /* keyword, blanks, rest (trailing blanks removed) */
+        char *key = p;
+        while (*p && !is_blank(*p)) p++;
+        if (*p) *p++ = 0;
+        while (is_blank(*p)) p++;
+        char *end = p + strlen(p);
+        while (end > p && is_blank(end[-1])) *--end = 0;
+        if (!seen_header) {
+            if (strcmp(key, "scale-hier") || strcmp(p, "1"))
+                st = hier_fail(&ps, SC_EFORMAT, "the first statement must be 'scale-hier 1'");
+            seen_header = 1;
+            continue;
+        }
+        st = hier_statement(&ps, key, p);
+    }
+    if (st == SC_OK) st = hier_end_task(&ps);
+    if (st == SC_OK && h->n_tasks == 0) st = sc_fail(err, SC_EFORMAT, "%s: no task lines", what);
+    if (st != SC_OK) sc_hier_free(h);
+    return st;
+}
+/* @book end hier-parse */
+
+sc_status sc_hier_load(sc_hier *h, const char *path, sc_err *err)
+{
+    uint8_t *data;
+    size_t len;
+    memset(h, 0, sizeof *h);
+    sc_status st = sc_read_file(path, SC_HIER_MAX_BYTES, &data, &len, err);
+    if (st) return st;
+    if (memchr(data, 0, len)) st = sc_fail(err, SC_EFORMAT, "%s: contains a NUL byte; not a text file", path);
+    else st = sc_hier_parse(h, (const char *)data, len, path, err);
+    free(data);
+    return st;
+}
+
+void sc_hier_free(sc_hier *h)
+{
+    sc_arena_free(&h->arena);
+    h->tasks = NULL;
+    h->n_tasks = 0;
+}
+
+const sc_hier_task *sc_hier_task_find(const sc_hier *h, const char *name)
+{
+    for (int i = 0; i < h->n_tasks; i++)
+        if (!strcmp(h->tasks[i].name, name)) return &h->tasks[i];
+    return NULL;
+}
+
+int sc_hier_combo_find(const sc_hier_task *t, const char *cls, const char *concept)
+{
+    int l = find_term(t->concepts, t->n_concepts, concept);
+    int c = cls ? find_term(t->classes, t->n_classes, cls) : -1;
+    if (l < 0 || (cls && c < 0)) return -1;
+    int found = -1;
+    for (int h = 0; h < t->n_combos; h++) {
+        if (t->combo_concept[h] != l || (cls && t->combo_class[h] != c)) continue;
+        if (found >= 0) return -1; /* concept alone is ambiguous */
+        found = h;
+    }
+    return found;
+}
+
+char *sc_hier_explain(const sc_hier_task *t, int h, char *buf, size_t n)
+{
+    SC_ASSERT(h >= 0 && h < t->n_combos, "combination %d of %d", h, t->n_combos);
+    if (fill_template(buf, n, t->explain, t->name, t->classes[t->combo_class[h]].name,
+                      t->concepts[t->combo_concept[h]].name) != 0)
+        snprintf(buf, n, "%s: %s", t->classes[t->combo_class[h]].name, t->concepts[t->combo_concept[h]].name);
+    return buf;
+}
 /* ======================================================================== */
 
 /* ======================================================================== */
 /* 2. From Q to Z and the max aggregation                                    */
+
+/* Q (N, M) compares every image with every text of the batch. The
+ * supervised terms need one score per class-concept combination instead:
+ * column h of Z is the (scaled) column of Q of the first text that carries
+ * combination h. Training appends one canonical prompt per combination to
+ * every batch, so each h has such a column. */
+
+void sc_combo_columns(int64_t *first_col, const int *text_combo, int64_t M, int H)
+{
+    for (int h = 0; h < H; h++) first_col[h] = -1;
+    for (int64_t j = M - 1; j >= 0; j--) first_col[text_combo[j]] = j;
+}
+
+/* @book begin q-to-z */
+/* z (H) = s · Q[i, k(h)] for one image row q (M). */
+static void q_row_to_z(double *z, const float *q, const int64_t *first_col, int H, double s)
+{
+    for (int h = 0; h < H; h++) z[h] = s * (double)q[first_col[h]];
+}
+
+/* agg (G) = the max of z over the combinations of each group (concept or
+ * class); argmax (G) remembers which combination won, for the backward
+ * pass. group_of (H) maps a combination to its group. */
+static void max_aggregate(double *agg, int *argmax, const double *z, const int *group_of, int H, int G)
+{
+    for (int g = 0; g < G; g++) argmax[g] = -1;
+    for (int h = 0; h < H; h++) {
+        int g = group_of[h];
+        if (argmax[g] < 0 || z[h] > agg[g]) {
+            agg[g] = z[h];
+            argmax[g] = h;
+        }
+    }
+}
+
+/* The target of a group is 1 when any of the image's combinations lies in
+ * it: "this image shows concept l" / "this image is of class c". */
+static void aggregate_targets(double *t, const float *g_row, const int *group_of, int H, int G)
+{
+    for (int g = 0; g < G; g++) t[g] = 0;
+    for (int h = 0; h < H; h++)
+        if (g_row[h] != 0) t[group_of[h]] = 1;
+}
+/* @book end q-to-z */
+
+void sc_scale_scores(double *Z, double *z_concept, double *z_class, const float *Q, const sc_loss_problem *p,
+                     double logit_scale)
+{
+    int H = p->H;
+    int64_t *first_col = malloc(sizeof(int64_t) * (size_t)H);
+    double *z = malloc(sizeof(double) * (size_t)H);
+    int *argmax = malloc(sizeof(int) * (size_t)(p->n_concepts + p->n_classes));
+    SC_ASSERT(first_col && z && argmax, "no memory for %d combinations", H);
+    sc_combo_columns(first_col, p->text_combo, p->M, H);
+    for (int64_t i = 0; i < p->N; i++) {
+        q_row_to_z(z, Q + i * p->M, first_col, H, logit_scale);
+        if (Z) memcpy(Z + i * H, z, sizeof(double) * (size_t)H);
+        if (z_concept) max_aggregate(z_concept + i * p->n_concepts, argmax, z, p->combo_concept, H, p->n_concepts);
+        if (z_class) max_aggregate(z_class + i * p->n_classes, argmax, z, p->combo_class, H, p->n_classes);
+    }
+    free(first_col);
+    free(z);
+    free(argmax);
+}
 /* ======================================================================== */
 
 /* ======================================================================== */
 /* 3. Cross-entropy with probability targets                                 */
+
+/* PyTorch's cross-entropy with probability targets,
+ *     CE(t, z) = -sum_j t_j log softmax(z)_j,
+ * applied to the targets as given: a multi-hot row is not renormalised, so
+ * an image with two combinations pulls on both with full weight. Its
+ * gradient is dCE/dz_j = (sum_k t_k) softmax(z)_j - t_j. */
+
+static double log_sum_exp(const double *z, int64_t n)
+{
+    double m = -INFINITY;
+    for (int64_t j = 0; j < n; j++)
+        if (z[j] > m) m = z[j];
+    double sum = 0;
+    for (int64_t j = 0; j < n; j++) sum += exp(z[j] - m);
+    return m + log(sum);
+}
+
+/* @book begin cross-entropy */
+/* Returns CE(t, z) over n entries; when dz is not NULL adds weight · dCE/dz. */
+static double cross_entropy(double *dz, const double *t, const double *z, int n, double weight)
+{
+    double lse = log_sum_exp(z, n), loss = 0, t_sum = 0;
+    for (int j = 0; j < n; j++) {
+        loss -= t[j] * (z[j] - lse);
+        t_sum += t[j];
+    }
+    if (dz)
+        for (int j = 0; j < n; j++) dz[j] += weight * (t_sum * exp(z[j] - lse) - t[j]);
+    return loss;
+}
+/* @book end cross-entropy */
 /* ======================================================================== */
 
 /* ======================================================================== */
 /* 4. Supervised contrastive loss (Eq. 2)                                    */
+
+/* Eq. 2 contrasts an anchor sample with the other samples of the batch:
+ *     L_a = -1/|P(a)| sum_{p in P(a)} log( exp(l_ap) / sum_{s in S(a)} exp(l_as) ).
+ * Both readings of the paper reduce to that one formula over a matrix of
+ * logits l (A, S) — A anchor samples against S candidates — and differ only
+ * in where l comes from:
+ *   rows   l = F Fᵀ / τ with F the rows of Q (or of Qᵀ), S(a) = all but a;
+ *   cross  l = Q / τ (or Qᵀ / τ), S(a) = every text (or every image).
+ * Positives: single-label, the candidates whose label vector equals the
+ * anchor's; multi-label (Zhang & Wu), one anchor per label h of the sample,
+ * whose positives are the candidates carrying h. Anchors without positives
+ * are skipped. supcon_logits returns the summed loss and the anchor count
+ * and, when dl is not NULL, adds dLoss/dl (unreduced) into dl. */
+
+static int same_labels(const float *a, const float *b, int H)
+{
+    for (int h = 0; h < H; h++)
+        if ((a[h] != 0) != (b[h] != 0)) return 0;
+    return 1;
+}
+
+/* Is candidate s a positive of anchor a for label h (h < 0: single-label)? */
+static int is_positive(const float *anchor_labels, const float *cand_labels, int H, int h)
+{
+    return h < 0 ? same_labels(anchor_labels, cand_labels, H) : cand_labels[h] != 0;
+}
+
+/* @book begin supcon-logits */
+static double supcon_logits(double *dl, int64_t *n_anchors, const double *logit,
+                            const float *anchor_labels, const float *cand_labels, int64_t A,
+                            int64_t S, int H, int exclude_self, int multilabel)
+{
+    double loss = 0;
+    *n_anchors = 0;
+    for (int64_t a = 0; a < A; a++) {
+        const double *l = logit + a * S;
+        const float *la = anchor_labels + a * H;
+        /* log of the denominator of Eq. 2: all candidates except the anchor
+         * itself in the rows reading. */
+        double m = -INFINITY, sum = 0;
+        for (int64_t s = 0; s < S; s++)
+            if (!(exclude_self && s == a) && l[s] > m) m = l[s];
+        for (int64_t s = 0; s < S; s++)
+            if (!(exclude_self && s == a)) sum += exp(l[s] - m);
+        double lse = m + log(sum);
+        /* One anchor per label in the multi-label case, one in total else. */
+        for (int h = multilabel ? 0 : -1; h < (multilabel ? H : 0); h++) {
+            if (h >= 0 && la[h] == 0) continue;
+            int64_t n_pos = 0;
+            double pos_sum = 0;
+            for (int64_t s = 0; s < S; s++) {
+                if ((exclude_self && s == a) || !is_positive(la, cand_labels + s * H, H, h)) continue;
+                n_pos++;
+                pos_sum += l[s] - lse;
+            }
+            if (n_pos == 0) continue;
+            loss -= pos_sum / (double)n_pos;
+            (*n_anchors)++;
+            if (!dl) continue;
+            /* d/dl_s of -(1/|P|) sum_p (l_p - lse) = softmax_s - [s in P]/|P| */
+            for (int64_t s = 0; s < S; s++) {
+                if (exclude_self && s == a) continue;
+                double g = exp(l[s] - lse);
+                if (is_positive(la, cand_labels + s * H, H, h)) g -= 1.0 / (double)n_pos;
+                dl[a * S + s] += g;
+            }
+        }
+    }
+    return loss;
+}
+/* @book end supcon-logits */
+
+/* logit (A, A) = F Fᵀ / τ for the rows reading; F (A, D) with row stride
+ * row_stride and element stride col_stride (so Qᵀ needs no copy). */
+static void gram_logits(double *logit, const float *F, int64_t A, int64_t D, int64_t row_stride,
+                        int64_t col_stride, double tau)
+{
+    for (int64_t a = 0; a < A; a++)
+        for (int64_t b = 0; b <= a; b++) {
+            double dot = 0;
+            for (int64_t d = 0; d < D; d++)
+                dot += (double)F[a * row_stride + d * col_stride] * (double)F[b * row_stride + d * col_stride];
+            logit[a * A + b] = logit[b * A + a] = dot / tau;
+        }
+}
+
+/* Rows reading backward: l = F Fᵀ/τ gives dF = (W + Wᵀ) F / τ, added into
+ * dF with the same strides as F. */
+static void gram_backward(double *dF, const double *W, const float *F, int64_t A, int64_t D,
+                          int64_t row_stride, int64_t col_stride, double tau, double weight)
+{
+    for (int64_t a = 0; a < A; a++)
+        for (int64_t b = 0; b < A; b++) {
+            double w = weight * (W[a * A + b] + W[b * A + a]) / tau;
+            if (w == 0) continue;
+            for (int64_t d = 0; d < D; d++)
+                dF[a * row_stride + d * col_stride] += w * (double)F[b * row_stride + d * col_stride];
+        }
+}
+
+/* One SupCon term. Anchors are the rows of Q (transposed = 0: images,
+ * labels G) or its columns (transposed = 1: texts, labels GT). Returns the
+ * reduced loss and adds weight · dTerm/dQ into dQ when not NULL. */
+static double supcon_term(double *dQ, int64_t *n_anchors, const float *Q, const sc_loss_problem *p,
+                          const sc_loss_config *cfg, int transposed, double weight, sc_arena *scratch)
+{
+    int64_t N = p->N, M = p->M;
+    int64_t A = transposed ? M : N;            /* anchors */
+    int64_t D = transposed ? N : M;            /* length of an anchor's row */
+    int64_t row_stride = transposed ? 1 : M, col_stride = transposed ? M : 1;
+    const float *anchor_labels = transposed ? p->text_labels : p->labels;
+    const float *other_labels = transposed ? p->labels : p->text_labels;
+    int rows = cfg->supcon == SC_SUPCON_ROWS;
+    int64_t S = rows ? A : D;                  /* candidates */
+
+    sc_arena_mark mark = sc_arena_get_mark(scratch);
+    size_t cells = (size_t)A * (size_t)S;
+    double *logit = sc_arena_alloc(scratch, cells * sizeof(double));
+    double *dl = dQ ? sc_arena_calloc(scratch, cells, sizeof(double)) : NULL;
+    SC_ASSERT(logit && (dl || !dQ), "scratch arena cannot hold %zu logits", cells);
+
+    if (rows) {
+        gram_logits(logit, Q, A, D, row_stride, col_stride, cfg->tau);
+    } else {
+        for (int64_t a = 0; a < A; a++)
+            for (int64_t s = 0; s < S; s++)
+                logit[a * S + s] = (double)Q[a * row_stride + s * col_stride] / cfg->tau;
+    }
+    double loss = supcon_logits(dl, n_anchors, logit, anchor_labels, rows ? anchor_labels : other_labels,
+                                A, S, p->H, rows, cfg->multilabel);
+    double scale = 1;
+    if (cfg->reduction == SC_REDUCE_MEAN) scale = *n_anchors ? 1.0 / (double)*n_anchors : 0;
+    if (dQ && *n_anchors) {
+        if (rows) {
+            gram_backward(dQ, dl, Q, A, D, row_stride, col_stride, cfg->tau, weight * scale);
+        } else {
+            for (int64_t a = 0; a < A; a++)
+                for (int64_t s = 0; s < S; s++)
+                    dQ[a * row_stride + s * col_stride] += weight * scale * dl[a * S + s] / cfg->tau;
+        }
+    }
+    sc_arena_rewind(scratch, mark);
+    return loss * scale;
+}
 /* ======================================================================== */
 
 /* ======================================================================== */
 /* 5. The total loss (Eq. 3)                                                 */
+
+/* Eq. 3 adds the three cross-entropies (combination, concept, class) and
+ * the two SupCon terms (images as anchors over Q, texts over Qᵀ):
+ *     total = CE_combo + λ1 CE_concept + λ2 CE_class + λ3 SupCon(G, Q) + λ4 SupCon(GT, Qᵀ).
+ * With reduction "mean" the CE terms are averaged over the N images and the
+ * SupCon terms over their counted anchors; with "sum" everything is summed
+ * as the equations are written. */
+
+sc_loss_config sc_loss_defaults(void)
+{
+    sc_loss_config c;
+    c.logit_scale = 100.0;
+    c.tau = 0.07;
+    c.lambda[0] = c.lambda[1] = c.lambda[2] = c.lambda[3] = 1.0;
+    c.supcon = SC_SUPCON_ROWS;
+    c.reduction = SC_REDUCE_MEAN;
+    c.multilabel = 0;
+    return c;
+}
+
+sc_status sc_loss_problem_check(const sc_loss_problem *p, const char *what, sc_err *err)
+{
+    if (p->N < 1 || p->M < 1 || p->H < 1 || p->n_classes < 1 || p->n_concepts < 1)
+        return sc_fail(err, SC_ESHAPE, "%s: empty problem (N=%lld M=%lld H=%d classes=%d concepts=%d)", what,
+                       (long long)p->N, (long long)p->M, p->H, p->n_classes, p->n_concepts);
+    for (int64_t j = 0; j < p->M; j++)
+        if (p->text_combo[j] < 0 || p->text_combo[j] >= p->H)
+            return sc_fail(err, SC_ERANGE, "%s: text %lld carries combination %d, outside [0, %d)", what,
+                           (long long)j, p->text_combo[j], p->H);
+    for (int h = 0; h < p->H; h++) {
+        if (p->combo_class[h] < 0 || p->combo_class[h] >= p->n_classes)
+            return sc_fail(err, SC_ERANGE, "%s: combination %d has class %d, outside [0, %d)", what, h,
+                           p->combo_class[h], p->n_classes);
+        if (p->combo_concept[h] < 0 || p->combo_concept[h] >= p->n_concepts)
+            return sc_fail(err, SC_ERANGE, "%s: combination %d has concept %d, outside [0, %d)", what, h,
+                           p->combo_concept[h], p->n_concepts);
+        int has_column = 0;
+        for (int64_t j = 0; j < p->M && !has_column; j++) has_column = p->text_combo[j] == h;
+        if (!has_column)
+            return sc_fail(err, SC_ERANGE, "%s: no text carries combination %d, so Z has no column for it", what, h);
+    }
+    for (int g = 0; g < p->n_classes + p->n_concepts; g++) {
+        int is_class = g < p->n_classes, id = is_class ? g : g - p->n_classes, used = 0;
+        for (int h = 0; h < p->H && !used; h++)
+            used = (is_class ? p->combo_class[h] : p->combo_concept[h]) == id;
+        if (!used)
+            return sc_fail(err, SC_ERANGE, "%s: %s %d has no combination", what, is_class ? "class" : "concept", id);
+    }
+    int64_t n_img = p->N * p->H, n_txt = p->M * p->H;
+    for (int64_t i = 0; i < n_img + n_txt; i++) {
+        float v = i < n_img ? p->labels[i] : p->text_labels[i - n_img];
+        if (v != 0 && v != 1)
+            return sc_fail(err, SC_ERANGE, "%s: %s label %lld is %g, not 0 or 1", what, i < n_img ? "image" : "text",
+                           (long long)(i < n_img ? i : i - n_img), (double)v);
+    }
+    return SC_OK;
+}
+
+/* The three cross-entropies of one image; adds weight · d/dz into dz.
+ * work holds 4 blocks of `width` doubles, width >= H, L and C. */
+static void image_cross_entropies(double ce[3], double *dz, const double *z, const float *g_row,
+                                  const sc_loss_problem *p, const sc_loss_config *cfg, double weight,
+                                  double *work, int width)
+{
+    int H = p->H, L = p->n_concepts, C = p->n_classes;
+    double *t = work, *agg = work + width, *dagg = work + 2 * width;
+    int *argmax = (int *)(work + 3 * width);
+    for (int h = 0; h < H; h++) t[h] = g_row[h];
+    ce[0] = cross_entropy(dz, t, z, H, weight);
+    for (int level = 0; level < 2; level++) {
+        const int *group_of = level == 0 ? p->combo_concept : p->combo_class;
+        int G = level == 0 ? L : C;
+        double lam = cfg->lambda[level];
+        max_aggregate(agg, argmax, z, group_of, H, G);
+        aggregate_targets(t, g_row, group_of, H, G);
+        for (int g = 0; g < G; g++) dagg[g] = 0;
+        ce[1 + level] = cross_entropy(dz ? dagg : NULL, t, agg, G, weight * lam);
+        /* The max passes its gradient to the combination that won. */
+        if (dz)
+            for (int g = 0; g < G; g++) dz[argmax[g]] += dagg[g];
+    }
+}
+
+/* @book begin scale-loss */
+void sc_scale_loss(sc_loss_terms *terms, double *dQ, const float *Q, const sc_loss_problem *p,
+                   const sc_loss_config *cfg, sc_arena *scratch)
+{
+    int64_t N = p->N, M = p->M;
+    int H = p->H;
+    int G = H > p->n_concepts ? H : p->n_concepts; /* widest of combos, concepts, classes */
+    if (G < p->n_classes) G = p->n_classes;
+    sc_arena_mark mark = sc_arena_get_mark(scratch);
+    int64_t *first_col = sc_arena_alloc(scratch, sizeof(int64_t) * (size_t)H);
+    double *z = sc_arena_alloc(scratch, sizeof(double) * (size_t)H);
+    double *dz = sc_arena_alloc(scratch, sizeof(double) * (size_t)H);
+    double *work = sc_arena_alloc(scratch, sizeof(double) * (size_t)(4 * G));
+    SC_ASSERT(first_col && z && dz && work, "scratch arena cannot hold the loss buffers");
+    sc_combo_columns(first_col, p->text_combo, M, H);
+    if (dQ) memset(dQ, 0, sizeof(double) * (size_t)(N * M));
+
+    /* Cross-entropies, image by image (Eq. 3, first three terms). */
+    double ce_weight = cfg->reduction == SC_REDUCE_MEAN ? 1.0 / (double)N : 1.0;
+    double ce_sum[3] = {0, 0, 0};
+    for (int64_t i = 0; i < N; i++) {
+        double ce[3];
+        q_row_to_z(z, Q + i * M, first_col, H, cfg->logit_scale);
+        for (int h = 0; h < H; h++) dz[h] = 0;
+        image_cross_entropies(ce, dQ ? dz : NULL, z, p->labels + i * H, p, cfg, ce_weight, work, G);
+        for (int k = 0; k < 3; k++) ce_sum[k] += ce[k];
+        /* Z[i, h] = s Q[i, k(h)]: the gradient goes back to column k(h). */
+        if (dQ)
+            for (int h = 0; h < H; h++) dQ[i * M + first_col[h]] += cfg->logit_scale * dz[h];
+    }
+    terms->ce_combo = ce_weight * ce_sum[0];
+    terms->ce_concept = ce_weight * ce_sum[1];
+    terms->ce_class = ce_weight * ce_sum[2];
+
+    /* SupCon with images as anchors (G, Q) and with texts (GT, Qᵀ). */
+    terms->supcon_img = supcon_term(dQ, &terms->img_anchors, Q, p, cfg, 0, cfg->lambda[2], scratch);
+    terms->supcon_txt = supcon_term(dQ, &terms->txt_anchors, Q, p, cfg, 1, cfg->lambda[3], scratch);
+
+    terms->total = terms->ce_combo + cfg->lambda[0] * terms->ce_concept + cfg->lambda[1] * terms->ce_class +
+                   cfg->lambda[2] * terms->supcon_img + cfg->lambda[3] * terms->supcon_txt;
+    sc_arena_rewind(scratch, mark);
+}
+/* @book end scale-loss */
+
+/* The loss as a tape node: the forward pass computes dTotal/dQ at once
+ * (it costs little more than the loss) and keeps it; the backward pass
+ * scales it by the upstream gradient. */
+static void scale_loss_backward(sc_ctx *ctx, sc_node *n)
+{
+    float *dQ = sc__grad(ctx, n->in[0]);
+    if (!dQ) return;
+    const float *saved = n->saved;
+    float upstream = n->out->grad[0];
+    int64_t count = sc_numel(n->in[0]);
+    for (int64_t i = 0; i < count; i++) dQ[i] += upstream * saved[i];
+}
+
+sc_tensor *sc_scale_loss_op(sc_ctx *ctx, sc_tensor *Q, const sc_loss_problem *p,
+                            const sc_loss_config *cfg, sc_loss_terms *terms)
+{
+    SC_ASSERT(Q->ndim == 2 && Q->shape[0] == p->N && Q->shape[1] == p->M && sc_is_contiguous(Q),
+              "Q must be a contiguous (%lld, %lld) tensor", (long long)p->N, (long long)p->M);
+    sc_loss_terms local;
+    if (!terms) terms = &local;
+    int want_grad = ctx->grad_enabled && Q->requires_grad;
+    int64_t count = p->N * p->M;
+    sc_arena_mark mark = sc_arena_get_mark(&ctx->grad);
+    double *dQ = want_grad ? sc_arena_alloc(&ctx->grad, sizeof(double) * (size_t)count) : NULL;
+    SC_ASSERT(dQ || !want_grad, "arena '%s' cannot hold dQ", ctx->grad.name);
+    sc_scale_loss(terms, dQ, Q->data, p, cfg, &ctx->grad);
+    sc_tensor *out = sc_tensor_new(&ctx->act, 1, (int64_t[]){1}, "scale_loss");
+    out->data[0] = (float)terms->total;
+    float *saved = NULL;
+    if (want_grad) {
+        saved = sc__act_alloc(ctx, sizeof(float) * (size_t)count);
+        for (int64_t i = 0; i < count; i++) saved[i] = (float)dQ[i];
+    }
+    sc_arena_rewind(&ctx->grad, mark);
+    sc_node *n = sc__node_record(ctx, "scale_loss", scale_loss_backward, out, &Q, 1);
+    if (n) n->saved = saved;
+    return out;
+}
 /* ======================================================================== */
 
 /* ======================================================================== */
 /* 6. Training SCALE on cached embeddings                                    */
+
+/* Training follows Fig. 1 on cached embeddings: a batch of images and the
+ * texts paired with them, plus one canonical prompt per combination (so
+ * that Z has a column for each, Sec. 2.2), pass through their adapters,
+ * are L2-normalised, give Q = X̂ T̂ᵀ, and the loss of Eq. 3 is minimised
+ * with Adam (lr 1e-3, 150 epochs, Sec. 2.3). All of it runs on the tape:
+ * adapter → normalise → matmul → loss node. */
+
+sc_train_config sc_train_defaults(void)
+{
+    sc_train_config c;
+    c.loss = sc_loss_defaults();
+    c.adapter = sc_adapter_defaults();
+    c.image_adapter = 1;
+    c.text_adapter = 1;
+    c.epochs = 150;
+    c.lr = 1e-3f;
+    c.batch_size = 0;
+    c.seed = 0;
+    return c;
+}
+
+/* @book begin batch-size */
+int sc_train_batch_size(int64_t N)
+{
+    int64_t b = 1;
+    while (b * 2 <= N / 4) b *= 2;      /* about four or more steps per epoch */
+    if (b < 8) b = 8;                    /* but enough samples to find positives */
+    if (b > 64) b = 64;                  /* and no larger than the 64 */
+    return (int)(b < N ? b : N);
+}
+/* @book end batch-size */
+
+sc_status sc_train_data_check(const sc_train_data *d, const char *what, sc_err *err)
+{
+    if (d->N < 1 || d->C < 1 || d->H < 1)
+        return sc_fail(err, SC_ESHAPE, "%s: empty training data (N=%lld C=%lld H=%d)", what, (long long)d->N,
+                       (long long)d->C, d->H);
+    /* The loss check on the first batch shape covers indices and labels of
+     * the combinations; the per-image arrays are checked here. */
+    for (int64_t i = 0; i < d->N; i++)
+        if (d->text_combo[i] < 0 || d->text_combo[i] >= d->H)
+            return sc_fail(err, SC_ERANGE, "%s: text of image %lld carries combination %d, outside [0, %d)", what,
+                           (long long)i, d->text_combo[i], d->H);
+    int *canonical = malloc(sizeof(int) * (size_t)d->H);
+    if (!canonical) return sc_fail(err, SC_ENOMEM, "%s: out of memory", what);
+    for (int h = 0; h < d->H; h++) canonical[h] = h;
+    sc_loss_problem p = {d->N, d->H, d->H, d->n_classes, d->n_concepts, canonical, d->labels, d->labels,
+                         d->combo_class, d->combo_concept};
+    sc_status st = sc_loss_problem_check(&p, what, err);
+    if (st == SC_OK && d->text_labels) {
+        p.labels = d->text_labels;
+        st = sc_loss_problem_check(&p, what, err);
+    }
+    free(canonical);
+    return st;
+}
+
+sc_status sc_scale_model_init(sc_scale_model *m, int64_t C, const sc_train_config *cfg, sc_err *err)
+{
+    memset(m, 0, sizeof *m);
+    if (!cfg->image_adapter && !cfg->text_adapter)
+        return sc_fail(err, SC_EARG, "training needs at least one adapter (image or text)");
+    if (cfg->adapter.reduction < 1 || C % cfg->adapter.reduction != 0)
+        return sc_fail(err, SC_EARG, "embedding width %lld is not a multiple of the reduction %d", (long long)C,
+                       cfg->adapter.reduction);
+    if (!(cfg->adapter.alpha_init > 0 && cfg->adapter.alpha_init < 1))
+        return sc_fail(err, SC_EARG, "alpha must start inside (0, 1), not %g", (double)cfg->adapter.alpha_init);
+    m->cfg = *cfg;
+    m->C = C;
+    sc_arena_init(&m->weights, "adapter weights", (size_t)4 << 20, 0);
+    /* One stream initialises the adapters, a second one shuffles; both
+     * follow from the seed. */
+    sc_rng init;
+    sc_rng_seed(&init, cfg->seed);
+    sc_rng_seed(&m->rng, cfg->seed ^ 0x5CA1Eull);
+    if (cfg->image_adapter) {
+        sc_adapter_init(&m->image, &m->weights, C, cfg->adapter, &init, "image_adapter");
+        m->params[m->n_params++] = m->image.w1;
+        m->params[m->n_params++] = m->image.w2;
+        m->params[m->n_params++] = m->image.alpha;
+    }
+    if (cfg->text_adapter) {
+        sc_adapter_init(&m->text, &m->weights, C, cfg->adapter, &init, "text_adapter");
+        m->params[m->n_params++] = m->text.w1;
+        m->params[m->n_params++] = m->text.w2;
+        m->params[m->n_params++] = m->text.alpha;
+    }
+    sc_status st = sc_optim_init(&m->opt, sc_opt_defaults(SC_OPT_ADAM, cfg->lr), m->params, m->n_params, err);
+    if (st) sc_scale_model_free(m);
+    return st;
+}
+
+void sc_scale_model_free(sc_scale_model *m)
+{
+    sc_optim_free(&m->opt);
+    sc_arena_free(&m->weights);
+    m->n_params = 0;
+}
+
+/* Adapt (when that branch has an adapter) and L2-normalise rows x (B, C). */
+static sc_tensor *adapt_normalise(sc_ctx *ctx, const sc_adapter *ad, int use, sc_tensor *x)
+{
+    return sc_l2_normalize(ctx, use ? sc_adapter_apply(ctx, ad, x) : x);
+}
+
+/* One batch: the images `index[0..B)`, their paired texts and the H
+ * canonical prompts, as the tensors and the loss problem of Sec. 2.2.
+ * When the paired texts are themselves canonical prompts (no text_emb),
+ * the batch's M = B + H text rows are copies of the H prompt rows: the
+ * text adapter then runs on the H prompts only and the rows are gathered
+ * afterwards (prompt_row), which gives the same Q and gradients for a
+ * fraction of the work. */
+typedef struct {
+    sc_tensor *images;     /* (B, C) */
+    sc_tensor *texts;      /* (B + H, C) paired texts, then canonical prompts; NULL when gathered */
+    int32_t *prompt_row;   /* (B + H) the prompt each text row copies */
+    int *text_combo;       /* (B + H) */
+    float *labels;         /* (B, H) */
+    float *text_labels;    /* (B + H, H) */
+    sc_loss_problem problem;
+} train_batch;
+
+static void gather_batch(train_batch *b, sc_ctx *ctx, const sc_train_data *d, const int *index, int64_t B)
+{
+    int64_t C = d->C, H = d->H, M = B + H;
+    b->images = sc_tensor_new(&ctx->act, 2, (int64_t[]){B, C}, "images");
+    b->texts = d->text_emb ? sc_tensor_new(&ctx->act, 2, (int64_t[]){M, C}, "texts") : NULL;
+    b->prompt_row = sc__act_alloc(ctx, sizeof(int32_t) * (size_t)M);
+    b->text_combo = sc__act_alloc(ctx, sizeof(int) * (size_t)M);
+    b->labels = sc__act_alloc(ctx, sizeof(float) * (size_t)(B * H));
+    b->text_labels = sc__act_alloc(ctx, sizeof(float) * (size_t)(M * H));
+    memset(b->text_labels, 0, sizeof(float) * (size_t)(M * H));
+    for (int64_t r = 0; r < M; r++) {
+        int64_t i = r < B ? index[r] : -1;             /* image row, or a canonical prompt */
+        int h = r < B ? d->text_combo[i] : (int)(r - B);
+        b->text_combo[r] = h;
+        b->prompt_row[r] = h;
+        if (b->texts) {
+            const float *text = r < B ? d->text_emb + i * C : d->prompt_emb + (int64_t)h * C;
+            memcpy(b->texts->data + r * C, text, sizeof(float) * (size_t)C);
+        }
+        if (r < B && d->text_labels) memcpy(b->text_labels + r * H, d->text_labels + i * H, sizeof(float) * (size_t)H);
+        else b->text_labels[r * H + h] = 1;
+        if (r < B) {
+            memcpy(b->images->data + r * C, d->image_emb + i * C, sizeof(float) * (size_t)C);
+            memcpy(b->labels + r * H, d->labels + i * H, sizeof(float) * (size_t)H);
+        }
+    }
+    sc_loss_problem p = {B, M, d->H, d->n_classes, d->n_concepts, b->text_combo, b->labels, b->text_labels,
+                         d->combo_class, d->combo_concept};
+    b->problem = p;
+}
+
+/* The normalised text rows of a batch (B + H, C). */
+static sc_tensor *batch_texts(sc_ctx *ctx, const sc_scale_model *m, const sc_train_data *d, const train_batch *b)
+{
+    if (b->texts) return adapt_normalise(ctx, &m->text, m->cfg.text_adapter, b->texts);
+    sc_tensor *prompts = sc_tensor_wrap(&ctx->act, (float *)d->prompt_emb, 2, (int64_t[]){d->H, d->C}, "prompts");
+    sc_tensor *unique = adapt_normalise(ctx, &m->text, m->cfg.text_adapter, prompts);
+    return sc_embedding(ctx, unique, b->prompt_row, b->problem.M);
+}
+
+/* @book begin batch-loss */
+sc_tensor *sc_scale_batch_loss(sc_ctx *ctx, const sc_scale_model *m, const sc_train_data *d, const int *index,
+                               int64_t B, sc_loss_terms *terms)
+{
+    SC_ASSERT(d->C == m->C, "data of width %lld for a model of width %lld", (long long)d->C, (long long)m->C);
+    train_batch b;
+    gather_batch(&b, ctx, d, index, B);
+    sc_tensor *x = adapt_normalise(ctx, &m->image, m->cfg.image_adapter, b.images);
+    sc_tensor *t = batch_texts(ctx, m, d, &b);
+    sc_tensor *Q = sc_matmul(ctx, x, t, 0, 1);          /* (B, B + H) */
+    return sc_scale_loss_op(ctx, Q, &b.problem, &m->cfg.loss, terms);
+}
+/* @book end batch-loss */
+
+/* @book begin train-epoch */
+double sc_scale_train_epoch(sc_scale_model *m, sc_ctx *ctx, const sc_train_data *d)
+{
+    int64_t N = d->N, B = m->cfg.batch_size > 0 ? m->cfg.batch_size : sc_train_batch_size(N);
+    int *order = malloc(sizeof(int) * (size_t)N);
+    SC_ASSERT(order != NULL, "no memory for %lld indices", (long long)N);
+    for (int64_t i = 0; i < N; i++) order[i] = (int)i;
+    sc_rng_shuffle(&m->rng, order, (int)N);
+    double loss_sum = 0;
+    int64_t steps = 0;
+    for (int64_t start = 0; start < N; start += B) {
+        int64_t size = N - start < B ? N - start : B;    /* the last batch may be short */
+        sc_ctx_reset(ctx);
+        sc_tensor *loss = sc_scale_batch_loss(ctx, m, d, order + start, size, NULL);
+        sc_optim_zero_grad(&m->opt);
+        sc_backward(ctx, loss);
+        sc_optim_step(&m->opt);
+        if (m->cfg.image_adapter) sc_adapter_project(&m->image);
+        if (m->cfg.text_adapter) sc_adapter_project(&m->text);
+        loss_sum += loss->data[0];
+        steps++;
+    }
+    sc_ctx_reset(ctx);
+    free(order);
+    m->epoch++;
+    return steps ? loss_sum / (double)steps : 0;
+}
+/* @book end train-epoch */
 /* ======================================================================== */
 
 /* ======================================================================== */
 /* 7. Prediction and explanation                                             */
+
+/* At test time each image is compared with the canonical prompt of every
+ * combination: Q (N, H), whose scaled columns are Z directly. Classes and
+ * concepts are predicted by the same max aggregation as in training
+ * (sc_scale_scores), and the top combinations explain the prediction. */
+
+/* Adapt and normalise n rows without recording, into out (n, C). */
+static void embed_rows(float *out, const sc_adapter *ad, int use, const float *x, int64_t n, int64_t C)
+{
+    sc_ctx ctx;
+    sc_ctx_init(&ctx);
+    sc_ctx_set_grad(&ctx, 0);
+    sc_tensor *in = sc_tensor_wrap(&ctx.act, (float *)x, 2, (int64_t[]){n, C}, "rows");
+    sc_tensor *y = adapt_normalise(&ctx, ad, use, in);
+    memcpy(out, y->data, sizeof(float) * (size_t)(n * C));
+    sc_ctx_free(&ctx);
+}
+
+void sc_scale_similarity(float *Q, const sc_scale_model *m, const float *image_emb, int64_t N,
+                         const float *prompt_emb, int H)
+{
+    int64_t C = m->C;
+    float *x = malloc(sizeof(float) * (size_t)(N * C)), *t = malloc(sizeof(float) * (size_t)H * (size_t)C);
+    SC_ASSERT(x && t, "no memory to embed %lld images", (long long)N);
+    embed_rows(x, &m->image, m->cfg.image_adapter, image_emb, N, C);
+    embed_rows(t, &m->text, m->cfg.text_adapter, prompt_emb, H, C);
+    sc_gemm(0, 1, N, H, C, x, C, t, C, Q, H, 0);
+    free(x);
+    free(t);
+}
 /* ======================================================================== */
 
 /* ======================================================================== */
 /* 8. Metrics                                                                */
 /* ======================================================================== */
+
+/* The paper reports mean accuracy over classes, macro recall, macro F1 and
+ * macro AUC (Sec. 2.3.2). Each is computed per class from a one-vs-rest
+ * view of (N, K) matrices, then averaged. The conventions follow
+ * scikit-learn, whose numbers the tests compare against: a class with no
+ * positives has recall 0 and F1 0 (zero_division=0), and the AUC mean runs
+ * over the classes where both labels occur. */
+
+/* One (score, label) pair, sorted by score for the rank statistic. */
+typedef struct {
+    float score;
+    uint8_t positive;
+} scored_label;
+
+static int compare_score(const void *a, const void *b)
+{
+    float x = ((const scored_label *)a)->score, y = ((const scored_label *)b)->score;
+    return (x > y) - (x < y);
+}
+
+/* @book begin roc-auc */
+double sc_roc_auc(const float *score, const uint8_t *truth, int64_t n, int64_t stride)
+{
+    scored_label *items = malloc(sizeof *items * (size_t)(n > 0 ? n : 1));
+    SC_ASSERT(items != NULL, "no memory for %lld scores", (long long)n);
+    int64_t n_pos = 0;
+    for (int64_t i = 0; i < n; i++) {
+        items[i].score = score[i * stride];
+        items[i].positive = truth[i * stride] != 0;
+        n_pos += items[i].positive;
+    }
+    int64_t n_neg = n - n_pos;
+    if (n_pos == 0 || n_neg == 0) {
+        free(items);
+        return NAN;
+    }
+    qsort(items, (size_t)n, sizeof *items, compare_score);
+    /* Ranks 1..n in ascending score; a run of equal scores shares the mean
+     * of its ranks, which is what counts a tied (positive, negative) pair
+     * as one half. */
+    double rank_sum_pos = 0;
+    for (int64_t lo = 0; lo < n;) {
+        int64_t hi = lo;
+        while (hi + 1 < n && items[hi + 1].score == items[lo].score) hi++;
+        double mean_rank = 0.5 * (double)(lo + 1 + hi + 1);
+        for (int64_t i = lo; i <= hi; i++)
+            if (items[i].positive) rank_sum_pos += mean_rank;
+        lo = hi + 1;
+    }
+    free(items);
+    /* Mann-Whitney U of the positives, divided by the number of pairs. */
+    double u = rank_sum_pos - 0.5 * (double)n_pos * (double)(n_pos + 1);
+    return u / ((double)n_pos * (double)n_neg);
+}
+/* @book end roc-auc */
+
+void sc_predict_argmax(uint8_t *pred, const float *scores, int64_t N, int K)
+{
+    for (int64_t i = 0; i < N; i++) {
+        const float *row = scores + i * K;
+        int best = 0;
+        for (int k = 1; k < K; k++)
+            if (row[k] > row[best]) best = k;
+        for (int k = 0; k < K; k++) pred[i * K + k] = k == best;
+    }
+}
+
+void sc_predict_threshold(uint8_t *pred, const float *scores, int64_t N, int K, float threshold)
+{
+    for (int64_t i = 0; i < N * K; i++) pred[i] = scores[i] >= threshold;
+}
+
+/* @book begin metrics-eval */
+void sc_metrics_eval(sc_metrics *m, const float *scores, const uint8_t *truth, const uint8_t *pred,
+                     int64_t N, int K)
+{
+    double accuracy = 0, recall = 0, f1 = 0, auc = 0;
+    int auc_classes = 0;
+    for (int k = 0; k < K; k++) {
+        /* The confusion counts of class k against the rest. */
+        int64_t tp = 0, fp = 0, fn = 0, tn = 0;
+        for (int64_t i = 0; i < N; i++) {
+            int y = truth[i * K + k] != 0, p = pred[i * K + k] != 0;
+            tp += y && p;
+            fp += !y && p;
+            fn += y && !p;
+            tn += !y && !p;
+        }
+        accuracy += N ? (double)(tp + tn) / (double)N : 0;
+        recall += tp + fn ? (double)tp / (double)(tp + fn) : 0;
+        f1 += 2 * tp + fp + fn ? 2.0 * (double)tp / (double)(2 * tp + fp + fn) : 0;
+        double a = sc_roc_auc(scores + k, truth + k, N, K);
+        if (!isnan(a)) {
+            auc += a;
+            auc_classes++;
+        }
+    }
+    m->accuracy = K ? accuracy / K : 0;
+    m->macro_recall = K ? recall / K : 0;
+    m->macro_f1 = K ? f1 / K : 0;
+    m->auc = auc_classes ? auc / auc_classes : NAN;
+    m->auc_classes = auc_classes;
+}
+/* @book end metrics-eval */
+
+/* Hamamci et al.'s protocol for a VLM's AUC: a softmax over the two prompt
+ * scores, of which the "present" entry is kept. For two entries that softmax
+ * is the logistic function of their difference. */
+void sc_two_prompt_scores(float *out, const float *sim_present, const float *sim_none, int64_t N,
+                          int K, float logit_scale)
+{
+    for (int64_t i = 0; i < N; i++)
+        for (int k = 0; k < K; k++) {
+            double d = (double)logit_scale * ((double)sim_present[i * K + k] - (double)sim_none[i]);
+            out[i * K + k] = (float)(1.0 / (1.0 + exp(-d)));
+        }
+}

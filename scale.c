@@ -654,6 +654,320 @@ static int cmd_encode(int argc, char **argv)
 
 /* ---- 5d. Commands: SCALE (loss, metrics, train, predict) ---------------- */
 
+/* Inputs of the SCALE commands are .npy files. Each helper reads one,
+ * checks its rank and, where given, its shape, and reports a failure as
+ * one sentence naming the file. They return 0 on success, 1 on failure. */
+
+/* Report a failure of a SCALE command as one sentence; returns 1. */
+#if defined(__GNUC__)
+__attribute__((format(printf, 2, 3)))
+#endif
+static int cli_failf(const cli *c, const char *fmt, ...)
+{
+    sc_err err;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err.msg, sizeof err.msg, fmt, ap);
+    va_end(ap);
+    return cli_fail(c, &err);
+}
+
+/* The number of dimensions of a .npy file. */
+static int npy_rank(const cli *c, const char *path, int *ndim)
+{
+    sc_array a;
+    sc_err err;
+    if (sc_npy_read(path, &a, &err) != SC_OK) return cli_fail(c, &err);
+    *ndim = a.ndim;
+    sc_array_free(&a);
+    return 0;
+}
+
+/* A float matrix or vector of rank ndim; when want is not NULL its sizes
+ * must match (want[k] < 0 accepts any). shape receives the sizes. */
+static int load_floats(const cli *c, const char *path, int ndim, const int64_t *want, int64_t *shape, float **out)
+{
+    sc_array a;
+    sc_err err;
+    *out = NULL;
+    if (sc_npy_read(path, &a, &err) != SC_OK) return cli_fail(c, &err);
+    int bad = a.ndim != ndim;
+    for (int k = 0; k < ndim && !bad; k++) {
+        bad = want && want[k] >= 0 && a.shape[k] != want[k];
+        shape[k] = a.shape[k];
+    }
+    sc_status st = bad ? SC_ESHAPE : sc_array_to_f32(&a, out, &err);
+    sc_array_free(&a);
+    if (bad) return cli_failf(c, "%s: expected a %d-dimensional array matching the other inputs", path, ndim);
+    return st == SC_OK ? 0 : cli_fail(c, &err);
+}
+
+/* A vector of integer indices in [0, 2^31), of length n (n < 0: any). */
+static int load_indices(const cli *c, const char *path, int64_t n, int64_t *len, int **out)
+{
+    sc_array a;
+    sc_err err;
+    int64_t *wide = NULL;
+    *out = NULL;
+    if (sc_npy_read(path, &a, &err) != SC_OK) return cli_fail(c, &err);
+    int shape_ok = a.ndim == 1 && (n < 0 || a.shape[0] == n);
+    sc_status st = shape_ok ? sc_array_to_i64(&a, &wide, &err) : SC_ESHAPE;
+    *len = a.ndim == 1 ? a.shape[0] : 0;
+    sc_array_free(&a);
+    if (!shape_ok) return cli_failf(c, "%s: expected a vector of %lld indices", path, (long long)n);
+    if (st != SC_OK) return cli_fail(c, &err);
+    int rc = 0;
+    *out = malloc(sizeof(int) * (size_t)(*len + 1));
+    if (!*out) rc = cli_failf(c, "%s: out of memory", path);
+    for (int64_t i = 0; !rc && i < *len; i++) {
+        if (wide[i] < 0 || wide[i] > INT32_MAX)
+            rc = cli_failf(c, "%s: index %lld is %lld", path, (long long)i, (long long)wide[i]);
+        else (*out)[i] = (int)wide[i];
+    }
+    free(wide);
+    if (rc) {
+        free(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+/* "--lambda 1,1,0.5,0.5" */
+static void cli_lambda(cli *c, double lambda[4])
+{
+    const char *v = cli_str(c);
+    if (!v) return;
+    char tail;
+    if (sscanf(v, "%lf,%lf,%lf,%lf%c", &lambda[0], &lambda[1], &lambda[2], &lambda[3], &tail) != 4) {
+        fprintf(stderr, "scale %s: --lambda needs four numbers separated by commas, not '%s'\n", c->cmd, v);
+        c->bad = 1;
+    }
+}
+
+/* The loss options shared by `loss` and `train`; returns 1 if it took
+ * the current argument. */
+static int cli_loss_option(cli *c, sc_loss_config *cfg)
+{
+    if (cli_is(c, "--logit-scale")) cfg->logit_scale = cli_double(c);
+    else if (cli_is(c, "--tau")) cfg->tau = cli_double(c);
+    else if (cli_is(c, "--lambda")) cli_lambda(c, cfg->lambda);
+    else if (cli_is(c, "--multilabel")) cfg->multilabel = 1;
+    else if (cli_is(c, "--supcon") || cli_is(c, "--reduction")) {
+        int is_supcon = cli_is(c, "--supcon");
+        const char *v = cli_str(c);
+        if (!v) return 1;
+        if (is_supcon && (!strcmp(v, "rows") || !strcmp(v, "cross")))
+            cfg->supcon = v[0] == 'r' ? SC_SUPCON_ROWS : SC_SUPCON_CROSS;
+        else if (!is_supcon && (!strcmp(v, "mean") || !strcmp(v, "sum")))
+            cfg->reduction = v[0] == 'm' ? SC_REDUCE_MEAN : SC_REDUCE_SUM;
+        else {
+            fprintf(stderr, "scale %s: %s takes %s, not '%s'\n", c->cmd, is_supcon ? "--supcon" : "--reduction",
+                    is_supcon ? "rows or cross" : "mean or sum", v);
+            c->bad = 1;
+        }
+    } else return 0;
+    if (!c->bad && !(cfg->tau > 0)) {
+        fprintf(stderr, "scale %s: --tau must be positive\n", c->cmd);
+        c->bad = 1;
+    }
+    return 1;
+}
+
+static const char loss_usage[] =
+    "usage: scale loss --sim Q.npy --text-combos T.npy --labels G.npy --text-labels GT.npy\n"
+    "                  --combo-class CC.npy --combo-concept CL.npy [--logit-scale S] [--tau T]\n"
+    "                  [--lambda a,b,c,d] [--supcon rows|cross] [--reduction mean|sum]\n"
+    "                  [--multilabel] [--grad-out dQ.npy] [--show-z]\n"
+    "Every term of Eq. 3 for similarities Q (N, M), one name=value line each, and\n"
+    "dTotal/dQ into --grad-out (book/05-loss.md).\n";
+
+/* Print rows of a (rows, cols) double matrix as "name[i] = a b c". */
+static void print_rows(const char *name, const double *x, int64_t rows, int64_t cols)
+{
+    for (int64_t i = 0; i < rows; i++) {
+        printf("%s[%lld] =", name, (long long)i);
+        for (int64_t j = 0; j < cols; j++) printf(" %.6g", x[i * cols + j]);
+        printf("\n");
+    }
+}
+
+/* Compute, print and write what `scale loss` promises. */
+static int run_loss(const cli *c, const sc_loss_problem *p, const sc_loss_config *cfg, const float *Q,
+                    const char *grad_out, int show_z)
+{
+    int64_t N = p->N, M = p->M;
+    double *dQ = grad_out ? malloc(sizeof(double) * (size_t)(N * M)) : NULL;
+    float *dQf = grad_out ? malloc(sizeof(float) * (size_t)(N * M)) : NULL;
+    if (grad_out && (!dQ || !dQf)) {
+        free(dQ);
+        free(dQf);
+        return cli_failf(c, "%s: out of memory", grad_out);
+    }
+    sc_arena scratch;
+    sc_arena_init(&scratch, "loss scratch", (size_t)1 << 20, 0);
+    sc_loss_terms t;
+    sc_scale_loss(&t, dQ, Q, p, cfg, &scratch);
+    sc_arena_free(&scratch);
+    if (show_z) {
+        double *Z = malloc(sizeof(double) * (size_t)(N * (p->H + p->n_concepts + p->n_classes)));
+        if (Z) {
+            double *zl = Z + N * p->H, *zc = zl + N * p->n_concepts;
+            sc_scale_scores(Z, zl, zc, Q, p, cfg->logit_scale);
+            print_rows("Z", Z, N, p->H);
+            print_rows("z_concept", zl, N, p->n_concepts);
+            print_rows("z_class", zc, N, p->n_classes);
+        }
+        free(Z);
+    }
+    printf("ce_combo=%.17g\nce_concept=%.17g\nce_class=%.17g\nsupcon_img=%.17g\nsupcon_txt=%.17g\ntotal=%.17g\n",
+           t.ce_combo, t.ce_concept, t.ce_class, t.supcon_img, t.supcon_txt, t.total);
+    int rc = 0;
+    sc_err err;
+    if (grad_out) {
+        for (int64_t i = 0; i < N * M; i++) dQf[i] = (float)dQ[i];
+        if (sc_npy_write_f32(grad_out, dQf, 2, (int64_t[]){N, M}, &err) != SC_OK) rc = cli_fail(c, &err);
+    }
+    free(dQ);
+    free(dQf);
+    return rc;
+}
+
+/* @book begin cmd-loss */
+static int cmd_loss(int argc, char **argv)
+{
+    const char *path[6] = {NULL}; /* Q T G GT CC CL */
+    static const char *const opt[6] = {"--sim", "--text-combos", "--labels", "--text-labels", "--combo-class",
+                                       "--combo-concept"};
+    const char *grad_out = NULL;
+    int show_z = 0;
+    sc_loss_config cfg = sc_loss_defaults();
+    cli c = cli_begin("loss", argc, argv);
+    while (cli_next(&c)) {
+        int k = 0;
+        while (k < 6 && !cli_is(&c, opt[k])) k++;
+        if (k < 6) path[k] = cli_str(&c);
+        else if (cli_is(&c, "--grad-out")) grad_out = cli_str(&c);
+        else if (cli_is(&c, "--show-z")) show_z = 1;
+        else if (cli_is(&c, "--help")) return printf("%s", loss_usage), 0;
+        else if (!cli_loss_option(&c, &cfg)) return cli_unknown(&c);
+    }
+    if (c.bad) return 2;
+    for (int k = 0; k < 6; k++)
+        if (!path[k]) return fprintf(stderr, "scale loss: %s is required\n%s", opt[k], loss_usage), 2;
+
+    float *Q = NULL, *G = NULL, *GT = NULL;
+    int *T = NULL, *CC = NULL, *CL = NULL;
+    int64_t qs[2], gs[2], gts[2], M, H, H2;
+    int rc = load_floats(&c, path[0], 2, NULL, qs, &Q);
+    if (!rc) rc = load_indices(&c, path[1], qs[1], &M, &T);
+    if (!rc) rc = load_indices(&c, path[4], -1, &H, &CC);
+    if (!rc) rc = load_indices(&c, path[5], H, &H2, &CL);
+    if (!rc) rc = load_floats(&c, path[2], 2, (int64_t[]){qs[0], H}, gs, &G);
+    if (!rc) rc = load_floats(&c, path[3], 2, (int64_t[]){M, H}, gts, &GT);
+    if (!rc) {
+        /* Class and concept counts follow from the largest index used. */
+        int n_classes = 0, n_concepts = 0;
+        for (int64_t h = 0; h < H; h++) {
+            if (CC[h] >= n_classes) n_classes = CC[h] + 1;
+            if (CL[h] >= n_concepts) n_concepts = CL[h] + 1;
+        }
+        sc_loss_problem p = {qs[0], M, (int)H, n_classes, n_concepts, T, G, GT, CC, CL};
+        sc_err err;
+        if (H > SC_HIER_MAX_COMBOS) rc = cli_failf(&c, "%s: more than %d combinations", path[4], SC_HIER_MAX_COMBOS);
+        else if (sc_loss_problem_check(&p, "scale loss", &err) != SC_OK) rc = cli_fail(&c, &err);
+        if (!rc) rc = run_loss(&c, &p, &cfg, Q, grad_out, show_z);
+    }
+    free(Q);
+    free(G);
+    free(GT);
+    free(T);
+    free(CC);
+    free(CL);
+    return rc;
+}
+/* @book end cmd-loss */
+
+static const char metrics_usage[] =
+    "usage: scale metrics --scores S.npy --labels Y.npy [--multilabel]\n"
+    "                     [--none-sim NONE.npy --logit-scale S]\n"
+    "Mean accuracy over classes, macro recall, macro F1 and macro ROC AUC\n"
+    "(book/06-metrics.md). S is (N, K). Y is (N) class indices or (N, K) 0/1.\n"
+    "Single-label predictions are the argmax, multi-label ones score >= 0.5.\n"
+    "With --none-sim, S holds similarities to the 'present' prompts and NONE (N)\n"
+    "those to \"No finding.\"; scores become the two-prompt softmax.\n";
+
+/* truth (N, K) from labels read as floats: class indices (ndim 1) or 0/1
+ * entries (ndim 2). Returns 0, or 1 after reporting a bad label. */
+static int labels_to_truth(const cli *c, const char *path, uint8_t *truth, const float *Y, int ndim, int64_t N,
+                           int64_t K)
+{
+    for (int64_t i = 0; i < N; i++) {
+        if (ndim == 1 && !(Y[i] >= 0 && Y[i] < (float)K && Y[i] == floorf(Y[i])))
+            return cli_failf(c, "%s: label %lld is %g, not a class in [0, %lld)", path, (long long)i, (double)Y[i],
+                             (long long)K);
+        for (int64_t k = 0; k < K; k++) {
+            float y = ndim == 1 ? (float)(Y[i] == (float)k) : Y[i * K + k];
+            if (y != 0 && y != 1)
+                return cli_failf(c, "%s: entry (%lld, %lld) is %g, not 0 or 1", path, (long long)i, (long long)k,
+                                 (double)y);
+            truth[i * K + k] = y != 0;
+        }
+    }
+    return 0;
+}
+
+static int cmd_metrics(int argc, char **argv)
+{
+    const char *scores_path = NULL, *labels_path = NULL, *none_path = NULL;
+    int multilabel = 0;
+    double logit_scale = 100;
+    cli c = cli_begin("metrics", argc, argv);
+    while (cli_next(&c)) {
+        if (cli_is(&c, "--scores")) scores_path = cli_str(&c);
+        else if (cli_is(&c, "--labels")) labels_path = cli_str(&c);
+        else if (cli_is(&c, "--none-sim")) none_path = cli_str(&c);
+        else if (cli_is(&c, "--logit-scale")) logit_scale = cli_double(&c);
+        else if (cli_is(&c, "--multilabel")) multilabel = 1;
+        else if (cli_is(&c, "--help")) return printf("%s", metrics_usage), 0;
+        else return cli_unknown(&c);
+    }
+    if (c.bad) return 2;
+    if (!scores_path || !labels_path)
+        return fprintf(stderr, "scale metrics: --scores and --labels are required\n%s", metrics_usage), 2;
+
+    float *S = NULL, *Y = NULL, *none = NULL;
+    uint8_t *truth = NULL, *pred = NULL;
+    int64_t ss[2], ys[2], ns[1];
+    /* The labels' rank decides their form: indices (N) or 0/1 (N, K). */
+    int label_dims = 0;
+    int rc = load_floats(&c, scores_path, 2, NULL, ss, &S);
+    if (!rc) rc = npy_rank(&c, labels_path, &label_dims);
+    if (!rc) rc = load_floats(&c, labels_path, label_dims == 1 ? 1 : 2, ss, ys, &Y);
+    if (!rc && none_path) rc = load_floats(&c, none_path, 1, ss, ns, &none);
+    int64_t N = ss[0], K = ss[1];
+    if (!rc) {
+        truth = calloc((size_t)(N * K) + 1, 1);
+        pred = calloc((size_t)(N * K) + 1, 1);
+        if (!truth || !pred) rc = cli_failf(&c, "%s: out of memory", scores_path);
+    }
+    if (!rc) rc = labels_to_truth(&c, labels_path, truth, Y, label_dims, N, K);
+    if (!rc) {
+        if (none) sc_two_prompt_scores(S, S, none, N, (int)K, (float)logit_scale);
+        if (multilabel) sc_predict_threshold(pred, S, N, (int)K, 0.5f);
+        else sc_predict_argmax(pred, S, N, (int)K);
+        sc_metrics m;
+        sc_metrics_eval(&m, S, truth, pred, N, (int)K);
+        printf("accuracy=%.17g\nmacro_recall=%.17g\nmacro_f1=%.17g\nauc=%.17g\n", m.accuracy, m.macro_recall,
+               m.macro_f1, m.auc);
+    }
+    free(S);
+    free(Y);
+    free(none);
+    free(truth);
+    free(pred);
+    return rc;
+}
+
 /* ---- 5e. Commands: experiments, synthetic data, demo --------------------- */
 
 /* ---- 5f. The command table and main -------------------------------------- */
@@ -681,6 +995,8 @@ static const command commands[] = {
     {"encode", cmd_encode, "embed images and texts with a CLIP or MedCLIP model"},
 
     /* SCALE */
+    {"loss", cmd_loss, "every term of the SCALE loss (Eq. 3) and dTotal/dQ"},
+    {"metrics", cmd_metrics, "accuracy, macro recall, macro F1 and AUC of scores"},
 
     /* experiments */
 

@@ -536,9 +536,175 @@ uint32_t sc_adler32(uint32_t adler, const uint8_t *p, size_t n);
 
 
 /* ---- io.c: CSV ---- */
+/* RFC 4180 CSV: fields separated by a delimiter (',' unless set), records
+ * ended by CRLF, LF or a lone CR, the last one optionally without a line
+ * end. A field in double quotes may hold delimiters, quotes (doubled: "")
+ * and line ends. A leading UTF-8 byte-order mark is skipped; empty lines
+ * are skipped (write a lone empty field as "" to keep it). The first
+ * record is the header and names the columns. Refused with SC_EFORMAT and
+ * the file and line in the message: a quote inside an unquoted field, text
+ * after a closing quote, an unterminated quote, a NUL byte, a record whose
+ * field count differs from the header's (unless ragged_ok), no header. */
+typedef struct {
+    char **field;       /* (n_fields) decoded, NUL-terminated */
+    int n_fields;
+    int64_t line;       /* 1-based line on which the record starts */
+} sc_csv_row;
+
+typedef struct {
+    sc_csv_row header;
+    sc_csv_row *rows;   /* (n_rows) the records after the header */
+    int64_t n_rows;
+    int n_cols;         /* fields in the header */
+    char what[256];     /* the file name used in error messages */
+    char *text;         /* owned: every decoded field, back to back */
+    char **fields;      /* owned: pointers into text, record after record */
+} sc_csv;
+
+/* Caps against hostile or runaway files; a 0 member takes the default. */
+#define SC_CSV_MAX_FILE_BYTES ((size_t)1 << 30)
+#define SC_CSV_MAX_ROWS ((int64_t)1 << 24)
+#define SC_CSV_MAX_FIELDS 4096            /* per record */
+#define SC_CSV_MAX_FIELD_BYTES ((size_t)1 << 20)
+typedef struct {
+    char delimiter;         /* ',' when 0 */
+    int ragged_ok;          /* 1 = records may have any field count */
+    size_t max_file_bytes;
+    int64_t max_rows;       /* data records, not counting the header */
+    int max_fields;
+    size_t max_field_bytes;
+} sc_csv_options;
+
+/* `opt` may be NULL (all defaults). On failure *csv is empty and safe to
+ * free. `what` names the text in error messages. */
+sc_status sc_csv_parse(sc_csv *csv, const char *text, size_t len, const char *what,
+                       const sc_csv_options *opt, sc_err *err);
+sc_status sc_csv_load(sc_csv *csv, const char *path, const sc_csv_options *opt, sc_err *err);
+void sc_csv_free(sc_csv *csv);
+/* Index of the first header field equal to name, or -1. */
+int sc_csv_column(const sc_csv *csv, const char *name);
+/* The same, failing with "FILE:LINE: no column 'NAME' in the header" when
+ * the column is missing or appears more than once. */
+sc_status sc_csv_require_column(const sc_csv *csv, const char *name, int *col, sc_err *err);
+/* Field `col` of data record `row`; "" when a ragged record is shorter. */
+const char *sc_csv_get(const sc_csv *csv, int64_t row, int col);
+/* Whole-field numbers: "FILE:LINE: column NAME: 'x' is not an integer". */
+sc_status sc_csv_get_int(const sc_csv *csv, int64_t row, int col, int64_t *out, sc_err *err);
+sc_status sc_csv_get_double(const sc_csv *csv, int64_t row, int col, double *out, sc_err *err);
+/* Fail with "FILE:LINE: column NAME: " followed by the formatted reason,
+ * for readers that find a bad value in a field (col < 0: no column part). */
+sc_status sc_csv_fail(sc_err *err, sc_status code, const sc_csv *csv, int64_t row, int col,
+                      const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 6, 7)))
+#endif
+    ;
+
+/* A growable text buffer for writers (CSV, SVG, Markdown reports). A
+ * failed allocation is remembered in `failed` and later appends are
+ * ignored, so writers append freely and check once, at save. `data` is
+ * NUL-terminated whenever it is not NULL. */
+typedef struct {
+    char *data;
+    size_t len, cap;
+    int failed;
+} sc_text;
+
+void sc_text_init(sc_text *t);
+void sc_text_put(sc_text *t, const char *s, size_t n);
+void sc_text_puts(sc_text *t, const char *s);
+void sc_text_printf(sc_text *t, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+/* Write the text to path with sc_write_file_atomic; SC_ENOMEM when an
+ * append had failed (nothing is written then). */
+sc_status sc_text_save(const sc_text *t, const char *path, sc_err *err);
+void sc_text_free(sc_text *t);
+
+/* A CSV writer: records accumulate in memory and reach the disk at once
+ * through sc_write_file_atomic, so a failed run leaves no partial file.
+ * Fields are quoted only when they must be (delimiter, quote, CR or LF
+ * inside, or a record's only field empty); records end with LF. */
+typedef struct {
+    sc_text out;
+    int fields_in_row;  /* fields written to the current record */
+    char delimiter;     /* ',' after init; may be changed before writing */
+} sc_csv_writer;
+
+void sc_csv_writer_init(sc_csv_writer *w);
+void sc_csv_put(sc_csv_writer *w, const char *field);
+void sc_csv_putf(sc_csv_writer *w, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+void sc_csv_end_row(sc_csv_writer *w);
+sc_status sc_csv_writer_save(sc_csv_writer *w, const char *path, sc_err *err);
+void sc_csv_writer_free(sc_csv_writer *w);
 
 
 /* ---- io.c: SVG ---- */
+/* Hand-written SVG charts for the experiment reports (the paper's Fig. 2–4),
+ * readable in any browser: line charts with error bars, grids of them, and
+ * scatter plots of 2-D maps. Text is escaped for XML (invalid UTF-8 and
+ * control characters become U+FFFD), colours come from Okabe and Ito's
+ * colour-blind-safe palette (a marker shape changes as well, so series
+ * stay apart in grey print), and files are written atomically.
+ *
+ * Missing values are not errors: a point whose x or y is NaN or infinite,
+ * or whose x is not positive on a log axis, is left out and breaks its line
+ * in two; a NaN, infinite or negative error is not drawn; a series with no
+ * point left keeps its legend entry, marked "(no data)"; a chart with no
+ * point at all still gets its axes, over [0, 1]. Points are joined in the
+ * order given. */
+#define SC_PLOT_PALETTE 8 /* colours before they repeat (with a new marker) */
+
+typedef struct {
+    const char *name;     /* legend label */
+    const double *x;      /* (n) */
+    const double *y;      /* (n) the mean over seeds, say */
+    const double *err;    /* (n) one standard deviation, or NULL */
+    int n;
+    int color;            /* palette index; -1 = the series' position */
+    int dashed;           /* 1 = dashed line (e.g. a follow-up variant) */
+} sc_plot_series;
+
+typedef struct {
+    const char *title;         /* NULL = none */
+    const char *x_label;
+    const char *y_label;
+    int x_log;                 /* 1 = logarithmic x axis */
+    double y_min, y_max;       /* fixed y range; equal (e.g. both 0) = from the data */
+    const double *x_ticks;     /* (n_x_ticks) tick positions, or NULL = automatic */
+    int n_x_ticks;
+    const sc_plot_series *series; /* (n_series) */
+    int n_series;
+} sc_line_chart;
+
+/* One chart with its legend below it. */
+sc_status sc_svg_line_chart(const char *path, const sc_line_chart *chart, sc_err *err);
+/* A grid of charts, n_cols across (one per metric, like the paper's
+ * figures), under an overall title (NULL = none), with one legend below
+ * taken from the first panel: the panels should show the same methods. */
+sc_status sc_svg_line_panels(const char *path, const char *title, const sc_line_chart *panels, int n_panels,
+                             int n_cols, sc_err *err);
+
+typedef struct {
+    const char *title;
+    const double *xy;          /* (n, 2) */
+    const int *category;       /* (n) each in [0, n_categories) */
+    int64_t n;
+} sc_scatter_panel;
+
+/* Scatter plots side by side (Fig. 4: zero-shot next to SCALE), one colour
+ * and marker per category, with a shared legend. Both axes of a panel use
+ * one scale, so distances in the map are not distorted; the axes carry no
+ * numbers because t-SNE coordinates have no units. A category outside
+ * [0, n_categories) fails with SC_ERANGE. */
+sc_status sc_svg_scatter(const char *path, const char *title, const sc_scatter_panel *panels, int n_panels,
+                         const char *const *category_names, int n_categories, sc_err *err);
 
 
 
@@ -700,9 +866,251 @@ sc_tensor *sc_clip_text_forward(sc_ctx *ctx, const sc_model *m, sc_tensor *x, co
 /* The pooled position of one row of T ids, by the rule of the config. */
 int64_t sc_clip_eot_index(const sc_clip_text_config *cfg, const int64_t *ids, int64_t T);
 
+/* ---- nn.c: adapters, Eq. 1 (book/04) ---- */
+/* A CLIP-Adapter: a bias-free bottleneck MLP A(f) whose output is blended
+ * with the frozen feature, f' = α A(f) + (1 − α) f, with α learnable. */
+typedef enum {
+    SC_ALPHA_SIGMOID, /* α = sigmoid(a) with a learnable: α stays in (0, 1) */
+    SC_ALPHA_CLAMP,   /* α learnable itself, clamped to [0, 1] after each step */
+    SC_ALPHA_RAW      /* α learnable itself, unconstrained (the paper's words) */
+} sc_alpha_mode;
+
+typedef struct {
+    int reduction;            /* bottleneck R = C / reduction; CLIP-Adapter uses 4 */
+    int relu_after_up;        /* 1: ReLU after both layers (official code); 0: Eq. 1 as printed */
+    sc_alpha_mode alpha_mode;
+    float alpha_init;         /* α at the start; CLIP-Adapter's fixed ratio is 0.2 */
+} sc_adapter_config;
+
+typedef struct {
+    sc_adapter_config cfg;
+    int64_t C, R;             /* feature width, bottleneck width */
+    sc_tensor *w1;            /* (R, C) down-projection, PyTorch Linear layout */
+    sc_tensor *w2;            /* (C, R) up-projection */
+    sc_tensor *alpha;         /* (1) the learnable scalar: α itself or its logit */
+} sc_adapter;
+
+/* Official CLIP-Adapter form, sigmoid-kept α, reduction 4, α0 = 0.2. */
+sc_adapter_config sc_adapter_defaults(void);
+/* Parameters in `weights`, named "<prefix>.w1", "<prefix>.w2",
+ * "<prefix>.alpha"; weights drawn like PyTorch's nn.Linear default
+ * (uniform in ±1/sqrt(fan_in)). C must be a multiple of cfg.reduction. */
+void sc_adapter_init(sc_adapter *ad, sc_arena *weights, int64_t C, sc_adapter_config cfg, sc_rng *rng,
+                     const char *prefix);
+/* The blend weight α the adapter uses now. */
+float sc_adapter_alpha(const sc_adapter *ad);
+/* Call after each optimizer step: in SC_ALPHA_CLAMP mode puts α back into
+ * [0, 1]; otherwise does nothing. */
+void sc_adapter_project(sc_adapter *ad);
+/* The kernel pair. f (B, C) → out (B, C), keeping hidden (B, R) =
+ * ReLU(f W1ᵀ) and up (B, C) = [ReLU](hidden W2ᵀ) for the backward pass. */
+void sc_adapter_forward(float *out, float *hidden, float *up, const float *f, const float *w1,
+                        const float *w2, float alpha, int relu_after_up, int64_t B, int64_t C, int64_t R);
+/* Accumulates (+=) dW1 (R, C), dW2 (C, R), df (B, C) when not NULL and
+ * dα into *dalpha; d_up (B, C) and d_hidden (B, R) are scratch. */
+void sc_adapter_backward(float *df, float *dw1, float *dw2, double *dalpha, float *d_up, float *d_hidden,
+                         const float *dout, const float *hidden, const float *up, const float *f,
+                         const float *w1, const float *w2, float alpha, int relu_after_up, int64_t B,
+                         int64_t C, int64_t R);
+/* The adapter as an autograd op on f (B, C). */
+sc_tensor *sc_adapter_apply(sc_ctx *ctx, const sc_adapter *ad, sc_tensor *f);
+
 /* ======================================================================== */
 /* ---- loss.c: SCALE losses and metrics ----------------------------------- */
 /* ======================================================================== */
+
+/* ---- loss.c: the class-concept hierarchy (.hier files, book/03) ---- */
+/* A task is one classification problem: its classes C, its concepts L and
+ * the valid class-concept combinations h (which give C_l and L_c of Sec.
+ * 2.2). A .hier file holds one or more tasks (Derm7p: one per criterion). */
+#define SC_HIER_MAX_TASKS 64
+#define SC_HIER_MAX_CLASSES 64      /* per task */
+#define SC_HIER_MAX_CONCEPTS 256    /* per task */
+#define SC_HIER_MAX_COMBOS 1024     /* per task */
+#define SC_HIER_MAX_LINE 1024       /* bytes per line */
+#define SC_HIER_MAX_BYTES (1 << 20) /* whole file */
+
+typedef struct {
+    const char *name;    /* identifies it: the dataset's value, the label shown */
+    const char *phrase;  /* the words put into prompts (defaults to name) */
+} sc_hier_term;
+
+typedef struct {
+    const char *name;          /* "pigmentation" */
+    const char *column;        /* dataset column holding the concept, or NULL */
+    int multilabel;            /* an image may carry several combinations */
+    int n_classes, n_concepts, n_combos;
+    sc_hier_term *classes;     /* (n_classes) */
+    sc_hier_term *concepts;    /* (n_concepts) */
+    int *combo_class;          /* (n_combos) class of combination h */
+    int *combo_concept;        /* (n_combos) concept of combination h */
+    const char **combo_prompt; /* (n_combos) the canonical prompt of h */
+    const char *explain;       /* explanation template, see book/03 */
+} sc_hier_task;
+
+typedef struct {
+    int n_tasks;
+    sc_hier_task *tasks;       /* (n_tasks) in file order */
+    sc_arena arena;            /* owns every string and array above */
+} sc_hier;
+
+/* Parse a .hier document; `what` names it in errors ("file:line: ..."). */
+sc_status sc_hier_parse(sc_hier *h, const char *text, size_t len, const char *what, sc_err *err);
+sc_status sc_hier_load(sc_hier *h, const char *path, sc_err *err);
+void sc_hier_free(sc_hier *h);
+/* The task called `name`, or NULL. */
+const sc_hier_task *sc_hier_task_find(const sc_hier *h, const char *name);
+/* Index of the combination (class, concept) by names, or -1. With cls NULL
+ * the concept alone must name exactly one combination (as in Derm7p). */
+int sc_hier_combo_find(const sc_hier_task *t, const char *cls, const char *concept);
+/* "melanoma-indicative: diffuse irregular pigmentation" for combination h
+ * (the task's explain template filled in); returns buf. */
+char *sc_hier_explain(const sc_hier_task *t, int h, char *buf, size_t n);
+
+/* ---- loss.c: the SCALE loss, Eq. 2-3 (book/05) ---- */
+/* Q (N, M) holds cosine similarities of N images and M texts. Text j
+ * carries combination text_combo[j]; images carry multi-hot labels G
+ * (N, H), texts GT (M, H). Z[:, h] = s Q[:, k(h)] with k(h) the first text
+ * column carrying h. */
+typedef enum { SC_SUPCON_ROWS, SC_SUPCON_CROSS } sc_supcon_reading;
+typedef enum { SC_REDUCE_MEAN, SC_REDUCE_SUM } sc_reduction;
+
+typedef struct {
+    double logit_scale;          /* s in Z = s Q */
+    double tau;                  /* SupCon temperature */
+    double lambda[4];            /* λ1 concept CE, λ2 class CE, λ3 SupCon(G,Q), λ4 SupCon(GT,Qᵀ) */
+    sc_supcon_reading supcon;
+    sc_reduction reduction;
+    int multilabel;              /* Zhang & Wu anchors per (sample, label) */
+} sc_loss_config;
+
+/* The training defaults chosen in book/05. */
+sc_loss_config sc_loss_defaults(void);
+
+typedef struct {
+    int64_t N, M;              /* images, texts */
+    int H;                     /* class-concept combinations */
+    int n_classes, n_concepts;
+    const int *text_combo;     /* (M) T[j] in [0, H) */
+    const float *labels;       /* (N, H) G, entries 0 or 1 */
+    const float *text_labels;  /* (M, H) GT, entries 0 or 1 */
+    const int *combo_class;    /* (H) class of h, in [0, n_classes) */
+    const int *combo_concept;  /* (H) concept of h, in [0, n_concepts) */
+} sc_loss_problem;
+
+typedef struct {
+    double ce_combo, ce_concept, ce_class, supcon_img, supcon_txt, total;
+    int64_t img_anchors, txt_anchors;  /* SupCon anchors that had positives */
+} sc_loss_terms;
+
+/* Check a problem from outside (files, user data): indices in range, labels
+ * 0/1, every combination has a text column, every class and concept has a
+ * combination. `what` names the source in the sentence. */
+sc_status sc_loss_problem_check(const sc_loss_problem *p, const char *what, sc_err *err);
+/* Every term of Eq. 3 in double precision and, when dQ is not NULL, the
+ * gradient dTotal/dQ (N, M). Scratch memory comes from `scratch` and is
+ * given back before returning. The problem must have passed the check. */
+void sc_scale_loss(sc_loss_terms *terms, double *dQ, const float *Q, const sc_loss_problem *p,
+                   const sc_loss_config *cfg, sc_arena *scratch);
+/* The same as an autograd op on Q (N, M): returns the total, shape (1);
+ * its backward adds upstream · dTotal/dQ into Q's gradient. */
+sc_tensor *sc_scale_loss_op(sc_ctx *ctx, sc_tensor *Q, const sc_loss_problem *p,
+                            const sc_loss_config *cfg, sc_loss_terms *terms);
+/* The scores of Sec. 2.2 for every image: Z (N, H) = s Q[:, k(h)], and
+ * their max aggregations z_concept (N, n_concepts) and z_class (N,
+ * n_classes). Any output may be NULL. */
+void sc_scale_scores(double *Z, double *z_concept, double *z_class, const float *Q, const sc_loss_problem *p,
+                     double logit_scale);
+/* k(h) for every combination (first column of text_combo equal to h, or
+ * -1 when there is none). */
+void sc_combo_columns(int64_t *first_col, const int *text_combo, int64_t M, int H);
+
+/* ---- loss.c: training on cached embeddings, Sec. 2.3 (book/07) ---- */
+/* The frozen encoders run once; training sees their outputs. Image i
+ * comes with the text paired with it and with its labels. */
+typedef struct {
+    int64_t N, C;              /* training images, embedding width */
+    int H, n_classes, n_concepts;
+    const float *image_emb;    /* (N, C) image embeddings as the encoder gives them */
+    const float *text_emb;     /* (N, C) the text paired with image i, or NULL for the
+                                  canonical prompt of text_combo[i] */
+    const int *text_combo;     /* (N) the combination the paired text carries */
+    const float *labels;       /* (N, H) G */
+    const float *text_labels;  /* (N, H) GT, or NULL for one-hot(text_combo) */
+    const float *prompt_emb;   /* (H, C) the canonical prompt of each combination */
+    const int *combo_class;    /* (H) */
+    const int *combo_concept;  /* (H) */
+} sc_train_data;
+
+typedef struct {
+    sc_loss_config loss;
+    sc_adapter_config adapter;
+    int image_adapter, text_adapter; /* which branches get an adapter (both by default) */
+    int epochs;                /* 150 (Sec. 2.3) */
+    float lr;                  /* Adam, 1e-3 (Sec. 2.3) */
+    int batch_size;            /* 0: sc_train_batch_size(N) */
+    uint64_t seed;             /* adapter initialisation and shuffling */
+} sc_train_config;
+
+/* Everything training changes, so that a checkpoint can resume exactly. */
+typedef struct {
+    sc_train_config cfg;
+    int64_t C;
+    sc_adapter image, text;    /* used when the matching switch is on */
+    sc_tensor *params[6];      /* the trainable tensors, in checkpoint order */
+    int n_params;
+    sc_arena weights;
+    sc_optim opt;
+    sc_rng rng;                /* the shuffling stream */
+    int64_t epoch;             /* epochs completed */
+} sc_scale_model;
+
+sc_train_config sc_train_defaults(void);
+/* min(64, max(8, the largest power of two <= N / 4)), and at most N. */
+int sc_train_batch_size(int64_t N);
+/* Check training data from outside; `what` names its source. */
+sc_status sc_train_data_check(const sc_train_data *d, const char *what, sc_err *err);
+sc_status sc_scale_model_init(sc_scale_model *m, int64_t C, const sc_train_config *cfg, sc_err *err);
+void sc_scale_model_free(sc_scale_model *m);
+/* The loss of Eq. 3 for the images index[0..B) as a tape: adapters,
+ * normalisation, Q, loss node. Returns the total, shape (1). */
+sc_tensor *sc_scale_batch_loss(sc_ctx *ctx, const sc_scale_model *m, const sc_train_data *d, const int *index,
+                               int64_t B, sc_loss_terms *terms);
+/* One epoch over the data (seeded shuffle, one Adam step per batch);
+ * returns the mean total loss over the batches. ctx is reset per step. */
+double sc_scale_train_epoch(sc_scale_model *m, sc_ctx *ctx, const sc_train_data *d);
+
+/* ---- loss.c: prediction and explanation (book/07) ---- */
+/* Q (N, H): the adapted, normalised images against the adapted, normalised
+ * canonical prompts (one per combination). */
+void sc_scale_similarity(float *Q, const sc_scale_model *m, const float *image_emb, int64_t N,
+                         const float *prompt_emb, int H);
+
+/* ---- loss.c: metrics, Sec. 2.3.2 (book/06) ---- */
+typedef struct {
+    double accuracy;      /* mean over classes of one-vs-rest binary accuracy */
+    double macro_recall;  /* classes without positives count 0 (zero_division=0) */
+    double macro_f1;      /* likewise */
+    double auc;           /* mean ROC AUC over classes with both labels; NAN if none */
+    int auc_classes;      /* how many classes entered the AUC mean */
+} sc_metrics;
+
+/* ROC AUC of one class: the Mann-Whitney statistic with ties counted half.
+ * score[i * stride], truth[i * stride] for i < n; NAN when either label is
+ * absent. */
+double sc_roc_auc(const float *score, const uint8_t *truth, int64_t n, int64_t stride);
+/* pred (N, K): one-hot argmax of each row (the first maximum wins). */
+void sc_predict_argmax(uint8_t *pred, const float *scores, int64_t N, int K);
+/* pred (N, K): 1 where score >= threshold. */
+void sc_predict_threshold(uint8_t *pred, const float *scores, int64_t N, int K, float threshold);
+/* All four metrics from scores (N, K), truth (N, K) and predictions (N, K). */
+void sc_metrics_eval(sc_metrics *m, const float *scores, const uint8_t *truth, const uint8_t *pred,
+                     int64_t N, int K);
+/* The two-prompt AUC protocol (Hamamci et al.): out[i, k] = softmax over
+ * (present, "No finding.") of s · (sim_present[i, k], sim_none[i]), the
+ * present entry. */
+void sc_two_prompt_scores(float *out, const float *sim_present, const float *sim_none, int64_t N,
+                          int K, float logit_scale);
 
 /* ======================================================================== */
 /* ---- internal, may change ------------------------------------------------ */

@@ -1,0 +1,169 @@
+/* check_hier.c — the class-concept hierarchy files (loss.c section 1):
+ * the two shipped files against the paper's tables, and every loader error
+ * naming its file and line. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "check_util.h"
+
+static void load(sc_hier *h, const char *rel)
+{
+    sc_err err;
+    sc_status st = sc_hier_load(h, sc_test_path(rel), &err);
+    ck_assert_msg(st == SC_OK, "%s", err.msg);
+}
+
+/* Derm7p: seven criteria, each split by the 7-point scoring rule. */
+START_TEST(test_derm7p_file)
+{
+    sc_hier h;
+    load(&h, "data/derm7p.hier");
+    ck_assert_int_eq(h.n_tasks, 7);
+    /* criterion, meta.csv column, number of values, values scoring > 0 */
+    static const struct {
+        const char *task, *column;
+        int n_concepts, n_melanoma;
+    } want[7] = {
+        {"pigment network", "pigment_network", 3, 1}, {"streaks", "streaks", 3, 1},
+        {"pigmentation", "pigmentation", 5, 2},       {"regression structures", "regression_structures", 4, 3},
+        {"dots and globules", "dots_and_globules", 3, 1}, {"blue whitish veil", "blue_whitish_veil", 2, 1},
+        {"vascular structures", "vascular_structures", 8, 2},
+    };
+    for (int i = 0; i < 7; i++) {
+        const sc_hier_task *t = sc_hier_task_find(&h, want[i].task);
+        ck_assert_msg(t != NULL, "task %s missing", want[i].task);
+        ck_assert_str_eq(t->column, want[i].column);
+        ck_assert_int_eq(t->n_classes, 2);
+        ck_assert_int_eq(t->n_concepts, want[i].n_concepts);
+        ck_assert_int_eq(t->n_combos, want[i].n_concepts); /* each value in one class */
+        ck_assert_int_eq(t->multilabel, 0);
+        int n_mel = 0;
+        for (int k = 0; k < t->n_combos; k++) n_mel += t->combo_class[k] == 1;
+        ck_assert_int_eq(n_mel, want[i].n_melanoma);
+        ck_assert_str_eq(t->classes[1].name, "melanoma-indicative");
+    }
+    /* Table 1: pigmentation, in the table's order; the same structure as
+     * the golden loss case single-rows (CC = 0 0 0 1 1, CL = 0 1 2 3 4). */
+    const sc_hier_task *pig = sc_hier_task_find(&h, "pigmentation");
+    const int cc[5] = {0, 0, 0, 1, 1}, cl[5] = {0, 1, 2, 3, 4};
+    ck_assert_mem_eq(pig->combo_class, cc, sizeof cc);
+    ck_assert_mem_eq(pig->combo_concept, cl, sizeof cl);
+    ck_assert_str_eq(pig->concepts[4].name, "diffuse irregular");
+    ck_assert_str_eq(pig->combo_prompt[4],
+                     "A photo of a skin lesion with diffuse irregular pigmentation, which indicates a melanoma.");
+    char buf[256];
+    ck_assert_str_eq(sc_hier_explain(pig, 4, buf, sizeof buf), "melanoma-indicative: diffuse irregular pigmentation");
+    /* Dataset values find their combination without the class. */
+    ck_assert_int_eq(sc_hier_combo_find(pig, NULL, "localized irregular"), 3);
+    ck_assert_int_eq(sc_hier_combo_find(pig, "benign-indicative", "localized irregular"), -1);
+    ck_assert_int_eq(sc_hier_combo_find(pig, NULL, "no such value"), -1);
+    const sc_hier_task *bwv = sc_hier_task_find(&h, "blue whitish veil");
+    ck_assert_str_eq(bwv->combo_prompt[1], "A photo of a skin lesion with a blue whitish veil, which indicates a melanoma.");
+    sc_hier_free(&h);
+}
+END_TEST
+
+/* PadChest-GR: the paper's tree, 4 classes and 12 combinations, with the
+ * structure of the golden loss case multi-cross. */
+START_TEST(test_padchest_file)
+{
+    sc_hier h;
+    load(&h, "data/padchest-gr.hier");
+    ck_assert_int_eq(h.n_tasks, 1);
+    const sc_hier_task *t = &h.tasks[0];
+    ck_assert_int_eq(t->multilabel, 1);
+    ck_assert_int_eq(t->n_classes, 4);
+    ck_assert_int_eq(t->n_concepts, 10);
+    ck_assert_int_eq(t->n_combos, 12);
+    const int cc[12] = {0, 0, 0, 1, 2, 2, 3, 3, 3, 3, 3, 3};
+    const int cl[12] = {0, 1, 2, 3, 0, 2, 4, 5, 6, 7, 8, 9};
+    ck_assert_mem_eq(t->combo_class, cc, sizeof cc);
+    ck_assert_mem_eq(t->combo_concept, cl, sizeof cl);
+    /* "left lower lobe" belongs to two classes, so C_l has two members and
+     * the concept alone does not name a combination. */
+    ck_assert_int_eq(sc_hier_combo_find(t, NULL, "left lower lobe"), -1);
+    ck_assert_int_eq(sc_hier_combo_find(t, "consolidation", "left lower lobe"), 4);
+    ck_assert_str_eq(t->combo_prompt[8], "pleural effusion in the left costophrenic angle.");
+    char buf[256];
+    ck_assert_str_eq(sc_hier_explain(t, 1, buf, sizeof buf), "atelectasis: retrocardiac");
+    sc_hier_free(&h);
+}
+END_TEST
+
+/* Each bad document must fail with exactly this sentence. */
+static const struct {
+    const char *text, *message;
+} bad_docs[] = {
+    {"task x\n", "bad.hier:1: the first statement must be 'scale-hier 1'"},
+    {"scale-hier 2\n", "bad.hier:1: the first statement must be 'scale-hier 1'"},
+    {"scale-hier 1\n", "bad.hier: no task lines"},
+    {"scale-hier 1\nclass a\n", "bad.hier:2: 'class' before the first task line"},
+    {"scale-hier 1\ntask t\nclass a\nconcept b\ncombo a | c\n", "bad.hier:5: combo refers to unknown concept 'c'"},
+    {"scale-hier 1\ntask t\nclass a\nconcept b\ncombo z | b\n", "bad.hier:5: combo refers to unknown class 'z'"},
+    {"scale-hier 1\ntask t\nclass a\nclass a\n", "bad.hier:4: class 'a' is declared twice"},
+    {"scale-hier 1\ntemplate {x}\n", "bad.hier:2: template '{x}' has a placeholder other than {concept}, {class}, {task}"},
+    {"scale-hier 1\ntemplate {class}\ntask t\nclass a\nclass b\nconcept c\ncombo a | c\n",
+     "bad.hier:5: class 'b' has no combination"},
+    {"scale-hier 1\ntemplate {class}\ntask t\nclass a\nconcept c\nconcept d\n\ncombo a | c\n",
+     "bad.hier:6: concept 'd' has no combination"},
+    {"scale-hier 1\ntask t\nclass a\nconcept c\ncombo a | c\n",
+     "bad.hier:2: task 't' has no template and combination 'c' no prompt of its own"},
+    {"scale-hier 1\ntemplate {class}\ntask t\nclass a\nconcept c\n", "bad.hier:3: task 't' has no combo lines"},
+    {"scale-hier 1\ntemplate {class}\ntask t\nclass a\nconcept c\ncombo a | c\ncombo a | c\n",
+     "bad.hier:7: combo 'a | c' is listed twice"},
+    {"scale-hier 1\ntask t\nclass a |  | b\n", "bad.hier:3: 'class' has an empty or extra field"},
+    {"scale-hier 1\ntask t\ncolor red\n", "bad.hier:3: unknown keyword 'color'"},
+    {"scale-hier 1\ntask t\nmultilabel maybe\n", "bad.hier:3: bad value for 'multilabel' (multilabel takes yes or no)"},
+    {"scale-hier 1\ntask t\nclass a\x01\n", "bad.hier:3: control character in the text"},
+    {"scale-hier 1\ntemplate {class}\ntask t\nclass a\nconcept c\ncombo a | c\ntask t\n",
+     "bad.hier:7: task 't' is defined twice"},
+};
+
+START_TEST(test_loader_errors_name_file_and_line)
+{
+    const char *text = bad_docs[_i].text;
+    sc_hier h;
+    sc_err err;
+    sc_status st = sc_hier_parse(&h, text, strlen(text), "bad.hier", &err);
+    ck_assert_msg(st != SC_OK, "case %d parsed", _i);
+    ck_assert_str_eq(err.msg, bad_docs[_i].message);
+}
+END_TEST
+
+/* A line over the cap, and a file with a NUL byte, through the file path. */
+START_TEST(test_loader_limits)
+{
+    char *text = malloc(SC_HIER_MAX_LINE + 64);
+    int n = snprintf(text, 64, "scale-hier 1\ntask ");
+    memset(text + n, 'x', SC_HIER_MAX_LINE);
+    text[n + SC_HIER_MAX_LINE] = 0;
+    sc_hier h;
+    sc_err err;
+    ck_assert_int_eq(sc_hier_parse(&h, text, strlen(text), "long.hier", &err), SC_EFORMAT);
+    ck_assert_str_eq(err.msg, "long.hier:2: line longer than 1024 bytes");
+    free(text);
+
+    char path[256];
+    snprintf(path, sizeof path, "%s/nul.hier", sc_test_tmpdir());
+    const char doc[] = "scale-hier 1\ntask t\0x\n";
+    ck_assert(sc_write_file_atomic(path, doc, sizeof doc - 1, &err) == SC_OK);
+    ck_assert_int_eq(sc_hier_load(&h, path, &err), SC_EFORMAT);
+    ck_assert(strstr(err.msg, "nul.hier: contains a NUL byte") != NULL);
+    ck_assert_int_eq(sc_hier_load(&h, "/nonexistent/x.hier", &err), SC_EIO);
+}
+END_TEST
+
+Suite *suite_hier(void)
+{
+    Suite *s = suite_create("hier");
+    TCase *files = tcase_create("hier_files");
+    tcase_add_test(files, test_derm7p_file);
+    tcase_add_test(files, test_padchest_file);
+    suite_add_tcase(s, files);
+    TCase *errors = tcase_create("hier_errors");
+    tcase_add_loop_test(errors, test_loader_errors_name_file_and_line, 0,
+                        (int)(sizeof bad_docs / sizeof bad_docs[0]));
+    tcase_add_test(errors, test_loader_limits);
+    suite_add_tcase(s, errors);
+    return s;
+}
