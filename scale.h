@@ -913,6 +913,160 @@ sc_status sc_svg_scatter(const char *path, const char *title, const sc_scatter_p
 /* ---- nn.c: layers and models -------------------------------------------- */
 /* ======================================================================== */
 
+/* MODELS. Four transformer towers, exactly as the PyTorch code that trained
+ * the published weights runs them (float32, batched):
+ *   CLIP vision transformer (OpenAI CLIP, MONET)   images → (B, E)
+ *   CLIP text transformer                          token ids → (B, E)
+ *   Swin (Hugging Face SwinModel, MedCLIP)         images → (B, E)
+ *   BERT (Hugging Face BertModel, MedCLIP)         token ids → (B, E)
+ * paired into an sc_model: CLIP = ViT + CLIP text, MedCLIP = Swin + BERT.
+ *
+ *   sc_model *m;
+ *   if (sc_model_load(&m, "models/monet", NULL, &err) != SC_OK) { ... }
+ *   sc_tensor *img;                       // (B, E), in ctx.act
+ *   sc_model_encode_image(m, &ctx, pixels, &img, NULL, &err);
+ *   sc_model_free(m);
+ *
+ * Encoding runs without autograd in a workspace taken from ctx->act and
+ * rewound before returning (only the output stays). The CLIP text tower
+ * can also run on the tape (sc_clip_text_forward) so that gradients reach
+ * learned prompt embeddings (CoOp). */
+
+typedef enum {
+    SC_ACT_QUICK_GELU,   /* x·σ(1.702x), OpenAI CLIP */
+    SC_ACT_GELU          /* x·Φ(x) with erf, BERT and Swin ("gelu") */
+} sc_act;
+
+/* CLIP vision transformer: a (3, S, S) image cut into (S/P)² patches. */
+typedef struct {
+    int64_t image_size;   /* S */
+    int64_t patch;        /* P */
+    int64_t width;        /* C */
+    int64_t layers;       /* L */
+    int64_t heads;        /* H */
+    int64_t mlp;          /* hidden width of the MLP, usually 4C */
+    float eps;            /* LayerNorm ε */
+    sc_act act;
+} sc_vit_config;
+
+/* CLIP text transformer. Pooling takes the row of the end-of-text token:
+ * Hugging Face's rule is argmax of the ids when eos_token_id == 2 (the
+ * legacy value of OpenAI-converted configs, also used here when it is
+ * unknown, i.e. < 0), else the first position holding eos_token_id. */
+typedef struct {
+    int64_t vocab;        /* V */
+    int64_t context;      /* positions: the longest T */
+    int64_t width;        /* C */
+    int64_t layers;       /* L */
+    int64_t heads;        /* H */
+    int64_t mlp;
+    float eps;
+    sc_act act;
+    int64_t eos_token_id;
+} sc_clip_text_config;
+
+#define SC_SWIN_MAX_STAGES 8
+
+/* Swin transformer (v1, Hugging Face SwinModel). Stage s has width
+ * embed_dim·2^s; any image size runs (padding as Hugging Face does). */
+typedef struct {
+    int64_t image_size;   /* the size the model was trained at (informative) */
+    int64_t patch;        /* P */
+    int64_t embed_dim;    /* C of stage 0 */
+    int64_t window;       /* M */
+    int n_stages;
+    int64_t depths[SC_SWIN_MAX_STAGES];
+    int64_t heads[SC_SWIN_MAX_STAGES];
+    float mlp_ratio;      /* MLP width = int(mlp_ratio · C) */
+    float eps;            /* block and final LayerNorms (the embedding and
+                             merging norms always use 1e-5, as in HF) */
+    sc_act act;
+} sc_swin_config;
+
+/* BERT (Hugging Face BertModel, post-LN). */
+typedef struct {
+    int64_t vocab;
+    int64_t max_positions;
+    int64_t type_vocab;
+    int64_t width;
+    int64_t layers;
+    int64_t heads;
+    int64_t mlp;
+    float eps;
+    sc_act act;
+} sc_bert_config;
+
+typedef enum { SC_MODEL_CLIP, SC_MODEL_MEDCLIP } sc_model_kind;
+
+typedef struct {
+    sc_model_kind kind;
+    int64_t embed_dim;            /* E: both towers project to it */
+    sc_vit_config vision;         /* CLIP */
+    sc_clip_text_config text;     /* CLIP */
+    sc_swin_config swin;          /* MedCLIP */
+    sc_bert_config bert;          /* MedCLIP */
+} sc_model_config;
+
+typedef struct sc_model sc_model;
+
+/* Architectures of the published models (for benchmarks and tests):
+ * "vit-l-14" (OpenAI CLIP ViT-L/14, MONET), "vit-b-32", "medclip"
+ * (Swin-T + Bio_ClinicalBERT). 0 on success, -1 for an unknown name. */
+int sc_model_config_preset(sc_model_config *cfg, const char *name);
+
+/* Load weights: a Hugging Face directory (config.json + model.safetensors,
+ * possibly sharded) or a single .safetensors/.pt/.bin file in Hugging Face,
+ * OpenAI CLIP or MedCLIP layout. What shapes cannot tell (head counts, ε,
+ * the EOT rule) comes from config.json in the directory, or from
+ * config_path when given (it overrides). Every tensor of the file must be
+ * used or be a known buffer; its shape must match. F32 weights are used in
+ * place from the read-only mapping. */
+sc_status sc_model_load(sc_model **out, const char *path, const char *config_path, sc_err *err);
+/* A model of the given architecture with random weights (seeded). */
+sc_status sc_model_random(sc_model **out, const sc_model_config *cfg, uint64_t seed, sc_err *err);
+void sc_model_free(sc_model *m);
+const sc_model_config *sc_model_get_config(const sc_model *m);
+/* The stored logit_scale parameter (a log), and the multiplier the model
+ * applies: exp(logit_scale) for CLIP, exp(clamp(logit_scale, 0, 4.6052))
+ * for MedCLIP. */
+float sc_model_logit_scale_raw(const sc_model *m);
+float sc_model_logit_scale(const sc_model *m);
+/* Weight bytes held by the model (float32). */
+size_t sc_model_weight_bytes(const sc_model *m);
+
+/* Named intermediates ("vision_layer0", "swin_stage1", ...; the names of
+ * the golden fixtures) are passed to fn as they are computed. The tensor
+ * is valid during the call only. */
+typedef struct {
+    void (*fn)(void *user, const sc_tensor *t);
+    void *user;
+} sc_taps;
+
+/* Image embeddings (B, E), projected, not normalised, in ctx->act.
+ * pixels (B, 3, H, W) as the model's preprocessing leaves them (MedCLIP
+ * also takes (B, 1, H, W) grey images, repeated to 3 channels). taps may
+ * be NULL. Fails on inputs of the wrong size. */
+sc_status sc_model_encode_image(sc_model *m, sc_ctx *ctx, const sc_tensor *pixels, sc_tensor **embeds,
+                                const sc_taps *taps, sc_err *err);
+/* Text embeddings (B, E) from ids (B, T) and an optional attention mask
+ * (B, T) of 0/1 (NULL = all ones; CLIP then uses only the causal mask, as
+ * OpenAI does). Fails on ids outside the vocabulary or T too long. */
+sc_status sc_model_encode_text(sc_model *m, sc_ctx *ctx, const int64_t *ids, const int64_t *mask, int64_t B,
+                               int64_t T, sc_tensor **embeds, const sc_taps *taps, sc_err *err);
+/* logits (N_img, N_txt) = scale · norm(img) · norm(txt)ᵀ with the model's
+ * multiplier (sc_model_logit_scale); recorded on the tape when grad is on. */
+sc_tensor *sc_model_logits(sc_ctx *ctx, const sc_model *m, sc_tensor *img, sc_tensor *txt);
+
+/* -- the CLIP text tower on the autograd tape (CoOp) -- */
+/* The token-embedding table (V, C) as a tensor that does not require grad. */
+sc_tensor *sc_clip_token_embedding(sc_ctx *ctx, const sc_model *m);
+/* Text embeddings (B, E) from token embeddings x (B, T, C), which may
+ * require grad (the weights never do); ids (B, T) only choose the pooled
+ * row. Positional embeddings are added here. */
+sc_tensor *sc_clip_text_forward(sc_ctx *ctx, const sc_model *m, sc_tensor *x, const int64_t *ids);
+/* The pooled position of one row of T ids, by the rule of the config. */
+int64_t sc_clip_eot_index(const sc_clip_text_config *cfg, const int64_t *ids, int64_t T);
+
 /* ---- nn.c: adapters, Eq. 1 (book/04) ---- */
 /* A CLIP-Adapter: a bias-free bottleneck MLP A(f) whose output is blended
  * with the frozen feature, f' = α A(f) + (1 − α) f, with α learnable. */
