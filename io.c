@@ -1879,6 +1879,10 @@ sc_status sc_safetensors_write(const char *path, const char *const *names, const
 #define ZIP_CENTRAL_SIG 0x02014b50u
 #define ZIP_LOCAL_SIG 0x04034b50u
 #define ZIP_DESCRIPTOR_SIG 0x08074b50u
+/* Deflate cannot expand data more than about 1032 times (a 258-byte match
+ * costs at least 2 bits): a size claim beyond that is a lie, refused before
+ * any memory is spent on it. */
+#define DEFLATE_MAX_RATIO 1032
 
 typedef struct {
     const char *name;       /* NUL-terminated copy */
@@ -1887,6 +1891,7 @@ typedef struct {
     uint64_t csize, usize;  /* compressed and uncompressed bytes */
     uint64_t local;         /* offset of the local header */
     const uint8_t *data;    /* the compressed bytes, inside the archive */
+    const uint8_t *bytes;   /* the uncompressed bytes once read and checked */
 } zip_entry;
 
 typedef struct {
@@ -2078,6 +2083,9 @@ static sc_status zip_open(const uint8_t *bytes, size_t len, const char *what, sc
                            "deflate are read)", what, e->name, e->method);
         if (e->method == 0 && e->csize != e->usize)
             return sc_fail(err, SC_EFORMAT, "%s: stored zip entry '%s' has different sizes", what, e->name);
+        if (e->method == 8 && e->usize / DEFLATE_MAX_RATIO > e->csize + 1)
+            return sc_fail(err, SC_EFORMAT, "%s: zip entry '%s' claims %llu bytes from %llu compressed", what,
+                           e->name, (unsigned long long)e->usize, (unsigned long long)e->csize);
         s = zip_check_local(bytes, cd_offset, what, flags, e, err);
         if (s != SC_OK) return s;
     }
@@ -2090,25 +2098,45 @@ static sc_status zip_open(const uint8_t *bytes, size_t len, const char *what, sc
     return SC_OK;
 }
 
-static const zip_entry *zip_find(const zip_archive *z, const char *name, size_t len)
+static zip_entry *zip_find(const zip_archive *z, const char *name, size_t len)
 {
     for (size_t i = 0; i < z->n; i++)
         if (strlen(z->entries[i].name) == len && memcmp(z->entries[i].name, name, len) == 0) return &z->entries[i];
     return NULL;
 }
 
-/* The uncompressed bytes of an entry: in place when stored, else
- * inflated into memory owned by w. */
-static sc_status zip_entry_bytes(sc_weights *w, const zip_entry *e, const char *what, const uint8_t **out,
-                                 sc_err *err)
+/* The uncompressed bytes of an entry, checked against its CRC-32: in place
+ * when stored, else inflated into memory owned by w. Checked once; later
+ * calls return the same bytes. */
+static sc_status zip_entry_bytes(sc_weights *w, zip_entry *e, const char *what, const uint8_t **out, sc_err *err)
 {
-    (void)w;
-    if (e->method == 0) {
-        *out = e->data;
+    if (e->bytes) {
+        *out = e->bytes;
         return SC_OK;
     }
-    return sc_fail(err, SC_EUNSUPPORTED, "%s: zip entry '%s' is deflate-compressed; not supported yet", what,
-                   e->name);
+    const uint8_t *bytes = e->data;
+    if (e->method == 8) {
+        uint8_t *buf;
+        size_t len;
+        sc_status s = sc_inflate(e->data, (size_t)e->csize, SC_INFLATE_RAW, (size_t)e->usize, &buf, &len, err);
+        if (s != SC_OK) {
+            char why[sizeof err->msg];
+            snprintf(why, sizeof why, "%s", err ? err->msg : "");
+            return sc_fail(err, s, "%s: zip entry '%s': %s", what, e->name, why);
+        }
+        s = weights_keep(w, buf, len, 0, err);
+        if (s != SC_OK) return s;
+        if (len != e->usize)
+            return sc_fail(err, SC_EFORMAT, "%s: zip entry '%s' inflates to %zu bytes, not %llu", what, e->name, len,
+                           (unsigned long long)e->usize);
+        bytes = buf;
+    }
+    if (sc_crc32(0, bytes, (size_t)e->usize) != e->crc)
+        return sc_fail(err, SC_EFORMAT, "%s: zip entry '%s' fails its CRC-32 check (the file is damaged)", what,
+                       e->name);
+    e->bytes = bytes;
+    *out = bytes;
+    return SC_OK;
 }
 
 /* ---- the pickle machine ---- */
@@ -2425,7 +2453,7 @@ static sc_status pk_persistent_load(pickle_vm *vm)
     int k = snprintf(entry, sizeof entry, "%.*s%sdata/%.*s", (int)vm->prefix_len, vm->prefix,
                      vm->prefix_len ? "/" : "", (int)klen, (const char *)key);
     SC_ASSERT(k > 0 && (size_t)k < sizeof entry, "storage entry name");
-    const zip_entry *e = zip_find(vm->zip, entry, (size_t)k);
+    zip_entry *e = zip_find(vm->zip, entry, (size_t)k);
     if (!e) return pk_fail(vm, "storage '%s' is not in the archive", entry);
     sc_dtype dt = f[1]->u.global.dtype;
     size_t bytes;
@@ -2705,7 +2733,7 @@ static sc_status pk_collect(pickle_vm *vm, const pk_value *dict, char *name, siz
 
 /* What kind of zip this is, and where its data.pkl lives. TorchScript
  * archives also hold data.pkl, but next to code/ and constants.pkl. */
-static sc_status torch_find_pickle(const zip_archive *z, const char *what, const zip_entry **pkl, sc_err *err)
+static sc_status torch_find_pickle(const zip_archive *z, const char *what, zip_entry **pkl, sc_err *err)
 {
     *pkl = NULL;
     for (size_t i = 0; i < z->n; i++) {
@@ -2732,7 +2760,7 @@ static sc_status torch_parse(sc_weights *w, const uint8_t *bytes, size_t len, co
     pickle_vm vm;
     memset(&vm, 0, sizeof vm);
     zip_archive z;
-    const zip_entry *pkl = NULL;
+    zip_entry *pkl = NULL;
     const uint8_t *pickle = NULL;
     pk_value *root = NULL;
     char label[600];
