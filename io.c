@@ -3304,7 +3304,6 @@ static sc_status gzip_header(cursor *c, sc_err *err)
     return SC_OK;
 }
 
-/* @book begin inflate-api */
 sc_status sc_inflate(const uint8_t *in, size_t in_len, sc_inflate_format fmt, size_t max_out,
                      uint8_t **out, size_t *out_len, sc_err *err)
 {
@@ -3367,7 +3366,6 @@ sc_status sc_inflate(const uint8_t *in, size_t in_len, sc_inflate_format fmt, si
     *out_len = o.len;
     return SC_OK;
 }
-/* @book end inflate-api */
 
 /* ======================================================================== */
 /* 7. Images (sc_image, loading by signature) and PNG                       */
@@ -3656,7 +3654,6 @@ static sc_status png_read_palette(png_header *h, const char *type, const uint8_t
     return SC_OK;
 }
 
-/* @book begin png-chunks */
 sc_status sc_png_decode(const uint8_t *data, size_t len, const char *what, sc_image *img, sc_err *err)
 {
     memset(img, 0, sizeof *img);
@@ -3755,7 +3752,6 @@ sc_status sc_png_decode(const uint8_t *data, size_t len, const char *what, sc_im
     if (st != SC_OK) sc_image_free(img);
     return st;
 }
-/* @book end png-chunks */
 
 /* ---- PNG writer ----------------------------------------------------------
  * Each row gets the filter whose output has the smallest sum of |byte| as
