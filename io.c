@@ -4531,6 +4531,17 @@ static const merge_slot *merge_find(const sc_tokenizer *tok, int32_t left, int32
     }
 }
 
+/* For sc_tokenizer_explain: before, the code points s[0..n) as UTF-8, after. */
+static void trace_text(FILE *trace, const char *before, const uint32_t *s, size_t n, const char *after)
+{
+    fputs(before, trace);
+    for (size_t i = 0; i < n; i++) {
+        char u[4];
+        fwrite(u, 1, utf8_encode(s[i], u), trace);
+    }
+    fputs(after, trace);
+}
+
 static void trace_symbols(const sc_tokenizer *tok, const int32_t *sym, size_t n, FILE *trace)
 {
     for (size_t i = 0; i < n; i++) fprintf(trace, "%s%s", i ? " " : "", tok->voc.str[sym[i]]);
@@ -4652,14 +4663,7 @@ static int clip_encode(sc_tokenizer *tok, FILE *trace)
     python_lower(&tok->work, &tok->text);
     const uint32_t *s = tok->text.v;
     size_t n = tok->text.n;
-    if (trace) {
-        fprintf(trace, "cleaned   '");
-        for (size_t i = 0; i < n; i++) {
-            char u[4];
-            fwrite(u, 1, utf8_encode(s[i], u), trace);
-        }
-        fprintf(trace, "'\n");
-    }
+    if (trace) trace_text(trace, "cleaned   '", s, n, "'\n");
     for (size_t i = 0; i < n && !ids_full(tok);) {
         size_t len = clip_pretoken(s, n, i);
         if (len == 0) {
@@ -5050,12 +5054,7 @@ static int wordpiece_word(sc_tokenizer *tok, const uint32_t *w, size_t n, FILE *
     }
     if (n_pieces == 0) piece[n_pieces++] = tok->unk_id;
     if (trace) {
-        fprintf(trace, "  word '");
-        for (size_t i = 0; i < n; i++) {
-            char u[4];
-            fwrite(u, 1, utf8_encode(w[i], u), trace);
-        }
-        fprintf(trace, "'  ->");
+        trace_text(trace, "  word '", w, n, "'  ->");
         for (size_t i = 0; i < n_pieces; i++) fprintf(trace, "  %s", tok->voc.str[piece[i]]);
         fputc('\n', trace);
     }
@@ -5071,14 +5070,7 @@ static int bert_encode(sc_tokenizer *tok, FILE *trace)
     bert_normalize(tok, &tok->text, &tok->work);
     const uint32_t *s = tok->work.v;
     size_t n = tok->work.n;
-    if (trace) {
-        fprintf(trace, "normalized '");
-        for (size_t i = 0; i < n; i++) {
-            char u[4];
-            fwrite(u, 1, utf8_encode(s[i], u), trace);
-        }
-        fprintf(trace, "'\n");
-    }
+    if (trace) trace_text(trace, "normalized '", s, n, "'\n");
     /* BertPreTokenizer: words end at spaces; punctuation stands alone. */
     size_t start = 0;
     for (size_t i = 0; i <= n && !ids_full(tok); i++) {
