@@ -7,7 +7,7 @@
  *   4. safetensors
  *   5. zip archives and PyTorch checkpoints (the pickle subset)
  *   6. inflate (zlib, raw deflate, gzip)
- *   7. PNG
+ *   7. Images (sc_image, loading by signature) and PNG
  *   8. JPEG
  *   9. PPM/PGM
  *  10. Image preprocessing (PIL-exact resampling, the model pipelines)
@@ -365,6 +365,11 @@ static sc_status json_string(json_parser *p, char **out, size_t *out_len)
         uint8_t c = p->text[p->pos];
         if (c == '"') break;
         if (c < 0x20) return json_fail(p, p->pos, "control character U+%04X in a string must be escaped", c);
+        if (c < 0x80 && c != '\\') { /* the common case: plain ASCII */
+            dst[k++] = (char)c;
+            p->pos++;
+            continue;
+        }
         if (c != '\\') {
             size_t n = utf8_valid_len(p->text + p->pos, p->len - p->pos);
             if (n == 0) return json_fail(p, p->pos, "invalid UTF-8 byte 0x%02X in a string", c);
@@ -429,6 +434,16 @@ static sc_status json_number(json_parser *p, double *out)
         while (i < n && is_digit(t[i])) i++;
     }
     size_t len = i - start;
+    /* Integers of up to 15 digits are exact in a double: no need for strtod. */
+    size_t neg = t[start] == '-';
+    if (len - neg <= 15 && memchr(t + start, '.', len) == NULL && memchr(t + start, 'e', len) == NULL &&
+        memchr(t + start, 'E', len) == NULL) {
+        double v = 0;
+        for (size_t k = start + neg; k < i; k++) v = v * 10 + (t[k] - '0');
+        *out = neg ? -v : v;
+        p->pos = i;
+        return SC_OK;
+    }
     char small[64];
     char *buf = len < sizeof small ? small : malloc(len + 1);
     if (!buf) return sc_fail(p->err, SC_ENOMEM, "%s: out of memory", p->what);
@@ -962,6 +977,7 @@ static sc_status npy_parse_header(const uint8_t *bytes, size_t len, const char *
     return SC_OK;
 }
 
+/* @book begin npy-payload */
 static sc_status npy_check_payload(const npy_header *h, size_t file_len, const char *what, sc_err *err)
 {
     size_t have = file_len - h->data_offset;
@@ -972,6 +988,7 @@ static sc_status npy_check_payload(const npy_header *h, size_t file_len, const c
     }
     return SC_OK;
 }
+/* @book end npy-payload */
 
 static void npy_fill_array(const npy_header *h, void *data, sc_array *out)
 {
@@ -1121,6 +1138,7 @@ sc_status sc_npy_write_f32(const char *path, const float *data, int ndim, const 
     return sc_npy_write(path, &a, err);
 }
 
+/* @book begin half-to-float */
 /* IEEE half (1 sign, 5 exponent, 10 mantissa bits) to float, exactly:
  * every half is a float, subnormals included. */
 static float half_to_float(uint16_t h)
@@ -1149,6 +1167,7 @@ static float half_to_float(uint16_t h)
     memcpy(&f, &bits, 4);
     return f;
 }
+/* @book end half-to-float */
 
 /* bfloat16 is the top half of a float32. */
 static float bf16_to_float(uint16_t b)
@@ -2104,6 +2123,7 @@ static const char *const pk_kind_names[] = {
     "None", "bool", "int", "float", "str", "tuple", "list", "dict", "global", "storage", "tensor"
 };
 
+/* @book begin pickle-allowlist */
 /* The globals a state dict may name; nothing else can be looked up. */
 typedef enum { G_ORDERED_DICT, G_REBUILD_TENSOR, G_REBUILD_PARAMETER, G_STORAGE } pk_global;
 
@@ -2123,6 +2143,7 @@ static const struct {
     {"torch", "IntStorage", G_STORAGE, SC_DT_I32},
     {"torch", "ByteStorage", G_STORAGE, SC_DT_U8},
 };
+/* @book end pickle-allowlist */
 
 typedef struct pk_value pk_value;
 
@@ -2151,6 +2172,9 @@ struct pk_value {
 #define PK_MAX_MARKS (1 << 16)
 #define PK_MAX_MEMO (1 << 20)
 #define PK_MAX_NEST 8  /* dicts within dicts when collecting tensors */
+/* Dict entries visited when collecting: shared (memoised) dicts nested in
+ * each other could otherwise ask for exponentially many visits. */
+#define PK_MAX_VISITS (4 * WEIGHTS_MAX_TENSORS)
 
 typedef struct {
     cursor c;
@@ -2164,6 +2188,7 @@ typedef struct {
     size_t n_marks, marks_cap;
     pk_value **memo;
     size_t memo_cap, memo_count;
+    size_t visits;             /* dict entries seen by pk_collect */
     sc_weights *w;             /* storages are found through the archive */
     const zip_archive *zip;
     const char *prefix;        /* "openai" of openai/data.pkl */
@@ -2416,6 +2441,7 @@ static sc_status pk_persistent_load(pickle_vm *vm)
     return pk_push(vm, v);
 }
 
+/* @book begin pickle-rebuild-tensor */
 /* _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad,
  * backward_hooks[, metadata]): a strided view of a storage. Every index
  * the view can reach must lie inside the storage. */
@@ -2433,6 +2459,7 @@ static sc_status pk_rebuild_tensor(pickle_vm *vm, const pk_value *args, pk_value
     if (!t) return sc_fail(vm->err, SC_ENOMEM, "%s: out of memory", vm->what);
     int64_t storage_numel = a[0]->u.storage.numel, offset = a[1]->u.i;
     size_t last = offset >= 0 ? (size_t)offset : 0; /* highest element index reached */
+    size_t bytes = sc_dtype_size(a[0]->u.storage.dtype); /* of the view, which zero strides can make huge */
     int empty = 0;
     for (size_t d = 0; d < ndim; d++) {
         const pk_value *sz = a[2]->u.seq.items[d], *st = a[3]->u.seq.items[d];
@@ -2441,6 +2468,8 @@ static sc_status pk_rebuild_tensor(pickle_vm *vm, const pk_value *args, pk_value
         t->shape[d] = sz->u.i;
         t->stride[d] = st->u.i;
         size_t reach;
+        if (!sc_mul_ok(bytes, (size_t)sz->u.i, &bytes) || bytes > ((size_t)1 << 62))
+            return pk_fail(vm, "tensor has too many elements");
         if (sz->u.i == 0) empty = 1;
         else if (!sc_mul_ok((size_t)(sz->u.i - 1), (size_t)st->u.i, &reach) || !sc_add_ok(last, reach, &last))
             return pk_fail(vm, "tensor strides overflow");
@@ -2456,7 +2485,9 @@ static sc_status pk_rebuild_tensor(pickle_vm *vm, const pk_value *args, pk_value
     (*out)->u.tensor = t;
     return SC_OK;
 }
+/* @book end pickle-rebuild-tensor */
 
+/* @book begin pickle-reduce */
 /* REDUCE: call an allowed global with a tuple of arguments. */
 static sc_status pk_reduce(pickle_vm *vm)
 {
@@ -2485,6 +2516,7 @@ static sc_status pk_reduce(pickle_vm *vm)
     if (s != SC_OK) return s;
     return pk_push(vm, result);
 }
+/* @book end pickle-reduce */
 
 static sc_status pk_memo_put(pickle_vm *vm, uint64_t idx)
 {
@@ -2645,6 +2677,8 @@ static sc_status pk_collect(pickle_vm *vm, const pk_value *dict, char *name, siz
                             int depth)
 {
     for (size_t i = 0; i + 1 < dict->u.seq.n; i += 2) {
+        if (++vm->visits > PK_MAX_VISITS)
+            return sc_fail(vm->err, SC_EFORMAT, "%s: more than %d dict entries to visit", vm->what, PK_MAX_VISITS);
         const pk_value *key = dict->u.seq.items[i], *v = dict->u.seq.items[i + 1];
         if (key->kind != PK_STR || (v->kind != PK_TENSOR && v->kind != PK_DICT)) continue; /* epoch, config, ... */
         size_t len = name_len + (name_len ? 1 : 0) + key->u.str.n;
@@ -3308,20 +3342,2141 @@ sc_status sc_inflate(const uint8_t *in, size_t in_len, sc_inflate_format fmt, si
 /* @book end inflate-api */
 
 /* ======================================================================== */
-/* 7. PNG                                                                    */
+/* 7. Images (sc_image, loading by signature) and PNG                       */
 /* ======================================================================== */
+
+/* Allocate the sample planes of an image whose size came from a file, after
+ * checking it against the caps; `index` too for palette images. */
+static sc_status image_alloc(sc_image *img, int64_t w, int64_t h, int channels, int bits, int with_index,
+                             const char *what, sc_err *err)
+{
+    memset(img, 0, sizeof *img);
+    if (w < 1 || h < 1) return sc_fail(err, SC_EFORMAT, "%s: image size %lldx%lld is empty", what, (long long)w, (long long)h);
+    if (w > SC_IMAGE_MAX_SIDE || h > SC_IMAGE_MAX_SIDE || w * h > SC_IMAGE_MAX_PIXELS)
+        return sc_fail(err, SC_ENOMEM, "%s: image size %lldx%lld is over the limit of %lld pixels", what,
+                       (long long)w, (long long)h, (long long)SC_IMAGE_MAX_PIXELS);
+    img->width = (int)w;
+    img->height = (int)h;
+    img->channels = channels;
+    img->bits = bits;
+    size_t n = (size_t)w * (size_t)h * (size_t)channels; /* ≤ 4·2^26: no overflow after the cap */
+    img->pixels = malloc(n);
+    if (bits == 16) img->pixels16 = malloc(n * sizeof(uint16_t));
+    if (with_index) img->index = malloc((size_t)w * (size_t)h);
+    if (!img->pixels || (bits == 16 && !img->pixels16) || (with_index && !img->index)) {
+        sc_image_free(img);
+        return sc_fail(err, SC_ENOMEM, "%s: out of memory for a %lldx%lld image", what, (long long)w, (long long)h);
+    }
+    return SC_OK;
+}
+
+void sc_image_free(sc_image *img)
+{
+    if (!img) return;
+    free(img->pixels);
+    free(img->pixels16);
+    free(img->index);
+    memset(img, 0, sizeof *img);
+}
+
+sc_status sc_image_decode(const uint8_t *data, size_t len, const char *what, sc_image *img, sc_err *err)
+{
+    memset(img, 0, sizeof *img);
+    if (len >= 8 && memcmp(data, "\x89PNG\r\n\x1a\n", 8) == 0) return sc_png_decode(data, len, what, img, err);
+    if (len >= 3 && data[0] == 0xFF && data[1] == 0xD8 && data[2] == 0xFF) return sc_jpeg_decode(data, len, what, img, err);
+    if (len >= 2 && data[0] == 'P' && (data[1] == '5' || data[1] == '6')) return sc_pnm_decode(data, len, what, img, err);
+    return sc_fail(err, SC_EUNSUPPORTED, "%s: not a PNG, JPEG or binary PGM/PPM file", what);
+}
+
+sc_status sc_image_load(const char *path, sc_image *img, sc_err *err)
+{
+    uint8_t *data;
+    size_t len;
+    memset(img, 0, sizeof *img);
+    sc_status st = sc_read_file(path, SC_IMAGE_MAX_FILE_BYTES, &data, &len, err);
+    if (st != SC_OK) return st;
+    st = sc_image_decode(data, len, path, img, err);
+    free(data);
+    return st;
+}
+
+/* ---- PNG decoder ---------------------------------------------------------
+ * A PNG is a signature and a list of chunks (length, type, data, CRC-32 of
+ * type and data). IHDR gives size and format, PLTE and tRNS the palette,
+ * the concatenated IDAT chunks one zlib stream of filtered scanlines. Each
+ * scanline starts with a filter byte saying how its bytes were predicted
+ * from the pixel to the left (a), above (b) and above-left (c). */
+
+typedef struct {
+    uint32_t width, height;
+    int bit_depth;        /* 1, 2, 4, 8, 16 */
+    int color_type;       /* 0 grey, 2 RGB, 3 palette, 4 grey+alpha, 6 RGBA */
+    int interlace;        /* 0 none, 1 Adam7 */
+    int samples;          /* samples per pixel in the file: 1, 3, 1, 2, 4 */
+    int palette_size;
+    uint8_t palette[256][4];
+    int has_trns;
+} png_header;
+
+/* Check IHDR's fields, including the allowed (colour type, depth) pairs. */
+static sc_status png_read_ihdr(cursor *c, png_header *h, const char *what, sc_err *err)
+{
+    h->width = cur_u32be(c);
+    h->height = cur_u32be(c);
+    h->bit_depth = cur_u8(c);
+    h->color_type = cur_u8(c);
+    int compression = cur_u8(c), filter = cur_u8(c);
+    h->interlace = cur_u8(c);
+    if (h->width == 0 || h->height == 0)
+        return sc_fail(err, SC_EFORMAT, "%s: IHDR size %ux%u is empty", what, h->width, h->height);
+    if (h->width > SC_IMAGE_MAX_SIDE || h->height > SC_IMAGE_MAX_SIDE ||
+        (uint64_t)h->width * h->height > SC_IMAGE_MAX_PIXELS)
+        return sc_fail(err, SC_ENOMEM, "%s: IHDR size %ux%u is over the limit of %lld pixels", what, h->width,
+                       h->height, (long long)SC_IMAGE_MAX_PIXELS);
+    static const struct { int type, samples, depths; } kinds[] = {
+        {0, 1, 1 | 2 | 4 | 8 | 16}, {2, 3, 8 | 16}, {3, 1, 1 | 2 | 4 | 8}, {4, 2, 8 | 16}, {6, 4, 8 | 16}};
+    h->samples = 0;
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++)
+        if (kinds[k].type == h->color_type && (kinds[k].depths & h->bit_depth) &&
+            (h->bit_depth & (h->bit_depth - 1)) == 0)
+            h->samples = kinds[k].samples;
+    if (!h->samples)
+        return sc_fail(err, SC_EFORMAT, "%s: IHDR colour type %d with bit depth %d is not a PNG format", what,
+                       h->color_type, h->bit_depth);
+    if (compression != 0 || filter != 0 || h->interlace > 1)
+        return sc_fail(err, SC_EFORMAT, "%s: IHDR compression %d, filter %d or interlace %d is unknown", what,
+                       compression, filter, h->interlace);
+    return SC_OK;
+}
+
+/* The seven Adam7 passes: first column and row, column and row step. A
+ * non-interlaced image is one pass (0, 0, 1, 1). */
+static const uint8_t adam7[7][4] = {{0, 0, 8, 8}, {4, 0, 8, 8}, {0, 4, 4, 8}, {2, 0, 4, 4},
+                                    {0, 2, 2, 4}, {1, 0, 2, 2}, {0, 1, 1, 2}};
+
+static void png_pass_size(const png_header *h, const uint8_t pass[4], size_t *w, size_t *hh, size_t *row_bytes)
+{
+    *w = h->width > pass[0] ? (h->width - pass[0] + pass[2] - 1) / pass[2] : 0;
+    *hh = h->height > pass[1] ? (h->height - pass[1] + pass[3] - 1) / pass[3] : 0;
+    *row_bytes = (*w * (size_t)h->samples * (size_t)h->bit_depth + 7) / 8;
+}
+
+/* @book begin png-unfilter */
+/* The Paeth predictor: of left (a), above (b) and upper-left (c), the one
+ * closest to a + b - c, ties broken in the order a, b, c. */
+static uint8_t paeth(int a, int b, int c)
+{
+    int p = a + b - c;
+    int pa = abs(p - a), pb = abs(p - b), pc = abs(p - c);
+    if (pa <= pb && pa <= pc) return (uint8_t)a;
+    if (pb <= pc) return (uint8_t)b;
+    return (uint8_t)c;
+}
+
+/* Undo the filter of one scanline in place. `prev` is the unfiltered line
+ * above (zeros for the first line of a pass); `bpp` is the byte distance to
+ * the corresponding byte of the pixel on the left (at least 1). */
+static int png_unfilter(uint8_t *line, const uint8_t *prev, size_t n, size_t bpp, int filter)
+{
+    switch (filter) {
+    case 0: /* None */
+        break;
+    case 1: /* Sub: x + a */
+        for (size_t i = bpp; i < n; i++) line[i] = (uint8_t)(line[i] + line[i - bpp]);
+        break;
+    case 2: /* Up: x + b */
+        for (size_t i = 0; i < n; i++) line[i] = (uint8_t)(line[i] + prev[i]);
+        break;
+    case 3: /* Average: x + floor((a + b) / 2) */
+        for (size_t i = 0; i < n; i++) {
+            int a = i >= bpp ? line[i - bpp] : 0;
+            line[i] = (uint8_t)(line[i] + ((a + prev[i]) >> 1));
+        }
+        break;
+    case 4: /* Paeth: x + paeth(a, b, c) */
+        for (size_t i = 0; i < n; i++) {
+            int a = i >= bpp ? line[i - bpp] : 0, c = i >= bpp ? prev[i - bpp] : 0;
+            line[i] = (uint8_t)(line[i] + paeth(a, prev[i], c));
+        }
+        break;
+    default:
+        return 0;
+    }
+    return 1;
+}
+/* @book end png-unfilter */
+
+/* Sample x (0-based, counting samples, not pixels) of an unfiltered line. */
+static uint32_t png_sample(const uint8_t *line, size_t x, int depth)
+{
+    if (depth == 8) return line[x];
+    if (depth == 16) return (uint32_t)line[2 * x] << 8 | line[2 * x + 1];
+    size_t bit = x * (size_t)depth;
+    return (uint32_t)(line[bit / 8] >> (8 - depth - (int)(bit % 8))) & ((1u << depth) - 1);
+}
+
+/* Store the samples of pixel (x, y) into the image: palette indices are
+ * expanded (and kept in img->index), grey levels of 1, 2 and 4 bits are
+ * scaled to 0..255 as Pillow's unpackers do (×255, ×85, ×17), 16-bit
+ * samples keep their full value in pixels16 and their high byte in pixels. */
+static int png_store_pixel(sc_image *img, const png_header *h, const uint8_t *line, size_t px, size_t x, size_t y)
+{
+    size_t at = y * (size_t)img->width + x;
+    uint8_t *dst = img->pixels + at * (size_t)img->channels;
+    if (h->color_type == 3) {
+        uint32_t k = png_sample(line, px, h->bit_depth);
+        if ((int)k >= h->palette_size) return 0;
+        img->index[at] = (uint8_t)k;
+        memcpy(dst, h->palette[k], (size_t)img->channels);
+        return 1;
+    }
+    for (int s = 0; s < h->samples; s++) {
+        uint32_t v = png_sample(line, px * (size_t)h->samples + (size_t)s, h->bit_depth);
+        if (h->bit_depth == 16) {
+            img->pixels16[at * (size_t)img->channels + (size_t)s] = (uint16_t)v;
+            dst[s] = (uint8_t)(v >> 8);
+        } else {
+            dst[s] = (uint8_t)(v * (255u / ((1u << h->bit_depth) - 1)));
+        }
+    }
+    return 1;
+}
+
+/* Unfilter every pass of the inflated data and scatter it into img. */
+static sc_status png_unpack(sc_image *img, const png_header *h, uint8_t *raw, size_t raw_len, const char *what,
+                            sc_err *err)
+{
+    size_t bpp = ((size_t)h->samples * (size_t)h->bit_depth + 7) / 8;
+    size_t row_max = ((size_t)h->width * (size_t)h->samples * (size_t)h->bit_depth + 7) / 8;
+    uint8_t *zeros = calloc(row_max + 1, 1);
+    if (!zeros) return sc_fail(err, SC_ENOMEM, "%s: out of memory", what);
+    size_t pos = 0;
+    int passes = h->interlace ? 7 : 1;
+    static const uint8_t whole[4] = {0, 0, 1, 1};
+    sc_status st = SC_OK;
+    for (int p = 0; p < passes && st == SC_OK; p++) {
+        const uint8_t *pass = h->interlace ? adam7[p] : whole;
+        size_t pw, ph, row_bytes;
+        png_pass_size(h, pass, &pw, &ph, &row_bytes);
+        if (pw == 0 || ph == 0) continue; /* small images skip some passes, with no filter bytes */
+        const uint8_t *prev = zeros;
+        for (size_t r = 0; r < ph; r++) {
+            SC_ASSERT(pos + 1 + row_bytes <= raw_len, "PNG size was checked before unpacking");
+            int filter = raw[pos];
+            uint8_t *line = raw + pos + 1;
+            if (!png_unfilter(line, prev, row_bytes, bpp, filter)) {
+                st = sc_fail(err, SC_EFORMAT, "%s: scanline %zu has unknown filter type %d", what, r, filter);
+                break;
+            }
+            size_t y = pass[1] + r * pass[3];
+            for (size_t i = 0; i < pw; i++) {
+                if (!png_store_pixel(img, h, line, i, pass[0] + i * pass[2], y)) {
+                    st = sc_fail(err, SC_EFORMAT, "%s: palette index %u but the palette has %d entries", what,
+                                 png_sample(line, i, h->bit_depth), h->palette_size);
+                    break;
+                }
+            }
+            if (st != SC_OK) break;
+            prev = line;
+            pos += 1 + row_bytes;
+        }
+    }
+    free(zeros);
+    return st;
+}
+
+/* Bytes of filtered data the header implies: every pass, every line, one
+ * filter byte plus the packed samples. */
+static size_t png_raw_size(const png_header *h)
+{
+    static const uint8_t whole[4] = {0, 0, 1, 1};
+    size_t total = 0;
+    for (int p = 0; p < (h->interlace ? 7 : 1); p++) {
+        size_t w, hh, row_bytes;
+        png_pass_size(h, h->interlace ? adam7[p] : whole, &w, &hh, &row_bytes);
+        if (w && hh) total += hh * (1 + row_bytes); /* ≤ 2^26·8 + 2^24: no overflow */
+    }
+    return total;
+}
+
+/* Read PLTE (RGB triples) and tRNS (alpha per palette entry, or one
+ * transparent colour for grey/RGB images, which Pillow keeps as metadata
+ * only, so we skip it). */
+static sc_status png_read_palette(png_header *h, const char *type, const uint8_t *data, uint32_t len,
+                                  const char *what, sc_err *err)
+{
+    if (!strcmp(type, "PLTE")) {
+        if (h->color_type == 0 || h->color_type == 4)
+            return sc_fail(err, SC_EFORMAT, "%s: PLTE chunk in a greyscale image", what);
+        if (len % 3 != 0 || len == 0 || len > 768)
+            return sc_fail(err, SC_EFORMAT, "%s: PLTE chunk of %u bytes is not 1..256 RGB entries", what, len);
+        if (h->palette_size) return sc_fail(err, SC_EFORMAT, "%s: second PLTE chunk", what);
+        h->palette_size = (int)(len / 3);
+        for (int i = 0; i < h->palette_size; i++) {
+            memcpy(h->palette[i], data + 3 * i, 3);
+            h->palette[i][3] = 255;
+        }
+        return SC_OK;
+    }
+    /* tRNS */
+    if (h->color_type != 3) return SC_OK;
+    if (!h->palette_size) return sc_fail(err, SC_EFORMAT, "%s: tRNS chunk before PLTE", what);
+    if (len > (uint32_t)h->palette_size)
+        return sc_fail(err, SC_EFORMAT, "%s: tRNS has %u entries for a palette of %d", what, len, h->palette_size);
+    for (uint32_t i = 0; i < len; i++) h->palette[i][3] = data[i];
+    h->has_trns = 1;
+    return SC_OK;
+}
+
+/* @book begin png-chunks */
+sc_status sc_png_decode(const uint8_t *data, size_t len, const char *what, sc_image *img, sc_err *err)
+{
+    memset(img, 0, sizeof *img);
+    cursor c = cursor_make(data, len);
+    const uint8_t *sig = cur_take(&c, 8);
+    if (!sig || memcmp(sig, "\x89PNG\r\n\x1a\n", 8) != 0) return sc_fail(err, SC_EFORMAT, "%s: not a PNG file", what);
+
+    png_header h;
+    memset(&h, 0, sizeof h);
+    uint8_t *idat = NULL;       /* IDAT payloads, concatenated */
+    size_t idat_len = 0, idat_cap = 0;
+    int n_chunks = 0, seen_ihdr = 0, seen_iend = 0, idat_state = 0; /* 0 none yet, 1 in IDATs, 2 after */
+    sc_status st = SC_OK;
+    while (st == SC_OK && !seen_iend) {
+        uint32_t n = cur_u32be(&c);
+        const uint8_t *type_bytes = cur_take(&c, 4);
+        if (n > 0x7FFFFFFFu) {
+            st = sc_fail(err, SC_EFORMAT, "%s: chunk %d claims %u bytes (PNG allows 2^31-1)", what, n_chunks, n);
+            break;
+        }
+        const uint8_t *body = cur_take(&c, n);
+        uint32_t crc = cur_u32be(&c);
+        if (c.bad) {
+            st = sc_fail(err, SC_EFORMAT, "%s: truncated in chunk %d (no IEND)", what, n_chunks);
+            break;
+        }
+        char type[5] = {0};
+        memcpy(type, type_bytes, 4);
+        if (sc_crc32(sc_crc32(0, type_bytes, 4), body, n) != crc) {
+            st = sc_fail(err, SC_EFORMAT, "%s: CRC mismatch in chunk %s", what, type);
+            break;
+        }
+        n_chunks++;
+        int is_idat = !strcmp(type, "IDAT");
+        if (idat_state == 1 && !is_idat) idat_state = 2;
+        if (!seen_ihdr && strcmp(type, "IHDR") != 0) {
+            st = sc_fail(err, SC_EFORMAT, "%s: first chunk is %s, not IHDR", what, type);
+        } else if (!strcmp(type, "IHDR")) {
+            if (seen_ihdr || n != 13) { st = sc_fail(err, SC_EFORMAT, "%s: bad or repeated IHDR chunk", what); break; }
+            cursor ih = cursor_make(body, n);
+            st = png_read_ihdr(&ih, &h, what, err);
+            seen_ihdr = 1;
+        } else if (!strcmp(type, "PLTE") || !strcmp(type, "tRNS")) {
+            if (idat_state) st = sc_fail(err, SC_EFORMAT, "%s: %s chunk after image data", what, type);
+            else st = png_read_palette(&h, type, body, n, what, err);
+        } else if (is_idat) {
+            if (idat_state == 2) { st = sc_fail(err, SC_EFORMAT, "%s: IDAT chunks are not consecutive", what); break; }
+            idat_state = 1;
+            size_t need;
+            if (!sc_add_ok(idat_len, n, &need)) { st = sc_fail(err, SC_ENOMEM, "%s: too much IDAT data", what); break; }
+            if (need > idat_cap) {
+                size_t cap = idat_cap ? idat_cap : 1 << 16;
+                while (cap < need) cap *= 2; /* need ≤ file size, so this cannot overflow */
+                uint8_t *nb = realloc(idat, cap);
+                if (!nb) { st = sc_fail(err, SC_ENOMEM, "%s: out of memory for IDAT data", what); break; }
+                idat = nb;
+                idat_cap = cap;
+            }
+            if (n) memcpy(idat + idat_len, body, n); /* an empty IDAT is legal */
+            idat_len += n;
+        } else if (!strcmp(type, "IEND")) {
+            seen_iend = 1;
+        } else if (!(type[0] & 0x20)) {
+            /* An uppercase first letter marks a critical chunk we cannot skip. */
+            st = sc_fail(err, SC_EUNSUPPORTED, "%s: unknown critical chunk %s", what, type);
+        }
+    }
+    if (st == SC_OK && !idat_len) st = sc_fail(err, SC_EFORMAT, "%s: no IDAT chunk", what);
+    if (st == SC_OK && h.color_type == 3 && !h.palette_size) st = sc_fail(err, SC_EFORMAT, "%s: palette image without PLTE", what);
+
+    /* One zlib stream holds exactly the filtered scanlines the header implies. */
+    uint8_t *raw = NULL;
+    size_t raw_len = 0, want = st == SC_OK ? png_raw_size(&h) : 0;
+    if (st == SC_OK) {
+        sc_err zerr;
+        st = sc_inflate(idat, idat_len, SC_INFLATE_ZLIB, want, &raw, &raw_len, &zerr);
+        if (st != SC_OK)
+            sc_fail(err, st, "%s: IDAT: %s (a %ux%u image needs %zu bytes)", what, zerr.msg, h.width, h.height, want);
+        else if (raw_len != want)
+            st = sc_fail(err, SC_EFORMAT, "%s: image data holds %zu bytes but a %ux%u image needs %zu", what, raw_len,
+                         h.width, h.height, want);
+    }
+    free(idat);
+    if (st == SC_OK) {
+        int channels = h.color_type == 3 ? (h.has_trns ? 4 : 3) : h.samples;
+        st = image_alloc(img, h.width, h.height, channels, h.bit_depth == 16 ? 16 : 8, h.color_type == 3, what, err);
+    }
+    if (st == SC_OK) {
+        st = png_unpack(img, &h, raw, raw_len, what, err);
+        if (h.color_type == 3) {
+            img->palette_size = h.palette_size;
+            memcpy(img->palette, h.palette, sizeof h.palette);
+        }
+    }
+    free(raw);
+    if (st != SC_OK) sc_image_free(img);
+    return st;
+}
+/* @book end png-chunks */
+
+/* ---- PNG writer ----------------------------------------------------------
+ * Each row gets the filter whose output has the smallest sum of |byte| as
+ * a signed value (libpng's heuristic), then the rows go through a small
+ * deflate compressor: greedy LZ77 matches found with hash chains, coded
+ * with the fixed Huffman code of RFC 1951 3.2.6, in one final block. It
+ * is several times smaller than stored blocks and short enough to read. */
+
+typedef struct {
+    uint8_t *buf;
+    size_t len, cap;
+    uint64_t bits;
+    int nbits;
+    int failed;     /* an allocation failed; everything after is dropped */
+} bitwriter;
+
+static void bw_byte(bitwriter *w, uint8_t b)
+{
+    if (w->failed) return;
+    if (w->len == w->cap) {
+        size_t cap = w->cap ? w->cap * 2 : 1 << 16;
+        uint8_t *nb = realloc(w->buf, cap);
+        if (!nb) {
+            w->failed = 1;
+            return;
+        }
+        w->buf = nb;
+        w->cap = cap;
+    }
+    w->buf[w->len++] = b;
+}
+
+/* `value` least significant bit first, as deflate packs fields. */
+static void bw_bits(bitwriter *w, uint32_t value, int n)
+{
+    w->bits |= (uint64_t)value << w->nbits;
+    w->nbits += n;
+    while (w->nbits >= 8) {
+        bw_byte(w, (uint8_t)w->bits);
+        w->bits >>= 8;
+        w->nbits -= 8;
+    }
+}
+
+/* A Huffman code is sent most significant bit first. */
+static void bw_code(bitwriter *w, uint32_t code, int n)
+{
+    uint32_t reversed = 0;
+    for (int i = 0; i < n; i++) reversed |= ((code >> i) & 1) << (n - 1 - i);
+    bw_bits(w, reversed, n);
+}
+
+/* Fixed literal/length code: 0..143 → 8 bits from 0x30, 144..255 → 9 bits
+ * from 0x190, 256..279 → 7 bits from 0, 280..287 → 8 bits from 0xC0. */
+static void fixed_litlen(bitwriter *w, int sym)
+{
+    if (sym < 144) bw_code(w, 0x30u + (uint32_t)sym, 8);
+    else if (sym < 256) bw_code(w, 0x190u + (uint32_t)(sym - 144), 9);
+    else if (sym < 280) bw_code(w, (uint32_t)(sym - 256), 7);
+    else bw_code(w, 0xC0u + (uint32_t)(sym - 280), 8);
+}
+
+static void fixed_match(bitwriter *w, size_t length, size_t distance)
+{
+    int ls = 28;
+    while (len_base[ls] > length) ls--;
+    fixed_litlen(w, 257 + ls);
+    bw_bits(w, (uint32_t)(length - len_base[ls]), len_extra[ls]);
+    int ds = 29;
+    while (dist_base[ds] > distance) ds--;
+    bw_code(w, (uint32_t)ds, 5);
+    bw_bits(w, (uint32_t)(distance - dist_base[ds]), dist_extra[ds]);
+}
+
+#define LZ_WINDOW 32768
+#define LZ_HASH_BITS 15
+#define LZ_CHAIN 32     /* candidates tried per position: speed vs ratio */
+
+static uint32_t lz_hash(const uint8_t *p)
+{
+    return ((uint32_t)p[0] << 16 | (uint32_t)p[1] << 8 | p[2]) * 2654435761u >> (32 - LZ_HASH_BITS);
+}
+
+/* zlib stream (header, one fixed-Huffman block or, when that is larger,
+ * stored blocks, then the Adler-32) of data[0..n). */
+static sc_status zlib_compress_fixed(const uint8_t *data, size_t n, uint8_t **out, size_t *out_len, sc_err *err)
+{
+    int32_t *head = malloc(sizeof(int32_t) << LZ_HASH_BITS); /* last position with each hash, -1 none */
+    int32_t *prev = malloc(sizeof(int32_t) * LZ_WINDOW);      /* previous position with the same hash */
+    bitwriter w = {0};
+    if (!head || !prev) {
+        free(head);
+        free(prev);
+        return sc_fail(err, SC_ENOMEM, "PNG writer: out of memory");
+    }
+    for (size_t i = 0; i < (1u << LZ_HASH_BITS); i++) head[i] = -1;
+    bw_byte(&w, 0x78); /* deflate, 32 KiB window; 0x7801 is a multiple of 31 */
+    bw_byte(&w, 0x01);
+    bw_bits(&w, 1, 1); /* BFINAL */
+    bw_bits(&w, 1, 2); /* BTYPE = fixed Huffman */
+    size_t i = 0;
+    while (i < n) {
+        size_t best_len = 0, best_dist = 0;
+        if (i + 3 <= n) {
+            uint32_t hsh = lz_hash(data + i);
+            int32_t cand = head[hsh];
+            size_t max_len = n - i < 258 ? n - i : 258;
+            for (int tries = 0; cand >= 0 && i - (size_t)cand <= LZ_WINDOW && tries < LZ_CHAIN; tries++) {
+                size_t l = 0;
+                while (l < max_len && data[(size_t)cand + l] == data[i + l]) l++;
+                if (l > best_len) {
+                    best_len = l;
+                    best_dist = i - (size_t)cand;
+                }
+                cand = prev[cand % LZ_WINDOW];
+            }
+        }
+        size_t step = best_len >= 3 ? best_len : 1;
+        if (best_len >= 3) fixed_match(&w, best_len, best_dist);
+        else fixed_litlen(&w, data[i]);
+        for (size_t k = i; k < i + step; k++) { /* every position enters the chains */
+            if (k + 3 > n) break;
+            uint32_t hsh = lz_hash(data + k);
+            prev[k % LZ_WINDOW] = head[hsh];
+            head[hsh] = (int32_t)k;
+        }
+        i += step;
+    }
+    fixed_litlen(&w, 256);
+    bw_bits(&w, 0, 7); /* flush to a byte boundary */
+    free(head);
+    free(prev);
+    size_t stored = 2 + n + 5 * (n / 65535 + 1);
+    if (!w.failed && w.len > stored) {
+        /* Noisy data (a 16-bit radiograph) costs more than 8 bits per byte in
+         * the fixed code: store it instead, in blocks of up to 65535 bytes. */
+        w.len = 2;
+        size_t at = 0;
+        do {
+            size_t m = n - at > 65535 ? 65535 : n - at;
+            uint8_t head5[5] = {at + m == n, (uint8_t)m, (uint8_t)(m >> 8), (uint8_t)~m, (uint8_t)(~m >> 8)};
+            for (int k = 0; k < 5; k++) bw_byte(&w, head5[k]);
+            for (size_t k = 0; k < m; k++) bw_byte(&w, data[at + k]);
+            at += m;
+        } while (at < n);
+    }
+    uint32_t adler = sc_adler32(1, data, n);
+    for (int s = 24; s >= 0; s -= 8) bw_byte(&w, (uint8_t)(adler >> s));
+    if (w.failed) {
+        free(w.buf);
+        return sc_fail(err, SC_ENOMEM, "PNG writer: out of memory");
+    }
+    *out = w.buf;
+    *out_len = w.len;
+    return SC_OK;
+}
+
+/* Filter every row of the image into (height, 1 + row_bytes) bytes. */
+static uint8_t *png_filter_rows(const sc_image *img, size_t row_bytes, size_t bpp)
+{
+    size_t stride = 1 + row_bytes;
+    uint8_t *out = malloc(stride * (size_t)img->height);
+    uint8_t *raw = malloc(2 * row_bytes + 1), *trial = malloc(row_bytes + 1);
+    if (!out || !raw || !trial) {
+        free(out);
+        free(raw);
+        free(trial);
+        return NULL;
+    }
+    uint8_t *line = raw, *prev = raw + row_bytes; /* the current row and the row above, big-endian samples */
+    memset(prev, 0, row_bytes);
+    for (int y = 0; y < img->height; y++) {
+        size_t n = (size_t)img->width * (size_t)img->channels;
+        if (img->bits == 16) {
+            const uint16_t *src = img->pixels16 + (size_t)y * n;
+            for (size_t k = 0; k < n; k++) {
+                line[2 * k] = (uint8_t)(src[k] >> 8);
+                line[2 * k + 1] = (uint8_t)src[k];
+            }
+        } else {
+            memcpy(line, img->pixels + (size_t)y * n, n);
+        }
+        uint8_t *dst = out + (size_t)y * stride;
+        long best = -1;
+        for (int f = 0; f <= 4; f++) {
+            long sum = 0;
+            for (size_t k = 0; k < row_bytes; k++) {
+                int a = k >= bpp ? line[k - bpp] : 0, b = prev[k], c = k >= bpp ? prev[k - bpp] : 0;
+                int pred = f == 0 ? 0 : f == 1 ? a : f == 2 ? b : f == 3 ? (a + b) >> 1 : paeth(a, b, c);
+                trial[k] = (uint8_t)(line[k] - pred);
+                sum += trial[k] < 128 ? trial[k] : 256 - trial[k];
+            }
+            if (best < 0 || sum < best) {
+                best = sum;
+                dst[0] = (uint8_t)f;
+                memcpy(dst + 1, trial, row_bytes);
+            }
+        }
+        uint8_t *t = prev;
+        prev = line;
+        line = t;
+    }
+    free(raw);
+    free(trial);
+    return out;
+}
+
+static void put_u32be(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+sc_status sc_png_encode(const sc_image *img, uint8_t **out, size_t *out_len, sc_err *err)
+{
+    *out = NULL;
+    *out_len = 0;
+    if (img->width < 1 || img->height < 1 || img->channels < 1 || img->channels > 4 ||
+        (img->bits != 8 && img->bits != 16) || (img->bits == 16 ? !img->pixels16 : !img->pixels) ||
+        (int64_t)img->width * img->height > SC_IMAGE_MAX_PIXELS)
+        return sc_fail(err, SC_EARG, "PNG writer: cannot write a %dx%d image with %d channels at %d bits",
+                       img->width, img->height, img->channels, img->bits);
+    static const uint8_t color_type[5] = {0, 0, 4, 2, 6};
+    size_t bpp = (size_t)img->channels * (size_t)(img->bits / 8);
+    size_t row_bytes = (size_t)img->width * bpp;
+    uint8_t *rows = png_filter_rows(img, row_bytes, bpp);
+    if (!rows) return sc_fail(err, SC_ENOMEM, "PNG writer: out of memory");
+    uint8_t *z = NULL;
+    size_t z_len = 0;
+    sc_status st = zlib_compress_fixed(rows, (1 + row_bytes) * (size_t)img->height, &z, &z_len, err);
+    free(rows);
+    if (st != SC_OK) return st;
+
+    /* signature, IHDR (13), one IDAT, IEND: each chunk adds 12 bytes */
+    size_t total = 8 + (12 + 13) + (12 + z_len) + 12;
+    uint8_t *png = z_len <= 0x7FFFFFFFu ? malloc(total) : NULL;
+    if (!png) {
+        free(z);
+        return sc_fail(err, SC_ENOMEM, "PNG writer: out of memory");
+    }
+    uint8_t *p = png;
+    memcpy(p, "\x89PNG\r\n\x1a\n", 8);
+    p += 8;
+    uint8_t ihdr[13];
+    put_u32be(ihdr, (uint32_t)img->width);
+    put_u32be(ihdr + 4, (uint32_t)img->height);
+    ihdr[8] = (uint8_t)img->bits;
+    ihdr[9] = color_type[img->channels];
+    ihdr[10] = ihdr[11] = ihdr[12] = 0; /* deflate, adaptive filters, no interlace */
+    const struct { const char *type; const uint8_t *data; size_t len; } chunks[3] = {
+        {"IHDR", ihdr, 13}, {"IDAT", z, z_len}, {"IEND", NULL, 0}};
+    for (int k = 0; k < 3; k++) {
+        put_u32be(p, (uint32_t)chunks[k].len);
+        memcpy(p + 4, chunks[k].type, 4);
+        if (chunks[k].len) memcpy(p + 8, chunks[k].data, chunks[k].len);
+        put_u32be(p + 8 + chunks[k].len, sc_crc32(0, p + 4, 4 + chunks[k].len));
+        p += 12 + chunks[k].len;
+    }
+    free(z);
+    *out = png;
+    *out_len = total;
+    return SC_OK;
+}
+
+sc_status sc_png_write(const char *path, const sc_image *img, sc_err *err)
+{
+    uint8_t *png;
+    size_t len;
+    sc_status st = sc_png_encode(img, &png, &len, err);
+    if (st != SC_OK) return sc_fail(err, st, "%s: %s", path, err->msg);
+    st = sc_write_file_atomic(path, png, len, err);
+    free(png);
+    return st;
+}
 
 /* ======================================================================== */
 /* 8. JPEG                                                                   */
 /* ======================================================================== */
 
+/* A JPEG file is a list of marker segments. The frame header (SOF) gives
+ * the size and the components with their sampling factors; DQT and DHT
+ * define quantisation and Huffman tables; each scan (SOS) is followed by
+ * entropy-coded data: Huffman-coded 8x8 blocks of DCT coefficients in
+ * zig-zag order, grouped into MCUs (minimum coded units). We gather every
+ * coefficient of the image first (a progressive file refines them over
+ * several scans), then run the inverse DCT, upsample the chroma planes and
+ * convert YCbCr to RGB, using libjpeg-turbo's integer arithmetic at each
+ * step so the result equals Pillow's to the last bit. */
+
+#define JPEG_MAX_SCANS 1000   /* real files have at most a few dozen */
+#define JPEG_FAST_BITS 9
+
+/* zig-zag position k → row-major position in the 8x8 block */
+static const uint8_t jpeg_natural[64] = {
+    0,  1,  8,  16, 9,  2,  3,  10, 17, 24, 32, 25, 18, 11, 4,  5,  12, 19, 26, 33, 40, 48,
+    41, 34, 27, 20, 13, 6,  7,  14, 21, 28, 35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23,
+    30, 37, 44, 51, 58, 59, 52, 45, 38, 31, 39, 46, 53, 60, 61, 54, 47, 55, 62, 63};
+
+/* A Huffman table (ITU T.81 annex C): codes are assigned in order of length,
+ * most significant bit first. Codes of up to JPEG_FAST_BITS bits decode by
+ * one look-up; longer ones by comparing with the largest code of each
+ * length (annex F.2.2.3). */
+typedef struct {
+    uint16_t fast[1 << JPEG_FAST_BITS]; /* (length << 8) | value, 0 = longer code */
+    int32_t maxcode[17];                /* largest code of each length, -1 when none */
+    int32_t valoffset[17];              /* value index = code + valoffset[length] */
+    uint8_t values[256];
+    int max_value;                      /* largest symbol, for the DC check */
+    int defined;
+} jpeg_huffman;
+
+typedef struct {
+    int id, h, v, tq;            /* identifier, sampling factors, quantisation table */
+    int dc_table, ac_table;      /* of the current scan */
+    int dw, dh;                  /* samples: ceil(X·h/Hmax) x ceil(Y·v/Vmax) */
+    int bw, bh;                  /* blocks stored: the MCU-padded grid */
+    int16_t *coef;               /* (bh, bw, 64), natural order inside a block */
+    uint16_t quant[64];          /* latched at the component's first scan, natural order */
+    int quant_latched;
+    int dc_seen;                 /* progressive: its DC has been coded */
+    int pred;                    /* DC predictor */
+    uint8_t *plane;              /* (bh·8, bw·8) samples after the IDCT */
+} jpeg_component;
+
+/* The entropy-coded data reader: a 64-bit buffer, next bit at the top.
+ * 0xFF 0x00 stands for a data byte 0xFF; 0xFF followed by anything else
+ * is a marker, where data ends: from there zeros are fed and counted, and
+ * consuming any of them means the data was cut short. */
+typedef struct {
+    const uint8_t *p, *end;
+    uint64_t bits;
+    int nbits;
+    int at_marker;
+    int phantom;       /* zero bytes fed after the data ended */
+} jpeg_bits;
+
+typedef struct {
+    const char *what;
+    sc_err *err;
+    int width, height, ncomp;
+    int progressive;
+    int hmax, vmax, mcux, mcuy;  /* MCU grid of an interleaved scan */
+    jpeg_component comp[4];
+    uint16_t qt[4][64];
+    int qt_defined[4];
+    jpeg_huffman dc[4], ac[4];
+    int restart_interval;        /* MCUs between RSTn markers, 0 = none */
+    int jfif, adobe, adobe_transform;
+    int scans;
+    /* the current scan */
+    int scan_ncomp;
+    jpeg_component *scan_comp[4];
+    int ss, se, ah, al;          /* spectral band and successive approximation */
+    int eobrun;                  /* progressive: blocks left in an end-of-band run */
+    jpeg_bits in;
+} jpeg_decoder;
+
+static sc_status jpeg_fail(jpeg_decoder *d, sc_status code, const char *reason)
+{
+    return sc_fail(d->err, code, "%s: %s", d->what, reason);
+}
+
+/* Build a table from its 16 code counts and values; NULL or a reason. As
+ * libjpeg does, refuse tables whose codes do not fit their lengths (the
+ * all-ones code of each length is reserved). */
+static const char *jpeg_huffman_build(jpeg_huffman *t, const uint8_t counts[16], const uint8_t *values, int n)
+{
+    memset(t, 0, sizeof *t);
+    memcpy(t->values, values, (size_t)n);
+    int code = 0, k = 0;
+    for (int len = 1; len <= 16; len++) {
+        t->valoffset[len] = k - code;
+        for (int i = 0; i < counts[len - 1]; i++, k++, code++) {
+            if (code >= (1 << len) - 1) return "Huffman table has more codes than its lengths allow";
+            if (len <= JPEG_FAST_BITS) {
+                int shift = JPEG_FAST_BITS - len;
+                for (int f = code << shift; f < (code + 1) << shift; f++)
+                    t->fast[f] = (uint16_t)(len << 8 | values[k]);
+            }
+        }
+        t->maxcode[len] = counts[len - 1] ? code - 1 : -1;
+        code <<= 1;
+    }
+    for (int i = 0; i < n; i++)
+        if (values[i] > t->max_value) t->max_value = values[i];
+    t->defined = 1;
+    return NULL;
+}
+
+static void jbits_fill(jpeg_bits *b)
+{
+    while (b->nbits <= 56) {
+        uint64_t byte = 0;
+        if (!b->at_marker && b->p < b->end && !(b->p[0] == 0xFF && (b->p + 1 == b->end || b->p[1] != 0))) {
+            byte = *b->p;
+            b->p += byte == 0xFF ? 2 : 1; /* 0xFF 0x00: a stuffed 0xFF */
+        } else {
+            b->at_marker = 1;
+            b->phantom++;
+        }
+        b->bits |= byte << (56 - b->nbits);
+        b->nbits += 8;
+    }
+}
+
+/* Take n (1..16) bits as an unsigned number. */
+static int jbits_get(jpeg_bits *b, int n)
+{
+    if (b->nbits < n) jbits_fill(b);
+    int v = (int)(b->bits >> (64 - n));
+    b->bits <<= n;
+    b->nbits -= n;
+    return v;
+}
+
+static int jbits_overrun(const jpeg_bits *b)
+{
+    return b->phantom * 8 > b->nbits;
+}
+
+/* Next Huffman symbol, or -1 when the bits match no code. */
+static int jpeg_huffman_decode(jpeg_bits *b, const jpeg_huffman *t)
+{
+    if (b->nbits < 16) jbits_fill(b);
+    uint16_t e = t->fast[b->bits >> (64 - JPEG_FAST_BITS)];
+    if (e) {
+        b->bits <<= e >> 8;
+        b->nbits -= e >> 8;
+        return e & 0xFF;
+    }
+    for (int len = JPEG_FAST_BITS + 1; len <= 16; len++) {
+        int code = (int)(b->bits >> (64 - len));
+        if (code <= t->maxcode[len]) {
+            b->bits <<= len;
+            b->nbits -= len;
+            return t->values[code + t->valoffset[len]];
+        }
+    }
+    return -1;
+}
+
+/* The s-bit magnitude category: s bits v stand for v when the top bit is
+ * set, else for v - (2^s - 1) (annex F.2.2.1, EXTEND). */
+static int jpeg_receive_extend(jpeg_bits *b, int s)
+{
+    if (s == 0) return 0;
+    int v = jbits_get(b, s);
+    return v < 1 << (s - 1) ? v - (1 << s) + 1 : v;
+}
+
+/* Store v in a 16-bit coefficient; 0 when valid data could never make it. */
+static int jpeg_put_coef(int16_t *c, int v)
+{
+    if (v < -32768 || v > 32767) return 0;
+    *c = (int16_t)v;
+    return 1;
+}
+
+/* ---- block decoders, one per kind of scan; each returns NULL or why ---- */
+
+/* @book begin jpeg-huffman-block */
+/* Sequential (baseline) block: the DC difference, then (run, size) pairs
+ * for the 63 AC coefficients in zig-zag order; 0x00 ends the block early
+ * (EOB) and 0xF0 skips 16 zeros (ZRL). */
+static const char *jpeg_block_sequential(jpeg_decoder *d, jpeg_component *c, int16_t *blk)
+{
+    int s = jpeg_huffman_decode(&d->in, &d->dc[c->dc_table]);
+    if (s < 0 || s > 15) return "bad DC Huffman code";
+    c->pred += jpeg_receive_extend(&d->in, s);
+    if (!jpeg_put_coef(&blk[0], c->pred)) return "DC coefficient out of range";
+    const jpeg_huffman *ac = &d->ac[c->ac_table];
+    for (int k = 1; k < 64;) {
+        int rs = jpeg_huffman_decode(&d->in, ac);
+        if (rs < 0) return "bad AC Huffman code";
+        int run = rs >> 4, size = rs & 15;
+        if (size == 0) {
+            if (run != 15) break; /* EOB */
+            k += 16;              /* ZRL */
+            continue;
+        }
+        k += run;
+        if (k > 63) return "AC coefficient index past 63";
+        blk[jpeg_natural[k++]] = (int16_t)jpeg_receive_extend(&d->in, size);
+    }
+    return NULL;
+}
+/* @book end jpeg-huffman-block */
+
+/* Progressive DC, first scan: the difference, scaled by 2^Al. */
+static const char *jpeg_block_dc_first(jpeg_decoder *d, jpeg_component *c, int16_t *blk)
+{
+    int s = jpeg_huffman_decode(&d->in, &d->dc[c->dc_table]);
+    if (s < 0 || s > 15) return "bad DC Huffman code";
+    c->pred += jpeg_receive_extend(&d->in, s);
+    if (c->pred < -32768 || c->pred > 32767 || !jpeg_put_coef(&blk[0], c->pred * (1 << d->al)))
+        return "DC coefficient out of range";
+    return NULL;
+}
+
+/* Progressive DC, refinement: one more bit of precision. */
+static const char *jpeg_block_dc_refine(jpeg_decoder *d, jpeg_component *c, int16_t *blk)
+{
+    (void)c;
+    if (jbits_get(&d->in, 1)) blk[0] = (int16_t)(blk[0] | (1 << d->al));
+    return NULL;
+}
+
+/* Progressive AC, first scan of band Ss..Se: like a sequential block but
+ * EOBn codes end this block and the next 2^n - 1 + (n extra bits) ones. */
+static const char *jpeg_block_ac_first(jpeg_decoder *d, jpeg_component *c, int16_t *blk)
+{
+    if (d->eobrun > 0) {
+        d->eobrun--;
+        return NULL;
+    }
+    const jpeg_huffman *ac = &d->ac[c->ac_table];
+    for (int k = d->ss; k <= d->se;) {
+        int rs = jpeg_huffman_decode(&d->in, ac);
+        if (rs < 0) return "bad AC Huffman code";
+        int run = rs >> 4, size = rs & 15;
+        if (size == 0) {
+            if (run == 15) {
+                k += 16;
+                continue;
+            }
+            d->eobrun = (1 << run) - 1 + (run ? jbits_get(&d->in, run) : 0);
+            break;
+        }
+        k += run;
+        if (k > d->se) return "AC coefficient index past the end of the band";
+        if (!jpeg_put_coef(&blk[jpeg_natural[k++]], jpeg_receive_extend(&d->in, size) * (1 << d->al)))
+            return "AC coefficient out of range";
+    }
+    return NULL;
+}
+
+/* Refine one already-nonzero coefficient: a correction bit adds 2^Al in
+ * the direction of its sign (annex G.1.2.3). */
+static const char *jpeg_refine_nonzero(jpeg_decoder *d, int16_t *coef)
+{
+    if (jbits_get(&d->in, 1) && (*coef & (1 << d->al)) == 0) {
+        int v = *coef + (*coef >= 0 ? 1 << d->al : -(1 << d->al));
+        if (!jpeg_put_coef(coef, v)) return "AC coefficient out of range";
+    }
+    return NULL;
+}
+
+/* Progressive AC, refinement scan: codes place newly nonzero coefficients
+ * of magnitude 2^Al; the zero run counts only coefficients that are still
+ * zero, and every nonzero one passed on the way gets a correction bit. */
+static const char *jpeg_block_ac_refine(jpeg_decoder *d, jpeg_component *c, int16_t *blk)
+{
+    const char *why;
+    int k = d->ss;
+    if (d->eobrun == 0) {
+        const jpeg_huffman *ac = &d->ac[c->ac_table];
+        for (; k <= d->se; k++) {
+            int rs = jpeg_huffman_decode(&d->in, ac);
+            if (rs < 0) return "bad AC Huffman code";
+            int run = rs >> 4, size = rs & 15, value = 0;
+            if (size == 0 && run != 15) {
+                d->eobrun = (1 << run) + (run ? jbits_get(&d->in, run) : 0);
+                break; /* the rest of this block is refined below */
+            }
+            if (size != 0) {
+                if (size != 1) return "refinement coefficient with a size other than 1";
+                value = jbits_get(&d->in, 1) ? 1 << d->al : -(1 << d->al);
+            }
+            /* Skip `run` zero coefficients (refining nonzero ones); for a new
+             * value, stop at the zero that receives it. */
+            for (; k <= d->se; k++) {
+                int16_t *coef = &blk[jpeg_natural[k]];
+                if (*coef != 0) {
+                    if ((why = jpeg_refine_nonzero(d, coef))) return why;
+                } else if (run-- == 0) {
+                    break;
+                }
+            }
+            if (value) {
+                if (k > d->se) return "refined coefficient past the end of the band";
+                blk[jpeg_natural[k]] = (int16_t)value;
+            }
+        }
+    }
+    if (d->eobrun > 0) { /* inside an end-of-band run: only correction bits */
+        for (; k <= d->se; k++)
+            if (blk[jpeg_natural[k]] != 0 && (why = jpeg_refine_nonzero(d, &blk[jpeg_natural[k]]))) return why;
+        d->eobrun--;
+    }
+    return NULL;
+}
+
+typedef const char *(*jpeg_block_fn)(jpeg_decoder *d, jpeg_component *c, int16_t *blk);
+
+/* After `restart_interval` MCUs the encoder byte-aligns and writes RSTn
+ * (n counting 0..7); decoding restarts with fresh predictors. */
+static sc_status jpeg_restart(jpeg_decoder *d, int *next_rst)
+{
+    jpeg_bits *b = &d->in;
+    while (b->p + 1 < b->end && b->p[0] == 0xFF && b->p[1] == 0xFF) b->p++; /* fill bytes */
+    if (b->p + 1 >= b->end || b->p[0] != 0xFF || b->p[1] != 0xD0 + *next_rst) {
+        char why[64];
+        snprintf(why, sizeof why, "expected restart marker RST%d", *next_rst);
+        return jpeg_fail(d, SC_EFORMAT, why);
+    }
+    b->p += 2;
+    b->bits = 0;
+    b->nbits = 0;
+    b->at_marker = 0;
+    b->phantom = 0;
+    *next_rst = (*next_rst + 1) & 7;
+    for (int i = 0; i < d->scan_ncomp; i++) d->scan_comp[i]->pred = 0;
+    d->eobrun = 0;
+    return SC_OK;
+}
+
+/* Decode the entropy-coded data of the current scan. A scan of one
+ * component visits that component's blocks in raster order (one block per
+ * MCU, only blocks inside the image); an interleaved scan visits MCUs of
+ * h x v blocks of each component. */
+static sc_status jpeg_decode_scan(jpeg_decoder *d, jpeg_block_fn decode_block)
+{
+    jpeg_component *one = d->scan_comp[0];
+    int single = d->scan_ncomp == 1;
+    int cols = single ? (one->dw + 7) / 8 : d->mcux;
+    int rows = single ? (one->dh + 7) / 8 : d->mcuy;
+    int64_t total = (int64_t)cols * rows, left_in_interval = d->restart_interval;
+    int next_rst = 0;
+    for (int i = 0; i < d->scan_ncomp; i++) d->scan_comp[i]->pred = 0;
+    d->eobrun = 0;
+    for (int64_t m = 0; m < total; m++) {
+        if (d->restart_interval && left_in_interval == 0) {
+            if (jpeg_restart(d, &next_rst) != SC_OK) return SC_EFORMAT;
+            left_in_interval = d->restart_interval;
+        }
+        int my = (int)(m / cols), mx = (int)(m % cols);
+        for (int i = 0; i < d->scan_ncomp; i++) {
+            jpeg_component *c = d->scan_comp[i];
+            int bh = single ? 1 : c->v, bw = single ? 1 : c->h;
+            for (int by = 0; by < bh; by++)
+                for (int bx = 0; bx < bw; bx++) {
+                    size_t row = (size_t)my * (size_t)bh + (size_t)by, col = (size_t)mx * (size_t)bw + (size_t)bx;
+                    const char *why = decode_block(d, c, c->coef + (row * (size_t)c->bw + col) * 64);
+                    if (why) return jpeg_fail(d, SC_EFORMAT, why);
+                }
+        }
+        if (jbits_overrun(&d->in)) return jpeg_fail(d, SC_EFORMAT, "entropy-coded data ends early (truncated?)");
+        left_in_interval--;
+    }
+    return SC_OK;
+}
+
+/* ---- marker segments ---- */
+
+static sc_status jpeg_read_dqt(jpeg_decoder *d, cursor *seg)
+{
+    while (cur_left(seg) > 0) {
+        int pq_tq = cur_u8(seg), precision = pq_tq >> 4, id = pq_tq & 15;
+        if (precision > 1 || id > 3) return jpeg_fail(d, SC_EFORMAT, "bad DQT table precision or number");
+        for (int k = 0; k < 64; k++)
+            d->qt[id][jpeg_natural[k]] = precision ? cur_u16be(seg) : cur_u8(seg);
+        if (seg->bad) return jpeg_fail(d, SC_EFORMAT, "truncated DQT segment");
+        d->qt_defined[id] = 1;
+    }
+    return SC_OK;
+}
+
+static sc_status jpeg_read_dht(jpeg_decoder *d, cursor *seg)
+{
+    while (cur_left(seg) > 0) {
+        int tc_th = cur_u8(seg), cls = tc_th >> 4, id = tc_th & 15;
+        const uint8_t *counts = cur_take(seg, 16);
+        if (!counts || cls > 1 || id > 3) return jpeg_fail(d, SC_EFORMAT, "bad DHT table class or number");
+        int n = 0;
+        for (int i = 0; i < 16; i++) n += counts[i];
+        const uint8_t *values = n <= 256 ? cur_take(seg, (size_t)n) : NULL;
+        if (!values) return jpeg_fail(d, SC_EFORMAT, "truncated or oversized DHT table");
+        const char *why = jpeg_huffman_build(cls ? &d->ac[id] : &d->dc[id], counts, values, n);
+        if (why) return jpeg_fail(d, SC_EFORMAT, why);
+    }
+    return SC_OK;
+}
+
+static sc_status jpeg_read_sof(jpeg_decoder *d, cursor *seg, int marker)
+{
+    if (d->ncomp) return jpeg_fail(d, SC_EFORMAT, "second frame header");
+    if (marker == 0xC3 || marker > 0xC2) /* lossless, differential, arithmetic */
+        return jpeg_fail(d, SC_EUNSUPPORTED, "lossless, hierarchical or arithmetic-coded JPEG is not supported");
+    d->progressive = marker == 0xC2;
+    int precision = cur_u8(seg);
+    d->height = cur_u16be(seg);
+    d->width = cur_u16be(seg);
+    int n = cur_u8(seg);
+    if (seg->bad) return jpeg_fail(d, SC_EFORMAT, "truncated frame header");
+    if (precision != 8) return jpeg_fail(d, SC_EUNSUPPORTED, "only 8-bit samples are supported (12-bit JPEG)");
+    if (d->height == 0) return jpeg_fail(d, SC_EUNSUPPORTED, "height 0 (set later by a DNL marker) is not supported");
+    if (d->width == 0) return jpeg_fail(d, SC_EFORMAT, "width 0");
+    if ((int64_t)d->width * d->height > SC_IMAGE_MAX_PIXELS) {
+        char why[128];
+        snprintf(why, sizeof why, "image size %dx%d is over the limit of %lld pixels", d->width, d->height,
+                 (long long)SC_IMAGE_MAX_PIXELS);
+        return jpeg_fail(d, SC_ENOMEM, why);
+    }
+    if (n == 4) return jpeg_fail(d, SC_EUNSUPPORTED, "4-component (CMYK/YCCK) JPEG is not supported");
+    if (n != 1 && n != 3) return jpeg_fail(d, SC_EUNSUPPORTED, "only 1- and 3-component JPEGs are supported");
+    for (int i = 0; i < n; i++) {
+        jpeg_component *c = &d->comp[i];
+        c->id = cur_u8(seg);
+        int hv = cur_u8(seg);
+        c->h = hv >> 4;
+        c->v = hv & 15;
+        c->tq = cur_u8(seg);
+        if (c->h < 1 || c->h > 4 || c->v < 1 || c->v > 4 || c->tq > 3)
+            return jpeg_fail(d, SC_EFORMAT, "bad sampling factor or table number in the frame header");
+        for (int j = 0; j < i; j++)
+            if (d->comp[j].id == c->id) return jpeg_fail(d, SC_EFORMAT, "two components share an identifier");
+        if (c->h > d->hmax) d->hmax = c->h;
+        if (c->v > d->vmax) d->vmax = c->v;
+    }
+    if (seg->bad) return jpeg_fail(d, SC_EFORMAT, "truncated frame header");
+    d->ncomp = n;
+    d->mcux = (d->width + 8 * d->hmax - 1) / (8 * d->hmax);
+    d->mcuy = (d->height + 8 * d->vmax - 1) / (8 * d->vmax);
+    for (int i = 0; i < n; i++) {
+        jpeg_component *c = &d->comp[i];
+        if (d->hmax % c->h || d->vmax % c->v)
+            return jpeg_fail(d, SC_EUNSUPPORTED, "fractional sampling factors are not supported");
+        c->dw = (d->width * c->h + d->hmax - 1) / d->hmax;
+        c->dh = (d->height * c->v + d->vmax - 1) / d->vmax;
+        c->bw = d->mcux * c->h;
+        c->bh = d->mcuy * c->v;
+        /* ≤ (2^16/8 + 1)^2 · 16 blocks of 128 bytes: well inside size_t */
+        c->coef = calloc((size_t)c->bw * (size_t)c->bh, 64 * sizeof(int16_t));
+        if (!c->coef) return jpeg_fail(d, SC_ENOMEM, "out of memory for the DCT coefficients");
+    }
+    return SC_OK;
+}
+
+/* Scan header: components and their tables, spectral band, successive
+ * approximation; checked against what the frame type allows. */
+static sc_status jpeg_read_sos(jpeg_decoder *d, cursor *seg, jpeg_block_fn *fn)
+{
+    if (!d->ncomp) return jpeg_fail(d, SC_EFORMAT, "scan before the frame header");
+    if (++d->scans > JPEG_MAX_SCANS) return jpeg_fail(d, SC_EFORMAT, "too many scans");
+    int n = cur_u8(seg);
+    if (n < 1 || n > d->ncomp) return jpeg_fail(d, SC_EFORMAT, "bad number of components in a scan");
+    int blocks_per_mcu = 0;
+    for (int i = 0; i < n; i++) {
+        int id = cur_u8(seg), tables = cur_u8(seg);
+        jpeg_component *c = NULL;
+        for (int j = 0; j < d->ncomp; j++)
+            if (d->comp[j].id == id) c = &d->comp[j];
+        for (int j = 0; j < i; j++)
+            if (d->scan_comp[j] == c) c = NULL;
+        if (!c) return jpeg_fail(d, SC_EFORMAT, "scan names an unknown or repeated component");
+        c->dc_table = tables >> 4;
+        c->ac_table = tables & 15;
+        if (c->dc_table > 3 || c->ac_table > 3) return jpeg_fail(d, SC_EFORMAT, "bad Huffman table number in a scan");
+        d->scan_comp[i] = c;
+        blocks_per_mcu += c->h * c->v;
+    }
+    d->scan_ncomp = n;
+    d->ss = cur_u8(seg);
+    d->se = cur_u8(seg);
+    int a = cur_u8(seg);
+    d->ah = a >> 4;
+    d->al = a & 15;
+    if (seg->bad) return jpeg_fail(d, SC_EFORMAT, "truncated scan header");
+    if (n > 1 && blocks_per_mcu > 10) return jpeg_fail(d, SC_EFORMAT, "more than 10 blocks in an MCU");
+
+    int dc_first = 0, needs_dc = 0, needs_ac = 0;
+    if (!d->progressive) {
+        if (d->ss != 0 || d->se != 63 || d->ah != 0 || d->al != 0)
+            return jpeg_fail(d, SC_EFORMAT, "sequential scan with a partial spectral band");
+        *fn = jpeg_block_sequential;
+        needs_dc = needs_ac = 1;
+    } else {
+        int dc = d->ss == 0;
+        if ((dc && d->se != 0) || (!dc && (d->se < d->ss || d->se > 63 || n != 1)) ||
+            (d->ah != 0 && d->ah != d->al + 1) || d->al > 13)
+            return jpeg_fail(d, SC_EFORMAT, "invalid progressive scan parameters");
+        dc_first = dc && d->ah == 0;
+        needs_dc = dc_first;
+        needs_ac = !dc;
+        *fn = dc ? (d->ah ? jpeg_block_dc_refine : jpeg_block_dc_first)
+                 : (d->ah ? jpeg_block_ac_refine : jpeg_block_ac_first);
+    }
+    for (int i = 0; i < n; i++) {
+        jpeg_component *c = d->scan_comp[i];
+        if (needs_dc && (!d->dc[c->dc_table].defined || d->dc[c->dc_table].max_value > 15))
+            return jpeg_fail(d, SC_EFORMAT, "scan uses a missing or invalid DC Huffman table");
+        if (needs_ac && !d->ac[c->ac_table].defined)
+            return jpeg_fail(d, SC_EFORMAT, "scan uses a missing AC Huffman table");
+        /* Every block costs at least one bit in a DC first scan: requiring it
+         * before AC scans bounds the work of later scans by the file size. */
+        if (d->progressive && !dc_first && !c->dc_seen)
+            return jpeg_fail(d, SC_EFORMAT, "progressive scan before the component's first DC scan");
+        if (dc_first) c->dc_seen = 1;
+        if (!c->quant_latched) {
+            if (!d->qt_defined[c->tq]) return jpeg_fail(d, SC_EFORMAT, "quantisation table used before it is defined");
+            memcpy(c->quant, d->qt[c->tq], sizeof c->quant);
+            c->quant_latched = 1;
+        }
+    }
+    return SC_OK;
+}
+
+/* APP0 "JFIF" and APP14 "Adobe" decide the colour space of 3 components. */
+static void jpeg_read_app(jpeg_decoder *d, int marker, const uint8_t *body, size_t n)
+{
+    if (marker == 0xE0 && n >= 5 && memcmp(body, "JFIF\0", 5) == 0) d->jfif = 1;
+    if (marker == 0xEE && n >= 12 && memcmp(body, "Adobe", 5) == 0) {
+        d->adobe = 1;
+        d->adobe_transform = body[11];
+    }
+}
+
+/* ---- from coefficients to pixels ---- */
+
+/* @book begin jpeg-idct */
+/* libjpeg's "islow" inverse DCT (jidctint.c, after Loeffler, Ligtenberg
+ * and Moschytz): a separable 1-D IDCT on columns, then rows, in integers
+ * with 13-bit constants. Pass 1 keeps PASS1_BITS of extra precision; pass
+ * 2 removes it together with the DCT's factor 8. Each constant is
+ * round(x · 2^13) of the multiplier it is named after. */
+#define IDCT_CONST_BITS 13
+#define IDCT_PASS1_BITS 2
+enum {
+    FIX_0_298631336 = 2446, FIX_0_390180644 = 3196, FIX_0_541196100 = 4433, FIX_0_765366865 = 6270,
+    FIX_0_899976223 = 7373, FIX_1_175875602 = 9633, FIX_1_501321110 = 12299, FIX_1_847759065 = 15137,
+    FIX_1_961570560 = 16069, FIX_2_053119869 = 16819, FIX_2_562915447 = 20995, FIX_3_072711026 = 25172
+};
+
+/* Round x / 2^n to nearest, as libjpeg's DESCALE (arithmetic shift). */
+static int64_t descale(int64_t x, int n)
+{
+    return (x + ((int64_t)1 << (n - 1))) >> n;
+}
+
+/* One 8-point IDCT of in[0], in[s], ..., in[7s] into out[0..7] (scaled by
+ * 2^shift before the final descale by `descale_bits`). */
+static void idct_1d(const int64_t *in, int s, int64_t *out, int descale_bits)
+{
+    /* even part: inputs 0, 2, 4, 6 */
+    int64_t z2 = in[2 * s], z3 = in[6 * s];
+    int64_t z1 = (z2 + z3) * FIX_0_541196100;
+    int64_t tmp2 = z1 - z3 * FIX_1_847759065;
+    int64_t tmp3 = z1 + z2 * FIX_0_765366865;
+    int64_t tmp0 = (in[0] + in[4 * s]) * (1 << IDCT_CONST_BITS);
+    int64_t tmp1 = (in[0] - in[4 * s]) * (1 << IDCT_CONST_BITS);
+    int64_t tmp10 = tmp0 + tmp3, tmp13 = tmp0 - tmp3, tmp11 = tmp1 + tmp2, tmp12 = tmp1 - tmp2;
+    /* odd part: inputs 7, 5, 3, 1 */
+    tmp0 = in[7 * s];
+    tmp1 = in[5 * s];
+    tmp2 = in[3 * s];
+    tmp3 = in[1 * s];
+    z1 = tmp0 + tmp3;
+    z2 = tmp1 + tmp2;
+    z3 = tmp0 + tmp2;
+    int64_t z4 = tmp1 + tmp3;
+    int64_t z5 = (z3 + z4) * FIX_1_175875602;
+    tmp0 *= FIX_0_298631336;
+    tmp1 *= FIX_2_053119869;
+    tmp2 *= FIX_3_072711026;
+    tmp3 *= FIX_1_501321110;
+    z1 *= -FIX_0_899976223;
+    z2 *= -FIX_2_562915447;
+    z3 = z3 * -FIX_1_961570560 + z5;
+    z4 = z4 * -FIX_0_390180644 + z5;
+    tmp0 += z1 + z3;
+    tmp1 += z2 + z4;
+    tmp2 += z2 + z3;
+    tmp3 += z1 + z4;
+    out[0] = descale(tmp10 + tmp3, descale_bits);
+    out[7] = descale(tmp10 - tmp3, descale_bits);
+    out[1] = descale(tmp11 + tmp2, descale_bits);
+    out[6] = descale(tmp11 - tmp2, descale_bits);
+    out[2] = descale(tmp12 + tmp1, descale_bits);
+    out[5] = descale(tmp12 - tmp1, descale_bits);
+    out[3] = descale(tmp13 + tmp0, descale_bits);
+    out[4] = descale(tmp13 - tmp0, descale_bits);
+}
+
+/* Dequantise and inverse-transform one block into 8x8 samples at out. */
+static void jpeg_idct_block(const int16_t *coef, const uint16_t *quant, uint8_t *out, size_t stride)
+{
+    int64_t deq[64], ws[64], row[8];
+    for (int i = 0; i < 64; i++) deq[i] = (int64_t)coef[i] * quant[i];
+    for (int x = 0; x < 8; x++) { /* columns, into ws (transposed back below) */
+        int64_t col[8];
+        idct_1d(deq + x, 8, col, IDCT_CONST_BITS - IDCT_PASS1_BITS);
+        for (int y = 0; y < 8; y++) ws[y * 8 + x] = col[y];
+    }
+    for (int y = 0; y < 8; y++) { /* rows; +3 removes the 2-D IDCT's factor 8 */
+        idct_1d(ws + y * 8, 1, row, IDCT_CONST_BITS + IDCT_PASS1_BITS + 3);
+        for (int x = 0; x < 8; x++) {
+            int64_t v = row[x] + 128;
+            out[(size_t)y * stride + (size_t)x] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+        }
+    }
+}
+/* @book end jpeg-idct */
+
+/* @book begin jpeg-upsample */
+/* Chroma upsampling as libjpeg-turbo does by default (jdsample.c). For a
+ * factor of 2 horizontally, vertically or both, "fancy" (triangle)
+ * filtering: each output sample lies 1/4 of the way from its nearest input
+ * sample to the next one, so it mixes them 3:1 in each direction, with the
+ * neighbour beyond an edge replaced by the edge sample itself. Rounding
+ * biases alternate (1/2 horizontally, 8/7 for the 2-D sum, 1/2 vertically)
+ * so errors do not drift one way. Any other integer factor, and 2x
+ * horizontal on inputs at most 2 samples wide, replicates samples. */
+static void upsample_component(const jpeg_component *c, int hexp, int vexp, uint8_t *out, int ow, int oh,
+                               int *mix /* scratch: one row of c->dw */)
+{
+    const uint8_t *in = c->plane;
+    size_t stride = (size_t)c->bw * 8;
+    int iw = c->dw, ih = c->dh;
+    int fancy_h = hexp == 2 && vexp <= 2 && iw > 2; /* h2v1 and h2v2 */
+    int fancy_v = vexp == 2 && (hexp == 1 || fancy_h); /* h1v2 and h2v2 */
+    for (int y = 0; y < oh; y++) {
+        int r = y / vexp;
+        const uint8_t *near = in + (size_t)r * stride;
+        int bias_v = 0;
+        if (fancy_v) {
+            int upper = y % 2 == 0;
+            const uint8_t *far = in + (size_t)(upper ? (r > 0 ? r - 1 : 0) : (r < ih - 1 ? r + 1 : ih - 1)) * stride;
+            for (int x = 0; x < iw; x++) mix[x] = 3 * near[x] + far[x];
+            bias_v = upper ? 1 : 2;
+        } else {
+            for (int x = 0; x < iw; x++) mix[x] = near[x];
+        }
+        uint8_t *o = out + (size_t)y * (size_t)ow;
+        if (fancy_h) {
+            int shift = fancy_v ? 4 : 2, b0 = fancy_v ? 8 : 1, b1 = fancy_v ? 7 : 2;
+            for (int x = 0; x < iw; x++) {
+                int left = mix[x > 0 ? x - 1 : 0], right = mix[x < iw - 1 ? x + 1 : x];
+                if (2 * x < ow) o[2 * x] = (uint8_t)((3 * mix[x] + left + b0) >> shift);
+                if (2 * x + 1 < ow) o[2 * x + 1] = (uint8_t)((3 * mix[x] + right + b1) >> shift);
+            }
+        } else if (fancy_v) { /* h1v2 */
+            for (int x = 0; x < ow; x++) o[x] = (uint8_t)((mix[x] + bias_v) >> 2);
+        } else {
+            for (int x = 0; x < ow; x++) o[x] = (uint8_t)mix[x / hexp];
+        }
+    }
+}
+/* @book end jpeg-upsample */
+
+/* @book begin jpeg-color */
+/* YCbCr → RGB as libjpeg's jdcolor.c, in 16-bit fixed point:
+ *   R = Y + 1.40200 (Cr - 128)
+ *   G = Y - 0.34414 (Cb - 128) - 0.71414 (Cr - 128)
+ *   B = Y + 1.77200 (Cb - 128)
+ * R and B round each product to nearest; G adds both products scaled by
+ * 2^16 and rounds once. */
+#define YCC_SCALEBITS 16
+#define YCC_HALF ((int32_t)1 << (YCC_SCALEBITS - 1))
+enum { FIX_1_40200 = 91881, FIX_1_77200 = 116130, FIX_0_71414 = 46802, FIX_0_34414 = 22554 }; /* round(x·2^16) */
+
+static uint8_t clamp_u8(int v)
+{
+    return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+}
+
+static void ycc_to_rgb(int y, int cb, int cr, uint8_t *rgb)
+{
+    cb -= 128;
+    cr -= 128;
+    rgb[0] = clamp_u8(y + ((FIX_1_40200 * cr + YCC_HALF) >> YCC_SCALEBITS));
+    rgb[1] = clamp_u8(y + ((-FIX_0_34414 * cb - FIX_0_71414 * cr + YCC_HALF) >> YCC_SCALEBITS));
+    rgb[2] = clamp_u8(y + ((FIX_1_77200 * cb + YCC_HALF) >> YCC_SCALEBITS));
+}
+/* @book end jpeg-color */
+
+/* Inverse DCT of every block, upsampling, colour conversion into img. */
+static sc_status jpeg_finish(jpeg_decoder *d, sc_image *img)
+{
+    sc_status st = image_alloc(img, d->width, d->height, d->ncomp == 1 ? 1 : 3, 8, 0, d->what, d->err);
+    if (st != SC_OK) return st;
+    size_t npix = (size_t)d->width * (size_t)d->height;
+    uint8_t *full[3] = {NULL, NULL, NULL}; /* each component at full size (height, width) */
+    for (int i = 0; i < d->ncomp && st == SC_OK; i++) {
+        jpeg_component *c = &d->comp[i];
+        size_t stride = (size_t)c->bw * 8;
+        c->plane = malloc(stride * (size_t)c->bh * 8);
+        full[i] = malloc(npix);
+        int *mix = malloc(sizeof(int) * (size_t)c->dw); /* one input row, mixed vertically */
+        if (!c->plane || !full[i] || !mix) {
+            free(mix);
+            st = jpeg_fail(d, SC_ENOMEM, "out of memory for the sample planes");
+            break;
+        }
+        for (int by = 0; by < c->bh; by++)
+            for (int bx = 0; bx < c->bw; bx++)
+                jpeg_idct_block(c->coef + ((size_t)by * (size_t)c->bw + (size_t)bx) * 64, c->quant,
+                                c->plane + (size_t)by * 8 * stride + (size_t)bx * 8, stride);
+        upsample_component(c, d->hmax / c->h, d->vmax / c->v, full[i], d->width, d->height, mix);
+        free(mix);
+    }
+    if (st == SC_OK) {
+        /* Three components are YCbCr unless an Adobe marker without JFIF says
+         * RGB (transform 0), or, with neither marker, the ids spell 'R' 'G' 'B'. */
+        int rgb = d->ncomp == 3 && !d->jfif &&
+                  (d->adobe ? d->adobe_transform == 0
+                            : d->comp[0].id == 'R' && d->comp[1].id == 'G' && d->comp[2].id == 'B');
+        for (size_t p = 0; p < npix; p++) {
+            if (d->ncomp == 1) img->pixels[p] = full[0][p];
+            else if (rgb) for (int k = 0; k < 3; k++) img->pixels[3 * p + (size_t)k] = full[k][p];
+            else ycc_to_rgb(full[0][p], full[1][p], full[2][p], img->pixels + 3 * p);
+        }
+    }
+    for (int i = 0; i < 3; i++) free(full[i]);
+    if (st != SC_OK) sc_image_free(img);
+    return st;
+}
+
+/* After a scan's data: the reader stopped at a marker (or the end). Skip
+ * what the encoder left before the marker, as libjpeg does with a warning. */
+static void jpeg_skip_to_marker(cursor *c, const uint8_t *from)
+{
+    c->p = from;
+    while (c->p + 1 < c->end && !(c->p[0] == 0xFF && c->p[1] != 0 && c->p[1] != 0xFF)) c->p++;
+    if (c->p + 1 >= c->end) c->p = c->end;
+}
+
+sc_status sc_jpeg_decode(const uint8_t *data, size_t len, const char *what, sc_image *img, sc_err *err)
+{
+    memset(img, 0, sizeof *img);
+    jpeg_decoder *d = calloc(1, sizeof *d);
+    if (!d) return sc_fail(err, SC_ENOMEM, "%s: out of memory", what);
+    d->what = what;
+    d->err = err;
+    cursor c = cursor_make(data, len);
+    sc_status st = SC_OK;
+    if (cur_u8(&c) != 0xFF || cur_u8(&c) != 0xD8) st = jpeg_fail(d, SC_EFORMAT, "not a JPEG file (no SOI marker)");
+    int done = 0;
+    while (st == SC_OK && !done) {
+        if (cur_u8(&c) != 0xFF) {
+            st = jpeg_fail(d, SC_EFORMAT, c.bad ? "truncated: no EOI marker" : "expected a marker");
+            break;
+        }
+        int marker = cur_u8(&c);
+        while (marker == 0xFF && !c.bad) marker = cur_u8(&c); /* fill bytes */
+        if (c.bad) { st = jpeg_fail(d, SC_EFORMAT, "truncated: no EOI marker"); break; }
+        if (marker == 0xD9) { done = 1; break; }                /* EOI */
+        if (marker == 0x01 || (marker >= 0xD0 && marker <= 0xD8)) {
+            st = jpeg_fail(d, SC_EFORMAT, "unexpected RST, SOI or TEM marker");
+            break;
+        }
+        uint16_t seg_len = cur_u16be(&c);
+        const uint8_t *body = seg_len >= 2 ? cur_take(&c, seg_len - 2u) : NULL;
+        if (!body) { st = jpeg_fail(d, SC_EFORMAT, "truncated or malformed marker segment"); break; }
+        cursor seg = cursor_make(body, seg_len - 2u);
+        if (marker == 0xDB) {
+            st = jpeg_read_dqt(d, &seg);
+        } else if (marker == 0xC4) {
+            st = jpeg_read_dht(d, &seg);
+        } else if (marker == 0xCC) {
+            st = jpeg_fail(d, SC_EUNSUPPORTED, "arithmetic coding (DAC marker) is not supported");
+        } else if (marker >= 0xC0 && marker <= 0xCF) {
+            st = jpeg_read_sof(d, &seg, marker);
+        } else if (marker == 0xDD) {
+            d->restart_interval = cur_u16be(&seg);
+            if (seg.bad) st = jpeg_fail(d, SC_EFORMAT, "truncated DRI segment");
+        } else if (marker == 0xDC) {
+            st = jpeg_fail(d, SC_EUNSUPPORTED, "DNL marker (height defined after the scan) is not supported");
+        } else if (marker >= 0xE0 && marker <= 0xEF) {
+            jpeg_read_app(d, marker, body, seg_len - 2u);
+        } else if (marker == 0xDA) {
+            jpeg_block_fn fn = NULL;
+            st = jpeg_read_sos(d, &seg, &fn);
+            if (st != SC_OK) break;
+            jpeg_bits b = {c.p, c.end, 0, 0, 0, 0};
+            d->in = b;
+            st = jpeg_decode_scan(d, fn);
+            jpeg_skip_to_marker(&c, d->in.p);
+        }
+        /* COM and other segments are skipped. */
+    }
+    if (st == SC_OK && !d->scans) st = jpeg_fail(d, SC_EFORMAT, "no image data (no scan)");
+    if (st == SC_OK) st = jpeg_finish(d, img);
+    for (int i = 0; i < 4; i++) {
+        free(d->comp[i].coef);
+        free(d->comp[i].plane);
+    }
+    free(d);
+    return st;
+}
+
 /* ======================================================================== */
 /* 9. PPM/PGM                                                                */
 /* ======================================================================== */
 
+/* Netpbm's binary formats: "P5" (grey) or "P6" (RGB), then width, height
+ * and maxval as decimal numbers separated by whitespace (and # comments),
+ * one whitespace byte, then the samples row by row: one byte each for
+ * maxval < 256, two bytes big-endian otherwise. */
+static long pnm_number(cursor *c)
+{
+    for (;;) { /* whitespace and comments before the number */
+        if (cur_left(c) == 0) return -1;
+        uint8_t ch = *c->p;
+        if (ch == '#') {
+            while (cur_left(c) > 0 && *c->p != '\n') c->p++;
+        } else if (ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r' || ch == '\v' || ch == '\f') {
+            c->p++;
+        } else {
+            break;
+        }
+    }
+    long v = 0;
+    int digits = 0;
+    while (cur_left(c) > 0 && *c->p >= '0' && *c->p <= '9' && digits < 9) {
+        v = v * 10 + (*c->p++ - '0');
+        digits++;
+    }
+    return digits ? v : -1;
+}
+
+sc_status sc_pnm_decode(const uint8_t *data, size_t len, const char *what, sc_image *img, sc_err *err)
+{
+    memset(img, 0, sizeof *img);
+    cursor c = cursor_make(data, len);
+    const uint8_t *magic = cur_take(&c, 2);
+    if (!magic || magic[0] != 'P' || (magic[1] != '5' && magic[1] != '6'))
+        return sc_fail(err, SC_EFORMAT, "%s: not a binary PGM (P5) or PPM (P6) file", what);
+    int channels = magic[1] == '5' ? 1 : 3;
+    long w = pnm_number(&c), h = pnm_number(&c), maxval = pnm_number(&c);
+    if (w < 0 || h < 0 || maxval < 0 || cur_left(&c) == 0)
+        return sc_fail(err, SC_EFORMAT, "%s: truncated or malformed header", what);
+    c.p++; /* the single whitespace byte before the samples */
+    if (maxval != 255 && maxval != 65535)
+        return sc_fail(err, SC_EUNSUPPORTED, "%s: maxval %ld (only 255 and 65535 are supported)", what, maxval);
+    int bits = maxval == 255 ? 8 : 16;
+    sc_status st = image_alloc(img, w, h, channels, bits, 0, what, err);
+    if (st != SC_OK) return st;
+    size_t n = (size_t)w * (size_t)h * (size_t)channels;
+    const uint8_t *samples = cur_take(&c, n * (size_t)(bits / 8));
+    if (!samples) {
+        sc_image_free(img);
+        return sc_fail(err, SC_EFORMAT, "%s: %zu bytes of samples expected, %zu present", what,
+                       n * (size_t)(bits / 8), (size_t)(data + len - c.p));
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (bits == 8) {
+            img->pixels[i] = samples[i];
+        } else {
+            img->pixels16[i] = (uint16_t)(samples[2 * i] << 8 | samples[2 * i + 1]);
+            img->pixels[i] = samples[2 * i];
+        }
+    }
+    return SC_OK;
+}
+
+sc_status sc_pnm_write(const char *path, const sc_image *img, sc_err *err)
+{
+    if ((img->channels != 1 && img->channels != 3) || img->width < 1 || img->height < 1 ||
+        (img->bits != 8 && img->bits != 16) || (img->bits == 16 ? !img->pixels16 : !img->pixels))
+        return sc_fail(err, SC_EARG, "%s: PGM/PPM holds 1 or 3 channels at 8 or 16 bits, not %d channels at %d bits",
+                       path, img->channels, img->bits);
+    char header[64];
+    int hl = snprintf(header, sizeof header, "P%c\n%d %d\n%d\n", img->channels == 1 ? '5' : '6', img->width,
+                      img->height, img->bits == 8 ? 255 : 65535);
+    size_t n = (size_t)img->width * (size_t)img->height * (size_t)img->channels;
+    size_t bytes = n * (size_t)(img->bits / 8);
+    uint8_t *buf = malloc((size_t)hl + bytes);
+    if (!buf) return sc_fail(err, SC_ENOMEM, "%s: out of memory", path);
+    memcpy(buf, header, (size_t)hl);
+    for (size_t i = 0; i < n; i++) {
+        if (img->bits == 8) {
+            buf[(size_t)hl + i] = img->pixels[i];
+        } else {
+            buf[(size_t)hl + 2 * i] = (uint8_t)(img->pixels16[i] >> 8);
+            buf[(size_t)hl + 2 * i + 1] = (uint8_t)img->pixels16[i];
+        }
+    }
+    sc_status st = sc_write_file_atomic(path, buf, (size_t)hl + bytes, err);
+    free(buf);
+    return st;
+}
+
 /* ======================================================================== */
 /* 10. Image preprocessing                                                   */
 /* ======================================================================== */
+
+/* The models were trained and evaluated on images prepared by Python code:
+ * Pillow for decoding, resizing and colour conversion, torchvision or
+ * Hugging Face for cropping and normalisation. Each step below follows the
+ * library the model's own code calls, so a test can hold it to the bit. */
+
+/* An empty 8-bit image of the given size (the size comes from the caller,
+ * not from a file, but the same caps apply). */
+static sc_status image_new8(sc_image *img, int64_t w, int64_t h, int channels, sc_err *err)
+{
+    return image_alloc(img, w, h, channels, 8, 0, "image", err);
+}
+
+sc_status sc_image_to_8bit(const sc_image *src, sc_image *dst, sc_err *err)
+{
+    sc_status st = image_new8(dst, src->width, src->height, src->channels, err);
+    if (st != SC_OK) return st;
+    size_t npix = (size_t)src->width * (size_t)src->height, ch = (size_t)src->channels;
+    memcpy(dst->pixels, src->pixels, npix * ch);
+    if (src->index) {
+        dst->index = malloc(npix);
+        if (!dst->index) {
+            sc_image_free(dst);
+            return sc_fail(err, SC_ENOMEM, "image: out of memory");
+        }
+        memcpy(dst->index, src->index, npix);
+        dst->palette_size = src->palette_size;
+        memcpy(dst->palette, src->palette, sizeof src->palette);
+    }
+    if (src->bits != 16 || ch > 2) return SC_OK; /* colour keeps the high bytes already in pixels */
+    /* @book begin depth16-rule */
+    /* Grey 16-bit (a radiograph that may use 12 bits or the whole range):
+     * stretch [min, max] of the image to [0, 255], rounding half up. */
+    uint16_t lo = 65535, hi = 0;
+    for (size_t p = 0; p < npix; p++) {
+        uint16_t v = src->pixels16[p * ch];
+        if (v < lo) lo = v;
+        if (v > hi) hi = v;
+    }
+    uint32_t range = (uint32_t)hi - lo;
+    for (size_t p = 0; p < npix; p++) {
+        uint32_t v = (uint32_t)src->pixels16[p * ch] - lo;
+        dst->pixels[p * ch] = range ? (uint8_t)((v * 510 + range) / (2 * range)) : 0;
+    }
+    /* @book end depth16-rule */
+    return SC_OK;
+}
+
+sc_status sc_image_convert(const sc_image *src, int channels, sc_image *dst, sc_err *err)
+{
+    if (channels != 1 && channels != 3)
+        return sc_fail(err, SC_EARG, "image: can convert to 1 (L) or 3 (RGB) channels, not %d", channels);
+    sc_status st = image_new8(dst, src->width, src->height, channels, err);
+    if (st != SC_OK) return st;
+    size_t npix = (size_t)src->width * (size_t)src->height;
+    int sc = src->channels;
+    for (size_t p = 0; p < npix; p++) {
+        const uint8_t *in = src->pixels + p * (size_t)sc;
+        uint8_t *out = dst->pixels + p * (size_t)channels;
+        if (channels == 1) /* Pillow's L24: ITU-R 601-2 luma with 16-bit weights; alpha is ignored */
+            out[0] = sc >= 3 ? (uint8_t)((19595 * in[0] + 38470 * in[1] + 7471 * in[2] + 0x8000) >> 16) : in[0];
+        else
+            for (int k = 0; k < 3; k++) out[k] = sc >= 3 ? in[k] : in[0];
+    }
+    return SC_OK;
+}
+
+sc_status sc_image_crop(const sc_image *src, int left, int top, int width, int height, sc_image *dst, sc_err *err)
+{
+    if (left < 0 || top < 0 || width < 1 || height < 1 || left > src->width - width || top > src->height - height)
+        return sc_fail(err, SC_EARG, "image: crop %dx%d at (%d, %d) leaves the %dx%d image", width, height, left, top,
+                       src->width, src->height);
+    sc_status st = image_alloc(dst, width, height, src->channels, src->bits, src->index != NULL, "image", err);
+    if (st != SC_OK) return st;
+    size_t ch = (size_t)src->channels;
+    for (int y = 0; y < height; y++) {
+        size_t from = (size_t)(top + y) * (size_t)src->width + (size_t)left, to = (size_t)y * (size_t)width;
+        memcpy(dst->pixels + to * ch, src->pixels + from * ch, (size_t)width * ch);
+        if (src->pixels16) memcpy(dst->pixels16 + to * ch, src->pixels16 + from * ch, (size_t)width * ch * 2);
+        if (src->index) memcpy(dst->index + to, src->index + from, (size_t)width);
+    }
+    dst->palette_size = src->palette_size;
+    memcpy(dst->palette, src->palette, sizeof src->palette);
+    return SC_OK;
+}
+
+/* ---- resampling, as Pillow's Resample.c and Geometry.c ----------------- */
+
+/* Pillow's kernels: bilinear is the triangle of support 1; bicubic is
+ * Keys' cubic with a = -0.5, support 2. */
+static double filter_bilinear(double x)
+{
+    if (x < 0) x = -x;
+    return x < 1 ? 1 - x : 0;
+}
+
+static double filter_bicubic(double x)
+{
+    const double a = -0.5;
+    if (x < 0) x = -x;
+    if (x < 1) return ((a + 2) * x - (a + 3)) * x * x + 1;
+    if (x < 2) return (((x - 5) * x + 8) * x - 4) * a;
+    return 0;
+}
+
+#define RESAMPLE_PRECISION_BITS 22 /* 32 - 8 - 2: room for 8-bit samples times weights, with sign */
+
+/* The taps of one axis: output i reads inputs [first[i], first[i] + count[i])
+ * with fixed-point weights weight[i·ksize ...]. */
+typedef struct {
+    int *first, *count;
+    int32_t *weight;  /* (out, ksize) */
+    int ksize;
+} resample_taps;
+
+static void taps_free(resample_taps *t)
+{
+    free(t->first);
+    free(t->count);
+    free(t->weight);
+}
+
+/* @book begin pil-taps */
+/* Weights for resampling in_size samples to out_size (Pillow's
+ * precompute_coeffs). When shrinking by scale = in/out > 1 the kernel is
+ * stretched by that factor, so every input sample contributes: this is the
+ * antialiasing that makes Pillow's resize differ from plain interpolation.
+ * Weights are normalised to sum 1 and rounded to 22-bit fixed point. */
+static int taps_make(resample_taps *t, int in_size, int out_size, sc_resample filter)
+{
+    double (*kernel)(double) = filter == SC_RESAMPLE_BICUBIC ? filter_bicubic : filter_bilinear;
+    double support = filter == SC_RESAMPLE_BICUBIC ? 2.0 : 1.0;
+    double scale = (double)in_size / out_size;
+    double filterscale = scale < 1.0 ? 1.0 : scale;
+    support *= filterscale;
+    t->ksize = (int)ceil(support) * 2 + 1;
+    t->first = malloc(sizeof(int) * (size_t)out_size);
+    t->count = malloc(sizeof(int) * (size_t)out_size);
+    t->weight = malloc(sizeof(int32_t) * (size_t)out_size * (size_t)t->ksize);
+    double *w = malloc(sizeof(double) * (size_t)t->ksize);
+    if (!t->first || !t->count || !t->weight || !w) {
+        free(w);
+        return 0;
+    }
+    for (int i = 0; i < out_size; i++) {
+        double center = (i + 0.5) * scale, sum = 0.0, ss = 1.0 / filterscale;
+        int lo = (int)(center - support + 0.5), hi = (int)(center + support + 0.5);
+        if (lo < 0) lo = 0;
+        if (hi > in_size) hi = in_size;
+        int n = hi - lo;
+        for (int x = 0; x < n; x++) {
+            w[x] = kernel(((double)(x + lo) - center + 0.5) * ss);
+            sum += w[x];
+        }
+        int32_t *k = t->weight + (size_t)i * (size_t)t->ksize;
+        for (int x = 0; x < t->ksize; x++) {
+            double v = x < n && sum != 0.0 ? w[x] / sum : 0.0;
+            k[x] = (int32_t)(v < 0 ? -0.5 + v * (1 << RESAMPLE_PRECISION_BITS) : 0.5 + v * (1 << RESAMPLE_PRECISION_BITS));
+        }
+        t->first[i] = lo;
+        t->count[i] = n;
+    }
+    free(w);
+    return 1;
+}
+
+/* One output sample: the weighted sum of `n` inputs `step` bytes apart,
+ * started at one half (for rounding) and clamped to 0..255. */
+static uint8_t resample_dot(const uint8_t *in, size_t step, const int32_t *k, int n)
+{
+    int32_t acc = 1 << (RESAMPLE_PRECISION_BITS - 1);
+    for (int x = 0; x < n; x++) acc += in[(size_t)x * step] * k[x];
+    acc >>= RESAMPLE_PRECISION_BITS;
+    return (uint8_t)(acc < 0 ? 0 : acc > 255 ? 255 : acc);
+}
+/* @book end pil-taps */
+
+/* Resample (h, w, ch) rows to width ow (horizontal) or columns to height oh
+ * (vertical), one separable pass. */
+static void resample_rows(const uint8_t *in, int w, int h, int ch, const resample_taps *t, uint8_t *out, int ow)
+{
+    for (int y = 0; y < h; y++)
+        for (int i = 0; i < ow; i++)
+            for (int c = 0; c < ch; c++)
+                out[((size_t)y * (size_t)ow + (size_t)i) * (size_t)ch + (size_t)c] =
+                    resample_dot(in + ((size_t)y * (size_t)w + (size_t)t->first[i]) * (size_t)ch + (size_t)c,
+                                 (size_t)ch, t->weight + (size_t)i * (size_t)t->ksize, t->count[i]);
+}
+
+static void resample_cols(const uint8_t *in, int w, int ch, const resample_taps *t, uint8_t *out, int oh)
+{
+    size_t row = (size_t)w * (size_t)ch;
+    for (int j = 0; j < oh; j++)
+        for (size_t x = 0; x < row; x++)
+            out[(size_t)j * row + x] = resample_dot(in + (size_t)t->first[j] * row + x, row,
+                                                    t->weight + (size_t)j * (size_t)t->ksize, t->count[j]);
+}
+
+/* Pillow's NEAREST (ImagingScaleAffine): source coordinate x·s + s/2,
+ * accumulated in double, truncated. */
+static void nearest_table(int *src, int in_size, int out_size)
+{
+    double s = (double)in_size / out_size, pos = s * 0.5;
+    for (int i = 0; i < out_size; i++, pos += s) {
+        int k = (int)pos;
+        src[i] = k < in_size ? k : in_size - 1; /* rounding could in theory reach in_size */
+    }
+}
+
+static sc_status resize_nearest(const sc_image *src, sc_image *dst, sc_err *err)
+{
+    int *xs = malloc(sizeof(int) * (size_t)dst->width), *ys = malloc(sizeof(int) * (size_t)dst->height);
+    if (!xs || !ys) {
+        free(xs);
+        free(ys);
+        return sc_fail(err, SC_ENOMEM, "image: out of memory");
+    }
+    nearest_table(xs, src->width, dst->width);
+    nearest_table(ys, src->height, dst->height);
+    size_t ch = (size_t)src->channels;
+    for (int y = 0; y < dst->height; y++)
+        for (int x = 0; x < dst->width; x++) {
+            size_t from = (size_t)ys[y] * (size_t)src->width + (size_t)xs[x];
+            size_t to = (size_t)y * (size_t)dst->width + (size_t)x;
+            memcpy(dst->pixels + to * ch, src->pixels + from * ch, ch);
+            if (src->index) dst->index[to] = src->index[from];
+        }
+    free(xs);
+    free(ys);
+    return SC_OK;
+}
+
+/* Premultiply colour by alpha (the last channel) as Pillow's RGBA → RGBa:
+ * c·a/255 rounded with the (t + (t >> 8)) >> 8 trick, t = c·a + 128. */
+static void premultiply(uint8_t *px, size_t npix, int ch)
+{
+    for (size_t p = 0; p < npix; p++) {
+        uint8_t *q = px + p * (size_t)ch;
+        for (int c = 0; c < ch - 1; c++) {
+            uint32_t t = (uint32_t)q[c] * q[ch - 1] + 128;
+            q[c] = (uint8_t)((t + (t >> 8)) >> 8);
+        }
+    }
+}
+
+/* ...and back (RGBa → RGBA): c·255/a truncated and clamped; alpha 0 and 255 unchanged. */
+static void unpremultiply(uint8_t *px, size_t npix, int ch)
+{
+    for (size_t p = 0; p < npix; p++) {
+        uint8_t *q = px + p * (size_t)ch;
+        uint32_t a = q[ch - 1];
+        if (a == 0 || a == 255) continue;
+        for (int c = 0; c < ch - 1; c++) {
+            uint32_t v = 255u * q[c] / a;
+            q[c] = (uint8_t)(v > 255 ? 255 : v);
+        }
+    }
+}
+
+sc_status sc_image_resize(const sc_image *src, int width, int height, sc_resample filter, sc_image *dst, sc_err *err)
+{
+    memset(dst, 0, sizeof *dst);
+    if (src->bits != 8)
+        return sc_fail(err, SC_EARG, "image: resize needs 8-bit samples (convert with sc_image_to_8bit first)");
+    sc_status st = image_alloc(dst, width, height, src->channels, 8, src->index != NULL, "resized image", err);
+    if (st != SC_OK) return st;
+    dst->palette_size = src->palette_size;
+    memcpy(dst->palette, src->palette, sizeof src->palette);
+    /* Pillow resizes palette images with NEAREST whatever is asked: the
+     * indices cannot be averaged. */
+    if (src->index || filter == SC_RESAMPLE_NEAREST) {
+        st = resize_nearest(src, dst, err);
+        if (st != SC_OK) sc_image_free(dst);
+        return st;
+    }
+    int ch = src->channels, alpha = ch == 2 || ch == 4;
+    size_t in_pix = (size_t)src->width * (size_t)src->height;
+    uint8_t *in = malloc(in_pix * (size_t)ch);
+    uint8_t *mid = malloc((size_t)width * (size_t)src->height * (size_t)ch); /* (H, width, ch), uint8 as in Pillow */
+    resample_taps th = {0}, tv = {0};
+    if (!in || !mid || !taps_make(&th, src->width, width, filter) || !taps_make(&tv, src->height, height, filter)) {
+        st = sc_fail(err, SC_ENOMEM, "image: out of memory for resizing");
+    } else {
+        memcpy(in, src->pixels, in_pix * (size_t)ch);
+        if (alpha) premultiply(in, in_pix, ch);
+        /* Each pass runs only when its size changes, as in Pillow. */
+        const uint8_t *rows = in;
+        if (width != src->width) {
+            resample_rows(in, src->width, src->height, ch, &th, mid, width);
+            rows = mid;
+        }
+        if (height != src->height) resample_cols(rows, width, ch, &tv, dst->pixels, height);
+        else memcpy(dst->pixels, rows, (size_t)width * (size_t)height * (size_t)ch);
+        if (alpha) unpremultiply(dst->pixels, (size_t)width * (size_t)height, ch);
+    }
+    taps_free(&th);
+    taps_free(&tv);
+    free(in);
+    free(mid);
+    if (st != SC_OK) sc_image_free(dst);
+    return st;
+}
+
+/* ---- the pipelines ------------------------------------------------------- */
+
+/* @book begin center-crop */
+int sc_center_crop_offset(int size, int crop, sc_crop_rule rule)
+{
+    int d = size - crop;
+    switch (rule) {
+    case SC_CROP_TORCHVISION: /* int(round(d / 2.0)), Python rounds half to even */
+        return d % 2 == 0 ? d / 2 : (d / 2) % 2 == 0 ? d / 2 : d / 2 + 1;
+    case SC_CROP_HF_LEGACY:   /* int((d + 1) * 0.5): halves round up */
+        return (d + 1) / 2;
+    case SC_CROP_HF:          /* d // 2: halves round down */
+        break;
+    }
+    return d / 2;
+}
+/* @book end center-crop */
+
+static const float clip_mean[3] = {0.48145466f, 0.4578275f, 0.40821073f};
+static const float clip_std[3] = {0.26862954f, 0.26130258f, 0.27577711f};
+static const float imagenet_mean[3] = {0.485f, 0.456f, 0.406f};
+static const float imagenet_std[3] = {0.229f, 0.224f, 0.225f};
+static const float medclip_mean = 0.5862785803043838f; /* medclip/constants.py IMG_MEAN, IMG_STD */
+static const float medclip_std = 0.27950088968644304f;
+
+/* @book begin pipelines */
+sc_status sc_pipeline_named(const char *name, sc_pipeline *p, sc_err *err)
+{
+    memset(p, 0, sizeof *p);
+    snprintf(p->name, sizeof p->name, "%s", name);
+    p->size = 224;
+    p->crop = 224;
+    if (!strcmp(name, "clip") || !strcmp(name, "monet")) {
+        /* OpenAI CLIP's _transform: Resize(224, BICUBIC), CenterCrop(224),
+         * RGB, ToTensor, Normalize. MONET keeps the transform but was
+         * trained with ImageNet statistics. */
+        int monet = !strcmp(name, "monet");
+        p->resample = SC_RESAMPLE_BICUBIC;
+        p->crop_rule = SC_CROP_TORCHVISION;
+        p->channels = 3;
+        p->rescale = SC_RESCALE_DIV255;
+        memcpy(p->mean, monet ? imagenet_mean : clip_mean, sizeof p->mean);
+        memcpy(p->std, monet ? imagenet_std : clip_std, sizeof p->std);
+    } else if (!strcmp(name, "medclip") || !strcmp(name, "medclip-eval")) {
+        /* Both pad to a black square first. MedCLIPProcessor: bicubic
+         * resize of the shorter side, HF centre crop (a no-op on a square),
+         * numpy rescale. Evaluation datasets: torchvision Resize((224, 224))
+         * (bilinear), ToTensor. One grey channel either way. */
+        int eval = !strcmp(name, "medclip-eval");
+        p->pad_square = 1;
+        p->resize_square = eval;
+        p->resample = eval ? SC_RESAMPLE_BILINEAR : SC_RESAMPLE_BICUBIC;
+        p->crop = eval ? 0 : 224;
+        p->crop_rule = SC_CROP_HF_LEGACY;
+        p->channels = 1;
+        p->rescale = eval ? SC_RESCALE_DIV255 : SC_RESCALE_MUL_F32;
+        p->mean[0] = p->mean[1] = p->mean[2] = medclip_mean;
+        p->std[0] = p->std[1] = p->std[2] = medclip_std;
+    } else {
+        return sc_fail(err, SC_EARG, "unknown pipeline '%s' (clip, monet, medclip, medclip-eval)", name);
+    }
+    p->rescale_factor = 1.0 / 255.0;
+    return SC_OK;
+}
+/* @book end pipelines */
+
+int sc_pipeline_side(const sc_pipeline *p)
+{
+    return p->crop ? p->crop : p->size;
+}
+
+/* Read a size field of preprocessor_config.json: a number, or an object
+ * with shortest_edge (shorter side) or equal height and width. */
+static int json_size(const sc_json *v, int *size, int *square)
+{
+    if (!v) return 1;
+    if (v->type == SC_JSON_NUMBER) {
+        *size = (int)v->number;
+        return v->number == *size && *size > 0;
+    }
+    if (v->type != SC_JSON_OBJECT) return 0;
+    double s = sc_json_get_number(v, "shortest_edge", -1), h = sc_json_get_number(v, "height", -1),
+           w = sc_json_get_number(v, "width", -1);
+    if (s > 0 && s == (int)s) {
+        *size = (int)s;
+        if (square) *square = 0;
+        return 1;
+    }
+    if (h > 0 && h == w && h == (int)h) {
+        *size = (int)h;
+        if (square) *square = 1;
+        return 1;
+    }
+    return 0;
+}
+
+/* image_mean / image_std: 1 or 3 numbers. */
+static int json_stats(const sc_json *v, float *out)
+{
+    if (!v) return 1;
+    if (v->type != SC_JSON_ARRAY || (v->len != 1 && v->len != 3)) return 0;
+    for (int k = 0; k < 3; k++) {
+        const sc_json *x = v->items[v->len == 1 ? 0 : k];
+        if (x->type != SC_JSON_NUMBER) return 0;
+        out[k] = (float)x->number;
+    }
+    return 1;
+}
+
+static sc_status pipeline_from_preprocessor_config(const char *path, sc_pipeline *p, int hf_rules, sc_err *err)
+{
+    sc_json_doc doc;
+    sc_status st = sc_json_load(&doc, path, 1 << 20, err);
+    if (st != SC_OK) return st;
+    const sc_json *root = doc.root;
+    int ok = root->type == SC_JSON_OBJECT;
+    if (ok) {
+        int crop_square = 1;
+        ok = json_size(sc_json_get(root, "size"), &p->size, &p->resize_square) &&
+             json_size(sc_json_get(root, "crop_size"), &p->crop, &crop_square) &&
+             json_stats(sc_json_get(root, "image_mean"), p->mean) && json_stats(sc_json_get(root, "image_std"), p->std);
+        if (!crop_square) p->crop = p->size; /* {"shortest_edge": n} as a crop means n x n */
+    }
+    if (!ok) {
+        sc_json_free(&doc);
+        return sc_fail(err, SC_EFORMAT, "%s: size, crop_size, image_mean or image_std is malformed", path);
+    }
+    if (!sc_json_get_bool(root, "do_center_crop", 1)) p->crop = 0;
+    if (!sc_json_get_bool(root, "do_normalize", 1))
+        for (int k = 0; k < 3; k++) p->mean[k] = 0, p->std[k] = 1;
+    int resample = (int)sc_json_get_number(root, "resample", p->resample == SC_RESAMPLE_BILINEAR ? 2 : 3);
+    p->rescale_factor = sc_json_get_number(root, "rescale_factor", 1.0 / 255.0);
+    sc_json_free(&doc);
+    /* PIL's numbering: 0 nearest, 2 bilinear, 3 bicubic (1, 4, 5: Lanczos, box, Hamming). */
+    if (resample != 0 && resample != 2 && resample != 3)
+        return sc_fail(err, SC_EUNSUPPORTED, "%s: resample %d is not nearest (0), bilinear (2) or bicubic (3)", path,
+                       resample);
+    p->resample = resample == 0 ? SC_RESAMPLE_NEAREST : resample == 2 ? SC_RESAMPLE_BILINEAR : SC_RESAMPLE_BICUBIC;
+    if (!p->crop && !p->resize_square)
+        return sc_fail(err, SC_EUNSUPPORTED, "%s: no centre crop after a shorter-side resize gives non-square inputs", path);
+    if (hf_rules) { /* current transformers: floor centre crop, float64 rescale */
+        p->crop_rule = SC_CROP_HF;
+        p->rescale = SC_RESCALE_MUL_F64;
+    }
+    return SC_OK;
+}
+
+sc_status sc_pipeline_for_model(const char *dir, const char *name, sc_pipeline *p, sc_err *err)
+{
+    char path[4096];
+    sc_json_doc config;
+    const char *base = name;
+    int image_size = 0;
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    if (access(path, F_OK) == 0) {
+        sc_status st = sc_json_load(&config, path, 1 << 24, err);
+        if (st != SC_OK) return st;
+        if (!base) base = !strcmp(sc_json_get_string(config.root, "model_type", ""), "medclip") ? "medclip" : "clip";
+        image_size = (int)sc_json_get_number(sc_json_get(config.root, "vision_config"), "image_size", 0);
+        sc_json_free(&config);
+    }
+    sc_status st = sc_pipeline_named(base ? base : "clip", p, err);
+    if (st != SC_OK) return st;
+    if (image_size > 0 && image_size <= 4096 && image_size != p->size) { /* a model trained at another resolution */
+        p->size = image_size;
+        if (p->crop) p->crop = image_size;
+    }
+    snprintf(path, sizeof path, "%s/preprocessor_config.json", dir);
+    if (access(path, F_OK) != 0) return SC_OK;
+    return pipeline_from_preprocessor_config(path, p, name == NULL, err);
+}
+
+/* MedCLIP's pad_img: the image in grey, pasted at ((S - W) / 2, (S - H) / 2)
+ * on a black square of side S = max(size, W, H). */
+static sc_status pad_to_square(const sc_image *src, int min_side, sc_image *dst, sc_err *err)
+{
+    sc_image grey;
+    sc_status st = sc_image_convert(src, 1, &grey, err);
+    if (st != SC_OK) return st;
+    int side = min_side;
+    if (src->width > side) side = src->width;
+    if (src->height > side) side = src->height;
+    st = image_new8(dst, side, side, 1, err);
+    if (st == SC_OK) {
+        memset(dst->pixels, 0, (size_t)side * (size_t)side);
+        int left = (side - src->width) / 2, top = (side - src->height) / 2;
+        for (int y = 0; y < src->height; y++)
+            memcpy(dst->pixels + (size_t)(top + y) * (size_t)side + (size_t)left,
+                   grey.pixels + (size_t)y * (size_t)src->width, (size_t)src->width);
+    }
+    sc_image_free(&grey);
+    return st;
+}
+
+/* Replace *img by the result of a step; the step's input is released. */
+static sc_status pipeline_step(sc_image *img, sc_status st, sc_image *next)
+{
+    if (st != SC_OK) return st;
+    sc_image_free(img);
+    *img = *next;
+    return SC_OK;
+}
+
+sc_status sc_pipeline_u8(const sc_pipeline *p, const sc_image *src, sc_image *out, sc_err *err)
+{
+    sc_image cur, next;
+    memset(out, 0, sizeof *out);
+    sc_status st = sc_image_to_8bit(src, &cur, err);
+    if (st != SC_OK) return st;
+    if (p->pad_square) st = pipeline_step(&cur, pad_to_square(&cur, p->size, &next, err), &next);
+    /* resize: both sides, or the shorter side to `size` and the longer in
+     * proportion (truncated, as int(size * long / short)) */
+    int w = p->size, h = p->size;
+    if (st == SC_OK && !p->resize_square) {
+        if (cur.width <= cur.height) h = (int)((double)p->size * cur.height / cur.width);
+        else w = (int)((double)p->size * cur.width / cur.height);
+    }
+    if (st == SC_OK && (w != cur.width || h != cur.height))
+        st = pipeline_step(&cur, sc_image_resize(&cur, w, h, p->resample, &next, err), &next);
+    if (st == SC_OK && p->crop) {
+        if (p->crop > cur.width || p->crop > cur.height)
+            st = sc_fail(err, SC_EUNSUPPORTED, "pipeline %s: crop %d is larger than the resized %dx%d image", p->name,
+                         p->crop, cur.width, cur.height);
+        else
+            st = pipeline_step(&cur,
+                               sc_image_crop(&cur, sc_center_crop_offset(cur.width, p->crop, p->crop_rule),
+                                             sc_center_crop_offset(cur.height, p->crop, p->crop_rule), p->crop, p->crop,
+                                             &next, err),
+                               &next);
+    }
+    if (st == SC_OK) st = pipeline_step(&cur, sc_image_convert(&cur, p->channels, &next, err), &next);
+    if (st != SC_OK) {
+        sc_image_free(&cur);
+        return st;
+    }
+    *out = cur;
+    return SC_OK;
+}
+
+/* @book begin normalize */
+sc_status sc_pipeline_run(const sc_pipeline *p, const sc_image *src, float *out, sc_err *err)
+{
+    sc_image img;
+    sc_status st = sc_pipeline_u8(p, src, &img, err);
+    if (st != SC_OK) return st;
+    const float inv255 = (float)(1.0 / 255.0);
+    size_t plane = (size_t)img.width * (size_t)img.height;
+    for (int c = 0; c < p->channels; c++)       /* out (C, side, side) from img (side, side, C) */
+        for (size_t i = 0; i < plane; i++) {
+            uint8_t u = img.pixels[i * (size_t)p->channels + (size_t)c];
+            float x = p->rescale == SC_RESCALE_DIV255  ? (float)u / 255.0f                  /* ToTensor */
+                      : p->rescale == SC_RESCALE_MUL_F32 ? (float)u * inv255                  /* numpy float32 */
+                                                         : (float)((double)u * p->rescale_factor); /* numpy float64 */
+            out[(size_t)c * plane + i] = (x - p->mean[c]) / p->std[c];
+        }
+    sc_image_free(&img);
+    return SC_OK;
+}
+/* @book end normalize */
 
 /* ======================================================================== */
 /* 11. CLIP BPE tokenizer                                                    */
@@ -5426,6 +7581,1046 @@ sc_status sc_tokenizer_explain(sc_tokenizer *tok, const char *text, size_t len, 
 /* 13. CSV                                                                   */
 /* ======================================================================== */
 
+/* -- a growable text buffer, shared by the CSV and SVG writers -- */
+
+void sc_text_init(sc_text *t)
+{
+    memset(t, 0, sizeof *t);
+}
+
+/* Make room for `more` bytes and the terminating NUL; 0 (and `failed`
+ * set) when that cannot be done. */
+static int text_reserve(sc_text *t, size_t more)
+{
+    size_t need;
+    if (t->failed) return 0;
+    if (!sc_add_ok(t->len, more, &need) || !sc_add_ok(need, 1, &need)) {
+        t->failed = 1;
+        return 0;
+    }
+    if (need <= t->cap) return 1;
+    size_t cap = t->cap ? t->cap : 256;
+    while (cap < need) cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+    char *grown = realloc(t->data, cap);
+    if (!grown) {
+        t->failed = 1;
+        return 0;
+    }
+    t->data = grown;
+    t->cap = cap;
+    return 1;
+}
+
+void sc_text_put(sc_text *t, const char *s, size_t n)
+{
+    if (!text_reserve(t, n)) return;
+    if (n) memcpy(t->data + t->len, s, n);
+    t->len += n;
+    t->data[t->len] = '\0';
+}
+
+void sc_text_puts(sc_text *t, const char *s)
+{
+    sc_text_put(t, s, strlen(s));
+}
+
+static void text_vprintf(sc_text *t, const char *fmt, va_list ap)
+{
+    va_list again;
+    va_copy(again, ap);
+    char small[256];
+    int k = vsnprintf(small, sizeof small, fmt, ap);
+    if (k < 0) {
+        t->failed = 1;
+    } else if ((size_t)k < sizeof small) {
+        sc_text_put(t, small, (size_t)k);
+    } else if (text_reserve(t, (size_t)k)) {
+        vsnprintf(t->data + t->len, (size_t)k + 1, fmt, again);
+        t->len += (size_t)k;
+    }
+    va_end(again);
+}
+
+void sc_text_printf(sc_text *t, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    text_vprintf(t, fmt, ap);
+    va_end(ap);
+}
+
+sc_status sc_text_save(const sc_text *t, const char *path, sc_err *err)
+{
+    if (t->failed) return sc_fail(err, SC_ENOMEM, "%s: out of memory while composing the file", path);
+    return sc_write_file_atomic(path, t->data ? t->data : "", t->len, err);
+}
+
+void sc_text_free(sc_text *t)
+{
+    free(t->data);
+    sc_text_init(t);
+}
+
+/* -- the reader -- */
+
+/* The parser decodes every field into one text buffer (each field followed
+ * by a NUL) and records where each field and each record starts. Offsets,
+ * not pointers, because the buffer moves as it grows; pointers are made
+ * once at the end. */
+typedef struct {
+    size_t first_field;   /* index into the field list */
+    int n_fields;
+    int64_t line;
+} csv_record;
+
+typedef struct {
+    cursor in;
+    const char *what;
+    char delimiter;
+    int64_t line;            /* 1-based line of the cursor */
+    sc_csv_options lim;
+    sc_text text;            /* decoded fields */
+    size_t *field_start;     /* (n_fields) offsets into text */
+    size_t n_fields, cap_fields;
+    csv_record *record;      /* (n_records), the header first */
+    size_t n_records, cap_records;
+} csv_parser;
+
+/* Make room for item index n in a malloc'ed array of `size`-byte items. */
+static int grow_for(void **items, size_t *cap, size_t n, size_t size)
+{
+    if (n < *cap) return 1;
+    size_t new_cap = *cap ? *cap * 2 : 64, bytes;
+    if (!sc_mul_ok(new_cap, size, &bytes)) return 0;
+    void *grown = realloc(*items, bytes);
+    if (!grown) return 0;
+    *items = grown;
+    *cap = new_cap;
+    return 1;
+}
+
+static int csv_peek(const cursor *c)
+{
+    return c->p < c->end ? *c->p : -1;
+}
+
+static sc_status csv_error(const csv_parser *ps, sc_err *err, sc_status code, int64_t line, const char *why)
+{
+    return sc_fail(err, code, "%s:%lld: %s", ps->what, (long long)line, why);
+}
+
+/* Consume one line end (CRLF, LF or a lone CR) if the cursor is on one. */
+static void csv_skip_line_end(csv_parser *ps)
+{
+    int b = csv_peek(&ps->in);
+    if (b != '\r' && b != '\n') return;
+    ps->in.p++;
+    if (b == '\r' && csv_peek(&ps->in) == '\n') ps->in.p++;
+    ps->line++;
+}
+
+/* @book begin csv-quoted-field */
+/* The body of a quoted field, the cursor just past the opening quote.
+ * Inside quotes everything is data except the quote itself: "" stands for
+ * one quote and a lone quote closes the field. Line ends inside are kept
+ * verbatim but still counted, so later messages name the right line. */
+static sc_status csv_quoted_body(csv_parser *ps, sc_err *err)
+{
+    cursor *c = &ps->in;
+    int64_t open_line = ps->line;
+    for (;;) {
+        int b = csv_peek(c);
+        if (b < 0)
+            return csv_error(ps, err, SC_EFORMAT, open_line,
+                             "unterminated quoted field (the quote opens on this line)");
+        c->p++;
+        if (b == '"') {
+            if (csv_peek(c) != '"') break; /* the closing quote */
+            c->p++;                        /* a doubled quote: keep one */
+        } else if (b == '\0') {
+            return csv_error(ps, err, SC_EFORMAT, ps->line, "NUL byte inside a quoted field");
+        } else if (b == '\n' || (b == '\r' && csv_peek(c) != '\n')) {
+            ps->line++;
+        }
+        char ch = (char)b;
+        sc_text_put(&ps->text, &ch, 1);
+    }
+    int next = csv_peek(c);
+    if (next >= 0 && next != ps->delimiter && next != '\r' && next != '\n')
+        return csv_error(ps, err, SC_EFORMAT, ps->line,
+                         "text after the closing quote of a field (a quote inside a field must be doubled)");
+    return SC_OK;
+}
+/* @book end csv-quoted-field */
+
+/* An unquoted field runs to the delimiter, a line end or the end of input;
+ * a quote inside it is an error (RFC 4180 allows quotes only in quoted
+ * fields, and guessing what the writer meant hides broken files). */
+static sc_status csv_plain_body(csv_parser *ps, sc_err *err)
+{
+    cursor *c = &ps->in;
+    const uint8_t *start = c->p;
+    for (;;) {
+        int b = csv_peek(c);
+        if (b < 0 || b == ps->delimiter || b == '\r' || b == '\n') break;
+        if (b == '"')
+            return csv_error(ps, err, SC_EFORMAT, ps->line,
+                             "a quote inside an unquoted field (quote the whole field and double the quote)");
+        if (b == '\0') return csv_error(ps, err, SC_EFORMAT, ps->line, "NUL byte in a field");
+        c->p++;
+    }
+    sc_text_put(&ps->text, (const char *)start, (size_t)(c->p - start));
+    return SC_OK;
+}
+
+static sc_status csv_field(csv_parser *ps, sc_err *err)
+{
+    if (!grow_for((void **)&ps->field_start, &ps->cap_fields, ps->n_fields, sizeof(size_t)))
+        return sc_fail(err, SC_ENOMEM, "%s: out of memory for the field list", ps->what);
+    size_t start = ps->text.len;
+    sc_status st;
+    if (csv_peek(&ps->in) == '"') {
+        ps->in.p++;
+        st = csv_quoted_body(ps, err);
+    } else {
+        st = csv_plain_body(ps, err);
+    }
+    if (st != SC_OK) return st;
+    if (ps->text.len - start > ps->lim.max_field_bytes)
+        return sc_fail(err, SC_ENOMEM, "%s:%lld: a field is longer than the limit of %zu bytes", ps->what,
+                       (long long)ps->line, ps->lim.max_field_bytes);
+    sc_text_put(&ps->text, "", 1);
+    if (ps->text.failed) return sc_fail(err, SC_ENOMEM, "%s: out of memory for the field text", ps->what);
+    ps->field_start[ps->n_fields++] = start;
+    return SC_OK;
+}
+
+/* One record: fields separated by the delimiter, up to a line end (which
+ * is consumed) or the end of input. */
+static sc_status csv_record_parse(csv_parser *ps, sc_err *err)
+{
+    csv_record rec = {ps->n_fields, 0, ps->line};
+    for (;;) {
+        if (rec.n_fields == ps->lim.max_fields)
+            return sc_fail(err, SC_ENOMEM, "%s:%lld: more than %d fields in one record", ps->what,
+                           (long long)rec.line, ps->lim.max_fields);
+        sc_status st = csv_field(ps, err);
+        if (st != SC_OK) return st;
+        rec.n_fields++;
+        if (csv_peek(&ps->in) != ps->delimiter) break;
+        ps->in.p++;
+    }
+    csv_skip_line_end(ps);
+    if (ps->n_records > 0 && !ps->lim.ragged_ok && rec.n_fields != ps->record[0].n_fields)
+        return sc_fail(err, SC_EFORMAT, "%s:%lld: %d fields but the header has %d", ps->what,
+                       (long long)rec.line, rec.n_fields, ps->record[0].n_fields);
+    if (ps->n_records > (size_t)ps->lim.max_rows)
+        return sc_fail(err, SC_ENOMEM, "%s:%lld: more than %lld records", ps->what, (long long)rec.line,
+                       (long long)ps->lim.max_rows);
+    if (!grow_for((void **)&ps->record, &ps->cap_records, ps->n_records, sizeof(csv_record)))
+        return sc_fail(err, SC_ENOMEM, "%s: out of memory for the record list", ps->what);
+    ps->record[ps->n_records++] = rec;
+    return SC_OK;
+}
+
+static sc_csv_options csv_limits(const sc_csv_options *opt)
+{
+    sc_csv_options o = {0};
+    if (opt) o = *opt;
+    if (!o.delimiter) o.delimiter = ',';
+    if (!o.max_file_bytes) o.max_file_bytes = SC_CSV_MAX_FILE_BYTES;
+    if (o.max_rows <= 0) o.max_rows = SC_CSV_MAX_ROWS;
+    if (o.max_fields <= 0) o.max_fields = SC_CSV_MAX_FIELDS;
+    if (!o.max_field_bytes) o.max_field_bytes = SC_CSV_MAX_FIELD_BYTES;
+    return o;
+}
+
+/* Turn the parser's offsets into the caller's pointers. */
+static sc_status csv_publish(csv_parser *ps, sc_csv *csv, sc_err *err)
+{
+    size_t n_rows = ps->n_records - 1;
+    csv->fields = malloc((ps->n_fields ? ps->n_fields : 1) * sizeof(char *));
+    csv->rows = malloc((n_rows ? n_rows : 1) * sizeof(sc_csv_row));
+    if (!csv->fields || !csv->rows) return sc_fail(err, SC_ENOMEM, "%s: out of memory for the row list", ps->what);
+    csv->text = ps->text.data;
+    sc_text_init(&ps->text);
+    for (size_t i = 0; i < ps->n_fields; i++) csv->fields[i] = csv->text + ps->field_start[i];
+    for (size_t r = 0; r < ps->n_records; r++) {
+        const csv_record *rec = &ps->record[r];
+        sc_csv_row row = {csv->fields + rec->first_field, rec->n_fields, rec->line};
+        if (r == 0)
+            csv->header = row;
+        else
+            csv->rows[r - 1] = row;
+    }
+    csv->n_rows = (int64_t)n_rows;
+    csv->n_cols = csv->header.n_fields;
+    return SC_OK;
+}
+
+sc_status sc_csv_parse(sc_csv *csv, const char *text, size_t len, const char *what,
+                       const sc_csv_options *opt, sc_err *err)
+{
+    memset(csv, 0, sizeof *csv);
+    snprintf(csv->what, sizeof csv->what, "%s", what);
+    csv_parser ps = {.in = cursor_make((const uint8_t *)text, len), .what = what, .line = 1,
+                     .lim = csv_limits(opt)};
+    ps.delimiter = ps.lim.delimiter;
+    sc_status st = SC_OK;
+    if (len > ps.lim.max_file_bytes)
+        st = sc_fail(err, SC_ENOMEM, "%s: larger than the limit of %zu bytes", what, ps.lim.max_file_bytes);
+    if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0) ps.in.p += 3; /* UTF-8 byte-order mark */
+    while (st == SC_OK && csv_peek(&ps.in) >= 0) {
+        int b = csv_peek(&ps.in);
+        if (b == '\r' || b == '\n')
+            csv_skip_line_end(&ps); /* an empty line holds no record */
+        else
+            st = csv_record_parse(&ps, err);
+    }
+    if (st == SC_OK && ps.n_records == 0) st = sc_fail(err, SC_EFORMAT, "%s: no header line (the file is empty)", what);
+    if (st == SC_OK) st = csv_publish(&ps, csv, err);
+    sc_text_free(&ps.text);
+    free(ps.field_start);
+    free(ps.record);
+    if (st != SC_OK) sc_csv_free(csv);
+    return st;
+}
+
+sc_status sc_csv_load(sc_csv *csv, const char *path, const sc_csv_options *opt, sc_err *err)
+{
+    sc_csv_options lim = csv_limits(opt);
+    uint8_t *bytes;
+    size_t len;
+    memset(csv, 0, sizeof *csv);
+    sc_status st = sc_read_file(path, lim.max_file_bytes, &bytes, &len, err);
+    if (st != SC_OK) return st;
+    st = sc_csv_parse(csv, (const char *)bytes, len, path, &lim, err);
+    free(bytes);
+    return st;
+}
+
+void sc_csv_free(sc_csv *csv)
+{
+    free(csv->text);
+    free(csv->fields);
+    free(csv->rows);
+    csv->text = NULL;
+    csv->fields = NULL;
+    csv->rows = NULL;
+    csv->n_rows = 0;
+    csv->n_cols = 0;
+    memset(&csv->header, 0, sizeof csv->header);
+}
+
+int sc_csv_column(const sc_csv *csv, const char *name)
+{
+    for (int i = 0; i < csv->header.n_fields; i++)
+        if (strcmp(csv->header.field[i], name) == 0) return i;
+    return -1;
+}
+
+sc_status sc_csv_require_column(const sc_csv *csv, const char *name, int *col, sc_err *err)
+{
+    *col = sc_csv_column(csv, name);
+    if (*col < 0)
+        return sc_fail(err, SC_EFORMAT, "%s:%lld: no column '%s' in the header", csv->what,
+                       (long long)csv->header.line, name);
+    for (int i = *col + 1; i < csv->header.n_fields; i++)
+        if (strcmp(csv->header.field[i], name) == 0)
+            return sc_fail(err, SC_EFORMAT, "%s:%lld: column '%s' appears twice in the header (columns %d and %d)",
+                           csv->what, (long long)csv->header.line, name, *col + 1, i + 1);
+    return SC_OK;
+}
+
+const char *sc_csv_get(const sc_csv *csv, int64_t row, int col)
+{
+    SC_ASSERT(row >= 0 && row < csv->n_rows && col >= 0, "row %lld, column %d of a CSV with %lld rows",
+              (long long)row, col, (long long)csv->n_rows);
+    const sc_csv_row *r = &csv->rows[row];
+    return col < r->n_fields ? r->field[col] : "";
+}
+
+sc_status sc_csv_fail(sc_err *err, sc_status code, const sc_csv *csv, int64_t row, int col,
+                      const char *fmt, ...)
+{
+    if (!err) return code;
+    const sc_csv_row *r = row >= 0 && row < csv->n_rows ? &csv->rows[row] : &csv->header;
+    int k;
+    if (col >= 0 && col < csv->header.n_fields)
+        k = snprintf(err->msg, sizeof err->msg, "%s:%lld: column %s: ", csv->what, (long long)r->line,
+                     csv->header.field[col]);
+    else
+        k = snprintf(err->msg, sizeof err->msg, "%s:%lld: ", csv->what, (long long)r->line);
+    if (k < 0 || (size_t)k >= sizeof err->msg) return code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->msg + k, sizeof err->msg - (size_t)k, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+sc_status sc_csv_get_int(const sc_csv *csv, int64_t row, int col, int64_t *out, sc_err *err)
+{
+    const char *s = sc_csv_get(csv, row, col);
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    /* strtoll skips leading blanks; a field must be the number alone. */
+    if (*s == '\0' || *end != '\0' || s[0] == ' ' || s[0] == '\t')
+        return sc_csv_fail(err, SC_EFORMAT, csv, row, col, "'%.64s' is not an integer", s);
+    if (errno == ERANGE) return sc_csv_fail(err, SC_ERANGE, csv, row, col, "%.64s does not fit in 64 bits", s);
+    *out = (int64_t)v;
+    return SC_OK;
+}
+
+sc_status sc_csv_get_double(const sc_csv *csv, int64_t row, int col, double *out, sc_err *err)
+{
+    const char *s = sc_csv_get(csv, row, col);
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (*s == '\0' || *end != '\0' || s[0] == ' ' || s[0] == '\t')
+        return sc_csv_fail(err, SC_EFORMAT, csv, row, col, "'%.64s' is not a number", s);
+    if (errno == ERANGE && (v == HUGE_VAL || v == -HUGE_VAL))
+        return sc_csv_fail(err, SC_ERANGE, csv, row, col, "%.64s is out of the range of a double", s);
+    *out = v;
+    return SC_OK;
+}
+
+/* -- the writer -- */
+
+void sc_csv_writer_init(sc_csv_writer *w)
+{
+    sc_text_init(&w->out);
+    w->fields_in_row = 0;
+    w->delimiter = ',';
+}
+
+static int csv_needs_quotes(const char *s, char delimiter)
+{
+    for (; *s; s++)
+        if (*s == delimiter || *s == '"' || *s == '\r' || *s == '\n') return 1;
+    return 0;
+}
+
+void sc_csv_put(sc_csv_writer *w, const char *field)
+{
+    /* A first field that begins like a byte-order mark would lose it. */
+    int starts_like_bom = w->out.len == 0 && strncmp(field, "\xEF\xBB\xBF", 3) == 0;
+    if (w->fields_in_row++ > 0) sc_text_put(&w->out, &w->delimiter, 1);
+    if (!starts_like_bom && !csv_needs_quotes(field, w->delimiter)) {
+        sc_text_puts(&w->out, field);
+        return;
+    }
+    sc_text_put(&w->out, "\"", 1);
+    for (const char *q; (q = strchr(field, '"')) != NULL; field = q + 1) {
+        sc_text_put(&w->out, field, (size_t)(q - field));
+        sc_text_put(&w->out, "\"\"", 2);
+    }
+    sc_text_puts(&w->out, field);
+    sc_text_put(&w->out, "\"", 1);
+}
+
+void sc_csv_putf(sc_csv_writer *w, const char *fmt, ...)
+{
+    sc_text field;
+    sc_text_init(&field);
+    va_list ap;
+    va_start(ap, fmt);
+    text_vprintf(&field, fmt, ap);
+    va_end(ap);
+    if (field.failed) w->out.failed = 1;
+    sc_csv_put(w, field.data ? field.data : "");
+    sc_text_free(&field);
+}
+
+void sc_csv_end_row(sc_csv_writer *w)
+{
+    SC_ASSERT(w->fields_in_row > 0, "a CSV record needs at least one field");
+    /* A record whose one field is empty would be an empty line, which
+     * readers skip; "" keeps it. */
+    int line_is_empty = w->out.len == 0 || (w->out.data && w->out.data[w->out.len - 1] == '\n');
+    if (w->fields_in_row == 1 && line_is_empty) sc_text_put(&w->out, "\"\"", 2);
+    sc_text_put(&w->out, "\n", 1);
+    w->fields_in_row = 0;
+}
+
+sc_status sc_csv_writer_save(sc_csv_writer *w, const char *path, sc_err *err)
+{
+    SC_ASSERT(w->fields_in_row == 0, "sc_csv_end_row missing before saving %s", path);
+    return sc_text_save(&w->out, path, err);
+}
+
+void sc_csv_writer_free(sc_csv_writer *w)
+{
+    sc_text_free(&w->out);
+    w->fields_in_row = 0;
+}
+
 /* ======================================================================== */
 /* 14. SVG                                                                   */
 /* ======================================================================== */
+
+/* An SVG file is XML text: elements like <line x1=".." .../> inside one
+ * <svg> root. Everything here is written by hand into an sc_text and saved
+ * atomically. Class names on the groups (panel, series, errorbar, legend-
+ * entry, point) make the files easy to restyle and to test. */
+
+/* Okabe and Ito's eight colours ("Color Universal Design", 2008), ordered
+ * so the first few differ most on white. */
+static const char *const svg_palette[SC_PLOT_PALETTE] = {
+    "#0072B2", /* blue */
+    "#D55E00", /* vermillion */
+    "#009E73", /* bluish green */
+    "#E69F00", /* orange */
+    "#CC79A7", /* reddish purple */
+    "#56B4E9", /* sky blue */
+    "#F0E442", /* yellow */
+    "#000000", /* black */
+};
+
+enum { SVG_CIRCLE, SVG_SQUARE, SVG_TRIANGLE, SVG_DIAMOND, SVG_SHAPES };
+
+/* -- text -- */
+
+/* Length of the character at s (n bytes left) if XML 1.0 allows it, else
+ * 0: valid UTF-8 (section 2's check) minus the C0 controls other than
+ * tab, LF and CR, and minus U+FFFE and U+FFFF. */
+static size_t xml_char_len(const unsigned char *s, size_t n)
+{
+    if (s[0] < 0x20) return s[0] == '\t' || s[0] == '\n' || s[0] == '\r';
+    size_t len = utf8_valid_len(s, n);
+    if (len == 3 && s[0] == 0xEF && s[1] == 0xBF && s[2] >= 0xBE) return 0;
+    return len;
+}
+
+/* @book begin svg-escape */
+/* Text and attribute values: the five XML specials become entities and any
+ * byte that is not part of an allowed character becomes U+FFFD, so a label
+ * read from a Latin-1 file cannot make the whole document unreadable. */
+static void svg_escaped(sc_text *t, const char *text)
+{
+    const unsigned char *s = (const unsigned char *)(text ? text : "");
+    for (size_t left = strlen((const char *)s); left > 0;) {
+        size_t n = xml_char_len(s, left);
+        if (n == 0) {
+            sc_text_puts(t, "\xEF\xBF\xBD");
+            s++;
+            left--;
+            continue;
+        }
+        switch (*s) {
+        case '&': sc_text_puts(t, "&amp;"); break;
+        case '<': sc_text_puts(t, "&lt;"); break;
+        case '>': sc_text_puts(t, "&gt;"); break;
+        case '"': sc_text_puts(t, "&quot;"); break;
+        case '\'': sc_text_puts(t, "&apos;"); break;
+        default: sc_text_put(t, (const char *)s, n);
+        }
+        s += n;
+        left -= n;
+    }
+}
+/* @book end svg-escape */
+
+/* <text> at (x, y); anchor is "start", "middle" or "end". */
+static void svg_label(sc_text *t, double x, double y, const char *anchor, const char *cls, const char *text)
+{
+    sc_text_printf(t, "<text class=\"%s\" x=\"%.2f\" y=\"%.2f\" text-anchor=\"%s\">", cls, x, y, anchor);
+    svg_escaped(t, text);
+    sc_text_puts(t, "</text>\n");
+}
+
+static void svg_title(sc_text *t, double width, const char *title)
+{
+    sc_text_printf(t, "<text class=\"title\" x=\"%.2f\" y=\"22\" text-anchor=\"middle\" font-size=\"16\">",
+                   width / 2);
+    svg_escaped(t, title);
+    sc_text_puts(t, "</text>\n");
+}
+
+static void svg_begin(sc_text *t, double width, double height)
+{
+    sc_text_puts(t, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    sc_text_printf(t,
+                   "<svg xmlns=\"http://www.w3.org/2000/svg\" version=\"1.1\" width=\"%.0f\" height=\"%.0f\" "
+                   "viewBox=\"0 0 %.0f %.0f\" font-family=\"Helvetica, Arial, sans-serif\" font-size=\"12\">\n",
+                   width, height, width, height);
+    sc_text_puts(t, "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n");
+}
+
+static void svg_marker(sc_text *t, int shape, double x, double y, double r, const char *color, const char *cls)
+{
+    switch (shape % SVG_SHAPES) {
+    case SVG_CIRCLE:
+        sc_text_printf(t, "<circle class=\"%s\" cx=\"%.2f\" cy=\"%.2f\" r=\"%.2f\" fill=\"%s\"/>\n", cls, x, y, r,
+                       color);
+        break;
+    case SVG_SQUARE:
+        sc_text_printf(t, "<rect class=\"%s\" x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"%s\"/>\n",
+                       cls, x - 0.9 * r, y - 0.9 * r, 1.8 * r, 1.8 * r, color);
+        break;
+    case SVG_TRIANGLE:
+        sc_text_printf(t, "<polygon class=\"%s\" points=\"%.2f,%.2f %.2f,%.2f %.2f,%.2f\" fill=\"%s\"/>\n", cls, x,
+                       y - 1.2 * r, x - 1.1 * r, y + 0.8 * r, x + 1.1 * r, y + 0.8 * r, color);
+        break;
+    default:
+        sc_text_printf(t, "<polygon class=\"%s\" points=\"%.2f,%.2f %.2f,%.2f %.2f,%.2f %.2f,%.2f\" fill=\"%s\"/>\n",
+                       cls, x, y - 1.25 * r, x + 1.25 * r, y, x, y + 1.25 * r, x - 1.25 * r, y, color);
+    }
+}
+
+/* -- axes and nice numbers -- */
+
+/* @book begin nice-number */
+/* Heckbert's "nice numbers" (Graphics Gems, 1990): the number of the form
+ * {1, 2, 5} × 10^k nearest to x (round = 1) or the smallest one not below
+ * x (round = 0). Tick steps built from it read naturally: 0.1, 0.2, 0.5. */
+static double nice_number(double x, int round)
+{
+    double power = pow(10.0, floor(log10(x)));
+    double f = x / power; /* in [1, 10) */
+    double nice;
+    if (round)
+        nice = f < 1.5 ? 1 : f < 3 ? 2 : f < 7 ? 5 : 10;
+    else
+        nice = f <= 1 ? 1 : f <= 2 ? 2 : f <= 5 ? 5 : 10;
+    return nice * power;
+}
+/* @book end nice-number */
+
+#define SVG_MAX_TICKS 24
+
+/* One axis: data values lo..hi (log10 of them on a log axis) map linearly
+ * to pixels px0..px1. */
+typedef struct {
+    double lo, hi;
+    double px0, px1;
+    int log;
+    double tick[SVG_MAX_TICKS];
+    int n_ticks;
+    int decimals;     /* for linear tick labels; log labels use %g */
+} svg_axis;
+
+static double svg_map(const svg_axis *a, double v)
+{
+    double u = a->log ? log10(v) : v;
+    return a->px0 + (u - a->lo) / (a->hi - a->lo) * (a->px1 - a->px0);
+}
+
+/* Linear axis over [lo, hi]. With `fixed` the range is kept and ticks fall
+ * inside it; otherwise it widens to whole tick steps ("loose" labels). */
+static void axis_linear(svg_axis *a, double lo, double hi, int fixed)
+{
+    if (!(hi > lo)) { /* one value: give it some room */
+        double pad = lo != 0 ? 0.5 * fabs(lo) : 0.5;
+        lo -= pad;
+        hi += pad;
+    }
+    double step = nice_number(nice_number(hi - lo, 0) / 4, 1);
+    if (!fixed) {
+        lo = floor(lo / step) * step;
+        hi = ceil(hi / step) * step;
+    }
+    a->lo = lo;
+    a->hi = hi;
+    a->log = 0;
+    a->decimals = step >= 1 ? 0 : (int)ceil(-log10(step) - 1e-9);
+    a->n_ticks = 0;
+    for (double k = ceil(lo / step - 1e-9); k * step <= hi + 1e-9 * step && a->n_ticks < SVG_MAX_TICKS; k++)
+        a->tick[a->n_ticks++] = k == 0 ? 0.0 : k * step; /* never print -0 */
+}
+
+/* Log axis over the positive range [lo, hi], padded by 5% of its width on
+ * each side; ticks at 1, 2, 5 × 10^k (only 10^k when that gives too many). */
+static void axis_log(svg_axis *a, double lo, double hi)
+{
+    double l0 = log10(lo), l1 = log10(hi);
+    if (!(l1 > l0)) { /* one value: a decade around it */
+        l0 -= 0.5;
+        l1 += 0.5;
+    }
+    double pad = 0.05 * (l1 - l0);
+    a->lo = l0 - pad;
+    a->hi = l1 + pad;
+    a->log = 1;
+    static const double mantissa[3] = {1, 2, 5};
+    int decades = (int)ceil(a->hi) - (int)floor(a->lo);
+    int per_decade = decades > 3 ? 1 : 3;
+    a->n_ticks = 0;
+    for (int e = (int)floor(a->lo); e <= (int)ceil(a->hi); e++)
+        for (int m = 0; m < per_decade; m++) {
+            double v = mantissa[m] * pow(10.0, e);
+            double u = log10(v);
+            if (u >= a->lo && u <= a->hi && a->n_ticks < SVG_MAX_TICKS) a->tick[a->n_ticks++] = v;
+        }
+}
+
+static void axis_tick_text(const svg_axis *a, double v, char *buf, size_t cap)
+{
+    if (a->log)
+        snprintf(buf, cap, "%g", v);
+    else
+        snprintf(buf, cap, "%.*f", a->decimals, v);
+}
+
+/* -- line charts -- */
+
+/* Panel geometry in pixels. */
+#define LINE_PANEL_W 340.0
+#define LINE_PANEL_H 270.0
+#define LINE_LEFT 58.0
+#define LINE_RIGHT 14.0
+#define LINE_TOP 30.0
+#define LINE_BOTTOM 46.0
+#define PLOT_INSET 8.0   /* data never touches the frame */
+#define TITLE_BAND 34.0
+#define LEGEND_ROW 20.0
+
+static int point_ok(const sc_line_chart *c, const sc_plot_series *s, int i)
+{
+    double x = s->x[i], y = s->y[i];
+    return isfinite(x) && isfinite(y) && (!c->x_log || x > 0);
+}
+
+static int error_ok(const sc_plot_series *s, int i)
+{
+    return s->err && isfinite(s->err[i]) && s->err[i] >= 0;
+}
+
+static int series_has_points(const sc_line_chart *c, const sc_plot_series *s)
+{
+    for (int i = 0; i < s->n; i++)
+        if (point_ok(c, s, i)) return 1;
+    return 0;
+}
+
+static const char *series_color(const sc_plot_series *s, int index)
+{
+    int k = s->color >= 0 ? s->color : index;
+    return svg_palette[k % SC_PLOT_PALETTE];
+}
+
+/* The x and y axes of one chart from its drawable points. */
+static void line_axes(const sc_line_chart *c, double w, double h, svg_axis *ax, svg_axis *ay)
+{
+    double x0 = HUGE_VAL, x1 = -HUGE_VAL, y0 = HUGE_VAL, y1 = -HUGE_VAL;
+    for (int k = 0; k < c->n_series; k++) {
+        const sc_plot_series *s = &c->series[k];
+        for (int i = 0; i < s->n; i++) {
+            if (!point_ok(c, s, i)) continue;
+            double e = error_ok(s, i) ? s->err[i] : 0;
+            x0 = fmin(x0, s->x[i]);
+            x1 = fmax(x1, s->x[i]);
+            y0 = fmin(y0, s->y[i] - e);
+            y1 = fmax(y1, s->y[i] + e);
+        }
+    }
+    if (x0 > x1) { /* nothing to draw */
+        x0 = c->x_log ? 0.1 : 0;
+        x1 = y1 = 1;
+        y0 = 0;
+    }
+    if (c->x_log)
+        axis_log(ax, x0, x1);
+    else
+        axis_linear(ax, x0, x1, 0);
+    int fixed_y = c->y_max > c->y_min;
+    axis_linear(ay, fixed_y ? c->y_min : y0, fixed_y ? c->y_max : y1, fixed_y);
+    if (c->x_ticks && c->n_x_ticks > 0) {
+        ax->n_ticks = 0;
+        for (int i = 0; i < c->n_x_ticks && ax->n_ticks < SVG_MAX_TICKS; i++) {
+            double v = c->x_ticks[i];
+            if (!isfinite(v) || (c->x_log && v <= 0)) continue;
+            double u = c->x_log ? log10(v) : v;
+            if (u >= ax->lo && u <= ax->hi) ax->tick[ax->n_ticks++] = v;
+        }
+    }
+    ax->px0 = LINE_LEFT + PLOT_INSET;
+    ax->px1 = w - LINE_RIGHT - PLOT_INSET;
+    ay->px0 = h - LINE_BOTTOM - PLOT_INSET;
+    ay->px1 = LINE_TOP + PLOT_INSET;
+}
+
+/* Frame, grid lines, ticks and their labels, axis titles. */
+static void line_frame(sc_text *t, const sc_line_chart *c, const svg_axis *ax, const svg_axis *ay, double w,
+                       double h)
+{
+    double left = LINE_LEFT, right = w - LINE_RIGHT, top = LINE_TOP, bottom = h - LINE_BOTTOM;
+    char buf[64];
+    sc_text_puts(t, "<g class=\"axes\" stroke=\"#444\" stroke-width=\"1\">\n");
+    for (int i = 0; i < ay->n_ticks; i++) {
+        double y = svg_map(ay, ay->tick[i]);
+        sc_text_printf(t, "<line class=\"grid\" x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\" stroke=\"#ddd\"/>\n",
+                       left, y, right, y);
+        sc_text_printf(t, "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\"/>\n", left - 5, y, left, y);
+    }
+    for (int i = 0; i < ax->n_ticks; i++) {
+        double x = svg_map(ax, ax->tick[i]);
+        sc_text_printf(t, "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\"/>\n", x, bottom, x, bottom + 5);
+    }
+    sc_text_printf(t, "<rect class=\"frame\" x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"none\"/>\n",
+                   left, top, right - left, bottom - top);
+    sc_text_puts(t, "</g>\n");
+    for (int i = 0; i < ay->n_ticks; i++) {
+        axis_tick_text(ay, ay->tick[i], buf, sizeof buf);
+        svg_label(t, left - 8, svg_map(ay, ay->tick[i]) + 4, "end", "tick", buf);
+    }
+    for (int i = 0; i < ax->n_ticks; i++) {
+        axis_tick_text(ax, ax->tick[i], buf, sizeof buf);
+        svg_label(t, svg_map(ax, ax->tick[i]), bottom + 18, "middle", "tick", buf);
+    }
+    if (c->title) svg_label(t, (left + right) / 2, top - 10, "middle", "panel-title", c->title);
+    if (c->x_label) svg_label(t, (left + right) / 2, h - 8, "middle", "axis-label", c->x_label);
+    if (c->y_label) {
+        double cx = 14, cy = (top + bottom) / 2;
+        sc_text_printf(t, "<g transform=\"rotate(-90 %.2f %.2f)\">\n", cx, cy);
+        svg_label(t, cx, cy, "middle", "axis-label", c->y_label);
+        sc_text_puts(t, "</g>\n");
+    }
+}
+
+/* @book begin svg-series */
+/* One method: its line (broken where a point is missing), its error bars
+ * (one standard deviation either side of the mean, with caps) and its
+ * markers, all in the method's colour. */
+static void line_series(sc_text *t, const sc_line_chart *c, int k, const svg_axis *ax, const svg_axis *ay)
+{
+    const sc_plot_series *s = &c->series[k];
+    const char *color = series_color(s, k);
+    sc_text_puts(t, "<g class=\"series\">\n<title>");
+    svg_escaped(t, s->name);
+    sc_text_puts(t, "</title>\n");
+    for (int i = 0; i < s->n;) { /* one polyline per run of drawable points */
+        if (!point_ok(c, s, i)) {
+            i++;
+            continue;
+        }
+        sc_text_printf(t, "<polyline class=\"line\" fill=\"none\" stroke=\"%s\" stroke-width=\"2\"%s points=\"",
+                       color, s->dashed ? " stroke-dasharray=\"6 4\"" : "");
+        for (; i < s->n && point_ok(c, s, i); i++)
+            sc_text_printf(t, "%.2f,%.2f ", svg_map(ax, s->x[i]), svg_map(ay, s->y[i]));
+        sc_text_puts(t, "\"/>\n");
+    }
+    for (int i = 0; i < s->n; i++) {
+        if (!point_ok(c, s, i) || !error_ok(s, i)) continue;
+        double x = svg_map(ax, s->x[i]);
+        double lo = svg_map(ay, s->y[i] - s->err[i]), hi = svg_map(ay, s->y[i] + s->err[i]);
+        sc_text_printf(t,
+                       "<path class=\"errorbar\" stroke=\"%s\" stroke-width=\"1.2\" fill=\"none\" "
+                       "d=\"M%.2f,%.2f V%.2f M%.2f,%.2f H%.2f M%.2f,%.2f H%.2f\"/>\n",
+                       color, x, lo, hi, x - 4, lo, x + 4, x - 4, hi, x + 4);
+    }
+    for (int i = 0; i < s->n; i++)
+        if (point_ok(c, s, i)) svg_marker(t, k, svg_map(ax, s->x[i]), svg_map(ay, s->y[i]), 3.5, color, "marker");
+    sc_text_puts(t, "</g>\n");
+}
+/* @book end svg-series */
+
+static void line_panel(sc_text *t, const sc_line_chart *c, double ox, double oy, int id)
+{
+    svg_axis ax, ay;
+    line_axes(c, LINE_PANEL_W, LINE_PANEL_H, &ax, &ay);
+    sc_text_printf(t, "<g class=\"panel\" transform=\"translate(%.2f %.2f)\">\n", ox, oy);
+    sc_text_printf(t, "<clipPath id=\"plot%d\"><rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\"/></clipPath>\n",
+                   id, LINE_LEFT, LINE_TOP, LINE_PANEL_W - LINE_LEFT - LINE_RIGHT,
+                   LINE_PANEL_H - LINE_TOP - LINE_BOTTOM);
+    line_frame(t, c, &ax, &ay, LINE_PANEL_W, LINE_PANEL_H);
+    sc_text_printf(t, "<g class=\"data\" clip-path=\"url(#plot%d)\">\n", id);
+    for (int k = 0; k < c->n_series; k++) line_series(t, c, k, &ax, &ay);
+    sc_text_puts(t, "</g>\n</g>\n");
+}
+
+/* A legend laid out in equal slots, as many per row as fit in `width`,
+ * the block centred. */
+typedef struct {
+    int n;
+    double slot;
+    int per_row;
+    double left;    /* x of the first slot */
+} svg_legend;
+
+static svg_legend legend_layout(const char *const *names, int n, double width)
+{
+    size_t longest = 0;
+    for (int i = 0; i < n; i++)
+        if (names[i] && strlen(names[i]) > longest) longest = strlen(names[i]);
+    svg_legend g = {n, 7.0 * (double)longest + 56, 1, 10};
+    if (g.slot < 120) g.slot = 120;
+    if (g.slot > width - 20) g.slot = width - 20;
+    g.per_row = (int)((width - 20) / g.slot);
+    if (g.per_row < 1) g.per_row = 1;
+    int used = n < g.per_row ? n : g.per_row;
+    g.left = (width - used * g.slot) / 2;
+    return g;
+}
+
+static double legend_height(const svg_legend *g)
+{
+    return g->n ? ((g->n + g->per_row - 1) / g->per_row) * LEGEND_ROW + 12 : 0;
+}
+
+/* The top-left corner of entry i, its sample drawn from x to x + 30. */
+static void legend_entry_begin(sc_text *t, const svg_legend *g, int i, double ox, double oy)
+{
+    double x = ox + g->left + (i % g->per_row) * g->slot, y = oy + 6 + (i / g->per_row) * LEGEND_ROW;
+    sc_text_printf(t, "<g class=\"legend-entry\" transform=\"translate(%.2f %.2f)\">\n", x, y);
+}
+
+static void line_legend(sc_text *t, const sc_line_chart *c, double ox, double oy, double width)
+{
+    const char *names[256];
+    int n = c->n_series < 256 ? c->n_series : 256;
+    for (int k = 0; k < n; k++) names[k] = c->series[k].name;
+    svg_legend g = legend_layout(names, n, width);
+    sc_text_puts(t, "<g class=\"legend\">\n");
+    for (int k = 0; k < n; k++) {
+        const sc_plot_series *s = &c->series[k];
+        const char *color = series_color(s, k);
+        legend_entry_begin(t, &g, k, ox, oy);
+        sc_text_printf(t, "<line x1=\"0\" y1=\"7\" x2=\"30\" y2=\"7\" stroke=\"%s\" stroke-width=\"2\"%s/>\n", color,
+                       s->dashed ? " stroke-dasharray=\"6 4\"" : "");
+        svg_marker(t, k, 15, 7, 3.5, color, "marker");
+        sc_text_puts(t, "<text class=\"legend-text\" x=\"38\" y=\"11\">");
+        svg_escaped(t, s->name);
+        if (!series_has_points(c, s)) sc_text_puts(t, " (no data)");
+        sc_text_puts(t, "</text>\n</g>\n");
+    }
+    sc_text_puts(t, "</g>\n");
+}
+
+static sc_status line_chart_check(const char *path, const sc_line_chart *c, int index, sc_err *err)
+{
+    if (c->n_series < 0 || (c->n_series > 0 && !c->series) || c->n_series > 256)
+        return sc_fail(err, SC_EARG, "%s: panel %d has %d series (0 to 256 allowed)", path, index + 1, c->n_series);
+    for (int k = 0; k < c->n_series; k++) {
+        const sc_plot_series *s = &c->series[k];
+        if (s->n < 0 || (s->n > 0 && (!s->x || !s->y)))
+            return sc_fail(err, SC_EARG, "%s: series '%s' of panel %d has no data arrays for its %d points", path,
+                           s->name ? s->name : "", index + 1, s->n);
+    }
+    return SC_OK;
+}
+
+sc_status sc_svg_line_panels(const char *path, const char *title, const sc_line_chart *panels, int n_panels,
+                             int n_cols, sc_err *err)
+{
+    if (!panels || n_panels < 1 || n_panels > 64)
+        return sc_fail(err, SC_EARG, "%s: %d panels (1 to 64 allowed)", path, n_panels);
+    for (int p = 0; p < n_panels; p++) {
+        sc_status st = line_chart_check(path, &panels[p], p, err);
+        if (st != SC_OK) return st;
+    }
+    if (n_cols < 1 || n_cols > n_panels) n_cols = n_panels;
+    int n_rows = (n_panels + n_cols - 1) / n_cols;
+    double width = n_cols * LINE_PANEL_W, top = title ? TITLE_BAND : 0;
+    const char *names[256];
+    for (int k = 0; k < panels[0].n_series; k++) names[k] = panels[0].series[k].name;
+    svg_legend g = legend_layout(names, panels[0].n_series, width);
+    double grid_bottom = top + n_rows * LINE_PANEL_H;
+
+    sc_text t;
+    sc_text_init(&t);
+    svg_begin(&t, width, grid_bottom + legend_height(&g));
+    if (title) svg_title(&t, width, title);
+    for (int p = 0; p < n_panels; p++)
+        line_panel(&t, &panels[p], (p % n_cols) * LINE_PANEL_W, top + (p / n_cols) * LINE_PANEL_H, p);
+    line_legend(&t, &panels[0], 0, grid_bottom, width);
+    sc_text_puts(&t, "</svg>\n");
+    sc_status st = sc_text_save(&t, path, err);
+    sc_text_free(&t);
+    return st;
+}
+
+sc_status sc_svg_line_chart(const char *path, const sc_line_chart *chart, sc_err *err)
+{
+    return sc_svg_line_panels(path, NULL, chart, 1, 1, err);
+}
+
+/* -- scatter plots -- */
+
+#define SCATTER_SIZE 400.0   /* panel width; the plot area is a square */
+#define SCATTER_MARGIN 16.0
+#define SCATTER_SIDE (SCATTER_SIZE - 2 * SCATTER_MARGIN)
+#define SCATTER_PANEL_H (LINE_TOP + SCATTER_SIDE + SCATTER_MARGIN)
+
+/* The square plot area of a panel and one scale for both axes, chosen so
+ * the larger extent of the points fills it. */
+static void scatter_scale(const sc_scatter_panel *p, double *scale, double *cx, double *cy)
+{
+    double x0 = HUGE_VAL, x1 = -HUGE_VAL, y0 = HUGE_VAL, y1 = -HUGE_VAL;
+    for (int64_t i = 0; i < p->n; i++) {
+        double x = p->xy[2 * i], y = p->xy[2 * i + 1];
+        if (!isfinite(x) || !isfinite(y)) continue;
+        x0 = fmin(x0, x);
+        x1 = fmax(x1, x);
+        y0 = fmin(y0, y);
+        y1 = fmax(y1, y);
+    }
+    if (x0 > x1) { /* nothing to draw */
+        x0 = y0 = 0;
+        x1 = y1 = 1;
+    }
+    double extent = fmax(fmax(x1 - x0, y1 - y0), 1e-12);
+    *scale = (SCATTER_SIDE - 2 * PLOT_INSET) / extent;
+    *cx = (x0 + x1) / 2;
+    *cy = (y0 + y1) / 2;
+}
+
+static void scatter_panel(sc_text *t, const sc_scatter_panel *p, double ox, double oy)
+{
+    double scale, cx, cy, mid_x = SCATTER_SIZE / 2, mid_y = LINE_TOP + SCATTER_SIDE / 2;
+    scatter_scale(p, &scale, &cx, &cy);
+    sc_text_printf(t, "<g class=\"panel\" transform=\"translate(%.2f %.2f)\">\n", ox, oy);
+    if (p->title) svg_label(t, mid_x, LINE_TOP - 10, "middle", "panel-title", p->title);
+    sc_text_printf(t,
+                   "<rect class=\"frame\" x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"none\" "
+                   "stroke=\"#444\"/>\n",
+                   SCATTER_MARGIN, LINE_TOP, SCATTER_SIDE, SCATTER_SIDE);
+    sc_text_puts(t, "<g class=\"points\" fill-opacity=\"0.8\">\n"); /* overlaps stay visible */
+    for (int64_t i = 0; i < p->n; i++) {
+        double x = p->xy[2 * i], y = p->xy[2 * i + 1];
+        if (!isfinite(x) || !isfinite(y)) continue;
+        int c = p->category[i];
+        svg_marker(t, c / SC_PLOT_PALETTE, mid_x + (x - cx) * scale, mid_y - (y - cy) * scale, 3.2,
+                   svg_palette[c % SC_PLOT_PALETTE], "point");
+    }
+    sc_text_puts(t, "</g>\n</g>\n");
+}
+
+sc_status sc_svg_scatter(const char *path, const char *title, const sc_scatter_panel *panels, int n_panels,
+                         const char *const *category_names, int n_categories, sc_err *err)
+{
+    if (!panels || n_panels < 1 || n_panels > 16)
+        return sc_fail(err, SC_EARG, "%s: %d panels (1 to 16 allowed)", path, n_panels);
+    if (n_categories < 1 || n_categories > 256 || !category_names)
+        return sc_fail(err, SC_EARG, "%s: %d categories (1 to 256 allowed, each named)", path, n_categories);
+    for (int p = 0; p < n_panels; p++) {
+        if (panels[p].n < 0 || (panels[p].n > 0 && (!panels[p].xy || !panels[p].category)))
+            return sc_fail(err, SC_EARG, "%s: panel %d has no data arrays for its points", path, p + 1);
+        for (int64_t i = 0; i < panels[p].n; i++)
+            if (panels[p].category[i] < 0 || panels[p].category[i] >= n_categories)
+                return sc_fail(err, SC_ERANGE, "%s: panel %d, point %lld: category %d is outside [0, %d)", path,
+                               p + 1, (long long)i, panels[p].category[i], n_categories);
+    }
+    double width = n_panels * SCATTER_SIZE, top = title ? TITLE_BAND : 0;
+    svg_legend g = legend_layout(category_names, n_categories, width);
+    double grid_bottom = top + SCATTER_PANEL_H;
+
+    sc_text t;
+    sc_text_init(&t);
+    svg_begin(&t, width, grid_bottom + legend_height(&g));
+    if (title) svg_title(&t, width, title);
+    for (int p = 0; p < n_panels; p++) scatter_panel(&t, &panels[p], p * SCATTER_SIZE, top);
+    sc_text_puts(&t, "<g class=\"legend\">\n");
+    for (int c = 0; c < n_categories; c++) {
+        legend_entry_begin(&t, &g, c, 0, grid_bottom);
+        svg_marker(&t, c / SC_PLOT_PALETTE, 15, 7, 4, svg_palette[c % SC_PLOT_PALETTE], "marker");
+        svg_label(&t, 38, 11, "start", "legend-text", category_names[c]);
+        sc_text_puts(&t, "</g>\n");
+    }
+    sc_text_puts(&t, "</g>\n</svg>\n");
+    sc_status st = sc_text_save(&t, path, err);
+    sc_text_free(&t);
+    return st;
+}
