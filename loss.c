@@ -673,7 +673,7 @@ sc_loss_config sc_loss_defaults(void)
     c.logit_scale = 100.0;
     c.tau = 0.07;
     c.lambda[0] = c.lambda[1] = c.lambda[2] = c.lambda[3] = 1.0;
-    c.supcon = SC_SUPCON_ROWS;
+    c.supcon = SC_SUPCON_CROSS;
     c.reduction = SC_REDUCE_MEAN;
     c.multilabel = 0;
     return c;
