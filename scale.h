@@ -159,6 +159,7 @@ typedef struct sc_node sc_node;
 
 /* A float32 view with up to 4 dimensions. `data` and `grad` point into
  * arenas; the tensor owns neither. Strides are in elements. */
+/* @book begin tensor-struct */
 typedef struct sc_tensor {
     float *data;
     float *grad;                 /* contiguous in `shape` (whatever the data
@@ -170,6 +171,7 @@ typedef struct sc_tensor {
     sc_node *node;               /* tape entry that produced it, or NULL */
     char name[SC_NAME_MAX];
 } sc_tensor;
+/* @book end tensor-struct */
 
 /* An execution context: where activations go and whether ops are recorded.
  *   act  — op outputs and tape nodes; rewound after every step
