@@ -160,7 +160,7 @@ void *sc_arena_alloc(sc_arena *a, size_t bytes)
         p = block_take(a->cur, bytes);
     }
     if (!p) {
-        size_t size = bytes > a->block_size ? need : a->block_size;
+        size_t size = need > a->block_size ? need : a->block_size;
         sc_arena_block *b = arena_block_new(size);
         if (!b) return NULL;
         a->reserved += size;
