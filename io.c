@@ -697,6 +697,184 @@ int sc_json_get_bool(const sc_json *obj, const char *key, int dflt)
     return v && v->type == SC_JSON_BOOL ? v->boolean : dflt;
 }
 
+/* -- the writer -- */
+
+/* The writer keeps one flag per open container: whether a member has been
+ * written yet, which decides the comma. Inside an object a value must
+ * follow a key and a key must not follow a key; breaking that rule is a
+ * bug in the caller, so it stops the program (SC_ASSERT) rather than
+ * producing a document that would not parse. */
+
+void sc_json_writer_init(sc_json_writer *w, int indent)
+{
+    memset(w, 0, sizeof *w);
+    sc_text_init(&w->out);
+    w->indent = indent < 0 ? 0 : indent;
+}
+
+static void jw_newline(sc_json_writer *w)
+{
+    if (w->indent == 0) return;
+    sc_text_put(&w->out, "\n", 1);
+    for (int i = 0; i < w->depth * w->indent; i++) sc_text_put(&w->out, " ", 1);
+}
+
+/* Separate a new value from what came before: after a key nothing; as the
+ * next member of an array, a comma (except for the first) and a new line. */
+static void jw_before_value(sc_json_writer *w)
+{
+    if (w->depth == 0) {
+        SC_ASSERT(!w->done, "JSON writer: a document holds exactly one top-level value");
+        return;
+    }
+    if (w->in_object[w->depth - 1]) {
+        SC_ASSERT(w->after_key, "JSON writer: a value inside an object needs a key first");
+        w->after_key = 0;
+        return;
+    }
+    if (w->has_member[w->depth - 1]) sc_text_put(&w->out, ",", 1);
+    w->has_member[w->depth - 1] = 1;
+    jw_newline(w);
+}
+
+/* A finished document ends with a new line when it is indented. */
+static void jw_after_value(sc_json_writer *w)
+{
+    if (w->depth > 0) return;
+    w->done = 1;
+    if (w->indent) sc_text_put(&w->out, "\n", 1);
+}
+
+static void jw_open(sc_json_writer *w, int object)
+{
+    jw_before_value(w);
+    SC_ASSERT(w->depth < SC_JSON_MAX_DEPTH, "JSON writer: nesting deeper than %d", SC_JSON_MAX_DEPTH);
+    sc_text_put(&w->out, object ? "{" : "[", 1);
+    w->in_object[w->depth] = (char)object;
+    w->has_member[w->depth] = 0;
+    w->depth++;
+}
+
+static void jw_close(sc_json_writer *w, int object)
+{
+    SC_ASSERT(w->depth > 0 && w->in_object[w->depth - 1] == object, "JSON writer: unbalanced %s",
+              object ? "end_object" : "end_array");
+    SC_ASSERT(!w->after_key, "JSON writer: a key without its value");
+    int had_members = w->has_member[w->depth - 1];
+    w->depth--;
+    if (had_members) jw_newline(w);
+    sc_text_put(&w->out, object ? "}" : "]", 1);
+    jw_after_value(w);
+}
+
+void sc_json_begin_object(sc_json_writer *w) { jw_open(w, 1); }
+void sc_json_end_object(sc_json_writer *w) { jw_close(w, 1); }
+void sc_json_begin_array(sc_json_writer *w) { jw_open(w, 0); }
+void sc_json_end_array(sc_json_writer *w) { jw_close(w, 0); }
+
+/* A string literal: '"' and '\' escaped, control characters as \n, \t ...
+ * or \u00XX, valid UTF-8 copied as it is, and each byte that does not start
+ * a valid sequence replaced by U+FFFD, so the output is always valid JSON. */
+static void jw_string_literal(sc_text *out, const char *s)
+{
+    const uint8_t *p = (const uint8_t *)s;
+    size_t n = strlen(s);
+    sc_text_put(out, "\"", 1);
+    for (size_t i = 0; i < n;) {
+        uint8_t c = p[i];
+        const char *esc = c == '"' ? "\\\"" : c == '\\' ? "\\\\" : c == '\n' ? "\\n" : c == '\r' ? "\\r"
+                        : c == '\t' ? "\\t" : c == '\b' ? "\\b" : c == '\f' ? "\\f" : NULL;
+        if (esc) {
+            sc_text_puts(out, esc);
+            i++;
+        } else if (c < 0x20 || c == 0x7F) {
+            sc_text_printf(out, "\\u%04x", c);
+            i++;
+        } else {
+            size_t len = utf8_valid_len(p + i, n - i);
+            if (len == 0) {
+                sc_text_puts(out, "\xEF\xBF\xBD");
+                i++;
+            } else {
+                sc_text_put(out, s + i, len);
+                i += len;
+            }
+        }
+    }
+    sc_text_put(out, "\"", 1);
+}
+
+void sc_json_put_key(sc_json_writer *w, const char *key)
+{
+    SC_ASSERT(w->depth > 0 && w->in_object[w->depth - 1], "JSON writer: a key outside an object");
+    SC_ASSERT(!w->after_key, "JSON writer: two keys in a row");
+    if (w->has_member[w->depth - 1]) sc_text_put(&w->out, ",", 1);
+    w->has_member[w->depth - 1] = 1;
+    jw_newline(w);
+    jw_string_literal(&w->out, key);
+    sc_text_put(&w->out, w->indent ? ": " : ":", w->indent ? 2 : 1);
+    w->after_key = 1;
+}
+
+void sc_json_put_string(sc_json_writer *w, const char *s)
+{
+    jw_before_value(w);
+    jw_string_literal(&w->out, s);
+    jw_after_value(w);
+}
+
+/* The shortest of %.15g, %.16g, %.17g that reads back as the same double,
+ * so 0.1 is written "0.1" and every finite value round-trips. JSON has no
+ * NaN or infinity: those are written as null. */
+void sc_json_put_number(sc_json_writer *w, double x)
+{
+    jw_before_value(w);
+    if (!isfinite(x)) {
+        sc_text_puts(&w->out, "null");
+    } else {
+        char buf[40];
+        for (int digits = 15; digits <= 17; digits++) {
+            snprintf(buf, sizeof buf, "%.*g", digits, x);
+            if (strtod(buf, NULL) == x) break;
+        }
+        sc_text_puts(&w->out, buf);
+    }
+    jw_after_value(w);
+}
+
+void sc_json_put_int(sc_json_writer *w, int64_t x)
+{
+    jw_before_value(w);
+    sc_text_printf(&w->out, "%lld", (long long)x);
+    jw_after_value(w);
+}
+
+void sc_json_put_bool(sc_json_writer *w, int b)
+{
+    jw_before_value(w);
+    sc_text_puts(&w->out, b ? "true" : "false");
+    jw_after_value(w);
+}
+
+void sc_json_put_null(sc_json_writer *w)
+{
+    jw_before_value(w);
+    sc_text_puts(&w->out, "null");
+    jw_after_value(w);
+}
+
+sc_status sc_json_writer_save(sc_json_writer *w, const char *path, sc_err *err)
+{
+    SC_ASSERT(w->depth == 0 && w->done, "JSON writer: document for %s is not complete", path);
+    return sc_text_save(&w->out, path, err);
+}
+
+void sc_json_writer_free(sc_json_writer *w)
+{
+    sc_text_free(&w->out);
+    memset(w, 0, sizeof *w);
+}
+
 /* ======================================================================== */
 /* 3. .npy                                                                   */
 /* ======================================================================== */
