@@ -344,6 +344,12 @@ START_TEST(test_clip_cleanup_rules)
     ck_assert(sc_tokenizer_encode(tok, "a <|endoftext|>", 15, ids, NULL, &n, NULL, &err) == SC_OK);
     ck_assert_int_eq(n, 4);
     ck_assert_int_eq(ids[2], 49407);
+    /* A name stops at NUL, which is not a name character: "&amp\0y" is
+     * "&" + "\0y" (a bug found by comparing with Python on random text). */
+    int64_t with_nul[77], expect[77];
+    ck_assert(sc_tokenizer_encode(tok, "x &amp\0y", 9, with_nul, NULL, NULL, NULL, &err) == SC_OK);
+    ck_assert(sc_tokenizer_encode(tok, "x &\0y", 6, expect, NULL, NULL, NULL, &err) == SC_OK);
+    ck_assert_int_eq(row_diff(with_nul, expect, 77), -1);
     /* U+0345 belongs to no class of the pattern: skipped like a space. */
     same_ids(tok, "a\xCD\x85" "b", "a b");
     sc_tokenizer_free(tok);
