@@ -210,11 +210,16 @@ void sc_tensor_fill(sc_tensor *t, float v);
 void sc_tensor_set_name(sc_tensor *t, const char *name);
 
 /* -- threads -- */
-/* Number of worker threads: SCALE_THREADS, else the online CPUs. */
+/* Number of threads parallel work uses (the caller included): the value
+ * set by sc_set_threads, else SCALE_THREADS (when > 0), else the online
+ * CPUs; at most 256. */
 int sc_threads(void);
+/* Override the thread count at run time; n <= 0 returns to the default. */
 void sc_set_threads(int n);
-/* Run fn(arg, i) for i in [0, n) on the thread pool; returns when all done.
- * Work items must write disjoint memory. */
+/* Run fn(arg, i) for i in [0, n) on the thread pool (created on first use,
+ * then reused); returns when all are done. Work items must write disjoint
+ * memory, which makes results independent of scheduling. Called from
+ * inside a task, it runs serially on the calling thread. */
 typedef void (*sc_task_fn)(void *arg, int64_t i);
 void sc_parallel_for(int64_t n, sc_task_fn fn, void *arg);
 
