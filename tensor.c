@@ -271,7 +271,7 @@ typedef struct {
     void *arg;
     int64_t n_items;
     int64_t chunk;              /* items claimed at a time */
-    atomic_llong next_item;     /* first item not yet claimed */
+    _Atomic int64_t next_item;  /* first item not yet claimed */
     int helpers;                /* workers 1..helpers take part */
     _Atomic int active;         /* helpers that have not finished */
 } thread_pool;
@@ -286,7 +286,7 @@ static thread_pool pool = {
  * serially. */
 static _Thread_local int inside_task;
 
-static atomic_int threads_override;   /* sc_set_threads; 0 = default */
+static _Atomic int threads_override;  /* sc_set_threads; 0 = default */
 static int threads_default = 1;
 static pthread_once_t threads_once = PTHREAD_ONCE_INIT;
 
@@ -526,7 +526,7 @@ typedef void (*gemm_pack_b_fn)(const gemm_args *g, int64_t p0, int64_t kc, int64
 typedef void (*gemm_pack_a_fn)(const gemm_args *g, int64_t i0, int64_t mc, int64_t p0, int64_t kc,
                                int mr, float *dst);
 
-/* A kernel, the block sizes that suit it, and how to pack B for it. */
+/* A kernel, the block sizes that suit it, and how to pack A and B for it. */
 typedef struct {
     const char *name;
     int mr, nr;           /* register tile */
