@@ -24,6 +24,8 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 /* ======================================================================== */
 /* 1. Status strings, version, error sentences, assertions                   */
@@ -404,7 +406,374 @@ static inline int cli_fail(const cli *c, const sc_err *err)
 
 /* ---- 5b. Commands: inputs (decode, preprocess, tokenize) ---------------- */
 
+/* Texts for `tokenize`: the positional arguments, or the lines of --in FILE
+ * (a CR before each LF is dropped). Pointers into argv or into *buf. */
+static sc_status tokenize_read_lines(const char *path, uint8_t **buf, const char ***texts, int64_t *n,
+                                     sc_err *err)
+{
+    size_t len;
+    sc_status s = sc_read_file(path, (size_t)1 << 30, buf, &len, err);
+    if (s) return s;
+    int64_t lines = 0;
+    for (size_t i = 0; i < len; i++) lines += (*buf)[i] == '\n';
+    if (len > 0 && (*buf)[len - 1] != '\n') lines++;
+    *texts = malloc((size_t)(lines ? lines : 1) * sizeof **texts);
+    if (!*texts) return sc_fail(err, SC_ENOMEM, "%s: out of memory", path);
+    char *p = (char *)*buf, *end = p + len;
+    for (*n = 0; p < end; (*n)++) {
+        char *nl = memchr(p, '\n', (size_t)(end - p));
+        char *eol = nl ? nl : end;
+        if (eol > p && eol[-1] == '\r') eol[-1] = 0;
+        *eol = 0; /* sc_read_file leaves room for a NUL after the data */
+        (*texts)[*n] = p;
+        p = eol + 1;
+    }
+    return SC_OK;
+}
+
+static sc_status tokenize_write(const char *path, int64_t *data, int64_t B, int64_t T, sc_err *err)
+{
+    sc_array a = {SC_DT_I64, 2, {B, T}, data, (size_t)(B * T) * sizeof *data};
+    return sc_npy_write(path, &a, err);
+}
+
+/* Keep the first L columns, L = the longest row: Hugging Face's
+ * padding=True (what MedCLIP uses, and its text pooling averages over the
+ * padded positions too). Returns L. */
+static int64_t tokenize_trim(int64_t *ids, int64_t *mask, int64_t B, int64_t T)
+{
+    int64_t L = 0;
+    for (int64_t b = 0; b < B; b++) {
+        int64_t n = 0;
+        while (n < T && mask[b * T + n]) n++;
+        if (n > L) L = n;
+    }
+    for (int64_t b = 0; b < B; b++) {
+        memmove(ids + b * L, ids + b * T, (size_t)L * sizeof *ids);
+        memmove(mask + b * L, mask + b * T, (size_t)L * sizeof *mask);
+    }
+    return L;
+}
+
+static int tokenize_usage(void)
+{
+    fprintf(stderr,
+            "usage: scale tokenize --model DIR [--max-length N] [--pad-id N] [--lower | --cased]\n"
+            "                      [--out ids.npy [--mask-out mask.npy]] [--longest] [--tokens]\n"
+            "                      [--explain] (--in FILE | TEXT...)\n"
+            "Tokenizes each TEXT (or each line of FILE) with the model's tokenizer: CLIP BPE\n"
+            "(merges.txt [+ vocab.json], bpe_simple_vocab_16e6.txt.gz) or BERT WordPiece\n"
+            "(vocab.txt [+ tokenizer_config.json]). Rows have N ids (default 77): begin token,\n"
+            "text, end token, padding (--pad-id, default 0 for CLIP as OpenAI, [PAD] for BERT);\n"
+            "--longest keeps only as many columns as the longest text needs (padding=True).\n"
+            "Without --out, prints each text's ids up to its end token (--tokens: also the\n"
+            "token strings; --explain: every cleaning step, BPE merge or WordPiece split).\n");
+    return 2;
+}
+
+static int cmd_tokenize(int argc, char **argv)
+{
+    enum { MAX_ARGS = 4096 };
+    const char *model = NULL, *in = NULL, *out = NULL, *mask_out = NULL, *args[MAX_ARGS];
+    int n_args = 0, show_tokens = 0, explain = 0, longest = 0;
+    sc_tok_options opt = sc_tok_defaults();
+    cli c = cli_begin("tokenize", argc, argv);
+    while (cli_next(&c)) {
+        if (cli_is(&c, "--help")) return tokenize_usage();
+        else if (cli_is(&c, "--model")) model = cli_str(&c);
+        else if (cli_is(&c, "--max-length")) opt.max_length = (int)cli_long(&c);
+        else if (cli_is(&c, "--pad-id")) opt.pad_id = cli_long(&c);
+        else if (cli_is(&c, "--lower")) opt.lower_case = 1;
+        else if (cli_is(&c, "--cased")) opt.lower_case = 0;
+        else if (cli_is(&c, "--in")) in = cli_str(&c);
+        else if (cli_is(&c, "--out")) out = cli_str(&c);
+        else if (cli_is(&c, "--mask-out")) mask_out = cli_str(&c);
+        else if (cli_is(&c, "--tokens")) show_tokens = 1;
+        else if (cli_is(&c, "--explain")) explain = 1;
+        else if (cli_is(&c, "--longest")) longest = 1;
+        else if (!cli_positional(&c, args, &n_args, MAX_ARGS)) return cli_unknown(&c);
+    }
+    if (c.bad) return 2;
+    if (!model || (in != NULL) == (n_args > 0) || (mask_out && !out)) return tokenize_usage();
+    sc_err err;
+    sc_tokenizer *tok;
+    if (sc_tokenizer_load(&tok, model, &opt, &err)) return cli_fail(&c, &err);
+    uint8_t *buf = NULL;
+    const char **texts = args;
+    int64_t B = n_args, T = sc_tokenizer_max_length(tok);
+    int64_t *ids = NULL, *mask = NULL;
+    size_t cells;
+    sc_status s = in ? tokenize_read_lines(in, &buf, &texts, &B, &err) : SC_OK;
+    if (!s && (!sc_mul_ok((size_t)B, (size_t)T * sizeof *ids, &cells) || !(ids = malloc(cells + 1)) ||
+               !(mask = malloc(cells + 1))))
+        s = sc_fail(&err, SC_ENOMEM, "%lld texts: out of memory", (long long)B);
+    for (int64_t b = 0; !s && explain && b < B; b++)
+        s = sc_tokenizer_explain(tok, texts[b], strlen(texts[b]), stdout, &err);
+    if (!s && !explain) s = sc_tokenizer_encode_batch(tok, texts, B, ids, mask, &err);
+    if (!s && !explain && longest) T = tokenize_trim(ids, mask, B, T);
+    if (!s && !explain && out) s = tokenize_write(out, ids, B, T, &err);
+    if (!s && !explain && mask_out) s = tokenize_write(mask_out, mask, B, T, &err);
+    for (int64_t b = 0; !s && !explain && !out && b < B; b++) {
+        for (int64_t t = 0; t < T && mask[b * T + t]; t++)
+            printf(t ? " %lld" : "%lld", (long long)ids[b * T + t]);
+        printf("\n");
+        for (int64_t t = 0; show_tokens && t < T && mask[b * T + t]; t++)
+            printf(t ? " %s" : "%s", sc_tokenizer_token(tok, ids[b * T + t]));
+        if (show_tokens) printf("\n");
+    }
+    if (in) free((void *)texts);
+    free(buf);
+    free(ids);
+    free(mask);
+    sc_tokenizer_free(tok);
+    return s ? cli_fail(&c, &err) : 0;
+}
+
 /* ---- 5c. Commands: models (encode, embed) -------------------------------- */
+
+/* `scale encode` computes everything in memory first and writes the files
+ * last, so a failure anywhere leaves no output behind. */
+#define ENCODE_MAX_OUTPUTS 256
+
+typedef struct {
+    char name[SC_NAME_MAX];
+    float *data;
+    int ndim;
+    int64_t shape[SC_MAX_DIMS];
+} encode_output;
+
+typedef struct {
+    encode_output items[ENCODE_MAX_OUTPUTS];
+    int n;
+    int overflow;
+} encode_outputs;
+
+static void outputs_add(encode_outputs *o, const sc_tensor *t, const char *name)
+{
+    if (o->n == ENCODE_MAX_OUTPUTS) {
+        o->overflow = 1;
+        return;
+    }
+    encode_output *e = &o->items[o->n];
+    size_t bytes = sizeof(float) * (size_t)sc_numel(t);
+    e->data = malloc(bytes ? bytes : 1);
+    if (!e->data) {
+        o->overflow = 1;
+        return;
+    }
+    memcpy(e->data, t->data, bytes);
+    snprintf(e->name, sizeof e->name, "%s", name);
+    e->ndim = t->ndim;
+    memcpy(e->shape, t->shape, sizeof e->shape);
+    o->n++;
+}
+
+static void outputs_tap(void *user, const sc_tensor *t)
+{
+    outputs_add(user, t, t->name);
+}
+
+static void outputs_free(encode_outputs *o)
+{
+    for (int i = 0; i < o->n; i++) free(o->items[i].data);
+    o->n = 0;
+}
+
+/* Write every output as DIR/NAME.npy; on failure remove what was written
+ * (and DIR when this run created it). */
+static sc_status outputs_write(const encode_outputs *o, const char *dir, sc_err *err)
+{
+    int made = mkdir(dir, 0777) == 0;
+    if (!made && errno != EEXIST) return sc_fail(err, SC_EIO, "%s: cannot create directory: %s", dir, strerror(errno));
+    char path[4096];
+    for (int i = 0; i < o->n; i++) {
+        const encode_output *e = &o->items[i];
+        snprintf(path, sizeof path, "%s/%s.npy", dir, e->name);
+        sc_status st = sc_npy_write_f32(path, e->data, e->ndim, e->shape, err);
+        if (st == SC_OK) continue;
+        for (int k = 0; k < i; k++) {
+            snprintf(path, sizeof path, "%s/%s.npy", dir, o->items[k].name);
+            unlink(path);
+        }
+        if (made) rmdir(dir);
+        return st;
+    }
+    return SC_OK;
+}
+
+/* A 2-D int64 .npy (token ids, attention mask). */
+static sc_status read_ids(const char *path, int64_t **out, int64_t *B, int64_t *T, sc_err *err)
+{
+    sc_array a;
+    sc_status st = sc_npy_read(path, &a, err);
+    if (st) return st;
+    if (a.ndim != 2 || a.shape[0] < 1 || a.shape[1] < 1)
+        st = sc_fail(err, SC_ESHAPE, "%s: expected a (B, T) array, got %d dims", path, a.ndim);
+    else
+        st = sc_array_to_i64(&a, out, err);
+    *B = a.ndim == 2 ? a.shape[0] : 0;
+    *T = a.ndim == 2 ? a.shape[1] : 0;
+    sc_array_free(&a);
+    return st;
+}
+
+typedef struct {
+    const char *model, *config, *pixels, *ids, *mask, *out;
+    int dump;
+    long batch;
+} encode_args;
+
+/* Images in batches of `batch` (all at once when dumping intermediates). */
+static sc_status encode_images(sc_model *m, sc_ctx *ctx, const encode_args *a, encode_outputs *o, sc_tensor **all,
+                               sc_err *err)
+{
+    sc_array arr;
+    sc_status st = sc_npy_read(a->pixels, &arr, err);
+    if (st) return st;
+    float *px = NULL;
+    if (arr.ndim != 4) st = sc_fail(err, SC_ESHAPE, "%s: expected (B, C, H, W) images, got %d dims", a->pixels, arr.ndim);
+    if (!st) st = sc_array_to_f32(&arr, &px, err);
+    int64_t B = arr.ndim == 4 ? arr.shape[0] : 0, per = B ? sc_array_numel(&arr) / B : 0;
+    int64_t E = sc_model_get_config(m)->embed_dim, step = a->dump ? B : a->batch;
+    sc_tensor *embeds = st ? NULL : sc_tensor_new(&ctx->act, 2, (int64_t[]){B, E}, "image_embeds");
+    sc_taps taps = {outputs_tap, o};
+    for (int64_t b0 = 0; !st && b0 < B; b0 += step) {
+        int64_t n = B - b0 < step ? B - b0 : step;
+        sc_arena_mark mark = sc_arena_get_mark(&ctx->act);
+        int64_t shape[4] = {n, arr.shape[1], arr.shape[2], arr.shape[3]};
+        sc_tensor *x = sc_tensor_wrap(&ctx->act, px + b0 * per, 4, shape, "pixel_values"), *y;
+        st = sc_model_encode_image(m, ctx, x, &y, a->dump ? &taps : NULL, err);
+        if (!st) memcpy(embeds->data + b0 * E, y->data, sizeof(float) * (size_t)(n * E));
+        sc_arena_rewind(&ctx->act, mark);
+    }
+    if (st && err->msg[0] && !strstr(err->msg, a->pixels)) {
+        char msg[sizeof err->msg];
+        snprintf(msg, sizeof msg, "%s", err->msg);
+        sc_fail(err, st, "%s: %s", a->pixels, msg);
+    }
+    if (!st) outputs_add(o, embeds, "image_embeds");
+    free(px);
+    sc_array_free(&arr);
+    *all = embeds;
+    return st;
+}
+
+static sc_status encode_texts(sc_model *m, sc_ctx *ctx, const encode_args *a, encode_outputs *o, sc_tensor **all,
+                              sc_err *err)
+{
+    int64_t *ids = NULL, *mask = NULL, B = 0, T = 0, Bm, Tm;
+    sc_status st = read_ids(a->ids, &ids, &B, &T, err);
+    if (!st && a->mask) {
+        st = read_ids(a->mask, &mask, &Bm, &Tm, err);
+        if (!st && (Bm != B || Tm != T))
+            st = sc_fail(err, SC_ESHAPE, "%s: mask is (%lld, %lld) but the ids are (%lld, %lld)", a->mask,
+                         (long long)Bm, (long long)Tm, (long long)B, (long long)T);
+    }
+    int64_t E = sc_model_get_config(m)->embed_dim, step = a->dump ? B : a->batch;
+    sc_tensor *embeds = st ? NULL : sc_tensor_new(&ctx->act, 2, (int64_t[]){B, E}, "text_embeds");
+    sc_taps taps = {outputs_tap, o};
+    for (int64_t b0 = 0; !st && b0 < B; b0 += step) {
+        int64_t n = B - b0 < step ? B - b0 : step;
+        sc_arena_mark mark = sc_arena_get_mark(&ctx->act);
+        sc_tensor *y;
+        st = sc_model_encode_text(m, ctx, ids + b0 * T, mask ? mask + b0 * T : NULL, n, T, &y,
+                                  a->dump ? &taps : NULL, err);
+        if (!st) memcpy(embeds->data + b0 * E, y->data, sizeof(float) * (size_t)(n * E));
+        sc_arena_rewind(&ctx->act, mark);
+    }
+    if (st && err->msg[0] && !strstr(err->msg, a->ids) && !(a->mask && strstr(err->msg, a->mask))) {
+        char msg[sizeof err->msg];
+        snprintf(msg, sizeof msg, "%s", err->msg);
+        sc_fail(err, st, "%s: %s", a->ids, msg);
+    }
+    if (!st) outputs_add(o, embeds, "text_embeds");
+    free(ids);
+    free(mask);
+    *all = embeds;
+    return st;
+}
+
+/* The extra outputs of --dump-intermediates: normalised embeddings, the
+ * logits (named as each fixture names them) and the raw logit scale. */
+static void encode_dump_extras(sc_model *m, sc_ctx *ctx, sc_tensor *img, sc_tensor *txt, encode_outputs *o)
+{
+    float raw = sc_model_logit_scale_raw(m);
+    sc_tensor *scale = sc_tensor_wrap(&ctx->act, &raw, 1, (int64_t[]){1}, "logit_scale");
+    outputs_add(o, scale, "logit_scale");
+    if (img) outputs_add(o, sc_l2_normalize(ctx, img), "image_embeds_norm");
+    if (txt) outputs_add(o, sc_l2_normalize(ctx, txt), "text_embeds_norm");
+    if (img && txt)
+        outputs_add(o, sc_model_logits(ctx, m, img, txt),
+                    sc_model_get_config(m)->kind == SC_MODEL_CLIP ? "logits_per_image" : "logits");
+}
+
+static int encode_usage(void)
+{
+    printf("usage: scale encode --model PATH [--config FILE] [--pixel-values X.npy]\n"
+           "                    [--input-ids I.npy [--attention-mask M.npy]] --out DIR\n"
+           "                    [--dump-intermediates] [--batch N] [--threads N]\n\n"
+           "Embed images and/or texts with a CLIP or MedCLIP model (a Hugging Face\n"
+           "directory, or a .safetensors/.pt/.bin file; --config supplies what the\n"
+           "tensor shapes cannot tell). Writes DIR/image_embeds.npy and\n"
+           "DIR/text_embeds.npy (float32, projected, not normalised); with\n"
+           "--dump-intermediates also every named intermediate (vision_layer0.npy,\n"
+           "swin_stage1.npy, bert_hidden_states.npy, ...), the normalised embeddings,\n"
+           "the logits and logit_scale.npy.\n");
+    return 0;
+}
+
+static int cmd_encode(int argc, char **argv)
+{
+    encode_args a = {NULL, NULL, NULL, NULL, NULL, NULL, 0, 16};
+    long threads = 0;
+    cli c = cli_begin("encode", argc, argv);
+    while (cli_next(&c)) {
+        if (cli_is(&c, "--help")) return encode_usage();
+        else if (cli_is(&c, "--model")) a.model = cli_str(&c);
+        else if (cli_is(&c, "--config")) a.config = cli_str(&c);
+        else if (cli_is(&c, "--pixel-values")) a.pixels = cli_str(&c);
+        else if (cli_is(&c, "--input-ids")) a.ids = cli_str(&c);
+        else if (cli_is(&c, "--attention-mask")) a.mask = cli_str(&c);
+        else if (cli_is(&c, "--out")) a.out = cli_str(&c);
+        else if (cli_is(&c, "--dump-intermediates")) a.dump = 1;
+        else if (cli_is(&c, "--batch")) a.batch = cli_long(&c);
+        else if (cli_is(&c, "--threads")) threads = cli_long(&c);
+        else return cli_unknown(&c);
+    }
+    if (c.bad) return 2;
+    const char *problem = !a.model ? "--model is required"
+                          : !a.out ? "--out is required"
+                          : !a.pixels && !a.ids ? "give --pixel-values and/or --input-ids"
+                          : a.mask && !a.ids ? "--attention-mask needs --input-ids"
+                          : a.batch < 1 || a.batch > 65536 ? "--batch must be in [1, 65536]"
+                          : threads < 0 || threads > 1024 ? "--threads must be in [0, 1024]"
+                                                          : NULL;
+    if (problem) {
+        fprintf(stderr, "scale encode: %s (try 'scale encode --help')\n", problem);
+        return 2;
+    }
+    if (threads) sc_set_threads((int)threads);
+    sc_err err = {{0}};
+    sc_model *m;
+    if (sc_model_load(&m, a.model, a.config, &err)) return cli_fail(&c, &err);
+    sc_ctx ctx;
+    sc_ctx_init(&ctx);
+    sc_ctx_set_grad(&ctx, 0);
+    encode_outputs *o = calloc(1, sizeof *o);
+    sc_tensor *img = NULL, *txt = NULL;
+    sc_status st = o ? SC_OK : sc_fail(&err, SC_ENOMEM, "out of memory");
+    if (!st && a.pixels) st = encode_images(m, &ctx, &a, o, &img, &err);
+    if (!st && a.ids) st = encode_texts(m, &ctx, &a, o, &txt, &err);
+    if (!st && a.dump) encode_dump_extras(m, &ctx, img, txt, o);
+    if (!st && o->overflow) st = sc_fail(&err, SC_ENOMEM, "too many outputs to keep in memory");
+    if (!st) st = outputs_write(o, a.out, &err);
+    if (o) outputs_free(o);
+    free(o);
+    sc_ctx_free(&ctx);
+    sc_model_free(m);
+    return st ? cli_fail(&c, &err) : 0;
+}
+
 
 /* ---- 5d. Commands: SCALE (loss, metrics, train, predict) ---------------- */
 
@@ -829,7 +1198,7 @@ static const char train_usage[] =
     "                   [--alpha sigmoid|clamp|raw] [--alpha-init 0.2] [--relu 2|1]\n"
     "                   [--adapter-reduction 4] [--no-image-adapter] [--no-text-adapter]\n"
     "                   [--checkpoint-every E] [--resume CKPT] [--log-every E]\n"
-    "Train SCALE's adapters on cached embeddings (book/07-training.md): X (N, C)\n"
+    "Train SCALE's adapters on cached embeddings (book/05-loss.md): X (N, C)\n"
     "images, G their combinations as indices (N) or 0/1 (N, H), P (H, C) the\n"
     "canonical prompt of each combination of the task. Without --text-emb each\n"
     "image is paired with the prompt of its (first) combination.\n";
@@ -1160,8 +1529,10 @@ static int cmd_help(int argc, char **argv);
 
 static const command commands[] = {
     /* inputs */
+    {"tokenize", cmd_tokenize, "text to token ids with a model's tokenizer (CLIP BPE, BERT WordPiece)"},
 
     /* models */
+    {"encode", cmd_encode, "embed images and texts with a CLIP or MedCLIP model"},
 
     /* SCALE */
     {"hier", cmd_hier, "check a class-concept hierarchy and list its prompts"},

@@ -667,6 +667,9 @@ START_TEST(test_pytorch_malformed_pickles)
         {13, "string is not valid UTF-8"},
         {14, "integer of 9 bytes is too large"},
         {15, "no MARK on the stack"},
+        {16, "tensor has too many elements"},
+        {17, "more than 4194304 dict entries to visit"},
+        {18, "dicts nested too deeply"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         bytes_t p = {0};
@@ -745,6 +748,34 @@ START_TEST(test_pytorch_malformed_pickles)
             break;
         case 15:
             put_u8(&p, 't');
+            break;
+        case 16: /* zero strides make a tiny storage look enormous */
+            pk_begin_state_dict(&p);
+            pk_tensor_item(&p, "a", "FloatStorage", "0", 4, 0, 3, (int64_t[]){1LL << 31, 1LL << 31, 1LL << 31},
+                           (int64_t[]){0, 0, 0});
+            pk_end_state_dict(&p);
+            break;
+        case 17: /* dicts of 10 references to the previous dict, 7 deep:
+                  * 10^7 paths from a pickle of a few hundred bytes */
+        case 18: /* the same, 9 deep */
+            put_u8(&p, '}');
+            put_u8(&p, 'q');
+            put_u8(&p, 0);
+            for (int level = 1; level <= (cases[i].kind == 17 ? 7 : 9); level++) {
+                put_u8(&p, '}');
+                put_u8(&p, '(');
+                for (int k = 0; k < 10; k++) {
+                    char key[8];
+                    snprintf(key, sizeof key, "k%d", k);
+                    pk_unicode(&p, key);
+                    put_u8(&p, 'h');
+                    put_u8(&p, (uint8_t)(level - 1));
+                }
+                put_u8(&p, 'u');
+                put_u8(&p, 'q');
+                put_u8(&p, (uint8_t)level);
+            }
+            put_u8(&p, '.');
             break;
         }
         expect_pickle_error(&p, cases[i].says);

@@ -159,6 +159,38 @@ static inline double gemm_bench_fma_peak(int threads)
 }
 #endif
 
+/* ---- memory bandwidth ------------------------------------------------------ */
+
+/* Read bandwidth from DRAM, GB/s, for the roofline's memory side: touch one
+ * float in every 64-byte line of a 256 MiB array (the hardware fetches
+ * whole lines), so the loop waits on memory, not on additions. Best of
+ * three passes. */
+static inline double gemm_bench_read_bandwidth(void)
+{
+    const size_t n = (size_t)64 << 20;   /* floats */
+    float *x = malloc(n * sizeof(float));
+    if (!x) return 0.0;
+    for (size_t i = 0; i < n; i++) x[i] = 1.0f;
+    double best = 1e30;
+    volatile float keep = 0.0f;
+    for (int pass = 0; pass < 3; pass++) {
+        float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
+        double t0 = gemm_bench_now();
+        for (size_t i = 0; i < n; i += 64) {
+            s0 += x[i];
+            s1 += x[i + 16];
+            s2 += x[i + 32];
+            s3 += x[i + 48];
+        }
+        double dt = gemm_bench_now() - t0;
+        keep = s0 + s1 + s2 + s3;
+        if (dt < best) best = dt;
+    }
+    (void)keep;
+    free(x);
+    return (double)(n * sizeof(float)) / best * 1e-9;
+}
+
 /* bench op=gemm m=257 n=4096 k=1024 trans=NN threads=2 ... gflops=.. peak_frac=.. */
 static inline void gemm_bench_print(const char *op, const char *kernel, gemm_shape s, int trans_b,
                                     int threads, double gflops, double peak)
