@@ -777,10 +777,6 @@ static int cmd_encode(int argc, char **argv)
 
 /* ---- 5d. Commands: SCALE (loss, metrics, train, predict) ---------------- */
 
-/* Inputs of the SCALE commands are .npy files. Each helper reads one,
- * checks its rank and, where given, its shape, and reports a failure as
- * one sentence naming the file. They return 0 on success, 1 on failure. */
-
 /* Report a failure of a SCALE command as one sentence; returns 1. */
 #if defined(__GNUC__)
 __attribute__((format(printf, 2, 3)))
@@ -793,6 +789,22 @@ static int cli_failf(const cli *c, const char *fmt, ...)
     vsnprintf(err.msg, sizeof err.msg, fmt, ap);
     va_end(ap);
     return cli_fail(c, &err);
+}
+
+/* Inputs of the SCALE commands are .npy files. Each helper below reads
+ * one, checks its rank and, where given, its shape, and reports a failure
+ * as one sentence naming the file. They return 0 on success, 1 on failure. */
+
+/* "(12, 5)" for a shape, with "*" where any size is accepted. */
+static const char *shape_text(char *buf, size_t n, int ndim, const int64_t *shape)
+{
+    size_t k = (size_t)snprintf(buf, n, "(");
+    for (int d = 0; d < ndim && k < n; d++) {
+        if (shape[d] < 0) k += (size_t)snprintf(buf + k, n - k, "%s*", d ? ", " : "");
+        else k += (size_t)snprintf(buf + k, n - k, "%s%lld", d ? ", " : "", (long long)shape[d]);
+    }
+    if (k < n) snprintf(buf + k, n - k, ")");
+    return buf;
 }
 
 /* The number of dimensions of a .npy file. */
@@ -820,8 +832,12 @@ static int load_floats(const cli *c, const char *path, int ndim, const int64_t *
         shape[k] = a.shape[k];
     }
     sc_status st = bad ? SC_ESHAPE : sc_array_to_f32(&a, out, &err);
+    char got[96], expected[96];
+    int64_t any[2] = {-1, -1};
+    shape_text(got, sizeof got, a.ndim < 8 ? a.ndim : 8, a.shape);
+    shape_text(expected, sizeof expected, ndim, want ? want : any);
     sc_array_free(&a);
-    if (bad) return cli_failf(c, "%s: expected a %d-dimensional array matching the other inputs", path, ndim);
+    if (bad) return cli_failf(c, "%s: shape %s but %s expected", path, got, expected);
     return st == SC_OK ? 0 : cli_fail(c, &err);
 }
 
@@ -837,6 +853,7 @@ static int load_indices(const cli *c, const char *path, int64_t n, int64_t *len,
     sc_status st = shape_ok ? sc_array_to_i64(&a, &wide, &err) : SC_ESHAPE;
     *len = a.ndim == 1 ? a.shape[0] : 0;
     sc_array_free(&a);
+    if (!shape_ok && n < 0) return cli_failf(c, "%s: expected a vector of indices", path);
     if (!shape_ok) return cli_failf(c, "%s: expected a vector of %lld indices", path, (long long)n);
     if (st != SC_OK) return cli_fail(c, &err);
     int rc = 0;
