@@ -845,6 +845,47 @@ void sc_csv_end_row(sc_csv_writer *w);
 sc_status sc_csv_writer_save(sc_csv_writer *w, const char *path, sc_err *err);
 void sc_csv_writer_free(sc_csv_writer *w);
 
+/* ---- io.c: JSON writer (section 2; declared here because it uses sc_text) ---- */
+/* Values are appended in document order and the writer places the commas,
+ * colons and, with indent > 0, new lines and indentation:
+ *
+ *   sc_json_writer w;  sc_json_writer_init(&w, 2);
+ *   sc_json_begin_object(&w);
+ *   sc_json_put_key(&w, "labels");  sc_json_begin_array(&w);
+ *   sc_json_put_string(&w, "pleural effusion");  sc_json_end_array(&w);
+ *   sc_json_end_object(&w);
+ *   sc_json_writer_save(&w, "out.json", &err);  sc_json_writer_free(&w);
+ *
+ * Strings are escaped as RFC 8259 requires (quote, backslash, control
+ * characters); UTF-8 passes through and invalid bytes become U+FFFD.
+ * Numbers are written with the fewest digits that read back exactly; NaN
+ * and infinities become null. Misuse (a value in an object without a key,
+ * unbalanced ends, saving an unfinished document) is a bug and stops the
+ * program through SC_ASSERT. The file is written atomically. */
+typedef struct {
+    sc_text out;
+    int indent;                          /* spaces per level; 0 = one line */
+    int depth;                           /* open containers */
+    char in_object[SC_JSON_MAX_DEPTH];   /* container i is an object */
+    char has_member[SC_JSON_MAX_DEPTH];  /* container i has a member already */
+    int after_key;                       /* a key waits for its value */
+    int done;                            /* the top-level value is complete */
+} sc_json_writer;
+
+void sc_json_writer_init(sc_json_writer *w, int indent);
+void sc_json_begin_object(sc_json_writer *w);
+void sc_json_end_object(sc_json_writer *w);
+void sc_json_begin_array(sc_json_writer *w);
+void sc_json_end_array(sc_json_writer *w);
+void sc_json_put_key(sc_json_writer *w, const char *key);
+void sc_json_put_string(sc_json_writer *w, const char *s);
+void sc_json_put_number(sc_json_writer *w, double x);
+void sc_json_put_int(sc_json_writer *w, int64_t x);
+void sc_json_put_bool(sc_json_writer *w, int b);
+void sc_json_put_null(sc_json_writer *w);
+sc_status sc_json_writer_save(sc_json_writer *w, const char *path, sc_err *err);
+void sc_json_writer_free(sc_json_writer *w);
+
 
 /* ---- io.c: SVG ---- */
 /* Hand-written SVG charts for the experiment reports (the paper's Fig. 2–4),
