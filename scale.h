@@ -1272,7 +1272,7 @@ void sc_scale_scores(double *Z, double *z_concept, double *z_class, const float 
  * -1 when there is none). */
 void sc_combo_columns(int64_t *first_col, const int *text_combo, int64_t M, int H);
 
-/* ---- loss.c: training on cached embeddings, Sec. 2.3 (book/07) ---- */
+/* ---- loss.c: training on cached embeddings, Sec. 2.3 (book/05) ---- */
 /* The frozen encoders run once; training sees their outputs. Image i
  * comes with the text paired with it and with its labels. */
 typedef struct {
@@ -1332,7 +1332,7 @@ double sc_scale_train_epoch(sc_scale_model *m, sc_ctx *ctx, const sc_train_data 
  * moments ("adam.m.<name>", "adam.v.<name>") and "scale.state", a small
  * float32 vector of exact integers: format, epochs done, Adam steps, the
  * shuffle generator's state in four 16-bit pieces, α mode, second ReLU,
- * reduction, and which adapters exist. book/07 lists it. */
+ * reduction, and which adapters exist. book/05 lists it. */
 sc_status sc_scale_model_save(const sc_scale_model *m, const char *path, sc_err *err);
 /* Rebuild a model from a checkpoint: the adapter architecture (α mode,
  * ReLUs, reduction, which adapters, width) comes from the file, the other
@@ -1340,7 +1340,7 @@ sc_status sc_scale_model_save(const sc_scale_model *m, const char *path, sc_err 
  * bit for bit where the saved run stopped. */
 sc_status sc_scale_model_load(sc_scale_model *m, const char *path, const sc_train_config *cfg, sc_err *err);
 
-/* ---- loss.c: prediction and explanation (book/07) ---- */
+/* ---- loss.c: prediction and explanation (book/05) ---- */
 /* Q (N, H): the adapted, normalised images against the adapted, normalised
  * canonical prompts (one per combination). */
 void sc_scale_similarity(float *Q, const sc_scale_model *m, const float *image_emb, int64_t N,
