@@ -587,6 +587,13 @@ sc_status sc_png_encode(const sc_image *img, uint8_t **out, size_t *out_len, sc_
 sc_status sc_png_write(const char *path, const sc_image *img, sc_err *err);
 /* P5 (1 channel) or P6 (3 channels), maxval 255 or, for 16-bit images, 65535. */
 sc_status sc_pnm_write(const char *path, const sc_image *img, sc_err *err);
+/* Baseline JPEG writer for 8-bit grey or RGB images: 4:4:4 (no chroma
+ * subsampling), quality 1..100 scaling the ITU T.81 annex K tables as
+ * libjpeg does (Pillow's quality), the annex's standard Huffman tables, a
+ * JFIF header. Integer arithmetic only, so the bytes are the same on every
+ * platform. */
+sc_status sc_jpeg_encode(const sc_image *img, int quality, uint8_t **out, size_t *out_len, sc_err *err);
+sc_status sc_jpeg_write(const char *path, const sc_image *img, int quality, sc_err *err);
 
 /* ---- io.c: preprocessing ---- */
 /* Image → model input, reproducing the Python pipelines of the original
