@@ -15,6 +15,7 @@
  *  12. BERT WordPiece tokenizer
  *  13. CSV
  *  14. SVG
+ *  15. Hashing (SHA-256)
  *
  * Threat model: every file is untrusted. Parsers read through one bounded
  * cursor whose reads past the end set a sticky error instead of returning
@@ -9151,4 +9152,139 @@ sc_status sc_svg_scatter(const char *path, const char *title, const sc_scatter_p
     sc_status st = sc_text_save(&t, path, err);
     sc_text_free(&t);
     return st;
+}
+
+/* ======================================================================== */
+/* 15. Hashing (SHA-256)                                                     */
+/* ======================================================================== */
+/*
+ * SHA-256 as FIPS 180-4 defines it, for fingerprints: the embedding cache
+ * records the hash of every model and dataset file it was computed from,
+ * so that a cache made from other files is recognised and refused.
+ *
+ * The message is processed in 64-byte blocks. Each block is expanded into
+ * 64 words W[t] and mixed into the eight state words by 64 rounds; the
+ * message is padded with a 1 bit, zeros, and its length in bits as a
+ * big-endian 64-bit number so that it fills whole blocks (FIPS 180-4,
+ * sections 5.1.1, 6.2.2).
+ */
+
+/* The first 32 bits of the fractional parts of the cube roots of the first
+ * 64 primes (FIPS 180-4, 4.2.2). */
+static const uint32_t sha256_k[64] = {
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
+};
+
+static uint32_t rotr32(uint32_t x, int n)
+{
+    return (x >> n) | (x << (32 - n));
+}
+
+/* @book begin sha256-block */
+/* Mix one 64-byte block into the state h[8] (FIPS 180-4, 6.2.2). */
+static void sha256_block(uint32_t h[8], const uint8_t *block)
+{
+    uint32_t w[64];
+    for (int t = 0; t < 16; t++) /* the block as 16 big-endian words */
+        w[t] = (uint32_t)block[4 * t] << 24 | (uint32_t)block[4 * t + 1] << 16 | (uint32_t)block[4 * t + 2] << 8 |
+               block[4 * t + 3];
+    for (int t = 16; t < 64; t++) {
+        uint32_t s0 = rotr32(w[t - 15], 7) ^ rotr32(w[t - 15], 18) ^ (w[t - 15] >> 3);
+        uint32_t s1 = rotr32(w[t - 2], 17) ^ rotr32(w[t - 2], 19) ^ (w[t - 2] >> 10);
+        w[t] = w[t - 16] + s0 + w[t - 7] + s1;
+    }
+    uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6], k = h[7];
+    for (int t = 0; t < 64; t++) {
+        uint32_t sum1 = rotr32(e, 6) ^ rotr32(e, 11) ^ rotr32(e, 25);
+        uint32_t choose = (e & f) ^ (~e & g);
+        uint32_t t1 = k + sum1 + choose + sha256_k[t] + w[t];
+        uint32_t sum0 = rotr32(a, 2) ^ rotr32(a, 13) ^ rotr32(a, 22);
+        uint32_t majority = (a & b) ^ (a & c) ^ (b & c);
+        uint32_t t2 = sum0 + majority;
+        k = g, g = f, f = e, e = d + t1, d = c, c = b, b = a, a = t1 + t2;
+    }
+    h[0] += a, h[1] += b, h[2] += c, h[3] += d, h[4] += e, h[5] += f, h[6] += g, h[7] += k;
+}
+/* @book end sha256-block */
+
+void sc_sha256_init(sc_sha256 *s)
+{
+    /* The first 32 bits of the fractional parts of the square roots of the
+     * first 8 primes (FIPS 180-4, 5.3.3). */
+    static const uint32_t h0[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+                                   0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+    memcpy(s->h, h0, sizeof h0);
+    s->bytes = 0;
+    s->fill = 0;
+}
+
+void sc_sha256_update(sc_sha256 *s, const void *data, size_t n)
+{
+    const uint8_t *p = data;
+    s->bytes += n;
+    if (s->fill) { /* complete the block begun by an earlier call */
+        size_t take = 64 - s->fill < n ? 64 - s->fill : n;
+        memcpy(s->buf + s->fill, p, take);
+        s->fill += take, p += take, n -= take;
+        if (s->fill < 64) return;
+        sha256_block(s->h, s->buf);
+        s->fill = 0;
+    }
+    for (; n >= 64; p += 64, n -= 64) sha256_block(s->h, p);
+    memcpy(s->buf, p, n);
+    s->fill = n;
+}
+
+void sc_sha256_final(sc_sha256 *s, uint8_t digest[32])
+{
+    uint64_t bits = s->bytes * 8;
+    uint8_t pad[72] = {0x80};
+    /* 0x80, then zeros up to 56 bytes into a block, then the length */
+    size_t n_pad = (s->fill < 56 ? 56 : 120) - s->fill;
+    for (int i = 0; i < 8; i++) pad[n_pad + (size_t)i] = (uint8_t)(bits >> (56 - 8 * i));
+    sc_sha256_update(s, pad, n_pad + 8);
+    for (int i = 0; i < 8; i++)
+        for (int j = 0; j < 4; j++) digest[4 * i + j] = (uint8_t)(s->h[i] >> (24 - 8 * j));
+}
+
+void sc_sha256_hex(const uint8_t digest[32], char hex[65])
+{
+    static const char digits[] = "0123456789abcdef";
+    for (int i = 0; i < 32; i++) {
+        hex[2 * i] = digits[digest[i] >> 4];
+        hex[2 * i + 1] = digits[digest[i] & 15];
+    }
+    hex[64] = 0;
+}
+
+sc_status sc_sha256_file(const char *path, char hex[65], int64_t *bytes, sc_err *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return sc_fail(err, SC_EIO, "%s: cannot open: %s", path, strerror(errno));
+    enum { CHUNK = 1 << 20 };
+    uint8_t *buf = malloc(CHUNK);
+    if (!buf) {
+        fclose(f);
+        return sc_fail(err, SC_ENOMEM, "%s: out of memory", path);
+    }
+    sc_sha256 s;
+    sc_sha256_init(&s);
+    size_t n;
+    while ((n = fread(buf, 1, CHUNK, f)) > 0) sc_sha256_update(&s, buf, n);
+    sc_status st = ferror(f) ? sc_fail(err, SC_EIO, "%s: read error: %s", path, strerror(errno)) : SC_OK;
+    fclose(f);
+    free(buf);
+    if (st) return st;
+    if (bytes) *bytes = (int64_t)s.bytes;
+    uint8_t digest[32];
+    sc_sha256_final(&s, digest);
+    sc_sha256_hex(digest, hex);
+    return SC_OK;
 }
