@@ -2218,28 +2218,8 @@ static double majority_accuracy(const int *truth, int64_t N, int K)
     return N ? (double)best / (double)N : 0;
 }
 
-/* Top-1 accuracy and macro F1 of argmax over scores (N, K) against the
- * true column truth[i]. */
-static void eval_scores(const float *scores, const int *truth, int64_t N, int K, double *acc, double *f1)
-{
-    uint8_t *t = calloc((size_t)(N * K), 1), *p = malloc((size_t)(N * K));
-    SC_ASSERT(t && p, "out of memory for %lld x %d predictions", (long long)N, K);
-    int64_t right = 0;
-    sc_predict_argmax(p, scores, N, K);
-    for (int64_t i = 0; i < N; i++) {
-        t[i * K + truth[i]] = 1;
-        right += p[i * K + truth[i]];
-    }
-    sc_metrics m;
-    sc_metrics_eval(&m, scores, t, p, N, K);
-    *acc = (double)right / (double)N;
-    *f1 = m.macro_f1;
-    free(t);
-    free(p);
-}
-
-/* scores (N, K): cosine similarities of the rows of X (N, E) and Y (K, E). */
-static void cosines(float *scores, const float *X, int64_t N, const float *Y, int K, int64_t E)
+/* cos (N, K): cosine similarities of the rows of X (N, E) and Y (K, E). */
+static void cosines(float *cos, const float *X, int64_t N, const float *Y, int K, int64_t E)
 {
     for (int64_t i = 0; i < N; i++)
         for (int k = 0; k < K; k++) {
@@ -2249,8 +2229,35 @@ static void cosines(float *scores, const float *X, int64_t N, const float *Y, in
                 xx += (double)X[i * E + e] * X[i * E + e];
                 yy += (double)Y[k * E + e] * Y[k * E + e];
             }
-            scores[i * K + k] = xx > 0 && yy > 0 ? (float)(dot / sqrt(xx * yy)) : 0.0f;
+            cos[i * K + k] = xx > 0 && yy > 0 ? (float)(dot / sqrt(xx * yy)) : 0.0f;
         }
+}
+
+/* From cosines (N, K) and the true column of each row: r[0] top-1
+ * accuracy, r[1] macro F1, r[2] macro AUC of the softmax at `scale`
+ * (one-vs-rest, chapter 6). cos is overwritten by the probabilities. */
+static void eval_scores(double *r, float *cos, const int *truth, int64_t N, int K, double scale)
+{
+    uint8_t *t = calloc((size_t)(N * K), 1), *p = malloc((size_t)(N * K));
+    SC_ASSERT(t && p, "out of memory for %lld x %d predictions", (long long)N, K);
+    int64_t right = 0;
+    sc_predict_argmax(p, cos, N, K);
+    for (int64_t i = 0; i < N; i++) {
+        t[i * K + truth[i]] = 1;
+        right += p[i * K + truth[i]];
+        float *row = cos + i * K, top = row[0];
+        for (int k = 1; k < K; k++) top = row[k] > top ? row[k] : top;
+        double z = 0;
+        for (int k = 0; k < K; k++) z += exp(scale * (row[k] - top));
+        for (int k = 0; k < K; k++) row[k] = (float)(exp(scale * (row[k] - top)) / z);
+    }
+    sc_metrics m;
+    sc_metrics_eval(&m, cos, t, p, N, K);
+    r[0] = (double)right / (double)N;
+    r[1] = m.macro_f1;
+    r[2] = m.auc;
+    free(t);
+    free(p);
 }
 
 /* The combination of every listed row in task t, from its column. */
@@ -2270,11 +2277,11 @@ static sc_status eval_truth(const sc_hier_task *t, const sc_csv *meta, const int
 }
 
 /* SCALE itself (the library's defaults: both adapters, Eq. 3, 150
- * epochs) trained on the train split of task t, scoring the test images
- * against the adapted prompts: scores (n_test, H). */
-static sc_status scale_scores(float *scores, const sc_hier_task *t, const float *Xtrain, const int *h_train,
+ * epochs) trained on the train split of task t; cos (n_test, H) receives
+ * the test images against the adapted prompts. */
+static sc_status scale_scores(float *cos, const sc_hier_task *t, const float *Xtrain, const int *h_train,
                               int64_t n_train, const float *Xtest, int64_t n_test, const float *prompts, int64_t E,
-                              sc_err *err)
+                              const sc_train_config *cfg, sc_err *err)
 {
     int H = t->n_combos;
     float *labels = calloc((size_t)(n_train * H), sizeof(float));
@@ -2282,15 +2289,14 @@ static sc_status scale_scores(float *scores, const sc_hier_task *t, const float 
     for (int64_t i = 0; i < n_train; i++) labels[i * H + h_train[i]] = 1;
     sc_train_data d = {n_train, E, H, t->n_classes, t->n_concepts, Xtrain, NULL, h_train, labels, NULL,
                        prompts, t->combo_class, t->combo_concept};
-    sc_train_config cfg = sc_train_defaults();
     sc_scale_model sm;
     sc_status st = sc_train_data_check(&d, t->name, err);
-    if (!st) st = sc_scale_model_init(&sm, E, &cfg, err);
+    if (!st) st = sc_scale_model_init(&sm, E, cfg, err);
     if (!st) {
         sc_ctx ctx;
         sc_ctx_init(&ctx);
-        for (int e = 0; e < cfg.epochs; e++) sc_scale_train_epoch(&sm, &ctx, &d);
-        sc_scale_similarity(scores, &sm, Xtest, n_test, prompts, H);
+        for (int e = 0; e < cfg->epochs; e++) sc_scale_train_epoch(&sm, &ctx, &d);
+        sc_scale_similarity(cos, &sm, Xtest, n_test, prompts, H);
         sc_ctx_free(&ctx);
         sc_scale_model_free(&sm);
     }
@@ -2298,88 +2304,155 @@ static sc_status scale_scores(float *scores, const sc_hier_task *t, const float 
     return st;
 }
 
-static void print_eval_row(const char *name, const double *r)
+/* What the zero-shot check works on: the model, the hierarchy, the
+ * dataset's table and the embeddings of its test and train images. */
+typedef struct {
+    sc_model *m;
+    sc_tokenizer *tok;
+    sc_hier hier;
+    sc_csv meta;
+    int have_hier, have_meta;
+    char root[4096];
+    int64_t *test, *train, n_test, n_train, E;
+    float *X, *Xtrain;           /* (n_test, E), (n_train, E) image embeddings */
+    sc_ctx ctx;
+} eval_state;
+
+static void eval_close(eval_state *s)
 {
-    printf("%-22s %.3f  %.3f  %.3f      %.3f  %.3f  %.3f      %.3f  %.3f\n", name, r[0], r[1], r[2], r[3], r[4], r[5],
-           r[6], r[7]);
+    sc_ctx_free(&s->ctx);
+    free(s->X);
+    free(s->test);
+    free(s->train);
+    if (s->have_meta) sc_csv_free(&s->meta);
+    if (s->have_hier) sc_hier_free(&s->hier);
+    sc_tokenizer_free(s->tok);
+    sc_model_free(s->m);
+}
+
+static sc_status eval_open(eval_state *s, const char *model_dir, const char *data_dir, const char *hier_path,
+                           sc_err *err)
+{
+    memset(s, 0, sizeof *s);
+    sc_ctx_init(&s->ctx);
+    char path[4200];
+    derm7p_root(data_dir, s->root, sizeof s->root);
+    snprintf(path, sizeof path, "%s/meta/meta.csv", s->root);
+    sc_status st = sc_model_load(&s->m, model_dir, NULL, err);
+    if (!st) st = sc_tokenizer_load(&s->tok, model_dir, NULL, err);
+    if (!st) s->have_hier = (st = sc_hier_load(&s->hier, hier_path, err)) == SC_OK;
+    if (!st) s->have_meta = (st = sc_csv_load(&s->meta, path, NULL, err)) == SC_OK;
+    if (!st) st = eval_rows(s->root, "test", &s->meta, &s->test, &s->n_test, err);
+    if (!st) st = eval_rows(s->root, "train", &s->meta, &s->train, &s->n_train, err);
+    s->E = s->m ? sc_model_get_config(s->m)->embed_dim : 0;
+    s->X = st ? NULL : malloc(sizeof(float) * (size_t)((s->n_test + s->n_train) * s->E));
+    if (!st && !s->X) st = sc_fail(err, SC_ENOMEM, "out of memory");
+    s->Xtrain = s->X ? s->X + s->n_test * s->E : NULL;
+    if (!st) st = embed_images(s->m, model_dir, &s->ctx, &s->meta, s->root, s->test, s->n_test, s->X, err);
+    if (!st) st = embed_images(s->m, model_dir, &s->ctx, &s->meta, s->root, s->train, s->n_train, s->Xtrain, err);
+    return st;
+}
+
+/* One criterion: r[0..3] class level (accuracy, F1, AUC, majority),
+ * r[4..7] class-concept level, r[8..10] SCALE at class-concept level. */
+static sc_status eval_task(eval_state *s, const sc_hier_task *t, double *r, sc_err *err)
+{
+    int H = t->n_combos, K = t->n_classes;
+    int64_t N = s->n_test, E = s->E;
+    double scale = sc_model_logit_scale(s->m);
+    int *h = malloc(sizeof(int) * (size_t)(N + s->n_train)), *cls = malloc(sizeof(int) * (size_t)N);
+    float *P = malloc(sizeof(float) * (size_t)((H + K) * E)), *cos = malloc(sizeof(float) * (size_t)(N * H));
+    sc_status st = h && cls && P && cos ? SC_OK : sc_fail(err, SC_ENOMEM, "out of memory");
+    if (!st) st = eval_truth(t, &s->meta, s->test, N, h, err);
+    if (!st) st = eval_truth(t, &s->meta, s->train, s->n_train, h + N, err);
+    if (!st) st = embed_texts(s->m, s->tok, &s->ctx, t->combo_prompt, H, P, err);
+    if (!st) st = embed_texts(s->m, s->tok, &s->ctx, t->class_prompt, K, P + H * E, err);
+    if (!st) {
+        for (int64_t i = 0; i < N; i++) cls[i] = t->combo_class[h[i]];
+        cosines(cos, s->X, N, P + H * E, K, E);
+        eval_scores(r, cos, cls, N, K, scale);
+        r[3] = majority_accuracy(cls, N, K);
+        cosines(cos, s->X, N, P, H, E);
+        eval_scores(r + 4, cos, h, N, H, scale);
+        r[7] = majority_accuracy(h, N, H);
+        sc_train_config cfg = sc_train_defaults();
+        st = scale_scores(cos, t, s->Xtrain, h + N, s->n_train, s->X, N, P, E, &cfg, err);
+        if (!st) eval_scores(r + 8, cos, h, N, H, cfg.loss.logit_scale);
+    }
+    free(h);
+    free(cls);
+    free(P);
+    free(cos);
+    return st;
+}
+
+/* The diagnosis itself, melanoma or not, zero-shot with MONET's kind of
+ * prompt: "This is dermoscopy of a nevus." against "... of a melanoma."
+ * (the class phrases of the first criterion). r as eval_task's r[0..3]. */
+static sc_status eval_diagnosis(eval_state *s, double *r, sc_err *err)
+{
+    const sc_hier_task *t = &s->hier.tasks[0];
+    int col;
+    sc_status st = t->n_classes == 2 ? sc_csv_require_column(&s->meta, "diagnosis", &col, err)
+                                     : sc_fail(err, SC_EFORMAT, "%s: the first task has %d classes, not 2",
+                                               t->name, t->n_classes);
+    char text[2][256];
+    const char *texts[2] = {text[0], text[1]};
+    for (int c = 0; c < 2 && !st; c++)
+        snprintf(text[c], sizeof text[c], "This is dermoscopy of a %s.", t->classes[c].phrase);
+    int64_t N = s->n_test;
+    int *truth = st ? NULL : malloc(sizeof(int) * (size_t)N);
+    float *P = malloc(sizeof(float) * (size_t)(2 * s->E)), *cos = malloc(sizeof(float) * (size_t)(2 * N));
+    if (!st && (!truth || !P || !cos)) st = sc_fail(err, SC_ENOMEM, "out of memory");
+    if (!st) st = embed_texts(s->m, s->tok, &s->ctx, texts, 2, P, err);
+    for (int64_t i = 0; !st && i < N; i++) truth[i] = !strncmp(sc_csv_get(&s->meta, s->test[i], col), "melanoma", 8);
+    if (!st) {
+        cosines(cos, s->X, N, P, 2, s->E);
+        eval_scores(r, cos, truth, N, 2, sc_model_logit_scale(s->m));
+        r[3] = majority_accuracy(truth, N, 2);
+    }
+    free(truth);
+    free(P);
+    free(cos);
+    return st;
+}
+
+static void print_eval_row(const char *name, const double *r, int n)
+{
+    printf("%-22s", name);
+    for (int k = 0; k < n; k++) printf(k % 4 == 0 ? "   %.3f" : "  %.3f", r[k]);
+    printf("\n");
 }
 
 /* @book begin pretrain-eval */
 /* Zero-shot on the test split of a Derm7p-layout dataset: per criterion,
  * the class level (class prompts: benign- or melanoma-indicative) and the
- * class-concept level (one prompt per combination), as top-1 accuracy and
- * macro F1; beside them SCALE trained on the train split, at class-concept
- * level. */
+ * class-concept level (one prompt per combination), as top-1 accuracy,
+ * macro F1 and macro AUC, next to the accuracy of always answering the
+ * most frequent label; then SCALE trained on the train split, at
+ * class-concept level; last, the diagnosis itself. */
 static sc_status pretrain_eval(const char *model_dir, const char *data_dir, const char *hier_path, sc_err *err)
 {
-    sc_model *m = NULL;
-    sc_tokenizer *tok = NULL;
-    sc_hier hier;
-    sc_csv meta;
-    int have_hier = 0, have_meta = 0;
-    char root[4096], path[4200];
-    derm7p_root(data_dir, root, sizeof root);
-    snprintf(path, sizeof path, "%s/meta/meta.csv", root);
-    sc_status st = sc_model_load(&m, model_dir, NULL, err);
-    if (!st) st = sc_tokenizer_load(&tok, model_dir, NULL, err);
-    if (!st) have_hier = (st = sc_hier_load(&hier, hier_path, err)) == SC_OK;
-    if (!st) have_meta = (st = sc_csv_load(&meta, path, NULL, err)) == SC_OK;
-    int64_t *test = NULL, *train = NULL, n_test = 0, n_train = 0, E = m ? sc_model_get_config(m)->embed_dim : 0;
-    if (!st) st = eval_rows(root, "test", &meta, &test, &n_test, err);
-    if (!st) st = eval_rows(root, "train", &meta, &train, &n_train, err);
-    float *X = st ? NULL : malloc(sizeof(float) * (size_t)((n_test + n_train) * E));
-    if (!st && !X) st = sc_fail(err, SC_ENOMEM, "out of memory");
-    float *Xtrain = X ? X + n_test * E : NULL;
-    sc_ctx ctx;
-    sc_ctx_init(&ctx);
-    if (!st) st = embed_images(m, model_dir, &ctx, &meta, root, test, n_test, X, err);
-    if (!st) st = embed_images(m, model_dir, &ctx, &meta, root, train, n_train, Xtrain, err);
-    if (!st) printf("zero-shot of %s on the %lld test images of %s (prompts: %s);\n"
-                    "majority: the accuracy of always answering the most frequent label\n"
-                    "%-22s %-26s %-26s %s\n%-22s %-26s %-26s %s\n", model_dir, (long long)n_test, root, hier_path,
-                    "", "class level", "class-concept level", "SCALE (train split)", "criterion",
-                    "acc    F1     majority", "acc    F1     majority", "acc    F1");
-    double sum[8] = {0};
-    for (int ti = 0; !st && ti < hier.n_tasks; ti++) {
-        const sc_hier_task *t = &hier.tasks[ti];
-        int H = t->n_combos, Cn = t->n_classes;
-        int *h = malloc(sizeof(int) * (size_t)(n_test + n_train)), *cls = malloc(sizeof(int) * (size_t)n_test);
-        float *P = malloc(sizeof(float) * (size_t)((H + Cn) * E)), *scores = malloc(sizeof(float) * (size_t)(n_test * H));
-        if (!h || !cls || !P || !scores) st = sc_fail(err, SC_ENOMEM, "out of memory");
-        if (!st) st = eval_truth(t, &meta, test, n_test, h, err);
-        if (!st) st = eval_truth(t, &meta, train, n_train, h + n_test, err);
-        if (!st) st = embed_texts(m, tok, &ctx, t->combo_prompt, H, P, err);
-        if (!st) st = embed_texts(m, tok, &ctx, t->class_prompt, Cn, P + H * E, err);
-        double r[8];
-        if (!st) {
-            for (int64_t i = 0; i < n_test; i++) cls[i] = t->combo_class[h[i]];
-            cosines(scores, X, n_test, P + H * E, Cn, E);
-            eval_scores(scores, cls, n_test, Cn, &r[0], &r[1]);
-            r[2] = majority_accuracy(cls, n_test, Cn);
-            cosines(scores, X, n_test, P, H, E);
-            eval_scores(scores, h, n_test, H, &r[3], &r[4]);
-            r[5] = majority_accuracy(h, n_test, H);
-            st = scale_scores(scores, t, Xtrain, h + n_test, n_train, X, n_test, P, E, err);
-            if (!st) eval_scores(scores, h, n_test, H, &r[6], &r[7]);
-        }
-        if (!st) {
-            print_eval_row(t->name, r);
-            for (int k = 0; k < 8; k++) sum[k] += r[k] / hier.n_tasks;
-        }
-        free(h);
-        free(cls);
-        free(P);
-        free(scores);
+    eval_state s;
+    sc_status st = eval_open(&s, model_dir, data_dir, hier_path, err);
+    if (!st)
+        printf("zero-shot of %s on the %lld test images of %s (prompts: %s)\n"
+               "%-22s   %-29s%-29s%s\n%-22s   %-29s%-29s%s\n", model_dir, (long long)s.n_test, s.root, hier_path,
+               "", "class level", "class-concept level", "SCALE, class-concept level", "criterion",
+               "acc    F1     AUC    major", "acc    F1     AUC    major", "acc    F1     AUC");
+    double sum[12] = {0}, r[12];
+    for (int ti = 0; !st && ti < s.hier.n_tasks; ti++) {
+        st = eval_task(&s, &s.hier.tasks[ti], r, err);
+        if (st) break;
+        print_eval_row(s.hier.tasks[ti].name, r, 11);
+        for (int k = 0; k < 11; k++) sum[k] += r[k] / s.hier.n_tasks;
     }
-    if (!st) print_eval_row("mean", sum);
-    sc_ctx_free(&ctx);
-    free(X);
-    free(test);
-    free(train);
-    if (have_meta) sc_csv_free(&meta);
-    if (have_hier) sc_hier_free(&hier);
-    sc_tokenizer_free(tok);
-    sc_model_free(m);
+    if (!st) {
+        print_eval_row("mean", sum, 11);
+        st = eval_diagnosis(&s, r, err);
+    }
+    if (!st) print_eval_row("diagnosis (melanoma?)", r, 4);
+    eval_close(&s);
     return st;
 }
 /* @book end pretrain-eval */

@@ -388,10 +388,15 @@ static void toy_pairs_make(toy_pairs *p)
     p->data = d;
 }
 
-/* Run `steps` steps from a fresh model; the losses go to `losses`. */
-static sc_model *pretrain_run(const toy_pairs *p, uint64_t seed, int steps, double *losses)
+/* Run `steps` steps from a fresh model (small_clip, or 64 wide when
+ * `wide`); the losses go to `losses`. */
+static sc_model *pretrain_run(const toy_pairs *p, uint64_t seed, int steps, double *losses, int wide)
 {
     sc_model_config cfg = small_clip(0);
+    if (wide) {
+        cfg.vision.width = cfg.text.width = 64;
+        cfg.vision.mlp = cfg.text.mlp = 256;
+    }
     sc_model *m = trainable(&cfg, 1);
     sc_pretrain_config pc = sc_pretrain_defaults();
     pc.steps = steps;
@@ -417,7 +422,7 @@ START_TEST(test_pretrain_loss_falls)
     static toy_pairs p;
     toy_pairs_make(&p);
     double losses[200];
-    sc_model *m = pretrain_run(&p, 1, 200, losses);
+    sc_model *m = pretrain_run(&p, 1, 200, losses, 0);
     double first = (losses[0] + losses[1] + losses[2]) / 3, last = (losses[197] + losses[198] + losses[199]) / 3;
     /* At the start the 16 captions of a batch are about equally likely for
      * every image (ln 16 = 2.77; random 16-wide embeddings at a logit scale
@@ -457,7 +462,8 @@ START_TEST(test_pretrain_deterministic)
     static toy_pairs p;
     toy_pairs_make(&p);
     double la[8], lb[8], lc[8];
-    sc_model *a = pretrain_run(&p, 11, 8, la), *b = pretrain_run(&p, 11, 8, lb), *c = pretrain_run(&p, 12, 8, lc);
+    sc_model *a = pretrain_run(&p, 11, 8, la, 0), *b = pretrain_run(&p, 11, 8, lb, 0);
+    sc_model *c = pretrain_run(&p, 12, 8, lc, 0);
     ck_assert(memcmp(la, lb, sizeof la) == 0);
     ck_assert(same_params(a, b));
     ck_assert(!same_params(a, c));   /* another seed shuffles and flips otherwise */
@@ -469,6 +475,27 @@ START_TEST(test_pretrain_deterministic)
     sc_model_free(a);
     sc_model_free(b);
     sc_model_free(c);
+}
+END_TEST
+
+/* GEMM splits its output among threads and never a sum, attention splits
+ * (sequence, head) pairs, everything else runs row by row: so the thread
+ * count does not change a single bit either. (At width 64 the MLP's GEMMs
+ * are large enough to be split.) */
+START_TEST(test_pretrain_thread_count)
+{
+    static toy_pairs p;
+    toy_pairs_make(&p);
+    double l1[6], l3[6];
+    sc_set_threads(1);
+    sc_model *a = pretrain_run(&p, 5, 6, l1, 1);
+    sc_set_threads(3);
+    sc_model *b = pretrain_run(&p, 5, 6, l3, 1);
+    sc_set_threads(0);
+    ck_assert(memcmp(l1, l3, sizeof l1) == 0);
+    ck_assert(same_params(a, b));
+    sc_model_free(a);
+    sc_model_free(b);
 }
 END_TEST
 
@@ -672,6 +699,7 @@ Suite *suite_pretrain(void)
     tcase_set_timeout(run, 120);
     tcase_add_test(run, test_pretrain_loss_falls);
     tcase_add_test(run, test_pretrain_deterministic);
+    tcase_add_test(run, test_pretrain_thread_count);
     suite_add_tcase(s, run);
     TCase *cli = tcase_create("cli_pretrain");
     tcase_set_timeout(cli, 60);
