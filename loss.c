@@ -19,9 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 /* ======================================================================== */
 /* 1. The class-concept hierarchy                                            */
+/* ======================================================================== */
 
 /* A .hier file is plain text, one statement per line (book/03 has the full
  * description):
@@ -663,10 +663,10 @@ sc_status sc_hier_task_keep(sc_hier *h, int task, const uint8_t *keep, int *old_
     t->n_combos = H, t->n_classes = C, t->n_concepts = L;
     return SC_OK;
 }
-/* ======================================================================== */
 
 /* ======================================================================== */
 /* 2. From Q to Z and the max aggregation                                    */
+/* ======================================================================== */
 
 /* Q (N, M) compares every image with every text of the batch. The
  * supervised terms need one score per class-concept combination instead:
@@ -731,10 +731,10 @@ void sc_scale_scores(double *Z, double *z_concept, double *z_class, const float 
     free(z);
     free(argmax);
 }
-/* ======================================================================== */
 
 /* ======================================================================== */
 /* 3. Cross-entropy with probability targets                                 */
+/* ======================================================================== */
 
 /* PyTorch's cross-entropy with probability targets,
  *     CE(t, z) = -sum_j t_j log softmax(z)_j,
@@ -766,10 +766,10 @@ static double cross_entropy(double *dz, const double *t, const double *z, int n,
     return loss;
 }
 /* @book end cross-entropy */
-/* ======================================================================== */
 
 /* ======================================================================== */
 /* 4. Supervised contrastive loss (Eq. 2)                                    */
+/* ======================================================================== */
 
 /* Eq. 2 contrasts an anchor sample with the other samples of the batch:
  *     L_a = -1/|P(a)| sum_{p in P(a)} log( exp(l_ap) / sum_{s in S(a)} exp(l_as) ).
@@ -921,9 +921,8 @@ static double supcon_term(double *dQ, int64_t *n_anchors, const float *Q, const 
 }
 
 /* ======================================================================== */
-
-/* ======================================================================== */
 /* 5. The total loss (Eq. 3)                                                 */
+/* ======================================================================== */
 
 /* Eq. 3 adds the three cross-entropies (combination, concept, class) and
  * the two SupCon terms (images as anchors over Q, texts over Qᵀ):
@@ -938,7 +937,7 @@ sc_loss_config sc_loss_defaults(void)
     c.logit_scale = 100.0;
     c.tau = 0.07;
     c.lambda[0] = c.lambda[1] = c.lambda[2] = c.lambda[3] = 1.0;
-    c.supcon = SC_SUPCON_ROWS;
+    c.supcon = SC_SUPCON_CROSS;
     c.reduction = SC_REDUCE_MEAN;
     c.multilabel = 0;
     return c;
@@ -1089,10 +1088,10 @@ sc_tensor *sc_scale_loss_op(sc_ctx *ctx, sc_tensor *Q, const sc_loss_problem *p,
     if (n) n->saved = saved;
     return out;
 }
-/* ======================================================================== */
 
 /* ======================================================================== */
 /* 6. Training SCALE on cached embeddings                                    */
+/* ======================================================================== */
 
 /* Training follows Fig. 1 on cached embeddings: a batch of images and the
  * texts paired with them, plus one canonical prompt per combination (so
@@ -1298,7 +1297,6 @@ double sc_scale_train_epoch(sc_scale_model *m, sc_ctx *ctx, const sc_train_data 
     return steps ? loss_sum / (double)steps : 0;
 }
 /* @book end train-epoch */
-/* ======================================================================== */
 
 /* ---- checkpoints ----
  * Everything that decides the next update is saved: the parameters, Adam's
@@ -1432,6 +1430,7 @@ sc_status sc_scale_model_load(sc_scale_model *m, const char *path, const sc_trai
 
 /* ======================================================================== */
 /* 7. Prediction and explanation                                             */
+/* ======================================================================== */
 
 /* At test time each image is compared with the canonical prompt of every
  * combination: Q (N, H), whose scaled columns are Z directly. Classes and
@@ -1462,7 +1461,6 @@ void sc_scale_similarity(float *Q, const sc_scale_model *m, const float *image_e
     free(x);
     free(t);
 }
-/* ======================================================================== */
 
 /* ======================================================================== */
 /* 8. Metrics                                                                */

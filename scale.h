@@ -210,11 +210,16 @@ void sc_tensor_fill(sc_tensor *t, float v);
 void sc_tensor_set_name(sc_tensor *t, const char *name);
 
 /* -- threads -- */
-/* Number of worker threads: SCALE_THREADS, else the online CPUs. */
+/* Number of threads parallel work uses (the caller included): the value
+ * set by sc_set_threads, else SCALE_THREADS (when > 0), else the online
+ * CPUs; at most 256. */
 int sc_threads(void);
+/* Override the thread count at run time; n <= 0 returns to the default. */
 void sc_set_threads(int n);
-/* Run fn(arg, i) for i in [0, n) on the thread pool; returns when all done.
- * Work items must write disjoint memory. */
+/* Run fn(arg, i) for i in [0, n) on the thread pool (created on first use,
+ * then reused); returns when all are done. Work items must write disjoint
+ * memory, which makes results independent of scheduling. Called from
+ * inside a task, it runs serially on the calling thread. */
 typedef void (*sc_task_fn)(void *arg, int64_t i);
 void sc_parallel_for(int64_t n, sc_task_fn fn, void *arg);
 
@@ -582,6 +587,13 @@ sc_status sc_png_encode(const sc_image *img, uint8_t **out, size_t *out_len, sc_
 sc_status sc_png_write(const char *path, const sc_image *img, sc_err *err);
 /* P5 (1 channel) or P6 (3 channels), maxval 255 or, for 16-bit images, 65535. */
 sc_status sc_pnm_write(const char *path, const sc_image *img, sc_err *err);
+/* Baseline JPEG writer for 8-bit grey or RGB images: 4:4:4 (no chroma
+ * subsampling), quality 1..100 scaling the ITU T.81 annex K tables as
+ * libjpeg does (Pillow's quality), the annex's standard Huffman tables, a
+ * JFIF header. Integer arithmetic only, so the bytes are the same on every
+ * platform. */
+sc_status sc_jpeg_encode(const sc_image *img, int quality, uint8_t **out, size_t *out_len, sc_err *err);
+sc_status sc_jpeg_write(const char *path, const sc_image *img, int quality, sc_err *err);
 
 /* ---- io.c: preprocessing ---- */
 /* Image → model input, reproducing the Python pipelines of the original
@@ -844,6 +856,47 @@ void sc_csv_putf(sc_csv_writer *w, const char *fmt, ...)
 void sc_csv_end_row(sc_csv_writer *w);
 sc_status sc_csv_writer_save(sc_csv_writer *w, const char *path, sc_err *err);
 void sc_csv_writer_free(sc_csv_writer *w);
+
+/* ---- io.c: JSON writer (section 2; declared here because it uses sc_text) ---- */
+/* Values are appended in document order and the writer places the commas,
+ * colons and, with indent > 0, new lines and indentation:
+ *
+ *   sc_json_writer w;  sc_json_writer_init(&w, 2);
+ *   sc_json_begin_object(&w);
+ *   sc_json_put_key(&w, "labels");  sc_json_begin_array(&w);
+ *   sc_json_put_string(&w, "pleural effusion");  sc_json_end_array(&w);
+ *   sc_json_end_object(&w);
+ *   sc_json_writer_save(&w, "out.json", &err);  sc_json_writer_free(&w);
+ *
+ * Strings are escaped as RFC 8259 requires (quote, backslash, control
+ * characters); UTF-8 passes through and invalid bytes become U+FFFD.
+ * Numbers are written with the fewest digits that read back exactly; NaN
+ * and infinities become null. Misuse (a value in an object without a key,
+ * unbalanced ends, saving an unfinished document) is a bug and stops the
+ * program through SC_ASSERT. The file is written atomically. */
+typedef struct {
+    sc_text out;
+    int indent;                          /* spaces per level; 0 = one line */
+    int depth;                           /* open containers */
+    char in_object[SC_JSON_MAX_DEPTH];   /* container i is an object */
+    char has_member[SC_JSON_MAX_DEPTH];  /* container i has a member already */
+    int after_key;                       /* a key waits for its value */
+    int done;                            /* the top-level value is complete */
+} sc_json_writer;
+
+void sc_json_writer_init(sc_json_writer *w, int indent);
+void sc_json_begin_object(sc_json_writer *w);
+void sc_json_end_object(sc_json_writer *w);
+void sc_json_begin_array(sc_json_writer *w);
+void sc_json_end_array(sc_json_writer *w);
+void sc_json_put_key(sc_json_writer *w, const char *key);
+void sc_json_put_string(sc_json_writer *w, const char *s);
+void sc_json_put_number(sc_json_writer *w, double x);
+void sc_json_put_int(sc_json_writer *w, int64_t x);
+void sc_json_put_bool(sc_json_writer *w, int b);
+void sc_json_put_null(sc_json_writer *w);
+sc_status sc_json_writer_save(sc_json_writer *w, const char *path, sc_err *err);
+void sc_json_writer_free(sc_json_writer *w);
 
 
 /* ---- io.c: SVG ---- */
@@ -1289,7 +1342,7 @@ void sc_scale_scores(double *Z, double *z_concept, double *z_class, const float 
  * -1 when there is none). */
 void sc_combo_columns(int64_t *first_col, const int *text_combo, int64_t M, int H);
 
-/* ---- loss.c: training on cached embeddings, Sec. 2.3 (book/07) ---- */
+/* ---- loss.c: training on cached embeddings, Sec. 2.3 (book/05) ---- */
 /* The frozen encoders run once; training sees their outputs. Image i
  * comes with the text paired with it and with its labels. */
 typedef struct {
@@ -1349,7 +1402,7 @@ double sc_scale_train_epoch(sc_scale_model *m, sc_ctx *ctx, const sc_train_data 
  * moments ("adam.m.<name>", "adam.v.<name>") and "scale.state", a small
  * float32 vector of exact integers: format, epochs done, Adam steps, the
  * shuffle generator's state in four 16-bit pieces, α mode, second ReLU,
- * reduction, and which adapters exist. book/07 lists it. */
+ * reduction, and which adapters exist. book/05 lists it. */
 sc_status sc_scale_model_save(const sc_scale_model *m, const char *path, sc_err *err);
 /* Rebuild a model from a checkpoint: the adapter architecture (α mode,
  * ReLUs, reduction, which adapters, width) comes from the file, the other
@@ -1357,7 +1410,7 @@ sc_status sc_scale_model_save(const sc_scale_model *m, const char *path, sc_err 
  * bit for bit where the saved run stopped. */
 sc_status sc_scale_model_load(sc_scale_model *m, const char *path, const sc_train_config *cfg, sc_err *err);
 
-/* ---- loss.c: prediction and explanation (book/07) ---- */
+/* ---- loss.c: prediction and explanation (book/05) ---- */
 /* Q (N, H): the adapted, normalised images against the adapted, normalised
  * canonical prompts (one per combination). */
 void sc_scale_similarity(float *Q, const sc_scale_model *m, const float *image_emb, int64_t N,

@@ -1,10 +1,14 @@
 /* check_hier.c — the class-concept hierarchy files (loss.c section 1):
  * the two shipped files against the paper's tables, and every loader error
  * naming its file and line. */
+#define _POSIX_C_SOURCE 200809L
+#include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "check_util.h"
+#include "fuzz/hier_target.h"
+#include "golden_util.h"
 
 static void load(sc_hier *h, const char *rel)
 {
@@ -87,6 +91,25 @@ START_TEST(test_padchest_file)
     char buf[256];
     ck_assert_str_eq(sc_hier_explain(t, 1, buf, sizeof buf), "atelectasis: retrocardiac");
     sc_hier_free(&h);
+}
+END_TEST
+
+/* `scale hier --prompts` gives the text encoder one prompt per line, in
+ * combination order. */
+START_TEST(test_hier_command)
+{
+    char out[8192];
+    scale_run(".", "hier data/padchest-gr.hier --prompts", out, sizeof out);
+    int lines = 0;
+    for (const char *p = out; *p; p++) lines += *p == '\n';
+    ck_assert_int_eq(lines, 12);
+    ck_assert_msg(!strncmp(out, "atelectasis in the left lower lobe.\n", 36), "%s", out);
+    scale_run(".", "hier data/derm7p.hier --task 'blue whitish veil'", out, sizeof out);
+    ck_assert_str_eq(out, "task blue whitish veil: 2 classes, 2 concepts, 2 combinations\n"
+                          "  h=0 class=0 (benign-indicative) concept=0 (absent): A photo of a skin lesion with absent "
+                          "blue whitish veil, which indicates a nevus.\n"
+                          "  h=1 class=1 (melanoma-indicative) concept=1 (present): A photo of a skin lesion with a "
+                          "blue whitish veil, which indicates a melanoma.\n");
 }
 END_TEST
 
@@ -312,12 +335,48 @@ START_TEST(test_loader_limits)
 }
 END_TEST
 
+/* Every seed and every crash the fuzzer found goes through the harness
+ * again (tests/fuzz/hier_target.h): load, then check the loader's promises. */
+static int replay_dir(const char *rel)
+{
+    const char *dir = sc_test_path(rel);
+    DIR *d = opendir(dir);
+    ck_assert_msg(d != NULL, "cannot open %s", dir);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        if (e->d_name[0] == '.' || strcmp(e->d_name, "README") == 0) continue;
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        uint8_t *bytes;
+        size_t len;
+        sc_err err;
+        ck_assert_msg(sc_read_file(path, 1 << 20, &bytes, &len, &err) == SC_OK, "%s", err.msg);
+        /* A copy of exactly len bytes, so ASan sees any read past the end. */
+        uint8_t *exact = malloc(len ? len : 1);
+        memcpy(exact, bytes, len);
+        free(bytes);
+        fuzz_hier_one(exact, len);
+        free(exact);
+        n++;
+    }
+    closedir(d);
+    return n;
+}
+
+START_TEST(test_hier_fuzz_replay)
+{
+    ck_assert_int_ge(replay_dir("tests/fuzz/corpus/hier"), 5);
+    replay_dir("tests/fuzz/regress/hier");
+}
+END_TEST
+
 Suite *suite_hier(void)
 {
     Suite *s = suite_create("hier");
     TCase *files = tcase_create("hier_files");
     tcase_add_test(files, test_derm7p_file);
     tcase_add_test(files, test_padchest_file);
+    tcase_add_test(files, test_hier_command);
     tcase_add_test(files, test_prompt_lists);
     tcase_add_test(files, test_padchest_aliases);
     tcase_add_test(files, test_task_keep);
@@ -326,6 +385,7 @@ Suite *suite_hier(void)
     tcase_add_loop_test(errors, test_loader_errors_name_file_and_line, 0,
                         (int)(sizeof bad_docs / sizeof bad_docs[0]));
     tcase_add_test(errors, test_loader_limits);
+    tcase_add_test(errors, test_hier_fuzz_replay);
     suite_add_tcase(s, errors);
     return s;
 }
