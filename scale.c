@@ -2937,7 +2937,7 @@ sc_status sc_cache_check(const sc_cache *c, const char *model, const char *pipel
     kv_init(&then, &a);
     kv_init(&now, &a);
     char what[DS_PATH_MAX];
-    snprintf(what, sizeof what, "%s", c->dir);
+    snprintf(what, sizeof what, "%s/index.json", c->dir);
     sc_status st = json_kv_read(c->index.root, "fingerprint", &then, what, err);
     kv_add(&now, "scale.version", "%s", sc_version());
     sc_pipeline p;
@@ -3872,7 +3872,8 @@ static int cmd_embed(int argc, char **argv)
     if (load_dataset(&c, &o, &ds, quiet)) return 1;
     int rc = sc_embed(&cfg, &ds, out, &err) == SC_OK ? 0 : cli_fail(&c, &err);
     if (!rc)
-        printf("wrote %s: %lld images, shard %d of %d\n", out, (long long)ds.n_images, cfg.shard, cfg.n_shards);
+        printf("wrote %s: shard %d of %d of a dataset of %lld images\n", out, cfg.shard, cfg.n_shards,
+               (long long)ds.n_images);
     sc_dataset_free(&ds);
     return rc;
 }

@@ -543,7 +543,7 @@ START_TEST(test_cli_embed)
              s.data, sc_test_path("data/padchest-gr.hier"));
     snprintf(args, sizeof args, "embed %s --out %s/cache --quiet", common, s.root);
     ck_assert_int_eq(run(s.root, args), 0);
-    ck_assert(output_has(s.root, "stdout", "cache: 5 images, shard 0 of 1"));
+    ck_assert(output_has(s.root, "stdout", "cache: shard 0 of 1 of a dataset of 5 images"));
     /* shards on the command line, as a Slurm array would run them */
     for (int k = 0; k < 2; k++) {
         snprintf(args, sizeof args, "embed %s --shard %d/2 --out %s/part%d", common, k, s.root, k);

@@ -4,7 +4,7 @@
  * columns and RFC 4180 quoting, the index files, images under images/ with
  * mixed .jpg/.JPG names), PadChest-GR's grounded_reports_*.json and
  * master_table.csv with 16- and 8-bit PNGs, and a manifest CSV. Images are
- * small synthetic PNGs (the decoders go by signature, not by name). The
+ * small synthetic JPEGs (Derm7p) and PNGs (the others). The
  * expected labels are written down from the hierarchy files' order (which
  * check_hier.c pins to the paper), not computed by the readers. */
 #define _POSIX_C_SOURCE 200809L
@@ -574,6 +574,27 @@ START_TEST(test_stratify_multi_label)
 }
 END_TEST
 
+/* The worked example of book/16 (section 16.3): five images of label 0,
+ * two of label 1, folds of 0.6 and 0.4. Fold 0 gets three and one, fold 1
+ * two and one, whatever the seed. */
+START_TEST(test_stratify_worked_example)
+{
+    const uint8_t labels[7 * 2] = {1, 0, 1, 0, 0, 1, 1, 0, 1, 0, 0, 1, 1, 0};
+    const double fraction[2] = {0.6, 0.4};
+    int fold[7];
+    sc_err err;
+    for (uint64_t seed = 0; seed < 10; seed++) {
+        ck_assert(sc_stratify(fold, labels, 7, 2, NULL, fraction, 2, seed, &err) == SC_OK);
+        int count[2][2] = {{0, 0}, {0, 0}};
+        for (int i = 0; i < 7; i++) count[fold[i]][labels[i * 2] ? 0 : 1]++;
+        ck_assert_int_eq(count[0][0], 3);
+        ck_assert_int_eq(count[0][1], 1);
+        ck_assert_int_eq(count[1][0], 2);
+        ck_assert_int_eq(count[1][1], 1);
+    }
+}
+END_TEST
+
 /* Groups (patients) stay whole; images without labels fill the sizes. */
 START_TEST(test_stratify_groups)
 {
@@ -679,6 +700,7 @@ Suite *suite_datasets(void)
     TCase *strat = tcase_create("stratify");
     tcase_add_test(strat, test_stratify_single_label);
     tcase_add_test(strat, test_stratify_multi_label);
+    tcase_add_test(strat, test_stratify_worked_example);
     tcase_add_test(strat, test_stratify_groups);
     tcase_add_test(strat, test_stratified_subset);
     suite_add_tcase(s, strat);
