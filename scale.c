@@ -2045,77 +2045,65 @@ static void cache_index_free(cache_index *x)
     memset(x, 0, sizeof *x);
 }
 
-/* Bytes of one valid UTF-8 character at p, or 0. */
-static size_t utf8_char_len(const unsigned char *p)
+static void json_kv_object(sc_json_writer *w, const char *name, const kv_list *l)
 {
-    unsigned c = p[0];
-    if (c < 0x80) return 1;
-    size_t n = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
-    unsigned lo = c == 0xE0 ? 0xA0 : c == 0xF0 ? 0x90 : 0x80, hi = c == 0xED ? 0x9F : c == 0xF4 ? 0x8F : 0xBF;
-    for (size_t k = 1; k < n; k++)
-        if (p[k] < (k == 1 ? lo : 0x80) || p[k] > (k == 1 ? hi : 0xBF)) return 0;
-    return n;
-}
-
-/* A JSON string; invalid UTF-8 becomes U+FFFD. */
-static void json_put_string(sc_text *t, const char *s)
-{
-    sc_text_put(t, "\"", 1);
-    for (const unsigned char *p = (const unsigned char *)s; *p;) {
-        size_t n = utf8_char_len(p);
-        if (n == 0) sc_text_puts(t, "\\ufffd"), n = 1;
-        else if (*p == '"' || *p == '\\') sc_text_printf(t, "\\%c", *p);
-        else if (*p < 0x20) sc_text_printf(t, "\\u%04x", *p);
-        else sc_text_put(t, (const char *)p, n);
-        p += n;
-    }
-    sc_text_put(t, "\"", 1);
-}
-
-static void json_put_kv_object(sc_text *t, const char *name, const kv_list *l)
-{
-    sc_text_printf(t, "  \"%s\": {", name);
+    sc_json_put_key(w, name);
+    sc_json_begin_object(w);
     for (int i = 0; i < l->n; i++) {
-        sc_text_puts(t, i ? ",\n    " : "\n    ");
-        json_put_string(t, l->item[i].key);
-        sc_text_puts(t, ": ");
-        json_put_string(t, l->item[i].value);
+        sc_json_put_key(w, l->item[i].key);
+        sc_json_put_string(w, l->item[i].value);
     }
-    sc_text_puts(t, l->n ? "\n  }" : "}");
+    sc_json_end_object(w);
 }
 
-static void json_put_list(sc_text *t, const char *name, const char *const *items, int n)
+static void json_string_list(sc_json_writer *w, const char *name, const char *const *items, int n)
 {
-    sc_text_printf(t, "  \"%s\": [", name);
-    for (int i = 0; i < n; i++) {
-        sc_text_puts(t, i ? ",\n    " : "\n    ");
-        json_put_string(t, items[i]);
-    }
-    sc_text_puts(t, n ? "\n  ]" : "]");
+    sc_json_put_key(w, name);
+    sc_json_begin_array(w);
+    for (int i = 0; i < n; i++) sc_json_put_string(w, items[i]);
+    sc_json_end_array(w);
+}
+
+static void json_int_member(sc_json_writer *w, const char *key, int64_t v)
+{
+    sc_json_put_key(w, key);
+    sc_json_put_int(w, v);
 }
 
 static sc_status cache_index_write(const cache_index *x, const char *path, sc_err *err)
 {
-    sc_text t;
-    sc_text_init(&t);
-    sc_text_printf(&t, "{\n  \"format\": \"scale-embedding-cache\",\n  \"format_version\": 1,\n");
-    sc_text_printf(&t, "  \"counts\": {\"images\": %lld, \"texts\": %lld, \"embed_dim\": %lld, \"token_columns\": %lld, "
-                   "\"labels\": %lld},\n", (long long)x->n_images, (long long)x->n_texts, (long long)x->embed_dim,
-                   (long long)x->token_columns, (long long)x->n_labels);
-    sc_text_printf(&t, "  \"shard\": {\"index\": %d, \"count\": %d, \"batch\": %d, \"first_image\": %lld, "
-                   "\"end_image\": %lld, \"texts_embedded\": %s},\n", x->shard, x->n_shards, x->batch,
-                   (long long)x->first_image, (long long)x->end_image, x->texts_embedded ? "true" : "false");
-    json_put_kv_object(&t, "fingerprint", &x->fingerprint);
-    sc_text_puts(&t, ",\n");
-    json_put_kv_object(&t, "info", &x->info);
-    sc_text_puts(&t, ",\n");
-    json_put_list(&t, "dropped", x->dropped, x->n_dropped);
-    sc_text_puts(&t, ",\n");
-    json_put_list(&t, "skipped", x->skipped, x->n_skipped);
-    sc_text_puts(&t, "\n}\n");
-    sc_status st = x->fingerprint.failed || x->info.failed ? sc_fail(err, SC_ENOMEM, "%s: out of memory", path)
-                                                           : sc_text_save(&t, path, err);
-    sc_text_free(&t);
+    if (x->fingerprint.failed || x->info.failed) return sc_fail(err, SC_ENOMEM, "%s: out of memory", path);
+    sc_json_writer w;
+    sc_json_writer_init(&w, 2);
+    sc_json_begin_object(&w);
+    sc_json_put_key(&w, "format");
+    sc_json_put_string(&w, "scale-embedding-cache");
+    json_int_member(&w, "format_version", 1);
+    sc_json_put_key(&w, "counts");
+    sc_json_begin_object(&w);
+    json_int_member(&w, "images", x->n_images);
+    json_int_member(&w, "texts", x->n_texts);
+    json_int_member(&w, "embed_dim", x->embed_dim);
+    json_int_member(&w, "token_columns", x->token_columns);
+    json_int_member(&w, "labels", x->n_labels);
+    sc_json_end_object(&w);
+    sc_json_put_key(&w, "shard");
+    sc_json_begin_object(&w);
+    json_int_member(&w, "index", x->shard);
+    json_int_member(&w, "count", x->n_shards);
+    json_int_member(&w, "batch", x->batch);
+    json_int_member(&w, "first_image", x->first_image);
+    json_int_member(&w, "end_image", x->end_image);
+    sc_json_put_key(&w, "texts_embedded");
+    sc_json_put_bool(&w, x->texts_embedded);
+    sc_json_end_object(&w);
+    json_kv_object(&w, "fingerprint", &x->fingerprint);
+    json_kv_object(&w, "info", &x->info);
+    json_string_list(&w, "dropped", x->dropped, x->n_dropped);
+    json_string_list(&w, "skipped", x->skipped, x->n_skipped);
+    sc_json_end_object(&w);
+    sc_status st = sc_json_writer_save(&w, path, err);
+    sc_json_writer_free(&w);
     return st;
 }
 
@@ -2653,8 +2641,8 @@ static sc_status embed_index(embed_run *r, sc_err *err)
     x->dropped = malloc(sizeof *x->dropped * (size_t)(ds->n_dropped + 1));
     x->skipped = malloc(sizeof *x->skipped * (size_t)(ds->n_skipped + 1));
     if (!x->dropped || !x->skipped) return sc_fail(err, SC_ENOMEM, "out of memory");
-    memcpy(x->dropped, ds->dropped, sizeof *x->dropped * (size_t)ds->n_dropped);
-    memcpy(x->skipped, ds->skipped, sizeof *x->skipped * (size_t)ds->n_skipped);
+    for (int k = 0; k < ds->n_dropped; k++) x->dropped[k] = ds->dropped[k];
+    for (int k = 0; k < ds->n_skipped; k++) x->skipped[k] = ds->skipped[k];
     x->n_dropped = ds->n_dropped;
     x->n_skipped = ds->n_skipped;
     return SC_OK;
@@ -3035,7 +3023,8 @@ static sc_status merge_npy(const char *const *dirs, const int *ord, int n, const
         const cache_index *s = &x[ord[k]];
         void *part;
         st = cache_npy(dirs[ord[k]], name, dt, s->end_image - s->first_image, cols, &part, err);
-        if (!st) memcpy(all + (size_t)s->first_image * row_bytes, part, row_bytes * (size_t)(s->end_image - s->first_image));
+        if (!st && s->end_image > s->first_image)
+            memcpy(all + (size_t)s->first_image * row_bytes, part, row_bytes * (size_t)(s->end_image - s->first_image));
         free(part);
     }
     if (!st) st = npy_write_typed(tmp, name, dt, all, N, cols, err);
