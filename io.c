@@ -3800,7 +3800,8 @@ static void fixed_match(bitwriter *w, size_t length, size_t distance)
 
 #define LZ_WINDOW 32768
 #define LZ_HASH_BITS 15
-#define LZ_CHAIN 32     /* candidates tried per position: speed vs ratio */
+#define LZ_CHAIN 8      /* candidates tried per position: speed vs ratio */
+#define LZ_NICE 64      /* a match this long is good enough: stop searching */
 
 static uint32_t lz_hash(const uint8_t *p)
 {
@@ -3837,6 +3838,7 @@ static sc_status zlib_compress_fixed(const uint8_t *data, size_t n, uint8_t **ou
                 if (l > best_len) {
                     best_len = l;
                     best_dist = i - (size_t)cand;
+                    if (l >= LZ_NICE) break;
                 }
                 cand = prev[cand % LZ_WINDOW];
             }
@@ -3881,6 +3883,23 @@ static sc_status zlib_compress_fixed(const uint8_t *data, size_t n, uint8_t **ou
     return SC_OK;
 }
 
+/* Filter one row: out = line minus its prediction (the inverse of
+ * png_unfilter). */
+static void png_filter(uint8_t *out, const uint8_t *line, const uint8_t *prev, size_t n, size_t bpp, int filter)
+{
+    for (size_t i = 0; i < n; i++) {
+        int a = i >= bpp ? line[i - bpp] : 0, c = i >= bpp ? prev[i - bpp] : 0, pred;
+        switch (filter) {
+        case 1: pred = a; break;
+        case 2: pred = prev[i]; break;
+        case 3: pred = (a + prev[i]) >> 1; break;
+        case 4: pred = paeth(a, prev[i], c); break;
+        default: pred = 0; break;
+        }
+        out[i] = (uint8_t)(line[i] - pred);
+    }
+}
+
 /* Filter every row of the image into (height, 1 + row_bytes) bytes. */
 static uint8_t *png_filter_rows(const sc_image *img, size_t row_bytes, size_t bpp)
 {
@@ -3909,13 +3928,10 @@ static uint8_t *png_filter_rows(const sc_image *img, size_t row_bytes, size_t bp
         uint8_t *dst = out + (size_t)y * stride;
         long best = -1;
         for (int f = 0; f <= 4; f++) {
+            png_filter(trial, line, prev, row_bytes, bpp, f);
             long sum = 0;
-            for (size_t k = 0; k < row_bytes; k++) {
-                int a = k >= bpp ? line[k - bpp] : 0, b = prev[k], c = k >= bpp ? prev[k - bpp] : 0;
-                int pred = f == 0 ? 0 : f == 1 ? a : f == 2 ? b : f == 3 ? (a + b) >> 1 : paeth(a, b, c);
-                trial[k] = (uint8_t)(line[k] - pred);
-                sum += trial[k] < 128 ? trial[k] : 256 - trial[k];
-            }
+            for (size_t k = 0; k < row_bytes; k++) /* |byte as a signed value|, without a branch */
+                sum += abs((int)trial[k] - ((trial[k] & 0x80) << 1));
             if (best < 0 || sum < best) {
                 best = sum;
                 dst[0] = (uint8_t)f;
