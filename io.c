@@ -3715,6 +3715,7 @@ sc_status sc_png_decode(const uint8_t *data, size_t len, const char *what, sc_im
     }
     if (st == SC_OK) {
         st = png_unpack(img, &h, raw, raw_len, what, err);
+        img->bilevel = h.color_type == 0 && h.bit_depth == 1;
         if (h.color_type == 3) {
             img->palette_size = h.palette_size;
             memcpy(img->palette, h.palette, sizeof h.palette);
@@ -4946,6 +4947,7 @@ sc_status sc_image_to_8bit(const sc_image *src, sc_image *dst, sc_err *err)
     if (st != SC_OK) return st;
     size_t npix = (size_t)src->width * (size_t)src->height, ch = (size_t)src->channels;
     memcpy(dst->pixels, src->pixels, npix * ch);
+    dst->bilevel = src->bilevel;
     if (src->index) {
         dst->index = malloc(npix);
         if (!dst->index) {
@@ -5010,6 +5012,7 @@ sc_status sc_image_crop(const sc_image *src, int left, int top, int width, int h
     }
     dst->palette_size = src->palette_size;
     memcpy(dst->palette, src->palette, sizeof src->palette);
+    dst->bilevel = src->bilevel;
     return SC_OK;
 }
 
@@ -5195,9 +5198,11 @@ sc_status sc_image_resize(const sc_image *src, int width, int height, sc_resampl
     if (st != SC_OK) return st;
     dst->palette_size = src->palette_size;
     memcpy(dst->palette, src->palette, sizeof src->palette);
-    /* Pillow resizes palette images with NEAREST whatever is asked: the
-     * indices cannot be averaged. */
-    if (src->index || filter == SC_RESAMPLE_NEAREST) {
+    /* Pillow resizes palette images (mode P) and 1-bit images (mode 1)
+     * with NEAREST whatever is asked: indices cannot be averaged, and mode
+     * 1 has no grey levels between black and white. */
+    dst->bilevel = src->bilevel;
+    if (src->index || src->bilevel || filter == SC_RESAMPLE_NEAREST) {
         st = resize_nearest(src, dst, err);
         if (st != SC_OK) sc_image_free(dst);
         return st;

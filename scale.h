@@ -549,6 +549,7 @@ typedef struct {
     uint8_t *index;           /* (height, width) or NULL */
     int palette_size;         /* entries in palette; 0 unless index != NULL */
     uint8_t palette[256][4];  /* RGBA, alpha 255 where tRNS gives none */
+    int bilevel;              /* 1-bit grey (Pillow mode 1): pixels are 0 or 255 */
 } sc_image;
 
 /* Caps on what a decoder accepts from a file (stb_image's lesson: check
@@ -593,7 +594,8 @@ typedef enum { SC_RESAMPLE_NEAREST, SC_RESAMPLE_BILINEAR, SC_RESAMPLE_BICUBIC } 
  * first, uint8 in between) with support widened by the scale factor when
  * shrinking (antialiasing); bicubic a = -0.5. LA/RGBA are resized with
  * premultiplied alpha; palette images always use nearest neighbour (as
- * Pillow does for mode P), keeping their index plane. 8-bit images only. */
+ * Pillow does for mode P), keeping their index plane, and so do bilevel
+ * (1-bit) images, as Pillow does for mode 1. 8-bit images only. */
 sc_status sc_image_resize(const sc_image *src, int width, int height, sc_resample filter, sc_image *dst, sc_err *err);
 /* The rectangle (left, top, width, height), which must lie inside src. */
 sc_status sc_image_crop(const sc_image *src, int left, int top, int width, int height, sc_image *dst, sc_err *err);
