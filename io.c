@@ -3281,6 +3281,7 @@ sc_status sc_inflate(const uint8_t *in, size_t in_len, sc_inflate_format fmt, si
 {
     *out = NULL;
     *out_len = 0;
+    if (!in) in = (const uint8_t *)"", in_len = 0; /* no arithmetic on a null pointer */
     if (fmt != SC_INFLATE_RAW && fmt != SC_INFLATE_ZLIB && fmt != SC_INFLATE_GZIP)
         return sc_fail(err, SC_EARG, "sc_inflate: unknown format %d", (int)fmt);
     static const char *names[] = {"deflate stream", "zlib stream", "gzip stream"};
@@ -3380,6 +3381,7 @@ void sc_image_free(sc_image *img)
 sc_status sc_image_decode(const uint8_t *data, size_t len, const char *what, sc_image *img, sc_err *err)
 {
     memset(img, 0, sizeof *img);
+    if (!data) data = (const uint8_t *)"", len = 0;
     if (len >= 8 && memcmp(data, "\x89PNG\r\n\x1a\n", 8) == 0) return sc_png_decode(data, len, what, img, err);
     if (len >= 3 && data[0] == 0xFF && data[1] == 0xD8 && data[2] == 0xFF) return sc_jpeg_decode(data, len, what, img, err);
     if (len >= 2 && data[0] == 'P' && (data[1] == '5' || data[1] == '6')) return sc_pnm_decode(data, len, what, img, err);
@@ -3629,6 +3631,7 @@ static sc_status png_read_palette(png_header *h, const char *type, const uint8_t
 sc_status sc_png_decode(const uint8_t *data, size_t len, const char *what, sc_image *img, sc_err *err)
 {
     memset(img, 0, sizeof *img);
+    if (!data) data = (const uint8_t *)"", len = 0;
     cursor c = cursor_make(data, len);
     const uint8_t *sig = cur_take(&c, 8);
     if (!sig || memcmp(sig, "\x89PNG\r\n\x1a\n", 8) != 0) return sc_fail(err, SC_EFORMAT, "%s: not a PNG file", what);
@@ -4772,6 +4775,7 @@ static void jpeg_skip_to_marker(cursor *c, const uint8_t *from)
 sc_status sc_jpeg_decode(const uint8_t *data, size_t len, const char *what, sc_image *img, sc_err *err)
 {
     memset(img, 0, sizeof *img);
+    if (!data) data = (const uint8_t *)"", len = 0;
     jpeg_decoder *d = calloc(1, sizeof *d);
     if (!d) return sc_fail(err, SC_ENOMEM, "%s: out of memory", what);
     d->what = what;
@@ -4866,6 +4870,7 @@ static long pnm_number(cursor *c)
 sc_status sc_pnm_decode(const uint8_t *data, size_t len, const char *what, sc_image *img, sc_err *err)
 {
     memset(img, 0, sizeof *img);
+    if (!data) data = (const uint8_t *)"", len = 0;
     cursor c = cursor_make(data, len);
     const uint8_t *magic = cur_take(&c, 2);
     if (!magic || magic[0] != 'P' || (magic[1] != '5' && magic[1] != '6'))

@@ -831,6 +831,26 @@ END_TEST
 /* ---- fuzz regressions ---------------------------------------------------- */
 
 /* Every input a fuzzer once crashed on is replayed through its decoder. */
+/* Empty and absent input is an error for every decoder, never a crash. */
+START_TEST(test_empty_input)
+{
+    sc_image img;
+    sc_err err;
+    const uint8_t one = 0xFF;
+    for (int k = 0; k < 2; k++) {
+        const uint8_t *data = k ? &one : NULL;
+        size_t len = k ? 1 : 0;
+        ck_assert_int_eq(sc_png_decode(data, len, "e", &img, &err), SC_EFORMAT);
+        ck_assert_int_eq(sc_jpeg_decode(data, len, "e", &img, &err), SC_EFORMAT);
+        ck_assert_int_eq(sc_pnm_decode(data, len, "e", &img, &err), SC_EFORMAT);
+        ck_assert_int_eq(sc_image_decode(data, len, "e", &img, &err), SC_EUNSUPPORTED);
+        uint8_t *out;
+        size_t n;
+        ck_assert_int_eq(sc_inflate(data, len, SC_INFLATE_ZLIB, 100, &out, &n, &err), SC_EFORMAT);
+    }
+}
+END_TEST
+
 START_TEST(test_fuzz_regressions)
 {
     const char *dirs[] = {"tests/fuzz/regress/png", "tests/fuzz/regress/jpeg", "tests/fuzz/regress/inflate"};
@@ -895,6 +915,7 @@ Suite *suite_images(void)
 
     TCase *pnm = tcase_create("pnm");
     tcase_add_test(pnm, test_pnm_read_write);
+    tcase_add_test(pnm, test_empty_input);
     tcase_add_test(pnm, test_fuzz_regressions);
     suite_add_tcase(s, pnm);
     return s;
