@@ -545,6 +545,9 @@ START_TEST(test_pytorch_strided_offset_and_half_tensors)
     pk_tensor_item(&p, "t", "FloatStorage", "0", 12, 2, 2, (int64_t[]){3, 2}, (int64_t[]){1, 3});
     pk_tensor_item(&p, "h", "HalfStorage", "1", 3, 1, 1, (int64_t[]){2}, (int64_t[]){1});
     pk_tensor_item(&p, "b", "BFloat16Storage", "2", 2, 0, 1, (int64_t[]){2}, (int64_t[]){1});
+    /* Strides of size-1 dims are never used to move (torch leaves any value
+     * there); a huge one must not upset the index arithmetic: u = {0, 2, 4}. */
+    pk_tensor_item(&p, "u", "FloatStorage", "0", 12, 0, 2, (int64_t[]){3, 1}, (int64_t[]){2, INT64_MAX});
     pk_unicode(&p, "epoch");
     pk_int_bytes(&p, 3);
     pk_unicode(&p, "state_dict");
@@ -558,12 +561,16 @@ START_TEST(test_pytorch_strided_offset_and_half_tensors)
     sc_weights *w;
     sc_err err;
     ck_assert_msg(sc_weights_parse(&w, z.p, z.len, "ck.pt", &err) == SC_OK, "%s", err.msg);
-    ck_assert_int_eq(sc_weights_count(w), 4); /* b, h, state_dict.w, t */
+    ck_assert_int_eq(sc_weights_count(w), 5); /* b, h, state_dict.w, t, u */
     ck_assert_str_eq(sc_weights_at(w, 2)->name, "state_dict.w");
     float *t = read_f32(w, "t", NULL);
     const float want_t[6] = {2, 5, 3, 6, 4, 7};
     sc_check_close("t", t, want_t, 6, 0, 0);
     ck_assert_ptr_null(sc_weight_f32_data(sc_weights_find(w, "t"))); /* strided: no view */
+    float *u = read_f32(w, "u", NULL);
+    const float want_u[3] = {0, 2, 4};
+    sc_check_close("u", u, want_u, 3, 0, 0);
+    free(u);
     float *h = read_f32(w, "h", NULL), *b = read_f32(w, "b", NULL), *sw = read_f32(w, "state_dict.w", NULL);
     ck_assert_float_eq(h[0], -2.0f);
     ck_assert_float_eq(h[1], 0.5f);
