@@ -6,10 +6,12 @@
  * checked against the other, bit for bit. Crafted files — built here by
  * the independent writers in formats_util.h — cover what a real file
  * never shows: strides, offsets, half storages, and every kind of lie. */
+#define _POSIX_C_SOURCE 200809L /* symlink, unlink, opendir */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "check_util.h"
 #include "formats_util.h"
@@ -205,6 +207,14 @@ START_TEST(test_weights_open_directory_and_errors)
     const char *dir = sc_test_tmpdir();
     ck_assert_int_eq(sc_weights_open(&w, dir, &err), SC_EIO);
     ck_assert(strstr(err.msg, "no model.safetensors, model.safetensors.index.json") != NULL);
+    /* A directory with only pytorch_model.bin. */
+    ck_assert_int_eq(symlink(sc_test_path("tests/golden/medclip-tiny/pytorch_model.bin"),
+                             join_path(dir, "pytorch_model.bin")), 0);
+    w = open_ok(dir);
+    ck_assert_str_eq(sc_weights_format(w), "pytorch");
+    ck_assert_int_eq(sc_weights_count(w), 140);
+    sc_weights_close(w);
+    ck_assert_int_eq(unlink(join_path(dir, "pytorch_model.bin")), 0);
     ck_assert_int_eq(sc_weights_open(&w, "/nonexistent/model.safetensors", &err), SC_EIO);
     ck_assert(strstr(err.msg, "/nonexistent/model.safetensors: cannot open") != NULL);
     write_bytes(join_path(dir, "empty.bin"), "", 0);
