@@ -9,6 +9,7 @@
  *   6. Training SCALE on cached embeddings
  *   7. Prediction and explanation
  *   8. Metrics: accuracy, macro recall, macro F1, ROC AUC
+ *   9. Embedding maps: exact t-SNE (Fig. 4)
  */
 #define _POSIX_C_SOURCE 200809L
 #include "scale.h"
@@ -18,9 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 /* ======================================================================== */
 /* 1. The class-concept hierarchy                                            */
+/* ======================================================================== */
 
 /* A .hier file is plain text, one statement per line (book/03 has the full
  * description):
@@ -38,9 +39,35 @@
  * to people), the phrase is what prompts say. A combo may end with its own
  * prompt. The parser walks lines bounded by the buffer length, so it never
  * reads past the file; every count is capped, and every error names the
- * file and line. */
+ * file and line.
+ *
+ * What the datasets and the zero-shot baselines need besides:
+ *
+ *     class-template A photo of a skin lesion whose {task} indicates a {class}.
+ *     ensemble This is dermatoscopy of {concept} {task}.
+ *     none No finding.
+ *     reference This is dermatoscopy
+ *     class-alias atelectasis | laminar atelectasis
+ *     concept-alias left costophrenic angle | costophrenic angle + left
+ *
+ * class-template (repeatable) gives class-level prompts ({class}, {task};
+ * "{class}." when there is none); ensemble (repeatable) adds templates
+ * under which every combination is written again, for prompt ensembles.
+ * Like template, both apply to the file when written before the first
+ * task and to the current task (replacing the file's list) inside one.
+ * none (the two-prompt AUC's "No finding.") and reference (MONET's
+ * reference prompts, repeatable) belong to the whole file wherever they
+ * are written. The aliases say how a dataset's raw strings map onto the
+ * task: a raw label naming a class, or raw values that together (joined
+ * by '+') name a concept; a term's own name always matches as well. */
 
 #define HIER_MAX_FIELDS 3
+
+/* Templates or prompts given by repeatable lines, in file order. */
+typedef struct {
+    const char *item[SC_HIER_MAX_TEMPLATES];
+    int n;
+} hier_list;
 
 typedef struct {
     sc_hier *h;
@@ -52,6 +79,8 @@ typedef struct {
     const char *task_template;
     int *class_line, *concept_line; /* (max) declaration lines of the current task */
     int task_line;
+    hier_list file_class_templates, task_class_templates;
+    hier_list file_ensemble, task_ensemble;
 } hier_parser;
 
 #if defined(__GNUC__)
@@ -148,6 +177,43 @@ static sc_status hier_check_template(hier_parser *ps, const char *tmpl)
     return SC_OK;
 }
 
+/* Write a filled template into the arena; NULL when out of memory. */
+static const char *hier_fill(hier_parser *ps, const char *tmpl, const sc_hier_task *t, const char *cls,
+                             const char *concept)
+{
+    char buf[SC_HIER_MAX_LINE * 4];
+    fill_template(buf, sizeof buf, tmpl, t->name, cls, concept);
+    return hier_strdup(ps, buf, strlen(buf));
+}
+
+/* The ensemble prompts (n_ensemble, n_combos) and the class prompts
+ * (n_class_templates, n_classes) of a finished task, from the task's own
+ * lists or else the file's. */
+static sc_status hier_fill_lists(hier_parser *ps, sc_hier_task *t)
+{
+    static const hier_list class_default = {{"{class}."}, 1};
+    const hier_list *ens = ps->task_ensemble.n ? &ps->task_ensemble : &ps->file_ensemble;
+    const hier_list *ct = ps->task_class_templates.n     ? &ps->task_class_templates
+                          : ps->file_class_templates.n ? &ps->file_class_templates
+                                                       : &class_default;
+    sc_arena *a = &ps->h->arena;
+    t->n_ensemble = ens->n;
+    t->n_class_templates = ct->n;
+    t->ensemble_prompt = sc_arena_calloc(a, (size_t)(ens->n * t->n_combos) + 1, sizeof *t->ensemble_prompt);
+    t->class_prompt = sc_arena_calloc(a, (size_t)(ct->n * t->n_classes), sizeof *t->class_prompt);
+    int ok = t->ensemble_prompt && t->class_prompt;
+    for (int e = 0; ok && e < ens->n; e++)
+        for (int h = 0; ok && h < t->n_combos; h++)
+            ok = (t->ensemble_prompt[e * t->n_combos + h] =
+                      hier_fill(ps, ens->item[e], t, t->classes[t->combo_class[h]].phrase,
+                                t->concepts[t->combo_concept[h]].phrase)) != NULL;
+    for (int e = 0; ok && e < ct->n; e++)
+        for (int c = 0; ok && c < t->n_classes; c++)
+            ok = (t->class_prompt[e * t->n_classes + c] = hier_fill(ps, ct->item[e], t, t->classes[c].phrase, ""))
+                 != NULL;
+    return ok ? SC_OK : sc_fail(ps->err, SC_ENOMEM, "%s: out of memory", ps->what);
+}
+
 /* Close the current task: every class and concept must be used by a
  * combination (otherwise the max aggregation of Sec. 2.2 has nothing to
  * take the max of), and every combination gets its canonical prompt. */
@@ -184,8 +250,9 @@ static sc_status hier_end_task(hier_parser *ps)
         if (!t->combo_prompt[h]) return sc_fail(ps->err, SC_ENOMEM, "%s: out of memory", ps->what);
     }
     if (!t->explain) t->explain = ps->file_explain ? ps->file_explain : "{class}: {concept}";
+    sc_status st = hier_fill_lists(ps, t);
     ps->task = NULL;
-    return SC_OK;
+    return st;
 }
 
 static sc_status hier_begin_task(hier_parser *ps, const char *name)
@@ -209,6 +276,8 @@ static sc_status hier_begin_task(hier_parser *ps, const char *name)
     h->n_tasks++;
     ps->task = t;
     ps->task_template = NULL;
+    ps->task_class_templates.n = 0;
+    ps->task_ensemble.n = 0;
     ps->task_line = ps->line;
     return SC_OK;
 }
@@ -256,11 +325,96 @@ static sc_status hier_combo(hier_parser *ps, char **field, int n_fields)
     return SC_OK;
 }
 
+/* class-alias CLASS | RAW  or  concept-alias CONCEPT | RAW [+ RAW ...] */
+static sc_status hier_alias(hier_parser *ps, int is_class, char **field, int n_fields)
+{
+    sc_hier_task *t = ps->task;
+    const char *kind = is_class ? "class" : "concept";
+    if (n_fields != 2) return hier_fail(ps, SC_EFORMAT, "a %s-alias line needs '%s | raw'", kind, kind);
+    int target = is_class ? find_term(t->classes, t->n_classes, field[0])
+                          : find_term(t->concepts, t->n_concepts, field[0]);
+    if (target < 0) return hier_fail(ps, SC_EFORMAT, "%s-alias refers to unknown %s '%s'", kind, kind, field[0]);
+    int *count = is_class ? &t->n_class_aliases : &t->n_concept_aliases;
+    sc_hier_alias **list = is_class ? &t->class_aliases : &t->concept_aliases;
+    if (*count == SC_HIER_MAX_ALIASES) return hier_fail(ps, SC_ENOMEM, "more than %d %s-alias lines in one task",
+                                                        SC_HIER_MAX_ALIASES, kind);
+    if (!*list && !(*list = sc_arena_calloc(&ps->h->arena, SC_HIER_MAX_ALIASES, sizeof **list)))
+        return sc_fail(ps->err, SC_ENOMEM, "%s: out of memory", ps->what);
+    sc_hier_alias *al = &(*list)[*count];
+    al->target = target;
+    al->part = sc_arena_calloc(&ps->h->arena, SC_HIER_MAX_ALIAS_PARTS, sizeof *al->part);
+    if (!al->part) return sc_fail(ps->err, SC_ENOMEM, "%s: out of memory", ps->what);
+    al->n_parts = 0;
+    for (char *p = field[1];;) { /* "a + b + c": trimmed, none empty */
+        char *plus = strchr(p, '+');
+        if (plus) *plus = 0;
+        while (is_blank(*p)) p++;
+        char *end = p + strlen(p);
+        while (end > p && is_blank(end[-1])) *--end = 0;
+        if (!*p) return hier_fail(ps, SC_EFORMAT, "%s-alias has an empty raw value", kind);
+        if (is_class && plus) return hier_fail(ps, SC_EFORMAT, "a class-alias names one raw label, without '+'");
+        if (al->n_parts == SC_HIER_MAX_ALIAS_PARTS)
+            return hier_fail(ps, SC_EFORMAT, "%s-alias joins more than %d raw values", kind, SC_HIER_MAX_ALIAS_PARTS);
+        if (!(al->part[al->n_parts++] = hier_strdup(ps, p, strlen(p))))
+            return sc_fail(ps->err, SC_ENOMEM, "%s: out of memory", ps->what);
+        if (!plus) break;
+        p = plus + 1;
+    }
+    (*count)++;
+    return SC_OK;
+}
+
+/* class-template, ensemble and reference lines: append to a list. */
+static sc_status hier_list_add(hier_parser *ps, hier_list *list, const char *key, const char *copy)
+{
+    if (list->n == SC_HIER_MAX_TEMPLATES)
+        return hier_fail(ps, SC_ENOMEM, "more than %d '%s' lines in one list", SC_HIER_MAX_TEMPLATES, key);
+    list->item[list->n++] = copy;
+    return SC_OK;
+}
+
+/* The whole-line statements: template, explain, class-template, ensemble,
+ * none, reference. Returns 1 when key is one of them. */
+static int hier_is_text(const char *key)
+{
+    static const char *const keys[] = {"template", "explain", "class-template", "ensemble", "none", "reference"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        if (!strcmp(key, keys[i])) return 1;
+    return 0;
+}
+
+static sc_status hier_text(hier_parser *ps, const char *key, const char *rest)
+{
+    int is_template = strcmp(key, "none") && strcmp(key, "reference");
+    sc_status st = is_template ? hier_check_template(ps, rest) : SC_OK;
+    if (st) return st;
+    if (!strcmp(key, "class-template") && strstr(rest, "{concept}"))
+        return hier_fail(ps, SC_EFORMAT, "class-template '%s' uses {concept}; it may use {class} and {task}", rest);
+    char *copy = hier_strdup(ps, rest, strlen(rest));
+    if (!copy) return sc_fail(ps->err, SC_ENOMEM, "%s: out of memory", ps->what);
+    sc_hier *h = ps->h;
+    if (!strcmp(key, "explain")) *(ps->task ? &ps->task->explain : &ps->file_explain) = copy;
+    else if (!strcmp(key, "template")) *(ps->task ? &ps->task_template : &ps->file_template) = copy;
+    else if (!strcmp(key, "class-template"))
+        return hier_list_add(ps, ps->task ? &ps->task_class_templates : &ps->file_class_templates, key, copy);
+    else if (!strcmp(key, "ensemble"))
+        return hier_list_add(ps, ps->task ? &ps->task_ensemble : &ps->file_ensemble, key, copy);
+    else if (!strcmp(key, "none")) {
+        if (h->none_prompt) return hier_fail(ps, SC_EFORMAT, "a second 'none' line");
+        h->none_prompt = copy;
+    } else {
+        if (h->n_references == SC_HIER_MAX_TEMPLATES)
+            return hier_fail(ps, SC_ENOMEM, "more than %d 'reference' lines", SC_HIER_MAX_TEMPLATES);
+        h->reference_prompts[h->n_references++] = copy;
+    }
+    return SC_OK;
+}
+
 /* One statement: keyword, then the rest of the line. */
 static sc_status hier_statement(hier_parser *ps, const char *key, char *rest)
 {
     char *field[HIER_MAX_FIELDS];
-    int is_text = !strcmp(key, "template") || !strcmp(key, "explain");
+    int is_text = hier_is_text(key);
     int n = is_text ? 1 : split_fields(rest, field);
     if (is_text) field[0] = rest;
     if (n < 0 || !*rest) return hier_fail(ps, SC_EFORMAT, "'%s' has an empty or extra field", key);
@@ -269,19 +423,12 @@ static sc_status hier_statement(hier_parser *ps, const char *key, char *rest)
         return st ? st : n == 1 ? hier_begin_task(ps, field[0])
                                 : hier_fail(ps, SC_EFORMAT, "a task line holds only the task's name");
     }
-    if (is_text) {
-        sc_status st = hier_check_template(ps, rest);
-        if (st) return st;
-        char *copy = hier_strdup(ps, rest, strlen(rest));
-        if (!copy) return sc_fail(ps->err, SC_ENOMEM, "%s: out of memory", ps->what);
-        if (key[0] == 'e') *(ps->task ? &ps->task->explain : &ps->file_explain) = copy;
-        else *(ps->task ? &ps->task_template : &ps->file_template) = copy;
-        return SC_OK;
-    }
+    if (is_text) return hier_text(ps, key, rest);
     if (!ps->task) return hier_fail(ps, SC_EFORMAT, "'%s' before the first task line", key);
     if (!strcmp(key, "class")) return hier_term(ps, 1, field, n);
     if (!strcmp(key, "concept")) return hier_term(ps, 0, field, n);
     if (!strcmp(key, "combo")) return hier_combo(ps, field, n);
+    if (!strcmp(key, "class-alias") || !strcmp(key, "concept-alias")) return hier_alias(ps, key[1] == 'l', field, n);
     if (!strcmp(key, "column") && n == 1) {
         ps->task->column = hier_strdup(ps, field[0], strlen(field[0]));
         return ps->task->column ? SC_OK : sc_fail(ps->err, SC_ENOMEM, "%s: out of memory", ps->what);
@@ -301,9 +448,10 @@ sc_status sc_hier_parse(sc_hier *h, const char *text, size_t len, const char *wh
     memset(h, 0, sizeof *h);
     sc_arena_init(&h->arena, "hierarchy", (size_t)1 << 20, (size_t)64 << 20);
     int class_line[SC_HIER_MAX_CLASSES], concept_line[SC_HIER_MAX_CONCEPTS];
-    hier_parser ps = {h, what, 0, err, NULL, NULL, NULL, NULL, class_line, concept_line, 0};
+    hier_parser ps = {.h = h, .what = what, .err = err, .class_line = class_line, .concept_line = concept_line};
     h->tasks = sc_arena_calloc(&h->arena, SC_HIER_MAX_TASKS, sizeof *h->tasks);
-    sc_status st = h->tasks ? SC_OK : sc_fail(err, SC_ENOMEM, "%s: out of memory", what);
+    h->reference_prompts = sc_arena_calloc(&h->arena, SC_HIER_MAX_TEMPLATES, sizeof *h->reference_prompts);
+    sc_status st = h->tasks && h->reference_prompts ? SC_OK : sc_fail(err, SC_ENOMEM, "%s: out of memory", what);
     int seen_header = 0;
     for (size_t pos = 0; st == SC_OK && pos < len;) {
         /* One line: [pos, eol), copied so it can be cut into fields. */
@@ -343,6 +491,7 @@ sc_status sc_hier_parse(sc_hier *h, const char *text, size_t len, const char *wh
     }
     if (st == SC_OK) st = hier_end_task(&ps);
     if (st == SC_OK && h->n_tasks == 0) st = sc_fail(err, SC_EFORMAT, "%s: no task lines", what);
+    if (st == SC_OK && !h->none_prompt) h->none_prompt = "No finding.";
     if (st != SC_OK) sc_hier_free(h);
     return st;
 }
@@ -397,10 +546,127 @@ char *sc_hier_explain(const sc_hier_task *t, int h, char *buf, size_t n)
         snprintf(buf, n, "%s: %s", t->classes[t->combo_class[h]].name, t->concepts[t->combo_concept[h]].name);
     return buf;
 }
-/* ======================================================================== */
+
+/* ---- raw dataset strings ---- */
+
+/* a == b ignoring ASCII case and blanks at either end of either string. */
+static int raw_equal(const char *a, const char *b)
+{
+    while (is_blank(*a)) a++;
+    while (is_blank(*b)) b++;
+    size_t na = strlen(a), nb = strlen(b);
+    while (na && is_blank(a[na - 1])) na--;
+    while (nb && is_blank(b[nb - 1])) nb--;
+    if (na != nb) return 0;
+    for (size_t i = 0; i < na; i++) {
+        unsigned char x = (unsigned char)a[i], y = (unsigned char)b[i];
+        if ((x >= 'A' && x <= 'Z' ? x + 32 : x) != (y >= 'A' && y <= 'Z' ? y + 32 : y)) return 0;
+    }
+    return 1;
+}
+
+static int raw_among(const char *v, const char *const *values, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (raw_equal(v, values[i])) return 1;
+    return 0;
+}
+
+int sc_hier_class_of(const sc_hier_task *t, const char *raw)
+{
+    for (int c = 0; c < t->n_classes; c++)
+        if (raw_equal(t->classes[c].name, raw)) return c;
+    for (int a = 0; a < t->n_class_aliases; a++)
+        if (raw_equal(t->class_aliases[a].part[0], raw)) return t->class_aliases[a].target;
+    return -1;
+}
+
+int sc_hier_concept_matches(const sc_hier_task *t, int l, const char *const *values, int n)
+{
+    SC_ASSERT(l >= 0 && l < t->n_concepts, "concept %d of %d", l, t->n_concepts);
+    if (raw_among(t->concepts[l].name, values, n)) return 1;
+    for (int a = 0; a < t->n_concept_aliases; a++) {
+        const sc_hier_alias *al = &t->concept_aliases[a];
+        int all = al->target == l;
+        for (int k = 0; all && k < al->n_parts; k++) all = raw_among(al->part[k], values, n);
+        if (all) return 1;
+    }
+    return 0;
+}
+
+int sc_hier_concept_of(const sc_hier_task *t, const char *raw)
+{
+    for (int l = 0; l < t->n_concepts; l++)
+        if (raw_equal(t->concepts[l].name, raw)) return l;
+    for (int a = 0; a < t->n_concept_aliases; a++)
+        if (t->concept_aliases[a].n_parts == 1 && raw_equal(t->concept_aliases[a].part[0], raw))
+            return t->concept_aliases[a].target;
+    return -1;
+}
+
+/* ---- dropping combinations ---- */
+
+/* Keep aliases whose target survives, renumbered through new_of. */
+static void keep_aliases(sc_hier_alias *al, int *n, const int *new_of)
+{
+    int k = 0;
+    for (int a = 0; a < *n; a++)
+        if (new_of[al[a].target] >= 0) {
+            al[k] = al[a];
+            al[k++].target = new_of[al[a].target];
+        }
+    *n = k;
+}
+
+/* Compact a (rows, old_cols) table of prompts to the columns with
+ * new_of[j] >= 0, in place (the new table is never larger). */
+static void keep_columns(const char **table, int rows, int old_cols, int new_cols, const int *new_of)
+{
+    for (int r = 0; r < rows; r++)
+        for (int j = 0; j < old_cols; j++)
+            if (new_of[j] >= 0) table[r * new_cols + new_of[j]] = table[r * old_cols + j];
+}
+
+sc_status sc_hier_task_keep(sc_hier *h, int task, const uint8_t *keep, int *old_to_new, sc_err *err)
+{
+    SC_ASSERT(task >= 0 && task < h->n_tasks, "task %d of %d", task, h->n_tasks);
+    sc_hier_task *t = &h->tasks[task];
+    int new_combo[SC_HIER_MAX_COMBOS], new_class[SC_HIER_MAX_CLASSES], new_concept[SC_HIER_MAX_CONCEPTS];
+    int H = 0, C = 0, L = 0;
+    for (int c = 0; c < t->n_classes; c++) new_class[c] = -1;
+    for (int l = 0; l < t->n_concepts; l++) new_concept[l] = -1;
+    for (int k = 0; k < t->n_combos; k++) {
+        new_combo[k] = keep[k] ? H++ : -1;
+        if (keep[k]) new_class[t->combo_class[k]] = new_concept[t->combo_concept[k]] = 0;
+    }
+    if (H == 0) return sc_fail(err, SC_ERANGE, "task '%s': no combination would be left", t->name);
+    /* classes and concepts keep their order */
+    for (int c = 0; c < t->n_classes; c++)
+        if (new_class[c] == 0) new_class[c] = C++;
+    for (int l = 0; l < t->n_concepts; l++)
+        if (new_concept[l] == 0) new_concept[l] = L++;
+    keep_columns(t->ensemble_prompt, t->n_ensemble, t->n_combos, H, new_combo);
+    keep_columns(t->class_prompt, t->n_class_templates, t->n_classes, C, new_class);
+    for (int k = 0; k < t->n_combos; k++) {
+        if (old_to_new) old_to_new[k] = new_combo[k];
+        if (new_combo[k] < 0) continue;
+        t->combo_class[new_combo[k]] = new_class[t->combo_class[k]];
+        t->combo_concept[new_combo[k]] = new_concept[t->combo_concept[k]];
+        t->combo_prompt[new_combo[k]] = t->combo_prompt[k];
+    }
+    for (int c = 0; c < t->n_classes; c++)
+        if (new_class[c] >= 0) t->classes[new_class[c]] = t->classes[c];
+    for (int l = 0; l < t->n_concepts; l++)
+        if (new_concept[l] >= 0) t->concepts[new_concept[l]] = t->concepts[l];
+    keep_aliases(t->class_aliases, &t->n_class_aliases, new_class);
+    keep_aliases(t->concept_aliases, &t->n_concept_aliases, new_concept);
+    t->n_combos = H, t->n_classes = C, t->n_concepts = L;
+    return SC_OK;
+}
 
 /* ======================================================================== */
 /* 2. From Q to Z and the max aggregation                                    */
+/* ======================================================================== */
 
 /* Q (N, M) compares every image with every text of the batch. The
  * supervised terms need one score per class-concept combination instead:
@@ -465,10 +731,10 @@ void sc_scale_scores(double *Z, double *z_concept, double *z_class, const float 
     free(z);
     free(argmax);
 }
-/* ======================================================================== */
 
 /* ======================================================================== */
 /* 3. Cross-entropy with probability targets                                 */
+/* ======================================================================== */
 
 /* PyTorch's cross-entropy with probability targets,
  *     CE(t, z) = -sum_j t_j log softmax(z)_j,
@@ -500,10 +766,10 @@ static double cross_entropy(double *dz, const double *t, const double *z, int n,
     return loss;
 }
 /* @book end cross-entropy */
-/* ======================================================================== */
 
 /* ======================================================================== */
 /* 4. Supervised contrastive loss (Eq. 2)                                    */
+/* ======================================================================== */
 
 /* Eq. 2 contrasts an anchor sample with the other samples of the batch:
  *     L_a = -1/|P(a)| sum_{p in P(a)} log( exp(l_ap) / sum_{s in S(a)} exp(l_as) ).
@@ -576,82 +842,87 @@ static double supcon_logits(double *dl, int64_t *n_anchors, const double *logit,
 }
 /* @book end supcon-logits */
 
-/* logit (A, A) = F Fᵀ / τ for the rows reading; F (A, D) with row stride
- * row_stride and element stride col_stride (so Qᵀ needs no copy). */
-static void gram_logits(double *logit, const float *F, int64_t A, int64_t D, int64_t row_stride,
-                        int64_t col_stride, double tau)
+/* x · y with four running sums, so that additions do not each wait on
+ * the previous one. */
+static double dot(const double *x, const double *y, int64_t n)
 {
-    for (int64_t a = 0; a < A; a++)
-        for (int64_t b = 0; b <= a; b++) {
-            double dot = 0;
-            for (int64_t d = 0; d < D; d++)
-                dot += (double)F[a * row_stride + d * col_stride] * (double)F[b * row_stride + d * col_stride];
-            logit[a * A + b] = logit[b * A + a] = dot / tau;
-        }
+    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        s0 += x[i] * y[i];
+        s1 += x[i + 1] * y[i + 1];
+        s2 += x[i + 2] * y[i + 2];
+        s3 += x[i + 3] * y[i + 3];
+    }
+    for (; i < n; i++) s0 += x[i] * y[i];
+    return (s0 + s1) + (s2 + s3);
 }
 
-/* Rows reading backward: l = F Fᵀ/τ gives dF = (W + Wᵀ) F / τ, added into
- * dF with the same strides as F. */
-static void gram_backward(double *dF, const double *W, const float *F, int64_t A, int64_t D,
-                          int64_t row_stride, int64_t col_stride, double tau, double weight)
+/* logit (A, A) = F Fᵀ / τ for the rows reading, F (A, D) contiguous. */
+static void gram_logits(double *logit, const double *F, int64_t A, int64_t D, double tau)
 {
     for (int64_t a = 0; a < A; a++)
-        for (int64_t b = 0; b < A; b++) {
-            double w = weight * (W[a * A + b] + W[b * A + a]) / tau;
-            if (w == 0) continue;
-            for (int64_t d = 0; d < D; d++)
-                dF[a * row_stride + d * col_stride] += w * (double)F[b * row_stride + d * col_stride];
-        }
+        for (int64_t b = 0; b <= a; b++) logit[a * A + b] = logit[b * A + a] = dot(F + a * D, F + b * D, D) / tau;
+}
+
+/* Rows reading backward: l = F Fᵀ / τ gives dF = (W + Wᵀ) F / τ, the
+ * factor 1/τ being folded into `scale`. W is symmetrised in place, then
+ * dF[a, d] = W[a, :] · FT[d, :] with FT (D, A) the transpose of F. */
+static void gram_backward(double *dF, double *W, const double *FT, int64_t A, int64_t D, double scale)
+{
+    for (int64_t a = 0; a < A; a++)
+        for (int64_t b = 0; b <= a; b++) W[a * A + b] = W[b * A + a] = scale * (W[a * A + b] + W[b * A + a]);
+    for (int64_t a = 0; a < A; a++)
+        for (int64_t d = 0; d < D; d++) dF[a * D + d] += dot(W + a * A, FT + d * A, A);
 }
 
 /* One SupCon term. Anchors are the rows of Q (transposed = 0: images,
- * labels G) or its columns (transposed = 1: texts, labels GT). Returns the
- * reduced loss and adds weight · dTerm/dQ into dQ when not NULL. */
+ * labels G) or its columns (transposed = 1: texts, labels GT); F (A, D)
+ * holds them as contiguous doubles. Returns the reduced loss and adds
+ * weight · dTerm/dQ into dQ when not NULL. */
 static double supcon_term(double *dQ, int64_t *n_anchors, const float *Q, const sc_loss_problem *p,
                           const sc_loss_config *cfg, int transposed, double weight, sc_arena *scratch)
 {
     int64_t N = p->N, M = p->M;
     int64_t A = transposed ? M : N;            /* anchors */
     int64_t D = transposed ? N : M;            /* length of an anchor's row */
-    int64_t row_stride = transposed ? 1 : M, col_stride = transposed ? M : 1;
     const float *anchor_labels = transposed ? p->text_labels : p->labels;
     const float *other_labels = transposed ? p->labels : p->text_labels;
     int rows = cfg->supcon == SC_SUPCON_ROWS;
     int64_t S = rows ? A : D;                  /* candidates */
 
     sc_arena_mark mark = sc_arena_get_mark(scratch);
-    size_t cells = (size_t)A * (size_t)S;
-    double *logit = sc_arena_alloc(scratch, cells * sizeof(double));
-    double *dl = dQ ? sc_arena_calloc(scratch, cells, sizeof(double)) : NULL;
-    SC_ASSERT(logit && (dl || !dQ), "scratch arena cannot hold %zu logits", cells);
+    double *F = sc_arena_alloc(scratch, sizeof(double) * (size_t)(A * D));
+    double *FT = sc_arena_alloc(scratch, sizeof(double) * (size_t)(A * D));
+    double *logit = sc_arena_alloc(scratch, sizeof(double) * (size_t)(A * S));
+    double *dl = dQ ? sc_arena_calloc(scratch, (size_t)(A * S), sizeof(double)) : NULL;
+    double *dF = dQ ? sc_arena_calloc(scratch, (size_t)(A * D), sizeof(double)) : NULL;
+    SC_ASSERT(F && FT && logit && (dl || !dQ) && (dF || !dQ), "scratch arena cannot hold %lld logits", (long long)(A * S));
+    for (int64_t a = 0; a < A; a++)
+        for (int64_t d = 0; d < D; d++) F[a * D + d] = FT[d * A + a] = transposed ? Q[d * M + a] : Q[a * M + d];
 
-    if (rows) {
-        gram_logits(logit, Q, A, D, row_stride, col_stride, cfg->tau);
-    } else {
-        for (int64_t a = 0; a < A; a++)
-            for (int64_t s = 0; s < S; s++)
-                logit[a * S + s] = (double)Q[a * row_stride + s * col_stride] / cfg->tau;
-    }
+    if (rows) gram_logits(logit, F, A, D, cfg->tau);
+    else
+        for (int64_t i = 0; i < A * S; i++) logit[i] = F[i] / cfg->tau;
     double loss = supcon_logits(dl, n_anchors, logit, anchor_labels, rows ? anchor_labels : other_labels,
                                 A, S, p->H, rows, cfg->multilabel);
     double scale = 1;
     if (cfg->reduction == SC_REDUCE_MEAN) scale = *n_anchors ? 1.0 / (double)*n_anchors : 0;
     if (dQ && *n_anchors) {
-        if (rows) {
-            gram_backward(dQ, dl, Q, A, D, row_stride, col_stride, cfg->tau, weight * scale);
-        } else {
-            for (int64_t a = 0; a < A; a++)
-                for (int64_t s = 0; s < S; s++)
-                    dQ[a * row_stride + s * col_stride] += weight * scale * dl[a * S + s] / cfg->tau;
-        }
+        double g = weight * scale / cfg->tau;
+        if (rows) gram_backward(dF, dl, FT, A, D, g);
+        else
+            for (int64_t i = 0; i < A * D; i++) dF[i] = g * dl[i];
+        for (int64_t a = 0; a < A; a++)
+            for (int64_t d = 0; d < D; d++) dQ[transposed ? d * M + a : a * M + d] += dF[a * D + d];
     }
     sc_arena_rewind(scratch, mark);
     return loss * scale;
 }
-/* ======================================================================== */
 
 /* ======================================================================== */
 /* 5. The total loss (Eq. 3)                                                 */
+/* ======================================================================== */
 
 /* Eq. 3 adds the three cross-entropies (combination, concept, class) and
  * the two SupCon terms (images as anchors over Q, texts over Qᵀ):
@@ -666,7 +937,7 @@ sc_loss_config sc_loss_defaults(void)
     c.logit_scale = 100.0;
     c.tau = 0.07;
     c.lambda[0] = c.lambda[1] = c.lambda[2] = c.lambda[3] = 1.0;
-    c.supcon = SC_SUPCON_ROWS;
+    c.supcon = SC_SUPCON_CROSS;
     c.reduction = SC_REDUCE_MEAN;
     c.multilabel = 0;
     return c;
@@ -817,10 +1088,10 @@ sc_tensor *sc_scale_loss_op(sc_ctx *ctx, sc_tensor *Q, const sc_loss_problem *p,
     if (n) n->saved = saved;
     return out;
 }
-/* ======================================================================== */
 
 /* ======================================================================== */
 /* 6. Training SCALE on cached embeddings                                    */
+/* ======================================================================== */
 
 /* Training follows Fig. 1 on cached embeddings: a batch of images and the
  * texts paired with them, plus one canonical prompt per combination (so
@@ -1026,10 +1297,140 @@ double sc_scale_train_epoch(sc_scale_model *m, sc_ctx *ctx, const sc_train_data 
     return steps ? loss_sum / (double)steps : 0;
 }
 /* @book end train-epoch */
-/* ======================================================================== */
+
+/* ---- checkpoints ----
+ * Everything that decides the next update is saved: the parameters, Adam's
+ * moments and step count, the epoch and the shuffling generator. The
+ * safetensors writer stores float32 tensors only, so the counters travel
+ * in "scale.state" as exact small integers (the generator's 64-bit state
+ * in four 16-bit pieces). */
+
+enum {
+    STATE_FORMAT, STATE_EPOCH, STATE_ADAM_STEP, STATE_RNG0, STATE_RNG1, STATE_RNG2, STATE_RNG3,
+    STATE_ALPHA_MODE, STATE_RELU_AFTER_UP, STATE_REDUCTION, STATE_IMAGE_ADAPTER, STATE_TEXT_ADAPTER,
+    STATE_COUNT
+};
+#define CHECKPOINT_FORMAT 1
+#define CHECKPOINT_MAX_COUNT (1 << 24) /* the largest integer every float32 holds */
+
+sc_status sc_scale_model_save(const sc_scale_model *m, const char *path, sc_err *err)
+{
+    if (m->epoch >= CHECKPOINT_MAX_COUNT || m->opt.step >= CHECKPOINT_MAX_COUNT)
+        return sc_fail(err, SC_ERANGE, "%s: too many epochs or steps to record", path);
+    sc_arena a;
+    sc_arena_init(&a, "checkpoint", (size_t)1 << 20, 0);
+    sc_tensor *state = sc_tensor_new(&a, 1, (int64_t[]){STATE_COUNT}, "scale.state");
+    float *st = state->data;
+    st[STATE_FORMAT] = CHECKPOINT_FORMAT;
+    st[STATE_EPOCH] = (float)m->epoch;
+    st[STATE_ADAM_STEP] = (float)m->opt.step;
+    for (int k = 0; k < 4; k++) st[STATE_RNG0 + k] = (float)((m->rng.state >> (16 * k)) & 0xFFFF);
+    st[STATE_ALPHA_MODE] = (float)m->cfg.adapter.alpha_mode;
+    st[STATE_RELU_AFTER_UP] = (float)m->cfg.adapter.relu_after_up;
+    st[STATE_REDUCTION] = (float)m->cfg.adapter.reduction;
+    st[STATE_IMAGE_ADAPTER] = (float)m->cfg.image_adapter;
+    st[STATE_TEXT_ADAPTER] = (float)m->cfg.text_adapter;
+
+    /* parameters, then each one's two moments, then the state */
+    const char *names[3 * 6 + 1];
+    const sc_tensor *tensors[3 * 6 + 1];
+    enum { NAME_BYTES = 2 * SC_NAME_MAX };
+    char *moment_names = sc_arena_alloc(&a, (size_t)(2 * m->n_params) * NAME_BYTES);
+    int n = 0;
+    for (int i = 0; i < m->n_params; i++) {
+        const sc_tensor *p = m->params[i];
+        names[n] = p->name;
+        tensors[n++] = p;
+        for (int k = 0; k < 2; k++) {
+            char *name = moment_names + (2 * i + k) * NAME_BYTES;
+            snprintf(name, NAME_BYTES, "adam.%c.%s", k ? 'v' : 'm', p->name);
+            sc_tensor *moment = sc_tensor_wrap(&a, k ? m->opt.v[i] : m->opt.m[i], p->ndim, p->shape, name);
+            names[n] = name;
+            tensors[n++] = moment;
+        }
+    }
+    names[n] = "scale.state";
+    tensors[n++] = state;
+    sc_status status = sc_safetensors_write(path, names, tensors, n, err);
+    sc_arena_free(&a);
+    return status;
+}
+
+/* Copy tensor `name` of the checkpoint into dst, which must have its shape. */
+static sc_status read_exact(const sc_weights *w, const char *path, const char *name, float *dst, int ndim,
+                            const int64_t *shape, sc_err *err)
+{
+    const sc_weight *t = sc_weights_find(w, name);
+    if (!t) return sc_fail(err, SC_EFORMAT, "%s: no tensor '%s'; not a SCALE checkpoint of this kind", path, name);
+    int same = t->ndim == ndim;
+    for (int k = 0; same && k < ndim; k++) same = t->shape[k] == shape[k];
+    if (!same) return sc_fail(err, SC_ESHAPE, "%s: tensor '%s' has another shape than the model's", path, name);
+    sc_weight_to_f32(t, dst);
+    return SC_OK;
+}
+
+/* The architecture recorded in "scale.state", checked value by value. */
+static sc_status read_state(const sc_weights *w, const char *path, float *st, sc_train_config *cfg, sc_err *err)
+{
+    sc_status status = read_exact(w, path, "scale.state", st, 1, (int64_t[]){STATE_COUNT}, err);
+    if (status) return status;
+    for (int k = 0; k < STATE_COUNT; k++)
+        if (!(st[k] >= 0 && st[k] < CHECKPOINT_MAX_COUNT && st[k] == floorf(st[k])))
+            return sc_fail(err, SC_EFORMAT, "%s: scale.state[%d] is %g, not a count", path, k, (double)st[k]);
+    if (st[STATE_FORMAT] != CHECKPOINT_FORMAT)
+        return sc_fail(err, SC_EUNSUPPORTED, "%s: checkpoint format %g, this build reads %d", path,
+                       (double)st[STATE_FORMAT], CHECKPOINT_FORMAT);
+    if (st[STATE_ALPHA_MODE] > SC_ALPHA_RAW || st[STATE_RELU_AFTER_UP] > 1 || st[STATE_REDUCTION] < 1 ||
+        st[STATE_IMAGE_ADAPTER] > 1 || st[STATE_TEXT_ADAPTER] > 1 ||
+        !(st[STATE_IMAGE_ADAPTER] || st[STATE_TEXT_ADAPTER]) || st[STATE_RNG0] > 0xFFFF ||
+        st[STATE_RNG1] > 0xFFFF || st[STATE_RNG2] > 0xFFFF || st[STATE_RNG3] > 0xFFFF)
+        return sc_fail(err, SC_EFORMAT, "%s: scale.state holds an impossible configuration", path);
+    cfg->adapter.alpha_mode = (sc_alpha_mode)st[STATE_ALPHA_MODE];
+    cfg->adapter.relu_after_up = (int)st[STATE_RELU_AFTER_UP];
+    cfg->adapter.reduction = (int)st[STATE_REDUCTION];
+    cfg->image_adapter = (int)st[STATE_IMAGE_ADAPTER];
+    cfg->text_adapter = (int)st[STATE_TEXT_ADAPTER];
+    return SC_OK;
+}
+
+sc_status sc_scale_model_load(sc_scale_model *m, const char *path, const sc_train_config *base, sc_err *err)
+{
+    memset(m, 0, sizeof *m);
+    sc_weights *w;
+    sc_status status = sc_weights_open(&w, path, err);
+    if (status) return status;
+    float st[STATE_COUNT];
+    sc_train_config cfg = *base;
+    status = read_state(w, path, st, &cfg, err);
+    /* The width C is the second dimension of either adapter's W1 (R, C). */
+    const sc_weight *w1 = sc_weights_find(w, cfg.image_adapter ? "image_adapter.w1" : "text_adapter.w1");
+    if (!status && (!w1 || w1->ndim != 2 || w1->shape[1] < 1 || w1->shape[1] > (1 << 20)))
+        status = sc_fail(err, SC_EFORMAT, "%s: no adapter weight of shape (R, C)", path);
+    if (!status) status = sc_scale_model_init(m, w1->shape[1], &cfg, err);
+    for (int i = 0; !status && i < m->n_params; i++) {
+        sc_tensor *p = m->params[i];
+        char name[2 * SC_NAME_MAX];
+        status = read_exact(w, path, p->name, p->data, p->ndim, p->shape, err);
+        for (int k = 0; !status && k < 2; k++) {
+            snprintf(name, sizeof name, "adam.%c.%s", k ? 'v' : 'm', p->name);
+            status = read_exact(w, path, name, k ? m->opt.v[i] : m->opt.m[i], p->ndim, p->shape, err);
+        }
+    }
+    if (!status) {
+        m->epoch = (int64_t)st[STATE_EPOCH];
+        m->opt.step = (int64_t)st[STATE_ADAM_STEP];
+        m->rng.state = 0;
+        for (int k = 0; k < 4; k++) m->rng.state |= (uint64_t)st[STATE_RNG0 + k] << (16 * k);
+        if (m->rng.state == 0) status = sc_fail(err, SC_EFORMAT, "%s: the shuffle generator's state is zero", path);
+    }
+    if (status && m->n_params) sc_scale_model_free(m);
+    sc_weights_close(w);
+    return status;
+}
 
 /* ======================================================================== */
 /* 7. Prediction and explanation                                             */
+/* ======================================================================== */
 
 /* At test time each image is compared with the canonical prompt of every
  * combination: Q (N, H), whose scaled columns are Z directly. Classes and
@@ -1060,7 +1461,6 @@ void sc_scale_similarity(float *Q, const sc_scale_model *m, const float *image_e
     free(x);
     free(t);
 }
-/* ======================================================================== */
 
 /* ======================================================================== */
 /* 8. Metrics                                                                */
@@ -1182,3 +1582,408 @@ void sc_two_prompt_scores(float *out, const float *sim_present, const float *sim
             out[i * K + k] = (float)(1.0 / (1.0 + exp(-d)));
         }
 }
+
+/* ======================================================================== */
+/* 9. Embedding maps: exact t-SNE (Fig. 4)                                   */
+/* ======================================================================== */
+
+/* Fig. 4 of the paper shows text embeddings of reports, zero-shot and after
+ * SCALE, as t-SNE maps coloured by concept. t-SNE (van der Maaten and
+ * Hinton, JMLR 2008) turns distances into two probability distributions,
+ * P over pairs of points in the embedding space and Q over pairs in the
+ * map, and moves the map points to make Q like P:
+ *
+ *   p_{j|i} ∝ exp(−β_i |x_i − x_j|²)   β_i set so row i has the chosen perplexity
+ *   p_ij    = (p_{j|i} + p_{i|j}) / 2n
+ *   q_ij    = w_ij / Σ_{k≠l} w_kl,      w_ij = (1 + |y_i − y_j|²)⁻¹
+ *   C       = KL(P || Q) = Σ_{i≠j} p_ij log(p_ij / q_ij)
+ *   ∂C/∂y_i = 4 Σ_j (p_ij − q_ij) w_ij (y_i − y_j)
+ *
+ * Every matrix here is (n, n), row-major, in double precision; maps are
+ * (n, 2). The optimiser follows scikit-learn's exact method (defaults of
+ * sklearn.manifold.TSNE): 1000 iterations, the first 250 with P multiplied
+ * by 12 ("early exaggeration") and momentum 0.5, then momentum 0.8;
+ * learning rate 200; per-coordinate gains as in van der Maaten's reference
+ * tsne.py (+0.2 when the gradient keeps its direction against the step,
+ * ×0.8 when it turns, at least 0.01), carried across the momentum switch.
+ * The map is recentred after every step (as in tsne.py and bhtsne); that
+ * moves no point relative to another, so it changes nothing else. */
+
+sc_tsne_config sc_tsne_defaults(void)
+{
+    sc_tsne_config c = {
+        .perplexity = 30,
+        .early_exaggeration = 12,
+        .exaggeration_iters = 250,
+        .learning_rate = 200,
+        .iters = 1000,
+        .momentum_early = 0.5,
+        .momentum_late = 0.8,
+        .seed = 0,
+    };
+    return c;
+}
+
+/* Rows are handed to the thread pool in blocks; each row's sums run in a
+ * fixed order, so the result does not depend on the number of threads. */
+#define TSNE_ROWS_PER_TASK 16
+
+static int64_t row_blocks(int64_t n)
+{
+    return (n + TSNE_ROWS_PER_TASK - 1) / TSNE_ROWS_PER_TASK;
+}
+
+static double sq_dist_f32(const float *a, const float *b, int64_t d)
+{
+    double s = 0;
+    for (int64_t k = 0; k < d; k++) {
+        double diff = (double)a[k] - (double)b[k];
+        s += diff * diff;
+    }
+    return s;
+}
+
+static double sq_dist_f64(const double *a, const double *b, int64_t d)
+{
+    double s = 0;
+    for (int64_t k = 0; k < d; k++) s += (a[k] - b[k]) * (a[k] - b[k]);
+    return s;
+}
+
+/* @book begin tsne-perplexity */
+/* Row i of P: squared distances in, p_{j|i} out. With δ_j = d²_ij − min_j
+ * d²_ij (the shift cancels in the normalisation and keeps exp() from
+ * underflowing for far-apart points), S = Σ_j exp(−β δ_j) and
+ *   H = −Σ_j p_{j|i} log p_{j|i} = log S + β Σ_j p_{j|i} δ_j   (nats).
+ * H falls as β grows, so bisection on β finds H = log(perplexity). */
+static void perplexity_row(double *row, int64_t n, int64_t i, double perplexity)
+{
+    const double target = log(perplexity);
+    double dmin = HUGE_VAL;
+    for (int64_t j = 0; j < n; j++)
+        if (j != i && row[j] < dmin) dmin = row[j];
+    double beta = 1, beta_lo = 0, beta_hi = HUGE_VAL;
+    for (int step = 0; step < 100; step++) {
+        double S = 0, weighted = 0;
+        for (int64_t j = 0; j < n; j++) {
+            if (j == i) continue;
+            double w = exp(-beta * (row[j] - dmin));
+            S += w;
+            weighted += w * (row[j] - dmin);
+        }
+        double H = log(S) + beta * weighted / S;
+        if (fabs(H - target) < 1e-5) break;
+        if (H > target) { /* too flat: sharpen */
+            beta_lo = beta;
+            beta = beta_hi == HUGE_VAL ? 2 * beta : (beta + beta_hi) / 2;
+        } else {          /* too peaked: widen */
+            beta_hi = beta;
+            beta = (beta + beta_lo) / 2;
+        }
+    }
+    double S = 0;
+    for (int64_t j = 0; j < n; j++) {
+        row[j] = j == i ? 0 : exp(-beta * (row[j] - dmin));
+        S += row[j];
+    }
+    for (int64_t j = 0; j < n; j++) row[j] /= S;
+}
+/* @book end tsne-perplexity */
+
+typedef struct {
+    double *P;
+    const float *X;
+    int64_t n, d;
+    double perplexity;
+} affinity_job;
+
+static void conditional_task(void *arg, int64_t block)
+{
+    const affinity_job *job = arg;
+    int64_t end = (block + 1) * TSNE_ROWS_PER_TASK < job->n ? (block + 1) * TSNE_ROWS_PER_TASK : job->n;
+    for (int64_t i = block * TSNE_ROWS_PER_TASK; i < end; i++)
+        perplexity_row(job->P + i * job->n, job->n, i, job->perplexity);
+}
+
+static void distance_task(void *arg, int64_t block)
+{
+    const affinity_job *job = arg;
+    int64_t end = (block + 1) * TSNE_ROWS_PER_TASK < job->n ? (block + 1) * TSNE_ROWS_PER_TASK : job->n;
+    for (int64_t i = block * TSNE_ROWS_PER_TASK; i < end; i++)
+        for (int64_t j = 0; j < job->n; j++)
+            job->P[i * job->n + j] = sq_dist_f32(job->X + i * job->d, job->X + j * job->d, job->d);
+}
+
+void sc_tsne_conditional_p(double *P, int64_t n, double perplexity)
+{
+    SC_ASSERT(n >= 2 && perplexity > 0, "n = %lld, perplexity %g", (long long)n, perplexity);
+    affinity_job job = {P, NULL, n, 0, perplexity};
+    sc_parallel_for(row_blocks(n), conditional_task, &job);
+}
+
+void sc_tsne_joint_p(double *P, const float *X, int64_t n, int64_t d, double perplexity)
+{
+    affinity_job job = {P, X, n, d, perplexity};
+    sc_parallel_for(row_blocks(n), distance_task, &job);
+    sc_tsne_conditional_p(P, n, perplexity);
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = i + 1; j < n; j++) {
+            double p = (P[i * n + j] + P[j * n + i]) / (2.0 * (double)n);
+            P[i * n + j] = P[j * n + i] = p;
+        }
+}
+
+/* -- the gradient -- */
+
+typedef struct {
+    double *grad;
+    const double *Y, *P;
+    int64_t n;
+    double exaggeration;
+    double inv_Z;  /* 1 / Σ_{k≠l} w_kl */
+} gradient_job;
+
+/* Pass 1: Σ_j w_ij for each row, parked in grad[2i] until pass 2. */
+static void row_weight_task(void *arg, int64_t block)
+{
+    const gradient_job *job = arg;
+    int64_t n = job->n, end = (block + 1) * TSNE_ROWS_PER_TASK < n ? (block + 1) * TSNE_ROWS_PER_TASK : n;
+    for (int64_t i = block * TSNE_ROWS_PER_TASK; i < end; i++) {
+        double s = 0;
+        for (int64_t j = 0; j < n; j++)
+            if (j != i) s += 1.0 / (1.0 + sq_dist_f64(job->Y + 2 * i, job->Y + 2 * j, 2));
+        job->grad[2 * i] = s;
+    }
+}
+
+/* @book begin tsne-gradient */
+/* Pass 2: ∂C/∂y_i = 4 Σ_j (α p_ij − q_ij) w_ij (y_i − y_j), q_ij = w_ij / Z. */
+static void gradient_task(void *arg, int64_t block)
+{
+    const gradient_job *job = arg;
+    const double *Y = job->Y;
+    int64_t n = job->n, end = (block + 1) * TSNE_ROWS_PER_TASK < n ? (block + 1) * TSNE_ROWS_PER_TASK : n;
+    for (int64_t i = block * TSNE_ROWS_PER_TASK; i < end; i++) {
+        double g0 = 0, g1 = 0;
+        for (int64_t j = 0; j < n; j++) {
+            if (j == i) continue;
+            double w = 1.0 / (1.0 + sq_dist_f64(Y + 2 * i, Y + 2 * j, 2));
+            double pull = (job->exaggeration * job->P[i * n + j] - w * job->inv_Z) * w;
+            g0 += pull * (Y[2 * i] - Y[2 * j]);
+            g1 += pull * (Y[2 * i + 1] - Y[2 * j + 1]);
+        }
+        job->grad[2 * i] = 4 * g0;
+        job->grad[2 * i + 1] = 4 * g1;
+    }
+}
+/* @book end tsne-gradient */
+
+void sc_tsne_gradient(double *grad, const double *Y, const double *P, int64_t n, double exaggeration)
+{
+    gradient_job job = {grad, Y, P, n, exaggeration, 0};
+    sc_parallel_for(row_blocks(n), row_weight_task, &job);
+    double Z = 0;
+    for (int64_t i = 0; i < n; i++) Z += grad[2 * i]; /* in row order: deterministic */
+    job.inv_Z = 1.0 / Z;
+    sc_parallel_for(row_blocks(n), gradient_task, &job);
+}
+
+double sc_tsne_kl(const double *Y, const double *P, int64_t n)
+{
+    double Z = 0;
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < n; j++)
+            if (j != i) Z += 1.0 / (1.0 + sq_dist_f64(Y + 2 * i, Y + 2 * j, 2));
+    double kl = 0;
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < n; j++) {
+            double p = P[i * n + j];
+            if (j == i || p <= 0) continue;
+            double q = 1.0 / (1.0 + sq_dist_f64(Y + 2 * i, Y + 2 * j, 2)) / Z;
+            kl += p * log(p / q);
+        }
+    return kl;
+}
+
+/* -- the optimiser -- */
+
+/* @book begin tsne-step */
+/* One step of gradient descent with momentum and per-coordinate gains
+ * (Jacobs' delta-bar-delta rule, as in van der Maaten's tsne.py): a
+ * coordinate whose gradient still opposes its last step (so the step still
+ * goes downhill) speeds up by 0.2; one whose gradient turned slows to 0.8×. */
+static void tsne_step(double *Y, double *update, double *gain, const double *grad, int64_t n, double momentum,
+                      double learning_rate)
+{
+    for (int64_t k = 0; k < 2 * n; k++) {
+        int turned = (grad[k] > 0) == (update[k] > 0);
+        gain[k] = turned ? gain[k] * 0.8 : gain[k] + 0.2;
+        if (gain[k] < 0.01) gain[k] = 0.01;
+        update[k] = momentum * update[k] - learning_rate * gain[k] * grad[k];
+        Y[k] += update[k];
+    }
+    for (int c = 0; c < 2; c++) { /* recentre */
+        double mean = 0;
+        for (int64_t i = 0; i < n; i++) mean += Y[2 * i + c];
+        mean /= (double)n;
+        for (int64_t i = 0; i < n; i++) Y[2 * i + c] -= mean;
+    }
+}
+/* @book end tsne-step */
+
+static sc_status tsne_check(const float *X, int64_t n, int64_t d, const sc_tsne_config *cfg, sc_err *err)
+{
+    if (n < 0 || n > SC_TSNE_MAX_POINTS)
+        return sc_fail(err, SC_ENOMEM, "t-SNE: %lld points, more than the limit of %d for the exact method",
+                       (long long)n, SC_TSNE_MAX_POINTS);
+    if (d < 1) return sc_fail(err, SC_EARG, "t-SNE: points of dimension %lld", (long long)d);
+    if (!(cfg->perplexity > 0) || !(cfg->early_exaggeration >= 1) || cfg->iters < 0 || cfg->exaggeration_iters < 0 ||
+        !isfinite(cfg->learning_rate) || !(cfg->momentum_early >= 0 && cfg->momentum_early < 1) ||
+        !(cfg->momentum_late >= 0 && cfg->momentum_late < 1))
+        return sc_fail(err, SC_EARG,
+                       "t-SNE: bad settings (perplexity %g, exaggeration %g, iterations %d, momentum %g/%g)",
+                       cfg->perplexity, cfg->early_exaggeration, cfg->iters, cfg->momentum_early, cfg->momentum_late);
+    for (int64_t i = 0; i < n * d; i++)
+        if (!isfinite(X[i]))
+            return sc_fail(err, SC_ERANGE, "t-SNE: point %lld, dimension %lld is not a finite number",
+                           (long long)(i / d), (long long)(i % d));
+    return SC_OK;
+}
+
+sc_status sc_tsne(double *Y, const float *X, int64_t n, int64_t d, const sc_tsne_config *cfg, double *kl,
+                  sc_err *err)
+{
+    sc_status st = tsne_check(X, n, d, cfg, err);
+    if (st != SC_OK) return st;
+    if (kl) *kl = 0;
+    for (int64_t k = 0; k < 2 * n; k++) Y[k] = 0;
+    if (n < 2) return SC_OK; /* one point (or none) maps to the origin */
+
+    size_t cells, bytes;
+    if (!sc_mul_ok((size_t)n, (size_t)n, &cells) || !sc_mul_ok(cells, sizeof(double), &bytes))
+        return sc_fail(err, SC_ENOMEM, "t-SNE: %lld points overflow the affinity matrix", (long long)n);
+    double *P = malloc(bytes);
+    double *work = malloc(3 * 2 * (size_t)n * sizeof(double)); /* grad, update, gain: (n, 2) each */
+    if (!P || !work) {
+        free(P);
+        free(work);
+        return sc_fail(err, SC_ENOMEM, "t-SNE: out of memory for %lld points (%zu bytes)", (long long)n, bytes);
+    }
+    double *grad = work, *update = work + 2 * n, *gain = work + 4 * n;
+
+    /* With n - 1 neighbours a row cannot reach a perplexity near n - 1
+     * without flattening completely; bhtsne asks for n - 1 >= 3·perplexity. */
+    double perplexity = fmin(cfg->perplexity, fmax((double)(n - 1) / 3, 1.0));
+    sc_tsne_joint_p(P, X, n, d, perplexity);
+
+    sc_rng rng;
+    sc_rng_seed(&rng, cfg->seed);
+    for (int64_t k = 0; k < 2 * n; k++) {
+        Y[k] = 1e-4 * (double)sc_rng_normal(&rng);
+        update[k] = 0;
+        gain[k] = 1;
+    }
+    double lr = cfg->learning_rate > 0 ? cfg->learning_rate : fmax((double)n / cfg->early_exaggeration / 4, 50);
+    for (int it = 0; it < cfg->iters; it++) {
+        int early = it < cfg->exaggeration_iters;
+        sc_tsne_gradient(grad, Y, P, n, early ? cfg->early_exaggeration : 1.0);
+        tsne_step(Y, update, gain, grad, n, early ? cfg->momentum_early : cfg->momentum_late, lr);
+    }
+    if (kl) *kl = sc_tsne_kl(Y, P, n);
+    free(P);
+    free(work);
+    return SC_OK;
+}
+
+/* -- neighbourhood preservation -- */
+
+#define KNN_MAX 64
+
+/* The k nearest other points of i in Y (n, e), nearest first, by insertion
+ * into a sorted list (ties keep the lower index first). */
+static void nearest_k(int64_t *out, const double *Y, int64_t e, int64_t n, int64_t i, int k)
+{
+    double dist[KNN_MAX];
+    int have = 0;
+    for (int64_t j = 0; j < n; j++) {
+        if (j == i) continue;
+        double dj = sq_dist_f64(Y + i * e, Y + j * e, e);
+        if (have == k && dj >= dist[k - 1]) continue;
+        int pos = have < k ? have++ : k - 1;
+        while (pos > 0 && dist[pos - 1] > dj) {
+            dist[pos] = dist[pos - 1];
+            out[pos] = out[pos - 1];
+            pos--;
+        }
+        dist[pos] = dj;
+        out[pos] = j;
+    }
+}
+
+double sc_knn_accuracy(const double *Y, int64_t e, const int *label, int64_t n, int k)
+{
+    SC_ASSERT(k >= 1 && k <= KNN_MAX && k < n, "k = %d for %lld points", k, (long long)n);
+    int64_t hits = 0, nb[KNN_MAX];
+    for (int64_t i = 0; i < n; i++) {
+        nearest_k(nb, Y, e, n, i, k);
+        int best = -1, best_votes = 0;
+        for (int a = 0; a < k; a++) { /* nearest first, so a tie keeps the nearer label */
+            int votes = 0;
+            for (int b = 0; b < k; b++) votes += label[nb[b]] == label[nb[a]];
+            if (votes > best_votes) {
+                best_votes = votes;
+                best = label[nb[a]];
+            }
+        }
+        hits += best == label[i];
+    }
+    return (double)hits / (double)n;
+}
+
+typedef struct {
+    double dist;
+    int64_t j;
+} ranked;
+
+static int ranked_cmp(const void *a, const void *b)
+{
+    const ranked *x = a, *y = b;
+    if (x->dist != y->dist) return x->dist < y->dist ? -1 : 1;
+    return x->j < y->j ? -1 : x->j > y->j;
+}
+
+/* @book begin trustworthiness */
+/* T(k) = 1 − 2 / (n k (2n − 3k − 1)) · Σ_i Σ_{j ∈ U_i} (r(i, j) − k), where
+ * U_i holds the map's k nearest neighbours of i that are not among its k
+ * nearest in X, and r(i, j) is j's rank (1 = nearest) among i's neighbours
+ * in X (Venna and Kaski, 2001; as sklearn.manifold.trustworthiness). */
+sc_status sc_trustworthiness(const float *X, int64_t d, const double *Y, int64_t e, int64_t n, int k,
+                             double *out, sc_err *err)
+{
+    if (k < 1 || k > KNN_MAX || 2 * (int64_t)k >= n)
+        return sc_fail(err, SC_EARG, "trustworthiness: k = %d needs 1 <= k < n / 2 = %lld / 2 and k <= %d", k,
+                       (long long)n, KNN_MAX);
+    ranked *order = malloc((size_t)n * sizeof *order);
+    int64_t *rank = malloc((size_t)n * sizeof *rank);
+    if (!order || !rank) {
+        free(order);
+        free(rank);
+        return sc_fail(err, SC_ENOMEM, "trustworthiness: out of memory for %lld points", (long long)n);
+    }
+    double penalty = 0;
+    int64_t nb[KNN_MAX];
+    for (int64_t i = 0; i < n; i++) {
+        for (int64_t j = 0; j < n; j++) order[j] = (ranked){j == i ? -1.0 : sq_dist_f32(X + i * d, X + j * d, d), j};
+        qsort(order, (size_t)n, sizeof *order, ranked_cmp); /* i itself sorts first, at rank 0 */
+        for (int64_t r = 0; r < n; r++) rank[order[r].j] = r;
+        nearest_k(nb, Y, e, n, i, k);
+        for (int a = 0; a < k; a++)
+            if (rank[nb[a]] > k) penalty += (double)(rank[nb[a]] - k);
+    }
+    free(order);
+    free(rank);
+    double nk = (double)n * k;
+    *out = 1.0 - 2.0 / (nk * (2.0 * (double)n - 3.0 * k - 1.0)) * penalty;
+    return SC_OK;
+}
+/* @book end trustworthiness */

@@ -159,6 +159,7 @@ typedef struct sc_node sc_node;
 
 /* A float32 view with up to 4 dimensions. `data` and `grad` point into
  * arenas; the tensor owns neither. Strides are in elements. */
+/* @book begin tensor-struct */
 typedef struct sc_tensor {
     float *data;
     float *grad;                 /* contiguous in `shape` (whatever the data
@@ -170,6 +171,7 @@ typedef struct sc_tensor {
     sc_node *node;               /* tape entry that produced it, or NULL */
     char name[SC_NAME_MAX];
 } sc_tensor;
+/* @book end tensor-struct */
 
 /* An execution context: where activations go and whether ops are recorded.
  *   act  — op outputs and tape nodes; rewound after every step
@@ -208,11 +210,16 @@ void sc_tensor_fill(sc_tensor *t, float v);
 void sc_tensor_set_name(sc_tensor *t, const char *name);
 
 /* -- threads -- */
-/* Number of worker threads: SCALE_THREADS, else the online CPUs. */
+/* Number of threads parallel work uses (the caller included): the value
+ * set by sc_set_threads, else SCALE_THREADS (when > 0), else the online
+ * CPUs; at most 256. */
 int sc_threads(void);
+/* Override the thread count at run time; n <= 0 returns to the default. */
 void sc_set_threads(int n);
-/* Run fn(arg, i) for i in [0, n) on the thread pool; returns when all done.
- * Work items must write disjoint memory. */
+/* Run fn(arg, i) for i in [0, n) on the thread pool (created on first use,
+ * then reused); returns when all are done. Work items must write disjoint
+ * memory, which makes results independent of scheduling. Called from
+ * inside a task, it runs serially on the calling thread. */
 typedef void (*sc_task_fn)(void *arg, int64_t i);
 void sc_parallel_for(int64_t n, sc_task_fn fn, void *arg);
 
@@ -534,12 +541,218 @@ uint32_t sc_crc32(uint32_t crc, const uint8_t *p, size_t n);
 uint32_t sc_adler32(uint32_t adler, const uint8_t *p, size_t n);
 
 /* ---- io.c: images (PNG, JPEG, PPM) ---- */
+/* A decoded image, samples interleaved row by row, top row first:
+ *   pixels   (height, width, channels) uint8: what Pillow hands back. For a
+ *            16-bit file this is the high byte of every sample (Pillow's
+ *            rule for 16-bit RGB, LA and RGBA PNGs).
+ *   pixels16 (height, width, channels) uint16: the full samples of a 16-bit
+ *            file (bits == 16), else NULL.
+ *   index    (height, width) uint8: palette indices of a palette PNG (Pillow
+ *            mode P), else NULL; `pixels` then holds the expansion through
+ *            the palette: RGB, or RGBA when the file has a tRNS chunk.
+ * channels: 1 grey (L), 2 grey+alpha (LA), 3 RGB, 4 RGBA. All buffers are
+ * malloc'ed and owned by the image: release them with sc_image_free. */
+typedef struct {
+    int width, height;
+    int channels;             /* 1..4 */
+    int bits;                 /* 8 or 16: sample depth of the source */
+    uint8_t *pixels;          /* (height, width, channels) */
+    uint16_t *pixels16;       /* (height, width, channels) or NULL */
+    uint8_t *index;           /* (height, width) or NULL */
+    int palette_size;         /* entries in palette; 0 unless index != NULL */
+    uint8_t palette[256][4];  /* RGBA, alpha 255 where tRNS gives none */
+} sc_image;
 
+/* Caps on what a decoder accepts from a file (stb_image's lesson: check
+ * sizes before allocating). A side of 2^24 is PNG's practical bound; the
+ * pixel cap keeps one decoded image under about 1.3 GB even at 16-bit RGBA. */
+#define SC_IMAGE_MAX_SIDE (1 << 24)
+#define SC_IMAGE_MAX_PIXELS ((int64_t)1 << 26)
+#define SC_IMAGE_MAX_FILE_BYTES ((size_t)1 << 30)
+
+/* Decode by signature (PNG, JPEG, binary PGM/PPM). `what` names the source
+ * in error messages. On failure the image is left empty. */
+sc_status sc_image_load(const char *path, sc_image *img, sc_err *err);
+sc_status sc_image_decode(const uint8_t *data, size_t len, const char *what, sc_image *img, sc_err *err);
+void sc_image_free(sc_image *img);
+
+/* PNG: every colour type and bit depth, palette + tRNS, Adam7, CRCs checked.
+ * Grey at 1, 2 or 4 bits is scaled to 0..255 in `pixels` (×255, ×85, ×17). */
+sc_status sc_png_decode(const uint8_t *data, size_t len, const char *what, sc_image *img, sc_err *err);
+/* Baseline and progressive Huffman JPEG, 8-bit, 1 or 3 components, with
+ * libjpeg-turbo's default arithmetic (islow IDCT, fancy upsampling), so the
+ * pixels equal Pillow's. Arithmetic coding, 12-bit, lossless and CMYK are
+ * refused with SC_EUNSUPPORTED. */
+sc_status sc_jpeg_decode(const uint8_t *data, size_t len, const char *what, sc_image *img, sc_err *err);
+/* Binary PGM (P5) and PPM (P6) with maxval 255 or 65535. */
+sc_status sc_pnm_decode(const uint8_t *data, size_t len, const char *what, sc_image *img, sc_err *err);
+
+/* PNG writer for 1..4 channels at 8 bits (pixels) or 16 bits (pixels16):
+ * per-row adaptive filters and a small LZ77 + fixed-Huffman deflate. The
+ * palette is not written (a palette image is saved as its expansion). */
+sc_status sc_png_encode(const sc_image *img, uint8_t **out, size_t *out_len, sc_err *err);
+sc_status sc_png_write(const char *path, const sc_image *img, sc_err *err);
+/* P5 (1 channel) or P6 (3 channels), maxval 255 or, for 16-bit images, 65535. */
+sc_status sc_pnm_write(const char *path, const sc_image *img, sc_err *err);
+/* Baseline JPEG writer for 8-bit grey or RGB images: 4:4:4 (no chroma
+ * subsampling), quality 1..100 scaling the ITU T.81 annex K tables as
+ * libjpeg does (Pillow's quality), the annex's standard Huffman tables, a
+ * JFIF header. Integer arithmetic only, so the bytes are the same on every
+ * platform. */
+sc_status sc_jpeg_encode(const sc_image *img, int quality, uint8_t **out, size_t *out_len, sc_err *err);
+sc_status sc_jpeg_write(const char *path, const sc_image *img, int quality, sc_err *err);
 
 /* ---- io.c: preprocessing ---- */
+/* Image → model input, reproducing the Python pipelines of the original
+ * models to the last bit where the MANIFEST of tests/golden/io says so.
+ * The 8-bit image operations below follow Pillow 9.4. */
+typedef enum { SC_RESAMPLE_NEAREST, SC_RESAMPLE_BILINEAR, SC_RESAMPLE_BICUBIC } sc_resample;
 
+/* Pillow's Image.resize: separable fixed-point convolution (horizontal pass
+ * first, uint8 in between) with support widened by the scale factor when
+ * shrinking (antialiasing); bicubic a = -0.5. LA/RGBA are resized with
+ * premultiplied alpha; palette images always use nearest neighbour (as
+ * Pillow does for mode P), keeping their index plane. 8-bit images only. */
+sc_status sc_image_resize(const sc_image *src, int width, int height, sc_resample filter, sc_image *dst, sc_err *err);
+/* The rectangle (left, top, width, height), which must lie inside src. */
+sc_status sc_image_crop(const sc_image *src, int left, int top, int width, int height, sc_image *dst, sc_err *err);
+/* Pillow's convert('L') (channels 1: luma (19595 R + 38470 G + 7471 B +
+ * 2^15) >> 16, alpha dropped) or convert('RGB') (channels 3: grey
+ * replicated, alpha dropped). The result has no palette. */
+sc_status sc_image_convert(const sc_image *src, int channels, sc_image *dst, sc_err *err);
+/* 16-bit → 8-bit by this library's documented rule (book/08-images.md):
+ * grey is stretched min–max to 0..255 with rounding (a constant image
+ * becomes 0); colour and alpha samples keep their high byte, as Pillow
+ * does. An 8-bit image is copied. */
+sc_status sc_image_to_8bit(const sc_image *src, sc_image *dst, sc_err *err);
+
+/* Centre-crop offset of `crop` out of `size` under each library's rule:
+ *   SC_CROP_TORCHVISION  int(round((size - crop) / 2.0)), halves to even
+ *   SC_CROP_HF           (size - crop) // 2 (transformers' center_crop)
+ *   SC_CROP_HF_LEGACY    int((size - crop + 1) * 0.5) (older
+ *                        CLIPFeatureExtractor, as MedCLIP pins) */
+typedef enum { SC_CROP_TORCHVISION, SC_CROP_HF, SC_CROP_HF_LEGACY } sc_crop_rule;
+int sc_center_crop_offset(int size, int crop, sc_crop_rule rule);
+
+/* How 0..255 becomes 0..1 (the float32 results differ in the last bit):
+ *   SC_RESCALE_DIV255   x / 255.0f (torchvision ToTensor)
+ *   SC_RESCALE_MUL_F32  x · float(1/255) (numpy float32, transformers ≤ 4.24)
+ *   SC_RESCALE_MUL_F64  float(x · rescale_factor) in double (transformers now) */
+typedef enum { SC_RESCALE_DIV255, SC_RESCALE_MUL_F32, SC_RESCALE_MUL_F64 } sc_rescale_rule;
+
+/* A preprocessing pipeline. The named ones:
+ *   clip          OpenAI CLIP's _transform(224): shorter side → 224 bicubic,
+ *                 torchvision centre crop, RGB, /255, CLIP mean/std
+ *   monet         the same with ImageNet mean/std (MONET's training stats)
+ *   medclip       MedCLIPProcessor: pad to a black square L canvas, bicubic
+ *                 → 224, x·(1/255) in float32, scalar mean/std, 1 channel
+ *   medclip-eval  MedCLIP's evaluation datasets: pad, bilinear
+ *                 Resize((224, 224)), ToTensor, scalar mean/std */
+typedef struct {
+    char name[32];
+    int size;                 /* resize target: the shorter side, or both sides if resize_square */
+    int resize_square;        /* 1: resize to (size, size) whatever the aspect */
+    sc_resample resample;
+    int crop;                 /* centre crop side, 0 = none (then resize_square must be 1) */
+    sc_crop_rule crop_rule;
+    int pad_square;           /* MedCLIP: paste centred on a black L canvas of side max(size, W, H) */
+    int channels;             /* 3 RGB or 1 grey */
+    sc_rescale_rule rescale;
+    double rescale_factor;    /* SC_RESCALE_MUL_F64 only; 1/255 unless a config says otherwise */
+    float mean[3], std[3];
+} sc_pipeline;
+
+sc_status sc_pipeline_named(const char *name, sc_pipeline *p, sc_err *err);
+/* The pipeline for a model directory. The base is `name` when given, else
+ * "medclip" when DIR/config.json says model_type "medclip", else "clip";
+ * vision_config.image_size (a model trained at another resolution) replaces
+ * 224. DIR/preprocessor_config.json, when present, then overrides size,
+ * crop_size, resample, do_center_crop, do_normalize, image_mean, image_std
+ * and rescale_factor, and when no name was given selects current
+ * transformers' rules (SC_CROP_HF, SC_RESCALE_MUL_F64). */
+sc_status sc_pipeline_for_model(const char *dir, const char *name, sc_pipeline *p, sc_err *err);
+/* Side of the square output of p. */
+int sc_pipeline_side(const sc_pipeline *p);
+/* The 8-bit image after resize, crop and colour conversion: (side, side,
+ * channels), what ToTensor would see. */
+sc_status sc_pipeline_u8(const sc_pipeline *p, const sc_image *img, sc_image *out, sc_err *err);
+/* The model input: out (channels, side, side) float32, normalised. */
+sc_status sc_pipeline_run(const sc_pipeline *p, const sc_image *img, float *out, sc_err *err);
 
 /* ---- io.c: tokenizers ---- */
+/* Text → token ids exactly as the models' own tokenizers:
+ *   SC_TOK_BPE        OpenAI CLIP's byte-level BPE (clip.tokenize): MONET,
+ *                     OpenAI CLIP. Files: merges.txt (+ vocab.json) from
+ *                     Hugging Face, or OpenAI's bpe_simple_vocab_16e6.txt.gz.
+ *   SC_TOK_WORDPIECE  BERT WordPiece as Hugging Face's BertTokenizerFast:
+ *                     MedCLIP's Bio_ClinicalBERT. Files: vocab.txt
+ *                     (+ tokenizer_config.json).
+ * A text becomes one row of T = max_length ids: begin token, content,
+ * end token, padding; longer texts are truncated keeping the end token.
+ * Texts must be valid UTF-8. A tokenizer keeps scratch memory and a cache,
+ * so encoding is not thread-safe: use one tokenizer per thread. */
+typedef enum { SC_TOK_BPE, SC_TOK_WORDPIECE } sc_tok_kind;
+typedef struct sc_tokenizer sc_tokenizer;
+
+typedef struct {
+    int max_length;     /* T: ids per row including the two specials (default 77) */
+    int64_t pad_id;     /* -1 = default: 0 for BPE (OpenAI's clip.tokenize; Hugging
+                           Face's CLIPTokenizer pads with <|endoftext|>), [PAD] for
+                           WordPiece */
+    int lower_case;     /* WordPiece: -1 = do_lower_case of tokenizer_config.json,
+                           true when absent; 0/1 forces it. BPE always lower-cases. */
+    int strip_accents;  /* WordPiece: -1 = strip_accents of the config, else as
+                           lower_case; 0/1 forces it. */
+} sc_tok_options;
+
+#define SC_TOK_MAX_LENGTH 65536      /* largest max_length */
+#define SC_TOK_MAX_TEXT (1 << 24)    /* bytes in one text */
+
+sc_tok_options sc_tok_defaults(void);
+/* Load from a model directory; the kind follows the files present:
+ * merges.txt (+ vocab.json) or bpe_simple_vocab_16e6.txt.gz → BPE,
+ * vocab.txt (+ tokenizer_config.json) → WordPiece. opt may be NULL. */
+sc_status sc_tokenizer_load(sc_tokenizer **tok, const char *dir, const sc_tok_options *opt, sc_err *err);
+/* From named files. merges_path may be gzip-compressed (OpenAI's .gz: its
+ * first 48894 merges are used, as OpenAI does); vocab_json_path may be
+ * NULL (the vocabulary is then built from the merges, as OpenAI does). */
+sc_status sc_tokenizer_load_bpe(sc_tokenizer **tok, const char *merges_path, const char *vocab_json_path,
+                                const sc_tok_options *opt, sc_err *err);
+sc_status sc_tokenizer_load_wordpiece(sc_tokenizer **tok, const char *vocab_txt_path, const char *config_path,
+                                      const sc_tok_options *opt, sc_err *err);
+/* From memory: merges text (max_merges = -1 for all lines) and an optional
+ * parsed vocab.json object; or vocab.txt text. `what` names the source in
+ * error messages. */
+sc_status sc_tokenizer_parse_bpe(sc_tokenizer **tok, const char *merges, size_t len, int64_t max_merges,
+                                 const sc_json *vocab_json, const char *what, const sc_tok_options *opt,
+                                 sc_err *err);
+sc_status sc_tokenizer_parse_wordpiece(sc_tokenizer **tok, const char *vocab_txt, size_t len, const char *what,
+                                       const sc_tok_options *opt, sc_err *err);
+void sc_tokenizer_free(sc_tokenizer *tok);
+
+sc_tok_kind sc_tokenizer_kind(const sc_tokenizer *tok);
+int sc_tokenizer_max_length(const sc_tokenizer *tok);          /* T */
+int64_t sc_tokenizer_vocab_size(const sc_tokenizer *tok);      /* V */
+/* The string of token `id` (BPE: in GPT-2's byte-to-unicode alphabet, e.g.
+ * "melanoma</w>"), or NULL when out of range; and the id of a string, or -1. */
+const char *sc_tokenizer_token(const sc_tokenizer *tok, int64_t id);
+int64_t sc_tokenizer_id(const sc_tokenizer *tok, const char *token);
+
+/* One text of len bytes → ids (T) and mask (T, may be NULL; 1 on real
+ * tokens). *n_tokens = real tokens in the row, *truncated = 1 when the
+ * text did not fit (either may be NULL). Fails on invalid UTF-8. */
+sc_status sc_tokenizer_encode(sc_tokenizer *tok, const char *text, size_t len, int64_t *ids, int64_t *mask,
+                              int *n_tokens, int *truncated, sc_err *err);
+/* B NUL-terminated texts → ids (B, T) and mask (B, T) (mask may be NULL).
+ * The first L columns, L = the longest row's token count, are what Hugging
+ * Face returns with padding=True (MedCLIP's call; its text pooling averages
+ * over padded positions too, so L matters there). */
+sc_status sc_tokenizer_encode_batch(sc_tokenizer *tok, const char *const *texts, int64_t B, int64_t *ids,
+                                    int64_t *mask, sc_err *err);
+/* Print how one text is tokenized: the cleaned or normalized text, every
+ * BPE merge of every word (rank, pair, symbols after it) or every WordPiece
+ * split, then the row's ids and token strings. For the book and debugging. */
+sc_status sc_tokenizer_explain(sc_tokenizer *tok, const char *text, size_t len, FILE *out, sc_err *err);
 
 
 /* ---- io.c: CSV ---- */
@@ -651,6 +864,47 @@ void sc_csv_end_row(sc_csv_writer *w);
 sc_status sc_csv_writer_save(sc_csv_writer *w, const char *path, sc_err *err);
 void sc_csv_writer_free(sc_csv_writer *w);
 
+/* ---- io.c: JSON writer (section 2; declared here because it uses sc_text) ---- */
+/* Values are appended in document order and the writer places the commas,
+ * colons and, with indent > 0, new lines and indentation:
+ *
+ *   sc_json_writer w;  sc_json_writer_init(&w, 2);
+ *   sc_json_begin_object(&w);
+ *   sc_json_put_key(&w, "labels");  sc_json_begin_array(&w);
+ *   sc_json_put_string(&w, "pleural effusion");  sc_json_end_array(&w);
+ *   sc_json_end_object(&w);
+ *   sc_json_writer_save(&w, "out.json", &err);  sc_json_writer_free(&w);
+ *
+ * Strings are escaped as RFC 8259 requires (quote, backslash, control
+ * characters); UTF-8 passes through and invalid bytes become U+FFFD.
+ * Numbers are written with the fewest digits that read back exactly; NaN
+ * and infinities become null. Misuse (a value in an object without a key,
+ * unbalanced ends, saving an unfinished document) is a bug and stops the
+ * program through SC_ASSERT. The file is written atomically. */
+typedef struct {
+    sc_text out;
+    int indent;                          /* spaces per level; 0 = one line */
+    int depth;                           /* open containers */
+    char in_object[SC_JSON_MAX_DEPTH];   /* container i is an object */
+    char has_member[SC_JSON_MAX_DEPTH];  /* container i has a member already */
+    int after_key;                       /* a key waits for its value */
+    int done;                            /* the top-level value is complete */
+} sc_json_writer;
+
+void sc_json_writer_init(sc_json_writer *w, int indent);
+void sc_json_begin_object(sc_json_writer *w);
+void sc_json_end_object(sc_json_writer *w);
+void sc_json_begin_array(sc_json_writer *w);
+void sc_json_end_array(sc_json_writer *w);
+void sc_json_put_key(sc_json_writer *w, const char *key);
+void sc_json_put_string(sc_json_writer *w, const char *s);
+void sc_json_put_number(sc_json_writer *w, double x);
+void sc_json_put_int(sc_json_writer *w, int64_t x);
+void sc_json_put_bool(sc_json_writer *w, int b);
+void sc_json_put_null(sc_json_writer *w);
+sc_status sc_json_writer_save(sc_json_writer *w, const char *path, sc_err *err);
+void sc_json_writer_free(sc_json_writer *w);
+
 
 /* ---- io.c: SVG ---- */
 /* Hand-written SVG charts for the experiment reports (the paper's Fig. 2–4),
@@ -713,11 +967,188 @@ typedef struct {
 sc_status sc_svg_scatter(const char *path, const char *title, const sc_scatter_panel *panels, int n_panels,
                          const char *const *category_names, int n_categories, sc_err *err);
 
+/* ---- io.c: hashing ---- */
+/* SHA-256 (FIPS 180-4), for the fingerprints of the embedding cache:
+ *
+ *   sc_sha256 s; sc_sha256_init(&s);
+ *   sc_sha256_update(&s, "abc", 3);
+ *   uint8_t d[32]; sc_sha256_final(&s, d);   // ba7816bf...f20015ad
+ */
+typedef struct {
+    uint32_t h[8];        /* the chaining state */
+    uint64_t bytes;       /* message bytes so far */
+    uint8_t buf[64];      /* a block being filled */
+    size_t fill;          /* bytes in buf */
+} sc_sha256;
+
+void sc_sha256_init(sc_sha256 *s);
+void sc_sha256_update(sc_sha256 *s, const void *data, size_t n);
+/* The 32-byte digest; s must be initialised again before reuse. */
+void sc_sha256_final(sc_sha256 *s, uint8_t digest[32]);
+/* 64 lower-case hex digits and a NUL. */
+void sc_sha256_hex(const uint8_t digest[32], char hex[65]);
+/* Hash a whole file, read in 1 MiB pieces; *bytes (may be NULL) gets its size. */
+sc_status sc_sha256_file(const char *path, char hex[65], int64_t *bytes, sc_err *err);
+
 
 
 /* ======================================================================== */
 /* ---- nn.c: layers and models -------------------------------------------- */
 /* ======================================================================== */
+
+/* MODELS. Four transformer towers, exactly as the PyTorch code that trained
+ * the published weights runs them (float32, batched):
+ *   CLIP vision transformer (OpenAI CLIP, MONET)   images → (B, E)
+ *   CLIP text transformer                          token ids → (B, E)
+ *   Swin (Hugging Face SwinModel, MedCLIP)         images → (B, E)
+ *   BERT (Hugging Face BertModel, MedCLIP)         token ids → (B, E)
+ * paired into an sc_model: CLIP = ViT + CLIP text, MedCLIP = Swin + BERT.
+ *
+ *   sc_model *m;
+ *   if (sc_model_load(&m, "models/monet", NULL, &err) != SC_OK) { ... }
+ *   sc_tensor *img;                       // (B, E), in ctx.act
+ *   sc_model_encode_image(m, &ctx, pixels, &img, NULL, &err);
+ *   sc_model_free(m);
+ *
+ * Encoding runs without autograd in a workspace taken from ctx->act and
+ * rewound before returning (only the output stays). The CLIP text tower
+ * can also run on the tape (sc_clip_text_forward) so that gradients reach
+ * learned prompt embeddings (CoOp). */
+
+typedef enum {
+    SC_ACT_QUICK_GELU,   /* x·σ(1.702x), OpenAI CLIP */
+    SC_ACT_GELU          /* x·Φ(x) with erf, BERT and Swin ("gelu") */
+} sc_act;
+
+/* CLIP vision transformer: a (3, S, S) image cut into (S/P)² patches. */
+typedef struct {
+    int64_t image_size;   /* S */
+    int64_t patch;        /* P */
+    int64_t width;        /* C */
+    int64_t layers;       /* L */
+    int64_t heads;        /* H */
+    int64_t mlp;          /* hidden width of the MLP, usually 4C */
+    float eps;            /* LayerNorm ε */
+    sc_act act;
+} sc_vit_config;
+
+/* CLIP text transformer. Pooling takes the row of the end-of-text token:
+ * Hugging Face's rule is argmax of the ids when eos_token_id == 2 (the
+ * legacy value of OpenAI-converted configs, also used here when it is
+ * unknown, i.e. < 0), else the first position holding eos_token_id. */
+typedef struct {
+    int64_t vocab;        /* V */
+    int64_t context;      /* positions: the longest T */
+    int64_t width;        /* C */
+    int64_t layers;       /* L */
+    int64_t heads;        /* H */
+    int64_t mlp;
+    float eps;
+    sc_act act;
+    int64_t eos_token_id;
+} sc_clip_text_config;
+
+#define SC_SWIN_MAX_STAGES 8
+
+/* Swin transformer (v1, Hugging Face SwinModel). Stage s has width
+ * embed_dim·2^s; any image size runs (padding as Hugging Face does). */
+typedef struct {
+    int64_t image_size;   /* the size the model was trained at (informative) */
+    int64_t patch;        /* P */
+    int64_t embed_dim;    /* C of stage 0 */
+    int64_t window;       /* M */
+    int n_stages;
+    int64_t depths[SC_SWIN_MAX_STAGES];
+    int64_t heads[SC_SWIN_MAX_STAGES];
+    float mlp_ratio;      /* MLP width = int(mlp_ratio · C) */
+    float eps;            /* block and final LayerNorms (the embedding and
+                             merging norms always use 1e-5, as in HF) */
+    sc_act act;
+} sc_swin_config;
+
+/* BERT (Hugging Face BertModel, post-LN). */
+typedef struct {
+    int64_t vocab;
+    int64_t max_positions;
+    int64_t type_vocab;
+    int64_t width;
+    int64_t layers;
+    int64_t heads;
+    int64_t mlp;
+    float eps;
+    sc_act act;
+} sc_bert_config;
+
+typedef enum { SC_MODEL_CLIP, SC_MODEL_MEDCLIP } sc_model_kind;
+
+typedef struct {
+    sc_model_kind kind;
+    int64_t embed_dim;            /* E: both towers project to it */
+    sc_vit_config vision;         /* CLIP */
+    sc_clip_text_config text;     /* CLIP */
+    sc_swin_config swin;          /* MedCLIP */
+    sc_bert_config bert;          /* MedCLIP */
+} sc_model_config;
+
+typedef struct sc_model sc_model;
+
+/* Architectures of the published models (for benchmarks and tests):
+ * "vit-l-14" (OpenAI CLIP ViT-L/14, MONET), "vit-b-32", "medclip"
+ * (Swin-T + Bio_ClinicalBERT). 0 on success, -1 for an unknown name. */
+int sc_model_config_preset(sc_model_config *cfg, const char *name);
+
+/* Load weights: a Hugging Face directory (config.json + model.safetensors,
+ * possibly sharded) or a single .safetensors/.pt/.bin file in Hugging Face,
+ * OpenAI CLIP or MedCLIP layout. What shapes cannot tell (head counts, ε,
+ * the EOT rule) comes from config.json in the directory, or from
+ * config_path when given (it overrides). Every tensor of the file must be
+ * used or be a known buffer; its shape must match. F32 weights are used in
+ * place from the read-only mapping. */
+sc_status sc_model_load(sc_model **out, const char *path, const char *config_path, sc_err *err);
+/* A model of the given architecture with random weights (seeded). */
+sc_status sc_model_random(sc_model **out, const sc_model_config *cfg, uint64_t seed, sc_err *err);
+void sc_model_free(sc_model *m);
+const sc_model_config *sc_model_get_config(const sc_model *m);
+/* The stored logit_scale parameter (a log), and the multiplier the model
+ * applies: exp(logit_scale) for CLIP, exp(clamp(logit_scale, 0, 4.6052))
+ * for MedCLIP. */
+float sc_model_logit_scale_raw(const sc_model *m);
+float sc_model_logit_scale(const sc_model *m);
+/* Weight bytes held by the model (float32). */
+size_t sc_model_weight_bytes(const sc_model *m);
+
+/* Named intermediates ("vision_layer0", "swin_stage1", ...; the names of
+ * the golden fixtures) are passed to fn as they are computed. The tensor
+ * is valid during the call only. */
+typedef struct {
+    void (*fn)(void *user, const sc_tensor *t);
+    void *user;
+} sc_taps;
+
+/* Image embeddings (B, E), projected, not normalised, in ctx->act.
+ * pixels (B, 3, H, W) as the model's preprocessing leaves them (MedCLIP
+ * also takes (B, 1, H, W) grey images, repeated to 3 channels). taps may
+ * be NULL. Fails on inputs of the wrong size. */
+sc_status sc_model_encode_image(sc_model *m, sc_ctx *ctx, const sc_tensor *pixels, sc_tensor **embeds,
+                                const sc_taps *taps, sc_err *err);
+/* Text embeddings (B, E) from ids (B, T) and an optional attention mask
+ * (B, T) of 0/1 (NULL = all ones; CLIP then uses only the causal mask, as
+ * OpenAI does). Fails on ids outside the vocabulary or T too long. */
+sc_status sc_model_encode_text(sc_model *m, sc_ctx *ctx, const int64_t *ids, const int64_t *mask, int64_t B,
+                               int64_t T, sc_tensor **embeds, const sc_taps *taps, sc_err *err);
+/* logits (N_img, N_txt) = scale · norm(img) · norm(txt)ᵀ with the model's
+ * multiplier (sc_model_logit_scale); recorded on the tape when grad is on. */
+sc_tensor *sc_model_logits(sc_ctx *ctx, const sc_model *m, sc_tensor *img, sc_tensor *txt);
+
+/* -- the CLIP text tower on the autograd tape (CoOp) -- */
+/* The token-embedding table (V, C) as a tensor that does not require grad. */
+sc_tensor *sc_clip_token_embedding(sc_ctx *ctx, const sc_model *m);
+/* Text embeddings (B, E) from token embeddings x (B, T, C), which may
+ * require grad (the weights never do); ids (B, T) only choose the pooled
+ * row. Positional embeddings are added here. */
+sc_tensor *sc_clip_text_forward(sc_ctx *ctx, const sc_model *m, sc_tensor *x, const int64_t *ids);
+/* The pooled position of one row of T ids, by the rule of the config. */
+int64_t sc_clip_eot_index(const sc_clip_text_config *cfg, const int64_t *ids, int64_t T);
 
 /* ---- nn.c: adapters, Eq. 1 (book/04) ---- */
 /* A CLIP-Adapter: a bias-free bottleneck MLP A(f) whose output is blended
@@ -782,11 +1213,24 @@ sc_tensor *sc_adapter_apply(sc_ctx *ctx, const sc_adapter *ad, sc_tensor *f);
 #define SC_HIER_MAX_COMBOS 1024     /* per task */
 #define SC_HIER_MAX_LINE 1024       /* bytes per line */
 #define SC_HIER_MAX_BYTES (1 << 20) /* whole file */
+#define SC_HIER_MAX_TEMPLATES 16    /* class templates, ensemble templates, references */
+#define SC_HIER_MAX_ALIASES 1024    /* per task */
+#define SC_HIER_MAX_ALIAS_PARTS 8   /* raw values joined by '+' in one alias */
 
 typedef struct {
     const char *name;    /* identifies it: the dataset's value, the label shown */
     const char *phrase;  /* the words put into prompts (defaults to name) */
 } sc_hier_term;
+
+/* Another way a dataset spells a class or a concept: a raw label that
+ * counts as class `target`, or raw values that, all present together,
+ * give concept `target` (PadChest-GR: "costophrenic angle" + "left" is
+ * the concept "left costophrenic angle"). */
+typedef struct {
+    int target;                /* class or concept index */
+    int n_parts;               /* 1..SC_HIER_MAX_ALIAS_PARTS */
+    const char **part;         /* (n_parts) raw strings */
+} sc_hier_alias;
 
 typedef struct {
     const char *name;          /* "pigmentation" */
@@ -799,11 +1243,22 @@ typedef struct {
     int *combo_concept;        /* (n_combos) concept of combination h */
     const char **combo_prompt; /* (n_combos) the canonical prompt of h */
     const char *explain;       /* explanation template, see book/03 */
+    int n_ensemble;            /* extra templates for zero-shot prompt ensembles */
+    const char **ensemble_prompt; /* (n_ensemble, n_combos) combination h under template e */
+    int n_class_templates;     /* at least 1 */
+    const char **class_prompt; /* (n_class_templates, n_classes) class-level prompts */
+    int n_class_aliases, n_concept_aliases;
+    sc_hier_alias *class_aliases;   /* (n_class_aliases) one part each */
+    sc_hier_alias *concept_aliases; /* (n_concept_aliases) */
 } sc_hier_task;
 
 typedef struct {
     int n_tasks;
     sc_hier_task *tasks;       /* (n_tasks) in file order */
+    const char *none_prompt;   /* the "nothing there" prompt of the two-prompt AUC:
+                                  "No finding." unless a `none` line says otherwise */
+    int n_references;
+    const char **reference_prompts; /* (n_references) MONET-style reference prompts */
     sc_arena arena;            /* owns every string and array above */
 } sc_hier;
 
@@ -819,6 +1274,22 @@ int sc_hier_combo_find(const sc_hier_task *t, const char *cls, const char *conce
 /* "melanoma-indicative: diffuse irregular pigmentation" for combination h
  * (the task's explain template filled in); returns buf. */
 char *sc_hier_explain(const sc_hier_task *t, int h, char *buf, size_t n);
+/* Raw dataset strings. Comparisons ignore ASCII case and blanks at either
+ * end. The class a raw label names (its name or a class alias), or -1. */
+int sc_hier_class_of(const sc_hier_task *t, const char *raw);
+/* 1 when the raw values (n of them, e.g. a finding's locations) give
+ * concept l: its name is among them, or all parts of one of its aliases. */
+int sc_hier_concept_matches(const sc_hier_task *t, int l, const char *const *values, int n);
+/* The concept a single raw value names (Derm7p's cells): the first whose
+ * name or one-part alias equals it, or -1. */
+int sc_hier_concept_of(const sc_hier_task *t, const char *raw);
+/* Keep the combinations h of task `task` with keep[h] != 0 (PadChest-GR
+ * drops the rare ones) and drop the classes and concepts left without a
+ * combination; everything is renumbered in order, prompts and aliases
+ * included. old_to_new (the old n_combos entries, may be NULL) receives
+ * each combination's new index or -1. Fails with SC_ERANGE, leaving the
+ * task as it was, when no combination would be left. */
+sc_status sc_hier_task_keep(sc_hier *h, int task, const uint8_t *keep, int *old_to_new, sc_err *err);
 
 /* ---- loss.c: the SCALE loss, Eq. 2-3 (book/05) ---- */
 /* Q (N, M) holds cosine similarities of N images and M texts. Text j
@@ -878,7 +1349,7 @@ void sc_scale_scores(double *Z, double *z_concept, double *z_class, const float 
  * -1 when there is none). */
 void sc_combo_columns(int64_t *first_col, const int *text_combo, int64_t M, int H);
 
-/* ---- loss.c: training on cached embeddings, Sec. 2.3 (book/07) ---- */
+/* ---- loss.c: training on cached embeddings, Sec. 2.3 (book/05) ---- */
 /* The frozen encoders run once; training sees their outputs. Image i
  * comes with the text paired with it and with its labels. */
 typedef struct {
@@ -933,7 +1404,20 @@ sc_tensor *sc_scale_batch_loss(sc_ctx *ctx, const sc_scale_model *m, const sc_tr
  * returns the mean total loss over the batches. ctx is reset per step. */
 double sc_scale_train_epoch(sc_scale_model *m, sc_ctx *ctx, const sc_train_data *d);
 
-/* ---- loss.c: prediction and explanation (book/07) ---- */
+/* Checkpoints are .safetensors files (written atomically) holding the
+ * adapter tensors under their names ("image_adapter.w1", ...), Adam's
+ * moments ("adam.m.<name>", "adam.v.<name>") and "scale.state", a small
+ * float32 vector of exact integers: format, epochs done, Adam steps, the
+ * shuffle generator's state in four 16-bit pieces, α mode, second ReLU,
+ * reduction, and which adapters exist. book/05 lists it. */
+sc_status sc_scale_model_save(const sc_scale_model *m, const char *path, sc_err *err);
+/* Rebuild a model from a checkpoint: the adapter architecture (α mode,
+ * ReLUs, reduction, which adapters, width) comes from the file, the other
+ * options (learning rate, loss, epochs) from cfg. Resuming continues
+ * bit for bit where the saved run stopped. */
+sc_status sc_scale_model_load(sc_scale_model *m, const char *path, const sc_train_config *cfg, sc_err *err);
+
+/* ---- loss.c: prediction and explanation (book/05) ---- */
 /* Q (N, H): the adapted, normalised images against the adapted, normalised
  * canonical prompts (one per combination). */
 void sc_scale_similarity(float *Q, const sc_scale_model *m, const float *image_emb, int64_t N,
@@ -964,6 +1448,60 @@ void sc_metrics_eval(sc_metrics *m, const float *scores, const uint8_t *truth, c
  * present entry. */
 void sc_two_prompt_scores(float *out, const float *sim_present, const float *sim_none, int64_t N,
                           int K, float logit_scale);
+
+/* ---- loss.c: embedding maps, exact t-SNE (Fig. 4, book/14) ---- */
+/* van der Maaten and Hinton's t-SNE (JMLR 2008) with the exact O(n²)
+ * gradient, in double precision, deterministic for a seed (and for any
+ * thread count). The optimiser is scikit-learn's exact method: gradient
+ * descent with momentum and per-coordinate gains, early exaggeration. */
+#define SC_TSNE_MAX_POINTS 16384 /* P alone is n² doubles: 2 GiB here */
+
+typedef struct {
+    double perplexity;          /* 30; lowered to (n - 1) / 3 when n is small */
+    double early_exaggeration;  /* 12: P is multiplied by it early on */
+    int exaggeration_iters;     /* 250: also when the momentum switches */
+    double learning_rate;       /* 200; <= 0 selects scikit-learn's "auto"
+                                   rule max(n / early_exaggeration / 4, 50) */
+    int iters;                  /* 1000 in all, exaggerated ones included */
+    double momentum_early;      /* 0.5 */
+    double momentum_late;       /* 0.8 */
+    uint64_t seed;              /* the start map is N(0, (1e-4)²) from it */
+} sc_tsne_config;
+
+sc_tsne_config sc_tsne_defaults(void);
+/* Map n points X (n, d) to Y (n, 2). *kl (if not NULL) receives the final
+ * KL(P || Q). Fails (SC_EARG, SC_ERANGE, SC_ENOMEM) on a bad config, a
+ * non-finite coordinate or more than SC_TSNE_MAX_POINTS points. */
+sc_status sc_tsne(double *Y, const float *X, int64_t n, int64_t d, const sc_tsne_config *cfg, double *kl,
+                  sc_err *err);
+
+/* The building blocks, for tests and the book. */
+/* P (n, n) holds squared distances on entry and p_{j|i} on return: each
+ * row i is the Gaussian around point i whose perplexity exp(H) matches
+ * `perplexity` (binary search on the precision, |H - log perplexity| <
+ * 1e-5 nats or 100 steps). Row i needs only row i, so one buffer serves. */
+void sc_tsne_conditional_p(double *P, int64_t n, double perplexity);
+/* The symmetric joint P (n, n) of points X (n, d): p_ij = (p_{j|i} +
+ * p_{i|j}) / 2n, zero diagonal, summing to 1. */
+void sc_tsne_joint_p(double *P, const float *X, int64_t n, int64_t d, double perplexity);
+/* The t-SNE gradient (n, 2) at Y (n, 2) with P exaggerated by α:
+ * 4 Σ_j (α p_ij − q_ij)(1 + |y_i − y_j|²)⁻¹ (y_i − y_j); for α = 1 it is
+ * the gradient of KL(P || Q). */
+void sc_tsne_gradient(double *grad, const double *Y, const double *P, int64_t n, double exaggeration);
+/* KL(P || Q) = Σ_{i≠j} p_ij log(p_ij / q_ij) at Y (n, 2). */
+double sc_tsne_kl(const double *Y, const double *P, int64_t n);
+
+/* Neighbourhood preservation between a space X (n, d) and a map Y (n, e):
+ * Venna and Kaski's trustworthiness, 1 minus a penalty for every map
+ * neighbour that was not a neighbour in X, weighted by how far down X's
+ * ranking it was. 1 = no intruders; about 0.5 for a random map. Needs
+ * 1 <= k < n / 2 and k <= 64. */
+sc_status sc_trustworthiness(const float *X, int64_t d, const double *Y, int64_t e, int64_t n, int k,
+                             double *out, sc_err *err);
+/* Leave-one-out k-nearest-neighbour accuracy in Y (n, e): the share of
+ * points whose label wins the vote of their k nearest other points (a tie
+ * goes to the label of the nearer voter). 1 <= k < n, k <= 64. */
+double sc_knn_accuracy(const double *Y, int64_t e, const int *label, int64_t n, int k);
 
 /* ======================================================================== */
 /* ---- internal, may change ------------------------------------------------ */

@@ -40,6 +40,33 @@ START_TEST(test_q_to_z_by_hand)
 }
 END_TEST
 
+/* The same example through `scale loss --show-z`, as book/05-loss.md runs
+ * it (tests/examples/q-to-z holds these Q and T; image i carries
+ * combination 2, 0, 1). Each image's combination CE is
+ * -log softmax(Z[i])[label], e.g. log(1 + e^-8 + e^-6) for image 0. */
+START_TEST(test_q_to_z_book_command)
+{
+    char out[4096];
+    scale_run("tests/examples/q-to-z",
+              "loss --sim Q.npy --text-combos T.npy --labels G.npy --text-labels GT.npy --combo-class CC.npy "
+              "--combo-concept CL.npy --logit-scale 10 --tau 0.5 --show-z",
+              out, sizeof out);
+    ck_assert_msg(strstr(out, "Z[0] = 1 3 9\nZ[1] = 8 1 2\nZ[2] = 3 6 4\n") != NULL, "%s", out);
+    ck_assert_msg(strstr(out, "z_concept[0] = 1 9\nz_concept[1] = 8 2\nz_concept[2] = 3 6\n") != NULL, "%s", out);
+    ck_assert_msg(strstr(out, "z_class[0] = 3 9\nz_class[1] = 8 2\nz_class[2] = 6 4\n") != NULL, "%s", out);
+    double ce = (log(1 + exp(-8.0) + exp(-6.0)) + log(1 + exp(-7.0) + exp(-6.0)) + log(1 + exp(-3.0) + exp(-2.0))) / 3;
+    ck_assert_double_eq_tol(golden_output_value(out, "ce_combo"), ce, 1e-6);
+    /* SupCon, default cross reading: image i against the four texts with
+     * logits Q[i, :] / 0.5; its positives are the texts of its combination
+     * (image 0: text 0; image 1: texts 1 and 3; image 2: text 2). */
+    const double l[3][4] = {{1.8, 0.2, 0.6, 0.4}, {0.4, 1.6, 0.2, 1.4}, {0.8, 0.6, 1.2, 0.2}};
+    double lse[3];
+    for (int i = 0; i < 3; i++) lse[i] = log(exp(l[i][0]) + exp(l[i][1]) + exp(l[i][2]) + exp(l[i][3]));
+    double supcon = (-(l[0][0] - lse[0]) - ((l[1][1] - lse[1]) + (l[1][3] - lse[1])) / 2 - (l[2][2] - lse[2])) / 3;
+    ck_assert_double_eq_tol(golden_output_value(out, "supcon_img"), supcon, 1e-6);
+}
+END_TEST
+
 /* ---- SupCon with anchors that have no positive ---- */
 
 /* Rows reading, single label. Image rows q0 = (1, 0), q1 = (0.75, 0.5),
@@ -399,6 +426,7 @@ Suite *suite_loss(void)
     Suite *s = suite_create("loss");
     TCase *z = tcase_create("q_to_z");
     tcase_add_test(z, test_q_to_z_by_hand);
+    tcase_add_test(z, test_q_to_z_book_command);
     suite_add_tcase(s, z);
     TCase *sup = tcase_create("supcon_no_positive");
     tcase_add_test(sup, test_supcon_skips_anchors_without_positives);

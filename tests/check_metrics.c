@@ -71,6 +71,29 @@ START_TEST(test_threshold_and_two_prompt)
 }
 END_TEST
 
+/* The two examples of book/06-metrics.md through `scale metrics`: the
+ * hand-counted case above, and a constant predictor ("absent" for every
+ * lesion) on Derm7p's pigmentation counts (588 absent, 3 localized
+ * regular, 115 diffuse regular, 40 localized irregular, 265 diffuse
+ * irregular; 1011 lesions). Its per-class accuracies are 588/1011 for
+ * "absent" and 1 - n_k/1011 for the others, so the mean is
+ * (588/1011 + 4 - 423/1011) / 5 = 0.8326 while the macro recall is 1/5. */
+START_TEST(test_book_commands)
+{
+    char out[1024];
+    scale_run("tests/examples/metrics-4x3", "metrics --scores scores.npy --labels labels.npy", out, sizeof out);
+    ck_assert_double_eq_tol(golden_output_value(out, "accuracy"), 2.0 / 3.0, METRIC_TOL);
+    ck_assert_double_eq_tol(golden_output_value(out, "macro_f1"), 7.0 / 18.0, METRIC_TOL);
+    ck_assert_double_eq_tol(golden_output_value(out, "auc"), 0.875, METRIC_TOL);
+    scale_run("tests/examples/constant-absent", "metrics --scores scores.npy --labels labels.npy", out, sizeof out);
+    ck_assert_double_eq_tol(golden_output_value(out, "accuracy"), (588.0 / 1011 + 4 - 423.0 / 1011) / 5, METRIC_TOL);
+    ck_assert_double_eq_tol(golden_output_value(out, "macro_recall"), 0.2, METRIC_TOL);
+    /* F1 of "absent": 2·588 / (2·588 + 423) */
+    ck_assert_double_eq_tol(golden_output_value(out, "macro_f1"), 2.0 * 588 / (2 * 588 + 423) / 5, METRIC_TOL);
+    ck_assert_double_eq_tol(golden_output_value(out, "auc"), 0.5, METRIC_TOL);
+}
+END_TEST
+
 /* ---- the scikit-learn golden cases (tests/golden/metrics/) ---- */
 
 static const char *const metric_names[4] = {"accuracy", "macro_recall", "macro_f1", "auc"};
@@ -133,6 +156,7 @@ Suite *suite_metrics(void)
     tcase_add_test(tc, test_metrics_by_hand);
     tcase_add_test(tc, test_auc_ties_count_half);
     tcase_add_test(tc, test_threshold_and_two_prompt);
+    tcase_add_test(tc, test_book_commands);
     suite_add_tcase(s, tc);
     TCase *golden = tcase_create("metrics_golden");
     tcase_add_loop_test(golden, test_golden_metrics_library, 0, 2);

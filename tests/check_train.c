@@ -2,11 +2,13 @@
  * the gradient of the whole chain (adapters, normalisation, Q, loss) w.r.t.
  * the adapter weights and α against finite differences, learning linearly
  * separable synthetic embeddings, and the batch-size rule. */
+#define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "check_util.h"
+#include "golden_util.h"
 
 /* Synthetic cached embeddings: H = 5 combinations with the structure of
  * Derm7p's pigmentation (classes 0 0 0 1 1, concepts 0..4). Image i of
@@ -187,6 +189,172 @@ START_TEST(test_learns_separable_embeddings)
 }
 END_TEST
 
+/* ---- checkpoints: resuming gives the weights of an uninterrupted run ---- */
+
+static void train_epochs(sc_scale_model *m, const sc_train_data *d, int epochs)
+{
+    sc_ctx ctx;
+    sc_ctx_init(&ctx);
+    for (int e = 0; e < epochs; e++) sc_scale_train_epoch(m, &ctx, d);
+    sc_ctx_free(&ctx);
+}
+
+START_TEST(test_resume_equals_uninterrupted)
+{
+    synthetic s;
+    make_synthetic(&s, 50, 16, 0.7f, _i == 1, 8);
+    sc_train_config cfg = sc_train_defaults();
+    cfg.seed = 3;
+    cfg.batch_size = 16; /* a short last batch every epoch */
+    if (_i == 1) cfg.adapter.alpha_mode = SC_ALPHA_CLAMP, cfg.adapter.relu_after_up = 0;
+    sc_err err;
+    sc_scale_model straight, first, resumed;
+    ck_assert(sc_scale_model_init(&straight, 16, &cfg, &err) == SC_OK);
+    train_epochs(&straight, &s.data, 6);
+
+    ck_assert(sc_scale_model_init(&first, 16, &cfg, &err) == SC_OK);
+    train_epochs(&first, &s.data, 3);
+    char path[256];
+    snprintf(path, sizeof path, "%s/adapters.safetensors", sc_test_tmpdir());
+    ck_assert_msg(sc_scale_model_save(&first, path, &err) == SC_OK, "%s", err.msg);
+    sc_scale_model_free(&first);
+    /* A different seed and architecture in the base options must not
+     * matter: the checkpoint decides. */
+    sc_train_config other = cfg;
+    other.seed = 99;
+    other.adapter.alpha_mode = SC_ALPHA_RAW;
+    ck_assert_msg(sc_scale_model_load(&resumed, path, &other, &err) == SC_OK, "%s", err.msg);
+    ck_assert_int_eq(resumed.epoch, 3);
+    ck_assert(resumed.cfg.adapter.alpha_mode == cfg.adapter.alpha_mode);
+    train_epochs(&resumed, &s.data, 3);
+
+    ck_assert_int_eq(resumed.n_params, straight.n_params);
+    ck_assert_int_eq(resumed.opt.step, straight.opt.step);
+    for (int i = 0; i < straight.n_params; i++) {
+        size_t bytes = sizeof(float) * (size_t)sc_numel(straight.params[i]);
+        ck_assert_msg(!memcmp(resumed.params[i]->data, straight.params[i]->data, bytes), "%s differs",
+                      straight.params[i]->name);
+        ck_assert(!memcmp(resumed.opt.m[i], straight.opt.m[i], bytes));
+        ck_assert(!memcmp(resumed.opt.v[i], straight.opt.v[i], bytes));
+    }
+    sc_scale_model_free(&straight);
+    sc_scale_model_free(&resumed);
+    free_synthetic(&s);
+}
+END_TEST
+
+START_TEST(test_checkpoint_errors)
+{
+    sc_err err;
+    sc_train_config cfg = sc_train_defaults();
+    sc_scale_model m;
+    /* a safetensors file without the SCALE state */
+    char path[256];
+    snprintf(path, sizeof path, "%s/other.safetensors", sc_test_tmpdir());
+    sc_arena a;
+    sc_arena_init(&a, "t", 1 << 16, 0);
+    sc_tensor *t = sc_tensor_zeros(&a, 1, (int64_t[]){3}, "x");
+    const char *names[1] = {"x"};
+    const sc_tensor *tensors[1] = {t};
+    ck_assert(sc_safetensors_write(path, names, tensors, 1, &err) == SC_OK);
+    ck_assert_int_eq(sc_scale_model_load(&m, path, &cfg, &err), SC_EFORMAT);
+    ck_assert_msg(strstr(err.msg, "no tensor 'scale.state'") != NULL, "%s", err.msg);
+    /* a state with an impossible value */
+    sc_tensor *state = sc_tensor_zeros(&a, 1, (int64_t[]){12}, "scale.state");
+    state->data[0] = 1;
+    state->data[1] = 2.5f;
+    names[0] = "scale.state";
+    tensors[0] = state;
+    ck_assert(sc_safetensors_write(path, names, tensors, 1, &err) == SC_OK);
+    ck_assert_int_eq(sc_scale_model_load(&m, path, &cfg, &err), SC_EFORMAT);
+    ck_assert_msg(strstr(err.msg, "scale.state[1] is 2.5, not a count") != NULL, "%s", err.msg);
+    sc_arena_free(&a);
+}
+END_TEST
+
+/* ---- the commands: scale train, scale predict, resuming from the file ---- */
+
+/* Write the synthetic set as the .npy files `scale train` reads: the first
+ * half for training, the second for testing. */
+static const char *write_synthetic_files(synthetic *s)
+{
+    const char *dir = sc_test_tmpdir();
+    char path[512];
+    sc_err err;
+    int64_t half = s->N / 2;
+    int64_t *labels = malloc(sizeof(int64_t) * (size_t)s->N);
+    for (int64_t i = 0; i < s->N; i++) labels[i] = s->combo[i];
+    for (int k = 0; k < 2; k++) {
+        snprintf(path, sizeof path, "%s/%s_img.npy", dir, k ? "test" : "train");
+        ck_assert(sc_npy_write_f32(path, s->images + k * half * s->C, 2, (int64_t[]){half, s->C}, &err) == SC_OK);
+        sc_array a = {SC_DT_I64, 1, {half}, labels + k * half, sizeof(int64_t) * (size_t)half};
+        snprintf(path, sizeof path, "%s/%s_lab.npy", dir, k ? "test" : "train");
+        ck_assert(sc_npy_write(path, &a, &err) == SC_OK);
+    }
+    snprintf(path, sizeof path, "%s/prompts.npy", dir);
+    ck_assert(sc_npy_write_f32(path, s->prompts, 2, (int64_t[]){s->H, s->C}, &err) == SC_OK);
+    free(labels);
+    return dir;
+}
+
+/* The book's example (section 5.10): train on tests/examples/train-synthetic
+ * (C = 32, five combinations, 200 training and 200 test images around
+ * separable centres, unrelated prompts), then predict and explain. */
+START_TEST(test_train_and_predict_commands)
+{
+    const char *dir = "tests/examples/train-synthetic";
+    const char *tmp = sc_test_tmpdir();
+    char out[65536], args[2048];
+    snprintf(args, sizeof args,
+             "train --hier ../../../data/derm7p.hier --task pigmentation --image-emb train_img.npy "
+             "--labels train_lab.npy --prompt-emb prompts.npy --out '%s/adapters.safetensors' --log-every 50",
+             tmp);
+    scale_run(dir, args, out, sizeof out);
+    ck_assert_msg(strstr(out, "epoch=50 loss=") == out && strstr(out, "\nepoch=150 loss=") != NULL, "%s", out);
+    double first = golden_output_value(out, "epoch=50 loss"), last = golden_output_value(strstr(out, "epoch=150"),
+                                                                                         "epoch=150 loss");
+    ck_assert_msg(last < first, "loss did not fall: %g -> %g", first, last);
+    snprintf(args, sizeof args,
+             "predict --hier ../../../data/derm7p.hier --task pigmentation --adapters '%s/adapters.safetensors' "
+             "--image-emb test_img.npy --prompt-emb prompts.npy --labels test_lab.npy --top 2",
+             tmp);
+    scale_run(dir, args, out, sizeof out);
+    /* one explanation line per test image, naming class, concept, criterion */
+    ck_assert_msg(strstr(out, "image 199: ") != NULL, "%s", out);
+    ck_assert_msg(strstr(out, "image 0: melanoma-indicative: localized irregular pigmentation (") == out, "%s", out);
+    char *line = strstr(out, "level=combination ");
+    ck_assert_msg(line != NULL, "%s", out);
+    double acc = golden_output_value(line, "level=combination accuracy");
+    ck_assert_msg(acc > 0.95, "mean accuracy over combinations %.3f", acc);
+    line = strstr(out, "level=class ");
+    ck_assert_msg(line != NULL && golden_output_value(line, "level=class accuracy") > 0.95, "%s", out);
+}
+END_TEST
+
+/* Four epochs in one run, or two, then two more from the checkpoint: the
+ * two files must be byte for byte the same. */
+START_TEST(test_resume_command)
+{
+    synthetic s;
+    make_synthetic(&s, 100, 16, 0.7f, 0, 5);
+    const char *dir = write_synthetic_files(&s);
+    char out[4096], args[2048];
+    const char *common = "--task pigmentation --image-emb train_img.npy --labels train_lab.npy "
+                         "--prompt-emb prompts.npy --batch 16 --seed 7 --log-every 0";
+    const char *hier = sc_test_path("data/derm7p.hier");
+    snprintf(args, sizeof args, "train --hier '%s' %s --epochs 4 --out straight.safetensors", hier, common);
+    scale_run(dir, args, out, sizeof out);
+    snprintf(args, sizeof args, "train --hier '%s' %s --epochs 2 --out half.safetensors", hier, common);
+    scale_run(dir, args, out, sizeof out);
+    snprintf(args, sizeof args, "train --hier '%s' %s --epochs 4 --resume half.safetensors --out resumed.safetensors",
+             hier, common);
+    scale_run(dir, args, out, sizeof out);
+    snprintf(args, sizeof args, "cd '%s' && cmp straight.safetensors resumed.safetensors", dir);
+    ck_assert_msg(system(args) == 0, "resumed checkpoint differs from the uninterrupted one");
+    free_synthetic(&s);
+}
+END_TEST
+
 START_TEST(test_batch_size_rule)
 {
     ck_assert_int_eq(sc_train_batch_size(413), 64); /* Derm7p train */
@@ -208,6 +376,10 @@ Suite *suite_train(void)
     tcase_set_timeout(learn, 60);
     tcase_add_test(learn, test_learns_separable_embeddings);
     tcase_add_test(learn, test_batch_size_rule);
+    tcase_add_loop_test(learn, test_resume_equals_uninterrupted, 0, 2);
+    tcase_add_test(learn, test_checkpoint_errors);
+    tcase_add_test(learn, test_train_and_predict_commands);
+    tcase_add_test(learn, test_resume_command);
     suite_add_tcase(s, learn);
     return s;
 }
