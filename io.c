@@ -1634,25 +1634,34 @@ static int weight_is_contiguous(const sc_weight *t)
 }
 
 /* @book begin weight-gather */
+/* Step the index (i0, .., ik) of t to the next element in C order, like an
+ * odometer, and return how far the element offset moves: +stride[j] for
+ * the digit that advances, -stride[j]·(shape[j] - 1) for each digit that
+ * rolls over to 0 before it. */
+static int64_t odometer_step(const sc_weight *t, int64_t *idx)
+{
+    int64_t delta = 0;
+    for (int j = t->ndim - 1; j >= 0; j--) {
+        delta += t->stride[j];
+        if (++idx[j] < t->shape[j]) break;
+        delta -= t->stride[j] * t->shape[j];
+        idx[j] = 0;
+    }
+    return delta;
+}
+
 void sc_weight_to_f32(const sc_weight *t, float *dst)
 {
     if (weight_is_contiguous(t)) {
         convert_to_f32(dst, t->data, t->dtype, (size_t)t->numel);
         return;
     }
-    /* A strided view: walk the index (i0, .., ik) like an odometer, moving
-     * the storage offset by stride[j] per step of digit j. */
     size_t size = sc_dtype_size(t->dtype);
     int64_t idx[SC_ARRAY_MAX_DIMS] = {0};
     int64_t off = 0;
     for (int64_t n = 0; n < t->numel; n++) {
         convert_to_f32(dst + n, t->data + (size_t)off * size, t->dtype, 1);
-        for (int j = t->ndim - 1; j >= 0; j--) {
-            off += t->stride[j];
-            if (++idx[j] < t->shape[j]) break;
-            off -= t->stride[j] * t->shape[j];
-            idx[j] = 0;
-        }
+        off += odometer_step(t, idx);
     }
 }
 /* @book end weight-gather */
@@ -1697,8 +1706,8 @@ sc_status sc_weights_read_i64(const sc_weights *w, const char *name, int64_t *ds
     if (t->dtype != SC_DT_I64 && t->dtype != SC_DT_I32 && t->dtype != SC_DT_U16 && t->dtype != SC_DT_U8)
         return sc_fail(err, SC_EFORMAT, "%s: tensor '%s' holds %s, not integers", w->path, name,
                        sc_dtype_name(t->dtype));
-    /* Gather through the float path's odometer would lose int64 precision,
-     * so walk the elements here with the same index arithmetic. */
+    /* The float path would lose int64 precision past 2^24: walk the
+     * elements here, with the same odometer. */
     size_t size = sc_dtype_size(t->dtype);
     int64_t idx[SC_ARRAY_MAX_DIMS] = {0};
     int64_t off = 0;
@@ -1708,12 +1717,7 @@ sc_status sc_weights_read_i64(const sc_weights *w, const char *name, int64_t *ds
         if (t->dtype == SC_DT_I64) memcpy(&v, p, 8);
         else v = (int64_t)element_as_double(p, t->dtype); /* 32-bit and smaller: exact */
         dst[i] = v;
-        for (int j = t->ndim - 1; j >= 0; j--) {
-            off += t->stride[j];
-            if (++idx[j] < t->shape[j]) break;
-            off -= t->stride[j] * t->shape[j];
-            idx[j] = 0;
-        }
+        off += odometer_step(t, idx);
     }
     return SC_OK;
 }
@@ -2675,7 +2679,7 @@ static sc_status pk_rebuild_tensor(pickle_vm *vm, const pk_value *args, pk_value
         if (!pk_is_int(sz) || !pk_is_int(st) || sz->u.i < 0 || sz->u.i > ARRAY_MAX_DIM || st->u.i < 0)
             return pk_fail(vm, "tensor size or stride is not a small non-negative integer");
         t->shape[d] = sz->u.i;
-        t->stride[d] = st->u.i;
+        t->stride[d] = sz->u.i > 1 ? st->u.i : 0; /* never used to move: keep it from overflowing sums */
         size_t reach;
         if (!sc_mul_ok(bytes, (size_t)sz->u.i, &bytes) || bytes > ((size_t)1 << 62))
             return pk_fail(vm, "tensor has too many elements");

@@ -392,11 +392,18 @@ typedef struct {
 
 #define SC_JSON_MAX_DEPTH 256
 
-/* `what` names the source in error messages (usually the file path). */
+/* `what` names the source in error messages (usually the file path), which
+ * read "WHAT: line L, column C: what is wrong". Strict RFC 8259: invalid
+ * UTF-8, lone surrogates, comments, trailing commas, NaN, numbers out of
+ * double range, nesting deeper than SC_JSON_MAX_DEPTH and data after the
+ * value are errors; a leading UTF-8 byte order mark is skipped. `text`
+ * need not be NUL-terminated and is not referenced after the call. On
+ * failure doc is left empty (sc_json_free on it is harmless). */
 sc_status sc_json_parse(sc_json_doc *doc, const char *text, size_t len, const char *what, sc_err *err);
 sc_status sc_json_load(sc_json_doc *doc, const char *path, size_t max_bytes, sc_err *err);
 void sc_json_free(sc_json_doc *doc);
-/* Member of an object by key (the last one if repeated), or NULL. */
+/* Member of an object by key (the last one if repeated), or NULL. A linear
+ * scan: fine for configs; index large objects (vocab.json) yourself. */
 const sc_json *sc_json_get(const sc_json *obj, const char *key);
 /* Typed look-ups with a default when the key is missing or of another type. */
 double sc_json_get_number(const sc_json *obj, const char *key, double dflt);
