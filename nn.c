@@ -565,6 +565,11 @@ static sc_tensor *attention_op(sc_ctx *ctx, sc_tensor *q, sc_tensor *k, sc_tenso
     return out;
 }
 
+sc_tensor *sc__attention(sc_ctx *ctx, sc_tensor *q, sc_tensor *k, sc_tensor *v, int64_t H, int causal)
+{
+    return attention_op(ctx, q, k, v, H, causal);
+}
+
 /* ---- the transformer blocks (inference) ---- */
 
 /* Weights of one transformer block. The two LayerNorms belong to the
@@ -999,6 +1004,22 @@ static void swin_shift_mask(const swin_window *g, float *mask)
             }
 }
 /* @book end swin-shift-mask */
+
+int64_t sc__swin_windows(int64_t Hs, int64_t Ws, int64_t window, int64_t block, int64_t *shift, int64_t *n_win,
+                         int64_t *src, float *mask)
+{
+    swin_window g = swin_window_of(Hs, Ws, window, block);
+    *shift = g.shift;
+    *n_win = g.n_win;
+    if (src) swin_window_sources(&g, src);
+    if (mask && g.shift) swin_shift_mask(&g, mask);
+    return g.M;
+}
+
+int64_t sc__swin_relative_index(int64_t M0, int64_t M, int64_t i, int64_t j)
+{
+    return swin_relative_index(M0, M, i, j);
+}
 
 /* Buffers of a Swin forward, sized for its largest stage. */
 typedef struct {
