@@ -67,7 +67,6 @@ static void parallel_rows(int64_t rows, int64_t width, rows_fn fn, void *arg)
     sc_parallel_for((rows + chunk - 1) / chunk, rows_task, &j);
 }
 
-/* @book begin nn-layernorm */
 /* y = (x − μ) / √(σ² + ε) · w + b for each row of x (R, C), the biased
  * variance as PyTorch uses, sums in double. y may be x (in place). */
 typedef struct {
@@ -92,7 +91,6 @@ static void layernorm_task(void *arg, int64_t r0, int64_t r1)
         for (int64_t c = 0; c < C; c++) y[c] = (float)(x[c] - mu) * rstd * j->w[c] + j->b[c];
     }
 }
-/* @book end nn-layernorm */
 
 static void layernorm(float *y, const float *x, const float *w, const float *b, int64_t R, int64_t C, float eps)
 {
@@ -493,6 +491,7 @@ static attention_job attention_setup(const float *q, const float *k, const float
 
 /* ---- attention on the tape (the CLIP text tower with autograd) ---- */
 
+/* @book begin attention-backward */
 /* With P the softmax of S = scale·QKᵀ (+ masks) and O = PV, per head:
  *   dV = Pᵀ dO,   dP = dO Vᵀ,   dS = P ⊙ (dP − rowsum(P ⊙ dP)),
  *   dQ = scale · dS K,   dK = scale · dSᵀ Q.
@@ -522,6 +521,7 @@ static void attention_grad_one(const attention_grad_job *g, int64_t n, int64_t h
     if (g->dq) sc_gemm(0, 0, T, D, T, dS, T, j->k + off, ld, g->dq + off, ld, 1);
     if (g->dk) sc_gemm(1, 0, T, D, T, dS, T, j->q + off, ld, g->dk + off, ld, 1);
 }
+/* @book end attention-backward */
 
 static void attention_grad_task(void *arg, int64_t i)
 {
