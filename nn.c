@@ -67,42 +67,11 @@ static void parallel_rows(int64_t rows, int64_t width, rows_fn fn, void *arg)
     sc_parallel_for((rows + chunk - 1) / chunk, rows_task, &j);
 }
 
-/* y = (x − μ) / √(σ² + ε) · w + b for each row of x (R, C), the biased
- * variance as PyTorch uses, sums in double. y may be x (in place). */
-typedef struct {
-    float *y;
-    const float *x, *w, *b;   /* (R, C), (C), (C) */
-    int64_t C;
-    float eps;
-} layernorm_job;
-
-static void layernorm_task(void *arg, int64_t r0, int64_t r1)
-{
-    const layernorm_job *j = arg;
-    int64_t C = j->C;
-    for (int64_t r = r0; r < r1; r++) {
-        const float *x = j->x + r * C;
-        float *y = j->y + r * C;
-        double s = 0, ss = 0;
-        for (int64_t c = 0; c < C; c++) s += x[c];
-        double mu = s / (double)C;
-        for (int64_t c = 0; c < C; c++) ss += (x[c] - mu) * (x[c] - mu);
-        float rstd = (float)(1.0 / sqrt(ss / (double)C + j->eps));
-        for (int64_t c = 0; c < C; c++) y[c] = (float)(x[c] - mu) * rstd * j->w[c] + j->b[c];
-    }
-}
-
-static void layernorm(float *y, const float *x, const float *w, const float *b, int64_t R, int64_t C, float eps)
-{
-    layernorm_job j = {y, x, w, b, C, eps};
-    parallel_rows(R, C, layernorm_task, &j);
-}
-
 /* ---- exp, erf and the activations, eight floats at a time ----
  *
  * GELU, QuickGELU and softmax spend their time in exp() and erf(); libm
- * computes those one float at a time. Here they are evaluated on vectors
- * of 8 floats with the compilers' vector extension: each kernel body is
+ * computes those one float at a time. Here they (and LayerNorm) are
+ * evaluated on vectors of 8 floats with the compilers' vector extension: each kernel body is
  * compiled twice, for any x86-64 (SSE2) and with AVX2/FMA, and the second
  * is chosen at run time whenever the GEMM uses its AVX2 kernel. The
  * approximations are the classic ones PyTorch's vectorised CPU kernels
@@ -261,6 +230,35 @@ ALWAYS_INLINE void softmax_row_body(float *row, int64_t T, int64_t n, float scal
     for (int64_t s = n; s < T; s++) row[s] = 0.0f;
 }
 
+/* LayerNorm of each row of x (R, C): y = (x − μ)·rstd·w + b with the
+ * biased variance (two passes, sums in 8 float lanes as PyTorch's
+ * vectorised kernel keeps them, the lanes added in double). y may be x. */
+ALWAYS_INLINE void layernorm_body(float *y, const float *x, const float *w, const float *b, int64_t R, int64_t C,
+                                  float eps)
+{
+    int64_t full = C / 8 * 8;
+    for (int64_t r = 0; r < R; r++, x += C, y += C) {
+        v8f acc = v8_splat(0.0f);
+        for (int64_t c = 0; c < full; c += 8) acc += v8_load(x + c);
+        double s = 0;
+        for (int i = 0; i < 8; i++) s += acc[i];
+        for (int64_t c = full; c < C; c++) s += x[c];
+        float mu = (float)(s / (double)C);
+        acc = v8_splat(0.0f);
+        for (int64_t c = 0; c < full; c += 8) {
+            v8f d = v8_load(x + c) - mu;
+            acc += d * d;
+        }
+        double ss = 0;
+        for (int i = 0; i < 8; i++) ss += acc[i];
+        for (int64_t c = full; c < C; c++) ss += (double)(x[c] - mu) * (x[c] - mu);
+        float rstd = (float)(1.0 / sqrt(ss / (double)C + eps));
+        for (int64_t c = 0; c < full; c += 8)
+            v8_store(y + c, (v8_load(x + c) - mu) * rstd * v8_load(w + c) + v8_load(b + c));
+        for (int64_t c = full; c < C; c++) y[c] = (x[c] - mu) * rstd * w[c] + b[c];
+    }
+}
+
 #else /* other compilers: the same steps with libm, one float at a time */
 #define ALWAYS_INLINE static inline
 
@@ -292,6 +290,19 @@ ALWAYS_INLINE void softmax_row_body(float *row, int64_t T, int64_t n, float scal
     for (int64_t s = 0; s < n; s++) row[s] *= inv;
     for (int64_t s = n; s < T; s++) row[s] = 0.0f;
 }
+
+ALWAYS_INLINE void layernorm_body(float *y, const float *x, const float *w, const float *b, int64_t R, int64_t C,
+                                  float eps)
+{
+    for (int64_t r = 0; r < R; r++, x += C, y += C) {
+        double s = 0, ss = 0;
+        for (int64_t c = 0; c < C; c++) s += x[c];
+        float mu = (float)(s / (double)C);
+        for (int64_t c = 0; c < C; c++) ss += (double)(x[c] - mu) * (x[c] - mu);
+        float rstd = (float)(1.0 / sqrt(ss / (double)C + eps));
+        for (int64_t c = 0; c < C; c++) y[c] = (x[c] - mu) * rstd * w[c] + b[c];
+    }
+}
 #endif
 
 /* The two compilations of each body and the run-time choice. */
@@ -306,7 +317,19 @@ static void softmax_row_portable(float *row, int64_t T, int64_t n, float scale, 
     softmax_row_body(row, T, n, scale, b1, b2, b3);
 }
 
+static void layernorm_portable(float *y, const float *x, const float *w, const float *b, int64_t R, int64_t C,
+                               float eps)
+{
+    layernorm_body(y, x, w, b, R, C, eps);
+}
+
 #ifdef NN_AVX2
+TARGET_AVX2 static void layernorm_avx2(float *y, const float *x, const float *w, const float *b, int64_t R, int64_t C,
+                                       float eps)
+{
+    layernorm_body(y, x, w, b, R, C, eps);
+}
+
 TARGET_AVX2 static void bias_act_avx2(float *y, const float *b, int64_t R, int64_t C, int act)
 {
     bias_act_body(y, b, R, C, act);
@@ -318,6 +341,18 @@ TARGET_AVX2 static void softmax_row_avx2(float *row, int64_t T, int64_t n, float
     softmax_row_body(row, T, n, scale, b1, b2, b3);
 }
 #endif
+
+static void layernorm_rows(float *y, const float *x, const float *w, const float *b, int64_t R, int64_t C,
+                           float eps)
+{
+#ifdef NN_AVX2
+    if (sc_gemm_simd()) {
+        layernorm_avx2(y, x, w, b, R, C, eps);
+        return;
+    }
+#endif
+    layernorm_portable(y, x, w, b, R, C, eps);
+}
 
 static void bias_act(float *y, const float *b, int64_t R, int64_t C, int act)
 {
@@ -353,6 +388,26 @@ static void bias_act_task(void *arg, int64_t r0, int64_t r1)
 {
     const bias_act_job *j = arg;
     bias_act(j->y + r0 * j->C, j->b, r1 - r0, j->C, j->act);
+}
+
+typedef struct {
+    float *y;
+    const float *x, *w, *b;   /* (R, C), (C), (C) */
+    int64_t C;
+    float eps;
+} layernorm_job;
+
+static void layernorm_task(void *arg, int64_t r0, int64_t r1)
+{
+    const layernorm_job *j = arg;
+    layernorm_rows(j->y + r0 * j->C, j->x + r0 * j->C, j->w, j->b, r1 - r0, j->C, j->eps);
+}
+
+/* LayerNorm of every row of x (R, C) into y (which may be x). */
+static void layernorm(float *y, const float *x, const float *w, const float *b, int64_t R, int64_t C, float eps)
+{
+    layernorm_job j = {y, x, w, b, C, eps};
+    parallel_rows(R, C, layernorm_task, &j);
 }
 
 /* @book begin nn-linear */
