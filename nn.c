@@ -233,7 +233,7 @@ ALWAYS_INLINE void softmax_row_body(float *row, int64_t T, int64_t n, float scal
 /* LayerNorm of each row of x (R, C): y = (x − μ)·rstd·w + b with the
  * biased variance (two passes, sums in 8 float lanes as PyTorch's
  * vectorised kernel keeps them, the lanes added in double). y may be x. */
-ALWAYS_INLINE void layernorm_body(float *y, const float *x, const float *w, const float *b, int64_t R, int64_t C,
+ALWAYS_INLINE void layernorm_rows_body(float *y, const float *x, const float *w, const float *b, int64_t R, int64_t C,
                                   float eps)
 {
     int64_t full = C / 8 * 8;
@@ -291,7 +291,7 @@ ALWAYS_INLINE void softmax_row_body(float *row, int64_t T, int64_t n, float scal
     for (int64_t s = n; s < T; s++) row[s] = 0.0f;
 }
 
-ALWAYS_INLINE void layernorm_body(float *y, const float *x, const float *w, const float *b, int64_t R, int64_t C,
+ALWAYS_INLINE void layernorm_rows_body(float *y, const float *x, const float *w, const float *b, int64_t R, int64_t C,
                                   float eps)
 {
     for (int64_t r = 0; r < R; r++, x += C, y += C) {
@@ -305,77 +305,30 @@ ALWAYS_INLINE void layernorm_body(float *y, const float *x, const float *w, cons
 }
 #endif
 
-/* The two compilations of each body and the run-time choice. */
-static void bias_act_portable(float *y, const float *b, int64_t R, int64_t C, int act)
-{
-    bias_act_body(y, b, R, C, act);
-}
-
-static void softmax_row_portable(float *row, int64_t T, int64_t n, float scale, const float *b1, const float *b2,
-                                 const float *b3)
-{
-    softmax_row_body(row, T, n, scale, b1, b2, b3);
-}
-
-static void layernorm_portable(float *y, const float *x, const float *w, const float *b, int64_t R, int64_t C,
-                               float eps)
-{
-    layernorm_body(y, x, w, b, R, C, eps);
-}
-
+/* Each body compiled twice — for any x86-64, and with AVX2/FMA — and the
+ * second chosen at run time whenever the GEMM uses its AVX2 kernel. */
 #ifdef NN_AVX2
-TARGET_AVX2 static void layernorm_avx2(float *y, const float *x, const float *w, const float *b, int64_t R, int64_t C,
-                                       float eps)
-{
-    layernorm_body(y, x, w, b, R, C, eps);
-}
-
-TARGET_AVX2 static void bias_act_avx2(float *y, const float *b, int64_t R, int64_t C, int act)
-{
-    bias_act_body(y, b, R, C, act);
-}
-
-TARGET_AVX2 static void softmax_row_avx2(float *row, int64_t T, int64_t n, float scale, const float *b1,
-                                         const float *b2, const float *b3)
-{
-    softmax_row_body(row, T, n, scale, b1, b2, b3);
-}
-#endif
-
-static void layernorm_rows(float *y, const float *x, const float *w, const float *b, int64_t R, int64_t C,
-                           float eps)
-{
-#ifdef NN_AVX2
-    if (sc_gemm_simd()) {
-        layernorm_avx2(y, x, w, b, R, C, eps);
-        return;
+#define SIMD_CHOICE(name, params, args)                                  \
+    static void name##_portable params { name##_body args; }            \
+    TARGET_AVX2 static void name##_avx2 params { name##_body args; }    \
+    static void name params                                             \
+    {                                                                   \
+        if (sc_gemm_simd())                                             \
+            name##_avx2 args;                                           \
+        else                                                            \
+            name##_portable args;                                       \
     }
+#else
+#define SIMD_CHOICE(name, params, args) \
+    static void name params { name##_body args; }
 #endif
-    layernorm_portable(y, x, w, b, R, C, eps);
-}
 
-static void bias_act(float *y, const float *b, int64_t R, int64_t C, int act)
-{
-#ifdef NN_AVX2
-    if (sc_gemm_simd()) {
-        bias_act_avx2(y, b, R, C, act);
-        return;
-    }
-#endif
-    bias_act_portable(y, b, R, C, act);
-}
-
-static void softmax_row(float *row, int64_t T, int64_t n, float scale, const float *b1, const float *b2,
-                        const float *b3)
-{
-#ifdef NN_AVX2
-    if (sc_gemm_simd()) {
-        softmax_row_avx2(row, T, n, scale, b1, b2, b3);
-        return;
-    }
-#endif
-    softmax_row_portable(row, T, n, scale, b1, b2, b3);
-}
+SIMD_CHOICE(layernorm_rows, (float *y, const float *x, const float *w, const float *b, int64_t R, int64_t C, float eps),
+            (y, x, w, b, R, C, eps))
+SIMD_CHOICE(bias_act, (float *y, const float *b, int64_t R, int64_t C, int act), (y, b, R, C, act))
+SIMD_CHOICE(softmax_row,
+            (float *row, int64_t T, int64_t n, float scale, const float *b1, const float *b2, const float *b3),
+            (row, T, n, scale, b1, b2, b3))
 
 typedef struct {
     float *y;
@@ -796,7 +749,7 @@ static void vit_forward(sc_ctx *ctx, const sc_vit_config *c, const vit_weights *
     block_buffers buf = block_buffers_new(ctx, R, &d, B * c->heads, N);
     for (int64_t l = 0; l < c->layers; l++) {
         block_pre_ln(x, B, N, &w->layers[l], &d, NULL, &buf);
-        char name[32];
+        char name[SC_NAME_MAX];
         snprintf(name, sizeof name, "vision_layer%lld", (long long)l);
         tap(taps, name, x, 3, (int64_t[]){B, N, C});
     }
@@ -862,7 +815,7 @@ static void clip_text_forward(sc_ctx *ctx, const sc_clip_text_config *c, const c
     block_buffers buf = block_buffers_new(ctx, R, &d, B * c->heads, T);
     for (int64_t l = 0; l < c->layers; l++) {
         block_pre_ln(x, B, T, &w->layers[l], &d, &mask, &buf);
-        char name[32];
+        char name[SC_NAME_MAX];
         snprintf(name, sizeof name, "text_layer%lld", (long long)l);
         tap(taps, name, x, 3, (int64_t[]){B, T, C});
     }
@@ -1253,7 +1206,7 @@ static void swin_forward(sc_ctx *ctx, const sc_swin_config *c, const swin_weight
             swin_window g = swin_window_of(Hs, Ws, c->window, i);
             swin_block(x, B, &g, &w->stages[s].blocks[i], &d, c->window, &buf);
         }
-        char name[32];
+        char name[SC_NAME_MAX];
         snprintf(name, sizeof name, "swin_stage%d", s);
         tap(taps, name, x, 3, (int64_t[]){B, Hs * Ws, C});
         if (s + 1 == c->n_stages) break;
