@@ -1866,6 +1866,11 @@ static sc_status detect_layout(const sc_weights *w, layout *out, sc_err *err)
         *out = LAYOUT_HF_CLIP;
     else if (sc_weights_find(w, "vision_model.model.embeddings.patch_embeddings.projection.weight"))
         *out = LAYOUT_MEDCLIP;
+    else if (sc_weights_find(w, "vision_model.model.conv1.weight") || sc_weights_find(w, "visual.layer1.0.conv1.weight"))
+        return sc_fail(err, SC_EUNSUPPORTED,
+                       "%s: a ResNet image encoder (MedCLIP's ResNet-50 or a CLIP RN model) is not supported; "
+                       "use MedCLIP's Swin (ViT) checkpoint or a CLIP ViT",
+                       sc_weights_path(w));
     else
         return sc_fail(err, SC_EFORMAT,
                        "%s: not a CLIP or MedCLIP checkpoint (none of visual.conv1.weight, "
