@@ -2518,6 +2518,7 @@ sc_tensor *sc_clip_text_forward(sc_ctx *ctx, const sc_model *m, sc_tensor *x, co
 
 /* ======================================================================== */
 /* 8. Adapters (Eq. 1)                                                       */
+/* ======================================================================== */
 
 /* CLIP-Adapter (Gao et al.) keeps the backbone frozen and learns a small
  * bottleneck MLP on top of its output feature f (C):
@@ -2671,7 +2672,6 @@ sc_tensor *sc_adapter_apply(sc_ctx *ctx, const sc_adapter *ad, sc_tensor *f)
     }
     return out;
 }
-/* ======================================================================== */
 
 /* ======================================================================== */
 /* 9. CoOp prompt learner                                                    */

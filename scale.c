@@ -880,10 +880,6 @@ static int cmd_encode(int argc, char **argv)
 
 /* ---- 5d. Commands: SCALE (loss, metrics, train, predict) ---------------- */
 
-/* Inputs of the SCALE commands are .npy files. Each helper reads one,
- * checks its rank and, where given, its shape, and reports a failure as
- * one sentence naming the file. They return 0 on success, 1 on failure. */
-
 /* Report a failure of a SCALE command as one sentence; returns 1. */
 #if defined(__GNUC__)
 __attribute__((format(printf, 2, 3)))
@@ -896,6 +892,22 @@ static int cli_failf(const cli *c, const char *fmt, ...)
     vsnprintf(err.msg, sizeof err.msg, fmt, ap);
     va_end(ap);
     return cli_fail(c, &err);
+}
+
+/* Inputs of the SCALE commands are .npy files. Each helper below reads
+ * one, checks its rank and, where given, its shape, and reports a failure
+ * as one sentence naming the file. They return 0 on success, 1 on failure. */
+
+/* "(12, 5)" for a shape, with "*" where any size is accepted. */
+static const char *shape_text(char *buf, size_t n, int ndim, const int64_t *shape)
+{
+    size_t k = (size_t)snprintf(buf, n, "(");
+    for (int d = 0; d < ndim && k < n; d++) {
+        if (shape[d] < 0) k += (size_t)snprintf(buf + k, n - k, "%s*", d ? ", " : "");
+        else k += (size_t)snprintf(buf + k, n - k, "%s%lld", d ? ", " : "", (long long)shape[d]);
+    }
+    if (k < n) snprintf(buf + k, n - k, ")");
+    return buf;
 }
 
 /* The number of dimensions of a .npy file. */
@@ -923,8 +935,12 @@ static int load_floats(const cli *c, const char *path, int ndim, const int64_t *
         shape[k] = a.shape[k];
     }
     sc_status st = bad ? SC_ESHAPE : sc_array_to_f32(&a, out, &err);
+    char got[96], expected[96];
+    int64_t any[2] = {-1, -1};
+    shape_text(got, sizeof got, a.ndim < 8 ? a.ndim : 8, a.shape);
+    shape_text(expected, sizeof expected, ndim, want ? want : any);
     sc_array_free(&a);
-    if (bad) return cli_failf(c, "%s: expected a %d-dimensional array matching the other inputs", path, ndim);
+    if (bad) return cli_failf(c, "%s: shape %s but %s expected", path, got, expected);
     return st == SC_OK ? 0 : cli_fail(c, &err);
 }
 
@@ -940,6 +956,7 @@ static int load_indices(const cli *c, const char *path, int64_t n, int64_t *len,
     sc_status st = shape_ok ? sc_array_to_i64(&a, &wide, &err) : SC_ESHAPE;
     *len = a.ndim == 1 ? a.shape[0] : 0;
     sc_array_free(&a);
+    if (!shape_ok && n < 0) return cli_failf(c, "%s: expected a vector of indices", path);
     if (!shape_ok) return cli_failf(c, "%s: expected a vector of %lld indices", path, (long long)n);
     if (st != SC_OK) return cli_fail(c, &err);
     int rc = 0;
@@ -1301,7 +1318,7 @@ static const char train_usage[] =
     "                   [--alpha sigmoid|clamp|raw] [--alpha-init 0.2] [--relu 2|1]\n"
     "                   [--adapter-reduction 4] [--no-image-adapter] [--no-text-adapter]\n"
     "                   [--checkpoint-every E] [--resume CKPT] [--log-every E]\n"
-    "Train SCALE's adapters on cached embeddings (book/07-training.md): X (N, C)\n"
+    "Train SCALE's adapters on cached embeddings (book/05-loss.md): X (N, C)\n"
     "images, G their combinations as indices (N) or 0/1 (N, H), P (H, C) the\n"
     "canonical prompt of each combination of the task. Without --text-emb each\n"
     "image is paired with the prompt of its (first) combination.\n";

@@ -297,7 +297,7 @@ static const char *write_synthetic_files(synthetic *s)
     return dir;
 }
 
-/* The book's example (chapter 7): train on tests/examples/train-synthetic
+/* The book's example (section 5.10): train on tests/examples/train-synthetic
  * (C = 32, five combinations, 200 training and 200 test images around
  * separable centres, unrelated prompts), then predict and explain. */
 START_TEST(test_train_and_predict_commands)
