@@ -67,44 +67,11 @@ static void parallel_rows(int64_t rows, int64_t width, rows_fn fn, void *arg)
     sc_parallel_for((rows + chunk - 1) / chunk, rows_task, &j);
 }
 
-/* @book begin nn-layernorm */
-/* y = (x − μ) / √(σ² + ε) · w + b for each row of x (R, C), the biased
- * variance as PyTorch uses, sums in double. y may be x (in place). */
-typedef struct {
-    float *y;
-    const float *x, *w, *b;   /* (R, C), (C), (C) */
-    int64_t C;
-    float eps;
-} layernorm_job;
-
-static void layernorm_task(void *arg, int64_t r0, int64_t r1)
-{
-    const layernorm_job *j = arg;
-    int64_t C = j->C;
-    for (int64_t r = r0; r < r1; r++) {
-        const float *x = j->x + r * C;
-        float *y = j->y + r * C;
-        double s = 0, ss = 0;
-        for (int64_t c = 0; c < C; c++) s += x[c];
-        double mu = s / (double)C;
-        for (int64_t c = 0; c < C; c++) ss += (x[c] - mu) * (x[c] - mu);
-        float rstd = (float)(1.0 / sqrt(ss / (double)C + j->eps));
-        for (int64_t c = 0; c < C; c++) y[c] = (float)(x[c] - mu) * rstd * j->w[c] + j->b[c];
-    }
-}
-/* @book end nn-layernorm */
-
-static void layernorm(float *y, const float *x, const float *w, const float *b, int64_t R, int64_t C, float eps)
-{
-    layernorm_job j = {y, x, w, b, C, eps};
-    parallel_rows(R, C, layernorm_task, &j);
-}
-
 /* ---- exp, erf and the activations, eight floats at a time ----
  *
  * GELU, QuickGELU and softmax spend their time in exp() and erf(); libm
- * computes those one float at a time. Here they are evaluated on vectors
- * of 8 floats with the compilers' vector extension: each kernel body is
+ * computes those one float at a time. Here they (and LayerNorm) are
+ * evaluated on vectors of 8 floats with the compilers' vector extension: each kernel body is
  * compiled twice, for any x86-64 (SSE2) and with AVX2/FMA, and the second
  * is chosen at run time whenever the GEMM uses its AVX2 kernel. The
  * approximations are the classic ones PyTorch's vectorised CPU kernels
@@ -263,6 +230,35 @@ ALWAYS_INLINE void softmax_row_body(float *row, int64_t T, int64_t n, float scal
     for (int64_t s = n; s < T; s++) row[s] = 0.0f;
 }
 
+/* LayerNorm of each row of x (R, C): y = (x − μ)·rstd·w + b with the
+ * biased variance (two passes, sums in 8 float lanes as PyTorch's
+ * vectorised kernel keeps them, the lanes added in double). y may be x. */
+ALWAYS_INLINE void layernorm_rows_body(float *y, const float *x, const float *w, const float *b, int64_t R, int64_t C,
+                                  float eps)
+{
+    int64_t full = C / 8 * 8;
+    for (int64_t r = 0; r < R; r++, x += C, y += C) {
+        v8f acc = v8_splat(0.0f);
+        for (int64_t c = 0; c < full; c += 8) acc += v8_load(x + c);
+        double s = 0;
+        for (int i = 0; i < 8; i++) s += acc[i];
+        for (int64_t c = full; c < C; c++) s += x[c];
+        float mu = (float)(s / (double)C);
+        acc = v8_splat(0.0f);
+        for (int64_t c = 0; c < full; c += 8) {
+            v8f d = v8_load(x + c) - mu;
+            acc += d * d;
+        }
+        double ss = 0;
+        for (int i = 0; i < 8; i++) ss += acc[i];
+        for (int64_t c = full; c < C; c++) ss += (double)(x[c] - mu) * (x[c] - mu);
+        float rstd = (float)(1.0 / sqrt(ss / (double)C + eps));
+        for (int64_t c = 0; c < full; c += 8)
+            v8_store(y + c, (v8_load(x + c) - mu) * rstd * v8_load(w + c) + v8_load(b + c));
+        for (int64_t c = full; c < C; c++) y[c] = (x[c] - mu) * rstd * w[c] + b[c];
+    }
+}
+
 #else /* other compilers: the same steps with libm, one float at a time */
 #define ALWAYS_INLINE static inline
 
@@ -294,55 +290,45 @@ ALWAYS_INLINE void softmax_row_body(float *row, int64_t T, int64_t n, float scal
     for (int64_t s = 0; s < n; s++) row[s] *= inv;
     for (int64_t s = n; s < T; s++) row[s] = 0.0f;
 }
-#endif
 
-/* The two compilations of each body and the run-time choice. */
-static void bias_act_portable(float *y, const float *b, int64_t R, int64_t C, int act)
+ALWAYS_INLINE void layernorm_rows_body(float *y, const float *x, const float *w, const float *b, int64_t R, int64_t C,
+                                  float eps)
 {
-    bias_act_body(y, b, R, C, act);
-}
-
-static void softmax_row_portable(float *row, int64_t T, int64_t n, float scale, const float *b1, const float *b2,
-                                 const float *b3)
-{
-    softmax_row_body(row, T, n, scale, b1, b2, b3);
-}
-
-#ifdef NN_AVX2
-TARGET_AVX2 static void bias_act_avx2(float *y, const float *b, int64_t R, int64_t C, int act)
-{
-    bias_act_body(y, b, R, C, act);
-}
-
-TARGET_AVX2 static void softmax_row_avx2(float *row, int64_t T, int64_t n, float scale, const float *b1,
-                                         const float *b2, const float *b3)
-{
-    softmax_row_body(row, T, n, scale, b1, b2, b3);
-}
-#endif
-
-static void bias_act(float *y, const float *b, int64_t R, int64_t C, int act)
-{
-#ifdef NN_AVX2
-    if (sc_gemm_simd()) {
-        bias_act_avx2(y, b, R, C, act);
-        return;
+    for (int64_t r = 0; r < R; r++, x += C, y += C) {
+        double s = 0, ss = 0;
+        for (int64_t c = 0; c < C; c++) s += x[c];
+        float mu = (float)(s / (double)C);
+        for (int64_t c = 0; c < C; c++) ss += (double)(x[c] - mu) * (x[c] - mu);
+        float rstd = (float)(1.0 / sqrt(ss / (double)C + eps));
+        for (int64_t c = 0; c < C; c++) y[c] = (x[c] - mu) * rstd * w[c] + b[c];
     }
-#endif
-    bias_act_portable(y, b, R, C, act);
 }
+#endif
 
-static void softmax_row(float *row, int64_t T, int64_t n, float scale, const float *b1, const float *b2,
-                        const float *b3)
-{
+/* Each body compiled twice — for any x86-64, and with AVX2/FMA — and the
+ * second chosen at run time whenever the GEMM uses its AVX2 kernel. */
 #ifdef NN_AVX2
-    if (sc_gemm_simd()) {
-        softmax_row_avx2(row, T, n, scale, b1, b2, b3);
-        return;
+#define SIMD_CHOICE(name, params, args)                                  \
+    static void name##_portable params { name##_body args; }            \
+    TARGET_AVX2 static void name##_avx2 params { name##_body args; }    \
+    static void name params                                             \
+    {                                                                   \
+        if (sc_gemm_simd())                                             \
+            name##_avx2 args;                                           \
+        else                                                            \
+            name##_portable args;                                       \
     }
+#else
+#define SIMD_CHOICE(name, params, args) \
+    static void name params { name##_body args; }
 #endif
-    softmax_row_portable(row, T, n, scale, b1, b2, b3);
-}
+
+SIMD_CHOICE(layernorm_rows, (float *y, const float *x, const float *w, const float *b, int64_t R, int64_t C, float eps),
+            (y, x, w, b, R, C, eps))
+SIMD_CHOICE(bias_act, (float *y, const float *b, int64_t R, int64_t C, int act), (y, b, R, C, act))
+SIMD_CHOICE(softmax_row,
+            (float *row, int64_t T, int64_t n, float scale, const float *b1, const float *b2, const float *b3),
+            (row, T, n, scale, b1, b2, b3))
 
 typedef struct {
     float *y;
@@ -355,6 +341,26 @@ static void bias_act_task(void *arg, int64_t r0, int64_t r1)
 {
     const bias_act_job *j = arg;
     bias_act(j->y + r0 * j->C, j->b, r1 - r0, j->C, j->act);
+}
+
+typedef struct {
+    float *y;
+    const float *x, *w, *b;   /* (R, C), (C), (C) */
+    int64_t C;
+    float eps;
+} layernorm_job;
+
+static void layernorm_task(void *arg, int64_t r0, int64_t r1)
+{
+    const layernorm_job *j = arg;
+    layernorm_rows(j->y + r0 * j->C, j->x + r0 * j->C, j->w, j->b, r1 - r0, j->C, j->eps);
+}
+
+/* LayerNorm of every row of x (R, C) into y (which may be x). */
+static void layernorm(float *y, const float *x, const float *w, const float *b, int64_t R, int64_t C, float eps)
+{
+    layernorm_job j = {y, x, w, b, C, eps};
+    parallel_rows(R, C, layernorm_task, &j);
 }
 
 /* @book begin nn-linear */
@@ -493,6 +499,7 @@ static attention_job attention_setup(const float *q, const float *k, const float
 
 /* ---- attention on the tape (the CLIP text tower with autograd) ---- */
 
+/* @book begin attention-backward */
 /* With P the softmax of S = scale·QKᵀ (+ masks) and O = PV, per head:
  *   dV = Pᵀ dO,   dP = dO Vᵀ,   dS = P ⊙ (dP − rowsum(P ⊙ dP)),
  *   dQ = scale · dS K,   dK = scale · dSᵀ Q.
@@ -522,6 +529,7 @@ static void attention_grad_one(const attention_grad_job *g, int64_t n, int64_t h
     if (g->dq) sc_gemm(0, 0, T, D, T, dS, T, j->k + off, ld, g->dq + off, ld, 1);
     if (g->dk) sc_gemm(1, 0, T, D, T, dS, T, j->q + off, ld, g->dk + off, ld, 1);
 }
+/* @book end attention-backward */
 
 static void attention_grad_task(void *arg, int64_t i)
 {
@@ -563,6 +571,11 @@ static sc_tensor *attention_op(sc_ctx *ctx, sc_tensor *q, sc_tensor *k, sc_tenso
     }
     attention(j);
     return out;
+}
+
+sc_tensor *sc__attention(sc_ctx *ctx, sc_tensor *q, sc_tensor *k, sc_tensor *v, int64_t H, int causal)
+{
+    return attention_op(ctx, q, k, v, H, causal);
 }
 
 /* ---- the transformer blocks (inference) ---- */
@@ -736,7 +749,7 @@ static void vit_forward(sc_ctx *ctx, const sc_vit_config *c, const vit_weights *
     block_buffers buf = block_buffers_new(ctx, R, &d, B * c->heads, N);
     for (int64_t l = 0; l < c->layers; l++) {
         block_pre_ln(x, B, N, &w->layers[l], &d, NULL, &buf);
-        char name[32];
+        char name[SC_NAME_MAX];
         snprintf(name, sizeof name, "vision_layer%lld", (long long)l);
         tap(taps, name, x, 3, (int64_t[]){B, N, C});
     }
@@ -802,7 +815,7 @@ static void clip_text_forward(sc_ctx *ctx, const sc_clip_text_config *c, const c
     block_buffers buf = block_buffers_new(ctx, R, &d, B * c->heads, T);
     for (int64_t l = 0; l < c->layers; l++) {
         block_pre_ln(x, B, T, &w->layers[l], &d, &mask, &buf);
-        char name[32];
+        char name[SC_NAME_MAX];
         snprintf(name, sizeof name, "text_layer%lld", (long long)l);
         tap(taps, name, x, 3, (int64_t[]){B, T, C});
     }
@@ -1000,6 +1013,22 @@ static void swin_shift_mask(const swin_window *g, float *mask)
 }
 /* @book end swin-shift-mask */
 
+int64_t sc__swin_windows(int64_t Hs, int64_t Ws, int64_t window, int64_t block, int64_t *shift, int64_t *n_win,
+                         int64_t *src, float *mask)
+{
+    swin_window g = swin_window_of(Hs, Ws, window, block);
+    *shift = g.shift;
+    *n_win = g.n_win;
+    if (src) swin_window_sources(&g, src);
+    if (mask && g.shift) swin_shift_mask(&g, mask);
+    return g.M;
+}
+
+int64_t sc__swin_relative_index(int64_t M0, int64_t M, int64_t i, int64_t j)
+{
+    return swin_relative_index(M0, M, i, j);
+}
+
 /* Buffers of a Swin forward, sized for its largest stage. */
 typedef struct {
     float *x;           /* (B, N, C): the residual stream */
@@ -1177,7 +1206,7 @@ static void swin_forward(sc_ctx *ctx, const sc_swin_config *c, const swin_weight
             swin_window g = swin_window_of(Hs, Ws, c->window, i);
             swin_block(x, B, &g, &w->stages[s].blocks[i], &d, c->window, &buf);
         }
-        char name[32];
+        char name[SC_NAME_MAX];
         snprintf(name, sizeof name, "swin_stage%d", s);
         tap(taps, name, x, 3, (int64_t[]){B, Hs * Ws, C});
         if (s + 1 == c->n_stages) break;
@@ -1837,6 +1866,11 @@ static sc_status detect_layout(const sc_weights *w, layout *out, sc_err *err)
         *out = LAYOUT_HF_CLIP;
     else if (sc_weights_find(w, "vision_model.model.embeddings.patch_embeddings.projection.weight"))
         *out = LAYOUT_MEDCLIP;
+    else if (sc_weights_find(w, "vision_model.model.conv1.weight") || sc_weights_find(w, "visual.layer1.0.conv1.weight"))
+        return sc_fail(err, SC_EUNSUPPORTED,
+                       "%s: a ResNet image encoder (MedCLIP's ResNet-50 or a CLIP RN model) is not supported; "
+                       "use MedCLIP's Swin (ViT) checkpoint or a CLIP ViT",
+                       sc_weights_path(w));
     else
         return sc_fail(err, SC_EFORMAT,
                        "%s: not a CLIP or MedCLIP checkpoint (none of visual.conv1.weight, "

@@ -1537,6 +1537,19 @@ sc_node *sc__node_record(sc_ctx *ctx, const char *op, sc__backward_fn bw,
 float *sc__grad(sc_ctx *ctx, sc_tensor *t);
 /* Allocate from ctx->act or abort with a message naming the arena. */
 void *sc__act_alloc(sc_ctx *ctx, size_t bytes);
+
+/* nn.c internals, exposed for tests. sc__attention: multi-head attention
+ * of q, k, v (B, T, C) with H heads (causal or not) as an op on the tape.
+ * sc__swin_windows: the windows of Swin block `block` on a stage of
+ * Hs × Ws tokens with configured window M0 — returns the window side in
+ * use, sets *shift and *n_win, and (when not NULL) fills src (n_win·M²)
+ * with the token each window position shows (−1 = padding) and, when the
+ * block shifts, mask (n_win, M², M²) with 0 / −100.
+ * sc__swin_relative_index: the bias-table row of query i, key j. */
+sc_tensor *sc__attention(sc_ctx *ctx, sc_tensor *q, sc_tensor *k, sc_tensor *v, int64_t H, int causal);
+int64_t sc__swin_windows(int64_t Hs, int64_t Ws, int64_t M0, int64_t block, int64_t *shift, int64_t *n_win,
+                         int64_t *src, float *mask);
+int64_t sc__swin_relative_index(int64_t M0, int64_t M, int64_t i, int64_t j);
 /* Force the GEMM kernel for tests and benchmarks: level 0 = portable, 1 =
  * AVX2/FMA (clamped to what this CPU runs); -1 = automatic again, which
  * reads SCALE_NO_SIMD anew. Returns the level now in use. */
