@@ -19,9 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 /* ======================================================================== */
 /* 1. The class-concept hierarchy                                            */
+/* ======================================================================== */
 
 /* A .hier file is plain text, one statement per line (book/03 has the full
  * description):
@@ -39,9 +39,35 @@
  * to people), the phrase is what prompts say. A combo may end with its own
  * prompt. The parser walks lines bounded by the buffer length, so it never
  * reads past the file; every count is capped, and every error names the
- * file and line. */
+ * file and line.
+ *
+ * What the datasets and the zero-shot baselines need besides:
+ *
+ *     class-template A photo of a skin lesion whose {task} indicates a {class}.
+ *     ensemble This is dermatoscopy of {concept} {task}.
+ *     none No finding.
+ *     reference This is dermatoscopy
+ *     class-alias atelectasis | laminar atelectasis
+ *     concept-alias left costophrenic angle | costophrenic angle + left
+ *
+ * class-template (repeatable) gives class-level prompts ({class}, {task};
+ * "{class}." when there is none); ensemble (repeatable) adds templates
+ * under which every combination is written again, for prompt ensembles.
+ * Like template, both apply to the file when written before the first
+ * task and to the current task (replacing the file's list) inside one.
+ * none (the two-prompt AUC's "No finding.") and reference (MONET's
+ * reference prompts, repeatable) belong to the whole file wherever they
+ * are written. The aliases say how a dataset's raw strings map onto the
+ * task: a raw label naming a class, or raw values that together (joined
+ * by '+') name a concept; a term's own name always matches as well. */
 
 #define HIER_MAX_FIELDS 3
+
+/* Templates or prompts given by repeatable lines, in file order. */
+typedef struct {
+    const char *item[SC_HIER_MAX_TEMPLATES];
+    int n;
+} hier_list;
 
 typedef struct {
     sc_hier *h;
@@ -53,6 +79,8 @@ typedef struct {
     const char *task_template;
     int *class_line, *concept_line; /* (max) declaration lines of the current task */
     int task_line;
+    hier_list file_class_templates, task_class_templates;
+    hier_list file_ensemble, task_ensemble;
 } hier_parser;
 
 #if defined(__GNUC__)
@@ -149,6 +177,43 @@ static sc_status hier_check_template(hier_parser *ps, const char *tmpl)
     return SC_OK;
 }
 
+/* Write a filled template into the arena; NULL when out of memory. */
+static const char *hier_fill(hier_parser *ps, const char *tmpl, const sc_hier_task *t, const char *cls,
+                             const char *concept)
+{
+    char buf[SC_HIER_MAX_LINE * 4];
+    fill_template(buf, sizeof buf, tmpl, t->name, cls, concept);
+    return hier_strdup(ps, buf, strlen(buf));
+}
+
+/* The ensemble prompts (n_ensemble, n_combos) and the class prompts
+ * (n_class_templates, n_classes) of a finished task, from the task's own
+ * lists or else the file's. */
+static sc_status hier_fill_lists(hier_parser *ps, sc_hier_task *t)
+{
+    static const hier_list class_default = {{"{class}."}, 1};
+    const hier_list *ens = ps->task_ensemble.n ? &ps->task_ensemble : &ps->file_ensemble;
+    const hier_list *ct = ps->task_class_templates.n     ? &ps->task_class_templates
+                          : ps->file_class_templates.n ? &ps->file_class_templates
+                                                       : &class_default;
+    sc_arena *a = &ps->h->arena;
+    t->n_ensemble = ens->n;
+    t->n_class_templates = ct->n;
+    t->ensemble_prompt = sc_arena_calloc(a, (size_t)(ens->n * t->n_combos) + 1, sizeof *t->ensemble_prompt);
+    t->class_prompt = sc_arena_calloc(a, (size_t)(ct->n * t->n_classes), sizeof *t->class_prompt);
+    int ok = t->ensemble_prompt && t->class_prompt;
+    for (int e = 0; ok && e < ens->n; e++)
+        for (int h = 0; ok && h < t->n_combos; h++)
+            ok = (t->ensemble_prompt[e * t->n_combos + h] =
+                      hier_fill(ps, ens->item[e], t, t->classes[t->combo_class[h]].phrase,
+                                t->concepts[t->combo_concept[h]].phrase)) != NULL;
+    for (int e = 0; ok && e < ct->n; e++)
+        for (int c = 0; ok && c < t->n_classes; c++)
+            ok = (t->class_prompt[e * t->n_classes + c] = hier_fill(ps, ct->item[e], t, t->classes[c].phrase, ""))
+                 != NULL;
+    return ok ? SC_OK : sc_fail(ps->err, SC_ENOMEM, "%s: out of memory", ps->what);
+}
+
 /* Close the current task: every class and concept must be used by a
  * combination (otherwise the max aggregation of Sec. 2.2 has nothing to
  * take the max of), and every combination gets its canonical prompt. */
@@ -185,8 +250,9 @@ static sc_status hier_end_task(hier_parser *ps)
         if (!t->combo_prompt[h]) return sc_fail(ps->err, SC_ENOMEM, "%s: out of memory", ps->what);
     }
     if (!t->explain) t->explain = ps->file_explain ? ps->file_explain : "{class}: {concept}";
+    sc_status st = hier_fill_lists(ps, t);
     ps->task = NULL;
-    return SC_OK;
+    return st;
 }
 
 static sc_status hier_begin_task(hier_parser *ps, const char *name)
@@ -210,6 +276,8 @@ static sc_status hier_begin_task(hier_parser *ps, const char *name)
     h->n_tasks++;
     ps->task = t;
     ps->task_template = NULL;
+    ps->task_class_templates.n = 0;
+    ps->task_ensemble.n = 0;
     ps->task_line = ps->line;
     return SC_OK;
 }
@@ -257,11 +325,96 @@ static sc_status hier_combo(hier_parser *ps, char **field, int n_fields)
     return SC_OK;
 }
 
+/* class-alias CLASS | RAW  or  concept-alias CONCEPT | RAW [+ RAW ...] */
+static sc_status hier_alias(hier_parser *ps, int is_class, char **field, int n_fields)
+{
+    sc_hier_task *t = ps->task;
+    const char *kind = is_class ? "class" : "concept";
+    if (n_fields != 2) return hier_fail(ps, SC_EFORMAT, "a %s-alias line needs '%s | raw'", kind, kind);
+    int target = is_class ? find_term(t->classes, t->n_classes, field[0])
+                          : find_term(t->concepts, t->n_concepts, field[0]);
+    if (target < 0) return hier_fail(ps, SC_EFORMAT, "%s-alias refers to unknown %s '%s'", kind, kind, field[0]);
+    int *count = is_class ? &t->n_class_aliases : &t->n_concept_aliases;
+    sc_hier_alias **list = is_class ? &t->class_aliases : &t->concept_aliases;
+    if (*count == SC_HIER_MAX_ALIASES) return hier_fail(ps, SC_ENOMEM, "more than %d %s-alias lines in one task",
+                                                        SC_HIER_MAX_ALIASES, kind);
+    if (!*list && !(*list = sc_arena_calloc(&ps->h->arena, SC_HIER_MAX_ALIASES, sizeof **list)))
+        return sc_fail(ps->err, SC_ENOMEM, "%s: out of memory", ps->what);
+    sc_hier_alias *al = &(*list)[*count];
+    al->target = target;
+    al->part = sc_arena_calloc(&ps->h->arena, SC_HIER_MAX_ALIAS_PARTS, sizeof *al->part);
+    if (!al->part) return sc_fail(ps->err, SC_ENOMEM, "%s: out of memory", ps->what);
+    al->n_parts = 0;
+    for (char *p = field[1];;) { /* "a + b + c": trimmed, none empty */
+        char *plus = strchr(p, '+');
+        if (plus) *plus = 0;
+        while (is_blank(*p)) p++;
+        char *end = p + strlen(p);
+        while (end > p && is_blank(end[-1])) *--end = 0;
+        if (!*p) return hier_fail(ps, SC_EFORMAT, "%s-alias has an empty raw value", kind);
+        if (is_class && plus) return hier_fail(ps, SC_EFORMAT, "a class-alias names one raw label, without '+'");
+        if (al->n_parts == SC_HIER_MAX_ALIAS_PARTS)
+            return hier_fail(ps, SC_EFORMAT, "%s-alias joins more than %d raw values", kind, SC_HIER_MAX_ALIAS_PARTS);
+        if (!(al->part[al->n_parts++] = hier_strdup(ps, p, strlen(p))))
+            return sc_fail(ps->err, SC_ENOMEM, "%s: out of memory", ps->what);
+        if (!plus) break;
+        p = plus + 1;
+    }
+    (*count)++;
+    return SC_OK;
+}
+
+/* class-template, ensemble and reference lines: append to a list. */
+static sc_status hier_list_add(hier_parser *ps, hier_list *list, const char *key, const char *copy)
+{
+    if (list->n == SC_HIER_MAX_TEMPLATES)
+        return hier_fail(ps, SC_ENOMEM, "more than %d '%s' lines in one list", SC_HIER_MAX_TEMPLATES, key);
+    list->item[list->n++] = copy;
+    return SC_OK;
+}
+
+/* The whole-line statements: template, explain, class-template, ensemble,
+ * none, reference. Returns 1 when key is one of them. */
+static int hier_is_text(const char *key)
+{
+    static const char *const keys[] = {"template", "explain", "class-template", "ensemble", "none", "reference"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        if (!strcmp(key, keys[i])) return 1;
+    return 0;
+}
+
+static sc_status hier_text(hier_parser *ps, const char *key, const char *rest)
+{
+    int is_template = strcmp(key, "none") && strcmp(key, "reference");
+    sc_status st = is_template ? hier_check_template(ps, rest) : SC_OK;
+    if (st) return st;
+    if (!strcmp(key, "class-template") && strstr(rest, "{concept}"))
+        return hier_fail(ps, SC_EFORMAT, "class-template '%s' uses {concept}; it may use {class} and {task}", rest);
+    char *copy = hier_strdup(ps, rest, strlen(rest));
+    if (!copy) return sc_fail(ps->err, SC_ENOMEM, "%s: out of memory", ps->what);
+    sc_hier *h = ps->h;
+    if (!strcmp(key, "explain")) *(ps->task ? &ps->task->explain : &ps->file_explain) = copy;
+    else if (!strcmp(key, "template")) *(ps->task ? &ps->task_template : &ps->file_template) = copy;
+    else if (!strcmp(key, "class-template"))
+        return hier_list_add(ps, ps->task ? &ps->task_class_templates : &ps->file_class_templates, key, copy);
+    else if (!strcmp(key, "ensemble"))
+        return hier_list_add(ps, ps->task ? &ps->task_ensemble : &ps->file_ensemble, key, copy);
+    else if (!strcmp(key, "none")) {
+        if (h->none_prompt) return hier_fail(ps, SC_EFORMAT, "a second 'none' line");
+        h->none_prompt = copy;
+    } else {
+        if (h->n_references == SC_HIER_MAX_TEMPLATES)
+            return hier_fail(ps, SC_ENOMEM, "more than %d 'reference' lines", SC_HIER_MAX_TEMPLATES);
+        h->reference_prompts[h->n_references++] = copy;
+    }
+    return SC_OK;
+}
+
 /* One statement: keyword, then the rest of the line. */
 static sc_status hier_statement(hier_parser *ps, const char *key, char *rest)
 {
     char *field[HIER_MAX_FIELDS];
-    int is_text = !strcmp(key, "template") || !strcmp(key, "explain");
+    int is_text = hier_is_text(key);
     int n = is_text ? 1 : split_fields(rest, field);
     if (is_text) field[0] = rest;
     if (n < 0 || !*rest) return hier_fail(ps, SC_EFORMAT, "'%s' has an empty or extra field", key);
@@ -270,19 +423,12 @@ static sc_status hier_statement(hier_parser *ps, const char *key, char *rest)
         return st ? st : n == 1 ? hier_begin_task(ps, field[0])
                                 : hier_fail(ps, SC_EFORMAT, "a task line holds only the task's name");
     }
-    if (is_text) {
-        sc_status st = hier_check_template(ps, rest);
-        if (st) return st;
-        char *copy = hier_strdup(ps, rest, strlen(rest));
-        if (!copy) return sc_fail(ps->err, SC_ENOMEM, "%s: out of memory", ps->what);
-        if (key[0] == 'e') *(ps->task ? &ps->task->explain : &ps->file_explain) = copy;
-        else *(ps->task ? &ps->task_template : &ps->file_template) = copy;
-        return SC_OK;
-    }
+    if (is_text) return hier_text(ps, key, rest);
     if (!ps->task) return hier_fail(ps, SC_EFORMAT, "'%s' before the first task line", key);
     if (!strcmp(key, "class")) return hier_term(ps, 1, field, n);
     if (!strcmp(key, "concept")) return hier_term(ps, 0, field, n);
     if (!strcmp(key, "combo")) return hier_combo(ps, field, n);
+    if (!strcmp(key, "class-alias") || !strcmp(key, "concept-alias")) return hier_alias(ps, key[1] == 'l', field, n);
     if (!strcmp(key, "column") && n == 1) {
         ps->task->column = hier_strdup(ps, field[0], strlen(field[0]));
         return ps->task->column ? SC_OK : sc_fail(ps->err, SC_ENOMEM, "%s: out of memory", ps->what);
@@ -302,9 +448,10 @@ sc_status sc_hier_parse(sc_hier *h, const char *text, size_t len, const char *wh
     memset(h, 0, sizeof *h);
     sc_arena_init(&h->arena, "hierarchy", (size_t)1 << 20, (size_t)64 << 20);
     int class_line[SC_HIER_MAX_CLASSES], concept_line[SC_HIER_MAX_CONCEPTS];
-    hier_parser ps = {h, what, 0, err, NULL, NULL, NULL, NULL, class_line, concept_line, 0};
+    hier_parser ps = {.h = h, .what = what, .err = err, .class_line = class_line, .concept_line = concept_line};
     h->tasks = sc_arena_calloc(&h->arena, SC_HIER_MAX_TASKS, sizeof *h->tasks);
-    sc_status st = h->tasks ? SC_OK : sc_fail(err, SC_ENOMEM, "%s: out of memory", what);
+    h->reference_prompts = sc_arena_calloc(&h->arena, SC_HIER_MAX_TEMPLATES, sizeof *h->reference_prompts);
+    sc_status st = h->tasks && h->reference_prompts ? SC_OK : sc_fail(err, SC_ENOMEM, "%s: out of memory", what);
     int seen_header = 0;
     for (size_t pos = 0; st == SC_OK && pos < len;) {
         /* One line: [pos, eol), copied so it can be cut into fields. */
@@ -344,6 +491,7 @@ sc_status sc_hier_parse(sc_hier *h, const char *text, size_t len, const char *wh
     }
     if (st == SC_OK) st = hier_end_task(&ps);
     if (st == SC_OK && h->n_tasks == 0) st = sc_fail(err, SC_EFORMAT, "%s: no task lines", what);
+    if (st == SC_OK && !h->none_prompt) h->none_prompt = "No finding.";
     if (st != SC_OK) sc_hier_free(h);
     return st;
 }
@@ -398,10 +546,127 @@ char *sc_hier_explain(const sc_hier_task *t, int h, char *buf, size_t n)
         snprintf(buf, n, "%s: %s", t->classes[t->combo_class[h]].name, t->concepts[t->combo_concept[h]].name);
     return buf;
 }
-/* ======================================================================== */
+
+/* ---- raw dataset strings ---- */
+
+/* a == b ignoring ASCII case and blanks at either end of either string. */
+static int raw_equal(const char *a, const char *b)
+{
+    while (is_blank(*a)) a++;
+    while (is_blank(*b)) b++;
+    size_t na = strlen(a), nb = strlen(b);
+    while (na && is_blank(a[na - 1])) na--;
+    while (nb && is_blank(b[nb - 1])) nb--;
+    if (na != nb) return 0;
+    for (size_t i = 0; i < na; i++) {
+        unsigned char x = (unsigned char)a[i], y = (unsigned char)b[i];
+        if ((x >= 'A' && x <= 'Z' ? x + 32 : x) != (y >= 'A' && y <= 'Z' ? y + 32 : y)) return 0;
+    }
+    return 1;
+}
+
+static int raw_among(const char *v, const char *const *values, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (raw_equal(v, values[i])) return 1;
+    return 0;
+}
+
+int sc_hier_class_of(const sc_hier_task *t, const char *raw)
+{
+    for (int c = 0; c < t->n_classes; c++)
+        if (raw_equal(t->classes[c].name, raw)) return c;
+    for (int a = 0; a < t->n_class_aliases; a++)
+        if (raw_equal(t->class_aliases[a].part[0], raw)) return t->class_aliases[a].target;
+    return -1;
+}
+
+int sc_hier_concept_matches(const sc_hier_task *t, int l, const char *const *values, int n)
+{
+    SC_ASSERT(l >= 0 && l < t->n_concepts, "concept %d of %d", l, t->n_concepts);
+    if (raw_among(t->concepts[l].name, values, n)) return 1;
+    for (int a = 0; a < t->n_concept_aliases; a++) {
+        const sc_hier_alias *al = &t->concept_aliases[a];
+        int all = al->target == l;
+        for (int k = 0; all && k < al->n_parts; k++) all = raw_among(al->part[k], values, n);
+        if (all) return 1;
+    }
+    return 0;
+}
+
+int sc_hier_concept_of(const sc_hier_task *t, const char *raw)
+{
+    for (int l = 0; l < t->n_concepts; l++)
+        if (raw_equal(t->concepts[l].name, raw)) return l;
+    for (int a = 0; a < t->n_concept_aliases; a++)
+        if (t->concept_aliases[a].n_parts == 1 && raw_equal(t->concept_aliases[a].part[0], raw))
+            return t->concept_aliases[a].target;
+    return -1;
+}
+
+/* ---- dropping combinations ---- */
+
+/* Keep aliases whose target survives, renumbered through new_of. */
+static void keep_aliases(sc_hier_alias *al, int *n, const int *new_of)
+{
+    int k = 0;
+    for (int a = 0; a < *n; a++)
+        if (new_of[al[a].target] >= 0) {
+            al[k] = al[a];
+            al[k++].target = new_of[al[a].target];
+        }
+    *n = k;
+}
+
+/* Compact a (rows, old_cols) table of prompts to the columns with
+ * new_of[j] >= 0, in place (the new table is never larger). */
+static void keep_columns(const char **table, int rows, int old_cols, int new_cols, const int *new_of)
+{
+    for (int r = 0; r < rows; r++)
+        for (int j = 0; j < old_cols; j++)
+            if (new_of[j] >= 0) table[r * new_cols + new_of[j]] = table[r * old_cols + j];
+}
+
+sc_status sc_hier_task_keep(sc_hier *h, int task, const uint8_t *keep, int *old_to_new, sc_err *err)
+{
+    SC_ASSERT(task >= 0 && task < h->n_tasks, "task %d of %d", task, h->n_tasks);
+    sc_hier_task *t = &h->tasks[task];
+    int new_combo[SC_HIER_MAX_COMBOS], new_class[SC_HIER_MAX_CLASSES], new_concept[SC_HIER_MAX_CONCEPTS];
+    int H = 0, C = 0, L = 0;
+    for (int c = 0; c < t->n_classes; c++) new_class[c] = -1;
+    for (int l = 0; l < t->n_concepts; l++) new_concept[l] = -1;
+    for (int k = 0; k < t->n_combos; k++) {
+        new_combo[k] = keep[k] ? H++ : -1;
+        if (keep[k]) new_class[t->combo_class[k]] = new_concept[t->combo_concept[k]] = 0;
+    }
+    if (H == 0) return sc_fail(err, SC_ERANGE, "task '%s': no combination would be left", t->name);
+    /* classes and concepts keep their order */
+    for (int c = 0; c < t->n_classes; c++)
+        if (new_class[c] == 0) new_class[c] = C++;
+    for (int l = 0; l < t->n_concepts; l++)
+        if (new_concept[l] == 0) new_concept[l] = L++;
+    keep_columns(t->ensemble_prompt, t->n_ensemble, t->n_combos, H, new_combo);
+    keep_columns(t->class_prompt, t->n_class_templates, t->n_classes, C, new_class);
+    for (int k = 0; k < t->n_combos; k++) {
+        if (old_to_new) old_to_new[k] = new_combo[k];
+        if (new_combo[k] < 0) continue;
+        t->combo_class[new_combo[k]] = new_class[t->combo_class[k]];
+        t->combo_concept[new_combo[k]] = new_concept[t->combo_concept[k]];
+        t->combo_prompt[new_combo[k]] = t->combo_prompt[k];
+    }
+    for (int c = 0; c < t->n_classes; c++)
+        if (new_class[c] >= 0) t->classes[new_class[c]] = t->classes[c];
+    for (int l = 0; l < t->n_concepts; l++)
+        if (new_concept[l] >= 0) t->concepts[new_concept[l]] = t->concepts[l];
+    keep_aliases(t->class_aliases, &t->n_class_aliases, new_class);
+    keep_aliases(t->concept_aliases, &t->n_concept_aliases, new_concept);
+    t->n_combos = H, t->n_classes = C, t->n_concepts = L;
+    return SC_OK;
+}
 
 /* ======================================================================== */
 /* 2. From Q to Z and the max aggregation                                    */
+/* ======================================================================== */
 
 /* Q (N, M) compares every image with every text of the batch. The
  * supervised terms need one score per class-concept combination instead:
@@ -466,10 +731,10 @@ void sc_scale_scores(double *Z, double *z_concept, double *z_class, const float 
     free(z);
     free(argmax);
 }
-/* ======================================================================== */
 
 /* ======================================================================== */
 /* 3. Cross-entropy with probability targets                                 */
+/* ======================================================================== */
 
 /* PyTorch's cross-entropy with probability targets,
  *     CE(t, z) = -sum_j t_j log softmax(z)_j,
@@ -501,10 +766,10 @@ static double cross_entropy(double *dz, const double *t, const double *z, int n,
     return loss;
 }
 /* @book end cross-entropy */
-/* ======================================================================== */
 
 /* ======================================================================== */
 /* 4. Supervised contrastive loss (Eq. 2)                                    */
+/* ======================================================================== */
 
 /* Eq. 2 contrasts an anchor sample with the other samples of the batch:
  *     L_a = -1/|P(a)| sum_{p in P(a)} log( exp(l_ap) / sum_{s in S(a)} exp(l_as) ).
@@ -656,9 +921,8 @@ static double supcon_term(double *dQ, int64_t *n_anchors, const float *Q, const 
 }
 
 /* ======================================================================== */
-
-/* ======================================================================== */
 /* 5. The total loss (Eq. 3)                                                 */
+/* ======================================================================== */
 
 /* Eq. 3 adds the three cross-entropies (combination, concept, class) and
  * the two SupCon terms (images as anchors over Q, texts over Qᵀ):
@@ -673,7 +937,7 @@ sc_loss_config sc_loss_defaults(void)
     c.logit_scale = 100.0;
     c.tau = 0.07;
     c.lambda[0] = c.lambda[1] = c.lambda[2] = c.lambda[3] = 1.0;
-    c.supcon = SC_SUPCON_ROWS;
+    c.supcon = SC_SUPCON_CROSS;
     c.reduction = SC_REDUCE_MEAN;
     c.multilabel = 0;
     return c;
@@ -824,10 +1088,10 @@ sc_tensor *sc_scale_loss_op(sc_ctx *ctx, sc_tensor *Q, const sc_loss_problem *p,
     if (n) n->saved = saved;
     return out;
 }
-/* ======================================================================== */
 
 /* ======================================================================== */
 /* 6. Training SCALE on cached embeddings                                    */
+/* ======================================================================== */
 
 /* Training follows Fig. 1 on cached embeddings: a batch of images and the
  * texts paired with them, plus one canonical prompt per combination (so
@@ -1033,7 +1297,6 @@ double sc_scale_train_epoch(sc_scale_model *m, sc_ctx *ctx, const sc_train_data 
     return steps ? loss_sum / (double)steps : 0;
 }
 /* @book end train-epoch */
-/* ======================================================================== */
 
 /* ---- checkpoints ----
  * Everything that decides the next update is saved: the parameters, Adam's
@@ -1167,6 +1430,7 @@ sc_status sc_scale_model_load(sc_scale_model *m, const char *path, const sc_trai
 
 /* ======================================================================== */
 /* 7. Prediction and explanation                                             */
+/* ======================================================================== */
 
 /* At test time each image is compared with the canonical prompt of every
  * combination: Q (N, H), whose scaled columns are Z directly. Classes and
@@ -1197,7 +1461,6 @@ void sc_scale_similarity(float *Q, const sc_scale_model *m, const float *image_e
     free(x);
     free(t);
 }
-/* ======================================================================== */
 
 /* ======================================================================== */
 /* 8. Metrics                                                                */

@@ -170,7 +170,7 @@ void *sc_arena_alloc(sc_arena *a, size_t bytes)
         p = block_take(a->cur, bytes);
     }
     if (!p) {
-        size_t size = bytes > a->block_size ? need : a->block_size;
+        size_t size = need > a->block_size ? need : a->block_size;
         sc_arena_block *b = arena_block_new(size);
         if (!b) return NULL;
         a->reserved += size;
@@ -2816,6 +2816,109 @@ static inline int cli_fail(const cli *c, const sc_err *err)
 
 /* ---- 6b. Commands: inputs (decode, preprocess, tokenize) ---------------- */
 
+static const char decode_usage[] =
+    "usage: scale decode IMAGE --out X.npy [--index I.npy]\n"
+    "Decode a PNG, JPEG or binary PGM/PPM into its samples as stored: uint8\n"
+    "(H, W) for grey, (H, W, C) otherwise, uint16 (H, W) for 16-bit grey.\n"
+    "16-bit colour keeps the high bytes, as Pillow does. --index writes the\n"
+    "palette indices (H, W) of a palette PNG.\n";
+
+static int cmd_decode(int argc, char **argv)
+{
+    const char *image = NULL, *out = NULL, *index_out = NULL;
+    int n_images = 0;
+    cli c = cli_begin("decode", argc, argv);
+    while (cli_next(&c)) {
+        if (cli_is(&c, "--out")) out = cli_str(&c);
+        else if (cli_is(&c, "--index")) index_out = cli_str(&c);
+        else if (cli_is(&c, "--help")) return printf("%s", decode_usage), 0;
+        else if (!cli_positional(&c, &image, &n_images, 1)) return cli_unknown(&c);
+    }
+    if (c.bad) return 2;
+    if (!image || !out) return fprintf(stderr, "scale decode: IMAGE and --out are required (try 'scale decode --help')\n"), 2;
+
+    sc_image img;
+    sc_err err;
+    if (sc_image_load(image, &img, &err) != SC_OK) return cli_fail(&c, &err);
+    int grey16 = img.bits == 16 && img.channels == 1;
+    sc_array a = {grey16 ? SC_DT_U16 : SC_DT_U8, img.channels == 1 ? 2 : 3, {img.height, img.width, img.channels},
+                  grey16 ? (void *)img.pixels16 : (void *)img.pixels, 0};
+    a.nbytes = (size_t)img.width * (size_t)img.height * (size_t)img.channels * (grey16 ? 2 : 1);
+    int rc = sc_npy_write(out, &a, &err) == SC_OK ? 0 : cli_fail(&c, &err);
+    if (!rc && index_out) {
+        if (!img.index) {
+            sc_fail(&err, SC_EARG, "%s: not a palette image, so there are no indices for %s", image, index_out);
+            rc = cli_fail(&c, &err);
+        } else {
+            sc_array ix = {SC_DT_U8, 2, {img.height, img.width}, img.index, (size_t)img.width * (size_t)img.height};
+            if (sc_npy_write(index_out, &ix, &err) != SC_OK) rc = cli_fail(&c, &err);
+        }
+    }
+    if (!rc)
+        printf("%s: %dx%d, %d channel%s, %d-bit%s\n", image, img.width, img.height, img.channels,
+               img.channels == 1 ? "" : "s", img.bits, img.index ? ", palette" : "");
+    sc_image_free(&img);
+    return rc;
+}
+
+static const char preprocess_usage[] =
+    "usage: scale preprocess [--model DIR] [--pipeline NAME] IMAGE... --out X.npy\n"
+    "Model inputs, float32 (N, C, S, S), exactly as the models' Python code\n"
+    "prepares them (book/08-images.md). NAME: clip, monet, medclip (MedCLIP's\n"
+    "processor) or medclip-eval (its evaluation datasets); default clip, or\n"
+    "what DIR's config.json and preprocessor_config.json say. 16-bit grey\n"
+    "images are stretched min-max to 8 bits first.\n";
+
+#define PREPROCESS_MAX_IMAGES 65536
+
+static int cmd_preprocess(int argc, char **argv)
+{
+    const char *model = NULL, *name = NULL, *out = NULL;
+    const char **images = malloc(sizeof(char *) * PREPROCESS_MAX_IMAGES);
+    int n = 0;
+    if (!images) return fprintf(stderr, "scale preprocess: out of memory\n"), 1;
+    cli c = cli_begin("preprocess", argc, argv);
+    while (cli_next(&c)) {
+        if (cli_is(&c, "--model")) model = cli_str(&c);
+        else if (cli_is(&c, "--pipeline")) name = cli_str(&c);
+        else if (cli_is(&c, "--out")) out = cli_str(&c);
+        else if (cli_is(&c, "--help")) return free(images), printf("%s", preprocess_usage), 0;
+        else if (!cli_positional(&c, images, &n, PREPROCESS_MAX_IMAGES)) return free(images), cli_unknown(&c);
+    }
+    if (c.bad || !n || !out) {
+        if (!c.bad) fprintf(stderr, "scale preprocess: IMAGE... and --out are required (try 'scale preprocess --help')\n");
+        free(images);
+        return 2;
+    }
+    sc_pipeline p;
+    sc_err err;
+    sc_status st = model ? sc_pipeline_for_model(model, name, &p, &err) : sc_pipeline_named(name ? name : "clip", &p, &err);
+    if (st != SC_OK) {
+        free(images);
+        return st == SC_EARG ? (fprintf(stderr, "scale preprocess: %s\n", err.msg), 2) : cli_fail(&c, &err);
+    }
+    int64_t side = sc_pipeline_side(&p), per_image = p.channels * side * side;
+    float *x = malloc(sizeof(float) * (size_t)per_image * (size_t)n); /* (N, C, S, S) */
+    int rc = x ? 0 : (fprintf(stderr, "scale preprocess: out of memory for %d images\n", n), 1);
+    for (int i = 0; i < n && !rc; i++) {
+        sc_image img;
+        if (sc_image_load(images[i], &img, &err) != SC_OK) {
+            rc = cli_fail(&c, &err);
+            break;
+        }
+        if (sc_pipeline_run(&p, &img, x + (size_t)i * (size_t)per_image, &err) != SC_OK)
+            rc = cli_fail(&c, &err);
+        sc_image_free(&img);
+    }
+    if (!rc && sc_npy_write_f32(out, x, 4, (int64_t[]){n, p.channels, side, side}, &err) != SC_OK)
+        rc = cli_fail(&c, &err);
+    if (!rc) printf("%s: %d image%s, pipeline %s, (%d, %d, %lld, %lld)\n", out, n, n == 1 ? "" : "s", p.name, n,
+                    p.channels, (long long)side, (long long)side);
+    free(x);
+    free(images);
+    return rc;
+}
+
 /* Texts for `tokenize`: the positional arguments, or the lines of --in FILE
  * (a CR before each LF is dropped). Pointers into argv or into *buf. */
 static sc_status tokenize_read_lines(const char *path, uint8_t **buf, const char ***texts, int64_t *n,
@@ -3187,10 +3290,6 @@ static int cmd_encode(int argc, char **argv)
 
 /* ---- 6d. Commands: SCALE (loss, metrics, train, predict) ---------------- */
 
-/* Inputs of the SCALE commands are .npy files. Each helper reads one,
- * checks its rank and, where given, its shape, and reports a failure as
- * one sentence naming the file. They return 0 on success, 1 on failure. */
-
 /* Report a failure of a SCALE command as one sentence; returns 1. */
 #if defined(__GNUC__)
 __attribute__((format(printf, 2, 3)))
@@ -3203,6 +3302,22 @@ static int cli_failf(const cli *c, const char *fmt, ...)
     vsnprintf(err.msg, sizeof err.msg, fmt, ap);
     va_end(ap);
     return cli_fail(c, &err);
+}
+
+/* Inputs of the SCALE commands are .npy files. Each helper below reads
+ * one, checks its rank and, where given, its shape, and reports a failure
+ * as one sentence naming the file. They return 0 on success, 1 on failure. */
+
+/* "(12, 5)" for a shape, with "*" where any size is accepted. */
+static const char *shape_text(char *buf, size_t n, int ndim, const int64_t *shape)
+{
+    size_t k = (size_t)snprintf(buf, n, "(");
+    for (int d = 0; d < ndim && k < n; d++) {
+        if (shape[d] < 0) k += (size_t)snprintf(buf + k, n - k, "%s*", d ? ", " : "");
+        else k += (size_t)snprintf(buf + k, n - k, "%s%lld", d ? ", " : "", (long long)shape[d]);
+    }
+    if (k < n) snprintf(buf + k, n - k, ")");
+    return buf;
 }
 
 /* The number of dimensions of a .npy file. */
@@ -3230,8 +3345,12 @@ static int load_floats(const cli *c, const char *path, int ndim, const int64_t *
         shape[k] = a.shape[k];
     }
     sc_status st = bad ? SC_ESHAPE : sc_array_to_f32(&a, out, &err);
+    char got[96], expected[96];
+    int64_t any[2] = {-1, -1};
+    shape_text(got, sizeof got, a.ndim < 8 ? a.ndim : 8, a.shape);
+    shape_text(expected, sizeof expected, ndim, want ? want : any);
     sc_array_free(&a);
-    if (bad) return cli_failf(c, "%s: expected a %d-dimensional array matching the other inputs", path, ndim);
+    if (bad) return cli_failf(c, "%s: shape %s but %s expected", path, got, expected);
     return st == SC_OK ? 0 : cli_fail(c, &err);
 }
 
@@ -3247,6 +3366,7 @@ static int load_indices(const cli *c, const char *path, int64_t n, int64_t *len,
     sc_status st = shape_ok ? sc_array_to_i64(&a, &wide, &err) : SC_ESHAPE;
     *len = a.ndim == 1 ? a.shape[0] : 0;
     sc_array_free(&a);
+    if (!shape_ok && n < 0) return cli_failf(c, "%s: expected a vector of indices", path);
     if (!shape_ok) return cli_failf(c, "%s: expected a vector of %lld indices", path, (long long)n);
     if (st != SC_OK) return cli_fail(c, &err);
     int rc = 0;
@@ -3608,7 +3728,7 @@ static const char train_usage[] =
     "                   [--alpha sigmoid|clamp|raw] [--alpha-init 0.2] [--relu 2|1]\n"
     "                   [--adapter-reduction 4] [--no-image-adapter] [--no-text-adapter]\n"
     "                   [--checkpoint-every E] [--resume CKPT] [--log-every E]\n"
-    "Train SCALE's adapters on cached embeddings (book/07-training.md): X (N, C)\n"
+    "Train SCALE's adapters on cached embeddings (book/05-loss.md): X (N, C)\n"
     "images, G their combinations as indices (N) or 0/1 (N, H), P (H, C) the\n"
     "canonical prompt of each combination of the task. Without --text-emb each\n"
     "image is paired with the prompt of its (first) combination.\n";
@@ -4034,6 +4154,8 @@ static int cmd_help(int argc, char **argv);
 
 static const command commands[] = {
     /* inputs */
+    {"decode", cmd_decode, "decode a PNG, JPEG or PGM/PPM into a .npy of its samples"},
+    {"preprocess", cmd_preprocess, "images to model inputs (N, C, S, S), as CLIP, MONET or MedCLIP prepare them"},
     {"tokenize", cmd_tokenize, "text to token ids with a model's tokenizer (CLIP BPE, BERT WordPiece)"},
 
     /* models */

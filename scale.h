@@ -261,11 +261,16 @@ void sc_tensor_fill(sc_tensor *t, float v);
 void sc_tensor_set_name(sc_tensor *t, const char *name);
 
 /* -- threads -- */
-/* Number of worker threads: SCALE_THREADS, else the online CPUs. */
+/* Number of threads parallel work uses (the caller included): the value
+ * set by sc_set_threads, else SCALE_THREADS (when > 0), else the online
+ * CPUs; at most 256. */
 int sc_threads(void);
+/* Override the thread count at run time; n <= 0 returns to the default. */
 void sc_set_threads(int n);
-/* Run fn(arg, i) for i in [0, n) on the thread pool; returns when all done.
- * Work items must write disjoint memory. */
+/* Run fn(arg, i) for i in [0, n) on the thread pool (created on first use,
+ * then reused); returns when all are done. Work items must write disjoint
+ * memory, which makes results independent of scheduling. Called from
+ * inside a task, it runs serially on the calling thread. */
 typedef void (*sc_task_fn)(void *arg, int64_t i);
 void sc_parallel_for(int64_t n, sc_task_fn fn, void *arg);
 
@@ -1006,6 +1011,29 @@ typedef struct {
 sc_status sc_svg_scatter(const char *path, const char *title, const sc_scatter_panel *panels, int n_panels,
                          const char *const *category_names, int n_categories, sc_err *err);
 
+/* ---- io.c: hashing ---- */
+/* SHA-256 (FIPS 180-4), for the fingerprints of the embedding cache:
+ *
+ *   sc_sha256 s; sc_sha256_init(&s);
+ *   sc_sha256_update(&s, "abc", 3);
+ *   uint8_t d[32]; sc_sha256_final(&s, d);   // ba7816bf...f20015ad
+ */
+typedef struct {
+    uint32_t h[8];        /* the chaining state */
+    uint64_t bytes;       /* message bytes so far */
+    uint8_t buf[64];      /* a block being filled */
+    size_t fill;          /* bytes in buf */
+} sc_sha256;
+
+void sc_sha256_init(sc_sha256 *s);
+void sc_sha256_update(sc_sha256 *s, const void *data, size_t n);
+/* The 32-byte digest; s must be initialised again before reuse. */
+void sc_sha256_final(sc_sha256 *s, uint8_t digest[32]);
+/* 64 lower-case hex digits and a NUL. */
+void sc_sha256_hex(const uint8_t digest[32], char hex[65]);
+/* Hash a whole file, read in 1 MiB pieces; *bytes (may be NULL) gets its size. */
+sc_status sc_sha256_file(const char *path, char hex[65], int64_t *bytes, sc_err *err);
+
 
 
 /* ======================================================================== */
@@ -1229,11 +1257,24 @@ sc_tensor *sc_adapter_apply(sc_ctx *ctx, const sc_adapter *ad, sc_tensor *f);
 #define SC_HIER_MAX_COMBOS 1024     /* per task */
 #define SC_HIER_MAX_LINE 1024       /* bytes per line */
 #define SC_HIER_MAX_BYTES (1 << 20) /* whole file */
+#define SC_HIER_MAX_TEMPLATES 16    /* class templates, ensemble templates, references */
+#define SC_HIER_MAX_ALIASES 1024    /* per task */
+#define SC_HIER_MAX_ALIAS_PARTS 8   /* raw values joined by '+' in one alias */
 
 typedef struct {
     const char *name;    /* identifies it: the dataset's value, the label shown */
     const char *phrase;  /* the words put into prompts (defaults to name) */
 } sc_hier_term;
+
+/* Another way a dataset spells a class or a concept: a raw label that
+ * counts as class `target`, or raw values that, all present together,
+ * give concept `target` (PadChest-GR: "costophrenic angle" + "left" is
+ * the concept "left costophrenic angle"). */
+typedef struct {
+    int target;                /* class or concept index */
+    int n_parts;               /* 1..SC_HIER_MAX_ALIAS_PARTS */
+    const char **part;         /* (n_parts) raw strings */
+} sc_hier_alias;
 
 typedef struct {
     const char *name;          /* "pigmentation" */
@@ -1246,11 +1287,22 @@ typedef struct {
     int *combo_concept;        /* (n_combos) concept of combination h */
     const char **combo_prompt; /* (n_combos) the canonical prompt of h */
     const char *explain;       /* explanation template, see book/03 */
+    int n_ensemble;            /* extra templates for zero-shot prompt ensembles */
+    const char **ensemble_prompt; /* (n_ensemble, n_combos) combination h under template e */
+    int n_class_templates;     /* at least 1 */
+    const char **class_prompt; /* (n_class_templates, n_classes) class-level prompts */
+    int n_class_aliases, n_concept_aliases;
+    sc_hier_alias *class_aliases;   /* (n_class_aliases) one part each */
+    sc_hier_alias *concept_aliases; /* (n_concept_aliases) */
 } sc_hier_task;
 
 typedef struct {
     int n_tasks;
     sc_hier_task *tasks;       /* (n_tasks) in file order */
+    const char *none_prompt;   /* the "nothing there" prompt of the two-prompt AUC:
+                                  "No finding." unless a `none` line says otherwise */
+    int n_references;
+    const char **reference_prompts; /* (n_references) MONET-style reference prompts */
     sc_arena arena;            /* owns every string and array above */
 } sc_hier;
 
@@ -1266,6 +1318,22 @@ int sc_hier_combo_find(const sc_hier_task *t, const char *cls, const char *conce
 /* "melanoma-indicative: diffuse irregular pigmentation" for combination h
  * (the task's explain template filled in); returns buf. */
 char *sc_hier_explain(const sc_hier_task *t, int h, char *buf, size_t n);
+/* Raw dataset strings. Comparisons ignore ASCII case and blanks at either
+ * end. The class a raw label names (its name or a class alias), or -1. */
+int sc_hier_class_of(const sc_hier_task *t, const char *raw);
+/* 1 when the raw values (n of them, e.g. a finding's locations) give
+ * concept l: its name is among them, or all parts of one of its aliases. */
+int sc_hier_concept_matches(const sc_hier_task *t, int l, const char *const *values, int n);
+/* The concept a single raw value names (Derm7p's cells): the first whose
+ * name or one-part alias equals it, or -1. */
+int sc_hier_concept_of(const sc_hier_task *t, const char *raw);
+/* Keep the combinations h of task `task` with keep[h] != 0 (PadChest-GR
+ * drops the rare ones) and drop the classes and concepts left without a
+ * combination; everything is renumbered in order, prompts and aliases
+ * included. old_to_new (the old n_combos entries, may be NULL) receives
+ * each combination's new index or -1. Fails with SC_ERANGE, leaving the
+ * task as it was, when no combination would be left. */
+sc_status sc_hier_task_keep(sc_hier *h, int task, const uint8_t *keep, int *old_to_new, sc_err *err);
 
 /* ---- loss.c: the SCALE loss, Eq. 2-3 (book/05) ---- */
 /* Q (N, M) holds cosine similarities of N images and M texts. Text j
@@ -1325,7 +1393,7 @@ void sc_scale_scores(double *Z, double *z_concept, double *z_class, const float 
  * -1 when there is none). */
 void sc_combo_columns(int64_t *first_col, const int *text_combo, int64_t M, int H);
 
-/* ---- loss.c: training on cached embeddings, Sec. 2.3 (book/07) ---- */
+/* ---- loss.c: training on cached embeddings, Sec. 2.3 (book/05) ---- */
 /* The frozen encoders run once; training sees their outputs. Image i
  * comes with the text paired with it and with its labels. */
 typedef struct {
@@ -1385,7 +1453,7 @@ double sc_scale_train_epoch(sc_scale_model *m, sc_ctx *ctx, const sc_train_data 
  * moments ("adam.m.<name>", "adam.v.<name>") and "scale.state", a small
  * float32 vector of exact integers: format, epochs done, Adam steps, the
  * shuffle generator's state in four 16-bit pieces, α mode, second ReLU,
- * reduction, and which adapters exist. book/07 lists it. */
+ * reduction, and which adapters exist. book/05 lists it. */
 sc_status sc_scale_model_save(const sc_scale_model *m, const char *path, sc_err *err);
 /* Rebuild a model from a checkpoint: the adapter architecture (α mode,
  * ReLUs, reduction, which adapters, width) comes from the file, the other
@@ -1393,7 +1461,7 @@ sc_status sc_scale_model_save(const sc_scale_model *m, const char *path, sc_err 
  * bit for bit where the saved run stopped. */
 sc_status sc_scale_model_load(sc_scale_model *m, const char *path, const sc_train_config *cfg, sc_err *err);
 
-/* ---- loss.c: prediction and explanation (book/07) ---- */
+/* ---- loss.c: prediction and explanation (book/05) ---- */
 /* Q (N, H): the adapted, normalised images against the adapted, normalised
  * canonical prompts (one per combination). */
 void sc_scale_similarity(float *Q, const sc_scale_model *m, const float *image_emb, int64_t N,

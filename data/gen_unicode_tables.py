@@ -66,8 +66,8 @@ def flags(cp):
         f |= UC_N
     if cp in WHITE_SPACE:
         f |= UC_WS
-    if cat[0] == 'C':
-        f |= UC_C
+    if cat in ('Cc', 'Cf', 'Cs', 'Co'):
+        f |= UC_C  # not Cn: Hugging Face's BertNormalizer keeps unassigned code points
     if cat[0] == 'P':
         f |= UC_P
     if cat == 'Mn':

@@ -56,8 +56,14 @@ START_TEST(test_q_to_z_book_command)
     ck_assert_msg(strstr(out, "z_class[0] = 3 9\nz_class[1] = 8 2\nz_class[2] = 6 4\n") != NULL, "%s", out);
     double ce = (log(1 + exp(-8.0) + exp(-6.0)) + log(1 + exp(-7.0) + exp(-6.0)) + log(1 + exp(-3.0) + exp(-2.0))) / 3;
     ck_assert_double_eq_tol(golden_output_value(out, "ce_combo"), ce, 1e-6);
-    /* every image has a combination of its own: no image anchor counts */
-    ck_assert_double_eq(golden_output_value(out, "supcon_img"), 0.0);
+    /* SupCon, default cross reading: image i against the four texts with
+     * logits Q[i, :] / 0.5; its positives are the texts of its combination
+     * (image 0: text 0; image 1: texts 1 and 3; image 2: text 2). */
+    const double l[3][4] = {{1.8, 0.2, 0.6, 0.4}, {0.4, 1.6, 0.2, 1.4}, {0.8, 0.6, 1.2, 0.2}};
+    double lse[3];
+    for (int i = 0; i < 3; i++) lse[i] = log(exp(l[i][0]) + exp(l[i][1]) + exp(l[i][2]) + exp(l[i][3]));
+    double supcon = (-(l[0][0] - lse[0]) - ((l[1][1] - lse[1]) + (l[1][3] - lse[1])) / 2 - (l[2][2] - lse[2])) / 3;
+    ck_assert_double_eq_tol(golden_output_value(out, "supcon_img"), supcon, 1e-6);
 }
 END_TEST
 

@@ -344,6 +344,12 @@ START_TEST(test_clip_cleanup_rules)
     ck_assert(sc_tokenizer_encode(tok, "a <|endoftext|>", 15, ids, NULL, &n, NULL, &err) == SC_OK);
     ck_assert_int_eq(n, 4);
     ck_assert_int_eq(ids[2], 49407);
+    /* A name stops at NUL, which is not a name character: "&amp\0y" is
+     * "&" + "\0y" (a bug found by comparing with Python on random text). */
+    int64_t with_nul[77], expect[77];
+    ck_assert(sc_tokenizer_encode(tok, "x &amp\0y", 9, with_nul, NULL, NULL, NULL, &err) == SC_OK);
+    ck_assert(sc_tokenizer_encode(tok, "x &\0y", 6, expect, NULL, NULL, NULL, &err) == SC_OK);
+    ck_assert_int_eq(row_diff(with_nul, expect, 77), -1);
     /* U+0345 belongs to no class of the pattern: skipped like a space. */
     same_ids(tok, "a\xCD\x85" "b", "a b");
     sc_tokenizer_free(tok);
@@ -361,8 +367,15 @@ START_TEST(test_bert_normalizer_rules)
     same_ids(tok, "a\xE2\x80\xA8" "b", "a b");                                  /* U+2028 is white space */
     same_ids(tok, "x\xE8\x83\xB8y", "x \xE8\x83\xB8 y");                        /* CJK split */
     same_ids(tok, "\xED\x9D\x89", "\xE1\x84\x92\xE1\x85\xB2\xE1\x86\xBC");       /* 흉 → ᄒ ᅲ ᆼ */
+    /* Private use (Co) vanishes but an unassigned code point (Cn) stays and
+     * makes its word [UNK]: what Hugging Face's Rust normalizer does (probed
+     * with the fixtures' reference, tokenizers 0.6.0), not Google's. */
+    same_ids(tok, "a\xEE\x80\x80" "b", "ab");
     int64_t ids[77];
     int n;
+    ck_assert(sc_tokenizer_encode(tok, "a\xCD\xB8" "b", 4, ids, NULL, &n, NULL, &err) == SC_OK);
+    ck_assert_int_eq(n, 3);
+    ck_assert_int_eq(ids[1], 100);
     ck_assert(sc_tokenizer_encode(tok, "x\xE2\x98\x83y", 5, ids, NULL, &n, NULL, &err) == SC_OK);
     ck_assert_int_eq(n, 3);
     ck_assert_int_eq(ids[1], 100); /* [UNK]: the remainder "☃y" matches nothing */

@@ -523,9 +523,9 @@ static bytes_t make_checkpoint(const bytes_t *pickle, const zip_file *storages, 
 {
     zip_file files[8];
     ck_assert_int_le(n, 6);
-    files[0] = (zip_file){"ck/data.pkl", pickle->p, pickle->len};
+    files[0] = (zip_file){"ck/data.pkl", pickle->p, pickle->len, 0};
     for (int i = 0; i < n; i++) files[1 + i] = storages[i];
-    files[1 + n] = (zip_file){"ck/version", "3\n", 2};
+    files[1 + n] = (zip_file){"ck/version", "3\n", 2, 0};
     return make_zip(files, n + 2);
 }
 
@@ -552,7 +552,8 @@ START_TEST(test_pytorch_strided_offset_and_half_tensors)
     pk_tensor_item(&p, "w", "FloatStorage", "0", 12, 11, 0, NULL, NULL);
     put_u8(&p, 's');
     pk_end_state_dict(&p);
-    const zip_file st[] = {{"ck/data/0", s0, sizeof s0}, {"ck/data/1", s1, sizeof s1}, {"ck/data/2", s2, sizeof s2}};
+    const zip_file st[] = {
+        {"ck/data/0", s0, sizeof s0, 0}, {"ck/data/1", s1, sizeof s1, 0}, {"ck/data/2", s2, sizeof s2, 0}};
     bytes_t z = make_checkpoint(&p, st, 3);
     sc_weights *w;
     sc_err err;
@@ -584,7 +585,7 @@ END_TEST
 static void expect_pickle_error(const bytes_t *pickle, const char *says)
 {
     static const float s0[4] = {1, 2, 3, 4};
-    const zip_file st[] = {{"ck/data/0", s0, sizeof s0}};
+    const zip_file st[] = {{"ck/data/0", s0, sizeof s0, 0}};
     bytes_t z = make_checkpoint(pickle, st, 1);
     expect_parse_error(z.p, z.len, SC_EFORMAT, says);
     free(z.p);
@@ -765,7 +766,7 @@ START_TEST(test_pytorch_malformed_pickles)
                 put_u8(&p, '}');
                 put_u8(&p, '(');
                 for (int k = 0; k < 10; k++) {
-                    char key[8];
+                    char key[16];
                     snprintf(key, sizeof key, "k%d", k);
                     pk_unicode(&p, key);
                     put_u8(&p, 'h');
@@ -805,7 +806,7 @@ START_TEST(test_zip_lying_central_directory)
     pk_begin_state_dict(&p);
     pk_tensor_item(&p, "a", "FloatStorage", "0", 4, 0, 1, (int64_t[]){4}, (int64_t[]){1});
     pk_end_state_dict(&p);
-    const zip_file st[] = {{"ck/data/0", s0, sizeof s0}};
+    const zip_file st[] = {{"ck/data/0", s0, sizeof s0, 0}};
     bytes_t good = make_checkpoint(&p, st, 1);
     sc_weights *w;
     sc_err err;
@@ -869,7 +870,7 @@ START_TEST(test_zip_lying_central_directory)
     put_le(&inner, 1, 2);
     put_le(&inner, 0, 2);
     put_str(&inner, "bxy");
-    const zip_file nested[] = {{"a", inner.p, inner.len}, {"b", "xy", 2}};
+    const zip_file nested[] = {{"a", inner.p, inner.len, 0}, {"b", "xy", 2, 0}};
     z.len = 0;
     bytes_t nz = make_zip(nested, 2);
     c = central_entry(&nz, "b");
@@ -900,16 +901,16 @@ END_TEST
 START_TEST(test_zip_torchscript_legacy_and_others)
 {
     /* TorchScript: code/ and constants.pkl next to data.pkl. */
-    const zip_file ts[] = {{"m/data.pkl", "\x80\x02}q\x00.", 6},
-                           {"m/code/__torch__/model.py", "def forward(self): ...", 22},
-                           {"m/constants.pkl", "\x80\x02).", 4}};
+    const zip_file ts[] = {{"m/data.pkl", "\x80\x02}q\x00.", 6, 0},
+                           {"m/code/__torch__/model.py", "def forward(self): ...", 22, 0},
+                           {"m/constants.pkl", "\x80\x02).", 4, 0}};
     bytes_t z = make_zip(ts, 3);
     expect_parse_error(z.p, z.len, SC_EUNSUPPORTED,
                        "a TorchScript archive (torch.jit.save), not a state dict; convert it in Python with "
                        "torch.save(torch.jit.load(PATH).state_dict(), NEW_PATH)");
     free(z.p);
     /* A zip without data.pkl. */
-    const zip_file other[] = {{"readme.txt", "hello", 5}};
+    const zip_file other[] = {{"readme.txt", "hello", 5, 0}};
     z = make_zip(other, 1);
     expect_parse_error(z.p, z.len, SC_EFORMAT, "without data.pkl, so not a PyTorch checkpoint");
     free(z.p);
@@ -922,20 +923,47 @@ START_TEST(test_zip_torchscript_legacy_and_others)
     expect_parse_error(legacy, sizeof legacy, SC_EUNSUPPORTED,
                        "a legacy PyTorch file (torch.save before 1.6, or _use_new_zipfile_serialization=False); "
                        "re-save it with PyTorch 1.6 or later");
-    /* A deflated entry (until inflate is wired in, a clear refusal). */
+    /* Deflated entries (method 8) inflate; a damaged stream or a size
+     * claim no deflate stream can reach is refused. */
+    static const float s0[3] = {1.5f, -2, 4};
     bytes_t p = {0};
     pk_begin_state_dict(&p);
+    pk_tensor_item(&p, "d", "FloatStorage", "0", 3, 0, 1, (int64_t[]){3}, (int64_t[]){1});
     pk_end_state_dict(&p);
-    const zip_file files[] = {{"ck/data.pkl", p.p, p.len}};
-    z = make_zip(files, 1);
-    size_t c = central_entry(&z, "ck/data.pkl");
-    z.p[c + 10] = 8;  /* central method */
-    z.p[0 + 8] = 8;   /* local method */
+    const zip_file files[] = {{"ck/data.pkl", p.p, p.len, 1}, {"ck/data/0", s0, sizeof s0, 1}};
+    z = make_zip(files, 2);
     sc_weights *w;
     sc_err err;
-    sc_status s = sc_weights_parse(&w, z.p, z.len, "deflated.pt", &err);
-    ck_assert_int_ne(s, SC_OK);
-    ck_assert_msg(strstr(err.msg, "deflated.pt") != NULL, "%s", err.msg);
+    ck_assert_msg(sc_weights_parse(&w, z.p, z.len, "deflated.pt", &err) == SC_OK, "%s", err.msg);
+    float *d = read_f32(w, "d", NULL);
+    sc_check_close("d", d, s0, 3, 0, 0);
+    free(d);
+    sc_weights_close(w);
+    size_t c = central_entry(&z, "ck/data/0");
+    bytes_t bad = {0};
+    put(&bad, z.p, z.len);
+    size_t local = (size_t)bad.p[c + 42] | (size_t)bad.p[c + 43] << 8;
+    bad.p[local + 30 + 9] = 0x02; /* block type 01 instead of 00: the stored bytes are now nonsense */
+    expect_parse_error(bad.p, bad.len, SC_EFORMAT, "bad.file: zip entry 'ck/data/0'");
+    bad.len = 0;
+    put(&bad, z.p, z.len);
+    bad.p[c + 24 + 3] = 0x10; /* uncompressed size 256 MiB from 17 bytes */
+    bad.p[local + 22 + 3] = 0x10;
+    expect_parse_error(bad.p, bad.len, SC_EFORMAT, "claims 268435468 bytes from 17 compressed");
+    free(bad.p);
+    free(z.p);
+    free(p.p);
+    /* A stored entry whose bytes changed after the CRC was computed. */
+    p = (bytes_t){0};
+    pk_begin_state_dict(&p);
+    pk_tensor_item(&p, "d", "FloatStorage", "0", 3, 0, 1, (int64_t[]){3}, (int64_t[]){1});
+    pk_end_state_dict(&p);
+    const zip_file stored[] = {{"ck/data.pkl", p.p, p.len, 0}, {"ck/data/0", s0, sizeof s0, 0}};
+    z = make_zip(stored, 2);
+    c = central_entry(&z, "ck/data/0");
+    local = (size_t)z.p[c + 42] | (size_t)z.p[c + 43] << 8;
+    z.p[local + 30 + 9 + 2] ^= 0x40;
+    expect_parse_error(z.p, z.len, SC_EFORMAT, "zip entry 'ck/data/0' fails its CRC-32 check");
     free(z.p);
     free(p.p);
     /* An empty state dict is a valid checkpoint with no tensors. */

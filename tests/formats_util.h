@@ -75,12 +75,16 @@ static inline uint32_t crc32_bitwise(const uint8_t *p, size_t n)
     return c ^ 0xFFFFFFFFu;
 }
 
-/* A stored (uncompressed) zip of n files, as the PKWARE APPNOTE lays it out:
- * local header + data per file, the central directory, the end record. */
+/* A zip of n files, as the PKWARE APPNOTE lays it out: local header + data
+ * per file, the central directory, the end record. Files are stored, or
+ * with `deflate` set, wrapped as one deflate "stored" block (RFC 1951
+ * 3.2.4: header bits 1 = final, 00 = stored; LEN; NLEN = ~LEN; the bytes),
+ * which is method 8 without needing a compressor. */
 typedef struct {
     const char *name;
     const void *data;
     size_t len;
+    int deflate;
 } zip_file;
 
 static inline bytes_t make_zip(const zip_file *files, int n)
@@ -89,27 +93,36 @@ static inline bytes_t make_zip(const zip_file *files, int n)
     for (int i = 0; i < n; i++) {
         uint32_t crc = crc32_bitwise(files[i].data, files[i].len);
         size_t local = z.len, nlen = strlen(files[i].name);
+        bytes_t body = {0};
+        if (files[i].deflate) {
+            ck_assert_uint_le(files[i].len, 0xFFFF);
+            put_u8(&body, 1);
+            put_le(&body, files[i].len, 2);
+            put_le(&body, ~files[i].len & 0xFFFF, 2);
+        }
+        put(&body, files[i].data, files[i].len);
+        int method = files[i].deflate ? 8 : 0;
         put_le(&z, 0x04034b50, 4);
         put_le(&z, 20, 2); /* version needed */
         put_le(&z, 0, 2);  /* flags */
-        put_le(&z, 0, 2);  /* stored */
+        put_le(&z, (uint64_t)method, 2);
         put_le(&z, 0, 4);  /* time, date */
         put_le(&z, crc, 4);
-        put_le(&z, files[i].len, 4);
+        put_le(&z, body.len, 4);
         put_le(&z, files[i].len, 4);
         put_le(&z, nlen, 2);
         put_le(&z, 0, 2);
         put_str(&z, files[i].name);
-        put(&z, files[i].data, files[i].len);
+        put(&z, body.p, body.len);
 
         put_le(&cd, 0x02014b50, 4);
         put_le(&cd, 20, 2);
         put_le(&cd, 20, 2);
         put_le(&cd, 0, 2);
-        put_le(&cd, 0, 2);
+        put_le(&cd, (uint64_t)method, 2);
         put_le(&cd, 0, 4);
         put_le(&cd, crc, 4);
-        put_le(&cd, files[i].len, 4);
+        put_le(&cd, body.len, 4);
         put_le(&cd, files[i].len, 4);
         put_le(&cd, nlen, 2);
         put_le(&cd, 0, 2); /* extra */
@@ -119,6 +132,7 @@ static inline bytes_t make_zip(const zip_file *files, int n)
         put_le(&cd, 0, 4); /* external attributes */
         put_le(&cd, local, 4);
         put_str(&cd, files[i].name);
+        free(body.p);
     }
     size_t cd_offset = z.len;
     put(&z, cd.p, cd.len);

@@ -46,6 +46,22 @@ static inline double golden_number(const char *text, const char *key)
     return v;
 }
 
+/* Run `scale ARGS` with the working directory `dir` (an absolute path, or
+ * one under the source tree, where the command must not write) and return
+ * its output in out. */
+static inline void scale_run(const char *dir, const char *args, char *out, size_t n)
+{
+    char shell[8192];
+    snprintf(shell, sizeof shell, "cd '%s' && '%s' %s", dir[0] == '/' ? dir : sc_test_path(dir), sc_test_path("scale"),
+             args);
+    FILE *p = popen(shell, "r");
+    ck_assert_msg(p != NULL, "cannot run %s", shell);
+    size_t got = fread(out, 1, n - 1, p);
+    out[got] = 0;
+    int status = pclose(p);
+    ck_assert_msg(status == 0, "'%s' exited with status %d:\n%s", shell, status, out);
+}
+
 /* Copy the named files of a case into a fresh directory, run the case's
  * command there with "scale" replaced by the binary under test, and return
  * the directory; the command's standard output goes to out (n bytes). */
@@ -70,32 +86,11 @@ static inline const char *golden_run(const char *case_dir, const char *const *in
     cmd += strlen("\"command\": \"scale ");
     const char *end = strchr(cmd, '"');
     ck_assert_ptr_nonnull(end);
-    char shell[4096];
-    snprintf(shell, sizeof shell, "cd '%s' && '%s' %.*s", dir, sc_test_path("scale"), (int)(end - cmd), cmd);
+    char args[4096];
+    snprintf(args, sizeof args, "%.*s", (int)(end - cmd), cmd);
     free(text);
-    FILE *p = popen(shell, "r");
-    ck_assert_msg(p != NULL, "cannot run %s", shell);
-    size_t got = fread(out, 1, n - 1, p);
-    out[got] = 0;
-    int status = pclose(p);
-    ck_assert_msg(status == 0, "'%s' exited with status %d:\n%s", shell, status, out);
+    scale_run(dir, args, out, n);
     return dir;
-}
-
-/* Run `scale ARGS` with the working directory `dir` (an absolute path, or
- * one under the source tree, where the command must not write) and return
- * its output in out. */
-static inline void scale_run(const char *dir, const char *args, char *out, size_t n)
-{
-    char shell[8192];
-    snprintf(shell, sizeof shell, "cd '%s' && '%s' %s", dir[0] == '/' ? dir : sc_test_path(dir), sc_test_path("scale"),
-             args);
-    FILE *p = popen(shell, "r");
-    ck_assert_msg(p != NULL, "cannot run %s", shell);
-    size_t got = fread(out, 1, n - 1, p);
-    out[got] = 0;
-    int status = pclose(p);
-    ck_assert_msg(status == 0, "'%s' exited with status %d:\n%s", shell, status, out);
 }
 
 /* The value of a `name=value` line of a command's output. */
