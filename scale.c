@@ -574,6 +574,7 @@ static sc_status canvas_blur(canvas *cv, int k, int passes, sc_err *err)
  * weights, summing exactly to total; ties go to the earlier index. The
  * synthetic datasets use it wherever a count should follow the real one,
  * so at the real size the real counts come out exactly. */
+/* @book begin synth-apportion */
 static void apportion(int total, const int *weights, int n, int *counts)
 {
     int64_t sum = 0;
@@ -598,6 +599,7 @@ static void apportion(int total, const int *weights, int n, int *counts)
         given++;
     }
 }
+/* @book end synth-apportion */
 
 /* Draw an index with probability proportional to weights[i]. */
 static int draw_weighted(sc_rng *r, const int *weights, int n)
@@ -790,6 +792,7 @@ static int derm_scaled(int n, int real)
 /* Diagnoses by apportionment in the real file's order; then, within each
  * diagnosis group, each column's values by apportionment of the group's
  * real counts, handed to the group's cases in random order. */
+/* @book begin synth-derm-labels */
 static void derm_plan_labels(derm_case *cases, int n, sc_rng *r, int *scratch)
 {
     int weights[N_DIAGNOSES], counts[N_DIAGNOSES];
@@ -818,6 +821,7 @@ static void derm_plan_labels(derm_case *cases, int n, sc_rng *r, int *scratch)
         for (int col = 0; col < N_CRITERIA; col++) cases[i].score += derm_columns[col].points[cases[i].value[col]];
     }
 }
+/* @book end synth-derm-labels */
 
 /* Image names in the release's style: a folder drawn by its real share,
  * numbers running on inside it, the clinical image first (usually: one
@@ -1181,11 +1185,11 @@ static void lesion_streaks(lesion *L, int value, sc_rng *r)
         }
     } else if (value == STR_IRREGULAR) {
         set3(col, 0.15f, 0.09f, 0.06f);
-        int sides = 1 + (int)sc_rng_below(r, 2), n = 5 + (int)sc_rng_below(r, 6);
+        int sides = 1 + (int)sc_rng_below(r, 2), n = 6 + (int)sc_rng_below(r, 6);
         float centre[2];
         for (int k = 0; k < sides; k++) centre[k] = rng_range(r, 0.0f, 6.2831853f);
         for (int k = 0; k < n; k++) {
-            float theta = centre[k % sides] + rng_range(r, -0.55f, 0.55f);
+            float theta = centre[k % sides] + rng_range(r, -0.8f, 0.8f);
             float hw = rng_range(r, 0.025f, 0.05f);
             vec2 tip = lesion_at(L, rng_range(r, 1.12f, 1.5f), theta);
             add_stroke(L, lesion_at(L, 0.8f, theta), tip, hw, col, 0.92f);
@@ -1341,6 +1345,7 @@ static void lesion_build(lesion *L, const derm_case *c, sc_rng *r, int hairs)
 /* Distance (in cell units) from q to the nearest edge of a jittered
  * Voronoi lattice (rows offset by half a cell, so a small jitter gives a
  * honeycomb), and a hash of the two cells that edge separates. */
+/* @book begin synth-lattice */
 static float lattice_edge(float qx, float qy, float jitter, uint32_t seed, uint32_t *edge_id)
 {
     int ix = (int)floorf(qx), iy = (int)floorf(qy);
@@ -1367,6 +1372,7 @@ static float lattice_edge(float qx, float qy, float jitter, uint32_t seed, uint3
     *edge_id = (id[0] < id[1] ? id[0] * 0x9E3779B1u + id[1] : id[1] * 0x9E3779B1u + id[0]);
     return len > 0.0f ? -((qx - mx) * ex + (qy - my) * ey) / len : 0.0f;
 }
+/* @book end synth-lattice */
 
 /* The colour of the skin at p, and of the lesion over it. */
 static void lesion_pixel(const lesion *L, vec2 p, float pixel, float *col)
@@ -1951,6 +1957,7 @@ static float chest_lung(const chest *ch, int s, float xm, float y)
 
 /* The meniscus of a pleural effusion: fluid is highest at the lateral
  * wall (fluid_top) and meets the diaphragm fluid_width further in. */
+/* @book begin synth-effusion */
 static float chest_fluid(const chest *ch, int s, float xm, float y)
 {
     if (!ch->effusion[s]) return 0.0f;
@@ -1962,6 +1969,7 @@ static float chest_fluid(const chest *ch, int s, float xm, float y)
     return smoothstepf(-0.006f, 0.006f, y - top) * smoothstepf(-0.006f, 0.006f, xm - lat + 0.006f) *
            smoothstepf(-0.006f, 0.006f, floor_y + 0.006f - y);
 }
+/* @book end synth-effusion */
 
 static vec2 mirror(int s, vec2 p)
 {
