@@ -148,6 +148,57 @@ float sc_rng_normal(sc_rng *r);                  /* N(0, 1), Box–Muller */
 uint32_t sc_rng_below(sc_rng *r, uint32_t n);    /* uniform in [0, n) */
 void sc_rng_shuffle(sc_rng *r, int *items, int n);
 
+/* ---- scale.c: synthetic datasets ---- */
+/* Look-alikes of the two datasets of the paper, written in the real
+ * releases' layouts so that the real readers load them (book/15):
+ *
+ * Derm7p: DIR/release_v0/{README.txt, meta/meta.csv (19 columns),
+ * meta/{train,valid,test}_indexes.csv, images/<folder>/<file>}. Diagnoses
+ * and every categorical column follow the real release's counts per
+ * diagnosis group (exactly at n = 1011), seven_point_score is the 7-point
+ * sum, and each criterion value is drawn visibly into the dermoscopic image
+ * (the `derm` column); the `clinic` image shows the same lesion zoomed out
+ * and blurred. Deterministic: the same options give the same bytes. */
+typedef struct {
+    int n;            /* cases; 1011 = the real release */
+    uint64_t seed;
+    int size;         /* side of each square image in pixels (192) */
+    int png;          /* 0: JPEG under .jpg/.JPG names, as released; 1: PNG under .png/.PNG */
+    int quality;      /* JPEG quality (92) */
+    int images;       /* 0: only the metadata (the same plan as with images) */
+    void (*progress)(void *user, int done, int total); /* after each batch of images, or NULL */
+    void *progress_user;
+} sc_synth_derm7p_options;
+
+void sc_synth_derm7p_defaults(sc_synth_derm7p_options *opt);
+sc_status sc_synth_derm7p(const char *dir, const sc_synth_derm7p_options *opt, sc_err *err);
+/* One lesion per criterion value (rows: the seven criteria; columns: their
+ * values, absent first), tile x tile pixels each; JPEG when the path ends
+ * in .jpg, else PNG. */
+sc_status sc_synth_derm7p_contact_sheet(const char *path, int tile, uint64_t seed, sc_err *err);
+
+/* PadChest-GR: DIR/{README.txt, grounded_reports_20240819.json,
+ * master_table.csv, PadChest_GR/<ImageID>}: 16-bit grey chest radiographs
+ * with atelectasis, cardiomegaly, consolidation and pleural effusion drawn
+ * at the locations of the paper's tree (data/padchest-gr.hier), one to
+ * three per abnormal study at the tree's relative frequencies, plus normal
+ * studies; bilingual report sentences naming finding and location, boxes
+ * around what was drawn; a patient-disjoint 70/10/20 split. */
+typedef struct {
+    int n;               /* studies (748, the paper's patients after preprocessing) */
+    uint64_t seed;
+    int size;            /* side of each square image in pixels (256) */
+    double normal_share; /* studies without any of the four findings (0.25) */
+    int images;          /* 0: only the reports and the master table */
+    void (*progress)(void *user, int done, int total);
+    void *progress_user;
+} sc_synth_padchest_options;
+
+void sc_synth_padchest_defaults(sc_synth_padchest_options *opt);
+sc_status sc_synth_padchest_gr(const char *dir, const sc_synth_padchest_options *opt, sc_err *err);
+/* Eight radiographs, one finding each with its boxes outlined (8-bit). */
+sc_status sc_synth_padchest_contact_sheet(const char *path, int tile, uint64_t seed, sc_err *err);
+
 /* ======================================================================== */
 /* ---- tensor.c: tensors, threads, GEMM, ops, autograd, optimizers --------- */
 /* ======================================================================== */
