@@ -6055,6 +6055,7 @@ sc_status sc_pipeline_run(const sc_pipeline *p, const sc_image *src, float *out,
  *   11f. OpenAI's clean-up, lower-casing and pre-tokenisation
  *   11g. Byte-level BPE with a word cache
  *   11h. Loading merges (merges.txt, bpe_simple_vocab_16e6.txt.gz) and vocab.json
+ *   11i. Learning a small vocabulary from a corpus (the tiny VLM's)
  *
  * Text is validated as UTF-8 first: Python strings cannot hold invalid
  * UTF-8, so there is no reference behaviour to imitate and we refuse it.
@@ -7593,6 +7594,236 @@ static sc_status bpe_tables(sc_tokenizer *tok, const merge_line *m, int64_t n_me
     if (!c->slot || !c->entry || !c->keys || !c->ids) return sc_fail(err, SC_ENOMEM, "%s: out of memory", what);
     cache_clear(c);
     return SC_OK;
+}
+
+/* ---- 11i. Learning a small vocabulary ------------------------------------ */
+
+/* Sennrich et al.'s byte-pair encoding, learnt the way the CLIP files are
+ * used: every text is cleaned and cut into pre-tokens exactly as
+ * clip_encode does, each distinct word starts as its bytes (the last with
+ * </w>), and the most frequent adjacent pair over the whole corpus (each
+ * word weighted by its count) is merged, again and again. The merges, in
+ * the order learnt, are merges.txt; the vocabulary is laid out as OpenAI's
+ * (vocab_from_merges), so <|endoftext|> has the largest id. */
+#define BPE_LEARN_MAX_WORDS (1 << 20)   /* distinct words in a corpus */
+#define BPE_LEARN_MAX_WORD 1024         /* bytes of one word; longer ones are skipped */
+
+typedef struct {
+    sc_arena arena;
+    vocab words;          /* distinct pre-tokens, id = word index */
+    int64_t *count;       /* (words.n) occurrences */
+    int32_t **sym;        /* (words.n) the word's current tokens */
+    uint32_t *n_sym;      /* (words.n) */
+    int32_t n_words;
+    vocab tokens;         /* the vocabulary being learnt */
+    int32_t n_tokens;
+    int32_t (*merge)[2];  /* (max merges) left, right token of each rank */
+} bpe_learner;
+
+/* Enter every pre-token of one text (as clip_encode cuts it) into the word
+ * table. */
+static sc_status learn_words(bpe_learner *L, cpbuf *text, cpbuf *work, const char *s, size_t len, int64_t index,
+                             sc_err *err)
+{
+    if (!cpbuf_reserve(text, 3 * len + 16) || !cpbuf_reserve(work, 3 * len + 16))
+        return sc_fail(err, SC_ENOMEM, "BPE corpus: out of memory");
+    text->n = 0;
+    for (size_t i = 0; i < len;) {
+        uint32_t cp;
+        if (!utf8_next((const uint8_t *)s, len, &i, &cp))
+            return sc_fail(err, SC_EFORMAT, "BPE corpus: text %lld: invalid UTF-8 at byte %zu", (long long)index, i);
+        cpbuf_push(text, cp);
+    }
+    html_unescape(text, work);   /* the clean-up of clip_encode */
+    html_unescape(work, text);
+    clip_whitespace(text, work);
+    python_lower(work, text);
+    char word[BPE_LEARN_MAX_WORD];
+    for (size_t i = 0; i < text->n;) {
+        size_t n = clip_pretoken(text->v, text->n, i), nb = 0;
+        if (n == 0) {
+            i++;
+            continue;
+        }
+        if (4 * n <= sizeof word)
+            for (size_t k = 0; k < n; k++) nb += utf8_encode(text->v[i + k], word + nb);
+        i += n;
+        int special = (nb == 15 && !memcmp(word, "<|startoftext|>", 15)) || (nb == 13 && !memcmp(word, "<|endoftext|>", 13));
+        if (nb == 0 || special) continue;   /* a word too long to be one is left out */
+        int32_t id = vocab_find(&L->words, word, nb);
+        if (id < 0) {
+            int32_t other;
+            if (L->n_words == L->words.n)
+                return sc_fail(err, SC_ERANGE, "BPE corpus: more than %lld distinct words", (long long)L->words.n);
+            id = L->n_words++;
+            if (vocab_set(&L->words, &L->arena, id, word, nb, &other))
+                return sc_fail(err, SC_ENOMEM, "BPE corpus: out of memory");
+        }
+        L->count[id]++;
+    }
+    return SC_OK;
+}
+
+/* The next learnt token: a new id for a new string, or the id the string
+ * already has (two merges may spell the same token). */
+static int32_t learn_token(bpe_learner *L, const char *s, size_t n)
+{
+    int32_t id = vocab_find(&L->tokens, s, n), other;
+    if (id >= 0) return id;
+    if (vocab_set(&L->tokens, &L->arena, L->n_tokens, s, n, &other)) return -1;
+    return L->n_tokens++;
+}
+
+/* @book begin bpe-learn-step */
+/* One merge: count every adjacent pair of every word, weighted by the
+ * word's count, take the most frequent (ties: the smaller left id, then
+ * right id) and merge it everywhere, left to right as bpe_word does.
+ * Returns 0 when no word has two tokens left. */
+static int learn_merge(bpe_learner *L, int64_t rank, uint64_t *keys, int64_t *counts, size_t cap)
+{
+    memset(keys, 0xFF, cap * sizeof *keys);
+    uint64_t best = UINT64_MAX;
+    int64_t best_count = 0;
+    for (int32_t w = 0; w < L->n_words; w++)
+        for (uint32_t i = 0; i + 1 < L->n_sym[w]; i++) {
+            uint64_t key = (uint64_t)(uint32_t)L->sym[w][i] << 32 | (uint32_t)L->sym[w][i + 1];
+            size_t h = (size_t)((key * 0x9E3779B97F4A7C15ull) >> 20) & (cap - 1);
+            while (keys[h] != key && keys[h] != UINT64_MAX) h = (h + 1) & (cap - 1);
+            if (keys[h] == UINT64_MAX) {
+                keys[h] = key;
+                counts[h] = 0;
+            }
+            counts[h] += L->count[w];
+            if (counts[h] > best_count || (counts[h] == best_count && key < best)) {
+                best = key;
+                best_count = counts[h];
+            }
+        }
+    if (best_count == 0) return 0;
+    int32_t left = (int32_t)(best >> 32), right = (int32_t)(best & 0xFFFFFFFF);
+    char buf[2 * SC_TOK_MAX_TOKEN];
+    size_t nl = L->tokens.len[left], nr = L->tokens.len[right];
+    if (nl + nr > SC_TOK_MAX_TOKEN) return 0;   /* cannot happen for words of at most 1 KiB */
+    memcpy(buf, L->tokens.str[left], nl);
+    memcpy(buf + nl, L->tokens.str[right], nr);
+    int32_t merged = learn_token(L, buf, nl + nr);
+    if (merged < 0) return -1;
+    L->merge[rank][0] = left;
+    L->merge[rank][1] = right;
+    for (int32_t w = 0; w < L->n_words; w++) {
+        uint32_t out = 0, n = L->n_sym[w];
+        int32_t *s = L->sym[w];
+        for (uint32_t i = 0; i < n; i++) {
+            if (i + 1 < n && s[i] == left && s[i + 1] == right) {
+                s[out++] = merged;
+                i++;
+            } else {
+                s[out++] = s[i];
+            }
+        }
+        L->n_sym[w] = out;
+    }
+    return 1;
+}
+/* @book end bpe-learn-step */
+
+/* merges.txt and vocab.json of what L learnt (n_merges ranks). */
+static sc_status learn_write(const bpe_learner *L, int64_t n_merges, const char *dir, sc_err *err)
+{
+    char path[4096];
+    sc_text merges;
+    sc_text_init(&merges);
+    sc_text_puts(&merges, "#version: 0.2\n");
+    for (int64_t r = 0; r < n_merges; r++)
+        sc_text_printf(&merges, "%s %s\n", L->tokens.str[L->merge[r][0]], L->tokens.str[L->merge[r][1]]);
+    snprintf(path, sizeof path, "%s/merges.txt", dir);
+    sc_status s = sc_text_save(&merges, path, err);
+    sc_text_free(&merges);
+    if (s) return s;
+    sc_json_writer w;
+    sc_json_writer_init(&w, 0);
+    sc_json_begin_object(&w);
+    for (int32_t id = 0; id < L->n_tokens; id++) {
+        sc_json_put_key(&w, L->tokens.str[id]);
+        sc_json_put_int(&w, id);
+    }
+    sc_json_end_object(&w);
+    snprintf(path, sizeof path, "%s/vocab.json", dir);
+    s = sc_json_writer_save(&w, path, err);
+    sc_json_writer_free(&w);
+    return s;
+}
+
+sc_status sc_bpe_learn(const char *const *texts, int64_t n, int max_merges, const char *dir, int *n_merges,
+                       sc_err *err)
+{
+    if (n < 1 || max_merges < 0 || max_merges > 1 << 20)
+        return sc_fail(err, SC_EARG, "BPE corpus: %lld texts and %d merges (need texts, 0 to 2^20 merges)",
+                       (long long)n, max_merges);
+    size_t total = 16;
+    for (int64_t i = 0; i < n; i++)
+        if (!sc_add_ok(total, strlen(texts[i]) + 1, &total) || total > SC_TOK_MAX_FILE)
+            return sc_fail(err, SC_ERANGE, "BPE corpus: more than %u bytes of text", SC_TOK_MAX_FILE);
+    bpe_learner L;
+    memset(&L, 0, sizeof L);
+    sc_arena_init(&L.arena, "BPE learner", (size_t)1 << 20, 0);
+    cpbuf text = {0}, work = {0};
+    sc_status s = SC_OK;
+    int64_t max_words = total < BPE_LEARN_MAX_WORDS ? (int64_t)total : BPE_LEARN_MAX_WORDS;
+    L.count = sc_arena_calloc(&L.arena, (size_t)max_words, sizeof *L.count);
+    L.merge = sc_arena_calloc(&L.arena, (size_t)max_merges + 1, sizeof *L.merge);
+    if (!L.count || !L.merge || !vocab_init(&L.words, &L.arena, max_words) ||
+        !vocab_init(&L.tokens, &L.arena, 512 + (int64_t)max_merges + 2))
+        s = sc_fail(err, SC_ENOMEM, "BPE corpus: out of memory");
+    for (int64_t i = 0; i < n && !s; i++) s = learn_words(&L, &text, &work, texts[i], strlen(texts[i]), i, err);
+    /* the 512 byte tokens in CLIP's order, then every word as its bytes */
+    char buf[8];
+    for (int end = 0; end < 2 && !s; end++)
+        for (int printable = 1; printable >= 0; printable--)
+            for (int b = 0; b < 256 && !s; b++) {
+                if (byte_is_printable(b) != printable) continue;
+                size_t k = utf8_encode(byte_char(b), buf);
+                if (end) memcpy(buf + k, "</w>", 4), k += 4;
+                if (learn_token(&L, buf, k) < 0) s = sc_fail(err, SC_ENOMEM, "BPE corpus: out of memory");
+            }
+    size_t n_sym_total = 0;
+    L.sym = sc_arena_calloc(&L.arena, (size_t)L.n_words + 1, sizeof *L.sym);
+    L.n_sym = sc_arena_calloc(&L.arena, (size_t)L.n_words + 1, sizeof *L.n_sym);
+    if (!s && (!L.sym || !L.n_sym)) s = sc_fail(err, SC_ENOMEM, "BPE corpus: out of memory");
+    for (int32_t w = 0; w < L.n_words && !s; w++) {
+        uint32_t nb = L.words.len[w];
+        L.sym[w] = sc_arena_alloc(&L.arena, sizeof(int32_t) * nb);
+        if (!L.sym[w]) {
+            s = sc_fail(err, SC_ENOMEM, "BPE corpus: out of memory");
+            break;
+        }
+        for (uint32_t i = 0; i < nb; i++) {
+            size_t k = utf8_encode(byte_char((uint8_t)L.words.str[w][i]), buf);
+            if (i + 1 == nb) memcpy(buf + k, "</w>", 4), k += 4;
+            L.sym[w][i] = vocab_find(&L.tokens, buf, k);
+        }
+        L.n_sym[w] = nb;
+        n_sym_total += nb;
+    }
+    size_t cap = pow2_at_least(2 * n_sym_total + 2);
+    uint64_t *keys = s ? NULL : sc_arena_alloc(&L.arena, cap * sizeof *keys);
+    int64_t *counts = s ? NULL : sc_arena_alloc(&L.arena, cap * sizeof *counts);
+    if (!s && (!keys || !counts)) s = sc_fail(err, SC_ENOMEM, "BPE corpus: out of memory");
+    int64_t rank = 0;
+    while (!s && rank < max_merges) {
+        int r = learn_merge(&L, rank, keys, counts, cap);
+        if (r < 0) s = sc_fail(err, SC_ENOMEM, "BPE corpus: out of memory");
+        if (r <= 0) break;
+        rank++;
+    }
+    if (!s && (learn_token(&L, "<|startoftext|>", 15) < 0 || learn_token(&L, "<|endoftext|>", 13) < 0))
+        s = sc_fail(err, SC_ENOMEM, "BPE corpus: out of memory");
+    if (!s) s = learn_write(&L, rank, dir, err);
+    if (!s && n_merges) *n_merges = (int)rank;
+    free(text.v);
+    free(work.v);
+    sc_arena_free(&L.arena);
+    return s;
 }
 
 /* ======================================================================== */

@@ -398,6 +398,9 @@ void sc_optim_free(sc_optim *o);
  * CoOp), then cosine annealing from base_lr towards 0 over the remaining
  * steps, as torch.optim.lr_scheduler.CosineAnnealingLR with eta_min = 0. */
 float sc_lr_cosine(float base_lr, int64_t step, int64_t total, int64_t warmup_steps, float warmup_lr);
+/* Learning rate at `step` of `total` with a linear warm-up over the first
+ * warmup_steps steps, then cosine annealing to 0 (CLIP pretraining). */
+float sc_lr_warmup_cosine(float base_lr, int64_t step, int64_t total, int64_t warmup_steps);
 
 /* ======================================================================== */
 /* ---- io.c: files from outside ------------------------------------------- */
@@ -807,6 +810,17 @@ sc_status sc_tokenizer_encode_batch(sc_tokenizer *tok, const char *const *texts,
  * split, then the row's ids and token strings. For the book and debugging. */
 sc_status sc_tokenizer_explain(sc_tokenizer *tok, const char *text, size_t len, FILE *out, sc_err *err);
 
+/* Learn a small byte-level BPE vocabulary from n NUL-terminated texts and
+ * write it as Hugging Face's CLIP files DIR/merges.txt and DIR/vocab.json:
+ * the texts are cleaned and pre-tokenised as the tokenizer does, then the
+ * most frequent adjacent pair (ties: the lower ids) is merged until
+ * max_merges merges or until every word is one token. The vocabulary
+ * follows OpenAI's layout: 256 byte tokens, the same with </w>, one token
+ * per new merged string, <|startoftext|>, <|endoftext|> (the largest id).
+ * *n_merges (may be NULL) receives the merges learnt. */
+sc_status sc_bpe_learn(const char *const *texts, int64_t n, int max_merges, const char *dir, int *n_merges,
+                       sc_err *err);
+
 
 /* ---- io.c: CSV ---- */
 /* RFC 4180 CSV: fields separated by a delimiter (',' unless set), records
@@ -1064,9 +1078,11 @@ sc_status sc_sha256_file(const char *path, char hex[65], int64_t *bytes, sc_err 
  *   sc_model_free(m);
  *
  * Encoding runs without autograd in a workspace taken from ctx->act and
- * rewound before returning (only the output stays). The CLIP text tower
- * can also run on the tape (sc_clip_text_forward) so that gradients reach
- * learned prompt embeddings (CoOp). */
+ * rewound before returning (only the output stays). Both CLIP towers can
+ * also run on the tape, sharing one transformer block: the text tower so
+ * that gradients reach learned prompt embeddings (CoOp), both towers so
+ * that a model made with sc_model_new_trainable can be pretrained from
+ * scratch (scale pretrain). */
 
 typedef enum {
     SC_ACT_QUICK_GELU,   /* x·σ(1.702x), OpenAI CLIP */
@@ -1202,6 +1218,33 @@ sc_tensor *sc_clip_token_embedding(sc_ctx *ctx, const sc_model *m);
 sc_tensor *sc_clip_text_forward(sc_ctx *ctx, const sc_model *m, sc_tensor *x, const int64_t *ids);
 /* The pooled position of one row of T ids, by the rule of the config. */
 int64_t sc_clip_eot_index(const sc_clip_text_config *cfg, const int64_t *ids, int64_t T);
+/* The whole text tower from ids (B, T): token embeddings looked up on the
+ * tape, then sc_clip_text_forward. */
+sc_tensor *sc_clip_text_forward_ids(sc_ctx *ctx, const sc_model *m, const int64_t *ids, int64_t B, int64_t T);
+/* Image embeddings (B, E) on the tape from pixels (B, 3, S, S): the vision
+ * tower of sc_model_encode_image op by op, through the same transformer
+ * block as the text tower (without its causal mask). */
+sc_tensor *sc_clip_image_forward(sc_ctx *ctx, const sc_model *m, sc_tensor *pixels);
+
+/* -- the parameter table; training a CLIP model (scale pretrain) -- */
+/* A CLIP model with random weights to train from scratch: every parameter
+ * an sc_param_new tensor with a gradient (LayerNorms at the identity,
+ * biases 0, matrices uniform in ±1/√fan_in). On the tape (the functions
+ * above) gradients then reach the parameters themselves. */
+sc_status sc_model_new_trainable(sc_model **out, const sc_model_config *cfg, uint64_t seed, sc_err *err);
+int sc_model_is_trainable(const sc_model *m);
+/* Every parameter, in the order of the weight tables (nn.c 7e), as a tensor
+ * over the model's storage; *n receives the count. The tensors of a loaded
+ * model are read-only views (the file may be mapped read-only). */
+sc_tensor *const *sc_model_params(const sc_model *m, int *n);
+/* Hugging Face key of parameter i ("vision_model.pre_layrnorm.weight"). */
+const char *sc_model_param_key(const sc_model *m, int i);
+/* The parameter with that key, or NULL. */
+sc_tensor *sc_model_param_find(const sc_model *m, const char *key);
+/* Write a CLIP model as a Hugging Face directory: config.json (CLIPConfig)
+ * and model.safetensors (float32, Hugging Face keys), both atomically;
+ * DIR is created when missing. sc_model_load reads it back. */
+sc_status sc_model_save(const sc_model *m, const char *dir, sc_err *err);
 
 /* ---- nn.c: adapters, Eq. 1 (book/04) ---- */
 /* A CLIP-Adapter: a bias-free bottleneck MLP A(f) whose output is blended
@@ -1555,6 +1598,57 @@ sc_status sc_trustworthiness(const float *X, int64_t d, const double *Y, int64_t
  * points whose label wins the vote of their k nearest other points (a tie
  * goes to the label of the nearer voter). 1 <= k < n, k <= 64. */
 double sc_knn_accuracy(const double *Y, int64_t e, const int *label, int64_t n, int k);
+
+/* ---- loss.c: pretraining a CLIP model from scratch (book/15) ---- */
+/* CLIP's symmetric contrastive loss (Radford et al. 2021) over N pairs:
+ * with logits L = exp(t) · norm(img) · norm(txt)ᵀ (N, N), the mean of the
+ * cross-entropies of the rows (image i → caption i) and of the columns
+ * (caption j → image j). logit_scale holds t (one element, on the tape
+ * when it is a parameter). Returns shape (1). */
+sc_tensor *sc_clip_loss(sc_ctx *ctx, sc_tensor *img, sc_tensor *txt, sc_tensor *logit_scale);
+
+/* Image–caption pairs: every image has `captions` captions, one of which
+ * is drawn each time the image is. */
+typedef struct {
+    int64_t n;                 /* images */
+    int64_t S;                 /* side of the model's input */
+    const float *pixels;       /* (n, 3, S, S) after the model's preprocessing */
+    int64_t captions;          /* K captions per image */
+    int64_t T;                 /* ids per caption row, at most the text context */
+    const int64_t *ids;        /* (n, K, T) token ids, one row per caption */
+} sc_pretrain_data;
+
+typedef struct {
+    int64_t steps;             /* optimizer steps */
+    int64_t batch;             /* pairs per step (the contrastive batch) */
+    int64_t warmup;            /* steps of linear warm-up, then cosine to 0 */
+    float lr;                  /* peak learning rate of AdamW */
+    float weight_decay;        /* on the weight matrices (ndim >= 2) only */
+    int flip;                  /* 1 = mirror images at random (4 ways) */
+    uint64_t seed;             /* shuffling, caption choice, flips */
+} sc_pretrain_config;
+
+/* Everything pretraining changes besides the model's parameters. */
+typedef struct {
+    sc_pretrain_config cfg;
+    sc_optim decay, no_decay;  /* AdamW with and without weight decay */
+    sc_tensor *logit_scale;    /* the model's parameter, clipped to [0, ln 100] */
+    sc_rng rng;
+    int *order;                /* (n) image order of the current epoch */
+    int64_t next;              /* position in `order` */
+    int64_t step;              /* steps done */
+} sc_pretrainer;
+
+sc_pretrain_config sc_pretrain_defaults(void);
+/* Check the data against the model (sc_model_new_trainable) and set up the
+ * optimizers. The data must outlive the pretrainer. */
+sc_status sc_pretrainer_init(sc_pretrainer *p, sc_model *m, const sc_pretrain_data *d, const sc_pretrain_config *cfg,
+                             sc_err *err);
+/* One AdamW step on a batch of cfg.batch pairs; returns the batch loss.
+ * ctx is reset first. With a fixed seed and thread count every step is
+ * bit-reproducible. */
+double sc_pretrainer_step(sc_pretrainer *p, sc_model *m, sc_ctx *ctx, const sc_pretrain_data *d);
+void sc_pretrainer_free(sc_pretrainer *p);
 
 /* ======================================================================== */
 /* ---- internal, may change ------------------------------------------------ */
