@@ -1,4 +1,4 @@
-/* check_cache.c — the embedding cache (scale.c sections 5g-5j): a round
+/* check_cache.c — the embedding cache (scale.c sections 6g-6j): a round
  * trip against embeddings computed directly with the model, refusal of a
  * stale cache, shards joined byte for byte equal to one whole run, and
  * `scale embed` through the binary, including a failure that must leave

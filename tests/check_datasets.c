@@ -1,5 +1,5 @@
 /* check_datasets.c — the dataset readers and stratified splits (scale.c
- * section 5a-5f). Every fixture is written here, into a scratch folder, in
+ * section 6a-6f). Every fixture is written here, into a scratch folder, in
  * the layout of the real release: Derm7p's release_v0 (meta.csv with its 19
  * columns and RFC 4180 quoting, the index files, images under images/ with
  * mixed .jpg/.JPG names), PadChest-GR's grounded_reports_*.json and
