@@ -2993,9 +2993,18 @@ static sc_status ds_resolve(const sc_dataset_options *o, ds_resolved *r, sc_err 
     const char *hier = o->hier ? o->hier : default_hier[o->kind];
     if (hier && snprintf(r->hier, sizeof r->hier, "%s", hier) >= (int)sizeof r->hier)
         return sc_fail(err, SC_EARG, "%s: path too long", hier);
-    if (!o->hier && hier && !path_exists(hier))
-        return sc_fail(err, SC_EIO, "%s: not found; run from the source tree or give the hierarchy with --hier FILE",
-                       hier);
+    if (!o->hier && hier && !path_exists(hier)) {
+        /* the shipped file beside the program, when it runs from the source tree */
+        char exe[DS_PATH_MAX], *slash = NULL;
+        ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+        if (n > 0) {
+            exe[n] = 0;
+            if ((slash = strrchr(exe, '/')) != NULL) *slash = 0;
+        }
+        if (!slash || !path_join(r->hier, sizeof r->hier, exe, hier) || !path_exists(r->hier))
+            return sc_fail(err, SC_EIO, "%s: not found; run from the source tree or give the hierarchy with "
+                           "--hier FILE", hier);
+    }
     r->min_cases = o->min_cases >= 0 ? o->min_cases : o->kind == SC_DATA_PADCHEST_GR ? 10 : 0;
     snprintf(r->root, sizeof r->root, "%s", o->path);
     if (o->kind == SC_DATA_DERM7P) {

@@ -1692,8 +1692,9 @@ typedef struct {
     sc_dataset_kind kind;
     const char *path;          /* Derm7p: release_v0/ (or its parent); PadChest-GR: the
                                   folder with grounded_reports_*.json; manifest: the CSV */
-    const char *hier;          /* hierarchy file; NULL: data/derm7p.hier, data/padchest-gr.hier,
-                                  or for a manifest one derived from its labels */
+    const char *hier;          /* hierarchy file; NULL: data/derm7p.hier, data/padchest-gr.hier
+                                  (here or beside the program), or for a manifest one
+                                  derived from its labels */
     int clinic;                /* Derm7p: 1 = the clinic column's images, 0 = derm */
     int keep_replaced_clinic;  /* Derm7p with clinic: keep the cases whose clinic image is
                                   a dermoscopic one (notes "... replaced ..."), left out by default */

@@ -578,6 +578,63 @@ START_TEST(test_clip_derm7p)
 }
 END_TEST
 
+/* ---- the synthetic look-alikes, end to end ---- */
+
+/* scale synth's PadChest-GR through the reader and the MedCLIP test model,
+ * and its Derm7p through the CLIP one: every image and label arrives. */
+START_TEST(test_synthetic_end_to_end)
+{
+    setup s;
+    setup_padchest(&s); /* for the model; the data folder is replaced */
+    char data[400], out[400];
+    snprintf(data, sizeof data, "%s/synthetic", s.root);
+    sc_synth_padchest_options po;
+    sc_synth_padchest_defaults(&po);
+    po.n = 60;
+    po.size = 48;
+    sc_err err;
+    ck_assert_msg(sc_synth_padchest_gr(data, &po, &err) == SC_OK, "%s", err.msg);
+    sc_dataset_options o = padchest_opts(&s);
+    o.path = data;
+    sc_dataset ds;
+    ck_assert_msg(sc_dataset_load(&ds, &o, &err) == SC_OK, "%s", err.msg);
+    ck_assert_int_gt(ds.n_images, 30);
+    ck_assert_int_ge(ds.n_texts, ds.n_images);
+    snprintf(out, sizeof out, "%s/pgr", s.root);
+    embed_ok(s.model, &o, 8, 0, 1, out);
+    sc_cache c;
+    load_cache(&c, out);
+    ck_assert_int_eq(c.N, ds.n_images);
+    ck_assert_mem_eq(c.image_labels, ds.labels, (size_t)(c.N * 12));
+    sc_cache_free(&c);
+    sc_dataset_free(&ds);
+
+    char model[400];
+    snprintf(model, sizeof model, "%s/clip", s.root);
+    mkdir(model, 0777);
+    make_clip_model(model);
+    snprintf(data, sizeof data, "%s/derm", s.root);
+    sc_synth_derm7p_options dopt;
+    sc_synth_derm7p_defaults(&dopt);
+    dopt.n = 40;
+    dopt.size = 32;
+    ck_assert_msg(sc_synth_derm7p(data, &dopt, &err) == SC_OK, "%s", err.msg);
+    sc_dataset_options d = sc_dataset_defaults();
+    d.path = data;
+    d.hier = sc_test_path("data/derm7p.hier");
+    snprintf(out, sizeof out, "%s/d7", s.root);
+    embed_ok(model, &d, 16, 0, 1, out);
+    load_cache(&c, out);
+    ck_assert_int_eq(c.N, 40);
+    for (int64_t i = 0; i < c.N; i++) {
+        int ones = 0;
+        for (int k = 0; k < c.n_labels; k++) ones += c.image_labels[i * c.n_labels + k];
+        ck_assert_int_eq(ones, 7);
+    }
+    sc_cache_free(&c);
+}
+END_TEST
+
 /* ---- scale embed, run as a program ---- */
 
 static int run(const char *dir, const char *args)
@@ -663,5 +720,10 @@ Suite *suite_cache(void)
     tcase_add_test(tc, test_clip_derm7p);
     tcase_add_test(tc, test_cli_embed);
     suite_add_tcase(s, tc);
+    TCase *synth = tcase_create("cache_synthetic");
+    tcase_set_timeout(synth, 60);
+    tcase_set_tags(synth, "slow");
+    tcase_add_test(synth, test_synthetic_end_to_end);
+    suite_add_tcase(s, synth);
     return s;
 }

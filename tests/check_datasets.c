@@ -677,6 +677,43 @@ START_TEST(test_padchest_stratified_split)
 }
 END_TEST
 
+/* ------------------------------------------------------------------------ */
+/* The synthetic look-alike of scale synth (scale.c section 5)               */
+/* ------------------------------------------------------------------------ */
+
+/* At the real size the synthetic Derm7p follows the real release's value
+ * counts and split sizes (facts of the release: 1011 cases, 413/203/395);
+ * the reader must see exactly those, through meta.csv and the index files. */
+START_TEST(test_synthetic_derm7p_counts)
+{
+    char root[256];
+    snprintf(root, sizeof root, "%s", sc_test_tmpdir());
+    sc_synth_derm7p_options so;
+    sc_synth_derm7p_defaults(&so);
+    so.size = 32;
+    sc_err err;
+    ck_assert_msg(sc_synth_derm7p(root, &so, &err) == SC_OK, "%s", err.msg);
+    sc_dataset_options o = derm_options(root);
+    sc_dataset ds;
+    load_ok(&ds, &o);
+    ck_assert_int_eq(ds.n_images, 1011);
+    /* the real release's counts of every value, in the hierarchy's order */
+    static const int want[28] = {400, 381, 230,           653, 107, 251,      588, 3, 115, 40, 265,
+                                 758, 116, 38, 99,        229, 334, 448,      816, 195,
+                                 823, 31, 23, 15, 46, 2, 53, 18};
+    int count[28] = {0}, per_split[SC_N_SPLITS] = {0};
+    for (int64_t i = 0; i < ds.n_images; i++) {
+        for (int k = 0; k < 28; k++) count[k] += ds.labels[i * 28 + k];
+        per_split[ds.split[i]]++;
+    }
+    ck_assert_mem_eq(count, want, sizeof want);
+    ck_assert_int_eq(per_split[SC_SPLIT_TRAIN], 413);
+    ck_assert_int_eq(per_split[SC_SPLIT_VALID], 203);
+    ck_assert_int_eq(per_split[SC_SPLIT_TEST], 395);
+    sc_dataset_free(&ds);
+}
+END_TEST
+
 Suite *suite_datasets(void)
 {
     Suite *s = suite_create("datasets");
@@ -704,5 +741,10 @@ Suite *suite_datasets(void)
     tcase_add_test(strat, test_stratify_groups);
     tcase_add_test(strat, test_stratified_subset);
     suite_add_tcase(s, strat);
+    TCase *synth = tcase_create("synthetic");
+    tcase_set_timeout(synth, 60);
+    tcase_set_tags(synth, "slow");
+    tcase_add_test(synth, test_synthetic_derm7p_counts);
+    suite_add_tcase(s, synth);
     return s;
 }
