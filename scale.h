@@ -1691,7 +1691,9 @@ typedef enum {
 typedef struct {
     sc_dataset_kind kind;
     const char *path;          /* Derm7p: release_v0/ (or its parent); PadChest-GR: the
-                                  folder with grounded_reports_*.json; manifest: the CSV */
+                                  folder with grounded_reports_*.json (the last by name,
+                                  i.e. the newest release, when there are several) and
+                                  master_table.csv; manifest: the CSV */
     const char *hier;          /* hierarchy file; NULL: data/derm7p.hier, data/padchest-gr.hier
                                   (here or beside the program), or for a manifest one
                                   derived from its labels */
