@@ -4099,8 +4099,10 @@ static int cmd_synth(int argc, char **argv)
     if (!out && !sheet) return fprintf(stderr, "scale synth: --out DIR or --contact-sheet FILE is needed\n%s", synth_usage), 2;
     if (strcmp(format, "jpg") && strcmp(format, "png"))
         return fprintf(stderr, "scale synth: --format must be jpg or png, not '%s'\n", format), 2;
-    if (n < 1 || n > 1000000 || size < 32 || size > 4096 || seed < 0 || tile < 32 || tile > 1024)
-        return fprintf(stderr, "scale synth: --n, --size, --seed or --tile is out of range\n"), 2;
+    if (n < 1 || n > 1000000 || size < 32 || size > 4096 || seed < 0 || tile < 32 || tile > 1024 || quality < 1 ||
+        quality > 100 || !(normal_share >= 0.0 && normal_share <= 1.0))
+        return fprintf(stderr, "scale synth: an option is out of range (--n 1..1000000, --size 32..4096, --seed >= 0, "
+                               "--tile 32..1024, --quality 1..100, --normal-share 0..1)\n"), 2;
     sc_err err;
     if (sheet) {
         sc_status st = derm ? sc_synth_derm7p_contact_sheet(sheet, (int)tile, (uint64_t)seed, &err)
@@ -4163,7 +4165,7 @@ static const command commands[] = {
     {"metrics", cmd_metrics, "accuracy, macro recall, macro F1 and AUC of scores"},
 
     /* experiments */
-    {"synth", cmd_synth, "write a synthetic Derm7p or PadChest-GR look-alike in the real layout"},
+    {"synth", cmd_synth, "a synthetic Derm7p or PadChest-GR in the real layout"},
 
     /* general */
     {"help", cmd_help, "list the commands"},

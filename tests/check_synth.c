@@ -801,6 +801,7 @@ START_TEST(test_synth_command)
     ck_assert_int_eq(run_scale("synth mnist --out /nonexistent"), 2);
     ck_assert_int_eq(run_scale("synth derm7p --format gif --out /nonexistent"), 2);
     ck_assert_int_eq(run_scale("synth derm7p"), 2);
+    ck_assert_int_eq(run_scale("synth padchest-gr --normal-share 2 --out /nonexistent"), 2);
     ck_assert_int_eq(run_scale("synth derm7p --out /proc/nope/x --n 2"), 1);
 }
 END_TEST
