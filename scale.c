@@ -640,6 +640,75 @@ static sc_status join_path(char *buf, size_t size, sc_err *err, const char *fmt,
     return SC_OK;
 }
 
+/* The generator of case i's pixels, independent of every other case's,
+ * so cases can be drawn in any order, on any number of threads. `salt`
+ * separates the streams a case uses (shape, noise, ...). */
+static void case_rng(sc_rng *r, uint64_t seed, int i, uint64_t salt)
+{
+    sc_rng_seed(r, seed ^ (salt + 0x9E3779B97F4A7C15ull * (uint64_t)(i + 1)));
+}
+
+/* Draw (and write) case i; on failure fill err. */
+typedef sc_status (*draw_case_fn)(const void *ctx, int i, sc_err *err);
+
+typedef struct {
+    draw_case_fn draw;
+    const void *ctx;
+    int first;          /* case of task 0 */
+    sc_status *status;  /* (n) per case */
+    sc_err *errs;       /* (n) per case */
+} draw_batch;
+
+static void draw_batch_task(void *arg, int64_t t)
+{
+    const draw_batch *b = arg;
+    int i = b->first + (int)t;
+    b->status[i] = b->draw(b->ctx, i, &b->errs[i]);
+}
+
+/* All n cases on the thread pool, in batches of 32 with a progress call
+ * after each; the first case that failed (in case order) is reported. */
+static sc_status draw_cases(int n, draw_case_fn draw, const void *ctx, void (*progress)(void *, int, int),
+                            void *progress_user, sc_err *err)
+{
+    sc_status st = SC_OK, *status = calloc((size_t)n, sizeof *status);
+    sc_err *errs = calloc((size_t)n, sizeof *errs);
+    if (!status || !errs) st = sc_fail(err, SC_ENOMEM, "synthetic images: out of memory for %d cases", n);
+    const int chunk = 32;
+    for (int first = 0; first < n && !st; first += chunk) {
+        draw_batch b = {draw, ctx, first, status, errs};
+        int count = n - first < chunk ? n - first : chunk;
+        sc_parallel_for(count, draw_batch_task, &b);
+        for (int i = first; i < first + count && !st; i++)
+            if (status[i]) st = sc_fail(err, status[i], "%s", errs[i].msg);
+        if (progress) progress(progress_user, first + count, n);
+    }
+    free(status);
+    free(errs);
+    return st;
+}
+
+/* 8-bit pixels (h, w, channels) as JPEG at `quality` or as PNG. */
+static sc_status write_8bit(const char *path, uint8_t *px, int w, int h, int channels, int jpeg, int quality,
+                            sc_err *err)
+{
+    sc_image img;
+    memset(&img, 0, sizeof img);
+    img.width = w;
+    img.height = h;
+    img.channels = channels;
+    img.bits = 8;
+    img.pixels = px;
+    return jpeg ? sc_jpeg_write(path, &img, quality, err) : sc_png_write(path, &img, err);
+}
+
+/* Contact sheets are JPEG when the name says so, else PNG. */
+static int names_jpeg(const char *path)
+{
+    size_t len = strlen(path);
+    return len > 4 && (!strcmp(path + len - 4, ".jpg") || !strcmp(path + len - 4, ".JPG"));
+}
+
 /* ---- 5b. Derm7p: the real release's value sets and counts -------------- */
 
 /* Every count below is from the public copy of release_v0/meta/meta.csv
@@ -1582,43 +1651,19 @@ static sc_status derm_write_indexes(const char *meta_dir, const derm_case *cases
     return st;
 }
 
-/* An RGB image as JPEG or PNG, whichever the options ask for. */
-static sc_status write_rgb(const char *path, uint8_t *rgb, int size, int png, int quality, sc_err *err)
-{
-    sc_image img;
-    memset(&img, 0, sizeof img);
-    img.width = img.height = size;
-    img.channels = 3;
-    img.bits = 8;
-    img.pixels = rgb;
-    return png ? sc_png_write(path, &img, err) : sc_jpeg_write(path, &img, quality, err);
-}
-
-/* The generator of case i's pixels: independent of every other case, so
- * the cases can be drawn in any order and on any number of threads. */
-static void case_rng(sc_rng *r, uint64_t seed, int i, uint64_t salt)
-{
-    sc_rng_seed(r, seed ^ (salt + 0x9E3779B97F4A7C15ull * (uint64_t)(i + 1)));
-}
-
 typedef struct {
     const derm_case *cases;
     const sc_synth_derm7p_options *opt;
     const char *images_dir;
-    int first;            /* case of task 0 */
-    sc_status *status;    /* (n) per case */
-    sc_err *errs;         /* (n) per case */
-} derm_image_job;
+} derm_images;
 
-/* Draw and write both images of one case (only the dermoscopic one when
- * the clinic column names it too). */
-static void derm_image_task(void *arg, int64_t t)
+/* Draw and write both images of case i (only the dermoscopic one when the
+ * clinic column names it too). */
+static sc_status derm_draw_case(const void *ctx, int i, sc_err *err)
 {
-    const derm_image_job *job = arg;
-    int i = job->first + (int)t;
+    const derm_images *job = ctx;
     const derm_case *c = &job->cases[i];
     const sc_synth_derm7p_options *opt = job->opt;
-    sc_err *err = &job->errs[i];
     lesion *L = malloc(sizeof *L);
     uint8_t *rgb = malloc((size_t)opt->size * (size_t)opt->size * 3);
     sc_status st = L && rgb ? SC_OK : sc_fail(err, SC_ENOMEM, "synthetic Derm7p: out of memory for case %d", i + 1);
@@ -1631,11 +1676,11 @@ static void derm_image_task(void *arg, int64_t t)
         char path[4096];
         st = join_path(path, sizeof path, err, "%s/%s", job->images_dir, view ? c->clinic : c->derm);
         if (!st) st = lesion_render(L, opt->size, view, &noise_rng, rgb, err);
-        if (!st) st = write_rgb(path, rgb, opt->size, opt->png, opt->quality, err);
+        if (!st) st = write_8bit(path, rgb, opt->size, opt->size, 3, !opt->png, opt->quality, err);
     }
-    job->status[i] = st;
     free(L);
     free(rgb);
+    return st;
 }
 
 static sc_status derm_write_images(const char *images_dir, const derm_case *cases, const sc_synth_derm7p_options *opt,
@@ -1652,22 +1697,8 @@ static sc_status derm_write_images(const char *images_dir, const derm_case *case
         if (used && !(st = join_path(path, sizeof path, err, "%s/%s", images_dir, derm_folders[f].folder)))
             st = make_dir(path, err);
     }
-    if (st) return st;
-    sc_status *status = calloc((size_t)opt->n, sizeof *status);
-    sc_err *errs = calloc((size_t)opt->n, sizeof *errs);
-    if (!status || !errs) st = sc_fail(err, SC_ENOMEM, "synthetic Derm7p: out of memory");
-    const int chunk = 32;
-    for (int first = 0; first < opt->n && !st; first += chunk) {
-        derm_image_job job = {cases, opt, images_dir, first, status, errs};
-        int count = opt->n - first < chunk ? opt->n - first : chunk;
-        sc_parallel_for(count, derm_image_task, &job);
-        for (int i = first; i < first + count && !st; i++)
-            if (status[i]) st = sc_fail(err, status[i], "%s", errs[i].msg);
-        if (opt->progress) opt->progress(opt->progress_user, first + count, opt->n);
-    }
-    free(status);
-    free(errs);
-    return st;
+    derm_images job = {cases, opt, images_dir};
+    return st ? st : draw_cases(opt->n, derm_draw_case, &job, opt->progress, opt->progress_user, err);
 }
 
 static sc_status derm_write_readme(const char *path, const sc_synth_derm7p_options *opt, sc_err *err)
@@ -1745,18 +1776,7 @@ sc_status sc_synth_derm7p_contact_sheet(const char *path, int tile, uint64_t see
                 memcpy(sheet + ((size_t)(y0 + y) * (size_t)w + (size_t)x0) * 3, rgb + (size_t)y * (size_t)tile * 3,
                        (size_t)tile * 3);
         }
-    if (!st) {
-        sc_image img;
-        memset(&img, 0, sizeof img);
-        img.width = w;
-        img.height = h;
-        img.channels = 3;
-        img.bits = 8;
-        img.pixels = sheet;
-        size_t len = strlen(path);
-        int jpeg = len > 4 && (!strcmp(path + len - 4, ".jpg") || !strcmp(path + len - 4, ".JPG"));
-        st = jpeg ? sc_jpeg_write(path, &img, 85, err) : sc_png_write(path, &img, err);
-    }
+    if (!st) st = write_8bit(path, sheet, w, h, 3, names_jpeg(path), 85, err);
     free(sheet);
     free(rgb);
     free(L);
@@ -2547,16 +2567,12 @@ typedef struct {
     const pc_study *studies;
     const sc_synth_padchest_options *opt;
     const char *images_dir;
-    int first;
-    sc_status *status;
-    sc_err *errs;
-} pc_image_job;
+} pc_images;
 
-static void pc_image_task(void *arg, int64_t t)
+static sc_status pc_draw_study(const void *ctx, int i, sc_err *err)
 {
-    const pc_image_job *job = arg;
-    int i = job->first + (int)t, size = job->opt->size;
-    sc_err *err = &job->errs[i];
+    const pc_images *job = ctx;
+    int size = job->opt->size;
     canvas cv;
     uint16_t *px16 = malloc((size_t)size * (size_t)size * sizeof *px16);
     sc_status st = px16 ? canvas_init(&cv, size, size, 1, err) : sc_fail(err, SC_ENOMEM, "out of memory");
@@ -2581,27 +2597,6 @@ static void pc_image_task(void *arg, int64_t t)
     }
     if (px16) canvas_free(&cv);
     free(px16);
-    job->status[i] = st;
-}
-
-static sc_status pc_write_images(const char *dir, const pc_study *studies, const sc_synth_padchest_options *opt,
-                                 sc_err *err)
-{
-    sc_status st = make_dir(dir, err);
-    sc_status *status = calloc((size_t)opt->n, sizeof *status);
-    sc_err *errs = calloc((size_t)opt->n, sizeof *errs);
-    if (!st && (!status || !errs)) st = sc_fail(err, SC_ENOMEM, "synthetic PadChest-GR: out of memory");
-    const int chunk = 32;
-    for (int first = 0; first < opt->n && !st; first += chunk) {
-        pc_image_job job = {studies, opt, dir, first, status, errs};
-        int count = opt->n - first < chunk ? opt->n - first : chunk;
-        sc_parallel_for(count, pc_image_task, &job);
-        for (int i = first; i < first + count && !st; i++)
-            if (status[i]) st = sc_fail(err, status[i], "%s", errs[i].msg);
-        if (opt->progress) opt->progress(opt->progress_user, first + count, opt->n);
-    }
-    free(status);
-    free(errs);
     return st;
 }
 
@@ -2617,8 +2612,10 @@ sc_status sc_synth_padchest_gr(const char *dir, const sc_synth_padchest_options 
     sc_status st = pc_plan(&studies, opt, err);
     if (st) return st;
     char path[4096];
-    if (!(st = make_dir(dir, err)) && opt->images && !(st = join_path(path, sizeof path, err, "%s/PadChest_GR", dir)))
-        st = pc_write_images(path, studies, opt, err);
+    pc_images job = {studies, opt, path};
+    if (!(st = make_dir(dir, err)) && opt->images && !(st = join_path(path, sizeof path, err, "%s/PadChest_GR", dir)) &&
+        !(st = make_dir(path, err)))
+        st = draw_cases(opt->n, pc_draw_study, &job, opt->progress, opt->progress_user, err);
     if (!st && !(st = join_path(path, sizeof path, err, "%s/README.txt", dir))) {
         sc_text t;
         sc_text_init(&t);
@@ -2689,18 +2686,7 @@ sc_status sc_synth_padchest_contact_sheet(const char *path, int tile, uint64_t s
                 sheet[(size_t)(y0 + y) * (size_t)w + (size_t)(x0 + bx0)] = sheet[(size_t)(y0 + y) * (size_t)w + (size_t)(x0 + bx1)] = 255;
         }
     }
-    if (!st) {
-        sc_image img;
-        memset(&img, 0, sizeof img);
-        img.width = w;
-        img.height = h;
-        img.channels = 1;
-        img.bits = 8;
-        img.pixels = sheet;
-        size_t len = strlen(path);
-        int jpeg = len > 4 && (!strcmp(path + len - 4, ".jpg") || !strcmp(path + len - 4, ".JPG"));
-        st = jpeg ? sc_jpeg_write(path, &img, 85, err) : sc_png_write(path, &img, err);
-    }
+    if (!st) st = write_8bit(path, sheet, w, h, 1, names_jpeg(path), 85, err);
     canvas_free(&cv);
     free(sheet);
     return st;
@@ -7159,8 +7145,10 @@ static int cmd_synth(int argc, char **argv)
     if (!out && !sheet) return fprintf(stderr, "scale synth: --out DIR or --contact-sheet FILE is needed\n%s", synth_usage), 2;
     if (strcmp(format, "jpg") && strcmp(format, "png"))
         return fprintf(stderr, "scale synth: --format must be jpg or png, not '%s'\n", format), 2;
-    if (n < 1 || n > 1000000 || size < 32 || size > 4096 || seed < 0 || tile < 32 || tile > 1024)
-        return fprintf(stderr, "scale synth: --n, --size, --seed or --tile is out of range\n"), 2;
+    if (n < 1 || n > 1000000 || size < 32 || size > 4096 || seed < 0 || tile < 32 || tile > 1024 || quality < 1 ||
+        quality > 100 || !(normal_share >= 0.0 && normal_share <= 1.0))
+        return fprintf(stderr, "scale synth: an option is out of range (--n 1..1000000, --size 32..4096, --seed >= 0, "
+                               "--tile 32..1024, --quality 1..100, --normal-share 0..1)\n"), 2;
     sc_err err;
     if (sheet) {
         sc_status st = derm ? sc_synth_derm7p_contact_sheet(sheet, (int)tile, (uint64_t)seed, &err)
@@ -7226,7 +7214,7 @@ static const command commands[] = {
     {"metrics", cmd_metrics, "accuracy, macro recall, macro F1 and AUC of scores"},
 
     /* experiments */
-    {"synth", cmd_synth, "write a synthetic Derm7p or PadChest-GR look-alike in the real layout"},
+    {"synth", cmd_synth, "a synthetic Derm7p or PadChest-GR in the real layout"},
 
     /* general */
     {"help", cmd_help, "list the commands"},
