@@ -1916,6 +1916,7 @@ static int64_t count_of(const record_table *tb, const char *fmt, const char *pre
 
 static int64_t isqrt(int64_t n)
 {
+    if (n <= 0) return 0;   /* a missing tensor: reported when it is bound */
     int64_t r = (int64_t)sqrt((double)n);
     while (r * r > n) r--;
     while ((r + 1) * (r + 1) <= n) r++;
@@ -2052,9 +2053,14 @@ static const float *bind(binder *b, init_kind init, int ndim, const int64_t *sha
     va_start(ap, fmt);
     vsnprintf(name, sizeof name, fmt, ap);
     va_end(ap);
-    size_t n = 1;
-    for (int i = 0; i < ndim; i++) n *= (size_t)shape[i];
-    b->m->weight_bytes += n * sizeof(float);
+    size_t n = 1, bytes = 0;
+    int fits = 1;
+    for (int i = 0; i < ndim; i++) fits = fits && sc_mul_ok(n, (size_t)shape[i], &n);
+    if (!fits || !sc_mul_ok(n, sizeof(float), &bytes)) {
+        b->status = sc_fail(b->err, SC_ENOMEM, "%s: tensor '%s' would be too large", b->what, name);
+        return NULL;
+    }
+    b->m->weight_bytes += bytes;
     if (!b->tb) return random_param(b, init, ndim, shape, n);
     record *r = record_find(b->tb, name);
     if (!r) {
