@@ -222,7 +222,7 @@ ALWAYS_INLINE void softmax_row_body(float *row, int64_t T, int64_t n, float scal
     sum += e;
     v8_store(tail, e);
     double total = 0;
-    for (int i = 0; i < 8; i++) total += sum[i];
+    for (int i = 0; i < 8; i++) total += (double)sum[i];
     v8f inv = v8_splat((float)(1.0 / total));
     for (int64_t s = 0; s < full; s += 8) v8_store(row + s, v8_load(row + s) * inv);
     for (int64_t s = full; s < n; s++) row[s] = tail[s - full] * inv[0];
@@ -240,8 +240,8 @@ ALWAYS_INLINE void layernorm_rows_body(float *y, const float *x, const float *w,
         v8f acc = v8_splat(0.0f);
         for (int64_t c = 0; c < full; c += 8) acc += v8_load(x + c);
         double s = 0;
-        for (int i = 0; i < 8; i++) s += acc[i];
-        for (int64_t c = full; c < C; c++) s += x[c];
+        for (int i = 0; i < 8; i++) s += (double)acc[i];
+        for (int64_t c = full; c < C; c++) s += (double)x[c];
         float mu = (float)(s / (double)C);
         acc = v8_splat(0.0f);
         for (int64_t c = 0; c < full; c += 8) {
@@ -249,9 +249,9 @@ ALWAYS_INLINE void layernorm_rows_body(float *y, const float *x, const float *w,
             acc += d * d;
         }
         double ss = 0;
-        for (int i = 0; i < 8; i++) ss += acc[i];
-        for (int64_t c = full; c < C; c++) ss += (double)(x[c] - mu) * (x[c] - mu);
-        float rstd = (float)(1.0 / sqrt(ss / (double)C + eps));
+        for (int i = 0; i < 8; i++) ss += (double)acc[i];
+        for (int64_t c = full; c < C; c++) ss += (double)(x[c] - mu) * (double)(x[c] - mu);
+        float rstd = (float)(1.0 / sqrt(ss / (double)C + (double)eps));
         for (int64_t c = 0; c < full; c += 8)
             v8_store(y + c, (v8_load(x + c) - mu) * rstd * v8_load(w + c) + v8_load(b + c));
         for (int64_t c = full; c < C; c++) y[c] = (x[c] - mu) * rstd * w[c] + b[c];
@@ -524,7 +524,7 @@ static void attention_grad_one(const attention_grad_job *g, int64_t n, int64_t h
         const float *p = P + t * T;
         float *d = dS + t * T;
         double dot = 0;
-        for (int64_t s = 0; s < T; s++) dot += (double)p[s] * d[s];
+        for (int64_t s = 0; s < T; s++) dot += (double)p[s] * (double)d[s];
         for (int64_t s = 0; s < T; s++) d[s] = p[s] * (d[s] - (float)dot) * j->scale;
     }
     if (g->dq) sc_gemm(0, 0, T, D, T, dS, T, j->k + off, ld, g->dq + off, ld, 1);
@@ -1230,7 +1230,7 @@ static void swin_forward(sc_ctx *ctx, const sc_swin_config *c, const swin_weight
     for (int64_t b = 0; b < B; b++)
         for (int64_t k = 0; k < C; k++) {
             double s = 0;
-            for (int64_t n = 0; n < N; n++) s += x[(b * N + n) * C + k];
+            for (int64_t n = 0; n < N; n++) s += (double)x[(b * N + n) * C + k];
             pooled[b * C + k] = (float)(s / (double)N);
         }
     tap(taps, "swin_pooler", pooled, 2, (int64_t[]){B, C});
@@ -1310,7 +1310,7 @@ static void medclip_text_pool(const float *const *hs, int64_t B, int64_t T, int6
             double layers = 0;
             for (int i = 0; i < 3; i++) {
                 double s = 0;
-                for (int64_t t = 0; t < T; t++) s += hs[i][(b * T + t) * C + k];
+                for (int64_t t = 0; t < T; t++) s += (double)hs[i][(b * T + t) * C + k];
                 layers += (double)(float)(s / (double)T);
             }
             pooled[b * C + k] = (float)(layers / 3.0);
