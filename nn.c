@@ -1,7 +1,7 @@
 /* nn.c — layers and models.
  *
  * Contents
- *   1. Dimension letters and conventions
+ *   1. Conventions; row kernels (LayerNorm, activations, softmax)
  *   2. Attention and the transformer blocks (pre-LN CLIP, post-LN BERT)
  *   3. CLIP vision transformer (ViT)
  *   4. CLIP text transformer
@@ -29,7 +29,7 @@
 #include <unistd.h>
 
 /* ======================================================================== */
-/* 1. Dimension letters and conventions                                      */
+/* 1. Conventions; row kernels (LayerNorm, activations, softmax)            */
 /* ======================================================================== */
 
 /* The inference forwards of sections 2–6 work on plain row-major float
@@ -72,16 +72,15 @@ static void parallel_rows(int64_t rows, int64_t width, rows_fn fn, void *arg)
  *
  * GELU, QuickGELU and softmax spend their time in exp() and erf(); libm
  * computes those one float at a time. Here they (and LayerNorm) are
- * evaluated on vectors of 8 floats with the compilers' vector extension: each kernel body is
- * compiled twice, for any x86-64 (SSE2) and with AVX2/FMA, and the second
- * is chosen at run time whenever the GEMM uses its AVX2 kernel. The
- * approximations are the classic ones PyTorch's vectorised CPU kernels
- * also use: Cephes' expf (range reduction by ln 2, degree-5 polynomial,
- * about 1 ulp) and Abramowitz & Stegun 7.1.26 for erf (|error| <= 1.5e-7). */
+ * evaluated on vectors of 8 floats with the compilers' vector extension:
+ * each kernel body is compiled twice, for any x86-64 (SSE2) and with
+ * AVX2/FMA, and the second is chosen at run time whenever the GEMM uses
+ * its AVX2 kernel. The approximations are classic ones: Cephes' expf
+ * (range reduction by ln 2, degree-5 polynomial, about 1 ulp) and
+ * Abramowitz & Stegun 7.1.26 for erf (|error| <= 1.5e-7). */
 #define NO_ACT (-1)
 
 #if defined(__GNUC__) || defined(__clang__)
-#define NN_VECTORS 1
 /* The helpers below take and return 32-byte vectors by value, which the
  * compilers flag (-Wpsabi) in functions compiled without AVX. They are all
  * inlined, so no call ever crosses that ABI boundary. */
@@ -224,7 +223,7 @@ ALWAYS_INLINE void softmax_row_body(float *row, int64_t T, int64_t n, float scal
     sum += e;
     v8_store(tail, e);
     double total = 0;
-    for (int i = 0; i < 8; i++) total += sum[i];
+    for (int i = 0; i < 8; i++) total += (double)sum[i];
     v8f inv = v8_splat((float)(1.0 / total));
     for (int64_t s = 0; s < full; s += 8) v8_store(row + s, v8_load(row + s) * inv);
     for (int64_t s = full; s < n; s++) row[s] = tail[s - full] * inv[0];
@@ -242,8 +241,8 @@ ALWAYS_INLINE void layernorm_rows_body(float *y, const float *x, const float *w,
         v8f acc = v8_splat(0.0f);
         for (int64_t c = 0; c < full; c += 8) acc += v8_load(x + c);
         double s = 0;
-        for (int i = 0; i < 8; i++) s += acc[i];
-        for (int64_t c = full; c < C; c++) s += x[c];
+        for (int i = 0; i < 8; i++) s += (double)acc[i];
+        for (int64_t c = full; c < C; c++) s += (double)x[c];
         float mu = (float)(s / (double)C);
         acc = v8_splat(0.0f);
         for (int64_t c = 0; c < full; c += 8) {
@@ -251,9 +250,9 @@ ALWAYS_INLINE void layernorm_rows_body(float *y, const float *x, const float *w,
             acc += d * d;
         }
         double ss = 0;
-        for (int i = 0; i < 8; i++) ss += acc[i];
-        for (int64_t c = full; c < C; c++) ss += (double)(x[c] - mu) * (x[c] - mu);
-        float rstd = (float)(1.0 / sqrt(ss / (double)C + eps));
+        for (int i = 0; i < 8; i++) ss += (double)acc[i];
+        for (int64_t c = full; c < C; c++) ss += (double)(x[c] - mu) * (double)(x[c] - mu);
+        float rstd = (float)(1.0 / sqrt(ss / (double)C + (double)eps));
         for (int64_t c = 0; c < full; c += 8)
             v8_store(y + c, (v8_load(x + c) - mu) * rstd * v8_load(w + c) + v8_load(b + c));
         for (int64_t c = full; c < C; c++) y[c] = (x[c] - mu) * rstd * w[c] + b[c];
@@ -429,8 +428,9 @@ typedef struct {
     int64_t n_masks;          /* G */
     const float *key_bias;    /* (n_seq, T) or NULL */
     float *probs;             /* (n_seq, H, T, T) kept for a backward pass, or NULL */
-    float *scratch;           /* (n_tasks, T, T) when probs is NULL */
-    int64_t n_tasks;
+    float *scratch;           /* (scratch_bufs, T, T) when probs is NULL */
+    int64_t scratch_bufs;
+    int64_t n_tasks;          /* set by attention(): at most scratch_bufs */
 } attention_job;
 
 /* @book begin attention-one-head */
@@ -475,6 +475,7 @@ static int64_t attention_tasks(int64_t pairs)
 static void attention(attention_job *j)
 {
     j->n_tasks = attention_tasks(j->n_seq * j->H);
+    if (!j->probs && j->n_tasks > j->scratch_bufs) j->n_tasks = j->scratch_bufs;
     sc_parallel_for(j->n_tasks, attention_task, j);
 }
 
@@ -524,7 +525,7 @@ static void attention_grad_one(const attention_grad_job *g, int64_t n, int64_t h
         const float *p = P + t * T;
         float *d = dS + t * T;
         double dot = 0;
-        for (int64_t s = 0; s < T; s++) dot += (double)p[s] * d[s];
+        for (int64_t s = 0; s < T; s++) dot += (double)p[s] * (double)d[s];
         for (int64_t s = 0; s < T; s++) d[s] = p[s] * (d[s] - (float)dot) * j->scale;
     }
     if (g->dq) sc_gemm(0, 0, T, D, T, dS, T, j->k + off, ld, g->dq + off, ld, 1);
@@ -568,7 +569,8 @@ static sc_tensor *attention_op(sc_ctx *ctx, sc_tensor *q, sc_tensor *k, sc_tenso
         j->probs = scratch(ctx, B * H * T * T);
         node->saved = j;
     } else {
-        j->scratch = scratch(ctx, attention_tasks(B * H) * T * T);
+        j->scratch_bufs = attention_tasks(B * H);
+        j->scratch = scratch(ctx, j->scratch_bufs * T * T);
     }
     attention(j);
     return out;
@@ -615,7 +617,8 @@ typedef struct {
 typedef struct {
     float *h;
     float *big;
-    float *scores;   /* attention scratch, (tasks, T, T) */
+    float *scores;        /* attention scratch, (score_bufs, T, T) */
+    int64_t score_bufs;
 } block_buffers;
 
 static block_buffers block_buffers_new(sc_ctx *ctx, int64_t R, const block_dims *d, int64_t pairs, int64_t T)
@@ -624,7 +627,8 @@ static block_buffers block_buffers_new(sc_ctx *ctx, int64_t R, const block_dims 
     int64_t big = 3 * d->C > d->F ? 3 * d->C : d->F;
     b.h = scratch(ctx, R * d->C);
     b.big = scratch(ctx, R * big);
-    b.scores = scratch(ctx, attention_tasks(pairs) * T * T);
+    b.score_bufs = attention_tasks(pairs);
+    b.scores = scratch(ctx, b.score_bufs * T * T);
     return b;
 }
 
@@ -659,6 +663,7 @@ static void block_pre_ln(float *x, int64_t n_seq, int64_t T, const block_weights
     j.causal = mask ? mask->causal : 0;
     j.key_bias = mask ? mask->key_bias : NULL;
     j.scratch = buf->scores;
+    j.scratch_bufs = buf->score_bufs;
     attention(&j);
     linear(x, buf->h, w->o_w, w->o_b, R, C, C, 1, NO_ACT);
     mlp_pre_ln(x, R, w, d, buf);
@@ -678,6 +683,7 @@ static void block_post_ln(float *x, int64_t n_seq, int64_t T, const block_weight
     attention_job j = attention_setup(buf->big, buf->big + R * C, buf->big + 2 * R * C, buf->h, n_seq, T, C, d->H);
     j.key_bias = key_bias;
     j.scratch = buf->scores;
+    j.scratch_bufs = buf->score_bufs;
     attention(&j);
     float *sum = buf->big;   /* q is spent: reuse its rows for the residual sum */
     memcpy(sum, x, sizeof(float) * (size_t)(R * C));
@@ -1133,6 +1139,7 @@ static void swin_block(float *x, int64_t B, const swin_window *g, const block_we
     j.seq_mask = g->shift ? buf->mask : NULL;
     j.n_masks = g->n_win;
     j.scratch = buf->blk.scores;
+    j.scratch_bufs = buf->blk.score_bufs;
     attention(&j);
     linear(q, buf->win, w->o_w, NULL, Rw, C, C, 0, NO_ACT);
     window_job back = {q, x, buf->src, w->o_b, g->n_win * g->T, N, C, 1};
@@ -1172,7 +1179,7 @@ static void swin_merge(float *x, int64_t B, int64_t Hs, int64_t Ws, int64_t C, c
  * patches needs. */
 static swin_buffers swin_buffers_new(sc_ctx *ctx, const sc_swin_config *c, int64_t B, int64_t Hs, int64_t Ws)
 {
-    int64_t h = 0, big = 0, win = 0, cat = 0, src = 0, bias = 0, mask = 0, scores = 0;
+    int64_t h = 0, big = 0, win = 0, cat = 0, src = 0, bias = 0, mask = 0, scores = 0, min_bufs = INT64_MAX;
     for (int s = 0; s < c->n_stages; s++) {
         int64_t C = swin_stage_width(c, s), R = B * Hs * Ws, F = swin_mlp(c, C);
         for (int64_t i = 0; i < c->depths[s] && i < 2; i++) {
@@ -1183,8 +1190,9 @@ static swin_buffers swin_buffers_new(sc_ctx *ctx, const sc_swin_config *c, int64
             src = src > g.n_win * g.T ? src : g.n_win * g.T;
             bias = bias > c->heads[s] * TT ? bias : c->heads[s] * TT;
             mask = mask > g.n_win * TT ? mask : g.n_win * TT;
-            int64_t sc = attention_tasks(B * g.n_win * c->heads[s]) * TT;
-            scores = scores > sc ? scores : sc;
+            int64_t bufs = attention_tasks(B * g.n_win * c->heads[s]);
+            scores = scores > bufs * TT ? scores : bufs * TT;
+            min_bufs = min_bufs < bufs ? min_bufs : bufs;
         }
         h = h > R * C ? h : R * C;
         big = big > R * F ? big : R * F;
@@ -1198,6 +1206,7 @@ static swin_buffers swin_buffers_new(sc_ctx *ctx, const sc_swin_config *c, int64
     b.blk.h = scratch(ctx, h);
     b.blk.big = scratch(ctx, big);
     b.blk.scores = scratch(ctx, scores);
+    b.blk.score_bufs = min_bufs;   /* every stage's windows fit this many */
     b.win = scratch(ctx, win);
     b.cat = scratch(ctx, cat);
     b.src = sc__act_alloc(ctx, sizeof(int64_t) * (size_t)(src > 0 ? src : 1));
@@ -1264,7 +1273,7 @@ static void swin_forward(sc_ctx *ctx, const sc_swin_config *c, const swin_weight
     for (int64_t b = 0; b < B; b++)
         for (int64_t k = 0; k < C; k++) {
             double s = 0;
-            for (int64_t n = 0; n < N; n++) s += x[(b * N + n) * C + k];
+            for (int64_t n = 0; n < N; n++) s += (double)x[(b * N + n) * C + k];
             pooled[b * C + k] = (float)(s / (double)N);
         }
     tap(taps, "swin_pooler", pooled, 2, (int64_t[]){B, C});
@@ -1344,7 +1353,7 @@ static void medclip_text_pool(const float *const *hs, int64_t B, int64_t T, int6
             double layers = 0;
             for (int i = 0; i < 3; i++) {
                 double s = 0;
-                for (int64_t t = 0; t < T; t++) s += hs[i][(b * T + t) * C + k];
+                for (int64_t t = 0; t < T; t++) s += (double)hs[i][(b * T + t) * C + k];
                 layers += (double)(float)(s / (double)T);
             }
             pooled[b * C + k] = (float)(layers / 3.0);
@@ -1958,6 +1967,7 @@ static int64_t count_of(const record_table *tb, const char *fmt, const char *pre
 
 static int64_t isqrt(int64_t n)
 {
+    if (n <= 0) return 0;   /* a missing tensor: reported when it is bound */
     int64_t r = (int64_t)sqrt((double)n);
     while (r * r > n) r--;
     while ((r + 1) * (r + 1) <= n) r++;
@@ -2186,9 +2196,14 @@ static const float *bind(binder *b, init_kind init, int ndim, const int64_t *sha
     va_start(ap, fmt);
     vsnprintf(name, sizeof name, fmt, ap);
     va_end(ap);
-    size_t n = 1;
-    for (int i = 0; i < ndim; i++) n *= (size_t)shape[i];
-    b->m->weight_bytes += n * sizeof(float);
+    size_t n = 1, bytes = 0;
+    int fits = 1;
+    for (int i = 0; i < ndim; i++) fits = fits && sc_mul_ok(n, (size_t)shape[i], &n);
+    if (!fits || !sc_mul_ok(n, sizeof(float), &bytes)) {
+        b->status = sc_fail(b->err, SC_ENOMEM, "%s: tensor '%s' would be too large", b->what, name);
+        return NULL;
+    }
+    b->m->weight_bytes += bytes;
     const float *p = b->tb ? file_param(b, name, ndim, shape, n) : random_param(b, init, ndim, shape, n);
     return p ? add_param(b, name, ndim, shape, p, n) : NULL;
 }
