@@ -1192,6 +1192,76 @@ void sc_adapter_backward(float *df, float *dw1, float *dw2, double *dalpha, floa
 /* The adapter as an autograd op on f (B, C). */
 sc_tensor *sc_adapter_apply(sc_ctx *ctx, const sc_adapter *ad, sc_tensor *f);
 
+/* ---- nn.c: CoOp prompt learner (book/17) ---- */
+/* Prompt tuning (Zhou et al., "Learning to Prompt for Vision-Language
+ * Models", IJCV 2022): n_ctx learnable context vectors in token-embedding
+ * space before each class name, "[SOS] [V]1..[V]n name [EOS]", trained
+ * through the frozen CLIP text tower with SGD and a cosine schedule after
+ * a constant warm-up (Dassl's defaults). CLIP models only: MedCLIP's BERT
+ * has no autograd path here, and sc_coop_init says so. */
+typedef struct {
+    int n_ctx;              /* context vectors: 16 (the init words' count when given) */
+    int class_specific;     /* 1: one context per prompt (CSC); 0: shared ("unified") */
+    float init_std;         /* random initialisation N(0, 0.02²) */
+    int epochs;             /* 50 */
+    float lr;               /* SGD, 0.002 */
+    float momentum;         /* 0.9 */
+    float weight_decay;     /* 5e-4 */
+    int warmup_epochs;      /* 1, at the constant warmup_lr */
+    float warmup_lr;        /* 1e-5 */
+    int batch_size;         /* 32 */
+    uint64_t seed;          /* initialisation and shuffling */
+} sc_coop_config;
+
+typedef struct {
+    sc_coop_config cfg;
+    int64_t K;              /* prompts: one per class name */
+    int64_t T;              /* token positions of the assembled prompts */
+    int64_t C;              /* token-embedding width */
+    int n_ctx;
+    sc_tensor *ctx;         /* (n_ctx, C), or (K·n_ctx, C) with CSC: the parameters */
+    sc_tensor *frozen;      /* (K·(T − n_ctx), C) start, name, end and padding embeddings */
+    int32_t *rows;          /* (K·T) the row of [ctx; frozen] each position reads */
+    int64_t *ids;           /* (K, T) assembled token ids (they choose the pooled row) */
+    sc_optim opt;           /* SGD on ctx */
+    sc_rng rng;             /* initialisation, then shuffling */
+    int64_t epoch;          /* epochs completed */
+    sc_arena arena;
+} sc_coop;
+
+/* The training data: image embeddings and, per image, a target
+ * distribution over the prompts of each block (a block is one task: its
+ * rows sum to 1, or to 0 for an image without a label there). */
+typedef struct {
+    int64_t N, E;
+    const float *image_emb;    /* (N, E) as the encoder gives them */
+    const float *targets;      /* (N, K) */
+    int n_blocks;
+    const int *block_offset;   /* (n_blocks + 1) block b is prompts [offset[b], offset[b + 1]) */
+} sc_coop_data;
+
+sc_coop_config sc_coop_defaults(void);
+/* Prompts for K class names given as tokenized rows name_ids (K, Tn):
+ * start token, name tokens, end token, padding (as the model's tokenizer
+ * writes them; the end token is found by the model's pooling rule). With
+ * init_ids (n_init word ids, e.g. "a photo of a" without start and end
+ * tokens) the context starts as those words' embeddings and n_ctx =
+ * n_init; otherwise random. Fails with SC_EUNSUPPORTED for MedCLIP,
+ * SC_ERANGE when a prompt would not fit the text tower's positions. */
+sc_status sc_coop_init(sc_coop *p, const sc_model *m, const int64_t *name_ids, int64_t K, int64_t Tn,
+                       const int64_t *init_ids, int n_init, const sc_coop_config *cfg, sc_err *err);
+void sc_coop_free(sc_coop *p);
+/* Text embeddings (K, E) of the current prompts, on the tape. */
+sc_tensor *sc_coop_text_features(sc_ctx *ctx, const sc_coop *p, const sc_model *m);
+/* CoOp's loss on the images index[0..B): logits = s · cos(image, prompt)
+ * with the model's multiplier, cross-entropy against the targets within
+ * each block, summed over blocks, averaged over the B images. */
+sc_tensor *sc_coop_batch_loss(sc_ctx *ctx, const sc_coop *p, const sc_model *m, const sc_coop_data *d,
+                              const int *index, int64_t B);
+/* One epoch: the learning rate of this epoch (sc_lr_cosine), a seeded
+ * shuffle, one SGD step per batch; returns the mean batch loss. */
+double sc_coop_train_epoch(sc_coop *p, const sc_model *m, sc_ctx *ctx, const sc_coop_data *d);
+
 /* ======================================================================== */
 /* ---- loss.c: SCALE losses and metrics ----------------------------------- */
 /* ======================================================================== */
@@ -1441,6 +1511,85 @@ void sc_metrics_eval(sc_metrics *m, const float *scores, const uint8_t *truth, c
  * present entry. */
 void sc_two_prompt_scores(float *out, const float *sim_present, const float *sim_none, int64_t N,
                           int K, float logit_scale);
+
+/* ---- loss.c: baselines, Sec. 2.3 (book/17) ---- */
+/* Zero-shot scoring, MONET's concept presence and the linear probe, on
+ * cached embeddings. CoOp, the prompt-tuning baseline, needs the text
+ * tower and lives in nn.c (sc_coop_*). */
+
+/* out (n, E) = rows of x scaled to unit length (a zero row stays zero);
+ * out may be x. */
+void sc_normalize_rows(float *out, const float *x, int64_t n, int64_t E);
+/* A prompt ensemble as in CLIP's zero-shot ImageNet classifier: every
+ * variant is normalised, the variants of prompt k are averaged and the
+ * mean is normalised again. emb (V, K, E): V variants of K prompts;
+ * out (K, E). */
+void sc_prompt_ensemble(float *out, const float *emb, int V, int64_t K, int64_t E);
+/* Score N images against K prompts, all rows already L2-normalised:
+ * logits (N, K) = s · cos (may be NULL) and, when none (E) is given,
+ * two_prompt (N, K) = the two-prompt AUC scores of sc_two_prompt_scores
+ * against that "No finding." embedding. */
+void sc_vlm_scores(float *logits, float *two_prompt, const float *img, int64_t N, const float *prompts, int K,
+                   const float *none, int64_t E, float logit_scale);
+/* out (N, G) = max over the members h of each group (group_of[h] in
+ * [0, G)) of x (N, H): Sec. 2.2's aggregation of combination scores into
+ * class or concept scores. A group without members gets -inf. */
+void sc_group_max(float *out, const float *x, int64_t N, int H, const int *group_of, int G);
+
+/* MONET's temperature: temp = 1 / exp(4.5944), a multiplier of 98.93,
+ * from MONET's tutorial. Whether 4.5944 is MONET's learned logit_scale
+ * is UNVERIFIED (OpenAI CLIP's is 4.6052 = ln 100). */
+#define SC_MONET_LOG_SCALE 4.5944
+/* MONET-style concept presence: out (N, K) = softmax over (mean over the
+ * V target prompts of concept k of cos(x, t), mean over the R reference
+ * prompts of cos(x, r)) / temp, the first entry. img (N, E), targets
+ * (V, K, E) and refs (R, E) are L2-normalised rows. */
+void sc_concept_presence(float *out, const float *img, int64_t N, const float *targets, int V, int K,
+                         const float *refs, int R, int64_t E, double temp);
+
+/* The linear probe: logistic regression on frozen image features, one
+ * output per label; labels come in blocks (one per task), which the
+ * softmax loss treats as exclusive. */
+typedef enum {
+    SC_PROBE_BCE,     /* a sigmoid and binary cross-entropy per output (the paper's) */
+    SC_PROBE_SOFTMAX  /* a softmax and cross-entropy over each block */
+} sc_probe_loss;
+
+typedef struct {
+    sc_probe_loss loss;
+    int weighted;       /* 1: inverse-frequency loss weights (the paper's follow-up) */
+    int epochs;         /* 150 */
+    float lr;           /* Adam, 1e-3 (Sec. 2.3) */
+    float l2;           /* λ of (λ/2)‖W‖², 1e-4 */
+    int batch_size;     /* 0: sc_train_batch_size(N) */
+    uint64_t seed;      /* initialisation and shuffling */
+} sc_probe_config;
+
+typedef struct {
+    sc_probe_config cfg;
+    int64_t E;          /* feature width */
+    int K, n_blocks;    /* outputs; blocks of them */
+    int *block_offset;  /* (n_blocks + 1) block b is outputs [offset[b], offset[b + 1]) */
+    sc_tensor *W;       /* (K, E) */
+    sc_tensor *b;       /* (K) */
+    float *w_pos;       /* (K) weight of a term whose label is present */
+    float *w_neg;       /* (K) weight of a term whose label is absent (BCE) */
+    double final_loss;  /* mean loss of the last epoch */
+    sc_optim opt;
+    sc_arena arena;     /* owns all of the above */
+} sc_probe;
+
+sc_probe_config sc_probe_defaults(void);
+/* Train on features X (N, E) with labels Y (N, K) of 0/1. Fails with
+ * SC_EARG on empty or inconsistent sizes and on a bad config. */
+sc_status sc_probe_train(sc_probe *p, const float *X, const uint8_t *Y, int64_t N, int64_t E, int K,
+                         const int *block_offset, int n_blocks, const sc_probe_config *cfg, sc_err *err);
+/* logits (N, K) = X Wᵀ + b. */
+void sc_probe_logits(const sc_probe *p, float *logits, const float *X, int64_t N);
+/* logits (N, K) and, when prob is not NULL, probabilities (N, K): σ of
+ * each logit (BCE) or the softmax of each block. */
+void sc_probe_predict(const sc_probe *p, float *logits, float *prob, const float *X, int64_t N);
+void sc_probe_free(sc_probe *p);
 
 /* ---- loss.c: embedding maps, exact t-SNE (Fig. 4, book/14) ---- */
 /* van der Maaten and Hinton's t-SNE (JMLR 2008) with the exact O(n²)
