@@ -1887,6 +1887,112 @@ sc_status sc_cache_check(const sc_cache *c, const char *model, const char *pipel
 int64_t sc_cache_text_row(const sc_cache *c, sc_text_kind kind, int task, int index, int variant);
 
 /* ======================================================================== */
+/* ---- scale.c: experiments, Sec. 2.3 (book/17) --------------------------- */
+/* ======================================================================== */
+
+/* EXPERIMENTS. `scale experiment --config FILE` runs the paper's protocol
+ * on an embedding cache: each method on nested stratified subsets of the
+ * training split (fractions 0.05 .. 1, several subsets each, one at 1),
+ * evaluated on the test split at the class level and at the level of
+ * class-concept combinations, every metric averaged over the tasks. The
+ * config format is in `scale experiment --help` and book/17.
+ *
+ *   sc_experiment ex;
+ *   if (sc_experiment_load(&ex, "derm7p.conf", &err) != SC_OK) { puts(err.msg); ... }
+ *   sc_run_options opt = {stderr, stdout, NULL};
+ *   sc_experiment_main(&ex, "runs/derm7p", &opt, &err);
+ *   sc_experiment_free(&ex);
+ */
+typedef enum {
+    SC_METHOD_ZERO_SHOT,     /* the frozen VLM with prompts (loss.c section 9) */
+    SC_METHOD_CONCEPT_SCORE, /* MONET's concept presence against reference prompts */
+    SC_METHOD_LINEAR_PROBE,  /* logistic regression on frozen image features */
+    SC_METHOD_COOP,          /* prompt tuning (nn.c section 9); CLIP models only */
+    SC_METHOD_SCALE          /* the paper's method (loss.c sections 5-6) */
+} sc_method_kind;
+#define SC_N_METHOD_KINDS 5
+/* "zero-shot", "concept-score", "linear-probe", "coop", "scale" */
+const char *sc_method_kind_name(sc_method_kind k);
+
+#define SC_EXP_MAX_METHODS 16
+#define SC_EXP_MAX_FRACTIONS 16
+#define SC_EXP_MAX_SEEDS 100
+#define SC_EXP_MAX_INIT_WORDS 32
+
+typedef struct {
+    char name[64];             /* label in tables and legends */
+    sc_method_kind kind;
+    int line;                  /* its line in the config file */
+    const char *cache;         /* zero-shot, concept-score: score with this cache instead
+                                  (the same dataset embedded by, say, a generic CLIP) */
+    int class_prompts;         /* zero-shot: the class level from class-level prompts */
+    int ensemble;              /* zero-shot: prompt ensembles (sc_prompt_ensemble) */
+    double temp;               /* concept-score: MONET's temperature */
+    sc_probe_config probe;     /* linear-probe */
+    sc_coop_config coop;       /* coop */
+    const char *coop_init;     /* coop: words the context starts from, or NULL (random) */
+    sc_train_config scale;     /* scale */
+    int separate_tasks;        /* scale: one adapter pair per task instead of one for all */
+    int dashed;                /* its line in Fig. 2 is dashed (default for weighted probes) */
+} sc_method;
+
+typedef struct {
+    char path[1024];           /* the config file ("" when parsed from memory) */
+    const char *text;          /* its text, kept for the run folder */
+    const char *name;          /* title, or NULL */
+    const char *cache;         /* the embedding cache */
+    const char *model;         /* model directory, or NULL */
+    const char *dataset;       /* "KIND:PATH" to embed from, or NULL */
+    const char *hier;          /* the dataset's hierarchy, or NULL (its kind's) */
+    int clinic;                /* Derm7p: clinic images */
+    int train_valid;           /* 1: train on the train and valid splits */
+    int n_fractions;
+    double fractions[SC_EXP_MAX_FRACTIONS]; /* increasing, in (0, 1] */
+    int n_seeds;               /* subsets per fraction below 1 */
+    uint64_t seed;
+    int levels;                /* bit 0: class, bit 1: class-concept */
+    const char *tsne_task, *tsne_class; /* Fig. 4, or NULL */
+    int tsne_points;           /* at most this many texts in Fig. 4 (100) */
+    const char *explain;       /* method for explanations.csv, or NULL */
+    int explained;             /* its index (default: the last scale method), or -1 */
+    int n_methods;
+    sc_method methods[SC_EXP_MAX_METHODS];
+    sc_arena arena;            /* owns the strings */
+} sc_experiment;
+
+/* Parse a config; relative paths are taken from base_dir (may be NULL or
+ * ""). Errors read "FILE:LINE: what is wrong". */
+sc_status sc_experiment_parse(sc_experiment *ex, const char *text, size_t len, const char *what, const char *base_dir,
+                              sc_err *err);
+/* The same from a file, paths relative to the file's folder. */
+sc_status sc_experiment_load(sc_experiment *ex, const char *path, sc_err *err);
+void sc_experiment_free(sc_experiment *ex);
+
+typedef struct {
+    FILE *progress;            /* progress and notes (stderr), or NULL */
+    FILE *summary;             /* the summary tables once done (stdout), or NULL */
+    const char *command_line;  /* recorded in run.json, or NULL */
+} sc_run_options;
+
+/* Run on a loaded cache (model: CoOp's text tower, NULL when not needed;
+ * CoOp is then left out with a note) into the new folder out_dir, which
+ * appears complete or not at all. Results depend on the seed, not on the
+ * thread count. */
+sc_status sc_experiment_run(const sc_experiment *ex, const sc_cache *cache, const sc_model *model, const char *out_dir,
+                            const sc_run_options *opt, sc_err *err);
+/* Everything: embed the dataset into the cache if it is missing, refuse a
+ * stale one (sc_cache_check), load the model when CoOp needs it, run. */
+sc_status sc_experiment_main(const sc_experiment *ex, const char *out_dir, const sc_run_options *opt, sc_err *err);
+
+/* Nested stratified training subsets (book/17): the items of `items` (n
+ * indices into labels (N, K)) whose key, drawn from the seed, is below
+ * `fraction`, in the order listed. For one seed a larger fraction only adds
+ * items; each item's stratum is its rarest label, and every stratum keeps
+ * its share within one item. Fraction 1 chooses all. */
+sc_status sc_nested_subset(int64_t *chosen, int64_t *n_chosen, const int64_t *items, int64_t n, const uint8_t *labels,
+                           int K, double fraction, uint64_t seed, sc_err *err);
+
+/* ======================================================================== */
 /* ---- internal, may change ------------------------------------------------ */
 /* ======================================================================== */
 
