@@ -2694,7 +2694,6 @@ static int64_t name_length(const sc_clip_text_config *tc, const int64_t *row, in
     return sc_clip_eot_index(tc, row, Tn);   /* tokens before it, the start token included */
 }
 
-/* @book begin coop-init */
 sc_status sc_coop_init(sc_coop *p, const sc_model *m, const int64_t *name_ids, int64_t K, int64_t Tn,
                        const int64_t *init_ids, int n_init, const sc_coop_config *cfg, sc_err *err)
 {
@@ -2770,7 +2769,6 @@ sc_status sc_coop_init(sc_coop *p, const sc_model *m, const int64_t *name_ids, i
     if (st) sc_coop_free(p);
     return st;
 }
-/* @book end coop-init */
 
 /* @book begin coop-features */
 sc_tensor *sc_coop_text_features(sc_ctx *ctx, const sc_coop *p, const sc_model *m)

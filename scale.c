@@ -3842,7 +3842,6 @@ static float cache_scale(const sc_cache *c)
     return isfinite(c->logit_scale) && c->logit_scale > 0 ? c->logit_scale : 100.0f;
 }
 
-/* @book begin method-zero-shot */
 static sc_status zero_shot(exp_scores *s, const exp_shared *sh, const sc_method *m, const sc_cache *c, sc_err *err)
 {
     float *prompts = malloc(sizeof(float) * (size_t)((sh->K + sh->n_classes) * sh->E) + 1);
@@ -3860,7 +3859,6 @@ static sc_status zero_shot(exp_scores *s, const exp_shared *sh, const sc_method 
     free(prompts);
     return st;
 }
-/* @book end method-zero-shot */
 
 /* MONET's presence score of every combination: its prompt and ensemble
  * variants are the targets, the hierarchy's reference prompts the
@@ -3892,7 +3890,6 @@ static sc_status concept_score(exp_scores *s, const exp_shared *sh, const sc_met
     return ok ? SC_OK : sc_fail(err, SC_EFORMAT, "%s: the cache lacks prompts for concept scores", c->dir);
 }
 
-/* @book begin method-linear-probe */
 static sc_status linear_probe(exp_scores *s, const exp_shared *sh, const sc_method *m, const int64_t *train,
                               int64_t n, uint64_t seed, sc_err *err)
 {
@@ -3917,9 +3914,7 @@ static sc_status linear_probe(exp_scores *s, const exp_shared *sh, const sc_meth
     free(x), free(y);
     return st;
 }
-/* @book end method-linear-probe */
 
-/* @book begin method-coop */
 static sc_status coop(exp_scores *s, const exp_shared *sh, int mi, const int64_t *train, int64_t n, uint64_t seed,
                       sc_err *err)
 {
@@ -3962,7 +3957,6 @@ static sc_status coop(exp_scores *s, const exp_shared *sh, int mi, const int64_t
     free(targets), free(img), free(prompts);
     return st;
 }
-/* @book end method-coop */
 
 /* ---- SCALE on all tasks at once ----
  * Derm7p has seven tasks (criteria); one adapter pair serves them all, as
@@ -4169,7 +4163,6 @@ static void scale_tsne_points(float *out, const exp_shared *sh, const sc_scale_m
     free(raw);
 }
 
-/* @book begin method-scale */
 static sc_status scale_method(exp_scores *s, float *tsne_out, const exp_shared *sh, const sc_method *m,
                               const int64_t *train, int64_t n, uint64_t seed, sc_err *err)
 {
@@ -4200,7 +4193,6 @@ static sc_status scale_method(exp_scores *s, float *tsne_out, const exp_shared *
     if (!st) class_from_combos(s, sh);
     return st;
 }
-/* @book end method-scale */
 
 /* ---- 6d. The sweep ---------------------------------------------------------
  * One job is one method on one training subset (or, for the methods that
@@ -4428,7 +4420,6 @@ static int method_trains(const sc_method *m)
     return m->kind != SC_METHOD_ZERO_SHOT && m->kind != SC_METHOD_CONCEPT_SCORE;
 }
 
-/* @book begin results-csv */
 static sc_status write_results(const exp_sweep *sw, const char *path, sc_err *err)
 {
     const sc_experiment *ex = sw->sh->ex;
@@ -4463,7 +4454,6 @@ static sc_status write_results(const exp_sweep *sw, const char *path, sc_err *er
     sc_csv_writer_free(&w);
     return st;
 }
-/* @book end results-csv */
 
 /* "0.812 ± 0.013", "0.812" (one value), or "–". */
 static void stat_cell(sc_text *t, exp_stat s)
@@ -4535,7 +4525,6 @@ static void summary_text(sc_text *t, const exp_sweep *sw, double seconds)
 /* Fig. 2: one panel per metric, the metric against the fraction, a line
  * per method (dashed where the method says so), error bars of one
  * standard deviation. */
-/* @book begin fig2 */
 static sc_status write_fig2(const exp_sweep *sw, int level, const char *path, sc_err *err)
 {
     const exp_shared *sh = sw->sh;
@@ -4576,7 +4565,6 @@ static sc_status write_fig2(const exp_sweep *sw, int level, const char *path, sc
     free(values), free(series);
     return st;
 }
-/* @book end fig2 */
 
 /* softmax of the task's combination logits of test image i into p (H). */
 static void task_softmax(double *p, const float *logits, int K, int64_t i, int off, int H)
@@ -5017,7 +5005,6 @@ static void sweep_free(exp_sweep *sw)
     free(sw->jobs), free(sw->order);
 }
 
-/* @book begin experiment-run */
 sc_status sc_experiment_run(const sc_experiment *ex, const sc_cache *cache, const sc_model *model, const char *out_dir,
                             const sc_run_options *opt, sc_err *err)
 {
@@ -5064,7 +5051,6 @@ sc_status sc_experiment_run(const sc_experiment *ex, const sc_cache *cache, cons
         if (scored[m]) sc_cache_free(&others[m]);
     return st;
 }
-/* @book end experiment-run */
 
 /* The cache of the experiment: loaded and checked against the model and
  * the dataset named in the config, or embedded first when missing. */
