@@ -1634,25 +1634,34 @@ static int weight_is_contiguous(const sc_weight *t)
 }
 
 /* @book begin weight-gather */
+/* Step the index (i0, .., ik) of t to the next element in C order, like an
+ * odometer, and return how far the element offset moves: +stride[j] for
+ * the digit that advances, -stride[j]·(shape[j] - 1) for each digit that
+ * rolls over to 0 before it. */
+static int64_t odometer_step(const sc_weight *t, int64_t *idx)
+{
+    int64_t delta = 0;
+    for (int j = t->ndim - 1; j >= 0; j--) {
+        delta += t->stride[j];
+        if (++idx[j] < t->shape[j]) break;
+        delta -= t->stride[j] * t->shape[j];
+        idx[j] = 0;
+    }
+    return delta;
+}
+
 void sc_weight_to_f32(const sc_weight *t, float *dst)
 {
     if (weight_is_contiguous(t)) {
         convert_to_f32(dst, t->data, t->dtype, (size_t)t->numel);
         return;
     }
-    /* A strided view: walk the index (i0, .., ik) like an odometer, moving
-     * the storage offset by stride[j] per step of digit j. */
     size_t size = sc_dtype_size(t->dtype);
     int64_t idx[SC_ARRAY_MAX_DIMS] = {0};
     int64_t off = 0;
     for (int64_t n = 0; n < t->numel; n++) {
         convert_to_f32(dst + n, t->data + (size_t)off * size, t->dtype, 1);
-        for (int j = t->ndim - 1; j >= 0; j--) {
-            off += t->stride[j];
-            if (++idx[j] < t->shape[j]) break;
-            off -= t->stride[j] * t->shape[j];
-            idx[j] = 0;
-        }
+        off += odometer_step(t, idx);
     }
 }
 /* @book end weight-gather */
@@ -1697,8 +1706,8 @@ sc_status sc_weights_read_i64(const sc_weights *w, const char *name, int64_t *ds
     if (t->dtype != SC_DT_I64 && t->dtype != SC_DT_I32 && t->dtype != SC_DT_U16 && t->dtype != SC_DT_U8)
         return sc_fail(err, SC_EFORMAT, "%s: tensor '%s' holds %s, not integers", w->path, name,
                        sc_dtype_name(t->dtype));
-    /* Gather through the float path's odometer would lose int64 precision,
-     * so walk the elements here with the same index arithmetic. */
+    /* The float path would lose int64 precision past 2^24: walk the
+     * elements here, with the same odometer. */
     size_t size = sc_dtype_size(t->dtype);
     int64_t idx[SC_ARRAY_MAX_DIMS] = {0};
     int64_t off = 0;
@@ -1708,12 +1717,7 @@ sc_status sc_weights_read_i64(const sc_weights *w, const char *name, int64_t *ds
         if (t->dtype == SC_DT_I64) memcpy(&v, p, 8);
         else v = (int64_t)element_as_double(p, t->dtype); /* 32-bit and smaller: exact */
         dst[i] = v;
-        for (int j = t->ndim - 1; j >= 0; j--) {
-            off += t->stride[j];
-            if (++idx[j] < t->shape[j]) break;
-            off -= t->stride[j] * t->shape[j];
-            idx[j] = 0;
-        }
+        off += odometer_step(t, idx);
     }
     return SC_OK;
 }
@@ -2675,7 +2679,7 @@ static sc_status pk_rebuild_tensor(pickle_vm *vm, const pk_value *args, pk_value
         if (!pk_is_int(sz) || !pk_is_int(st) || sz->u.i < 0 || sz->u.i > ARRAY_MAX_DIM || st->u.i < 0)
             return pk_fail(vm, "tensor size or stride is not a small non-negative integer");
         t->shape[d] = sz->u.i;
-        t->stride[d] = st->u.i;
+        t->stride[d] = sz->u.i > 1 ? st->u.i : 0; /* never used to move: keep it from overflowing sums */
         size_t reach;
         if (!sc_mul_ok(bytes, (size_t)sz->u.i, &bytes) || bytes > ((size_t)1 << 62))
             return pk_fail(vm, "tensor has too many elements");
@@ -3490,6 +3494,7 @@ sc_status sc_inflate(const uint8_t *in, size_t in_len, sc_inflate_format fmt, si
 {
     *out = NULL;
     *out_len = 0;
+    if (!in) in = (const uint8_t *)"", in_len = 0; /* no arithmetic on a null pointer */
     if (fmt != SC_INFLATE_RAW && fmt != SC_INFLATE_ZLIB && fmt != SC_INFLATE_GZIP)
         return sc_fail(err, SC_EARG, "sc_inflate: unknown format %d", (int)fmt);
     static const char *names[] = {"deflate stream", "zlib stream", "gzip stream"};
@@ -3589,6 +3594,7 @@ void sc_image_free(sc_image *img)
 sc_status sc_image_decode(const uint8_t *data, size_t len, const char *what, sc_image *img, sc_err *err)
 {
     memset(img, 0, sizeof *img);
+    if (!data) data = (const uint8_t *)"", len = 0;
     if (len >= 8 && memcmp(data, "\x89PNG\r\n\x1a\n", 8) == 0) return sc_png_decode(data, len, what, img, err);
     if (len >= 3 && data[0] == 0xFF && data[1] == 0xD8 && data[2] == 0xFF) return sc_jpeg_decode(data, len, what, img, err);
     if (len >= 2 && data[0] == 'P' && (data[1] == '5' || data[1] == '6')) return sc_pnm_decode(data, len, what, img, err);
@@ -3838,6 +3844,7 @@ static sc_status png_read_palette(png_header *h, const char *type, const uint8_t
 sc_status sc_png_decode(const uint8_t *data, size_t len, const char *what, sc_image *img, sc_err *err)
 {
     memset(img, 0, sizeof *img);
+    if (!data) data = (const uint8_t *)"", len = 0;
     cursor c = cursor_make(data, len);
     const uint8_t *sig = cur_take(&c, 8);
     if (!sig || memcmp(sig, "\x89PNG\r\n\x1a\n", 8) != 0) return sc_fail(err, SC_EFORMAT, "%s: not a PNG file", what);
@@ -3924,6 +3931,7 @@ sc_status sc_png_decode(const uint8_t *data, size_t len, const char *what, sc_im
     }
     if (st == SC_OK) {
         st = png_unpack(img, &h, raw, raw_len, what, err);
+        img->bilevel = h.color_type == 0 && h.bit_depth == 1;
         if (h.color_type == 3) {
             img->palette_size = h.palette_size;
             memcpy(img->palette, h.palette, sizeof h.palette);
@@ -4009,7 +4017,8 @@ static void fixed_match(bitwriter *w, size_t length, size_t distance)
 
 #define LZ_WINDOW 32768
 #define LZ_HASH_BITS 15
-#define LZ_CHAIN 32     /* candidates tried per position: speed vs ratio */
+#define LZ_CHAIN 8      /* candidates tried per position: speed vs ratio */
+#define LZ_NICE 64      /* a match this long is good enough: stop searching */
 
 static uint32_t lz_hash(const uint8_t *p)
 {
@@ -4046,6 +4055,7 @@ static sc_status zlib_compress_fixed(const uint8_t *data, size_t n, uint8_t **ou
                 if (l > best_len) {
                     best_len = l;
                     best_dist = i - (size_t)cand;
+                    if (l >= LZ_NICE) break;
                 }
                 cand = prev[cand % LZ_WINDOW];
             }
@@ -4090,6 +4100,23 @@ static sc_status zlib_compress_fixed(const uint8_t *data, size_t n, uint8_t **ou
     return SC_OK;
 }
 
+/* Filter one row: out = line minus its prediction (the inverse of
+ * png_unfilter). */
+static void png_filter(uint8_t *out, const uint8_t *line, const uint8_t *prev, size_t n, size_t bpp, int filter)
+{
+    for (size_t i = 0; i < n; i++) {
+        int a = i >= bpp ? line[i - bpp] : 0, c = i >= bpp ? prev[i - bpp] : 0, pred;
+        switch (filter) {
+        case 1: pred = a; break;
+        case 2: pred = prev[i]; break;
+        case 3: pred = (a + prev[i]) >> 1; break;
+        case 4: pred = paeth(a, prev[i], c); break;
+        default: pred = 0; break;
+        }
+        out[i] = (uint8_t)(line[i] - pred);
+    }
+}
+
 /* Filter every row of the image into (height, 1 + row_bytes) bytes. */
 static uint8_t *png_filter_rows(const sc_image *img, size_t row_bytes, size_t bpp)
 {
@@ -4118,13 +4145,10 @@ static uint8_t *png_filter_rows(const sc_image *img, size_t row_bytes, size_t bp
         uint8_t *dst = out + (size_t)y * stride;
         long best = -1;
         for (int f = 0; f <= 4; f++) {
+            png_filter(trial, line, prev, row_bytes, bpp, f);
             long sum = 0;
-            for (size_t k = 0; k < row_bytes; k++) {
-                int a = k >= bpp ? line[k - bpp] : 0, b = prev[k], c = k >= bpp ? prev[k - bpp] : 0;
-                int pred = f == 0 ? 0 : f == 1 ? a : f == 2 ? b : f == 3 ? (a + b) >> 1 : paeth(a, b, c);
-                trial[k] = (uint8_t)(line[k] - pred);
-                sum += trial[k] < 128 ? trial[k] : 256 - trial[k];
-            }
+            for (size_t k = 0; k < row_bytes; k++) /* |byte as a signed value|, without a branch */
+                sum += abs((int)trial[k] - ((trial[k] & 0x80) << 1));
             if (best < 0 || sum < best) {
                 best = sum;
                 dst[0] = (uint8_t)f;
@@ -4203,8 +4227,9 @@ sc_status sc_png_write(const char *path, const sc_image *img, sc_err *err)
 {
     uint8_t *png;
     size_t len;
-    sc_status st = sc_png_encode(img, &png, &len, err);
-    if (st != SC_OK) return sc_fail(err, st, "%s: %s", path, err->msg);
+    sc_err inner;
+    sc_status st = sc_png_encode(img, &png, &len, &inner);
+    if (st != SC_OK) return sc_fail(err, st, "%s: %s", path, inner.msg);
     st = sc_write_file_atomic(path, png, len, err);
     free(png);
     return st;
@@ -4964,6 +4989,7 @@ static void jpeg_skip_to_marker(cursor *c, const uint8_t *from)
 sc_status sc_jpeg_decode(const uint8_t *data, size_t len, const char *what, sc_image *img, sc_err *err)
 {
     memset(img, 0, sizeof *img);
+    if (!data) data = (const uint8_t *)"", len = 0;
     jpeg_decoder *d = calloc(1, sizeof *d);
     if (!d) return sc_fail(err, SC_ENOMEM, "%s: out of memory", what);
     d->what = what;
@@ -5382,6 +5408,7 @@ static long pnm_number(cursor *c)
 sc_status sc_pnm_decode(const uint8_t *data, size_t len, const char *what, sc_image *img, sc_err *err)
 {
     memset(img, 0, sizeof *img);
+    if (!data) data = (const uint8_t *)"", len = 0;
     cursor c = cursor_make(data, len);
     const uint8_t *magic = cur_take(&c, 2);
     if (!magic || magic[0] != 'P' || (magic[1] != '5' && magic[1] != '6'))
@@ -5463,6 +5490,7 @@ sc_status sc_image_to_8bit(const sc_image *src, sc_image *dst, sc_err *err)
     if (st != SC_OK) return st;
     size_t npix = (size_t)src->width * (size_t)src->height, ch = (size_t)src->channels;
     memcpy(dst->pixels, src->pixels, npix * ch);
+    dst->bilevel = src->bilevel;
     if (src->index) {
         dst->index = malloc(npix);
         if (!dst->index) {
@@ -5527,6 +5555,7 @@ sc_status sc_image_crop(const sc_image *src, int left, int top, int width, int h
     }
     dst->palette_size = src->palette_size;
     memcpy(dst->palette, src->palette, sizeof src->palette);
+    dst->bilevel = src->bilevel;
     return SC_OK;
 }
 
@@ -5712,9 +5741,11 @@ sc_status sc_image_resize(const sc_image *src, int width, int height, sc_resampl
     if (st != SC_OK) return st;
     dst->palette_size = src->palette_size;
     memcpy(dst->palette, src->palette, sizeof src->palette);
-    /* Pillow resizes palette images with NEAREST whatever is asked: the
-     * indices cannot be averaged. */
-    if (src->index || filter == SC_RESAMPLE_NEAREST) {
+    /* Pillow resizes palette images (mode P) and 1-bit images (mode 1)
+     * with NEAREST whatever is asked: indices cannot be averaged, and mode
+     * 1 has no grey levels between black and white. */
+    dst->bilevel = src->bilevel;
+    if (src->index || src->bilevel || filter == SC_RESAMPLE_NEAREST) {
         st = resize_nearest(src, dst, err);
         if (st != SC_OK) sc_image_free(dst);
         return st;
@@ -6025,6 +6056,7 @@ sc_status sc_pipeline_run(const sc_pipeline *p, const sc_image *src, float *out,
  *   11f. OpenAI's clean-up, lower-casing and pre-tokenisation
  *   11g. Byte-level BPE with a word cache
  *   11h. Loading merges (merges.txt, bpe_simple_vocab_16e6.txt.gz) and vocab.json
+ *   11i. Learning a small vocabulary from a corpus (the tiny VLM's)
  *
  * Text is validated as UTF-8 first: Python strings cannot hold invalid
  * UTF-8, so there is no reference behaviour to imitate and we refuse it.
@@ -7563,6 +7595,236 @@ static sc_status bpe_tables(sc_tokenizer *tok, const merge_line *m, int64_t n_me
     if (!c->slot || !c->entry || !c->keys || !c->ids) return sc_fail(err, SC_ENOMEM, "%s: out of memory", what);
     cache_clear(c);
     return SC_OK;
+}
+
+/* ---- 11i. Learning a small vocabulary ------------------------------------ */
+
+/* Sennrich et al.'s byte-pair encoding, learnt the way the CLIP files are
+ * used: every text is cleaned and cut into pre-tokens exactly as
+ * clip_encode does, each distinct word starts as its bytes (the last with
+ * </w>), and the most frequent adjacent pair over the whole corpus (each
+ * word weighted by its count) is merged, again and again. The merges, in
+ * the order learnt, are merges.txt; the vocabulary is laid out as OpenAI's
+ * (vocab_from_merges), so <|endoftext|> has the largest id. */
+#define BPE_LEARN_MAX_WORDS (1 << 20)   /* distinct words in a corpus */
+#define BPE_LEARN_MAX_WORD 1024         /* bytes of one word; longer ones are skipped */
+
+typedef struct {
+    sc_arena arena;
+    vocab words;          /* distinct pre-tokens, id = word index */
+    int64_t *count;       /* (words.n) occurrences */
+    int32_t **sym;        /* (words.n) the word's current tokens */
+    uint32_t *n_sym;      /* (words.n) */
+    int32_t n_words;
+    vocab tokens;         /* the vocabulary being learnt */
+    int32_t n_tokens;
+    int32_t (*merge)[2];  /* (max merges) left, right token of each rank */
+} bpe_learner;
+
+/* Enter every pre-token of one text (as clip_encode cuts it) into the word
+ * table. */
+static sc_status learn_words(bpe_learner *L, cpbuf *text, cpbuf *work, const char *s, size_t len, int64_t index,
+                             sc_err *err)
+{
+    if (!cpbuf_reserve(text, 3 * len + 16) || !cpbuf_reserve(work, 3 * len + 16))
+        return sc_fail(err, SC_ENOMEM, "BPE corpus: out of memory");
+    text->n = 0;
+    for (size_t i = 0; i < len;) {
+        uint32_t cp;
+        if (!utf8_next((const uint8_t *)s, len, &i, &cp))
+            return sc_fail(err, SC_EFORMAT, "BPE corpus: text %lld: invalid UTF-8 at byte %zu", (long long)index, i);
+        cpbuf_push(text, cp);
+    }
+    html_unescape(text, work);   /* the clean-up of clip_encode */
+    html_unescape(work, text);
+    clip_whitespace(text, work);
+    python_lower(work, text);
+    char word[BPE_LEARN_MAX_WORD];
+    for (size_t i = 0; i < text->n;) {
+        size_t n = clip_pretoken(text->v, text->n, i), nb = 0;
+        if (n == 0) {
+            i++;
+            continue;
+        }
+        if (4 * n <= sizeof word)
+            for (size_t k = 0; k < n; k++) nb += utf8_encode(text->v[i + k], word + nb);
+        i += n;
+        int special = (nb == 15 && !memcmp(word, "<|startoftext|>", 15)) || (nb == 13 && !memcmp(word, "<|endoftext|>", 13));
+        if (nb == 0 || special) continue;   /* a word too long to be one is left out */
+        int32_t id = vocab_find(&L->words, word, nb);
+        if (id < 0) {
+            int32_t other;
+            if (L->n_words == L->words.n)
+                return sc_fail(err, SC_ERANGE, "BPE corpus: more than %lld distinct words", (long long)L->words.n);
+            id = L->n_words++;
+            if (vocab_set(&L->words, &L->arena, id, word, nb, &other))
+                return sc_fail(err, SC_ENOMEM, "BPE corpus: out of memory");
+        }
+        L->count[id]++;
+    }
+    return SC_OK;
+}
+
+/* The next learnt token: a new id for a new string, or the id the string
+ * already has (two merges may spell the same token). */
+static int32_t learn_token(bpe_learner *L, const char *s, size_t n)
+{
+    int32_t id = vocab_find(&L->tokens, s, n), other;
+    if (id >= 0) return id;
+    if (vocab_set(&L->tokens, &L->arena, L->n_tokens, s, n, &other)) return -1;
+    return L->n_tokens++;
+}
+
+/* @book begin bpe-learn-step */
+/* One merge: count every adjacent pair of every word, weighted by the
+ * word's count, take the most frequent (ties: the smaller left id, then
+ * right id) and merge it everywhere, left to right as bpe_word does.
+ * Returns 0 when no word has two tokens left. */
+static int learn_merge(bpe_learner *L, int64_t rank, uint64_t *keys, int64_t *counts, size_t cap)
+{
+    memset(keys, 0xFF, cap * sizeof *keys);
+    uint64_t best = UINT64_MAX;
+    int64_t best_count = 0;
+    for (int32_t w = 0; w < L->n_words; w++)
+        for (uint32_t i = 0; i + 1 < L->n_sym[w]; i++) {
+            uint64_t key = (uint64_t)(uint32_t)L->sym[w][i] << 32 | (uint32_t)L->sym[w][i + 1];
+            size_t h = (size_t)((key * 0x9E3779B97F4A7C15ull) >> 20) & (cap - 1);
+            while (keys[h] != key && keys[h] != UINT64_MAX) h = (h + 1) & (cap - 1);
+            if (keys[h] == UINT64_MAX) {
+                keys[h] = key;
+                counts[h] = 0;
+            }
+            counts[h] += L->count[w];
+            if (counts[h] > best_count || (counts[h] == best_count && key < best)) {
+                best = key;
+                best_count = counts[h];
+            }
+        }
+    if (best_count == 0) return 0;
+    int32_t left = (int32_t)(best >> 32), right = (int32_t)(best & 0xFFFFFFFF);
+    char buf[2 * SC_TOK_MAX_TOKEN];
+    size_t nl = L->tokens.len[left], nr = L->tokens.len[right];
+    if (nl + nr > SC_TOK_MAX_TOKEN) return 0;   /* cannot happen for words of at most 1 KiB */
+    memcpy(buf, L->tokens.str[left], nl);
+    memcpy(buf + nl, L->tokens.str[right], nr);
+    int32_t merged = learn_token(L, buf, nl + nr);
+    if (merged < 0) return -1;
+    L->merge[rank][0] = left;
+    L->merge[rank][1] = right;
+    for (int32_t w = 0; w < L->n_words; w++) {
+        uint32_t out = 0, n = L->n_sym[w];
+        int32_t *s = L->sym[w];
+        for (uint32_t i = 0; i < n; i++) {
+            if (i + 1 < n && s[i] == left && s[i + 1] == right) {
+                s[out++] = merged;
+                i++;
+            } else {
+                s[out++] = s[i];
+            }
+        }
+        L->n_sym[w] = out;
+    }
+    return 1;
+}
+/* @book end bpe-learn-step */
+
+/* merges.txt and vocab.json of what L learnt (n_merges ranks). */
+static sc_status learn_write(const bpe_learner *L, int64_t n_merges, const char *dir, sc_err *err)
+{
+    char path[4096];
+    sc_text merges;
+    sc_text_init(&merges);
+    sc_text_puts(&merges, "#version: 0.2\n");
+    for (int64_t r = 0; r < n_merges; r++)
+        sc_text_printf(&merges, "%s %s\n", L->tokens.str[L->merge[r][0]], L->tokens.str[L->merge[r][1]]);
+    snprintf(path, sizeof path, "%s/merges.txt", dir);
+    sc_status s = sc_text_save(&merges, path, err);
+    sc_text_free(&merges);
+    if (s) return s;
+    sc_json_writer w;
+    sc_json_writer_init(&w, 0);
+    sc_json_begin_object(&w);
+    for (int32_t id = 0; id < L->n_tokens; id++) {
+        sc_json_put_key(&w, L->tokens.str[id]);
+        sc_json_put_int(&w, id);
+    }
+    sc_json_end_object(&w);
+    snprintf(path, sizeof path, "%s/vocab.json", dir);
+    s = sc_json_writer_save(&w, path, err);
+    sc_json_writer_free(&w);
+    return s;
+}
+
+sc_status sc_bpe_learn(const char *const *texts, int64_t n, int max_merges, const char *dir, int *n_merges,
+                       sc_err *err)
+{
+    if (n < 1 || max_merges < 0 || max_merges > 1 << 20)
+        return sc_fail(err, SC_EARG, "BPE corpus: %lld texts and %d merges (need texts, 0 to 2^20 merges)",
+                       (long long)n, max_merges);
+    size_t total = 16;
+    for (int64_t i = 0; i < n; i++)
+        if (!sc_add_ok(total, strlen(texts[i]) + 1, &total) || total > SC_TOK_MAX_FILE)
+            return sc_fail(err, SC_ERANGE, "BPE corpus: more than %u bytes of text", SC_TOK_MAX_FILE);
+    bpe_learner L;
+    memset(&L, 0, sizeof L);
+    sc_arena_init(&L.arena, "BPE learner", (size_t)1 << 20, 0);
+    cpbuf text = {0}, work = {0};
+    sc_status s = SC_OK;
+    int64_t max_words = total < BPE_LEARN_MAX_WORDS ? (int64_t)total : BPE_LEARN_MAX_WORDS;
+    L.count = sc_arena_calloc(&L.arena, (size_t)max_words, sizeof *L.count);
+    L.merge = sc_arena_calloc(&L.arena, (size_t)max_merges + 1, sizeof *L.merge);
+    if (!L.count || !L.merge || !vocab_init(&L.words, &L.arena, max_words) ||
+        !vocab_init(&L.tokens, &L.arena, 512 + (int64_t)max_merges + 2))
+        s = sc_fail(err, SC_ENOMEM, "BPE corpus: out of memory");
+    for (int64_t i = 0; i < n && !s; i++) s = learn_words(&L, &text, &work, texts[i], strlen(texts[i]), i, err);
+    /* the 512 byte tokens in CLIP's order, then every word as its bytes */
+    char buf[8];
+    for (int end = 0; end < 2 && !s; end++)
+        for (int printable = 1; printable >= 0; printable--)
+            for (int b = 0; b < 256 && !s; b++) {
+                if (byte_is_printable(b) != printable) continue;
+                size_t k = utf8_encode(byte_char(b), buf);
+                if (end) memcpy(buf + k, "</w>", 4), k += 4;
+                if (learn_token(&L, buf, k) < 0) s = sc_fail(err, SC_ENOMEM, "BPE corpus: out of memory");
+            }
+    size_t n_sym_total = 0;
+    L.sym = sc_arena_calloc(&L.arena, (size_t)L.n_words + 1, sizeof *L.sym);
+    L.n_sym = sc_arena_calloc(&L.arena, (size_t)L.n_words + 1, sizeof *L.n_sym);
+    if (!s && (!L.sym || !L.n_sym)) s = sc_fail(err, SC_ENOMEM, "BPE corpus: out of memory");
+    for (int32_t w = 0; w < L.n_words && !s; w++) {
+        uint32_t nb = L.words.len[w];
+        L.sym[w] = sc_arena_alloc(&L.arena, sizeof(int32_t) * nb);
+        if (!L.sym[w]) {
+            s = sc_fail(err, SC_ENOMEM, "BPE corpus: out of memory");
+            break;
+        }
+        for (uint32_t i = 0; i < nb; i++) {
+            size_t k = utf8_encode(byte_char((uint8_t)L.words.str[w][i]), buf);
+            if (i + 1 == nb) memcpy(buf + k, "</w>", 4), k += 4;
+            L.sym[w][i] = vocab_find(&L.tokens, buf, k);
+        }
+        L.n_sym[w] = nb;
+        n_sym_total += nb;
+    }
+    size_t cap = pow2_at_least(2 * n_sym_total + 2);
+    uint64_t *keys = s ? NULL : sc_arena_alloc(&L.arena, cap * sizeof *keys);
+    int64_t *counts = s ? NULL : sc_arena_alloc(&L.arena, cap * sizeof *counts);
+    if (!s && (!keys || !counts)) s = sc_fail(err, SC_ENOMEM, "BPE corpus: out of memory");
+    int64_t rank = 0;
+    while (!s && rank < max_merges) {
+        int r = learn_merge(&L, rank, keys, counts, cap);
+        if (r < 0) s = sc_fail(err, SC_ENOMEM, "BPE corpus: out of memory");
+        if (r <= 0) break;
+        rank++;
+    }
+    if (!s && (learn_token(&L, "<|startoftext|>", 15) < 0 || learn_token(&L, "<|endoftext|>", 13) < 0))
+        s = sc_fail(err, SC_ENOMEM, "BPE corpus: out of memory");
+    if (!s) s = learn_write(&L, rank, dir, err);
+    if (!s && n_merges) *n_merges = (int)rank;
+    free(text.v);
+    free(work.v);
+    sc_arena_free(&L.arena);
+    return s;
 }
 
 /* ======================================================================== */

@@ -11,6 +11,7 @@
  *   8. Metrics: accuracy, macro recall, macro F1, ROC AUC
  *   9. Baselines: zero-shot, concept presence, linear probe
  *  10. Embedding maps: exact t-SNE (Fig. 4)
+ *  11. Pretraining a CLIP model: the contrastive loss and the training loop
  */
 #define _POSIX_C_SOURCE 200809L
 #include "scale.h"
@@ -2316,3 +2317,169 @@ sc_status sc_trustworthiness(const float *X, int64_t d, const double *Y, int64_t
     return SC_OK;
 }
 /* @book end trustworthiness */
+
+
+/* ======================================================================== */
+/* 11. Pretraining a CLIP model: the contrastive loss and the training loop  */
+/* ======================================================================== */
+
+/* The paper starts from a pretrained VLM. The shipped tiny VLM (data/) is
+ * pretrained here, from scratch, the way Radford et al. trained CLIP: a
+ * batch of N image–caption pairs gives the logits
+ *
+ *     L = exp(t) · Î T̂ᵀ   (N, N),   Î, T̂ the L2-normalised embeddings,
+ *
+ * with t a learned log-temperature; row i should pick caption i among the
+ * batch's captions, column j image j among its images:
+ *
+ *     loss = −(1/2N) Σ_i [ log softmax(L[i, :])_i + log softmax(L[:, i])_i ].
+ *
+ * After every step t is clipped to at most ln 100, so the logits are never
+ * scaled by more than 100. */
+
+/* @book begin clip-loss */
+sc_tensor *sc_clip_loss(sc_ctx *ctx, sc_tensor *img, sc_tensor *txt, sc_tensor *logit_scale)
+{
+    SC_ASSERT(img->ndim == 2 && sc_same_shape(img, txt), "CLIP loss needs image and text embeddings (N, E)");
+    int64_t N = img->shape[0];
+    sc_tensor *cos = sc_matmul(ctx, sc_l2_normalize(ctx, img), sc_l2_normalize(ctx, txt), 0, 1);  /* (N, N) */
+    sc_tensor *logits = sc_mul_scalar_t(ctx, cos, sc_exp(ctx, logit_scale));
+    sc_tensor *per_image = sc_log_softmax(ctx, logits);                         /* [i, j]: log p(text j | image i) */
+    sc_tensor *per_text = sc_log_softmax(ctx, sc_transpose(ctx, logits, 0, 1)); /* [j, i]: log p(image i | text j) */
+    sc_tensor *eye = sc_tensor_zeros(&ctx->act, 2, (int64_t[]){N, N}, "identity");
+    for (int64_t i = 0; i < N; i++) eye->data[i * N + i] = 1.0f;
+    sc_tensor *matched = sc_mul(ctx, sc_add(ctx, per_image, per_text), eye);   /* the true pairs only */
+    return sc_scale(ctx, sc_sum_all(ctx, matched), -0.5f / (float)N);
+}
+/* @book end clip-loss */
+
+sc_pretrain_config sc_pretrain_defaults(void)
+{
+    sc_pretrain_config c;
+    c.steps = 1000;
+    c.batch = 64;
+    c.warmup = 50;
+    c.lr = 1e-3f;
+    c.weight_decay = 0.1f;
+    c.flip = 1;
+    c.seed = 0;
+    return c;
+}
+
+void sc_pretrainer_free(sc_pretrainer *p)
+{
+    sc_optim_free(&p->decay);
+    sc_optim_free(&p->no_decay);
+    free(p->order);
+    p->order = NULL;
+}
+
+/* @book begin pretrainer-init */
+/* AdamW as CLIP uses it (β2 = 0.98, ε = 1e-6), with weight decay on the
+ * matrices only: gains, biases, the class embedding and the logit scale
+ * (anything with fewer than two dimensions) are not decayed, as in
+ * open_clip. */
+sc_status sc_pretrainer_init(sc_pretrainer *p, sc_model *m, const sc_pretrain_data *d, const sc_pretrain_config *cfg,
+                             sc_err *err)
+{
+    memset(p, 0, sizeof *p);
+    const sc_model_config *mc = sc_model_get_config(m);
+    if (!sc_model_is_trainable(m)) return sc_fail(err, SC_EARG, "pretraining needs a trainable model");
+    if (d->n < 2 || d->captions < 1 || d->S != mc->vision.image_size || d->T < 2 || d->T > mc->text.context)
+        return sc_fail(err, SC_ESHAPE, "pretraining data: %lld images of side %lld, %lld captions of %lld ids each, "
+                       "for a model of side %lld and context %lld", (long long)d->n, (long long)d->S,
+                       (long long)d->captions, (long long)d->T, (long long)mc->vision.image_size,
+                       (long long)mc->text.context);
+    for (int64_t i = 0; i < d->n * d->captions * d->T; i++)
+        if (d->ids[i] < 0 || d->ids[i] >= mc->text.vocab)
+            return sc_fail(err, SC_ERANGE, "pretraining data: token id %lld outside the vocabulary of %lld",
+                           (long long)d->ids[i], (long long)mc->text.vocab);
+    if (cfg->batch < 2 || cfg->batch > d->n || cfg->steps < 1 || cfg->warmup < 0 || !(cfg->lr > 0))
+        return sc_fail(err, SC_EARG, "pretraining: batch %lld of %lld images, %lld steps, warm-up %lld, lr %g",
+                       (long long)cfg->batch, (long long)d->n, (long long)cfg->steps, (long long)cfg->warmup,
+                       (double)cfg->lr);
+    p->cfg = *cfg;
+    p->logit_scale = sc_model_param_find(m, "logit_scale");
+    p->order = malloc(sizeof(int) * (size_t)d->n);
+    int n;
+    sc_tensor *const *params = sc_model_params(m, &n);
+    sc_tensor **split = malloc(sizeof *split * (size_t)n);
+    if (!p->order || !split) {
+        free(split);
+        sc_pretrainer_free(p);
+        return sc_fail(err, SC_ENOMEM, "pretraining: out of memory");
+    }
+    int n_decay = 0, n_plain = 0;
+    for (int i = 0; i < n; i++)   /* matrices first, the rest from the end */
+        split[params[i]->ndim >= 2 ? n_decay++ : n - 1 - n_plain++] = params[i];
+    sc_opt_config oc = sc_opt_defaults(SC_OPT_ADAMW, cfg->lr);
+    oc.beta2 = 0.98f;
+    oc.eps = 1e-6f;
+    oc.weight_decay = cfg->weight_decay;
+    sc_status st = sc_optim_init(&p->decay, oc, split, n_decay, err);
+    oc.weight_decay = 0.0f;
+    if (!st) st = sc_optim_init(&p->no_decay, oc, split + n_decay, n_plain, err);
+    free(split);
+    if (st) {
+        sc_pretrainer_free(p);
+        return st;
+    }
+    sc_rng_seed(&p->rng, cfg->seed);
+    p->next = d->n;   /* the first step shuffles */
+    return SC_OK;
+}
+/* @book end pretrainer-init */
+
+/* The next image of the epoch; a new epoch starts with a fresh shuffle. */
+static int next_image(sc_pretrainer *p, int64_t n)
+{
+    if (p->next == n) {
+        for (int64_t i = 0; i < n; i++) p->order[i] = (int)i;
+        sc_rng_shuffle(&p->rng, p->order, (int)n);
+        p->next = 0;
+    }
+    return p->order[p->next++];
+}
+
+/* Image i of d into dst (3, S, S), mirrored left–right and/or upside down:
+ * a skin lesion seen through a dermatoscope has no preferred side. */
+static void copy_flipped(float *dst, const sc_pretrain_data *d, int64_t i, int flip_x, int flip_y)
+{
+    int64_t S = d->S;
+    const float *src = d->pixels + i * 3 * S * S;
+    for (int64_t c = 0; c < 3; c++)
+        for (int64_t y = 0; y < S; y++)
+            for (int64_t x = 0; x < S; x++)
+                dst[(c * S + y) * S + x] = src[(c * S + (flip_y ? S - 1 - y : y)) * S + (flip_x ? S - 1 - x : x)];
+}
+
+/* @book begin pretrain-step */
+double sc_pretrainer_step(sc_pretrainer *p, sc_model *m, sc_ctx *ctx, const sc_pretrain_data *d)
+{
+    int64_t B = p->cfg.batch, S = d->S, T = d->T;
+    sc_ctx_reset(ctx);
+    sc_tensor *pixels = sc_tensor_new(&ctx->act, 4, (int64_t[]){B, 3, S, S}, "pixels");
+    int64_t *ids = sc__act_alloc(ctx, sizeof(int64_t) * (size_t)(B * T));
+    for (int64_t b = 0; b < B; b++) {   /* image, which of its captions, which flips: all from the seed */
+        int64_t i = next_image(p, d->n), k = sc_rng_below(&p->rng, (uint32_t)d->captions);
+        int flip = p->cfg.flip ? (int)sc_rng_below(&p->rng, 4) : 0;
+        copy_flipped(pixels->data + b * 3 * S * S, d, i, flip & 1, flip >> 1);
+        memcpy(ids + b * T, d->ids + (i * d->captions + k) * T, sizeof(int64_t) * (size_t)T);
+    }
+    float lr = sc_lr_warmup_cosine(p->cfg.lr, p->step, p->cfg.steps, p->cfg.warmup);
+    p->decay.cfg.lr = p->no_decay.cfg.lr = lr;
+    sc_tensor *img = sc_clip_image_forward(ctx, m, pixels);
+    sc_tensor *txt = sc_clip_text_forward_ids(ctx, m, ids, B, T);
+    sc_tensor *loss = sc_clip_loss(ctx, img, txt, p->logit_scale);
+    sc_optim_zero_grad(&p->decay);
+    sc_optim_zero_grad(&p->no_decay);
+    sc_backward(ctx, loss);
+    sc_optim_step(&p->decay);
+    sc_optim_step(&p->no_decay);
+    float *t = p->logit_scale->data;   /* never scale the logits by more than 100 */
+    if (*t > 4.6051702f) *t = 4.6051702f;
+    if (*t < 0.0f) *t = 0.0f;
+    p->step++;
+    return loss->data[0];
+}
+/* @book end pretrain-step */

@@ -18,6 +18,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "scale.h"
 
+#include <errno.h>
 #include <float.h>
 #include <math.h>
 #include <stdarg.h>
@@ -67,44 +68,11 @@ static void parallel_rows(int64_t rows, int64_t width, rows_fn fn, void *arg)
     sc_parallel_for((rows + chunk - 1) / chunk, rows_task, &j);
 }
 
-/* @book begin nn-layernorm */
-/* y = (x − μ) / √(σ² + ε) · w + b for each row of x (R, C), the biased
- * variance as PyTorch uses, sums in double. y may be x (in place). */
-typedef struct {
-    float *y;
-    const float *x, *w, *b;   /* (R, C), (C), (C) */
-    int64_t C;
-    float eps;
-} layernorm_job;
-
-static void layernorm_task(void *arg, int64_t r0, int64_t r1)
-{
-    const layernorm_job *j = arg;
-    int64_t C = j->C;
-    for (int64_t r = r0; r < r1; r++) {
-        const float *x = j->x + r * C;
-        float *y = j->y + r * C;
-        double s = 0, ss = 0;
-        for (int64_t c = 0; c < C; c++) s += x[c];
-        double mu = s / (double)C;
-        for (int64_t c = 0; c < C; c++) ss += (x[c] - mu) * (x[c] - mu);
-        float rstd = (float)(1.0 / sqrt(ss / (double)C + j->eps));
-        for (int64_t c = 0; c < C; c++) y[c] = (float)(x[c] - mu) * rstd * j->w[c] + j->b[c];
-    }
-}
-/* @book end nn-layernorm */
-
-static void layernorm(float *y, const float *x, const float *w, const float *b, int64_t R, int64_t C, float eps)
-{
-    layernorm_job j = {y, x, w, b, C, eps};
-    parallel_rows(R, C, layernorm_task, &j);
-}
-
 /* ---- exp, erf and the activations, eight floats at a time ----
  *
  * GELU, QuickGELU and softmax spend their time in exp() and erf(); libm
- * computes those one float at a time. Here they are evaluated on vectors
- * of 8 floats with the compilers' vector extension: each kernel body is
+ * computes those one float at a time. Here they (and LayerNorm) are
+ * evaluated on vectors of 8 floats with the compilers' vector extension: each kernel body is
  * compiled twice, for any x86-64 (SSE2) and with AVX2/FMA, and the second
  * is chosen at run time whenever the GEMM uses its AVX2 kernel. The
  * approximations are the classic ones PyTorch's vectorised CPU kernels
@@ -263,6 +231,35 @@ ALWAYS_INLINE void softmax_row_body(float *row, int64_t T, int64_t n, float scal
     for (int64_t s = n; s < T; s++) row[s] = 0.0f;
 }
 
+/* LayerNorm of each row of x (R, C): y = (x − μ)·rstd·w + b with the
+ * biased variance (two passes, sums in 8 float lanes as PyTorch's
+ * vectorised kernel keeps them, the lanes added in double). y may be x. */
+ALWAYS_INLINE void layernorm_rows_body(float *y, const float *x, const float *w, const float *b, int64_t R, int64_t C,
+                                  float eps)
+{
+    int64_t full = C / 8 * 8;
+    for (int64_t r = 0; r < R; r++, x += C, y += C) {
+        v8f acc = v8_splat(0.0f);
+        for (int64_t c = 0; c < full; c += 8) acc += v8_load(x + c);
+        double s = 0;
+        for (int i = 0; i < 8; i++) s += acc[i];
+        for (int64_t c = full; c < C; c++) s += x[c];
+        float mu = (float)(s / (double)C);
+        acc = v8_splat(0.0f);
+        for (int64_t c = 0; c < full; c += 8) {
+            v8f d = v8_load(x + c) - mu;
+            acc += d * d;
+        }
+        double ss = 0;
+        for (int i = 0; i < 8; i++) ss += acc[i];
+        for (int64_t c = full; c < C; c++) ss += (double)(x[c] - mu) * (x[c] - mu);
+        float rstd = (float)(1.0 / sqrt(ss / (double)C + eps));
+        for (int64_t c = 0; c < full; c += 8)
+            v8_store(y + c, (v8_load(x + c) - mu) * rstd * v8_load(w + c) + v8_load(b + c));
+        for (int64_t c = full; c < C; c++) y[c] = (x[c] - mu) * rstd * w[c] + b[c];
+    }
+}
+
 #else /* other compilers: the same steps with libm, one float at a time */
 #define ALWAYS_INLINE static inline
 
@@ -294,55 +291,45 @@ ALWAYS_INLINE void softmax_row_body(float *row, int64_t T, int64_t n, float scal
     for (int64_t s = 0; s < n; s++) row[s] *= inv;
     for (int64_t s = n; s < T; s++) row[s] = 0.0f;
 }
-#endif
 
-/* The two compilations of each body and the run-time choice. */
-static void bias_act_portable(float *y, const float *b, int64_t R, int64_t C, int act)
+ALWAYS_INLINE void layernorm_rows_body(float *y, const float *x, const float *w, const float *b, int64_t R, int64_t C,
+                                  float eps)
 {
-    bias_act_body(y, b, R, C, act);
-}
-
-static void softmax_row_portable(float *row, int64_t T, int64_t n, float scale, const float *b1, const float *b2,
-                                 const float *b3)
-{
-    softmax_row_body(row, T, n, scale, b1, b2, b3);
-}
-
-#ifdef NN_AVX2
-TARGET_AVX2 static void bias_act_avx2(float *y, const float *b, int64_t R, int64_t C, int act)
-{
-    bias_act_body(y, b, R, C, act);
-}
-
-TARGET_AVX2 static void softmax_row_avx2(float *row, int64_t T, int64_t n, float scale, const float *b1,
-                                         const float *b2, const float *b3)
-{
-    softmax_row_body(row, T, n, scale, b1, b2, b3);
-}
-#endif
-
-static void bias_act(float *y, const float *b, int64_t R, int64_t C, int act)
-{
-#ifdef NN_AVX2
-    if (sc_gemm_simd()) {
-        bias_act_avx2(y, b, R, C, act);
-        return;
+    for (int64_t r = 0; r < R; r++, x += C, y += C) {
+        double s = 0, ss = 0;
+        for (int64_t c = 0; c < C; c++) s += x[c];
+        float mu = (float)(s / (double)C);
+        for (int64_t c = 0; c < C; c++) ss += (double)(x[c] - mu) * (x[c] - mu);
+        float rstd = (float)(1.0 / sqrt(ss / (double)C + eps));
+        for (int64_t c = 0; c < C; c++) y[c] = (x[c] - mu) * rstd * w[c] + b[c];
     }
-#endif
-    bias_act_portable(y, b, R, C, act);
 }
+#endif
 
-static void softmax_row(float *row, int64_t T, int64_t n, float scale, const float *b1, const float *b2,
-                        const float *b3)
-{
+/* Each body compiled twice — for any x86-64, and with AVX2/FMA — and the
+ * second chosen at run time whenever the GEMM uses its AVX2 kernel. */
 #ifdef NN_AVX2
-    if (sc_gemm_simd()) {
-        softmax_row_avx2(row, T, n, scale, b1, b2, b3);
-        return;
+#define SIMD_CHOICE(name, params, args)                                  \
+    static void name##_portable params { name##_body args; }            \
+    TARGET_AVX2 static void name##_avx2 params { name##_body args; }    \
+    static void name params                                             \
+    {                                                                   \
+        if (sc_gemm_simd())                                             \
+            name##_avx2 args;                                           \
+        else                                                            \
+            name##_portable args;                                       \
     }
+#else
+#define SIMD_CHOICE(name, params, args) \
+    static void name params { name##_body args; }
 #endif
-    softmax_row_portable(row, T, n, scale, b1, b2, b3);
-}
+
+SIMD_CHOICE(layernorm_rows, (float *y, const float *x, const float *w, const float *b, int64_t R, int64_t C, float eps),
+            (y, x, w, b, R, C, eps))
+SIMD_CHOICE(bias_act, (float *y, const float *b, int64_t R, int64_t C, int act), (y, b, R, C, act))
+SIMD_CHOICE(softmax_row,
+            (float *row, int64_t T, int64_t n, float scale, const float *b1, const float *b2, const float *b3),
+            (row, T, n, scale, b1, b2, b3))
 
 typedef struct {
     float *y;
@@ -355,6 +342,26 @@ static void bias_act_task(void *arg, int64_t r0, int64_t r1)
 {
     const bias_act_job *j = arg;
     bias_act(j->y + r0 * j->C, j->b, r1 - r0, j->C, j->act);
+}
+
+typedef struct {
+    float *y;
+    const float *x, *w, *b;   /* (R, C), (C), (C) */
+    int64_t C;
+    float eps;
+} layernorm_job;
+
+static void layernorm_task(void *arg, int64_t r0, int64_t r1)
+{
+    const layernorm_job *j = arg;
+    layernorm_rows(j->y + r0 * j->C, j->x + r0 * j->C, j->w, j->b, r1 - r0, j->C, j->eps);
+}
+
+/* LayerNorm of every row of x (R, C) into y (which may be x). */
+static void layernorm(float *y, const float *x, const float *w, const float *b, int64_t R, int64_t C, float eps)
+{
+    layernorm_job j = {y, x, w, b, C, eps};
+    parallel_rows(R, C, layernorm_task, &j);
 }
 
 /* @book begin nn-linear */
@@ -491,8 +498,9 @@ static attention_job attention_setup(const float *q, const float *k, const float
     return j;
 }
 
-/* ---- attention on the tape (the CLIP text tower with autograd) ---- */
+/* ---- attention on the tape (both CLIP towers with autograd) ---- */
 
+/* @book begin attention-backward */
 /* With P the softmax of S = scale·QKᵀ (+ masks) and O = PV, per head:
  *   dV = Pᵀ dO,   dP = dO Vᵀ,   dS = P ⊙ (dP − rowsum(P ⊙ dP)),
  *   dQ = scale · dS K,   dK = scale · dSᵀ Q.
@@ -522,6 +530,7 @@ static void attention_grad_one(const attention_grad_job *g, int64_t n, int64_t h
     if (g->dq) sc_gemm(0, 0, T, D, T, dS, T, j->k + off, ld, g->dq + off, ld, 1);
     if (g->dk) sc_gemm(1, 0, T, D, T, dS, T, j->q + off, ld, g->dk + off, ld, 1);
 }
+/* @book end attention-backward */
 
 static void attention_grad_task(void *arg, int64_t i)
 {
@@ -563,6 +572,11 @@ static sc_tensor *attention_op(sc_ctx *ctx, sc_tensor *q, sc_tensor *k, sc_tenso
     }
     attention(j);
     return out;
+}
+
+sc_tensor *sc__attention(sc_ctx *ctx, sc_tensor *q, sc_tensor *k, sc_tensor *v, int64_t H, int causal)
+{
+    return attention_op(ctx, q, k, v, H, causal);
 }
 
 /* ---- the transformer blocks (inference) ---- */
@@ -677,6 +691,58 @@ static void block_post_ln(float *x, int64_t n_seq, int64_t T, const block_weight
 }
 /* @book end post-ln-block */
 
+/* ---- weights and the pre-LN block on the tape ---- */
+
+/* A tape op reads each weight as a tensor: the model's own trainable
+ * parameter when it has one (so the gradient reaches it and the optimizer
+ * can move it), else a frozen view of the stored floats that never
+ * requires grad. tape_weight, defined with the model in section 7, makes
+ * that choice from the storage the weight lives in. */
+typedef struct {
+    sc_ctx *ctx;
+    const sc_model *m;
+} tape;
+
+static sc_tensor *tape_weight(const tape *tp, const float *data, int ndim, const int64_t *shape, const char *name);
+
+static sc_tensor *activation_op(sc_ctx *ctx, sc_tensor *x, sc_act act)
+{
+    return act == SC_ACT_QUICK_GELU ? sc_quick_gelu(ctx, x) : sc_gelu_erf(ctx, x);
+}
+
+static sc_tensor *linear_op(const tape *tp, sc_tensor *x, const float *w, const float *b, int64_t out, int64_t in)
+{
+    sc_tensor *W = tape_weight(tp, w, 2, (int64_t[]){out, in}, "weight");
+    sc_tensor *bias = b ? tape_weight(tp, b, 1, (int64_t[]){out}, "bias") : NULL;
+    return sc_linear(tp->ctx, x, W, bias);
+}
+
+static sc_tensor *layernorm_op(const tape *tp, sc_tensor *x, const float *w, const float *b, int64_t C, float eps)
+{
+    return sc_layernorm(tp->ctx, x, tape_weight(tp, w, 1, &C, "ln_w"), tape_weight(tp, b, 1, &C, "ln_b"), eps);
+}
+
+/* @book begin clip-block-tape */
+/* The pre-LN block of block_pre_ln, op by op on the tape, for both CLIP
+ * towers: x (B, T, C) → (B, T, C), with the causal mask in the text tower
+ * and none in the vision tower. */
+static sc_tensor *block_pre_ln_tape(const tape *tp, sc_tensor *x, const block_weights *w, const block_dims *d,
+                                    int causal)
+{
+    sc_ctx *ctx = tp->ctx;
+    int64_t C = d->C, F = d->F;
+    sc_tensor *h = layernorm_op(tp, x, w->ln_attn_w, w->ln_attn_b, C, d->eps);
+    sc_tensor *q = linear_op(tp, h, w->q_w, w->q_b, C, C);
+    sc_tensor *k = linear_op(tp, h, w->k_w, w->k_b, C, C);
+    sc_tensor *v = linear_op(tp, h, w->v_w, w->v_b, C, C);
+    sc_tensor *a = attention_op(ctx, q, k, v, d->H, causal);
+    x = sc_add(ctx, x, linear_op(tp, a, w->o_w, w->o_b, C, C));
+    h = layernorm_op(tp, x, w->ln_mlp_w, w->ln_mlp_b, C, d->eps);
+    h = activation_op(ctx, linear_op(tp, h, w->fc1_w, w->fc1_b, F, C), d->act);
+    return sc_add(ctx, x, linear_op(tp, h, w->fc2_w, w->fc2_b, C, F));
+}
+/* @book end clip-block-tape */
+
 /* ======================================================================== */
 /* 3. CLIP vision transformer                                                */
 /* ======================================================================== */
@@ -736,7 +802,7 @@ static void vit_forward(sc_ctx *ctx, const sc_vit_config *c, const vit_weights *
     block_buffers buf = block_buffers_new(ctx, R, &d, B * c->heads, N);
     for (int64_t l = 0; l < c->layers; l++) {
         block_pre_ln(x, B, N, &w->layers[l], &d, NULL, &buf);
-        char name[32];
+        char name[SC_NAME_MAX];
         snprintf(name, sizeof name, "vision_layer%lld", (long long)l);
         tap(taps, name, x, 3, (int64_t[]){B, N, C});
     }
@@ -747,6 +813,33 @@ static void vit_forward(sc_ctx *ctx, const sc_vit_config *c, const vit_weights *
     linear(out, pooled, w->proj, NULL, B, C, E, 0, NO_ACT);
 }
 /* @book end vit-forward */
+
+/* @book begin vit-tape */
+/* The same tower on the tape: pixels (B, 3, S, S) → (B, E). The class
+ * token enters as class_emb broadcast over a zero (B, 1, C), so every
+ * image's copy sends its gradient back to the one parameter; the blocks
+ * are block_pre_ln_tape without a mask. */
+static sc_tensor *vit_tape(const tape *tp, const sc_vit_config *c, const vit_weights *w, int64_t E, sc_tensor *pixels)
+{
+    sc_ctx *ctx = tp->ctx;
+    int64_t B = pixels->shape[0], S = c->image_size, P = c->patch, C = c->width, G = S / P, N = 1 + G * G;
+    SC_ASSERT(pixels->ndim == 4 && pixels->shape[1] == 3 && pixels->shape[2] == S && pixels->shape[3] == S,
+              "vision tower: pixels must be (B, 3, %lld, %lld)", (long long)S, (long long)S);
+    block_dims d = vit_dims(c);
+    sc_tensor *conv = tape_weight(tp, w->patch_w, 4, (int64_t[]){C, 3, P, P}, "patch_w");
+    sc_tensor *patches = sc_patch_embed(ctx, pixels, conv, NULL, (int)P);                      /* (B, G², C) */
+    sc_tensor *cls = sc_add(ctx, sc_tensor_zeros(&ctx->act, 3, (int64_t[]){B, 1, C}, "zeros"),
+                            tape_weight(tp, w->class_emb, 1, &C, "class_emb"));               /* (B, 1, C) */
+    sc_tensor *x = sc_concat(ctx, (sc_tensor *[]){cls, patches}, 2, 1);                       /* (B, N, C) */
+    x = sc_add(ctx, x, tape_weight(tp, w->pos_emb, 2, (int64_t[]){N, C}, "pos_emb"));
+    x = layernorm_op(tp, x, w->ln_pre_w, w->ln_pre_b, C, c->eps);
+    for (int64_t l = 0; l < c->layers; l++) x = block_pre_ln_tape(tp, x, &w->layers[l], &d, 0);
+    int64_t *rows = sc__act_alloc(ctx, sizeof(int64_t) * (size_t)(B ? B : 1));   /* every image's class token */
+    memset(rows, 0, sizeof(int64_t) * (size_t)B);
+    x = layernorm_op(tp, sc_gather_rows(ctx, x, rows), w->ln_post_w, w->ln_post_b, C, c->eps);
+    return linear_op(tp, x, w->proj, NULL, E, C);
+}
+/* @book end vit-tape */
 
 /* ======================================================================== */
 /* 4. CLIP text transformer                                                  */
@@ -802,7 +895,7 @@ static void clip_text_forward(sc_ctx *ctx, const sc_clip_text_config *c, const c
     block_buffers buf = block_buffers_new(ctx, R, &d, B * c->heads, T);
     for (int64_t l = 0; l < c->layers; l++) {
         block_pre_ln(x, B, T, &w->layers[l], &d, &mask, &buf);
-        char name[32];
+        char name[SC_NAME_MAX];
         snprintf(name, sizeof name, "text_layer%lld", (long long)l);
         tap(taps, name, x, 3, (int64_t[]){B, T, C});
     }
@@ -819,60 +912,23 @@ static void clip_text_forward(sc_ctx *ctx, const sc_clip_text_config *c, const c
 
 /* ---- the same tower on the autograd tape ---- */
 
-/* A frozen weight as a tensor (never requires grad). */
-static sc_tensor *frozen(sc_ctx *ctx, const float *data, int ndim, const int64_t *shape, const char *name)
-{
-    return sc_tensor_wrap(&ctx->act, (float *)data, ndim, shape, name);
-}
-
-static sc_tensor *activation_op(sc_ctx *ctx, sc_tensor *x, sc_act act)
-{
-    return act == SC_ACT_QUICK_GELU ? sc_quick_gelu(ctx, x) : sc_gelu_erf(ctx, x);
-}
-
-static sc_tensor *linear_op(sc_ctx *ctx, sc_tensor *x, const float *w, const float *b, int64_t out, int64_t in)
-{
-    sc_tensor *W = frozen(ctx, w, 2, (int64_t[]){out, in}, "weight");
-    sc_tensor *bias = b ? frozen(ctx, b, 1, (int64_t[]){out}, "bias") : NULL;
-    return sc_linear(ctx, x, W, bias);
-}
-
-static sc_tensor *layernorm_op(sc_ctx *ctx, sc_tensor *x, const float *w, const float *b, int64_t C, float eps)
-{
-    return sc_layernorm(ctx, x, frozen(ctx, w, 1, &C, "ln_w"), frozen(ctx, b, 1, &C, "ln_b"), eps);
-}
-
-/* @book begin clip-block-tape */
-/* The pre-LN block of block_pre_ln, op by op on the tape. */
-static sc_tensor *block_pre_ln_tape(sc_ctx *ctx, sc_tensor *x, const block_weights *w, const block_dims *d)
-{
-    int64_t C = d->C, F = d->F;
-    sc_tensor *h = layernorm_op(ctx, x, w->ln_attn_w, w->ln_attn_b, C, d->eps);
-    sc_tensor *q = linear_op(ctx, h, w->q_w, w->q_b, C, C);
-    sc_tensor *k = linear_op(ctx, h, w->k_w, w->k_b, C, C);
-    sc_tensor *v = linear_op(ctx, h, w->v_w, w->v_b, C, C);
-    sc_tensor *a = attention_op(ctx, q, k, v, d->H, 1);
-    x = sc_add(ctx, x, linear_op(ctx, a, w->o_w, w->o_b, C, C));
-    h = layernorm_op(ctx, x, w->ln_mlp_w, w->ln_mlp_b, C, d->eps);
-    h = activation_op(ctx, linear_op(ctx, h, w->fc1_w, w->fc1_b, F, C), d->act);
-    return sc_add(ctx, x, linear_op(ctx, h, w->fc2_w, w->fc2_b, C, F));
-}
-/* @book end clip-block-tape */
-
-/* x (B, T, C) token embeddings → (B, E); see sc_clip_text_forward. */
-static sc_tensor *clip_text_tape(sc_ctx *ctx, const sc_clip_text_config *c, const clip_text_weights *w, int64_t E,
+/* x (B, T, C) token embeddings → (B, E); see sc_clip_text_forward. The
+ * first T rows of the position table are added. */
+static sc_tensor *clip_text_tape(const tape *tp, const sc_clip_text_config *c, const clip_text_weights *w, int64_t E,
                                  sc_tensor *x, const int64_t *ids)
 {
     SC_ASSERT(x->ndim == 3 && x->shape[2] == c->width && x->shape[1] <= c->context,
               "text tower: embeddings must be (B, T <= %lld, %lld)", (long long)c->context, (long long)c->width);
+    sc_ctx *ctx = tp->ctx;
     int64_t B = x->shape[0], T = x->shape[1], C = c->width;
     block_dims d = clip_text_dims(c);
-    x = sc_add(ctx, x, frozen(ctx, w->pos_emb, 2, (int64_t[]){T, C}, "pos_emb"));
-    for (int64_t l = 0; l < c->layers; l++) x = block_pre_ln_tape(ctx, x, &w->layers[l], &d);
-    x = layernorm_op(ctx, x, w->ln_final_w, w->ln_final_b, C, c->eps);
+    sc_tensor *pos = tape_weight(tp, w->pos_emb, 2, (int64_t[]){c->context, C}, "pos_emb");
+    x = sc_add(ctx, x, sc_slice(ctx, pos, 0, 0, T));
+    for (int64_t l = 0; l < c->layers; l++) x = block_pre_ln_tape(tp, x, &w->layers[l], &d, 1);
+    x = layernorm_op(tp, x, w->ln_final_w, w->ln_final_b, C, c->eps);
     int64_t *rows = sc__act_alloc(ctx, sizeof(int64_t) * (size_t)(B ? B : 1));
     for (int64_t b = 0; b < B; b++) rows[b] = sc_clip_eot_index(c, ids + b * T, T);
-    return linear_op(ctx, sc_gather_rows(ctx, x, rows), w->proj, NULL, E, C);
+    return linear_op(tp, sc_gather_rows(ctx, x, rows), w->proj, NULL, E, C);
 }
 
 /* ======================================================================== */
@@ -999,6 +1055,22 @@ static void swin_shift_mask(const swin_window *g, float *mask)
             }
 }
 /* @book end swin-shift-mask */
+
+int64_t sc__swin_windows(int64_t Hs, int64_t Ws, int64_t window, int64_t block, int64_t *shift, int64_t *n_win,
+                         int64_t *src, float *mask)
+{
+    swin_window g = swin_window_of(Hs, Ws, window, block);
+    *shift = g.shift;
+    *n_win = g.n_win;
+    if (src) swin_window_sources(&g, src);
+    if (mask && g.shift) swin_shift_mask(&g, mask);
+    return g.M;
+}
+
+int64_t sc__swin_relative_index(int64_t M0, int64_t M, int64_t i, int64_t j)
+{
+    return swin_relative_index(M0, M, i, j);
+}
 
 /* Buffers of a Swin forward, sized for its largest stage. */
 typedef struct {
@@ -1177,7 +1249,7 @@ static void swin_forward(sc_ctx *ctx, const sc_swin_config *c, const swin_weight
             swin_window g = swin_window_of(Hs, Ws, c->window, i);
             swin_block(x, B, &g, &w->stages[s].blocks[i], &d, c->window, &buf);
         }
-        char name[32];
+        char name[SC_NAME_MAX];
         snprintf(name, sizeof name, "swin_stage%d", s);
         tap(taps, name, x, 3, (int64_t[]){B, Hs * Ws, C});
         if (s + 1 == c->n_stages) break;
@@ -1318,10 +1390,18 @@ struct sc_model {
     clip_text_weights text;       /* CLIP */
     swin_weights swin;            /* MedCLIP */
     bert_weights bert;            /* MedCLIP */
-    float logit_scale;            /* the stored parameter (a log) */
+    const float *logit_scale;     /* the stored parameter (a log), one float */
     size_t weight_bytes;          /* float32 bytes of all parameters */
     sc_weights *file;             /* the mapped weight file, or NULL */
     sc_arena store;               /* block arrays; converted or random weights */
+    /* Every parameter as a tensor over the storage the pointers above use,
+     * in the order bound (7e), with its Hugging Face key. In a trainable
+     * model (sc_model_new_trainable) they are sc_param_new tensors with
+     * gradients; otherwise read-only views. */
+    sc_tensor **params;           /* (n_params), malloc'ed */
+    char **keys;                  /* (n_params), malloc'ed; strings in store */
+    int n_params, cap_params;
+    int trainable;
 };
 
 /* ---- 7a. configurations ---- */
@@ -1837,6 +1917,11 @@ static sc_status detect_layout(const sc_weights *w, layout *out, sc_err *err)
         *out = LAYOUT_HF_CLIP;
     else if (sc_weights_find(w, "vision_model.model.embeddings.patch_embeddings.projection.weight"))
         *out = LAYOUT_MEDCLIP;
+    else if (sc_weights_find(w, "vision_model.model.conv1.weight") || sc_weights_find(w, "visual.layer1.0.conv1.weight"))
+        return sc_fail(err, SC_EUNSUPPORTED,
+                       "%s: a ResNet image encoder (MedCLIP's ResNet-50 or a CLIP RN model) is not supported; "
+                       "use MedCLIP's Swin (ViT) checkpoint or a CLIP ViT",
+                       sc_weights_path(w));
     else
         return sc_fail(err, SC_EFORMAT,
                        "%s: not a CLIP or MedCLIP checkpoint (none of visual.conv1.weight, "
@@ -1945,7 +2030,7 @@ static void medclip_from_shapes(const record_table *tb, sc_model_config *c)
 
 /* Parameters come from the records of a file, or from a random generator
  * when there is none. The first failure sticks; later binds do nothing. */
-typedef enum { INIT_MATRIX, INIT_BIAS, INIT_NORM, INIT_LOGIT } init_kind;
+typedef enum { INIT_MATRIX, INIT_BIAS, INIT_NORM, INIT_EMBED, INIT_LOGIT } init_kind;
 
 typedef struct {
     sc_model *m;
@@ -1965,6 +2050,13 @@ static void shape_text(char *buf, size_t n, int ndim, const int64_t *shape)
     if (k < n) snprintf(buf + k, n - k, ")");
 }
 
+/* @book begin random-init */
+/* Random weights, uniform: matrices in ±1/√fan_in (PyTorch's default for
+ * Linear and Conv2d, fan_in = elements per output row), embeddings (class,
+ * positions) in ±0.1, the logit scale at ln(1/0.07) as CLIP starts. A
+ * model to be trained starts its LayerNorms at the identity and its biases
+ * at 0, as PyTorch does; a model for tests gets norms and biases jittered
+ * by ±0.1 instead, so that a wrong pairing of weights cannot hide. */
 static float *random_param(binder *b, init_kind init, int ndim, const int64_t *shape, size_t n)
 {
     float *p = sc_arena_alloc(&b->m->store, sizeof(float) * n);
@@ -1972,13 +2064,21 @@ static float *random_param(binder *b, init_kind init, int ndim, const int64_t *s
         b->status = sc_fail(b->err, SC_ENOMEM, "random weights: out of memory");
         return NULL;
     }
+    int jitter = !b->m->trainable;
     float a = init == INIT_MATRIX ? 1.0f / sqrtf((float)n / (float)(ndim ? shape[0] : 1)) : 0.1f;
     for (size_t i = 0; i < n; i++) {
         float u = 2.0f * sc_rng_uniform(&b->rng) - 1.0f;
-        p[i] = init == INIT_NORM ? 1.0f + 0.1f * u : init == INIT_LOGIT ? 2.6592600f : a * u;
+        switch (init) {
+        case INIT_NORM: p[i] = 1.0f + (jitter ? 0.1f * u : 0.0f); break;
+        case INIT_BIAS: p[i] = jitter ? a * u : 0.0f; break;
+        case INIT_LOGIT: p[i] = 2.6592600f; break;
+        case INIT_MATRIX:
+        case INIT_EMBED: p[i] = a * u; break;
+        }
     }
     return p;
 }
+/* @book end random-init */
 
 /* The error for a tensor of the wrong shape, in the file's own terms. */
 static void shape_mismatch(binder *b, const record *r, int ndim, const int64_t *shape)
@@ -1999,20 +2099,10 @@ static void shape_mismatch(binder *b, const record *r, int ndim, const int64_t *
                         src->name, got_s, want_s);
 }
 
-/* The parameter `name` (Hugging Face key) of the given shape. ndim 0 is a
- * scalar, also accepted as shape (1). */
-static const float *bind(binder *b, init_kind init, int ndim, const int64_t *shape, const char *fmt, ...)
+/* The tensor `name` of the file, checked against the shape the model
+ * expects; float32 in place when the file allows, else converted. */
+static const float *file_param(binder *b, const char *name, int ndim, const int64_t *shape, size_t n)
 {
-    if (b->status) return NULL;
-    char name[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(name, sizeof name, fmt, ap);
-    va_end(ap);
-    size_t n = 1;
-    for (int i = 0; i < ndim; i++) n *= (size_t)shape[i];
-    b->m->weight_bytes += n * sizeof(float);
-    if (!b->tb) return random_param(b, init, ndim, shape, n);
     record *r = record_find(b->tb, name);
     if (!r) {
         char shown[256];
@@ -2039,6 +2129,68 @@ static const float *bind(binder *b, init_kind init, int ndim, const int64_t *sha
     }
     sc_weight_to_f32(&r->view, copy);
     return copy;
+}
+
+/* Enter a bound parameter into the model's table under its key: as a
+ * trainable tensor holding a copy of p (the model's pointers then lead to
+ * the copy), or as a view of p. Returns the storage to use. */
+static const float *add_param(binder *b, const char *name, int ndim, const int64_t *shape, const float *p, size_t n)
+{
+    sc_model *m = b->m;
+    if (m->n_params == m->cap_params) {
+        int cap = m->cap_params ? 2 * m->cap_params : 64;
+        sc_tensor **params = realloc(m->params, sizeof *params * (size_t)cap);
+        if (params) m->params = params;
+        char **keys = realloc(m->keys, sizeof *keys * (size_t)cap);
+        if (keys) m->keys = keys;
+        if (!params || !keys) {
+            b->status = sc_fail(b->err, SC_ENOMEM, "%s: out of memory", b->what);
+            return NULL;
+        }
+        m->cap_params = cap;
+    }
+    size_t len = strlen(name);
+    char *key = sc_arena_alloc(&m->store, len + 1);
+    sc_tensor *t = NULL;
+    if (key && m->trainable) {
+        t = sc_tensor_try_new(&m->store, ndim, shape, name);
+        float *grad = sc_arena_calloc(&m->store, n, sizeof(float));
+        if (t && grad) {
+            memcpy(t->data, p, sizeof(float) * n);
+            t->grad = grad;
+            t->requires_grad = 1;
+        } else {
+            t = NULL;
+        }
+    } else if (key) {
+        t = sc_tensor_wrap(&m->store, (float *)p, ndim, shape, name);
+    }
+    if (!t) {
+        b->status = sc_fail(b->err, SC_ENOMEM, "%s: out of memory", b->what);
+        return NULL;
+    }
+    memcpy(key, name, len + 1);
+    m->keys[m->n_params] = key;
+    m->params[m->n_params++] = t;
+    return t->data;
+}
+
+/* The parameter `name` (Hugging Face key) of the given shape, from the
+ * file or drawn at random, entered into the model's table. ndim 0 is a
+ * scalar, also accepted as shape (1) in a file. */
+static const float *bind(binder *b, init_kind init, int ndim, const int64_t *shape, const char *fmt, ...)
+{
+    if (b->status) return NULL;
+    char name[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(name, sizeof name, fmt, ap);
+    va_end(ap);
+    size_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= (size_t)shape[i];
+    b->m->weight_bytes += n * sizeof(float);
+    const float *p = b->tb ? file_param(b, name, ndim, shape, n) : random_param(b, init, ndim, shape, n);
+    return p ? add_param(b, name, ndim, shape, p, n) : NULL;
 }
 
 #define SHAPE1(a) 1, (int64_t[]){a}
@@ -2127,8 +2279,8 @@ static void bind_clip(binder *b, sc_model *m)
     int64_t C = v->width, P = v->patch, G = v->image_size / P, E = m->cfg.embed_dim;
     vit_weights *vw = &m->vit;
     vw->patch_w = bind(b, INIT_MATRIX, 4, (int64_t[]){C, 3, P, P}, "vision_model.embeddings.patch_embedding.weight");
-    vw->class_emb = bind(b, INIT_BIAS, SHAPE1(C), "vision_model.embeddings.class_embedding");
-    vw->pos_emb = bind(b, INIT_BIAS, SHAPE2(1 + G * G, C), "vision_model.embeddings.position_embedding.weight");
+    vw->class_emb = bind(b, INIT_EMBED, SHAPE1(C), "vision_model.embeddings.class_embedding");
+    vw->pos_emb = bind(b, INIT_EMBED, SHAPE2(1 + G * G, C), "vision_model.embeddings.position_embedding.weight");
     vw->ln_pre_w = bind(b, INIT_NORM, SHAPE1(C), "vision_model.pre_layrnorm.weight");
     vw->ln_pre_b = bind(b, INIT_BIAS, SHAPE1(C), "vision_model.pre_layrnorm.bias");
     block_dims vd = vit_dims(v);
@@ -2140,7 +2292,7 @@ static void bind_clip(binder *b, sc_model *m)
     clip_text_weights *tw = &m->text;
     C = t->width;
     tw->tok_emb = bind(b, INIT_MATRIX, SHAPE2(t->vocab, C), "text_model.embeddings.token_embedding.weight");
-    tw->pos_emb = bind(b, INIT_BIAS, SHAPE2(t->context, C), "text_model.embeddings.position_embedding.weight");
+    tw->pos_emb = bind(b, INIT_EMBED, SHAPE2(t->context, C), "text_model.embeddings.position_embedding.weight");
     block_dims td = clip_text_dims(t);
     tw->layers = bind_blocks(b, t->layers, KEYS_CLIP, "text_model.encoder.layers.%lld.", &td);
     tw->ln_final_w = bind(b, INIT_NORM, SHAPE1(C), "text_model.final_layer_norm.weight");
@@ -2205,8 +2357,7 @@ static void bind_model(binder *b, sc_model *m)
         bind_swin(b, m);
         bind_bert(b, m);
     }
-    const float *scale = bind(b, INIT_LOGIT, 0, NULL, "logit_scale");
-    if (scale) m->logit_scale = scale[0];
+    m->logit_scale = bind(b, INIT_LOGIT, 0, NULL, "logit_scale");
 }
 
 /* ---- 7f. the tensors a file may carry besides the parameters ---- */
@@ -2285,10 +2436,13 @@ void sc_model_free(sc_model *m)
     if (!m) return;
     if (m->file) sc_weights_close(m->file);
     sc_arena_free(&m->store);
+    free(m->params);
+    free(m->keys);
     free(m);
 }
 
-sc_status sc_model_random(sc_model **out, const sc_model_config *cfg, uint64_t seed, sc_err *err)
+static sc_status model_random(sc_model **out, const sc_model_config *cfg, uint64_t seed, int trainable,
+                              sc_err *err)
 {
     *out = NULL;
     sc_status st = check_config(cfg, "model config", err);
@@ -2296,6 +2450,7 @@ sc_status sc_model_random(sc_model **out, const sc_model_config *cfg, uint64_t s
     sc_model *m = model_new();
     if (!m) return sc_fail(err, SC_ENOMEM, "out of memory for a model");
     m->cfg = *cfg;
+    m->trainable = trainable;
     binder b = {m, NULL, LAYOUT_HF_CLIP, {0}, "random weights", err, SC_OK};
     sc_rng_seed(&b.rng, seed);
     bind_model(&b, m);
@@ -2305,6 +2460,20 @@ sc_status sc_model_random(sc_model **out, const sc_model_config *cfg, uint64_t s
     }
     *out = m;
     return SC_OK;
+}
+
+sc_status sc_model_random(sc_model **out, const sc_model_config *cfg, uint64_t seed, sc_err *err)
+{
+    return model_random(out, cfg, seed, 0, err);
+}
+
+sc_status sc_model_new_trainable(sc_model **out, const sc_model_config *cfg, uint64_t seed, sc_err *err)
+{
+    if (cfg->kind != SC_MODEL_CLIP) {
+        *out = NULL;
+        return sc_fail(err, SC_EUNSUPPORTED, "model config: only CLIP models can be trained from scratch");
+    }
+    return model_random(out, cfg, seed, 1, err);
 }
 
 static int is_directory(const char *path)
@@ -2373,13 +2542,13 @@ const sc_model_config *sc_model_get_config(const sc_model *m)
 
 float sc_model_logit_scale_raw(const sc_model *m)
 {
-    return m->logit_scale;
+    return m->logit_scale[0];
 }
 
 /* @book begin logit-scale */
 float sc_model_logit_scale(const sc_model *m)
 {
-    float s = m->logit_scale;
+    float s = m->logit_scale[0];
     if (m->cfg.kind == SC_MODEL_MEDCLIP) s = s < 0.0f ? 0.0f : s > 4.6052f ? 4.6052f : s;   /* MedCLIP clamps */
     return expf(s);
 }
@@ -2470,16 +2639,190 @@ sc_tensor *sc_model_logits(sc_ctx *ctx, const sc_model *m, sc_tensor *img, sc_te
 }
 /* @book end model-logits */
 
+/* ---- 7i. the towers on the tape; the parameter table ---- */
+
+/* @book begin tape-weight */
+static sc_tensor *tape_weight(const tape *tp, const float *data, int ndim, const int64_t *shape, const char *name)
+{
+    const sc_model *m = tp->m;
+    for (int i = 0; m->trainable && i < m->n_params; i++) {
+        sc_tensor *p = m->params[i];
+        if (p->data != data) continue;
+        int64_t n = 1;
+        for (int k = 0; k < ndim; k++) n *= shape[k];
+        SC_ASSERT(sc_numel(p) == n, "parameter '%s' read as %lld elements", m->keys[i], (long long)n);
+        return p;
+    }
+    return sc_tensor_wrap(&tp->ctx->act, (float *)data, ndim, shape, name);
+}
+/* @book end tape-weight */
+
 sc_tensor *sc_clip_token_embedding(sc_ctx *ctx, const sc_model *m)
 {
     SC_ASSERT(m->cfg.kind == SC_MODEL_CLIP, "token embeddings of a CLIP model only");
-    return frozen(ctx, m->text.tok_emb, 2, (int64_t[]){m->cfg.text.vocab, m->cfg.text.width}, "token_embedding");
+    tape tp = {ctx, m};
+    return tape_weight(&tp, m->text.tok_emb, 2, (int64_t[]){m->cfg.text.vocab, m->cfg.text.width}, "token_embedding");
 }
 
 sc_tensor *sc_clip_text_forward(sc_ctx *ctx, const sc_model *m, sc_tensor *x, const int64_t *ids)
 {
     SC_ASSERT(m->cfg.kind == SC_MODEL_CLIP, "the text tower on the tape is CLIP's");
-    return clip_text_tape(ctx, &m->cfg.text, &m->text, m->cfg.embed_dim, x, ids);
+    tape tp = {ctx, m};
+    return clip_text_tape(&tp, &m->cfg.text, &m->text, m->cfg.embed_dim, x, ids);
+}
+
+sc_tensor *sc_clip_text_forward_ids(sc_ctx *ctx, const sc_model *m, const int64_t *ids, int64_t B, int64_t T)
+{
+    SC_ASSERT(B > 0 && T > 0, "text tower: (%lld, %lld) ids", (long long)B, (long long)T);
+    int32_t *ids32 = sc__act_alloc(ctx, sizeof(int32_t) * (size_t)(B * T));
+    for (int64_t i = 0; i < B * T; i++) ids32[i] = (int32_t)ids[i];   /* sc_embedding checks the range */
+    sc_tensor *x = sc_embedding(ctx, sc_clip_token_embedding(ctx, m), ids32, B * T);
+    x = sc_reshape(ctx, x, 3, (int64_t[]){B, T, m->cfg.text.width});
+    return sc_clip_text_forward(ctx, m, x, ids);
+}
+
+sc_tensor *sc_clip_image_forward(sc_ctx *ctx, const sc_model *m, sc_tensor *pixels)
+{
+    SC_ASSERT(m->cfg.kind == SC_MODEL_CLIP, "the vision tower on the tape is CLIP's");
+    tape tp = {ctx, m};
+    return vit_tape(&tp, &m->cfg.vision, &m->vit, m->cfg.embed_dim, pixels);
+}
+
+int sc_model_is_trainable(const sc_model *m)
+{
+    return m->trainable;
+}
+
+sc_tensor *const *sc_model_params(const sc_model *m, int *n)
+{
+    *n = m->n_params;
+    return m->params;
+}
+
+const char *sc_model_param_key(const sc_model *m, int i)
+{
+    SC_ASSERT(i >= 0 && i < m->n_params, "parameter %d of %d", i, m->n_params);
+    return m->keys[i];
+}
+
+sc_tensor *sc_model_param_find(const sc_model *m, const char *key)
+{
+    for (int i = 0; i < m->n_params; i++)
+        if (!strcmp(m->keys[i], key)) return m->params[i];
+    return NULL;
+}
+
+/* ---- 7j. saving a CLIP model as a Hugging Face directory ---- */
+
+/* The double with the fewest decimal digits that is still x as a float,
+ * so config.json says 1e-05 and not 9.999999747378752e-06. */
+static double float_as_written(float x)
+{
+    char buf[32];
+    for (int digits = 1; digits < 9; digits++) {
+        snprintf(buf, sizeof buf, "%.*g", digits, (double)x);
+        if ((float)strtod(buf, NULL) == x) return strtod(buf, NULL);
+    }
+    return (double)x;
+}
+
+static void put_dim(sc_json_writer *w, const char *key, int64_t v)
+{
+    sc_json_put_key(w, key);
+    sc_json_put_int(w, v);
+}
+
+static void put_text(sc_json_writer *w, const char *key, const char *s)
+{
+    sc_json_put_key(w, key);
+    sc_json_put_string(w, s);
+}
+
+static void put_float(sc_json_writer *w, const char *key, float x)
+{
+    sc_json_put_key(w, key);
+    sc_json_put_number(w, float_as_written(x));
+}
+
+static const char *act_name(sc_act act)
+{
+    return act == SC_ACT_QUICK_GELU ? "quick_gelu" : "gelu";
+}
+
+/* @book begin clip-config-json */
+/* config.json as transformers' CLIPConfig writes it, with what our loader
+ * reads back (7b). The pooling rule travels in eos_token_id: a model that
+ * pools at the first <|endoftext|> names its id; one that pools at the
+ * largest id (OpenAI's argmax, eos_token_id < 0 here) gets the legacy 2,
+ * which Hugging Face reads as that same rule. In OpenAI's vocabulary order
+ * <|startoftext|> sits just before <|endoftext|>, and Hugging Face's
+ * CLIPTokenizer pads with <|endoftext|>. */
+static void clip_config_json(sc_json_writer *w, const sc_model_config *c)
+{
+    const sc_clip_text_config *t = &c->text;
+    const sc_vit_config *v = &c->vision;
+    sc_json_begin_object(w);
+    sc_json_put_key(w, "architectures");
+    sc_json_begin_array(w);
+    sc_json_put_string(w, "CLIPModel");
+    sc_json_end_array(w);
+    put_float(w, "logit_scale_init_value", 2.6592f);
+    put_text(w, "model_type", "clip");
+    put_dim(w, "projection_dim", c->embed_dim);
+    sc_json_put_key(w, "text_config");
+    sc_json_begin_object(w);
+    int64_t eos = t->eos_token_id >= 0 ? t->eos_token_id : 2;
+    if (eos == t->vocab - 1) put_dim(w, "bos_token_id", eos - 1);
+    put_dim(w, "eos_token_id", eos);
+    put_text(w, "hidden_act", act_name(t->act));
+    put_dim(w, "hidden_size", t->width);
+    put_dim(w, "intermediate_size", t->mlp);
+    put_float(w, "layer_norm_eps", t->eps);
+    put_dim(w, "max_position_embeddings", t->context);
+    put_text(w, "model_type", "clip_text_model");
+    put_dim(w, "num_attention_heads", t->heads);
+    put_dim(w, "num_hidden_layers", t->layers);
+    if (eos == t->vocab - 1) put_dim(w, "pad_token_id", eos);
+    put_dim(w, "projection_dim", c->embed_dim);
+    put_dim(w, "vocab_size", t->vocab);
+    sc_json_end_object(w);
+    put_text(w, "torch_dtype", "float32");
+    sc_json_put_key(w, "vision_config");
+    sc_json_begin_object(w);
+    put_text(w, "hidden_act", act_name(v->act));
+    put_dim(w, "hidden_size", v->width);
+    put_dim(w, "image_size", v->image_size);
+    put_dim(w, "intermediate_size", v->mlp);
+    put_float(w, "layer_norm_eps", v->eps);
+    put_text(w, "model_type", "clip_vision_model");
+    put_dim(w, "num_attention_heads", v->heads);
+    put_dim(w, "num_channels", 3);
+    put_dim(w, "num_hidden_layers", v->layers);
+    put_dim(w, "patch_size", v->patch);
+    put_dim(w, "projection_dim", c->embed_dim);
+    sc_json_end_object(w);
+    sc_json_end_object(w);
+}
+/* @book end clip-config-json */
+
+sc_status sc_model_save(const sc_model *m, const char *dir, sc_err *err)
+{
+    if (m->cfg.kind != SC_MODEL_CLIP)
+        return sc_fail(err, SC_EUNSUPPORTED, "%s: only CLIP models are saved as Hugging Face directories", dir);
+    if (mkdir(dir, 0777) != 0 && !is_directory(dir))
+        return sc_fail(err, SC_EIO, "%s: cannot create directory: %s", dir, strerror(errno));
+    char path[4096];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    sc_status st = sc_safetensors_write(path, (const char *const *)m->keys, (const sc_tensor *const *)m->params,
+                                        m->n_params, err);
+    if (st) return st;
+    sc_json_writer w;
+    sc_json_writer_init(&w, 2);
+    clip_config_json(&w, &m->cfg);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    st = sc_json_writer_save(&w, path, err);
+    sc_json_writer_free(&w);
+    return st;
 }
 
 /* ======================================================================== */

@@ -5,15 +5,23 @@
  *   2. Overflow-checked sizes
  *   3. Arenas
  *   4. Random numbers (xorshift64*)
- *   5. Datasets and the embedding cache
- *   6. Experiments: the paper's protocol (Sec. 2.3)
- *   7. The `scale` command
- *      7a. argument helpers
- *      7b. commands: inputs (decode, preprocess, tokenize)
- *      7c. commands: models (encode, embed, dataset, cache)
- *      7d. commands: SCALE (loss, metrics, train, predict)
- *      7e. commands: experiments, synthetic data, demo
- *      7f. the command table and main
+ *   5. Synthetic datasets (Derm7p and PadChest-GR look-alikes, book/15)
+ *      5a. drawing: noise, shapes and a float canvas
+ *      5b. Derm7p: the real release's value sets and counts
+ *      5c. Derm7p: the plan of every case
+ *      5d. Derm7p: a lesion and its two views
+ *      5e. Derm7p: meta.csv, the index files and the images
+ *      5f. PadChest-GR: a chest radiograph and its findings
+ *      5g. PadChest-GR: reports, master table and images
+ *   6. Datasets and the embedding cache
+ *   7. Experiments: the paper's protocol (Sec. 2.3)
+ *   8. The `scale` command
+ *      8a. argument helpers
+ *      8b. commands: inputs (decode, preprocess, tokenize)
+ *      8c. commands: models (encode, embed, dataset, cache)
+ *      8d. commands: SCALE (loss, metrics, train, predict)
+ *      8e. commands: experiments, synthetic data, demo
+ *      8f. the command table and main
  *
  * The command-line `main` sits behind `#ifndef SC_NO_MAIN` so the test
  * runner can link this file without it.
@@ -21,6 +29,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "scale.h"
 
+#include <ctype.h>
 #include <dirent.h>
 #include <pthread.h>
 #include <errno.h>
@@ -292,7 +301,2401 @@ void sc_rng_shuffle(sc_rng *r, int *items, int n)
 }
 
 /* ======================================================================== */
-/* 5. Datasets and the embedding cache                                       */
+/* 5. Synthetic datasets                                                     */
+/* ======================================================================== */
+
+/* The real Derm7p and PadChest-GR cannot ship (registration, licences), so
+ * the default experiment runs on look-alikes written in exactly the real
+ * releases' layouts: the dataset readers cannot tell them apart. Each case
+ * is planned first (its labels, drawn to follow the real datasets' counts),
+ * then drawn procedurally so that every label is visible in its image.
+ * Everything flows from the seed: the plan from one generator, the pixels
+ * of case i from a generator seeded by (seed, i), so images can be drawn
+ * in parallel and a plan without images equals the plan with them. */
+
+/* ---- 5a. Drawing: noise, shapes and a float canvas -------------------- */
+
+typedef struct {
+    float x, y;
+} vec2;
+
+static inline vec2 v2(float x, float y)
+{
+    vec2 v = {x, y};
+    return v;
+}
+
+static inline float clampf(float x, float lo, float hi)
+{
+    return x < lo ? lo : x > hi ? hi : x;
+}
+
+/* 0 below e0, 1 above e1, a smooth cubic in between (e0 may exceed e1). */
+static inline float smoothstepf(float e0, float e1, float x)
+{
+    float t = clampf((x - e0) / (e1 - e0), 0.0f, 1.0f);
+    return t * t * (3.0f - 2.0f * t);
+}
+
+static inline float lerpf(float a, float b, float t)
+{
+    return a + (b - a) * t;
+}
+
+/* Uniform in [lo, hi). */
+static float rng_range(sc_rng *r, float lo, float hi)
+{
+    return lo + (hi - lo) * sc_rng_uniform(r);
+}
+
+/* An integer hash of a lattice point (a few rounds of multiply-xorshift),
+ * the source of every noise field: no tables, the same on every platform. */
+static uint32_t hash2(int32_t x, int32_t y, uint32_t seed)
+{
+    uint32_t h = seed ^ ((uint32_t)x * 0x8DA6B343u) ^ ((uint32_t)y * 0xD8163841u);
+    h ^= h >> 16;
+    h *= 0x7FEB352Du;
+    h ^= h >> 15;
+    h *= 0x846CA68Bu;
+    h ^= h >> 16;
+    return h;
+}
+
+static inline float hash01(int32_t x, int32_t y, uint32_t seed)
+{
+    return (float)(hash2(x, y, seed) >> 8) / 16777216.0f;
+}
+
+/* Value noise in [0, 1): random values on the integer lattice, blended
+ * with a smooth fade, so features have a size of about one unit. */
+static float value_noise(float x, float y, uint32_t seed)
+{
+    float fx = floorf(x), fy = floorf(y);
+    int32_t ix = (int32_t)fx, iy = (int32_t)fy;
+    float tx = smoothstepf(0.0f, 1.0f, x - fx), ty = smoothstepf(0.0f, 1.0f, y - fy);
+    float a = lerpf(hash01(ix, iy, seed), hash01(ix + 1, iy, seed), tx);
+    float b = lerpf(hash01(ix, iy + 1, seed), hash01(ix + 1, iy + 1, seed), tx);
+    return lerpf(a, b, ty);
+}
+
+/* Fractal noise: octaves of value noise at doubling frequency and halving
+ * weight, normalised back to [0, 1). */
+static float fbm(float x, float y, uint32_t seed, int octaves)
+{
+    float sum = 0.0f, weight = 1.0f, total = 0.0f;
+    for (int o = 0; o < octaves; o++) {
+        sum += weight * value_noise(x, y, seed + 0x9E3779B9u * (uint32_t)o);
+        total += weight;
+        weight *= 0.5f;
+        x *= 2.0f;
+        y *= 2.0f;
+    }
+    return sum / total;
+}
+
+/* A closed, wobbly outline: radius(θ) = r (1 + Σ_k amp[k] cos((k+2)θ +
+ * phase[k])), harmonics 2 to 5. Harmonic 2 elongates, the higher ones make
+ * the border irregular. */
+typedef struct {
+    vec2 c;
+    float r;
+    float amp[4], phase[4];
+} blob;
+
+static blob blob_random(sc_rng *rng, vec2 c, float r, float wobble)
+{
+    blob b;
+    b.c = c;
+    b.r = r;
+    for (int k = 0; k < 4; k++) {
+        b.amp[k] = wobble * rng_range(rng, 0.3f, 1.0f) / (float)(k + 1);
+        b.phase[k] = rng_range(rng, 0.0f, 6.2831853f);
+    }
+    return b;
+}
+
+static float blob_radius(const blob *b, float theta)
+{
+    float s = 1.0f;
+    for (int k = 0; k < 4; k++) s += b->amp[k] * cosf((float)(k + 2) * theta + b->phase[k]);
+    return b->r * s;
+}
+
+/* Signed distance to the outline, measured along the ray from the centre
+ * (exact for a circle, close enough for gentle wobbles): < 0 inside. */
+static float blob_sdf(const blob *b, vec2 p)
+{
+    float dx = p.x - b->c.x, dy = p.y - b->c.y;
+    return sqrtf(dx * dx + dy * dy) - blob_radius(b, atan2f(dy, dx));
+}
+
+/* A float canvas, samples in [0, 1], and the view that maps pixels to model
+ * coordinates: pixel (px, py) shows the point ((px + ½ − cx)/scale,
+ * (py + ½ − cy)/scale). Derm7p models are in lesion units (the lesion's mean
+ * radius is 1, its centre the origin); chest models in image fractions. */
+typedef struct {
+    int w, h, channels;  /* channels 1 (grey) or 3 (RGB) */
+    float *px;           /* (h, w, channels) */
+    float cx, cy, scale; /* the view */
+} canvas;
+
+static sc_status canvas_init(canvas *cv, int w, int h, int channels, sc_err *err)
+{
+    cv->w = w;
+    cv->h = h;
+    cv->channels = channels;
+    cv->cx = cv->cy = 0.0f;
+    cv->scale = 1.0f;
+    cv->px = calloc((size_t)w * (size_t)h * (size_t)channels, sizeof(float));
+    if (!cv->px) return sc_fail(err, SC_ENOMEM, "synthetic image: out of memory for %dx%d pixels", w, h);
+    return SC_OK;
+}
+
+static void canvas_free(canvas *cv)
+{
+    free(cv->px);
+    cv->px = NULL;
+}
+
+static inline vec2 canvas_point(const canvas *cv, int px, int py)
+{
+    return v2(((float)px + 0.5f - cv->cx) / cv->scale, ((float)py + 0.5f - cv->cy) / cv->scale);
+}
+
+/* The pixels [x0, x1) × [y0, y1) that can show the model box
+ * [mx0, mx1] × [my0, my1], clipped to the canvas. */
+typedef struct {
+    int x0, y0, x1, y1;
+} pixel_rect;
+
+static pixel_rect canvas_rect(const canvas *cv, float mx0, float my0, float mx1, float my1)
+{
+    pixel_rect r;
+    r.x0 = (int)floorf(mx0 * cv->scale + cv->cx) - 1;
+    r.y0 = (int)floorf(my0 * cv->scale + cv->cy) - 1;
+    r.x1 = (int)ceilf(mx1 * cv->scale + cv->cx) + 1;
+    r.y1 = (int)ceilf(my1 * cv->scale + cv->cy) + 1;
+    r.x0 = r.x0 < 0 ? 0 : r.x0;
+    r.y0 = r.y0 < 0 ? 0 : r.y0;
+    r.x1 = r.x1 > cv->w ? cv->w : r.x1;
+    r.y1 = r.y1 > cv->h ? cv->h : r.y1;
+    return r;
+}
+
+/* Blend colour col into pixel p with weight a (0 keeps p, 1 replaces it). */
+static inline void blend(float *p, const float *col, int channels, float a)
+{
+    for (int c = 0; c < channels; c++) p[c] += (col[c] - p[c]) * a;
+}
+
+/* Distance from p to the segment ab. */
+static float segment_distance(vec2 p, vec2 a, vec2 b)
+{
+    float abx = b.x - a.x, aby = b.y - a.y, apx = p.x - a.x, apy = p.y - a.y;
+    float len2 = abx * abx + aby * aby;
+    float t = len2 > 0.0f ? clampf((apx * abx + apy * aby) / len2, 0.0f, 1.0f) : 0.0f;
+    float dx = apx - t * abx, dy = apy - t * aby;
+    return sqrtf(dx * dx + dy * dy);
+}
+
+/* A stroke of colour: a capsule (a segment with round caps) of half-width
+ * hw, or a disc when a == b, blended over what is below with weight
+ * alpha. (On a radiograph densities add up instead: paint_grey_capsule.) */
+typedef struct {
+    vec2 a, b;
+    float hw;
+    float col[3];
+    float alpha;
+} stroke;
+
+/* Coverage of a pixel at signed distance d (model units) from an edge:
+ * a one-pixel ramp, so edges are antialiased at any scale. */
+static inline float coverage(const canvas *cv, float d)
+{
+    return clampf(0.5f - d * cv->scale, 0.0f, 1.0f);
+}
+
+static void paint_stroke(canvas *cv, const stroke *m)
+{
+    float x0 = fminf(m->a.x, m->b.x) - m->hw, x1 = fmaxf(m->a.x, m->b.x) + m->hw;
+    float y0 = fminf(m->a.y, m->b.y) - m->hw, y1 = fmaxf(m->a.y, m->b.y) + m->hw;
+    pixel_rect r = canvas_rect(cv, x0, y0, x1, y1);
+    for (int py = r.y0; py < r.y1; py++)
+        for (int px = r.x0; px < r.x1; px++) {
+            float a = m->alpha * coverage(cv, segment_distance(canvas_point(cv, px, py), m->a, m->b) - m->hw);
+            if (a > 0.0f) blend(cv->px + ((size_t)py * (size_t)cv->w + (size_t)px) * 3, m->col, 3, a);
+        }
+}
+
+/* Add `amount` to a grey canvas under a capsule, with soft edges of width
+ * `soft` (model units) on top of the pixel ramp. */
+static void paint_grey_capsule(canvas *cv, vec2 a, vec2 b, float hw, float soft, float amount)
+{
+    float reach = hw + soft;
+    pixel_rect r = canvas_rect(cv, fminf(a.x, b.x) - reach, fminf(a.y, b.y) - reach, fmaxf(a.x, b.x) + reach,
+                               fmaxf(a.y, b.y) + reach);
+    for (int py = r.y0; py < r.y1; py++)
+        for (int px = r.x0; px < r.x1; px++) {
+            float d = segment_distance(canvas_point(cv, px, py), a, b) - hw;
+            float w = soft > 0.0f ? 1.0f - smoothstepf(-soft, soft, d) : coverage(cv, d);
+            cv->px[(size_t)py * (size_t)cv->w + (size_t)px] += amount * w;
+        }
+}
+
+/* Separable box blur of radius k (a (2k+1)-tap mean along rows, then
+ * columns), repeated `passes` times: three passes approach a Gaussian. */
+static sc_status canvas_blur(canvas *cv, int k, int passes, sc_err *err)
+{
+    if (k <= 0) return SC_OK;
+    int n = cv->w > cv->h ? cv->w : cv->h, ch = cv->channels;
+    float *line = malloc((size_t)n * (size_t)ch * sizeof(float));
+    if (!line) return sc_fail(err, SC_ENOMEM, "synthetic image: out of memory for a blur");
+    for (int pass = 0; pass < passes; pass++)
+        for (int dir = 0; dir < 2; dir++) {
+            int len = dir ? cv->h : cv->w, count = dir ? cv->w : cv->h;
+            size_t step = dir ? (size_t)cv->w * (size_t)ch : (size_t)ch;
+            size_t stride = dir ? (size_t)ch : (size_t)cv->w * (size_t)ch;
+            for (int j = 0; j < count; j++) {
+                float *base = cv->px + (size_t)j * stride;
+                for (int i = 0; i < len; i++)
+                    for (int c = 0; c < ch; c++) line[(size_t)i * (size_t)ch + (size_t)c] = base[(size_t)i * step + (size_t)c];
+                for (int i = 0; i < len; i++)
+                    for (int c = 0; c < ch; c++) {
+                        float s = 0.0f;
+                        for (int d = -k; d <= k; d++) {
+                            int q = i + d < 0 ? 0 : i + d >= len ? len - 1 : i + d; /* edges repeat */
+                            s += line[(size_t)q * (size_t)ch + (size_t)c];
+                        }
+                        base[(size_t)i * step + (size_t)c] = s / (float)(2 * k + 1);
+                    }
+            }
+        }
+    free(line);
+    return SC_OK;
+}
+
+/* Largest-remainder apportionment: counts[i] ≈ total · weights[i] / Σ
+ * weights, summing exactly to total; ties go to the earlier index. The
+ * synthetic datasets use it wherever a count should follow the real one,
+ * so at the real size the real counts come out exactly. */
+/* @book begin synth-apportion */
+static void apportion(int total, const int *weights, int n, int *counts)
+{
+    int64_t sum = 0;
+    for (int i = 0; i < n; i++) sum += weights[i];
+    int given = 0;
+    for (int i = 0; i < n; i++) {
+        counts[i] = sum ? (int)((int64_t)total * weights[i] / sum) : 0;
+        given += counts[i];
+    }
+    while (given < total && sum) {
+        int best = -1;
+        int64_t best_rem = -1;
+        for (int i = 0; i < n; i++) {
+            /* remainder of total·w/sum, adjusted for the units already added */
+            int64_t rem = (int64_t)total * weights[i] - (int64_t)counts[i] * sum;
+            if (weights[i] > 0 && rem > best_rem) {
+                best_rem = rem;
+                best = i;
+            }
+        }
+        counts[best]++;
+        given++;
+    }
+}
+/* @book end synth-apportion */
+
+/* Draw an index with probability proportional to weights[i]. */
+static int draw_weighted(sc_rng *r, const int *weights, int n)
+{
+    int64_t sum = 0;
+    for (int i = 0; i < n; i++) sum += weights[i];
+    SC_ASSERT(sum > 0 && sum < UINT32_MAX, "draw_weighted: weights sum to %lld", (long long)sum);
+    int64_t x = (int64_t)sc_rng_below(r, (uint32_t)sum);
+    for (int i = 0; i < n; i++) {
+        if (x < weights[i]) return i;
+        x -= weights[i];
+    }
+    return n - 1;
+}
+
+/* mkdir that accepts an existing directory. */
+static sc_status make_dir(const char *path, sc_err *err)
+{
+    if (mkdir(path, 0777) == 0 || errno == EEXIST) return SC_OK;
+    return sc_fail(err, SC_EIO, "%s: cannot create directory: %s", path, strerror(errno));
+}
+
+/* snprintf into a path buffer, failing cleanly when it does not fit. */
+static sc_status join_path(char *buf, size_t size, sc_err *err, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 4, 5)))
+#endif
+    ;
+static sc_status join_path(char *buf, size_t size, sc_err *err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(buf, size, fmt, ap);
+    va_end(ap);
+    if (k < 0 || (size_t)k >= size) return sc_fail(err, SC_EARG, "%.200s...: path too long", buf);
+    return SC_OK;
+}
+
+/* The generator of case i's pixels, independent of every other case's,
+ * so cases can be drawn in any order, on any number of threads. `salt`
+ * separates the streams a case uses (shape, noise, ...). */
+static void case_rng(sc_rng *r, uint64_t seed, int i, uint64_t salt)
+{
+    sc_rng_seed(r, seed ^ (salt + 0x9E3779B97F4A7C15ull * (uint64_t)(i + 1)));
+}
+
+/* Draw (and write) case i; on failure fill err. */
+typedef sc_status (*draw_case_fn)(const void *ctx, int i, sc_err *err);
+
+typedef struct {
+    draw_case_fn draw;
+    const void *ctx;
+    int first;          /* case of task 0 */
+    sc_status *status;  /* (n) per case */
+    sc_err *errs;       /* (n) per case */
+} draw_batch;
+
+static void draw_batch_task(void *arg, int64_t t)
+{
+    const draw_batch *b = arg;
+    int i = b->first + (int)t;
+    b->status[i] = b->draw(b->ctx, i, &b->errs[i]);
+}
+
+/* All n cases on the thread pool, in batches of 32 with a progress call
+ * after each; the first case that failed (in case order) is reported. */
+static sc_status draw_cases(int n, draw_case_fn draw, const void *ctx, void (*progress)(void *, int, int),
+                            void *progress_user, sc_err *err)
+{
+    sc_status st = SC_OK, *status = calloc((size_t)n, sizeof *status);
+    sc_err *errs = calloc((size_t)n, sizeof *errs);
+    if (!status || !errs) st = sc_fail(err, SC_ENOMEM, "synthetic images: out of memory for %d cases", n);
+    const int chunk = 32;
+    for (int first = 0; first < n && !st; first += chunk) {
+        draw_batch b = {draw, ctx, first, status, errs};
+        int count = n - first < chunk ? n - first : chunk;
+        sc_parallel_for(count, draw_batch_task, &b);
+        for (int i = first; i < first + count && !st; i++)
+            if (status[i]) st = sc_fail(err, status[i], "%s", errs[i].msg);
+        if (progress) progress(progress_user, first + count, n);
+    }
+    free(status);
+    free(errs);
+    return st;
+}
+
+/* 8-bit pixels (h, w, channels) as JPEG at `quality` or as PNG. */
+static sc_status write_8bit(const char *path, uint8_t *px, int w, int h, int channels, int jpeg, int quality,
+                            sc_err *err)
+{
+    sc_image img;
+    memset(&img, 0, sizeof img);
+    img.width = w;
+    img.height = h;
+    img.channels = channels;
+    img.bits = 8;
+    img.pixels = px;
+    return jpeg ? sc_jpeg_write(path, &img, quality, err) : sc_png_write(path, &img, err);
+}
+
+/* Contact sheets are JPEG when the name says so, else PNG. */
+static int names_jpeg(const char *path)
+{
+    size_t len = strlen(path);
+    return len > 4 && (!strcmp(path + len - 4, ".jpg") || !strcmp(path + len - 4, ".JPG"));
+}
+
+/* ---- 5b. Derm7p: the real release's value sets and counts -------------- */
+
+/* Every count below is from the public copy of release_v0/meta/meta.csv
+ * (1011 cases; book/15 and the facts file say where), tallied per diagnosis
+ * group: the groups of derm7pt's Derm7PtDatasetGroupInfrequent (all nevi;
+ * all melanomas; dermatofibroma, lentigo, melanosis, miscellaneous and
+ * vascular lesions as MISC). A synthetic case draws its diagnosis first and
+ * every other column from its group's row, so melanoma-indicative values
+ * come mostly with melanomas, as in the real data, and at n = 1011 every
+ * marginal count equals the real one. */
+enum { GROUP_BCC, GROUP_NEV, GROUP_MEL, GROUP_MISC, GROUP_SK, N_GROUPS };
+
+typedef struct {
+    const char *name; /* the exact string of meta.csv's diagnosis column */
+    int group;
+    int count;        /* cases in the real release */
+} derm_diagnosis;
+
+/* In the order of the real file, which is sorted this way. */
+static const derm_diagnosis derm_diagnoses[] = {
+    {"basal cell carcinoma", GROUP_BCC, 42},          {"blue nevus", GROUP_NEV, 28},
+    {"clark nevus", GROUP_NEV, 399},                  {"combined nevus", GROUP_NEV, 13},
+    {"congenital nevus", GROUP_NEV, 17},              {"dermal nevus", GROUP_NEV, 33},
+    {"dermatofibroma", GROUP_MISC, 20},               {"lentigo", GROUP_MISC, 24},
+    {"melanoma (in situ)", GROUP_MEL, 64},            {"melanoma (less than 0.76 mm)", GROUP_MEL, 102},
+    {"melanoma (0.76 to 1.5 mm)", GROUP_MEL, 53},     {"melanoma (more than 1.5 mm)", GROUP_MEL, 28},
+    {"melanoma metastasis", GROUP_MEL, 4},            {"melanosis", GROUP_MISC, 16},
+    {"miscellaneous", GROUP_MISC, 8},                 {"recurrent nevus", GROUP_NEV, 6},
+    {"reed or spitz nevus", GROUP_NEV, 79},           {"seborrheic keratosis", GROUP_SK, 45},
+    {"vascular lesion", GROUP_MISC, 29},              {"melanoma", GROUP_MEL, 1},
+};
+#define N_DIAGNOSES ((int)(sizeof derm_diagnoses / sizeof derm_diagnoses[0]))
+#define DERM_REAL_CASES 1011
+
+/* The seven criteria, then the five other categorical columns, in the
+ * order of meta.csv. Criterion values are listed in data/derm7p.hier's
+ * concept order (tests/check_synth.c holds the two to each other). */
+enum {
+    COL_PN, COL_STR, COL_PIG, COL_RS, COL_DAG, COL_BWV, COL_VS, N_CRITERIA,
+    COL_DIFFICULTY = N_CRITERIA, COL_ELEVATION, COL_LOCATION, COL_SEX, COL_MANAGEMENT, N_DERM_COLUMNS
+};
+enum { PN_ABSENT, PN_TYPICAL, PN_ATYPICAL };
+enum { STR_ABSENT, STR_REGULAR, STR_IRREGULAR };
+enum { PIG_ABSENT, PIG_LOCALIZED_REGULAR, PIG_DIFFUSE_REGULAR, PIG_LOCALIZED_IRREGULAR, PIG_DIFFUSE_IRREGULAR };
+enum { RS_ABSENT, RS_BLUE, RS_WHITE, RS_COMBINATIONS };
+enum { DAG_ABSENT, DAG_REGULAR, DAG_IRREGULAR };
+enum { BWV_ABSENT, BWV_PRESENT };
+enum { VS_ABSENT, VS_ARBORIZING, VS_COMMA, VS_HAIRPIN, VS_WITHIN_REGRESSION, VS_WREATH, VS_DOTTED, VS_LINEAR_IRREGULAR };
+enum { ELEVATION_FLAT, ELEVATION_PALPABLE, ELEVATION_NODULAR };
+
+#define DERM_MAX_VALUES 9
+typedef struct {
+    const char *column;
+    int n_values;
+    const char *value[DERM_MAX_VALUES];
+    int points[DERM_MAX_VALUES];             /* 7-point checklist weight of each value */
+    int count[N_GROUPS][DERM_MAX_VALUES];    /* real cases per group (BCC NEV MEL MISC SK) and value */
+} derm_column;
+
+static const derm_column derm_columns[N_DERM_COLUMNS] = {
+    {"pigment_network", 3, {"absent", "typical", "atypical"}, {0, 0, 2},
+     {{39, 2, 1}, {195, 302, 78}, {81, 33, 138}, {52, 37, 8}, {33, 7, 5}}},
+    {"streaks", 3, {"absent", "regular", "irregular"}, {0, 0, 1},
+     {{39, 0, 3}, {400, 90, 85}, {94, 6, 152}, {79, 10, 8}, {41, 1, 3}}},
+    {"pigmentation", 5, {"absent", "localized regular", "diffuse regular", "localized irregular", "diffuse irregular"},
+     {0, 0, 0, 1, 1},
+     {{29, 0, 0, 2, 11}, {376, 2, 77, 20, 100}, {108, 1, 2, 14, 127}, {65, 0, 21, 3, 8}, {10, 0, 15, 1, 19}}},
+    {"regression_structures", 4, {"absent", "blue areas", "white areas", "combinations"}, {0, 1, 1, 1},
+     {{35, 4, 1, 2}, {452, 73, 18, 32}, {142, 35, 15, 60}, {87, 2, 4, 4}, {42, 2, 0, 1}}},
+    {"dots_and_globules", 3, {"absent", "regular", "irregular"}, {0, 0, 1},
+     {{19, 1, 22}, {113, 291, 171}, {21, 10, 221}, {54, 20, 23}, {22, 12, 11}}},
+    {"blue_whitish_veil", 2, {"absent", "present"}, {0, 2}, {{33, 9}, {512, 63}, {132, 120}, {96, 1}, {43, 2}}},
+    {"vascular_structures", 8,
+     {"absent", "arborizing", "comma", "hairpin", "within regression", "wreath", "dotted", "linear irregular"},
+     {0, 0, 0, 0, 0, 0, 2, 2},
+     {{15, 23, 0, 2, 1, 0, 1, 0}, {518, 3, 19, 1, 16, 0, 17, 1}, {172, 2, 0, 4, 28, 0, 29, 17},
+      {83, 2, 3, 2, 1, 2, 4, 0}, {35, 1, 1, 6, 0, 0, 2, 0}}},
+    {"level_of_diagnostic_difficulty", 3, {"low", "medium", "high"}, {0},
+     {{14, 16, 12}, {190, 244, 141}, {115, 64, 73}, {54, 25, 18}, {12, 23, 10}}},
+    {"elevation", 3, {"flat", "palpable", "nodular"}, {0},
+     {{0, 27, 15}, {322, 222, 31}, {74, 123, 55}, {49, 35, 13}, {3, 33, 9}}},
+    {"location", 9,
+     {"abdomen", "head neck", "lower limbs", "upper limbs", "back", "chest", "acral", "buttocks", "genital areas"},
+     {0},
+     {{1, 17, 1, 4, 18, 1, 0, 0, 0}, {90, 19, 107, 56, 177, 57, 52, 17, 0}, {18, 23, 73, 32, 68, 31, 3, 3, 1},
+      {5, 22, 19, 25, 6, 5, 7, 1, 7}, {11, 11, 0, 5, 12, 6, 0, 0, 0}}},
+    {"sex", 2, {"female", "male"}, {0}, {{24, 18}, {288, 287}, {136, 116}, {57, 40}, {17, 28}}},
+    {"management", 3, {"excision", "clinical follow up", "no further examination"}, {0},
+     {{42, 0, 0}, {278, 268, 29}, {252, 0, 0}, {23, 24, 50}, {10, 4, 31}}},
+};
+
+/* The image folders of the release, the file-name stem used inside each
+ * (NEL/Nel025.jpg, Gzl/gzl01.jpg, New/newl035.jpg), the digits of its
+ * numbers, and how many dermoscopic images of the 1011 it holds. */
+typedef struct {
+    const char *folder, *stem;
+    int digits, weight;
+} derm_folder;
+
+static const derm_folder derm_folders[] = {
+    {"A1l", "Aal", 3, 30}, {"A2l", "Abl", 3, 36}, {"A3l", "Acl", 3, 38}, {"Adl", "Adl", 3, 35},
+    {"Ael", "Ael", 3, 47}, {"FAL", "Fal", 3, 21}, {"FBL", "Fbl", 3, 38}, {"FCL", "Fcl", 3, 38},
+    {"FDL", "Fdl", 3, 20}, {"FEL", "Fel", 3, 22}, {"FFL", "Ffl", 3, 25}, {"Fgl", "Fgl", 3, 33},
+    {"Fhl", "Fhl", 3, 42}, {"Fil", "Fil", 3, 14}, {"Fll", "Fll", 3, 32}, {"Fml", "Fml", 3, 3},
+    {"Gal", "Gal", 3, 38}, {"Gbl", "Gbl", 3, 2},  {"Gcl", "Gcl", 3, 6},  {"Gdl", "Gdl", 3, 9},
+    {"Ggl", "Ggl", 3, 42}, {"Gzl", "gzl", 2, 42}, {"NAL", "Nal", 3, 32}, {"NBL", "Nbl", 3, 37},
+    {"NCL", "Ncl", 3, 30}, {"NDL", "Ndl", 3, 38}, {"NEL", "Nel", 3, 38}, {"NFL", "Nfl", 3, 30},
+    {"NGL", "Ngl", 3, 44}, {"NHL", "Nhl", 3, 5},  {"NIL", "Nil", 3, 40}, {"NLL", "Nll", 3, 35},
+    {"NML", "Nml", 3, 42}, {"New", "newl", 3, 27},
+};
+#define N_DERM_FOLDERS ((int)(sizeof derm_folders / sizeof derm_folders[0]))
+
+/* Rare columns, per 1011 real cases: upper-case .JPG names (76 clinic, 52
+ * dermoscopic), a case_id (27), and the two kinds of notes that mark a
+ * clinical image replaced by the dermoscopic one (4 and 5). The index
+ * files split 413 / 203 / 395. */
+enum { DERM_UPPER_CLINIC = 76, DERM_UPPER_DERM = 52, DERM_CASE_IDS = 27, DERM_NOTES_MISSING = 4,
+       DERM_NOTES_REPLACED = 5 };
+static const int derm_split_sizes[3] = {413, 203, 395};
+static const char *const derm_split_names[3] = {"train", "valid", "test"};
+
+/* ---- 5c. Derm7p: the plan of every case ------------------------------- */
+
+typedef struct {
+    int diagnosis;                /* index into derm_diagnoses */
+    int value[N_DERM_COLUMNS];    /* index into each column's values */
+    int score;                    /* the 7-point score: Σ points of the criteria */
+    int split;                    /* 0 train, 1 valid, 2 test */
+    int clinic_is_derm;           /* the clinical image was replaced by the dermoscopic one */
+    char clinic[40], derm[40];    /* paths under images/, as meta.csv writes them */
+    char case_id[40];
+    char notes[120];
+} derm_case;
+
+/* Mark k of n rows at random (flag[i] = 1). */
+static void choose_rows(sc_rng *r, int n, int k, unsigned char *flag, int *scratch)
+{
+    for (int i = 0; i < n; i++) {
+        scratch[i] = i;
+        flag[i] = 0;
+    }
+    sc_rng_shuffle(r, scratch, n);
+    for (int i = 0; i < k && i < n; i++) flag[scratch[i]] = 1;
+}
+
+/* Count proportional to a real per-1011 count, rounded to nearest. */
+static int derm_scaled(int n, int real)
+{
+    return (int)(((int64_t)n * real + DERM_REAL_CASES / 2) / DERM_REAL_CASES);
+}
+
+/* Diagnoses by apportionment in the real file's order; then, within each
+ * diagnosis group, each column's values by apportionment of the group's
+ * real counts, handed to the group's cases in random order. */
+/* @book begin synth-derm-labels */
+static void derm_plan_labels(derm_case *cases, int n, sc_rng *r, int *scratch)
+{
+    int weights[N_DIAGNOSES], counts[N_DIAGNOSES];
+    for (int d = 0; d < N_DIAGNOSES; d++) weights[d] = derm_diagnoses[d].count;
+    apportion(n, weights, N_DIAGNOSES, counts);
+    for (int d = 0, i = 0; d < N_DIAGNOSES; d++)
+        for (int k = 0; k < counts[d]; k++) cases[i++].diagnosis = d;
+
+    for (int g = 0; g < N_GROUPS; g++) {
+        int m = 0; /* the group's cases, listed in scratch[0..m) */
+        for (int i = 0; i < n; i++)
+            if (derm_diagnoses[cases[i].diagnosis].group == g) scratch[m++] = i;
+        int *values = scratch + n; /* (m) one value per case of the group */
+        for (int col = 0; col < N_DERM_COLUMNS; col++) {
+            const derm_column *c = &derm_columns[col];
+            int vcount[DERM_MAX_VALUES];
+            apportion(m, c->count[g], c->n_values, vcount);
+            for (int v = 0, k = 0; v < c->n_values; v++)
+                for (int j = 0; j < vcount[v]; j++) values[k++] = v;
+            sc_rng_shuffle(r, values, m);
+            for (int k = 0; k < m; k++) cases[scratch[k]].value[col] = values[k];
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        cases[i].score = 0;
+        for (int col = 0; col < N_CRITERIA; col++) cases[i].score += derm_columns[col].points[cases[i].value[col]];
+    }
+}
+/* @book end synth-derm-labels */
+
+/* Image names in the release's style: a folder drawn by its real share,
+ * numbers running on inside it, the clinical image first (usually: one
+ * case in ten has them the other way round), and a few names upper case
+ * with .JPG (.PNG when writing PNG). */
+static void derm_plan_names(derm_case *cases, int n, sc_rng *r, int png, unsigned char *flag, int *scratch)
+{
+    int weights[N_DERM_FOLDERS], next[N_DERM_FOLDERS];
+    for (int f = 0; f < N_DERM_FOLDERS; f++) {
+        weights[f] = derm_folders[f].weight;
+        next[f] = 1 + (int)sc_rng_below(r, 20);
+    }
+    unsigned char *upper_clinic = flag, *upper_derm = flag + n;
+    choose_rows(r, n, derm_scaled(n, DERM_UPPER_CLINIC), upper_clinic, scratch);
+    choose_rows(r, n, derm_scaled(n, DERM_UPPER_DERM), upper_derm, scratch);
+    for (int i = 0; i < n; i++) {
+        derm_case *c = &cases[i];
+        const derm_folder *f = &derm_folders[draw_weighted(r, weights, N_DERM_FOLDERS)];
+        int number = next[f - derm_folders];
+        next[f - derm_folders] += 2;
+        int clinic_no = number, derm_no = number + 1;
+        if (sc_rng_below(r, 10) == 0) clinic_no = number + 1, derm_no = number;
+        for (int k = 0; k < 2; k++) {
+            int upper = k ? upper_derm[i] : upper_clinic[i];
+            char stem[8];
+            size_t len = strlen(f->stem);
+            for (size_t j = 0; j <= len; j++) stem[j] = upper ? (char)toupper((unsigned char)f->stem[j]) : f->stem[j];
+            const char *ext = png ? (upper ? "PNG" : "png") : (upper ? "JPG" : "jpg");
+            snprintf(k ? c->derm : c->clinic, sizeof c->derm, "%s/%s%0*d.%s", f->folder, stem, f->digits,
+                     k ? derm_no : clinic_no, ext);
+        }
+        /* a case_id, when set, reads like "1d171819": a series letter and
+         * the numbers of the images that belong together */
+        snprintf(c->case_id, sizeof c->case_id, "1%c%d%d%d", tolower((unsigned char)f->stem[1]), clinic_no,
+                 clinic_no + 1, clinic_no + 2);
+    }
+    unsigned char *keep_id = flag;
+    choose_rows(r, n, derm_scaled(n, DERM_CASE_IDS), keep_id, scratch);
+    for (int i = 0; i < n; i++)
+        if (!keep_id[i]) cases[i].case_id[0] = '\0';
+}
+
+/* The two kinds of notes: the clinical image missing, or replaced; either
+ * way the clinic column then names the dermoscopic image. */
+static void derm_plan_notes(derm_case *cases, int n, sc_rng *r, unsigned char *flag, int *scratch)
+{
+    int missing = derm_scaled(n, DERM_NOTES_MISSING), replaced = derm_scaled(n, DERM_NOTES_REPLACED);
+    choose_rows(r, n, missing + replaced, flag, scratch);
+    int seen = 0;
+    for (int i = 0; i < n; i++) {
+        derm_case *c = &cases[i];
+        c->notes[0] = '\0';
+        if (!flag[i]) continue;
+        if (seen++ < missing)
+            snprintf(c->notes, sizeof c->notes, "Clinical missing and replaced with derm");
+        else
+            snprintf(c->notes, sizeof c->notes, "Replaced clinic %s with derm %s", c->clinic, c->derm);
+        memcpy(c->clinic, c->derm, sizeof c->clinic);
+        c->clinic_is_derm = 1;
+    }
+}
+
+/* Splits of the real sizes' proportions, stratified by diagnosis: walking
+ * the cases in diagnosis order (shuffled within each diagnosis), each goes
+ * to the split furthest below its share so far. Every split's share of
+ * every diagnosis then stays within one case of proportional. */
+static void derm_plan_splits(derm_case *cases, int n, sc_rng *r, int *scratch)
+{
+    int sizes[3];
+    apportion(n, derm_split_sizes, 3, sizes);
+    int i = 0;
+    while (i < n) {
+        int j = i;
+        while (j < n && cases[j].diagnosis == cases[i].diagnosis) j++;
+        for (int k = i; k < j; k++) scratch[k - i] = k;
+        sc_rng_shuffle(r, scratch, j - i);
+        for (int k = i; k < j; k++) scratch[n + k] = scratch[k - i];
+        i = j;
+    }
+    int given[3] = {0, 0, 0};
+    for (int k = 0; k < n; k++) {
+        int best = 0;
+        int64_t best_deficit = INT64_MIN;
+        for (int s = 0; s < 3; s++) {
+            int64_t deficit = (int64_t)(k + 1) * sizes[s] - (int64_t)given[s] * n; /* × n */
+            if (deficit > best_deficit) best_deficit = deficit, best = s;
+        }
+        cases[scratch[n + k]].split = best;
+        given[best]++;
+    }
+    for (int s = 0; s < 3; s++)
+        SC_ASSERT(given[s] == sizes[s], "derm splits: %d cases in split %d, expected %d", given[s], s, sizes[s]);
+}
+
+static sc_status derm_plan(derm_case **out, int n, uint64_t seed, int png, sc_err *err)
+{
+    derm_case *cases = calloc((size_t)n, sizeof *cases);
+    int *scratch = malloc((size_t)n * 2 * sizeof *scratch);
+    unsigned char *flag = malloc((size_t)n * 2);
+    if (!cases || !scratch || !flag) {
+        free(cases), free(scratch), free(flag);
+        return sc_fail(err, SC_ENOMEM, "synthetic Derm7p: out of memory for %d cases", n);
+    }
+    sc_rng r;
+    sc_rng_seed(&r, seed);
+    derm_plan_labels(cases, n, &r, scratch);
+    derm_plan_names(cases, n, &r, png, flag, scratch);
+    derm_plan_notes(cases, n, &r, flag, scratch);
+    derm_plan_splits(cases, n, &r, scratch);
+    free(scratch);
+    free(flag);
+    *out = cases;
+    return SC_OK;
+}
+
+/* ---- 5d. Derm7p: a lesion and its two views --------------------------- */
+
+/* A lesion is drawn in lesion units: its centre at the origin, its mean
+ * radius near 1. Fields that cover areas (the lesion's colour, a blotch,
+ * the pigment network, regression, the veil) are evaluated per pixel;
+ * small things (globules, streaks, vessels, hairs) are a list of marks
+ * painted over them in order. The dermoscopic view shows the lesion large
+ * and sharp; the clinical view shows the same model from further away,
+ * blurred, under flash lighting. Sizes are chosen so that each criterion
+ * stays visible after a downscale to 64-96 pixels: network lines of 3-6
+ * px at 192 px, globules of 7 px, streaks a quarter of the radius long. */
+#define LESION_MAX_STROKES 640
+
+typedef struct {
+    float skin[3];
+    uint32_t seed;              /* of the noise fields */
+    blob shape;                 /* the lesion's outline */
+    float edge;                 /* softness of its border */
+    float base[3], dark[3];     /* its colour, and that of darker mottling */
+    float variegation;          /* 0 = even colour, 1 = strongly mottled */
+    int network;                /* PN_* */
+    float net_cell, net_hw, net_jitter, net_broken;
+    vec2 net_dir;               /* atypical: the side the network covers */
+    float net_col[3];
+    int blotch;                 /* PIG_* */
+    blob blotch_shape;
+    float blotch_col[3];
+    int n_regress;              /* regression areas: blue (peppered) or white (scar-like) */
+    blob regress[2];
+    int regress_white[2];
+    int veil;                   /* blue-whitish veil */
+    blob veil_shape;
+    int vessel_patch;           /* vessels within regression: a milky-pink patch */
+    blob patch_shape;
+    stroke strokes[LESION_MAX_STROKES];
+    int n_strokes;
+    int elevation;              /* ELEVATION_*: shading in the clinical view */
+    int vignette;               /* the dermatoscope's round field darkens the corners */
+    vec2 offset;                /* where the lesion sits in the frame, in lesion units */
+} lesion;
+
+static const float COL_VESSEL[3] = {0.86f, 0.10f, 0.15f};
+static const float COL_HAIR[3] = {0.10f, 0.07f, 0.05f};
+
+static void set3(float *dst, float a, float b, float c)
+{
+    dst[0] = a, dst[1] = b, dst[2] = c;
+}
+
+static void mix3(float *dst, const float *a, const float *b, float t)
+{
+    for (int k = 0; k < 3; k++) dst[k] = lerpf(a[k], b[k], t);
+}
+
+static void add_stroke(lesion *L, vec2 a, vec2 b, float hw, const float *col, float alpha)
+{
+    SC_ASSERT(L->n_strokes < LESION_MAX_STROKES, "lesion: more than %d strokes", LESION_MAX_STROKES);
+    stroke *m = &L->strokes[L->n_strokes++];
+    m->a = a;
+    m->b = b;
+    m->hw = hw;
+    memcpy(m->col, col, sizeof m->col);
+    m->alpha = alpha;
+}
+
+static void add_dot(lesion *L, vec2 c, float r, const float *col, float alpha)
+{
+    add_stroke(L, c, c, r, col, alpha);
+}
+
+/* The point at fraction rho of the border along angle theta. */
+static vec2 lesion_at(const lesion *L, float rho, float theta)
+{
+    float r = rho * blob_radius(&L->shape, theta);
+    return v2(r * cosf(theta), r * sinf(theta));
+}
+
+static vec2 step_from(vec2 p, float heading, float len)
+{
+    return v2(p.x + len * cosf(heading), p.y + len * sinf(heading));
+}
+
+/* Colours and outline by diagnosis: nevi tan to brown and round, melanomas
+ * darker, mottled and irregular, basal cell carcinomas pink, seborrheic
+ * keratoses waxy brown with a sharp edge, vascular lesions red-purple. */
+static void lesion_body(lesion *L, int diagnosis, sc_rng *r)
+{
+    int group = derm_diagnoses[diagnosis].group;
+    const char *name = derm_diagnoses[diagnosis].name;
+    float light[3], deep[3];
+    set3(light, 0.95f, 0.81f, 0.71f);
+    set3(deep, 0.78f, 0.58f, 0.45f);
+    mix3(L->skin, light, deep, rng_range(r, 0.0f, 0.8f));
+    float wobble = 0.05f, edge = 0.05f, t = sc_rng_uniform(r);
+    L->variegation = 0.25f;
+    set3(L->dark, 0.36f, 0.23f, 0.16f);
+    switch (group) {
+    case GROUP_MEL:
+        set3(light, 0.53f, 0.36f, 0.25f);
+        set3(deep, 0.38f, 0.24f, 0.17f);
+        set3(L->dark, 0.20f, 0.13f, 0.11f);
+        L->variegation = 0.75f;
+        wobble = rng_range(r, 0.10f, 0.16f);
+        edge = 0.025f;
+        break;
+    case GROUP_BCC:
+        set3(light, 0.82f, 0.63f, 0.59f);
+        set3(deep, 0.74f, 0.55f, 0.53f);
+        set3(L->dark, 0.50f, 0.50f, 0.57f);
+        edge = 0.03f;
+        break;
+    case GROUP_SK:
+        set3(light, 0.60f, 0.47f, 0.34f);
+        set3(deep, 0.50f, 0.38f, 0.27f);
+        L->variegation = 0.45f;
+        edge = 0.02f;
+        break;
+    case GROUP_MISC:
+        if (!strcmp(name, "vascular lesion")) set3(light, 0.64f, 0.24f, 0.32f), set3(deep, 0.52f, 0.18f, 0.28f);
+        else if (!strcmp(name, "dermatofibroma")) set3(light, 0.74f, 0.58f, 0.48f), set3(deep, 0.66f, 0.50f, 0.40f);
+        else set3(light, 0.70f, 0.53f, 0.39f), set3(deep, 0.62f, 0.45f, 0.32f);
+        break;
+    default: /* nevi; a blue nevus is slate grey */
+        if (!strcmp(name, "blue nevus")) set3(light, 0.48f, 0.47f, 0.54f), set3(deep, 0.40f, 0.39f, 0.46f);
+        else set3(light, 0.68f, 0.50f, 0.36f), set3(deep, 0.52f, 0.35f, 0.24f);
+        break;
+    }
+    mix3(L->base, light, deep, t);
+    L->shape = blob_random(r, v2(0.0f, 0.0f), rng_range(r, 0.85f, 1.0f), wobble);
+    L->edge = edge;
+    L->offset = v2(rng_range(r, -0.12f, 0.12f), rng_range(r, -0.12f, 0.12f));
+}
+
+/* Pigment network. Typical: a fine, even, honeycomb-like lattice of brown
+ * lines that fades towards the border. Atypical: a coarse lattice of thick
+ * black-brown lines, irregular holes, broken segments, covering one side
+ * and ending abruptly. */
+static void lesion_network(lesion *L, int value, sc_rng *r)
+{
+    L->network = value;
+    if (value == PN_TYPICAL) {
+        L->net_cell = rng_range(r, 0.16f, 0.19f);
+        L->net_hw = rng_range(r, 0.022f, 0.028f);
+        L->net_jitter = 0.15f;
+        L->net_broken = 0.0f;
+        set3(L->net_col, 0.34f, 0.21f, 0.13f);
+    } else if (value == PN_ATYPICAL) {
+        L->net_cell = rng_range(r, 0.22f, 0.27f);
+        L->net_hw = rng_range(r, 0.045f, 0.055f);
+        L->net_jitter = 0.9f;
+        L->net_broken = rng_range(r, 0.2f, 0.35f);
+        set3(L->net_col, 0.11f, 0.07f, 0.05f);
+        float a = rng_range(r, 0.0f, 6.2831853f);
+        L->net_dir = v2(cosf(a), sinf(a));
+    }
+}
+
+/* Pigmentation: a structureless dark blotch. Diffuse covers most of the
+ * lesion, localized a small part; regular is round, even and central,
+ * irregular has a ragged outline, uneven darkness and sits off centre. */
+static void lesion_blotch(lesion *L, int value, sc_rng *r)
+{
+    L->blotch = value;
+    if (value == PIG_ABSENT) return;
+    int diffuse = value == PIG_DIFFUSE_REGULAR || value == PIG_DIFFUSE_IRREGULAR;
+    int irregular = value == PIG_LOCALIZED_IRREGULAR || value == PIG_DIFFUSE_IRREGULAR;
+    float radius = diffuse ? rng_range(r, 0.62f, 0.72f) : rng_range(r, 0.24f, 0.3f);
+    float shift = irregular ? (diffuse ? rng_range(r, 0.15f, 0.25f) : rng_range(r, 0.4f, 0.55f)) : rng_range(r, 0.0f, 0.08f);
+    float a = rng_range(r, 0.0f, 6.2831853f);
+    L->blotch_shape = blob_random(r, v2(shift * cosf(a), shift * sinf(a)), radius, irregular ? 0.3f : 0.03f);
+    if (irregular) set3(L->blotch_col, 0.10f, 0.06f, 0.05f);
+    else set3(L->blotch_col, 0.29f, 0.17f, 0.11f);
+}
+
+/* Regression structures: blue areas (grey-blue, peppered with fine
+ * granules), white areas (milky scar-like depigmentation), or both side
+ * by side. */
+static void lesion_regression(lesion *L, int value, sc_rng *r)
+{
+    L->n_regress = 0;
+    if (value == RS_ABSENT) return;
+    float a = rng_range(r, 0.0f, 6.2831853f);
+    for (int k = 0; k < (value == RS_COMBINATIONS ? 2 : 1); k++) {
+        float angle = a + (float)k * rng_range(r, 1.0f, 1.4f), rho = rng_range(r, 0.42f, 0.55f);
+        L->regress[k] = blob_random(r, v2(rho * cosf(angle), rho * sinf(angle)), rng_range(r, 0.27f, 0.34f), 0.15f);
+        L->regress_white[k] = value == RS_WHITE || (value == RS_COMBINATIONS && k == 1);
+        L->n_regress++;
+    }
+}
+
+/* Blue-whitish veil: a large confluent blue-white haze with soft edges. */
+static void lesion_veil(lesion *L, int value, sc_rng *r)
+{
+    L->veil = value == BWV_PRESENT;
+    if (!L->veil) return;
+    float a = rng_range(r, 0.0f, 6.2831853f), rho = rng_range(r, 0.0f, 0.25f);
+    L->veil_shape = blob_random(r, v2(rho * cosf(a), rho * sinf(a)), rng_range(r, 0.48f, 0.6f), 0.12f);
+}
+
+/* Dots and globules. Regular: brown globules of one size on two even
+ * rings. Irregular: black to brown dots of very different sizes, crowded
+ * in one or two clusters towards the border. */
+static void lesion_globules(lesion *L, int value, sc_rng *r)
+{
+    if (value == DAG_REGULAR) {
+        float col[3], size = rng_range(r, 0.052f, 0.06f), turn = rng_range(r, 0.0f, 6.2831853f);
+        set3(col, 0.29f, 0.17f, 0.10f);
+        const float rho[2] = {0.36f, 0.66f};
+        const int count[2] = {6, 11};
+        for (int ring = 0; ring < 2; ring++)
+            for (int k = 0; k < count[ring]; k++) {
+                float theta = turn + 6.2831853f * (float)k / (float)count[ring] + 0.3f * (float)ring;
+                add_dot(L, lesion_at(L, rho[ring], theta), size * rng_range(r, 0.95f, 1.05f), col, 0.95f);
+            }
+    } else if (value == DAG_IRREGULAR) {
+        int clusters = 1 + (int)sc_rng_below(r, 2), n = 12 + (int)sc_rng_below(r, 12);
+        float centre[2];
+        for (int k = 0; k < clusters; k++) centre[k] = rng_range(r, 0.0f, 6.2831853f);
+        for (int k = 0; k < n; k++) {
+            float theta = centre[k % clusters] + 0.45f * sc_rng_normal(r);
+            float rho = clampf(rng_range(r, 0.45f, 0.85f) + 0.12f * sc_rng_normal(r), 0.1f, 0.92f);
+            float size = 0.02f * expf(rng_range(r, 0.0f, 1.5f)); /* 0.02 .. 0.09 */
+            float black[3], brown[3], col[3];
+            set3(black, 0.07f, 0.05f, 0.05f);
+            set3(brown, 0.34f, 0.20f, 0.12f);
+            mix3(col, black, brown, sc_rng_uniform(r));
+            if (sc_rng_below(r, 5) == 0) set3(col, 0.34f, 0.37f, 0.48f);
+            add_dot(L, lesion_at(L, rho, theta), size, col, 0.95f);
+        }
+    }
+}
+
+/* Streaks: radial lines crossing the border. Regular: many, evenly spaced
+ * all around, alike. Irregular: a few, bunched on one or two sides, of
+ * uneven length and width, some ending in a bulb. */
+static void lesion_streaks(lesion *L, int value, sc_rng *r)
+{
+    float col[3];
+    if (value == STR_REGULAR) {
+        set3(col, 0.30f, 0.17f, 0.10f);
+        int n = 16 + (int)sc_rng_below(r, 9);
+        float turn = rng_range(r, 0.0f, 6.2831853f);
+        for (int k = 0; k < n; k++) {
+            float theta = turn + 6.2831853f * (float)k / (float)n + 0.04f * sc_rng_normal(r);
+            add_stroke(L, lesion_at(L, 0.84f, theta), lesion_at(L, 1.2f, theta), 0.03f, col, 0.92f);
+        }
+    } else if (value == STR_IRREGULAR) {
+        set3(col, 0.15f, 0.09f, 0.06f);
+        int sides = 1 + (int)sc_rng_below(r, 2), n = 6 + (int)sc_rng_below(r, 6);
+        float centre[2];
+        for (int k = 0; k < sides; k++) centre[k] = rng_range(r, 0.0f, 6.2831853f);
+        for (int k = 0; k < n; k++) {
+            float theta = centre[k % sides] + rng_range(r, -0.8f, 0.8f);
+            float hw = rng_range(r, 0.025f, 0.05f);
+            vec2 tip = lesion_at(L, rng_range(r, 1.12f, 1.5f), theta);
+            add_stroke(L, lesion_at(L, 0.8f, theta), tip, hw, col, 0.92f);
+            if (sc_rng_below(r, 2)) add_dot(L, tip, hw * 1.8f, col, 0.92f);
+        }
+    }
+}
+
+/* An arborizing tree: a thick trunk that forks into thinner branches. */
+static void add_tree(lesion *L, sc_rng *r, vec2 p, float heading, float len, float hw, int depth)
+{
+    vec2 q = step_from(p, heading, len);
+    add_stroke(L, p, q, hw, COL_VESSEL, 0.95f);
+    if (depth == 0) return;
+    for (int side = -1; side <= 1; side += 2)
+        add_tree(L, r, q, heading + (float)side * rng_range(r, 0.35f, 0.7f), len * 0.72f, hw * 0.62f, depth - 1);
+}
+
+/* A wandering line of n segments, turning by up to `turn` radians per step. */
+static void add_wander(lesion *L, sc_rng *r, vec2 p, float heading, int n, float seg, float turn, float hw0,
+                       float hw1)
+{
+    for (int k = 0; k < n; k++) {
+        vec2 q = step_from(p, heading, seg * rng_range(r, 0.8f, 1.2f));
+        add_stroke(L, p, q, rng_range(r, hw0, hw1), COL_VESSEL, 0.92f);
+        p = q;
+        heading += rng_range(r, -turn, turn);
+    }
+}
+
+/* Vascular structures, red on the lesion: arborizing trees; short commas;
+ * hairpin loops in a pale halo; fine vessels in a milky-pink patch (within
+ * regression); a wreath of small vessels around the rim; even red dots;
+ * polymorphous irregular lines. */
+static void lesion_vessels(lesion *L, int value, sc_rng *r)
+{
+    float halo[3];
+    set3(halo, 0.96f, 0.87f, 0.85f);
+    L->vessel_patch = 0;
+    switch (value) {
+    case VS_ARBORIZING:
+        for (int t = 0, n = 2 + (int)sc_rng_below(r, 2); t < n; t++) {
+            float theta = rng_range(r, 0.0f, 6.2831853f);
+            float heading = theta + 3.1415927f + rng_range(r, -0.6f, 0.6f);
+            add_tree(L, r, lesion_at(L, 0.8f, theta), heading, 0.28f, 0.032f, 3);
+        }
+        break;
+    case VS_COMMA:
+        for (int k = 0, n = 8 + (int)sc_rng_below(r, 7); k < n; k++) {
+            vec2 p = lesion_at(L, rng_range(r, 0.1f, 0.8f), rng_range(r, 0.0f, 6.2831853f));
+            float heading = rng_range(r, 0.0f, 6.2831853f), bend = (sc_rng_below(r, 2) ? 1.0f : -1.0f) * 0.55f;
+            for (int s = 0; s < 3; s++, heading += bend) {
+                vec2 q = step_from(p, heading, 0.055f);
+                add_stroke(L, p, q, 0.028f, COL_VESSEL, 0.95f);
+                p = q;
+            }
+        }
+        break;
+    case VS_HAIRPIN:
+        for (int k = 0, n = 5 + (int)sc_rng_below(r, 5); k < n; k++) {
+            vec2 c = lesion_at(L, rng_range(r, 0.1f, 0.72f), rng_range(r, 0.0f, 6.2831853f));
+            float a = rng_range(r, 0.0f, 6.2831853f), gap = 0.035f, len = 0.14f;
+            vec2 side = v2(-sinf(a) * gap, cosf(a) * gap);
+            add_dot(L, c, 0.12f, halo, 0.6f);
+            vec2 l0 = v2(c.x - side.x, c.y - side.y), r0 = v2(c.x + side.x, c.y + side.y);
+            vec2 l1 = step_from(l0, a, len), r1 = step_from(r0, a, len);
+            add_stroke(L, l0, l1, 0.018f, COL_VESSEL, 0.95f);
+            add_stroke(L, r0, r1, 0.018f, COL_VESSEL, 0.95f);
+            /* the loop: a half circle from the end of one leg to the other */
+            vec2 fwd = v2(cosf(a) * gap, sinf(a) * gap);
+            vec2 mid = v2(0.5f * (l1.x + r1.x), 0.5f * (l1.y + r1.y)), prev = l1;
+            for (int s = 1; s <= 4; s++) {
+                float phi = 3.1415927f * (float)s / 4.0f;
+                vec2 q = v2(mid.x - cosf(phi) * side.x + sinf(phi) * fwd.x, mid.y - cosf(phi) * side.y + sinf(phi) * fwd.y);
+                add_stroke(L, prev, q, 0.018f, COL_VESSEL, 0.95f);
+                prev = q;
+            }
+        }
+        break;
+    case VS_WITHIN_REGRESSION: {
+        float theta = rng_range(r, 0.0f, 6.2831853f), rho = rng_range(r, 0.3f, 0.45f);
+        L->vessel_patch = 1;
+        L->patch_shape = blob_random(r, v2(rho * cosf(theta), rho * sinf(theta)), 0.32f, 0.12f);
+        for (int k = 0, n = 8 + (int)sc_rng_below(r, 5); k < n; k++) {
+            float a = rng_range(r, 0.0f, 6.2831853f), d = 0.22f * sqrtf(sc_rng_uniform(r));
+            vec2 p = v2(L->patch_shape.c.x + d * cosf(a), L->patch_shape.c.y + d * sinf(a));
+            if (sc_rng_below(r, 2)) add_dot(L, p, 0.018f, COL_VESSEL, 0.95f);
+            else add_wander(L, r, p, rng_range(r, 0.0f, 6.2831853f), 2, 0.045f, 0.8f, 0.011f, 0.013f);
+        }
+        break;
+    }
+    case VS_WREATH:
+        for (int k = 0, n = 10 + (int)sc_rng_below(r, 7); k < n; k++) {
+            float theta = 6.2831853f * (float)k / (float)n + rng_range(r, -0.1f, 0.1f);
+            vec2 p = lesion_at(L, 0.88f, theta);
+            vec2 q = lesion_at(L, 0.9f, theta + 0.22f);
+            add_stroke(L, p, q, 0.024f, COL_VESSEL, 0.95f);
+            add_stroke(L, q, lesion_at(L, 0.74f, theta + 0.28f), 0.017f, COL_VESSEL, 0.95f);
+        }
+        break;
+    case VS_DOTTED:
+        for (float y = -1.0f; y <= 1.0f; y += 0.19f)
+            for (float x = -1.0f; x <= 1.0f; x += 0.19f) {
+                vec2 p = v2(x + 0.05f * sc_rng_normal(r), y + 0.05f * sc_rng_normal(r));
+                if (blob_sdf(&L->shape, p) < -0.2f * L->shape.r) add_dot(L, p, rng_range(r, 0.033f, 0.04f), COL_VESSEL, 0.95f);
+            }
+        break;
+    case VS_LINEAR_IRREGULAR:
+        for (int k = 0, n = 3 + (int)sc_rng_below(r, 4); k < n; k++)
+            add_wander(L, r, lesion_at(L, rng_range(r, 0.0f, 0.6f), rng_range(r, 0.0f, 6.2831853f)),
+                       rng_range(r, 0.0f, 6.2831853f), 6 + (int)sc_rng_below(r, 5), 0.11f, 1.0f, 0.02f, 0.04f);
+        break;
+    default:
+        break;
+    }
+}
+
+/* Hairs: none in two cases of five, else up to five long dark curves
+ * crossing the frame; they belong to no class. */
+static void lesion_hairs(lesion *L, sc_rng *r)
+{
+    int n = sc_rng_below(r, 5) < 2 ? 0 : 1 + (int)sc_rng_below(r, 5);
+    for (int k = 0; k < n; k++) {
+        float a = rng_range(r, 0.0f, 6.2831853f);
+        vec2 p = v2(2.3f * cosf(a), 2.3f * sinf(a));
+        vec2 aim = v2(rng_range(r, -0.8f, 0.8f), rng_range(r, -0.8f, 0.8f));
+        float heading = atan2f(aim.y - p.y, aim.x - p.x), bend = rng_range(r, -0.06f, 0.06f);
+        for (int s = 0; s < 16; s++, heading += bend) {
+            vec2 q = step_from(p, heading, 0.3f);
+            add_stroke(L, p, q, 0.011f, COL_HAIR, 0.85f);
+            p = q;
+        }
+    }
+}
+
+static void lesion_build(lesion *L, const derm_case *c, sc_rng *r, int hairs)
+{
+    memset(L, 0, sizeof *L);
+    L->seed = sc_rng_u32(r);
+    lesion_body(L, c->diagnosis, r);
+    lesion_network(L, c->value[COL_PN], r);
+    lesion_blotch(L, c->value[COL_PIG], r);
+    lesion_regression(L, c->value[COL_RS], r);
+    lesion_veil(L, c->value[COL_BWV], r);
+    lesion_globules(L, c->value[COL_DAG], r);
+    lesion_streaks(L, c->value[COL_STR], r);
+    lesion_vessels(L, c->value[COL_VS], r);
+    if (hairs) lesion_hairs(L, r);
+    L->elevation = c->value[COL_ELEVATION];
+    L->vignette = sc_rng_below(r, 10) < 3;
+}
+
+/* Distance (in cell units) from q to the nearest edge of a jittered
+ * Voronoi lattice (rows offset by half a cell, so a small jitter gives a
+ * honeycomb), and a hash of the two cells that edge separates. */
+/* @book begin synth-lattice */
+static float lattice_edge(float qx, float qy, float jitter, uint32_t seed, uint32_t *edge_id)
+{
+    int ix = (int)floorf(qx), iy = (int)floorf(qy);
+    float best[2] = {1e30f, 1e30f};
+    vec2 site[2] = {{0, 0}, {0, 0}};
+    uint32_t id[2] = {0, 0};
+    for (int dy = -1; dy <= 1; dy++)
+        for (int dx = -2; dx <= 2; dx++) {
+            int cx = ix + dx, cy = iy + dy;
+            uint32_t h = hash2(cx, cy, seed);
+            float sx = (float)cx + 0.5f + ((cy & 1) ? 0.5f : 0.0f) + jitter * ((float)(h & 0xFFFF) / 65536.0f - 0.5f);
+            float sy = (float)cy + 0.5f + jitter * ((float)(h >> 16) / 65536.0f - 0.5f);
+            float d = (qx - sx) * (qx - sx) + (qy - sy) * (qy - sy);
+            if (d < best[0]) {
+                best[1] = best[0], site[1] = site[0], id[1] = id[0];
+                best[0] = d, site[0] = v2(sx, sy), id[0] = h;
+            } else if (d < best[1]) {
+                best[1] = d, site[1] = v2(sx, sy), id[1] = h;
+            }
+        }
+    /* distance to the bisector of the two nearest sites */
+    float ex = site[1].x - site[0].x, ey = site[1].y - site[0].y, len = sqrtf(ex * ex + ey * ey);
+    float mx = 0.5f * (site[0].x + site[1].x), my = 0.5f * (site[0].y + site[1].y);
+    *edge_id = (id[0] < id[1] ? id[0] * 0x9E3779B1u + id[1] : id[1] * 0x9E3779B1u + id[0]);
+    return len > 0.0f ? -((qx - mx) * ex + (qy - my) * ey) / len : 0.0f;
+}
+/* @book end synth-lattice */
+
+/* The colour of the skin at p, and of the lesion over it. */
+static void lesion_pixel(const lesion *L, vec2 p, float pixel, float *col)
+{
+    float tone = 0.95f + 0.1f * fbm(p.x * 3.0f, p.y * 3.0f, L->seed + 1, 2);
+    float red[3];
+    set3(red, 0.90f, 0.62f, 0.56f);
+    for (int k = 0; k < 3; k++) col[k] = L->skin[k] * tone;
+    blend(col, red, 3, 0.2f * fbm(p.x * 1.2f + 17.0f, p.y * 1.2f, L->seed + 2, 2));
+    float sd = blob_sdf(&L->shape, p);
+    float soft = fmaxf(L->edge, pixel);
+    float inside = 1.0f - smoothstepf(-soft, soft, sd);
+    if (inside <= 0.0f) return;
+    float rr = clampf(1.0f + sd / blob_radius(&L->shape, atan2f(p.y, p.x)), 0.0f, 2.0f); /* 0 centre, 1 border */
+
+    float lesion_col[3];
+    float mottle = smoothstepf(0.45f, 0.8f, fbm(p.x * 2.5f, p.y * 2.5f, L->seed + 3, 2));
+    mix3(lesion_col, L->base, L->dark, L->variegation * mottle);
+    float grain = 0.94f + 0.12f * fbm(p.x * 9.0f, p.y * 9.0f, L->seed + 4, 2);
+    for (int k = 0; k < 3; k++) lesion_col[k] *= grain;
+    blend(col, lesion_col, 3, inside);
+
+    if (L->blotch != PIG_ABSENT) {
+        int irregular = L->blotch == PIG_LOCALIZED_IRREGULAR || L->blotch == PIG_DIFFUSE_IRREGULAR;
+        float s = fmaxf(irregular ? 0.02f : 0.05f, pixel);
+        float m = 1.0f - smoothstepf(-s, s, blob_sdf(&L->blotch_shape, p));
+        float bc[3];
+        memcpy(bc, L->blotch_col, sizeof bc);
+        if (irregular) {
+            float brown[3];
+            set3(brown, 0.36f, 0.21f, 0.13f);
+            mix3(bc, L->blotch_col, brown, smoothstepf(0.35f, 0.75f, fbm(p.x * 4.0f, p.y * 4.0f, L->seed + 5, 3)));
+        }
+        blend(col, bc, 3, 0.92f * m * inside);
+    }
+    if (L->network != PN_ABSENT) {
+        uint32_t edge_id;
+        float e = L->net_cell * lattice_edge(p.x / L->net_cell, p.y / L->net_cell, L->net_jitter, L->seed + 6, &edge_id);
+        float hw = L->net_hw, reach;
+        if (L->network == PN_TYPICAL) {
+            reach = smoothstepf(0.98f, 0.6f, rr);
+        } else {
+            hw *= 0.6f + 1.0f * fbm(p.x * 3.0f, p.y * 3.0f, L->seed + 7, 2);
+            reach = smoothstepf(-0.35f, -0.05f, p.x * L->net_dir.x + p.y * L->net_dir.y) * (rr < 0.96f);
+            if ((float)(hash2((int32_t)edge_id, 7, L->seed) >> 8) / 16777216.0f < L->net_broken) reach = 0.0f;
+        }
+        float aa = fmaxf(pixel, 0.008f);
+        float line = 1.0f - smoothstepf(hw - aa, hw + aa, e);
+        blend(col, L->net_col, 3, 0.9f * line * reach * inside);
+    }
+    for (int k = 0; k < L->n_regress; k++) {
+        float m = (1.0f - smoothstepf(-0.05f, 0.05f, blob_sdf(&L->regress[k], p))) * inside;
+        if (m <= 0.0f) continue;
+        float c[3];
+        if (L->regress_white[k]) {
+            set3(c, 0.95f, 0.94f, 0.93f);
+            blend(col, c, 3, 0.9f * m);
+        } else {
+            set3(c, 0.50f, 0.56f, 0.68f);
+            blend(col, c, 3, 0.85f * m);
+            /* peppering: fine dark granules on a lattice, half of the cells filled */
+            float g = 0.07f, gx = floorf(p.x / g), gy = floorf(p.y / g);
+            uint32_t h = hash2((int32_t)gx, (int32_t)gy, L->seed + 8);
+            vec2 dot = v2((gx + 0.25f + 0.5f * (float)(h & 0xFF) / 255.0f) * g, (gy + 0.25f + 0.5f * (float)(h >> 24) / 255.0f) * g);
+            float d = sqrtf((p.x - dot.x) * (p.x - dot.x) + (p.y - dot.y) * (p.y - dot.y)) - 0.02f;
+            set3(c, 0.30f, 0.34f, 0.47f);
+            if (h & 0x100) blend(col, c, 3, m * clampf(0.5f - d / pixel, 0.0f, 1.0f));
+        }
+    }
+    if (L->veil) {
+        float m = (1.0f - smoothstepf(-0.1f, 0.1f, blob_sdf(&L->veil_shape, p))) * inside;
+        float c[3], haze[3];
+        set3(c, 0.60f, 0.70f, 0.86f);
+        set3(haze, 0.86f, 0.89f, 0.93f);
+        blend(c, haze, 3, 0.5f * fbm(p.x * 5.0f, p.y * 5.0f, L->seed + 9, 2));
+        blend(col, c, 3, 0.82f * m);
+    }
+    if (L->vessel_patch) {
+        float m = (1.0f - smoothstepf(-0.06f, 0.06f, blob_sdf(&L->patch_shape, p))) * inside;
+        float c[3];
+        set3(c, 0.94f, 0.80f, 0.80f);
+        blend(col, c, 3, 0.85f * m);
+    }
+}
+
+/* Draw one view into out (size, size, 3). clinic = 0: the dermoscopic
+ * view (lesion diameter about two thirds of the frame, sharp, dark corners
+ * in three images of ten); clinic = 1: the same lesion at 0.45 of that
+ * scale, blurred, with a light gradient and, for raised lesions, shading
+ * and a highlight. Sensor noise comes from noise_rng. */
+static sc_status lesion_render(const lesion *L, int size, int clinic, sc_rng *noise_rng, uint8_t *out, sc_err *err)
+{
+    canvas cv;
+    sc_status st = canvas_init(&cv, size, size, 3, err);
+    if (st) return st;
+    cv.scale = (clinic ? 0.15f : 0.34f) * (float)size;
+    cv.cx = 0.5f * (float)size - L->offset.x * cv.scale;
+    cv.cy = 0.5f * (float)size - L->offset.y * cv.scale;
+    float pixel = 1.0f / cv.scale;
+    for (int py = 0; py < size; py++)
+        for (int px = 0; px < size; px++)
+            lesion_pixel(L, canvas_point(&cv, px, py), pixel, cv.px + ((size_t)py * (size_t)size + (size_t)px) * 3);
+    for (int k = 0; k < L->n_strokes; k++) paint_stroke(&cv, &L->strokes[k]);
+
+    if (clinic) {
+        st = canvas_blur(&cv, size >= 160 ? 2 : 1, 2, err);
+        float lift = L->elevation == ELEVATION_NODULAR ? 1.0f : L->elevation == ELEVATION_PALPABLE ? 0.5f : 0.0f;
+        float white[3];
+        set3(white, 1.0f, 1.0f, 1.0f);
+        for (int py = 0; py < size && !st; py++)
+            for (int px = 0; px < size; px++) {
+                float *c = cv.px + ((size_t)py * (size_t)size + (size_t)px) * 3;
+                vec2 p = canvas_point(&cv, px, py);
+                float light = 1.04f - 0.1f * (float)py / (float)size;
+                float rr = sqrtf(p.x * p.x + p.y * p.y) / L->shape.r;
+                if (lift > 0.0f && rr < 1.1f) {
+                    light *= 1.0f - 0.22f * lift * rr * rr;
+                    float hx = p.x + 0.35f, hy = p.y + 0.35f;
+                    blend(c, white, 3, 0.3f * lift * expf(-(hx * hx + hy * hy) / 0.05f));
+                }
+                for (int k = 0; k < 3; k++) c[k] *= light;
+            }
+    } else if (L->vignette) {
+        for (int py = 0; py < size; py++)
+            for (int px = 0; px < size; px++) {
+                float dx = ((float)px + 0.5f) / (float)size - 0.5f, dy = ((float)py + 0.5f) / (float)size - 0.5f;
+                float keep = 1.0f - smoothstepf(0.49f, 0.53f, sqrtf(dx * dx + dy * dy));
+                float *c = cv.px + ((size_t)py * (size_t)size + (size_t)px) * 3;
+                for (int k = 0; k < 3; k++) c[k] *= keep;
+            }
+    }
+    size_t n = (size_t)size * (size_t)size * 3;
+    for (size_t i = 0; i < n && !st; i++) {
+        /* sensor noise: the sum of two uniforms (triangular), σ = 0.012 */
+        float v = cv.px[i] + 0.0294f * (sc_rng_uniform(noise_rng) + sc_rng_uniform(noise_rng) - 1.0f);
+        out[i] = (uint8_t)(clampf(v, 0.0f, 1.0f) * 255.0f + 0.5f);
+    }
+    canvas_free(&cv);
+    return st;
+}
+
+/* ---- 5e. Derm7p: meta.csv, the index files and the images ------------- */
+
+void sc_synth_derm7p_defaults(sc_synth_derm7p_options *opt)
+{
+    memset(opt, 0, sizeof *opt);
+    opt->n = DERM_REAL_CASES;
+    opt->seed = 7;
+    opt->size = 192;
+    opt->png = 0;
+    opt->quality = 92;
+    opt->images = 1;
+}
+
+/* meta.csv: the 19 columns in the real order, values as the release
+ * writes them (no quoting is needed: no value holds a comma). */
+static sc_status derm_write_meta(const char *path, const derm_case *cases, int n, sc_err *err)
+{
+    static const char *const header[19] = {
+        "case_num", "diagnosis", "seven_point_score", "pigment_network", "streaks", "pigmentation",
+        "regression_structures", "dots_and_globules", "blue_whitish_veil", "vascular_structures",
+        "level_of_diagnostic_difficulty", "elevation", "location", "sex", "management", "clinic", "derm",
+        "case_id", "notes"};
+    sc_csv_writer w;
+    sc_csv_writer_init(&w);
+    for (int k = 0; k < 19; k++) sc_csv_put(&w, header[k]);
+    sc_csv_end_row(&w);
+    for (int i = 0; i < n; i++) {
+        const derm_case *c = &cases[i];
+        sc_csv_putf(&w, "%d", i + 1);
+        sc_csv_put(&w, derm_diagnoses[c->diagnosis].name);
+        sc_csv_putf(&w, "%d", c->score);
+        for (int col = 0; col < N_DERM_COLUMNS; col++) sc_csv_put(&w, derm_columns[col].value[c->value[col]]);
+        sc_csv_put(&w, c->clinic);
+        sc_csv_put(&w, c->derm);
+        sc_csv_put(&w, c->case_id);
+        sc_csv_put(&w, c->notes);
+        sc_csv_end_row(&w);
+    }
+    sc_status st = sc_csv_writer_save(&w, path, err);
+    sc_csv_writer_free(&w);
+    return st;
+}
+
+/* {train,valid,test}_indexes.csv: one column `indexes`, 0-based rows of
+ * meta.csv in increasing order. */
+static sc_status derm_write_indexes(const char *meta_dir, const derm_case *cases, int n, sc_err *err)
+{
+    sc_status st = SC_OK;
+    for (int s = 0; s < 3 && !st; s++) {
+        char path[4096];
+        st = join_path(path, sizeof path, err, "%s/%s_indexes.csv", meta_dir, derm_split_names[s]);
+        sc_csv_writer w;
+        sc_csv_writer_init(&w);
+        sc_csv_put(&w, "indexes");
+        sc_csv_end_row(&w);
+        for (int i = 0; i < n; i++)
+            if (cases[i].split == s) {
+                sc_csv_putf(&w, "%d", i);
+                sc_csv_end_row(&w);
+            }
+        if (!st) st = sc_csv_writer_save(&w, path, err);
+        sc_csv_writer_free(&w);
+    }
+    return st;
+}
+
+typedef struct {
+    const derm_case *cases;
+    const sc_synth_derm7p_options *opt;
+    const char *images_dir;
+} derm_images;
+
+/* Draw and write both images of case i (only the dermoscopic one when the
+ * clinic column names it too). */
+static sc_status derm_draw_case(const void *ctx, int i, sc_err *err)
+{
+    const derm_images *job = ctx;
+    const derm_case *c = &job->cases[i];
+    const sc_synth_derm7p_options *opt = job->opt;
+    lesion *L = malloc(sizeof *L);
+    uint8_t *rgb = malloc((size_t)opt->size * (size_t)opt->size * 3);
+    sc_status st = L && rgb ? SC_OK : sc_fail(err, SC_ENOMEM, "synthetic Derm7p: out of memory for case %d", i + 1);
+    sc_rng shape_rng, noise_rng;
+    case_rng(&shape_rng, opt->seed, i, 1);
+    case_rng(&noise_rng, opt->seed, i, 2);
+    if (!st) lesion_build(L, c, &shape_rng, 1);
+    for (int view = 0; view < 2 && !st; view++) {
+        if (view == 1 && c->clinic_is_derm) break;
+        char path[4096];
+        st = join_path(path, sizeof path, err, "%s/%s", job->images_dir, view ? c->clinic : c->derm);
+        if (!st) st = lesion_render(L, opt->size, view, &noise_rng, rgb, err);
+        if (!st) st = write_8bit(path, rgb, opt->size, opt->size, 3, !opt->png, opt->quality, err);
+    }
+    free(L);
+    free(rgb);
+    return st;
+}
+
+static sc_status derm_write_images(const char *images_dir, const derm_case *cases, const sc_synth_derm7p_options *opt,
+                                   sc_err *err)
+{
+    /* one directory per folder in use */
+    sc_status st = make_dir(images_dir, err);
+    for (int f = 0; f < N_DERM_FOLDERS && !st; f++) {
+        int used = 0;
+        size_t len = strlen(derm_folders[f].folder);
+        for (int i = 0; i < opt->n && !used; i++)
+            used = !strncmp(cases[i].derm, derm_folders[f].folder, len) && cases[i].derm[len] == '/';
+        char path[4096];
+        if (used && !(st = join_path(path, sizeof path, err, "%s/%s", images_dir, derm_folders[f].folder)))
+            st = make_dir(path, err);
+    }
+    derm_images job = {cases, opt, images_dir};
+    return st ? st : draw_cases(opt->n, derm_draw_case, &job, opt->progress, opt->progress_user, err);
+}
+
+static sc_status derm_write_readme(const char *path, const sc_synth_derm7p_options *opt, sc_err *err)
+{
+    sc_text t;
+    sc_text_init(&t);
+    sc_text_printf(&t,
+                   "SYNTHETIC data in the layout of the 7-point criteria dataset (Derm7pt release_v0).\n"
+                   "These are NOT the real images or metadata: every case was drawn by\n"
+                   "  scale synth derm7p --n %d --seed %llu --size %d --format %s\n"
+                   "(scale %s). Value strings, columns and file layout follow the real release;\n"
+                   "value counts follow its per-diagnosis-group counts. See book/15-synthetic-world.md.\n\n"
+                   "meta/meta.csv               one row per case (19 columns)\n"
+                   "meta/{train,valid,test}_indexes.csv   0-based rows of meta.csv\n"
+                   "images/<folder>/<file>      the clinic and derm images named in meta.csv\n",
+                   opt->n, (unsigned long long)opt->seed, opt->size, opt->png ? "png" : "jpg", sc_version());
+    sc_status st = sc_text_save(&t, path, err);
+    sc_text_free(&t);
+    return st;
+}
+
+sc_status sc_synth_derm7p(const char *dir, const sc_synth_derm7p_options *opt, sc_err *err)
+{
+    if (opt->n < 1 || opt->n > 1000000) return sc_fail(err, SC_EARG, "synthetic Derm7p: --n %d is outside 1..1000000", opt->n);
+    if (opt->size < 32 || opt->size > 4096)
+        return sc_fail(err, SC_EARG, "synthetic Derm7p: image size %d is outside 32..4096", opt->size);
+    if (opt->quality < 1 || opt->quality > 100)
+        return sc_fail(err, SC_EARG, "synthetic Derm7p: JPEG quality %d is outside 1..100", opt->quality);
+    derm_case *cases = NULL;
+    sc_status st = derm_plan(&cases, opt->n, opt->seed, opt->png, err);
+    if (st) return st;
+    char release[4096], meta[4096], path[4096];
+    if (!(st = make_dir(dir, err)) && !(st = join_path(release, sizeof release, err, "%s/release_v0", dir)) &&
+        !(st = make_dir(release, err)) && !(st = join_path(meta, sizeof meta, err, "%s/meta", release)))
+        st = make_dir(meta, err);
+    /* images first, the metadata last: a run that fails leaves no meta.csv */
+    if (!st && opt->images && !(st = join_path(path, sizeof path, err, "%s/images", release)))
+        st = derm_write_images(path, cases, opt, err);
+    if (!st) st = derm_write_indexes(meta, cases, opt->n, err);
+    if (!st && !(st = join_path(path, sizeof path, err, "%s/README.txt", release)))
+        st = derm_write_readme(path, opt, err);
+    if (!st && !(st = join_path(path, sizeof path, err, "%s/meta.csv", meta)))
+        st = derm_write_meta(path, cases, opt->n, err);
+    free(cases);
+    return st;
+}
+
+/* The criteria side by side: row k shows criterion k, column v a lesion
+ * whose only structure is value v of it (column 0: absent, a plain nevus),
+ * at `tile` pixels, on white. Each tile is its own seeded lesion. */
+sc_status sc_synth_derm7p_contact_sheet(const char *path, int tile, uint64_t seed, sc_err *err)
+{
+    if (tile < 32 || tile > 1024) return sc_fail(err, SC_EARG, "%s: tile size %d is outside 32..1024", path, tile);
+    const int gap = 4, cols = 8, rows = N_CRITERIA;
+    int w = cols * tile + (cols + 1) * gap, h = rows * tile + (rows + 1) * gap;
+    uint8_t *sheet = malloc((size_t)w * (size_t)h * 3), *rgb = malloc((size_t)tile * (size_t)tile * 3);
+    lesion *L = malloc(sizeof *L);
+    sc_status st = sheet && rgb && L ? SC_OK : sc_fail(err, SC_ENOMEM, "%s: out of memory", path);
+    if (!st) memset(sheet, 255, (size_t)w * (size_t)h * 3);
+    for (int row = 0; row < rows && !st; row++)
+        for (int v = 0; v < derm_columns[row].n_values && !st; v++) {
+            derm_case c;
+            memset(&c, 0, sizeof c);
+            c.diagnosis = 2; /* clark nevus */
+            c.value[row] = v;
+            sc_rng shape_rng, noise_rng;
+            case_rng(&shape_rng, seed, row * cols + v, 1);
+            case_rng(&noise_rng, seed, row * cols + v, 2);
+            lesion_build(L, &c, &shape_rng, 0);
+            L->vignette = 0;
+            L->offset = v2(0.0f, 0.0f);
+            st = lesion_render(L, tile, 0, &noise_rng, rgb, err);
+            int x0 = gap + v * (tile + gap), y0 = gap + row * (tile + gap);
+            for (int y = 0; y < tile && !st; y++)
+                memcpy(sheet + ((size_t)(y0 + y) * (size_t)w + (size_t)x0) * 3, rgb + (size_t)y * (size_t)tile * 3,
+                       (size_t)tile * 3);
+        }
+    if (!st) st = write_8bit(path, sheet, w, h, 3, names_jpeg(path), 85, err);
+    free(sheet);
+    free(rgb);
+    free(L);
+    return st;
+}
+
+/* ---- 5f. PadChest-GR: a chest radiograph and its findings ------------- */
+
+/* The paper's tree (Sec. 2.3.1, data/padchest-gr.hier): four classes with
+ * coarse locations and each combination's number of positive cases. A
+ * finding names the patient's side; on a frontal (PA) radiograph the
+ * patient's right is on the image's left. */
+enum { PC_ATELECTASIS, PC_CARDIOMEGALY, PC_CONSOLIDATION, PC_EFFUSION, PC_N_CLASSES };
+enum { SIDE_RIGHT, SIDE_LEFT, SIDE_BOTH, SIDE_NONE };
+enum { SITE_LOWER_LOBE, SITE_RETROCARDIAC, SITE_CARDIAC, SITE_ANGLE, SITE_PLEURAL };
+
+static const char *const pc_labels[PC_N_CLASSES] = {"atelectasis", "cardiomegaly", "consolidation",
+                                                    "pleural effusion"};
+static const char *const pc_side_words[3] = {"right", "left", "bilateral"};
+static const char *const pc_site_words[5] = {"lower lobe", "retrocardiac", "cardiac", "costophrenic angle",
+                                             "pleural"};
+
+typedef struct {
+    int cls;              /* PC_* */
+    const char *concept;  /* the concept's name in data/padchest-gr.hier */
+    int count;            /* positive cases in the paper's tree */
+    int side, site;
+} pc_combo;
+
+static const pc_combo pc_combos[] = {
+    {PC_ATELECTASIS, "left lower lobe", 25, SIDE_LEFT, SITE_LOWER_LOBE},
+    {PC_ATELECTASIS, "retrocardiac", 17, SIDE_NONE, SITE_RETROCARDIAC},
+    {PC_ATELECTASIS, "right lower lobe", 17, SIDE_RIGHT, SITE_LOWER_LOBE},
+    {PC_CARDIOMEGALY, "cardiac", 437, SIDE_NONE, SITE_CARDIAC},
+    {PC_CONSOLIDATION, "left lower lobe", 13, SIDE_LEFT, SITE_LOWER_LOBE},
+    {PC_CONSOLIDATION, "right lower lobe", 13, SIDE_RIGHT, SITE_LOWER_LOBE},
+    {PC_EFFUSION, "bilateral costophrenic angle", 53, SIDE_BOTH, SITE_ANGLE},
+    {PC_EFFUSION, "bilateral pleural", 40, SIDE_BOTH, SITE_PLEURAL},
+    {PC_EFFUSION, "left costophrenic angle", 80, SIDE_LEFT, SITE_ANGLE},
+    {PC_EFFUSION, "left pleural", 76, SIDE_LEFT, SITE_PLEURAL},
+    {PC_EFFUSION, "right costophrenic angle", 54, SIDE_RIGHT, SITE_ANGLE},
+    {PC_EFFUSION, "right pleural", 57, SIDE_RIGHT, SITE_PLEURAL},
+};
+#define PC_N_COMBOS ((int)(sizeof pc_combos / sizeof pc_combos[0]))
+
+/* Report sentences, English and Spanish. In a template "{s}" stands for
+ * the side (left/right, izquierdo/derecho) and "{S}" for the same word
+ * capitalised; every sentence names the finding and its location, as the
+ * report sentences of PadChest-GR do. */
+typedef struct {
+    int cls, site, bilateral; /* which combinations the sentence fits */
+    const char *en, *es;
+} pc_sentence;
+
+static const pc_sentence pc_sentences[] = {
+    {PC_ATELECTASIS, SITE_LOWER_LOBE, 0, "Laminar atelectasis in the {s} lower lobe.",
+     "Atelectasia laminar en el l\xC3\xB3" "bulo inferior {s}."},
+    {PC_ATELECTASIS, SITE_LOWER_LOBE, 0, "{S} lower lobe atelectasis.", "Atelectasia del l\xC3\xB3" "bulo inferior {s}."},
+    {PC_ATELECTASIS, SITE_LOWER_LOBE, 0, "Plate-like atelectasis in the {s} lower lobe.",
+     "Atelectasia en placa en el l\xC3\xB3" "bulo inferior {s}."},
+    {PC_ATELECTASIS, SITE_RETROCARDIAC, 0, "Retrocardiac atelectasis.", "Atelectasia retrocard\xC3\xAD" "aca."},
+    {PC_ATELECTASIS, SITE_RETROCARDIAC, 0, "Retrocardiac opacity in keeping with atelectasis.",
+     "Opacidad retrocard\xC3\xAD" "aca compatible con atelectasia."},
+    {PC_CARDIOMEGALY, SITE_CARDIAC, 0, "Cardiomegaly.", "Cardiomegalia."},
+    {PC_CARDIOMEGALY, SITE_CARDIAC, 0, "Enlarged cardiac silhouette.", "Silueta card\xC3\xAD" "aca aumentada de tama\xC3\xB1o."},
+    {PC_CARDIOMEGALY, SITE_CARDIAC, 0, "Mild cardiomegaly.", "Cardiomegalia leve."},
+    {PC_CONSOLIDATION, SITE_LOWER_LOBE, 0, "Consolidation in the {s} lower lobe.",
+     "Consolidaci\xC3\xB3n en el l\xC3\xB3" "bulo inferior {s}."},
+    {PC_CONSOLIDATION, SITE_LOWER_LOBE, 0, "Patchy consolidation in the {s} lower lobe.",
+     "Consolidaci\xC3\xB3n parcheada en el l\xC3\xB3" "bulo inferior {s}."},
+    {PC_CONSOLIDATION, SITE_LOWER_LOBE, 0, "{S} lower lobe consolidation.",
+     "Consolidaci\xC3\xB3n del l\xC3\xB3" "bulo inferior {s}."},
+    {PC_EFFUSION, SITE_ANGLE, 0, "Pleural effusion in the {s} costophrenic angle.",
+     "Derrame pleural en el seno costofr\xC3\xA9nico {s}."},
+    {PC_EFFUSION, SITE_ANGLE, 0, "Blunting of the {s} costophrenic angle due to pleural effusion.",
+     "Pinzamiento del seno costofr\xC3\xA9nico {s} por derrame pleural."},
+    {PC_EFFUSION, SITE_ANGLE, 0, "Small {s} pleural effusion blunting the costophrenic angle.",
+     "Peque\xC3\xB1o derrame pleural {s} que pinza el seno costofr\xC3\xA9nico."},
+    {PC_EFFUSION, SITE_PLEURAL, 0, "{S} pleural effusion.", "Derrame pleural {s}."},
+    {PC_EFFUSION, SITE_PLEURAL, 0, "Moderate {s} pleural effusion.", "Derrame pleural {s} moderado."},
+    {PC_EFFUSION, SITE_PLEURAL, 0, "Pleural effusion in the {s} hemithorax.", "Derrame pleural en el hemit\xC3\xB3rax {s}."},
+    {PC_EFFUSION, SITE_ANGLE, 1, "Pleural effusion in both costophrenic angles.",
+     "Derrame pleural en ambos senos costofr\xC3\xA9nicos."},
+    {PC_EFFUSION, SITE_ANGLE, 1, "Blunting of both costophrenic angles due to pleural effusion.",
+     "Pinzamiento de ambos senos costofr\xC3\xA9nicos por derrame pleural."},
+    {PC_EFFUSION, SITE_PLEURAL, 1, "Bilateral pleural effusion.", "Derrame pleural bilateral."},
+    {PC_EFFUSION, SITE_PLEURAL, 1, "Moderate bilateral pleural effusion.", "Derrame pleural bilateral moderado."},
+};
+#define PC_N_SENTENCES ((int)(sizeof pc_sentences / sizeof pc_sentences[0]))
+
+/* Negative sentences (abnormal = false), by the class they deny. */
+static const pc_sentence pc_negatives[] = {
+    {PC_ATELECTASIS, 0, 0, "No atelectasis.", "No se observan atelectasias."},
+    {PC_CARDIOMEGALY, 0, 0, "Normal cardiac silhouette.", "Silueta card\xC3\xAD" "aca normal."},
+    {PC_CARDIOMEGALY, 0, 0, "Heart size within normal limits.", "\xC3\x8Dndice cardiotor\xC3\xA1" "cico dentro de la normalidad."},
+    {PC_CONSOLIDATION, 0, 0, "No consolidation.", "Sin consolidaciones."},
+    {PC_CONSOLIDATION, 0, 0, "No focal airspace consolidation.", "No se observan condensaciones."},
+    {PC_EFFUSION, 0, 0, "No pleural effusion.", "No se observa derrame pleural."},
+    {PC_EFFUSION, 0, 0, "Costophrenic angles are clear.", "Senos costofr\xC3\xA9nicos libres."},
+};
+#define PC_N_NEGATIVES ((int)(sizeof pc_negatives / sizeof pc_negatives[0]))
+static const char PC_NORMAL_EN[] = "No significant abnormalities.";
+static const char PC_NORMAL_ES[] = "Sin alteraciones significativas.";
+
+/* Fill a template: "{s}" → side, "{S}" → side with a capital letter. */
+static void pc_fill(char *out, size_t size, const char *tpl, const char *side)
+{
+    size_t k = 0;
+    for (const char *p = tpl; *p && k + 1 < size; p++) {
+        if (p[0] == '{' && (p[1] == 's' || p[1] == 'S') && p[2] == '}') {
+            for (size_t j = 0; side[j] && k + 1 < size; j++)
+                out[k++] = j == 0 && p[1] == 'S' ? (char)toupper((unsigned char)side[j]) : side[j];
+            p += 2;
+        } else {
+            out[k++] = *p;
+        }
+    }
+    out[k] = '\0';
+}
+
+/* A box [x1, y1, x2, y2] in image fractions, x to the right, y down. */
+typedef struct {
+    double v[4];
+} pc_box;
+
+#define PC_MAX_FINDINGS 3
+#define PC_MAX_NEGATIVES 3
+
+/* One finding of a study: its combination, how its locations are spelled,
+ * its sentence, and (filled from the drawn image) its boxes. */
+typedef struct {
+    int combo;
+    int compound;         /* locations as one term ("left costophrenic angle") */
+    int sentence;         /* index into pc_sentences */
+    int n_boxes, n_extra; /* reader 1 and reader 2 */
+    pc_box boxes[2], extra[2];
+} pc_finding;
+
+typedef struct {
+    int n_findings;
+    pc_finding finding[PC_MAX_FINDINGS];
+    int n_negatives;
+    int negative[PC_MAX_NEGATIVES]; /* indices into pc_negatives */
+    int negative_keys;              /* negatives also carry empty boxes/labels/locations */
+    int patient, split;
+    char study_id[48], image_id[64], patient_id[48];
+    int female, birth_year, year, month, day;
+} pc_study;
+
+/* The anatomy and findings of one radiograph, in image fractions. Lung
+ * geometry is written for the patient's right lung (image left, x from
+ * 0 to 0.5) and mirrored (x → 1 − x) for the left. */
+typedef struct {
+    float lateral[2];     /* x of the lateral chest wall, low in the chest */
+    float dome[2];        /* y of the top of each hemidiaphragm */
+    float angle[2];       /* y of each costophrenic angle */
+    float heart_cx, heart_cy, heart_hw, heart_hh;
+    int effusion[2];      /* 0 none, SITE_ANGLE or SITE_PLEURAL + 1 */
+    float fluid_top[2], fluid_width[2];
+    int band[2];          /* plate-like atelectasis in each lower lobe */
+    vec2 band_a[2], band_b[2];
+    float band_hw[2];
+    int retrocardiac;
+    vec2 sail[3];         /* the retrocardiac triangle */
+    int consolidation[2];
+    vec2 cons_c[2];
+    float cons_rx[2], cons_ry[2];
+    float rib_y0, rib_gap, rib_curve;
+    vec2 vessel_a[2][10], vessel_b[2][10];
+    uint32_t seed;
+} chest;
+
+/* x in the frame of side s: the right lung's coordinates for either lung. */
+static inline float side_x(int s, float x)
+{
+    return s == SIDE_RIGHT ? x : 1.0f - x;
+}
+
+static float chest_lateral_wall(const chest *ch, int s, float y)
+{
+    return ch->lateral[s] + 0.16f * (1.0f - smoothstepf(0.08f, 0.45f, y));
+}
+
+/* The hemidiaphragm of side s: highest (dome) at xm = 0.3, down to the
+ * costophrenic angle at the lateral wall. */
+static float chest_diaphragm(const chest *ch, int s, float xm)
+{
+    float t = (xm - 0.3f) / (0.3f - ch->lateral[s]);
+    return ch->dome[s] + (ch->angle[s] - ch->dome[s]) * t * t;
+}
+
+/* Membership (0..1) of point (xm, y) of side s in the lung field. */
+static float chest_lung(const chest *ch, int s, float xm, float y)
+{
+    const float w = 0.006f;
+    float apex = 0.08f + 2.0f * (xm - 0.3f) * (xm - 0.3f);
+    return smoothstepf(-w, w, xm - chest_lateral_wall(ch, s, y)) * smoothstepf(-w, w, 0.445f - xm) *
+           smoothstepf(-w, w, y - apex) * smoothstepf(-w, w, chest_diaphragm(ch, s, xm) - y);
+}
+
+/* The meniscus of a pleural effusion: fluid is highest at the lateral
+ * wall (fluid_top) and meets the diaphragm fluid_width further in. */
+/* @book begin synth-effusion */
+static float chest_fluid(const chest *ch, int s, float xm, float y)
+{
+    if (!ch->effusion[s]) return 0.0f;
+    float lat = chest_lateral_wall(ch, s, y);
+    float t = (xm - lat) / ch->fluid_width[s];
+    if (t > 1.0f) return 0.0f;
+    float floor_y = chest_diaphragm(ch, s, xm);
+    float top = ch->fluid_top[s] + (floor_y - ch->fluid_top[s]) * powf(clampf(t, 0.0f, 1.0f), 0.7f);
+    return smoothstepf(-0.006f, 0.006f, y - top) * smoothstepf(-0.006f, 0.006f, xm - lat + 0.006f) *
+           smoothstepf(-0.006f, 0.006f, floor_y + 0.006f - y);
+}
+/* @book end synth-effusion */
+
+static vec2 mirror(int s, vec2 p)
+{
+    return v2(side_x(s, p.x), p.y);
+}
+
+/* Anatomy with its normal variation, then the study's findings. */
+static void chest_build(chest *ch, const pc_study *st, sc_rng *r)
+{
+    memset(ch, 0, sizeof *ch);
+    ch->seed = sc_rng_u32(r);
+    for (int s = 0; s < 2; s++) {
+        ch->lateral[s] = rng_range(r, 0.09f, 0.12f);
+        ch->dome[s] = rng_range(r, 0.63f, 0.67f) + (s == SIDE_LEFT ? 0.025f : 0.0f); /* the liver lifts the right */
+        ch->angle[s] = ch->dome[s] + rng_range(r, 0.09f, 0.12f);
+    }
+    ch->heart_cx = 0.5f + rng_range(r, 0.03f, 0.05f);
+    ch->heart_cy = rng_range(r, 0.62f, 0.65f);
+    ch->heart_hw = rng_range(r, 0.165f, 0.185f); /* cardiothoracic ratio 0.42-0.48 */
+    ch->heart_hh = rng_range(r, 0.12f, 0.14f);
+    ch->rib_y0 = rng_range(r, 0.1f, 0.12f);
+    ch->rib_gap = rng_range(r, 0.052f, 0.058f);
+    ch->rib_curve = rng_range(r, 0.15f, 0.19f);
+    for (int s = 0; s < 2; s++)
+        for (int k = 0; k < 10; k++) { /* lung markings fanning out of the hilum */
+            float a = rng_range(r, -2.4f, 0.9f) + 3.1415927f, len = rng_range(r, 0.07f, 0.16f);
+            vec2 hilum = v2(0.4f + rng_range(r, -0.01f, 0.01f), 0.42f + rng_range(r, -0.03f, 0.03f));
+            ch->vessel_a[s][k] = mirror(s, hilum);
+            ch->vessel_b[s][k] = mirror(s, v2(hilum.x + len * cosf(a), hilum.y - len * sinf(a)));
+        }
+    for (int f = 0; f < st->n_findings; f++) {
+        const pc_combo *c = &pc_combos[st->finding[f].combo];
+        if (c->cls == PC_CARDIOMEGALY) {
+            ch->heart_hw = rng_range(r, 0.22f, 0.255f); /* cardiothoracic ratio 0.56-0.65 */
+            ch->heart_hh = rng_range(r, 0.14f, 0.16f);
+            ch->heart_cx += 0.015f;
+            continue;
+        }
+        if (c->site == SITE_RETROCARDIAC) { /* behind the heart, in the left lower lobe */
+            ch->retrocardiac = 1;
+            float top = rng_range(r, 0.53f, 0.57f), bottom = ch->dome[SIDE_LEFT] + 0.04f;
+            ch->sail[0] = v2(0.54f, top);
+            ch->sail[1] = v2(0.54f, bottom);
+            ch->sail[2] = v2(rng_range(r, 0.64f, 0.67f), bottom);
+            continue;
+        }
+        for (int s = 0; s < 2; s++) {
+            if (c->side != s && c->side != SIDE_BOTH) continue;
+            if (c->cls == PC_EFFUSION) {
+                ch->effusion[s] = c->site + 1;
+                int big = c->site == SITE_PLEURAL;
+                ch->fluid_top[s] = ch->angle[s] - (big ? rng_range(r, 0.16f, 0.24f) : rng_range(r, 0.06f, 0.09f));
+                ch->fluid_width[s] = big ? rng_range(r, 0.3f, 0.36f) : rng_range(r, 0.1f, 0.15f);
+            } else if (c->cls == PC_ATELECTASIS) {
+                ch->band[s] = 1;
+                ch->dome[s] -= 0.02f; /* volume loss lifts the hemidiaphragm */
+                ch->angle[s] -= 0.02f;
+                float y = ch->dome[s] - rng_range(r, 0.04f, 0.08f), tilt = rng_range(r, -0.03f, 0.03f);
+                ch->band_a[s] = v2(rng_range(r, 0.15f, 0.19f), y - tilt);
+                ch->band_b[s] = v2(rng_range(r, 0.33f, 0.38f), y + tilt);
+                ch->band_hw[s] = rng_range(r, 0.011f, 0.015f);
+            } else { /* consolidation */
+                ch->consolidation[s] = 1;
+                ch->cons_c[s] = v2(rng_range(r, 0.24f, 0.31f), ch->dome[s] - rng_range(r, 0.06f, 0.09f));
+                ch->cons_rx[s] = rng_range(r, 0.08f, 0.1f);
+                ch->cons_ry[s] = rng_range(r, 0.06f, 0.08f);
+            }
+        }
+    }
+}
+
+/* Sorted corners, inside the image, rounded to 4 decimals as written. */
+static void box_clip(pc_box *b, double x1, double y1, double x2, double y2)
+{
+    double v[4] = {fmin(x1, x2), fmin(y1, y2), fmax(x1, x2), fmax(y1, y2)};
+    for (int k = 0; k < 4; k++) b->v[k] = round(fmin(fmax(v[k], 0.0), 1.0) * 10000.0) / 10000.0;
+}
+
+/* The boxes a reader would draw around a finding: one per side. */
+static int chest_boxes(const chest *ch, const pc_combo *c, pc_box *boxes)
+{
+    if (c->cls == PC_CARDIOMEGALY) {
+        box_clip(&boxes[0], ch->heart_cx - ch->heart_hw, ch->heart_cy - ch->heart_hh, ch->heart_cx + ch->heart_hw,
+                 ch->heart_cy + ch->heart_hh);
+        return 1;
+    }
+    if (c->site == SITE_RETROCARDIAC) {
+        box_clip(&boxes[0], ch->sail[0].x - 0.01f, ch->sail[0].y - 0.01f, ch->sail[2].x + 0.01f, ch->sail[2].y + 0.01f);
+        return 1;
+    }
+    int n = 0;
+    for (int s = 0; s < 2; s++) {
+        if (c->side != s && c->side != SIDE_BOTH) continue;
+        pc_box *b = &boxes[n++];
+        if (c->cls == PC_EFFUSION) {
+            float lat = ch->lateral[s] - 0.01f;
+            box_clip(b, side_x(s, lat), ch->fluid_top[s] - 0.01f, side_x(s, lat + ch->fluid_width[s] + 0.02f),
+                     ch->angle[s] + 0.015f);
+        } else if (c->cls == PC_ATELECTASIS) {
+            float m = ch->band_hw[s] + 0.015f;
+            box_clip(b, side_x(s, ch->band_a[s].x - m), fminf(ch->band_a[s].y, ch->band_b[s].y) - m,
+                     side_x(s, ch->band_b[s].x + m), fmaxf(ch->band_a[s].y, ch->band_b[s].y) + m);
+        } else {
+            box_clip(b, side_x(s, ch->cons_c[s].x - ch->cons_rx[s]), ch->cons_c[s].y - ch->cons_ry[s],
+                     side_x(s, ch->cons_c[s].x + ch->cons_rx[s]), ch->cons_c[s].y + ch->cons_ry[s]);
+        }
+    }
+    return n;
+}
+
+/* Is p inside the triangle? (same side of all three edges) */
+static int in_triangle(vec2 p, const vec2 *t)
+{
+    float d[3];
+    for (int k = 0; k < 3; k++) {
+        vec2 a = t[k], b = t[(k + 1) % 3];
+        d[k] = (b.x - a.x) * (p.y - a.y) - (b.y - a.y) * (p.x - a.x);
+    }
+    return (d[0] >= 0 && d[1] >= 0 && d[2] >= 0) || (d[0] <= 0 && d[1] <= 0 && d[2] <= 0);
+}
+
+/* Density (0 air .. 1 bone) at image point (x, y), before bones. */
+static float chest_density(const chest *ch, float x, float y)
+{
+    /* the body: soft tissue inside a torso with sloping shoulders */
+    float half = 0.47f - 0.17f * (1.0f - smoothstepf(0.0f, 0.16f, y));
+    float d = lerpf(0.05f, 0.40f, smoothstepf(0.01f, -0.01f, fabsf(x - 0.5f) - half));
+    for (int s = 0; s < 2; s++) {
+        float xm = side_x(s, x);
+        if (y > chest_diaphragm(ch, s, xm) && xm < 0.5f) d += 0.05f * smoothstepf(0.0f, 0.02f, y - chest_diaphragm(ch, s, xm));
+        float lung = chest_lung(ch, s, xm, y);
+        float tissue = 0.12f + 0.05f * smoothstepf(0.3f, 0.7f, y) + 0.04f * fbm(x * 18.0f, y * 18.0f, ch->seed + (uint32_t)s, 2);
+        d = lerpf(d, tissue, lung);
+    }
+    /* the gastric bubble under the left hemidiaphragm */
+    float gx = (x - 0.70f) / 0.045f, gy = (y - ch->dome[SIDE_LEFT] - 0.05f) / 0.025f;
+    d = lerpf(d, 0.14f, smoothstepf(1.1f, 0.9f, gx * gx + gy * gy));
+    /* mediastinum with the trachea's air column, aortic knob, heart */
+    float med = smoothstepf(0.075f, 0.065f, fabsf(x - 0.5f)) * smoothstepf(0.04f, 0.06f, y);
+    d = lerpf(d, 0.58f, med);
+    d = lerpf(d, 0.3f, smoothstepf(0.014f, 0.01f, fabsf(x - 0.5f)) * smoothstepf(0.04f, 0.06f, y) * smoothstepf(0.36f, 0.32f, y));
+    float kx = (x - 0.57f) / 0.035f, ky = (y - 0.33f) / 0.035f;
+    d = lerpf(d, 0.6f, smoothstepf(1.1f, 0.9f, kx * kx + ky * ky));
+    float hx = (x - ch->heart_cx) / ch->heart_hw, hy = (y - ch->heart_cy) / ch->heart_hh;
+    d = lerpf(d, 0.62f, smoothstepf(1.04f, 0.96f, hx * hx + hy * hy));
+    /* findings */
+    for (int s = 0; s < 2; s++) {
+        float xm = side_x(s, x);
+        if (ch->effusion[s]) d = lerpf(d, 0.56f, chest_fluid(ch, s, xm, y));
+        if (ch->consolidation[s]) {
+            float cx = (xm - ch->cons_c[s].x) / ch->cons_rx[s], cy = (y - ch->cons_c[s].y) / ch->cons_ry[s];
+            float patch = smoothstepf(0.42f, 0.58f, fbm(x * 14.0f, y * 14.0f, ch->seed + 11, 3) + 0.35f * (1.0f - cx * cx - cy * cy));
+            d = lerpf(d, 0.5f, patch * smoothstepf(1.2f, 0.8f, cx * cx + cy * cy) * chest_lung(ch, s, xm, y));
+        }
+    }
+    if (ch->retrocardiac && in_triangle(v2(x, y), ch->sail)) d += 0.2f;
+    return d;
+}
+
+/* Render the radiograph into cv (grey, image fractions as the model). */
+static void chest_render(const chest *ch, canvas *cv)
+{
+    cv->scale = (float)cv->w;
+    cv->cx = cv->cy = 0.0f;
+    for (int py = 0; py < cv->h; py++)
+        for (int px = 0; px < cv->w; px++) {
+            vec2 p = canvas_point(cv, px, py);
+            cv->px[(size_t)py * (size_t)cv->w + (size_t)px] = chest_density(ch, p.x, p.y);
+        }
+    for (int s = 0; s < 2; s++) {
+        for (int k = 0; k < 10; k++) /* lung markings */
+            paint_grey_capsule(cv, ch->vessel_a[s][k], ch->vessel_b[s][k], 0.003f, 0.003f, 0.05f);
+        if (ch->band[s]) /* plate-like atelectasis */
+            paint_grey_capsule(cv, mirror(s, ch->band_a[s]), mirror(s, ch->band_b[s]), ch->band_hw[s], 0.004f, 0.32f);
+        if (ch->consolidation[s]) /* air bronchograms: dark branches inside the consolidation */
+            for (int k = 0; k < 3; k++) {
+                vec2 a = mirror(s, v2(ch->cons_c[s].x + 0.04f, ch->cons_c[s].y - 0.02f * (float)k));
+                vec2 b = mirror(s, v2(ch->cons_c[s].x - 0.05f, ch->cons_c[s].y + 0.02f - 0.025f * (float)k));
+                paint_grey_capsule(cv, a, b, 0.003f, 0.002f, -0.12f);
+            }
+        /* posterior ribs: bands sloping down and out from the spine */
+        for (int k = 0; k < 10; k++)
+            for (int seg = 0; seg < 6; seg++) {
+                float x0 = 0.47f - 0.065f * (float)seg, x1 = x0 - 0.065f;
+                float y0 = ch->rib_y0 + ch->rib_gap * (float)k + ch->rib_curve * powf((0.47f - x0) / 0.37f, 1.6f);
+                float y1 = ch->rib_y0 + ch->rib_gap * (float)k + ch->rib_curve * powf((0.47f - x1) / 0.37f, 1.6f);
+                paint_grey_capsule(cv, mirror(s, v2(x0, y0)), mirror(s, v2(x1, y1)), 0.01f, 0.004f, 0.05f);
+            }
+        paint_grey_capsule(cv, mirror(s, v2(0.45f, 0.15f)), mirror(s, v2(0.16f, 0.1f)), 0.013f, 0.003f, 0.1f);
+    }
+    paint_grey_capsule(cv, v2(0.5f, 0.0f), v2(0.5f, 1.0f), 0.028f, 0.006f, 0.08f); /* the spine */
+}
+
+/* ---- 5g. PadChest-GR: reports, master table and images ---------------- */
+
+void sc_synth_padchest_defaults(sc_synth_padchest_options *opt)
+{
+    memset(opt, 0, sizeof *opt);
+    opt->n = 748;
+    opt->seed = 7;
+    opt->size = 256;
+    opt->normal_share = 0.25;
+    opt->images = 1;
+}
+
+/* Real shares used below: 96 of 4555 studies are a patient's second
+ * study (4555 images, 4459 patients); master_table rows split train 6153 /
+ * validation 872 / test 1762, i.e. 70/10/20, patient-disjoint. */
+enum { PC_REAL_STUDIES = 4555, PC_REAL_REPEATS = 96 };
+static const int pc_split_shares[3] = {70, 10, 20};
+static const char *const pc_split_names[3] = {"train", "validation", "test"};
+
+/* A decimal identifier of n digits, like PadChest's StudyID and PatientID. */
+static void pc_digits(sc_rng *r, char *out, int n)
+{
+    out[0] = (char)('1' + sc_rng_below(r, 9));
+    for (int k = 1; k < n; k++) out[k] = (char)('0' + sc_rng_below(r, 10));
+    out[n] = '\0';
+}
+
+/* The findings of an abnormal study: one combination in most, two or three
+ * in some (a class at most once), drawn by the paper's counts, so the
+ * multi-label mix averages about 1.18 findings (882 positives, 748
+ * patients), each with a sentence naming it. */
+static void pc_plan_findings(pc_study *st, sc_rng *r)
+{
+    float u = sc_rng_uniform(r);
+    int k = u < 0.02f ? 3 : u < 0.16f ? 2 : 1;
+    int weights[PC_N_COMBOS], used[PC_N_CLASSES] = {0, 0, 0, 0};
+    st->n_findings = 0;
+    for (int f = 0; f < k; f++) {
+        for (int h = 0; h < PC_N_COMBOS; h++) weights[h] = used[pc_combos[h].cls] ? 0 : pc_combos[h].count;
+        pc_finding *fd = &st->finding[st->n_findings++];
+        memset(fd, 0, sizeof *fd);
+        fd->combo = draw_weighted(r, weights, PC_N_COMBOS);
+        const pc_combo *c = &pc_combos[fd->combo];
+        used[c->cls] = 1;
+        /* PadChest also has compound location terms such as "left
+         * costophrenic angle" and "right lower lobe" */
+        fd->compound = (c->site == SITE_ANGLE || c->site == SITE_LOWER_LOBE) && c->side != SIDE_NONE &&
+                       sc_rng_below(r, 10) < 3;
+        int fits[PC_N_SENTENCES], n_fits = 0;
+        for (int i = 0; i < PC_N_SENTENCES; i++)
+            if (pc_sentences[i].cls == c->cls && pc_sentences[i].site == c->site &&
+                pc_sentences[i].bilateral == (c->side == SIDE_BOTH))
+                fits[n_fits++] = i;
+        SC_ASSERT(n_fits > 0, "no sentence for combination %d", fd->combo);
+        fd->sentence = fits[sc_rng_below(r, (uint32_t)n_fits)];
+    }
+    for (int c = 0; c < PC_N_CLASSES && st->n_negatives < PC_MAX_NEGATIVES; c++) {
+        if (used[c] || sc_rng_below(r, 100) >= 35) continue;
+        int fits[PC_N_NEGATIVES], n_fits = 0;
+        for (int i = 0; i < PC_N_NEGATIVES; i++)
+            if (pc_negatives[i].cls == c) fits[n_fits++] = i;
+        st->negative[st->n_negatives++] = fits[sc_rng_below(r, (uint32_t)n_fits)];
+    }
+}
+
+/* Patients and the patient-disjoint split: a few studies are a second
+ * study of an earlier patient; patients are walked in order of their
+ * first finding (random within it) and each goes to the split furthest
+ * below its share, so every split gets every combination. */
+static void pc_plan_patients(pc_study *studies, int n, sc_rng *r, int *scratch)
+{
+    int repeats = (int)(((int64_t)n * PC_REAL_REPEATS + PC_REAL_STUDIES / 2) / PC_REAL_STUDIES);
+    int patients = n - repeats;
+    for (int i = 0; i < n; i++) scratch[i] = i;
+    sc_rng_shuffle(r, scratch, n);
+    for (int k = 0; k < n; k++) /* scratch[k] is the k-th study in random order */
+        studies[scratch[k]].patient = k < patients ? k : (int)sc_rng_below(r, (uint32_t)patients);
+    /* order patients by the first combination of their first study (12 = normal) */
+    int *stratum = scratch + n, *order = scratch + 2 * n;
+    for (int p = 0; p < patients; p++) stratum[p] = -1;
+    for (int i = 0; i < n; i++)
+        if (stratum[studies[i].patient] < 0)
+            stratum[studies[i].patient] = studies[i].n_findings ? studies[i].finding[0].combo : PC_N_COMBOS;
+    for (int p = 0; p < patients; p++) order[p] = p;
+    sc_rng_shuffle(r, order, patients);
+    int k = 0; /* a stable counting sort by stratum keeps the random order within each */
+    for (int s = 0; s <= PC_N_COMBOS; s++)
+        for (int j = 0; j < patients; j++)
+            if (stratum[order[j]] == s) scratch[k++] = order[j];
+    int sizes[3], given[3] = {0, 0, 0}, *split_of = stratum;
+    apportion(patients, pc_split_shares, 3, sizes);
+    for (int j = 0; j < patients; j++) {
+        int best = 0;
+        int64_t best_deficit = INT64_MIN;
+        for (int s = 0; s < 3; s++) {
+            int64_t deficit = (int64_t)(j + 1) * sizes[s] - (int64_t)given[s] * patients;
+            if (deficit > best_deficit) best_deficit = deficit, best = s;
+        }
+        split_of[scratch[j]] = best;
+        given[best]++;
+    }
+    for (int i = 0; i < n; i++) studies[i].split = split_of[studies[i].patient];
+}
+
+/* A second reader's boxes: the same regions, each edge moved a little. */
+static void pc_jitter_boxes(const pc_finding *f, pc_box *extra, sc_rng *r)
+{
+    for (int b = 0; b < f->n_boxes; b++) {
+        double v[4];
+        for (int k = 0; k < 4; k++) v[k] = f->boxes[b].v[k] + 0.012 * (double)sc_rng_normal(r);
+        box_clip(&extra[b], v[0], v[1], v[2], v[3]);
+    }
+}
+
+static sc_status pc_plan(pc_study **out, const sc_synth_padchest_options *opt, sc_err *err)
+{
+    int n = opt->n;
+    pc_study *studies = calloc((size_t)n, sizeof *studies);
+    int *scratch = malloc((size_t)n * 3 * sizeof *scratch);
+    unsigned char *normal = malloc((size_t)n);
+    if (!studies || !scratch || !normal) {
+        free(studies), free(scratch), free(normal);
+        return sc_fail(err, SC_ENOMEM, "synthetic PadChest-GR: out of memory for %d studies", n);
+    }
+    sc_rng r;
+    sc_rng_seed(&r, opt->seed ^ 0x5041444348455354ull); /* "PADCHEST": a stream apart from Derm7p's */
+    choose_rows(&r, n, (int)lround(opt->normal_share * n), normal, scratch);
+    for (int i = 0; i < n; i++) {
+        pc_study *st = &studies[i];
+        if (normal[i]) {
+            for (int c = 0; c < PC_N_CLASSES && st->n_negatives < 2; c++)
+                if (sc_rng_below(&r, 100) < 30) {
+                    int fits[PC_N_NEGATIVES], n_fits = 0;
+                    for (int j = 0; j < PC_N_NEGATIVES; j++)
+                        if (pc_negatives[j].cls == c) fits[n_fits++] = j;
+                    st->negative[st->n_negatives++] = fits[sc_rng_below(&r, (uint32_t)n_fits)];
+                }
+        } else {
+            pc_plan_findings(st, &r);
+        }
+        st->negative_keys = sc_rng_below(&r, 10) < 3;
+        pc_digits(&r, st->study_id, 39);
+        static const char alnum[] = "0123456789abcdefghijklmnopqrstuvwxyz";
+        char suffix[7];
+        for (int k = 0; k < 6; k++) suffix[k] = alnum[sc_rng_below(&r, 36)];
+        suffix[6] = '\0';
+        snprintf(st->image_id, sizeof st->image_id, "%s_%s.png", st->study_id, suffix);
+        st->year = 2009 + (int)sc_rng_below(&r, 9);
+        st->month = 1 + (int)sc_rng_below(&r, 12);
+        st->day = 1 + (int)sc_rng_below(&r, 28);
+        /* boxes from the drawn anatomy (the same generator draws the image) */
+        chest ch;
+        sc_rng shape_rng;
+        case_rng(&shape_rng, opt->seed, i, 3);
+        chest_build(&ch, st, &shape_rng);
+        for (int f = 0; f < st->n_findings; f++) {
+            pc_finding *fd = &st->finding[f];
+            fd->n_boxes = chest_boxes(&ch, &pc_combos[fd->combo], fd->boxes);
+            fd->n_extra = sc_rng_below(&r, 10) < 6 ? fd->n_boxes : 0;
+            pc_jitter_boxes(fd, fd->extra, &r);
+        }
+    }
+    pc_plan_patients(studies, n, &r, scratch);
+    /* per patient, the same in each of their studies: identifier, sex and
+     * birth year (adults; the ill older) */
+    for (int i = 0; i < n; i++) {
+        pc_study *st = &studies[i];
+        sc_rng pr;
+        case_rng(&pr, opt->seed, st->patient, 5);
+        pc_digits(&pr, st->patient_id, 38);
+        st->female = (int)sc_rng_below(&pr, 2);
+        st->birth_year = 2013 - (st->n_findings ? 50 + (int)sc_rng_below(&pr, 45) : 20 + (int)sc_rng_below(&pr, 60));
+    }
+    free(scratch);
+    free(normal);
+    *out = studies;
+    return SC_OK;
+}
+
+/* "['left', 'costophrenic angle']": the locations as the master table
+ * spells a list; also used to fill the JSON's array. */
+static int pc_locations(const pc_finding *f, const char **words, char *compound, size_t size)
+{
+    const pc_combo *c = &pc_combos[f->combo];
+    if (c->side == SIDE_NONE) {
+        words[0] = pc_site_words[c->site];
+        return 1;
+    }
+    if (f->compound) {
+        snprintf(compound, size, "%s %s", pc_side_words[c->side], pc_site_words[c->site]);
+        words[0] = compound;
+        return 1;
+    }
+    words[0] = pc_side_words[c->side];
+    words[1] = pc_site_words[c->site];
+    return 2;
+}
+
+static void pc_sentence_text(const pc_finding *f, char *en, char *es, size_t size)
+{
+    const pc_combo *c = &pc_combos[f->combo];
+    const pc_sentence *s = &pc_sentences[f->sentence];
+    pc_fill(en, size, s->en, c->side == SIDE_LEFT ? "left" : "right");
+    pc_fill(es, size, s->es, c->side == SIDE_LEFT ? "izquierdo" : "derecho");
+}
+
+static void pc_put_boxes(sc_json_writer *w, const pc_box *boxes, int n)
+{
+    sc_json_begin_array(w);
+    for (int b = 0; b < n; b++) {
+        sc_json_begin_array(w);
+        for (int k = 0; k < 4; k++) sc_json_put_number(w, boxes[b].v[k]);
+        sc_json_end_array(w);
+    }
+    sc_json_end_array(w);
+}
+
+/* grounded_reports_20240819.json: a list of studies, each with its
+ * findings; positive sentences carry boxes (normalised x1, y1, x2, y2),
+ * extra_boxes (a second reader's, possibly none), labels, locations and
+ * progression; negative ones often omit those keys. */
+static sc_status pc_write_reports(const char *path, const pc_study *studies, int n, sc_err *err)
+{
+    sc_json_writer w;
+    sc_json_writer_init(&w, 0);
+    sc_json_begin_array(&w);
+    for (int i = 0; i < n; i++) {
+        const pc_study *st = &studies[i];
+        sc_json_begin_object(&w);
+        sc_json_put_key(&w, "StudyID");
+        sc_json_put_string(&w, st->study_id);
+        sc_json_put_key(&w, "ImageID");
+        sc_json_put_string(&w, st->image_id);
+        sc_json_put_key(&w, "PreviousStudyID");
+        sc_json_put_null(&w);
+        sc_json_put_key(&w, "PreviousImageID");
+        sc_json_put_null(&w);
+        sc_json_put_key(&w, "findings");
+        sc_json_begin_array(&w);
+        for (int f = 0; f < st->n_findings; f++) {
+            const pc_finding *fd = &st->finding[f];
+            char en[160], es[160], compound[64];
+            const char *words[2];
+            int n_words = pc_locations(fd, words, compound, sizeof compound);
+            pc_sentence_text(fd, en, es, sizeof en);
+            sc_json_begin_object(&w);
+            sc_json_put_key(&w, "sentence_en");
+            sc_json_put_string(&w, en);
+            sc_json_put_key(&w, "sentence_es");
+            sc_json_put_string(&w, es);
+            sc_json_put_key(&w, "abnormal");
+            sc_json_put_bool(&w, 1);
+            sc_json_put_key(&w, "boxes");
+            pc_put_boxes(&w, fd->boxes, fd->n_boxes);
+            sc_json_put_key(&w, "extra_boxes");
+            pc_put_boxes(&w, fd->extra, fd->n_extra);
+            sc_json_put_key(&w, "labels");
+            sc_json_begin_array(&w);
+            sc_json_put_string(&w, pc_labels[pc_combos[fd->combo].cls]);
+            sc_json_end_array(&w);
+            sc_json_put_key(&w, "locations");
+            sc_json_begin_array(&w);
+            for (int k = 0; k < n_words; k++) sc_json_put_string(&w, words[k]);
+            sc_json_end_array(&w);
+            sc_json_put_key(&w, "progression");
+            sc_json_put_null(&w);
+            sc_json_end_object(&w);
+        }
+        int normal = st->n_findings == 0;
+        for (int k = 0; k < st->n_negatives + normal; k++) {
+            const char *en = k < st->n_negatives ? pc_negatives[st->negative[k]].en : PC_NORMAL_EN;
+            const char *es = k < st->n_negatives ? pc_negatives[st->negative[k]].es : PC_NORMAL_ES;
+            sc_json_begin_object(&w);
+            sc_json_put_key(&w, "sentence_en");
+            sc_json_put_string(&w, en);
+            sc_json_put_key(&w, "sentence_es");
+            sc_json_put_string(&w, es);
+            sc_json_put_key(&w, "abnormal");
+            sc_json_put_bool(&w, 0);
+            if (st->negative_keys) {
+                static const char *const empty[4] = {"boxes", "extra_boxes", "labels", "locations"};
+                for (int e = 0; e < 4; e++) {
+                    sc_json_put_key(&w, empty[e]);
+                    sc_json_begin_array(&w);
+                    sc_json_end_array(&w);
+                }
+                sc_json_put_key(&w, "progression");
+                sc_json_put_null(&w);
+            }
+            sc_json_end_object(&w);
+        }
+        sc_json_end_array(&w);
+        sc_json_end_object(&w);
+    }
+    sc_json_end_array(&w);
+    sc_status st = sc_json_writer_save(&w, path, err);
+    sc_json_writer_free(&w);
+    return st;
+}
+
+/* master_table.csv: one row per (positive sentence, label), and one row
+ * labelled "normal" for a study without findings; the columns of the
+ * release, in its order. Sentences and location lists contain commas and
+ * are quoted. */
+static sc_status pc_write_master_table(const char *path, const pc_study *studies, int n, sc_err *err)
+{
+    static const char *const header[] = {
+        "StudyID", "ImageID", "label", "boxes_count", "extra_boxes_count", "locations", "prior_study",
+        "progression_status", "prior_imageID", "sentence_en", "sentence_es", "study_is_benchmark",
+        "study_is_validation", "split", "PatientID", "patient_is_benchmark", "PatientBirth", "PatientSex_DICOM",
+        "StudyDate_DICOM", "StudyDate", "PatientAge", "label_group", "Year"};
+    sc_csv_writer w;
+    sc_csv_writer_init(&w);
+    for (size_t k = 0; k < sizeof header / sizeof header[0]; k++) sc_csv_put(&w, header[k]);
+    sc_csv_end_row(&w);
+    for (int i = 0; i < n; i++) {
+        const pc_study *st = &studies[i];
+        for (int f = 0; f < (st->n_findings ? st->n_findings : 1); f++) {
+            const pc_finding *fd = st->n_findings ? &st->finding[f] : NULL;
+            char en[160], es[160], compound[64], list[160];
+            const char *label = fd ? pc_labels[pc_combos[fd->combo].cls] : "normal";
+            if (fd) {
+                const char *words[2];
+                int n_words = pc_locations(fd, words, compound, sizeof compound);
+                pc_sentence_text(fd, en, es, sizeof en);
+                snprintf(list, sizeof list, n_words == 2 ? "['%s', '%s']" : "['%s']", words[0], n_words == 2 ? words[1] : "");
+            } else {
+                snprintf(en, sizeof en, "%s", PC_NORMAL_EN);
+                snprintf(es, sizeof es, "%s", PC_NORMAL_ES);
+                snprintf(list, sizeof list, "[]");
+            }
+            sc_csv_put(&w, st->study_id);
+            sc_csv_put(&w, st->image_id);
+            sc_csv_put(&w, label);
+            sc_csv_putf(&w, "%d", fd ? fd->n_boxes : 0);
+            sc_csv_putf(&w, "%d", fd ? fd->n_extra : 0);
+            sc_csv_put(&w, list);
+            sc_csv_put(&w, "False");
+            sc_csv_put(&w, "");
+            sc_csv_put(&w, "");
+            sc_csv_put(&w, en);
+            sc_csv_put(&w, es);
+            sc_csv_put(&w, "True");
+            sc_csv_put(&w, "False");
+            sc_csv_put(&w, pc_split_names[st->split]);
+            sc_csv_put(&w, st->patient_id);
+            sc_csv_put(&w, "True");
+            sc_csv_putf(&w, "%d.0", st->birth_year);
+            sc_csv_put(&w, st->female ? "F" : "M");
+            sc_csv_putf(&w, "%04d%02d%02d", st->year, st->month, st->day);
+            sc_csv_putf(&w, "%04d-%02d-%02d", st->year, st->month, st->day);
+            sc_csv_putf(&w, "%d", st->year - st->birth_year);
+            sc_csv_put(&w, label);
+            sc_csv_putf(&w, "%d", st->year);
+            sc_csv_end_row(&w);
+        }
+    }
+    sc_status s = sc_csv_writer_save(&w, path, err);
+    sc_csv_writer_free(&w);
+    return s;
+}
+
+/* Draw one study's radiograph. It is written as a 16-bit grey PNG holding
+ * 12-bit samples, as detector data converted from DICOM usually does:
+ * densities map into a window [lo, hi] within 0..4095 that varies like
+ * exposure, so readers must stretch (sc_image_to_8bit does, min to max)
+ * rather than take the high byte. */
+static sc_status pc_render_study(const pc_study *st, int i, const sc_synth_padchest_options *opt, canvas *cv,
+                                 sc_err *err)
+{
+    chest ch;
+    sc_rng shape_rng;
+    case_rng(&shape_rng, opt->seed, i, 3);
+    chest_build(&ch, st, &shape_rng);
+    chest_render(&ch, cv);
+    return canvas_blur(cv, 1, 1, err);
+}
+
+typedef struct {
+    const pc_study *studies;
+    const sc_synth_padchest_options *opt;
+    const char *images_dir;
+} pc_images;
+
+static sc_status pc_draw_study(const void *ctx, int i, sc_err *err)
+{
+    const pc_images *job = ctx;
+    int size = job->opt->size;
+    canvas cv;
+    uint16_t *px16 = malloc((size_t)size * (size_t)size * sizeof *px16);
+    sc_status st = px16 ? canvas_init(&cv, size, size, 1, err) : sc_fail(err, SC_ENOMEM, "out of memory");
+    if (!st) st = pc_render_study(&job->studies[i], i, job->opt, &cv, err);
+    if (!st) {
+        sc_rng noise;
+        case_rng(&noise, job->opt->seed, i, 4);
+        float lo = rng_range(&noise, 0.0f, 300.0f), hi = rng_range(&noise, 3500.0f, 4095.0f);
+        for (size_t k = 0; k < (size_t)size * (size_t)size; k++) {
+            float v = cv.px[k] + 0.004f * (sc_rng_uniform(&noise) + sc_rng_uniform(&noise) - 1.0f);
+            px16[k] = (uint16_t)(lo + (hi - lo) * clampf(v, 0.0f, 1.0f) + 0.5f);
+        }
+        sc_image img;
+        memset(&img, 0, sizeof img);
+        img.width = img.height = size;
+        img.channels = 1;
+        img.bits = 16;
+        img.pixels16 = px16;
+        char path[4096];
+        if (!(st = join_path(path, sizeof path, err, "%s/%s", job->images_dir, job->studies[i].image_id)))
+            st = sc_png_write(path, &img, err);
+    }
+    if (px16) canvas_free(&cv);
+    free(px16);
+    return st;
+}
+
+sc_status sc_synth_padchest_gr(const char *dir, const sc_synth_padchest_options *opt, sc_err *err)
+{
+    if (opt->n < 1 || opt->n > 1000000)
+        return sc_fail(err, SC_EARG, "synthetic PadChest-GR: --n %d is outside 1..1000000", opt->n);
+    if (opt->size < 32 || opt->size > 4096)
+        return sc_fail(err, SC_EARG, "synthetic PadChest-GR: image size %d is outside 32..4096", opt->size);
+    if (!(opt->normal_share >= 0.0 && opt->normal_share <= 1.0))
+        return sc_fail(err, SC_EARG, "synthetic PadChest-GR: normal share %g is outside 0..1", opt->normal_share);
+    pc_study *studies = NULL;
+    sc_status st = pc_plan(&studies, opt, err);
+    if (st) return st;
+    char path[4096];
+    pc_images job = {studies, opt, path};
+    if (!(st = make_dir(dir, err)) && opt->images && !(st = join_path(path, sizeof path, err, "%s/PadChest_GR", dir)) &&
+        !(st = make_dir(path, err)))
+        st = draw_cases(opt->n, pc_draw_study, &job, opt->progress, opt->progress_user, err);
+    if (!st && !(st = join_path(path, sizeof path, err, "%s/README.txt", dir))) {
+        sc_text t;
+        sc_text_init(&t);
+        sc_text_printf(&t,
+                       "SYNTHETIC data in the layout of PadChest-GR. NOT the real images or reports: every\n"
+                       "study was drawn by\n  scale synth padchest-gr --n %d --seed %llu --size %d --normal-share %g\n"
+                       "(scale %s). Classes, locations and their frequencies follow the tree of Sec. 2.3.1\n"
+                       "of the SCALE paper (data/padchest-gr.hier). See book/15-synthetic-world.md.\n\n"
+                       "grounded_reports_20240819.json   studies with their finding sentences and boxes\n"
+                       "master_table.csv                 one row per (positive sentence, label); splits\n"
+                       "PadChest_GR/<ImageID>            16-bit grey PNG radiographs\n",
+                       opt->n, (unsigned long long)opt->seed, opt->size, opt->normal_share, sc_version());
+        st = sc_text_save(&t, path, err);
+        sc_text_free(&t);
+    }
+    if (!st && !(st = join_path(path, sizeof path, err, "%s/master_table.csv", dir)))
+        st = pc_write_master_table(path, studies, opt->n, err);
+    if (!st && !(st = join_path(path, sizeof path, err, "%s/grounded_reports_20240819.json", dir)))
+        st = pc_write_reports(path, studies, opt->n, err);
+    free(studies);
+    return st;
+}
+
+/* Eight radiographs side by side, each with one finding and its boxes
+ * outlined: normal, cardiomegaly, atelectasis (left lower lobe,
+ * retrocardiac), consolidation (right lower lobe), effusion (left angle,
+ * right pleural, both angles). 8-bit grey, 4 x 2 tiles. */
+sc_status sc_synth_padchest_contact_sheet(const char *path, int tile, uint64_t seed, sc_err *err)
+{
+    if (tile < 32 || tile > 1024) return sc_fail(err, SC_EARG, "%s: tile size %d is outside 32..1024", path, tile);
+    static const int shown[8] = {-1, 3, 0, 1, 5, 8, 11, 6}; /* pc_combos rows; -1 = normal */
+    const int gap = 4, cols = 4, rows = 2;
+    int w = cols * tile + (cols + 1) * gap, h = rows * tile + (rows + 1) * gap;
+    uint8_t *sheet = malloc((size_t)w * (size_t)h);
+    canvas cv;
+    sc_status st = sheet ? canvas_init(&cv, tile, tile, 1, err) : sc_fail(err, SC_ENOMEM, "%s: out of memory", path);
+    if (st) {
+        free(sheet);
+        return st;
+    }
+    memset(sheet, 255, (size_t)w * (size_t)h);
+    for (int t = 0; t < 8 && !st; t++) {
+        pc_study study;
+        memset(&study, 0, sizeof study);
+        if (shown[t] >= 0) {
+            study.n_findings = 1;
+            study.finding[0].combo = shown[t];
+        }
+        chest ch;
+        sc_rng shape_rng;
+        case_rng(&shape_rng, seed, t, 3);
+        chest_build(&ch, &study, &shape_rng);
+        chest_render(&ch, &cv);
+        st = canvas_blur(&cv, 1, 1, err);
+        int x0 = gap + (t % cols) * (tile + gap), y0 = gap + (t / cols) * (tile + gap);
+        for (int y = 0; y < tile; y++)
+            for (int x = 0; x < tile; x++)
+                sheet[(size_t)(y0 + y) * (size_t)w + (size_t)(x0 + x)] =
+                    (uint8_t)(clampf(cv.px[(size_t)y * (size_t)tile + (size_t)x], 0.0f, 1.0f) * 255.0f + 0.5f);
+        pc_box boxes[2];
+        int n_boxes = shown[t] >= 0 ? chest_boxes(&ch, &pc_combos[shown[t]], boxes) : 0;
+        for (int b = 0; b < n_boxes; b++) { /* outline: a one-pixel white rectangle */
+            int bx0 = (int)(boxes[b].v[0] * (double)(tile - 1)), by0 = (int)(boxes[b].v[1] * (double)(tile - 1));
+            int bx1 = (int)(boxes[b].v[2] * (double)(tile - 1)), by1 = (int)(boxes[b].v[3] * (double)(tile - 1));
+            for (int x = bx0; x <= bx1; x++)
+                sheet[(size_t)(y0 + by0) * (size_t)w + (size_t)(x0 + x)] = sheet[(size_t)(y0 + by1) * (size_t)w + (size_t)(x0 + x)] = 255;
+            for (int y = by0; y <= by1; y++)
+                sheet[(size_t)(y0 + y) * (size_t)w + (size_t)(x0 + bx0)] = sheet[(size_t)(y0 + y) * (size_t)w + (size_t)(x0 + bx1)] = 255;
+        }
+    }
+    if (!st) st = write_8bit(path, sheet, w, h, 1, names_jpeg(path), 85, err);
+    canvas_free(&cv);
+    free(sheet);
+    return st;
+}
+
+/* ======================================================================== */
+/* 6. Datasets and the embedding cache                                       */
 /* ======================================================================== */
 /*
  * A dataset as released becomes one table (sc_dataset): images with their
@@ -302,21 +2705,21 @@ void sc_rng_shuffle(sc_rng *r, int *items, int n)
  * and evaluation need (sc_cache), so that no experiment ever runs an
  * encoder again. book/16 walks through both.
  *
- *   5a. the dataset table: growing it, bad rows, the hierarchy
- *   5b. Derm7p (release_v0)
- *   5c. PadChest-GR (grounded reports and master table)
- *   5d. manifests (CSV)
- *   5e. after reading: rare combinations, unlabelled images, groups, splits
- *   5f. stratified splits
- *   5g. progress display
- *   5h. fingerprints and index.json
- *   5i. embedding
- *   5j. loading, checking and merging caches
+ *   6a. the dataset table: growing it, bad rows, the hierarchy
+ *   6b. Derm7p (release_v0)
+ *   6c. PadChest-GR (grounded reports and master table)
+ *   6d. manifests (CSV)
+ *   6e. after reading: rare combinations, unlabelled images, groups, splits
+ *   6f. stratified splits
+ *   6g. progress display
+ *   6h. fingerprints and index.json
+ *   6i. embedding
+ *   6j. loading, checking and merging caches
  */
 
 #define DS_PATH_MAX 4096
 
-/* ---- 5a. The dataset table --------------------------------------------- */
+/* ---- 6a. The dataset table --------------------------------------------- */
 
 const char *sc_split_name(sc_split s)
 {
@@ -578,9 +2981,18 @@ static sc_status ds_resolve(const sc_dataset_options *o, ds_resolved *r, sc_err 
     const char *hier = o->hier ? o->hier : default_hier[o->kind];
     if (hier && snprintf(r->hier, sizeof r->hier, "%s", hier) >= (int)sizeof r->hier)
         return sc_fail(err, SC_EARG, "%s: path too long", hier);
-    if (!o->hier && hier && !path_exists(hier))
-        return sc_fail(err, SC_EIO, "%s: not found; run from the source tree or give the hierarchy with --hier FILE",
-                       hier);
+    if (!o->hier && hier && !path_exists(hier)) {
+        /* the shipped file beside the program, when it runs from the source tree */
+        char exe[DS_PATH_MAX], *slash = NULL;
+        ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+        if (n > 0) {
+            exe[n] = 0;
+            if ((slash = strrchr(exe, '/')) != NULL) *slash = 0;
+        }
+        if (!slash || !path_join(r->hier, sizeof r->hier, exe, hier) || !path_exists(r->hier))
+            return sc_fail(err, SC_EIO, "%s: not found; run from the source tree or give the hierarchy with "
+                           "--hier FILE", hier);
+    }
     r->min_cases = o->min_cases >= 0 ? o->min_cases : o->kind == SC_DATA_PADCHEST_GR ? 10 : 0;
     snprintf(r->root, sizeof r->root, "%s", o->path);
     if (o->kind == SC_DATA_DERM7P) {
@@ -635,7 +3047,7 @@ static int ds_label_files(const sc_dataset_options *o, const ds_resolved *r, con
     return 1;
 }
 
-/* ---- 5b. Derm7p -----------------------------------------------------------
+/* ---- 6b. Derm7p -----------------------------------------------------------
  * release_v0/meta/meta.csv has one row per case (19 columns); the 7-point
  * criteria are columns named by the hierarchy's `column` lines, and their
  * cells are the concepts' names. Images live under release_v0/images/ at
@@ -799,7 +3211,7 @@ static sc_status derm7p_read(ds_builder *b, const ds_resolved *res)
     return st;
 }
 
-/* ---- 5c. PadChest-GR ------------------------------------------------------
+/* ---- 6c. PadChest-GR ------------------------------------------------------
  * grounded_reports_*.json is a list of studies {"ImageID", "findings":
  * [{"sentence_en", "sentence_es", "abnormal", "labels", "locations", ...}]};
  * master_table.csv has one row per (study, label) with ImageID, PatientID
@@ -1052,7 +3464,7 @@ static sc_status padchest_read(ds_builder *b, const ds_resolved *res)
     return st;
 }
 
-/* ---- 5d. Manifests ----------------------------------------------------------
+/* ---- 6d. Manifests ----------------------------------------------------------
  * Any other dataset, without code: a CSV with the columns
  *   image   the file, relative to the manifest's folder (or absolute)
  *   labels  combinations as task:class:concept (class:concept when the
@@ -1324,7 +3736,7 @@ static sc_status manifest_read(ds_builder *b, const ds_resolved *res)
     return st;
 }
 
-/* ---- 5e. After reading ------------------------------------------------------ */
+/* ---- 6e. After reading ------------------------------------------------------ */
 
 /* Drop the combinations on fewer than min_cases images (the paper removes
  * PadChest-GR's locations with fewer than ten cases) and renumber the
@@ -1546,7 +3958,7 @@ void sc_dataset_print(const sc_dataset *ds, FILE *out)
     if (ds->n_skipped) fprintf(out, "skipped %d bad rows\n", ds->n_skipped);
 }
 
-/* ---- 5f. Stratified splits ----------------------------------------------------
+/* ---- 6f. Stratified splits ----------------------------------------------------
  * Iterative stratification deals the units (items, or groups of items) to
  * folds one label at a time. Each fold f wants want[f][k] = fraction[f] ·
  * (images with label k) and want_size[f] = fraction[f] · N. Repeatedly:
@@ -1763,7 +4175,7 @@ sc_status sc_stratified_subset(int64_t *chosen, int64_t *n_chosen, const int64_t
     return st;
 }
 
-/* ---- 5g. Progress display ------------------------------------------------------ */
+/* ---- 6g. Progress display ------------------------------------------------------ */
 
 static double now_seconds(void)
 {
@@ -1841,7 +4253,7 @@ void sc_progress_end(sc_progress *p)
     fflush(p->out);
 }
 
-/* ---- 5h. Fingerprints and index.json --------------------------------------------
+/* ---- 6h. Fingerprints and index.json --------------------------------------------
  * A fingerprint is a list of "key": "value" strings: what the cache was
  * computed from. Two caches (or a cache and the files at hand) agree when
  * their lists are equal; the first key that differs says why not. */
@@ -2047,77 +4459,65 @@ static void cache_index_free(cache_index *x)
     memset(x, 0, sizeof *x);
 }
 
-/* Bytes of one valid UTF-8 character at p, or 0. */
-static size_t utf8_char_len(const unsigned char *p)
+static void json_kv_object(sc_json_writer *w, const char *name, const kv_list *l)
 {
-    unsigned c = p[0];
-    if (c < 0x80) return 1;
-    size_t n = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
-    unsigned lo = c == 0xE0 ? 0xA0 : c == 0xF0 ? 0x90 : 0x80, hi = c == 0xED ? 0x9F : c == 0xF4 ? 0x8F : 0xBF;
-    for (size_t k = 1; k < n; k++)
-        if (p[k] < (k == 1 ? lo : 0x80) || p[k] > (k == 1 ? hi : 0xBF)) return 0;
-    return n;
-}
-
-/* A JSON string; invalid UTF-8 becomes U+FFFD. */
-static void json_put_string(sc_text *t, const char *s)
-{
-    sc_text_put(t, "\"", 1);
-    for (const unsigned char *p = (const unsigned char *)s; *p;) {
-        size_t n = utf8_char_len(p);
-        if (n == 0) sc_text_puts(t, "\\ufffd"), n = 1;
-        else if (*p == '"' || *p == '\\') sc_text_printf(t, "\\%c", *p);
-        else if (*p < 0x20) sc_text_printf(t, "\\u%04x", *p);
-        else sc_text_put(t, (const char *)p, n);
-        p += n;
-    }
-    sc_text_put(t, "\"", 1);
-}
-
-static void json_put_kv_object(sc_text *t, const char *name, const kv_list *l)
-{
-    sc_text_printf(t, "  \"%s\": {", name);
+    sc_json_put_key(w, name);
+    sc_json_begin_object(w);
     for (int i = 0; i < l->n; i++) {
-        sc_text_puts(t, i ? ",\n    " : "\n    ");
-        json_put_string(t, l->item[i].key);
-        sc_text_puts(t, ": ");
-        json_put_string(t, l->item[i].value);
+        sc_json_put_key(w, l->item[i].key);
+        sc_json_put_string(w, l->item[i].value);
     }
-    sc_text_puts(t, l->n ? "\n  }" : "}");
+    sc_json_end_object(w);
 }
 
-static void json_put_list(sc_text *t, const char *name, const char *const *items, int n)
+static void json_string_list(sc_json_writer *w, const char *name, const char *const *items, int n)
 {
-    sc_text_printf(t, "  \"%s\": [", name);
-    for (int i = 0; i < n; i++) {
-        sc_text_puts(t, i ? ",\n    " : "\n    ");
-        json_put_string(t, items[i]);
-    }
-    sc_text_puts(t, n ? "\n  ]" : "]");
+    sc_json_put_key(w, name);
+    sc_json_begin_array(w);
+    for (int i = 0; i < n; i++) sc_json_put_string(w, items[i]);
+    sc_json_end_array(w);
+}
+
+static void json_int_member(sc_json_writer *w, const char *key, int64_t v)
+{
+    sc_json_put_key(w, key);
+    sc_json_put_int(w, v);
 }
 
 static sc_status cache_index_write(const cache_index *x, const char *path, sc_err *err)
 {
-    sc_text t;
-    sc_text_init(&t);
-    sc_text_printf(&t, "{\n  \"format\": \"scale-embedding-cache\",\n  \"format_version\": 1,\n");
-    sc_text_printf(&t, "  \"counts\": {\"images\": %lld, \"texts\": %lld, \"embed_dim\": %lld, \"token_columns\": %lld, "
-                   "\"labels\": %lld},\n", (long long)x->n_images, (long long)x->n_texts, (long long)x->embed_dim,
-                   (long long)x->token_columns, (long long)x->n_labels);
-    sc_text_printf(&t, "  \"shard\": {\"index\": %d, \"count\": %d, \"batch\": %d, \"first_image\": %lld, "
-                   "\"end_image\": %lld, \"texts_embedded\": %s},\n", x->shard, x->n_shards, x->batch,
-                   (long long)x->first_image, (long long)x->end_image, x->texts_embedded ? "true" : "false");
-    json_put_kv_object(&t, "fingerprint", &x->fingerprint);
-    sc_text_puts(&t, ",\n");
-    json_put_kv_object(&t, "info", &x->info);
-    sc_text_puts(&t, ",\n");
-    json_put_list(&t, "dropped", x->dropped, x->n_dropped);
-    sc_text_puts(&t, ",\n");
-    json_put_list(&t, "skipped", x->skipped, x->n_skipped);
-    sc_text_puts(&t, "\n}\n");
-    sc_status st = x->fingerprint.failed || x->info.failed ? sc_fail(err, SC_ENOMEM, "%s: out of memory", path)
-                                                           : sc_text_save(&t, path, err);
-    sc_text_free(&t);
+    if (x->fingerprint.failed || x->info.failed) return sc_fail(err, SC_ENOMEM, "%s: out of memory", path);
+    sc_json_writer w;
+    sc_json_writer_init(&w, 2);
+    sc_json_begin_object(&w);
+    sc_json_put_key(&w, "format");
+    sc_json_put_string(&w, "scale-embedding-cache");
+    json_int_member(&w, "format_version", 1);
+    sc_json_put_key(&w, "counts");
+    sc_json_begin_object(&w);
+    json_int_member(&w, "images", x->n_images);
+    json_int_member(&w, "texts", x->n_texts);
+    json_int_member(&w, "embed_dim", x->embed_dim);
+    json_int_member(&w, "token_columns", x->token_columns);
+    json_int_member(&w, "labels", x->n_labels);
+    sc_json_end_object(&w);
+    sc_json_put_key(&w, "shard");
+    sc_json_begin_object(&w);
+    json_int_member(&w, "index", x->shard);
+    json_int_member(&w, "count", x->n_shards);
+    json_int_member(&w, "batch", x->batch);
+    json_int_member(&w, "first_image", x->first_image);
+    json_int_member(&w, "end_image", x->end_image);
+    sc_json_put_key(&w, "texts_embedded");
+    sc_json_put_bool(&w, x->texts_embedded);
+    sc_json_end_object(&w);
+    json_kv_object(&w, "fingerprint", &x->fingerprint);
+    json_kv_object(&w, "info", &x->info);
+    json_string_list(&w, "dropped", x->dropped, x->n_dropped);
+    json_string_list(&w, "skipped", x->skipped, x->n_skipped);
+    sc_json_end_object(&w);
+    sc_status st = sc_json_writer_save(&w, path, err);
+    sc_json_writer_free(&w);
     return st;
 }
 
@@ -2225,7 +4625,7 @@ static sc_status fingerprint_compare(const kv_list *then, const kv_list *now, co
     return SC_OK;
 }
 
-/* ---- 5i. Embedding ------------------------------------------------------------- */
+/* ---- 6i. Embedding ------------------------------------------------------------- */
 
 const char *sc_text_kind_name(sc_text_kind k)
 {
@@ -2655,8 +5055,8 @@ static sc_status embed_index(embed_run *r, sc_err *err)
     x->dropped = malloc(sizeof *x->dropped * (size_t)(ds->n_dropped + 1));
     x->skipped = malloc(sizeof *x->skipped * (size_t)(ds->n_skipped + 1));
     if (!x->dropped || !x->skipped) return sc_fail(err, SC_ENOMEM, "out of memory");
-    memcpy(x->dropped, ds->dropped, sizeof *x->dropped * (size_t)ds->n_dropped);
-    memcpy(x->skipped, ds->skipped, sizeof *x->skipped * (size_t)ds->n_skipped);
+    for (int k = 0; k < ds->n_dropped; k++) x->dropped[k] = ds->dropped[k];
+    for (int k = 0; k < ds->n_skipped; k++) x->skipped[k] = ds->skipped[k];
     x->n_dropped = ds->n_dropped;
     x->n_skipped = ds->n_skipped;
     return SC_OK;
@@ -2707,7 +5107,7 @@ sc_status sc_embed(const sc_embed_config *cfg, const sc_dataset *ds, const char 
 }
 /* @book end embed */
 
-/* ---- 5j. Loading, checking and merging caches ------------------------------------ */
+/* ---- 6j. Loading, checking and merging caches ------------------------------------ */
 
 /* An (rows, cols) array of type dt from dir/name, checked, into *out
  * (malloc'ed). */
@@ -2939,7 +5339,7 @@ sc_status sc_cache_check(const sc_cache *c, const char *model, const char *pipel
     kv_init(&then, &a);
     kv_init(&now, &a);
     char what[DS_PATH_MAX];
-    snprintf(what, sizeof what, "%s", c->dir);
+    snprintf(what, sizeof what, "%s/index.json", c->dir);
     sc_status st = json_kv_read(c->index.root, "fingerprint", &then, what, err);
     kv_add(&now, "scale.version", "%s", sc_version());
     sc_pipeline p;
@@ -3037,7 +5437,8 @@ static sc_status merge_npy(const char *const *dirs, const int *ord, int n, const
         const cache_index *s = &x[ord[k]];
         void *part;
         st = cache_npy(dirs[ord[k]], name, dt, s->end_image - s->first_image, cols, &part, err);
-        if (!st) memcpy(all + (size_t)s->first_image * row_bytes, part, row_bytes * (size_t)(s->end_image - s->first_image));
+        if (!st && s->end_image > s->first_image)
+            memcpy(all + (size_t)s->first_image * row_bytes, part, row_bytes * (size_t)(s->end_image - s->first_image));
         free(part);
     }
     if (!st) st = npy_write_typed(tmp, name, dt, all, N, cols, err);
@@ -3128,18 +5529,18 @@ sc_status sc_cache_merge(const char *out_dir, const char *const *shard_dirs, int
 }
 
 /* ======================================================================== */
-/* 6. Experiments: the paper's protocol (Sec. 2.3)                           */
+/* 7. Experiments: the paper's protocol (Sec. 2.3)                           */
 /* ======================================================================== */
 
 /* `scale experiment` reproduces the paper's figures: every method is
  * trained on stratified random subsets of the training split (fractions
  * 0.05 .. 1, five subsets each, one at 1) and evaluated on the test split
  * at the class level and at the level of class-concept combinations. The
- * frozen encoders ran once (the embedding cache, section 5); the methods
+ * frozen encoders ran once (the embedding cache, section 6); the methods
  * (loss.c section 9, nn.c section 9, SCALE from loss.c section 6) run on
  * the cached embeddings. book/17 describes the protocol and the outputs. */
 
-/* ---- 6a. The configuration file ------------------------------------------
+/* ---- 7a. The configuration file ------------------------------------------
  * A small text format, one statement per line, '#' to the end of a line
  * is a comment, a value with blanks goes in double quotes:
  *
@@ -3627,7 +6028,7 @@ sc_status sc_experiment_load(sc_experiment *ex, const char *path, sc_err *err)
     return st;
 }
 
-/* ---- 6b. Training subsets ------------------------------------------------
+/* ---- 7b. Training subsets ------------------------------------------------
  * The paper averages every fraction below 1 over five "stratified random
  * splits" of the training set. Ours are nested: for one seed, the subset
  * at 0.05 lies inside the one at 0.1, and so on up to all images, so a
@@ -3697,7 +6098,7 @@ sc_status sc_nested_subset(int64_t *chosen, int64_t *n_chosen, const int64_t *it
     return st;
 }
 
-/* ---- 6c. The methods -----------------------------------------------------
+/* ---- 7c. The methods -----------------------------------------------------
  * A method turns a training subset into scores for the test images, for
  * every combination of every task side by side (K columns) and for every
  * class (the class columns of all tasks side by side):
@@ -4194,7 +6595,7 @@ static sc_status scale_method(exp_scores *s, float *tsne_out, const exp_shared *
     return st;
 }
 
-/* ---- 6d. The sweep ---------------------------------------------------------
+/* ---- 7d. The sweep ---------------------------------------------------------
  * One job is one method on one training subset (or, for the methods that
  * train nothing, one evaluation). Jobs are independent, so they run in
  * parallel over the thread pool, the costliest first; inside a job all
@@ -4383,9 +6784,9 @@ static sc_status run_sweep(exp_sweep *sw, FILE *progress, sc_err *err)
     return SC_OK;
 }
 
-/* ---- 6e. Reports -----------------------------------------------------------
+/* ---- 7e. Reports -----------------------------------------------------------
  * Every file goes into the run's temporary folder through the atomic
- * writers of io.c; the folder is renamed into place at the end (6f). */
+ * writers of io.c; the folder is renamed into place at the end (7f). */
 
 /* Mean and standard deviation (numpy's default, ddof = 0) of one method's
  * metric at one fraction, over its subsets; n = how many. Methods that
@@ -4727,7 +7128,7 @@ static sc_status write_run_json(const exp_sweep *sw, const sc_run_options *opt, 
     return st;
 }
 
-/* ---- 6f. Running an experiment -------------------------------------------- */
+/* ---- 7f. Running an experiment -------------------------------------------- */
 
 /* Another method's cache must hold the same images in the same order with
  * the same labels (the same dataset embedded by another model). */
@@ -5097,11 +7498,11 @@ sc_status sc_experiment_main(const sc_experiment *ex, const char *out_dir, const
 }
 
 /* ======================================================================== */
-/* 7. The `scale` command                                                    */
+/* 8. The `scale` command                                                    */
 /* ======================================================================== */
 #ifndef SC_NO_MAIN
 
-/* ---- 7a. Argument helpers ----------------------------------------------
+/* ---- 8a. Argument helpers ----------------------------------------------
  * Each command walks its arguments with these:
  *
  *     cli c = cli_begin("loss", argc, argv);
@@ -5214,7 +7615,7 @@ static inline int cli_fail(const cli *c, const sc_err *err)
     return 1;
 }
 
-/* ---- 7b. Commands: inputs (decode, preprocess, tokenize) ---------------- */
+/* ---- 8b. Commands: inputs (decode, preprocess, tokenize) ---------------- */
 
 static const char decode_usage[] =
     "usage: scale decode IMAGE --out X.npy [--index I.npy]\n"
@@ -5442,7 +7843,7 @@ static int cmd_tokenize(int argc, char **argv)
     return s ? cli_fail(&c, &err) : 0;
 }
 
-/* ---- 7c. Commands: models (encode, embed, dataset, cache) ---------------- */
+/* ---- 8c. Commands: models (encode, embed, dataset, cache) ---------------- */
 
 /* `scale encode` computes everything in memory first and writes the files
  * last, so a failure anywhere leaves no output behind. */
@@ -5843,7 +8244,8 @@ static int cmd_embed(int argc, char **argv)
     if (load_dataset(&c, &o, &ds, quiet)) return 1;
     int rc = sc_embed(&cfg, &ds, out, &err) == SC_OK ? 0 : cli_fail(&c, &err);
     if (!rc)
-        printf("wrote %s: %lld images, shard %d of %d\n", out, (long long)ds.n_images, cfg.shard, cfg.n_shards);
+        printf("wrote %s: shard %d of %d of a dataset of %lld images\n", out, cfg.shard, cfg.n_shards,
+               (long long)ds.n_images);
     sc_dataset_free(&ds);
     return rc;
 }
@@ -5897,7 +8299,7 @@ static int cmd_cache(int argc, char **argv)
     return rc;
 }
 
-/* ---- 7d. Commands: SCALE (loss, metrics, train, predict) ---------------- */
+/* ---- 8d. Commands: SCALE (loss, metrics, train, predict) ---------------- */
 
 /* Report a failure of a SCALE command as one sentence; returns 1. */
 #if defined(__GNUC__)
@@ -6646,7 +9048,7 @@ static int cmd_predict(int argc, char **argv)
     return rc;
 }
 
-/* ---- 7e. Commands: experiments, synthetic data, demo --------------------- */
+/* ---- 8e. Commands: experiments, synthetic data, demo --------------------- */
 
 static const char experiment_usage[] =
     "usage: scale experiment --config FILE [--out DIR] [--threads N] [--quiet]\n"
@@ -6741,7 +9143,104 @@ static int cmd_experiment(int argc, char **argv)
 }
 
 
-/* ---- 7f. The command table and main -------------------------------------- */
+static const char synth_usage[] =
+    "usage: scale synth derm7p --out DIR [--n 1011] [--seed S] [--size 192]\n"
+    "                          [--format jpg|png] [--quality 92] [--no-images]\n"
+    "       scale synth padchest-gr --out DIR [--n 748] [--seed S] [--size 256]\n"
+    "                          [--normal-share 0.25] [--no-images]\n"
+    "       scale synth derm7p|padchest-gr --contact-sheet FILE [--tile T] [--seed S]\n"
+    "Write a synthetic look-alike of a dataset in its real release's layout, so the\n"
+    "real readers load it (book/15-synthetic-world.md). Derm7p: DIR/release_v0 with\n"
+    "meta/meta.csv, the three index files and the clinic and derm images (JPEG under\n"
+    ".jpg/.JPG names as released, or PNG under .png/.PNG). PadChest-GR: DIR with\n"
+    "grounded_reports_20240819.json, master_table.csv and 16-bit PNGs in PadChest_GR/.\n"
+    "--no-images writes the metadata only (the same as with images). The same options\n"
+    "give the same bytes. --contact-sheet draws one example per criterion value\n"
+    "(Derm7p) or per finding (PadChest-GR) into one image, JPEG if FILE ends in .jpg.\n";
+
+/* On a terminal, one line rewritten in place as images are written. */
+static void synth_progress(void *user, int done, int total)
+{
+    if (!isatty(2)) return;
+    fprintf(stderr, "\rscale synth %s: images %d/%d", (const char *)user, done, total);
+    if (done == total) fputc('\n', stderr);
+}
+
+static double seconds_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmd_synth(int argc, char **argv)
+{
+    if (argc < 2) return fprintf(stderr, "%s", synth_usage), 2;
+    if (!strcmp(argv[1], "--help")) return printf("%s", synth_usage), 0;
+    const char *kind = argv[1];
+    int derm = !strcmp(kind, "derm7p"), padchest = !strcmp(kind, "padchest-gr");
+    if (!derm && !padchest)
+        return fprintf(stderr, "scale synth: unknown dataset '%s' (derm7p or padchest-gr)\n", kind), 2;
+    sc_synth_derm7p_options dopt;
+    sc_synth_padchest_options popt;
+    sc_synth_derm7p_defaults(&dopt);
+    sc_synth_padchest_defaults(&popt);
+    const char *out = NULL, *sheet = NULL, *format = "jpg";
+    long n = derm ? dopt.n : popt.n, size = derm ? dopt.size : popt.size, tile = derm ? 96 : 160;
+    long seed = (long)dopt.seed, quality = dopt.quality;
+    double normal_share = popt.normal_share;
+    int images = 1;
+    cli c = cli_begin("synth", argc - 1, argv + 1);
+    while (cli_next(&c)) {
+        if (cli_is(&c, "--out")) out = cli_str(&c);
+        else if (cli_is(&c, "--n")) n = cli_long(&c);
+        else if (cli_is(&c, "--seed")) seed = cli_long(&c);
+        else if (cli_is(&c, "--size")) size = cli_long(&c);
+        else if (cli_is(&c, "--no-images")) images = 0;
+        else if (cli_is(&c, "--contact-sheet")) sheet = cli_str(&c);
+        else if (cli_is(&c, "--tile")) tile = cli_long(&c);
+        else if (derm && cli_is(&c, "--format")) format = cli_str(&c);
+        else if (derm && cli_is(&c, "--quality")) quality = cli_long(&c);
+        else if (padchest && cli_is(&c, "--normal-share")) normal_share = cli_double(&c);
+        else if (cli_is(&c, "--help")) return printf("%s", synth_usage), 0;
+        else return cli_unknown(&c);
+    }
+    if (c.bad) return 2;
+    if (!out && !sheet) return fprintf(stderr, "scale synth: --out DIR or --contact-sheet FILE is needed\n%s", synth_usage), 2;
+    if (strcmp(format, "jpg") && strcmp(format, "png"))
+        return fprintf(stderr, "scale synth: --format must be jpg or png, not '%s'\n", format), 2;
+    if (n < 1 || n > 1000000 || size < 32 || size > 4096 || seed < 0 || tile < 32 || tile > 1024 || quality < 1 ||
+        quality > 100 || !(normal_share >= 0.0 && normal_share <= 1.0))
+        return fprintf(stderr, "scale synth: an option is out of range (--n 1..1000000, --size 32..4096, --seed >= 0, "
+                               "--tile 32..1024, --quality 1..100, --normal-share 0..1)\n"), 2;
+    sc_err err;
+    if (sheet) {
+        sc_status st = derm ? sc_synth_derm7p_contact_sheet(sheet, (int)tile, (uint64_t)seed, &err)
+                            : sc_synth_padchest_contact_sheet(sheet, (int)tile, (uint64_t)seed, &err);
+        if (st) return cli_fail(&c, &err);
+        printf("scale synth %s: contact sheet %s\n", kind, sheet);
+    }
+    if (!out) return 0;
+    double t0 = seconds_now();
+    sc_status st;
+    if (derm) {
+        dopt.n = (int)n, dopt.seed = (uint64_t)seed, dopt.size = (int)size, dopt.quality = (int)quality;
+        dopt.png = !strcmp(format, "png"), dopt.images = images;
+        dopt.progress = synth_progress, dopt.progress_user = (void *)kind;
+        st = sc_synth_derm7p(out, &dopt, &err);
+    } else {
+        popt.n = (int)n, popt.seed = (uint64_t)seed, popt.size = (int)size, popt.normal_share = normal_share;
+        popt.images = images;
+        popt.progress = synth_progress, popt.progress_user = (void *)kind;
+        st = sc_synth_padchest_gr(out, &popt, &err);
+    }
+    if (st) return cli_fail(&c, &err);
+    printf("scale synth %s: %ld %s%s in %s%s (seed %ld), %.1f s\n", kind, n, derm ? "cases" : "studies",
+           images ? "" : " (no images)", out, derm ? "/release_v0" : "", seed, seconds_now() - t0);
+    return 0;
+}
+
+/* ---- 8f. The command table and main -------------------------------------- */
 
 typedef struct {
     const char *name;
@@ -6780,6 +9279,7 @@ static const command commands[] = {
 
     /* experiments */
     {"experiment", cmd_experiment, "reproduce the paper's figures: methods x fractions x subsets on a cache"},
+    {"synth", cmd_synth, "a synthetic Derm7p or PadChest-GR in the real layout"},
 
     /* general */
     {"help", cmd_help, "list the commands"},

@@ -148,6 +148,57 @@ float sc_rng_normal(sc_rng *r);                  /* N(0, 1), Box–Muller */
 uint32_t sc_rng_below(sc_rng *r, uint32_t n);    /* uniform in [0, n) */
 void sc_rng_shuffle(sc_rng *r, int *items, int n);
 
+/* ---- scale.c: synthetic datasets ---- */
+/* Look-alikes of the two datasets of the paper, written in the real
+ * releases' layouts so that the real readers load them (book/15):
+ *
+ * Derm7p: DIR/release_v0/{README.txt, meta/meta.csv (19 columns),
+ * meta/{train,valid,test}_indexes.csv, images/<folder>/<file>}. Diagnoses
+ * and every categorical column follow the real release's counts per
+ * diagnosis group (exactly at n = 1011), seven_point_score is the 7-point
+ * sum, and each criterion value is drawn visibly into the dermoscopic image
+ * (the `derm` column); the `clinic` image shows the same lesion zoomed out
+ * and blurred. Deterministic: the same options give the same bytes. */
+typedef struct {
+    int n;            /* cases; 1011 = the real release */
+    uint64_t seed;
+    int size;         /* side of each square image in pixels (192) */
+    int png;          /* 0: JPEG under .jpg/.JPG names, as released; 1: PNG under .png/.PNG */
+    int quality;      /* JPEG quality (92) */
+    int images;       /* 0: only the metadata (the same plan as with images) */
+    void (*progress)(void *user, int done, int total); /* after each batch of images, or NULL */
+    void *progress_user;
+} sc_synth_derm7p_options;
+
+void sc_synth_derm7p_defaults(sc_synth_derm7p_options *opt);
+sc_status sc_synth_derm7p(const char *dir, const sc_synth_derm7p_options *opt, sc_err *err);
+/* One lesion per criterion value (rows: the seven criteria; columns: their
+ * values, absent first), tile x tile pixels each; JPEG when the path ends
+ * in .jpg, else PNG. */
+sc_status sc_synth_derm7p_contact_sheet(const char *path, int tile, uint64_t seed, sc_err *err);
+
+/* PadChest-GR: DIR/{README.txt, grounded_reports_20240819.json,
+ * master_table.csv, PadChest_GR/<ImageID>}: 16-bit grey chest radiographs
+ * with atelectasis, cardiomegaly, consolidation and pleural effusion drawn
+ * at the locations of the paper's tree (data/padchest-gr.hier), one to
+ * three per abnormal study at the tree's relative frequencies, plus normal
+ * studies; bilingual report sentences naming finding and location, boxes
+ * around what was drawn; a patient-disjoint 70/10/20 split. */
+typedef struct {
+    int n;               /* studies (748, the paper's patients after preprocessing) */
+    uint64_t seed;
+    int size;            /* side of each square image in pixels (256) */
+    double normal_share; /* studies without any of the four findings (0.25) */
+    int images;          /* 0: only the reports and the master table */
+    void (*progress)(void *user, int done, int total);
+    void *progress_user;
+} sc_synth_padchest_options;
+
+void sc_synth_padchest_defaults(sc_synth_padchest_options *opt);
+sc_status sc_synth_padchest_gr(const char *dir, const sc_synth_padchest_options *opt, sc_err *err);
+/* Eight radiographs, one finding each with its boxes outlined (8-bit). */
+sc_status sc_synth_padchest_contact_sheet(const char *path, int tile, uint64_t seed, sc_err *err);
+
 /* ======================================================================== */
 /* ---- tensor.c: tensors, threads, GEMM, ops, autograd, optimizers --------- */
 /* ======================================================================== */
@@ -347,6 +398,9 @@ void sc_optim_free(sc_optim *o);
  * CoOp), then cosine annealing from base_lr towards 0 over the remaining
  * steps, as torch.optim.lr_scheduler.CosineAnnealingLR with eta_min = 0. */
 float sc_lr_cosine(float base_lr, int64_t step, int64_t total, int64_t warmup_steps, float warmup_lr);
+/* Learning rate at `step` of `total` with a linear warm-up over the first
+ * warmup_steps steps, then cosine annealing to 0 (CLIP pretraining). */
+float sc_lr_warmup_cosine(float base_lr, int64_t step, int64_t total, int64_t warmup_steps);
 
 /* ======================================================================== */
 /* ---- io.c: files from outside ------------------------------------------- */
@@ -392,11 +446,18 @@ typedef struct {
 
 #define SC_JSON_MAX_DEPTH 256
 
-/* `what` names the source in error messages (usually the file path). */
+/* `what` names the source in error messages (usually the file path), which
+ * read "WHAT: line L, column C: what is wrong". Strict RFC 8259: invalid
+ * UTF-8, lone surrogates, comments, trailing commas, NaN, numbers out of
+ * double range, nesting deeper than SC_JSON_MAX_DEPTH and data after the
+ * value are errors; a leading UTF-8 byte order mark is skipped. `text`
+ * need not be NUL-terminated and is not referenced after the call. On
+ * failure doc is left empty (sc_json_free on it is harmless). */
 sc_status sc_json_parse(sc_json_doc *doc, const char *text, size_t len, const char *what, sc_err *err);
 sc_status sc_json_load(sc_json_doc *doc, const char *path, size_t max_bytes, sc_err *err);
 void sc_json_free(sc_json_doc *doc);
-/* Member of an object by key (the last one if repeated), or NULL. */
+/* Member of an object by key (the last one if repeated), or NULL. A linear
+ * scan: fine for configs; index large objects (vocab.json) yourself. */
 const sc_json *sc_json_get(const sc_json *obj, const char *key);
 /* Typed look-ups with a default when the key is missing or of another type. */
 double sc_json_get_number(const sc_json *obj, const char *key, double dflt);
@@ -554,6 +615,7 @@ typedef struct {
     uint8_t *index;           /* (height, width) or NULL */
     int palette_size;         /* entries in palette; 0 unless index != NULL */
     uint8_t palette[256][4];  /* RGBA, alpha 255 where tRNS gives none */
+    int bilevel;              /* 1-bit grey (Pillow mode 1): pixels are 0 or 255 */
 } sc_image;
 
 /* Caps on what a decoder accepts from a file (stb_image's lesson: check
@@ -605,7 +667,8 @@ typedef enum { SC_RESAMPLE_NEAREST, SC_RESAMPLE_BILINEAR, SC_RESAMPLE_BICUBIC } 
  * first, uint8 in between) with support widened by the scale factor when
  * shrinking (antialiasing); bicubic a = -0.5. LA/RGBA are resized with
  * premultiplied alpha; palette images always use nearest neighbour (as
- * Pillow does for mode P), keeping their index plane. 8-bit images only. */
+ * Pillow does for mode P), keeping their index plane, and so do bilevel
+ * (1-bit) images, as Pillow does for mode 1. 8-bit images only. */
 sc_status sc_image_resize(const sc_image *src, int width, int height, sc_resample filter, sc_image *dst, sc_err *err);
 /* The rectangle (left, top, width, height), which must lie inside src. */
 sc_status sc_image_crop(const sc_image *src, int left, int top, int width, int height, sc_image *dst, sc_err *err);
@@ -746,6 +809,17 @@ sc_status sc_tokenizer_encode_batch(sc_tokenizer *tok, const char *const *texts,
  * BPE merge of every word (rank, pair, symbols after it) or every WordPiece
  * split, then the row's ids and token strings. For the book and debugging. */
 sc_status sc_tokenizer_explain(sc_tokenizer *tok, const char *text, size_t len, FILE *out, sc_err *err);
+
+/* Learn a small byte-level BPE vocabulary from n NUL-terminated texts and
+ * write it as Hugging Face's CLIP files DIR/merges.txt and DIR/vocab.json:
+ * the texts are cleaned and pre-tokenised as the tokenizer does, then the
+ * most frequent adjacent pair (ties: the lower ids) is merged until
+ * max_merges merges or until every word is one token. The vocabulary
+ * follows OpenAI's layout: 256 byte tokens, the same with </w>, one token
+ * per new merged string, <|startoftext|>, <|endoftext|> (the largest id).
+ * *n_merges (may be NULL) receives the merges learnt. */
+sc_status sc_bpe_learn(const char *const *texts, int64_t n, int max_merges, const char *dir, int *n_merges,
+                       sc_err *err);
 
 
 /* ---- io.c: CSV ---- */
@@ -1004,9 +1078,11 @@ sc_status sc_sha256_file(const char *path, char hex[65], int64_t *bytes, sc_err 
  *   sc_model_free(m);
  *
  * Encoding runs without autograd in a workspace taken from ctx->act and
- * rewound before returning (only the output stays). The CLIP text tower
- * can also run on the tape (sc_clip_text_forward) so that gradients reach
- * learned prompt embeddings (CoOp). */
+ * rewound before returning (only the output stays). Both CLIP towers can
+ * also run on the tape, sharing one transformer block: the text tower so
+ * that gradients reach learned prompt embeddings (CoOp), both towers so
+ * that a model made with sc_model_new_trainable can be pretrained from
+ * scratch (scale pretrain). */
 
 typedef enum {
     SC_ACT_QUICK_GELU,   /* x·σ(1.702x), OpenAI CLIP */
@@ -1142,6 +1218,33 @@ sc_tensor *sc_clip_token_embedding(sc_ctx *ctx, const sc_model *m);
 sc_tensor *sc_clip_text_forward(sc_ctx *ctx, const sc_model *m, sc_tensor *x, const int64_t *ids);
 /* The pooled position of one row of T ids, by the rule of the config. */
 int64_t sc_clip_eot_index(const sc_clip_text_config *cfg, const int64_t *ids, int64_t T);
+/* The whole text tower from ids (B, T): token embeddings looked up on the
+ * tape, then sc_clip_text_forward. */
+sc_tensor *sc_clip_text_forward_ids(sc_ctx *ctx, const sc_model *m, const int64_t *ids, int64_t B, int64_t T);
+/* Image embeddings (B, E) on the tape from pixels (B, 3, S, S): the vision
+ * tower of sc_model_encode_image op by op, through the same transformer
+ * block as the text tower (without its causal mask). */
+sc_tensor *sc_clip_image_forward(sc_ctx *ctx, const sc_model *m, sc_tensor *pixels);
+
+/* -- the parameter table; training a CLIP model (scale pretrain) -- */
+/* A CLIP model with random weights to train from scratch: every parameter
+ * an sc_param_new tensor with a gradient (LayerNorms at the identity,
+ * biases 0, matrices uniform in ±1/√fan_in). On the tape (the functions
+ * above) gradients then reach the parameters themselves. */
+sc_status sc_model_new_trainable(sc_model **out, const sc_model_config *cfg, uint64_t seed, sc_err *err);
+int sc_model_is_trainable(const sc_model *m);
+/* Every parameter, in the order of the weight tables (nn.c 7e), as a tensor
+ * over the model's storage; *n receives the count. The tensors of a loaded
+ * model are read-only views (the file may be mapped read-only). */
+sc_tensor *const *sc_model_params(const sc_model *m, int *n);
+/* Hugging Face key of parameter i ("vision_model.pre_layrnorm.weight"). */
+const char *sc_model_param_key(const sc_model *m, int i);
+/* The parameter with that key, or NULL. */
+sc_tensor *sc_model_param_find(const sc_model *m, const char *key);
+/* Write a CLIP model as a Hugging Face directory: config.json (CLIPConfig)
+ * and model.safetensors (float32, Hugging Face keys), both atomically;
+ * DIR is created when missing. sc_model_load reads it back. */
+sc_status sc_model_save(const sc_model *m, const char *dir, sc_err *err);
 
 /* ---- nn.c: adapters, Eq. 1 (book/04) ---- */
 /* A CLIP-Adapter: a bias-free bottleneck MLP A(f) whose output is blended
@@ -1645,6 +1748,57 @@ sc_status sc_trustworthiness(const float *X, int64_t d, const double *Y, int64_t
  * goes to the label of the nearer voter). 1 <= k < n, k <= 64. */
 double sc_knn_accuracy(const double *Y, int64_t e, const int *label, int64_t n, int k);
 
+/* ---- loss.c: pretraining a CLIP model from scratch (book/15) ---- */
+/* CLIP's symmetric contrastive loss (Radford et al. 2021) over N pairs:
+ * with logits L = exp(t) · norm(img) · norm(txt)ᵀ (N, N), the mean of the
+ * cross-entropies of the rows (image i → caption i) and of the columns
+ * (caption j → image j). logit_scale holds t (one element, on the tape
+ * when it is a parameter). Returns shape (1). */
+sc_tensor *sc_clip_loss(sc_ctx *ctx, sc_tensor *img, sc_tensor *txt, sc_tensor *logit_scale);
+
+/* Image–caption pairs: every image has `captions` captions, one of which
+ * is drawn each time the image is. */
+typedef struct {
+    int64_t n;                 /* images */
+    int64_t S;                 /* side of the model's input */
+    const float *pixels;       /* (n, 3, S, S) after the model's preprocessing */
+    int64_t captions;          /* K captions per image */
+    int64_t T;                 /* ids per caption row, at most the text context */
+    const int64_t *ids;        /* (n, K, T) token ids, one row per caption */
+} sc_pretrain_data;
+
+typedef struct {
+    int64_t steps;             /* optimizer steps */
+    int64_t batch;             /* pairs per step (the contrastive batch) */
+    int64_t warmup;            /* steps of linear warm-up, then cosine to 0 */
+    float lr;                  /* peak learning rate of AdamW */
+    float weight_decay;        /* on the weight matrices (ndim >= 2) only */
+    int flip;                  /* 1 = mirror images at random (4 ways) */
+    uint64_t seed;             /* shuffling, caption choice, flips */
+} sc_pretrain_config;
+
+/* Everything pretraining changes besides the model's parameters. */
+typedef struct {
+    sc_pretrain_config cfg;
+    sc_optim decay, no_decay;  /* AdamW with and without weight decay */
+    sc_tensor *logit_scale;    /* the model's parameter, clipped to [0, ln 100] */
+    sc_rng rng;
+    int *order;                /* (n) image order of the current epoch */
+    int64_t next;              /* position in `order` */
+    int64_t step;              /* steps done */
+} sc_pretrainer;
+
+sc_pretrain_config sc_pretrain_defaults(void);
+/* Check the data against the model (sc_model_new_trainable) and set up the
+ * optimizers. The data must outlive the pretrainer. */
+sc_status sc_pretrainer_init(sc_pretrainer *p, sc_model *m, const sc_pretrain_data *d, const sc_pretrain_config *cfg,
+                             sc_err *err);
+/* One AdamW step on a batch of cfg.batch pairs; returns the batch loss.
+ * ctx is reset first. With a fixed seed and thread count every step is
+ * bit-reproducible. */
+double sc_pretrainer_step(sc_pretrainer *p, sc_model *m, sc_ctx *ctx, const sc_pretrain_data *d);
+void sc_pretrainer_free(sc_pretrainer *p);
+
 /* ======================================================================== */
 /* ---- scale.c: datasets and the embedding cache -------------------------- */
 /* ======================================================================== */
@@ -1686,9 +1840,12 @@ typedef enum {
 typedef struct {
     sc_dataset_kind kind;
     const char *path;          /* Derm7p: release_v0/ (or its parent); PadChest-GR: the
-                                  folder with grounded_reports_*.json; manifest: the CSV */
-    const char *hier;          /* hierarchy file; NULL: data/derm7p.hier, data/padchest-gr.hier,
-                                  or for a manifest one derived from its labels */
+                                  folder with grounded_reports_*.json (the last by name,
+                                  i.e. the newest release, when there are several) and
+                                  master_table.csv; manifest: the CSV */
+    const char *hier;          /* hierarchy file; NULL: data/derm7p.hier, data/padchest-gr.hier
+                                  (here or beside the program), or for a manifest one
+                                  derived from its labels */
     int clinic;                /* Derm7p: 1 = the clinic column's images, 0 = derm */
     int keep_replaced_clinic;  /* Derm7p with clinic: keep the cases whose clinic image is
                                   a dermoscopic one (notes "... replaced ..."), left out by default */
@@ -2024,6 +2181,19 @@ sc_node *sc__node_record(sc_ctx *ctx, const char *op, sc__backward_fn bw,
 float *sc__grad(sc_ctx *ctx, sc_tensor *t);
 /* Allocate from ctx->act or abort with a message naming the arena. */
 void *sc__act_alloc(sc_ctx *ctx, size_t bytes);
+
+/* nn.c internals, exposed for tests. sc__attention: multi-head attention
+ * of q, k, v (B, T, C) with H heads (causal or not) as an op on the tape.
+ * sc__swin_windows: the windows of Swin block `block` on a stage of
+ * Hs × Ws tokens with configured window M0 — returns the window side in
+ * use, sets *shift and *n_win, and (when not NULL) fills src (n_win·M²)
+ * with the token each window position shows (−1 = padding) and, when the
+ * block shifts, mask (n_win, M², M²) with 0 / −100.
+ * sc__swin_relative_index: the bias-table row of query i, key j. */
+sc_tensor *sc__attention(sc_ctx *ctx, sc_tensor *q, sc_tensor *k, sc_tensor *v, int64_t H, int causal);
+int64_t sc__swin_windows(int64_t Hs, int64_t Ws, int64_t M0, int64_t block, int64_t *shift, int64_t *n_win,
+                         int64_t *src, float *mask);
+int64_t sc__swin_relative_index(int64_t M0, int64_t M, int64_t i, int64_t j);
 /* Force the GEMM kernel for tests and benchmarks: level 0 = portable, 1 =
  * AVX2/FMA (clamped to what this CPU runs); -1 = automatic again, which
  * reads SCALE_NO_SIMD anew. Returns the level now in use. */

@@ -2378,3 +2378,17 @@ float sc_lr_cosine(float base_lr, int64_t step, int64_t total, int64_t warmup_st
     return (float)(0.5 * base_lr * (1.0 + cos(3.14159265358979323846 * t)));
 }
 /* @book end lr-cosine */
+
+/* @book begin lr-warmup-cosine */
+/* The schedule of CLIP pretraining (open_clip's cosine_lr): a linear ramp
+ * to base_lr over the first warmup_steps steps (step s gets base_lr ·
+ * (s + 1) / warmup_steps), then a half cosine from base_lr down to 0 over
+ * the remaining steps. */
+float sc_lr_warmup_cosine(float base_lr, int64_t step, int64_t total, int64_t warmup_steps)
+{
+    if (step < warmup_steps) return base_lr * (float)(step + 1) / (float)warmup_steps;
+    int64_t rest = total - warmup_steps;
+    double t = rest > 0 ? (double)(step - warmup_steps) / (double)rest : 1.0;
+    return (float)(0.5 * base_lr * (1.0 + cos(3.14159265358979323846 * t)));
+}
+/* @book end lr-warmup-cosine */

@@ -1,4 +1,4 @@
-/* bench_experiment.c — the experiment runner (scale.c section 6) at the
+/* bench_experiment.c — the experiment runner (scale.c section 7) at the
  * size of Derm7p: 413 training and 395 test images, 768-d embeddings
  * (MONET's width), the seven criteria of data/derm7p.hier (28
  * combinations). The embeddings are synthetic (experiment_fixtures.h): the

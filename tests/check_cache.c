@@ -1,4 +1,4 @@
-/* check_cache.c — the embedding cache (scale.c sections 5g-5j): a round
+/* check_cache.c — the embedding cache (scale.c sections 6g-6j): a round
  * trip against embeddings computed directly with the model, refusal of a
  * stale cache, shards joined byte for byte equal to one whole run, and
  * `scale embed` through the binary, including a failure that must leave
@@ -226,6 +226,16 @@ static void assert_same_dirs(const char *a, const char *b)
     ck_assert_int_eq(n_a, 10);
 }
 
+/* Entries of dir whose name starts with prefix. */
+static int count_entries(const char *dir, const char *prefix)
+{
+    DIR *d = opendir(dir);
+    int n = 0;
+    for (struct dirent *e; d && (e = readdir(d)) != NULL;) n += !strncmp(e->d_name, prefix, strlen(prefix));
+    if (d) closedir(d);
+    return n;
+}
+
 /* ---- the round trip ---- */
 
 START_TEST(test_round_trip)
@@ -386,6 +396,75 @@ START_TEST(test_stale_cache_refused)
 }
 END_TEST
 
+/* ---- broken runs and broken caches ---- */
+
+/* A corrupt image half way: the error names it and nothing is left, not
+ * even the temporary folder. */
+START_TEST(test_failed_embed_leaves_nothing)
+{
+    setup s;
+    setup_padchest(&s);
+    put_file(s.data, "Padchest_GR_files/img07.png", "\x89PNG\r\n\x1a\n but cut short");
+    sc_dataset_options o = padchest_opts(&s);
+    sc_dataset ds;
+    sc_err err;
+    ck_assert(sc_dataset_load(&ds, &o, &err) == SC_OK); /* the reader only checks that files exist */
+    sc_embed_config cfg = sc_embed_defaults();
+    cfg.model = s.model;
+    cfg.batch = 2;
+    char out[400];
+    snprintf(out, sizeof out, "%s/cache", s.root);
+    ck_assert_int_ne(sc_embed(&cfg, &ds, out, &err), SC_OK);
+    ck_assert_msg(strstr(err.msg, "img07.png") != NULL, "%s", err.msg);
+    ck_assert_int_eq(count_entries(s.root, "cache"), 0);
+    sc_dataset_free(&ds);
+}
+END_TEST
+
+/* Every file of a cache is checked against index.json when it is loaded. */
+START_TEST(test_cache_load_errors)
+{
+    static const struct {
+        const char *file;
+        int how; /* 0 remove, 1 a (4, 32) float32 array, 2 a label of 2, 3 replace text */
+        const char *old, *new_, *message;
+    } cases[] = {
+        {"text_emb.npy", 0, NULL, NULL, "text_emb.npy: cannot open"},
+        {"image_emb.npy", 1, NULL, NULL, "image_emb.npy: expected float32 (5, 32) as index.json says, found float32 with 2 dims"},
+        {"image_labels.npy", 2, NULL, NULL, "image_labels.npy: entry 0 is 2, not 0 or 1"},
+        {"index.json", 3, "\"images\": 5", "\"images\": 6", "index.json: not a whole cache (images 0..5 of 6)"},
+        {"images.csv", 3, "row,id,", "row,name,", "images.csv:1: no column 'id'"},
+        {"index.json", 3, "scale-embedding-cache", "something-else", "index.json: not the index of an embedding cache"},
+        {"texts.csv", 3, "prompt,0,3,0", "prompt,0,12,0", "texts.csv:5: text 3: kind, task, index, variant, image or tokens do not fit"},
+        {"index.json", 3, "\"dropped\": []", "\"dropped\": [\"x|y|z\"]", "index.json: dropped combination 'x|y|z' is not in hierarchy.hier"},
+    };
+    setup s;
+    setup_padchest(&s);
+    sc_dataset_options o = padchest_opts(&s);
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        char out[400], path[600];
+        snprintf(out, sizeof out, "%s/cache%zu", s.root, k);
+        embed_ok(s.model, &o, 4, 0, 1, out);
+        snprintf(path, sizeof path, "%s/%s", out, cases[k].file);
+        sc_err err;
+        if (cases[k].how == 0) ck_assert_int_eq(unlink(path), 0);
+        if (cases[k].how == 1) {
+            float zeros[4 * 32] = {0};
+            ck_assert(sc_npy_write_f32(path, zeros, 2, (int64_t[]){4, 32}, &err) == SC_OK);
+        }
+        if (cases[k].how == 2) {
+            uint8_t bad[5 * 12] = {2};
+            sc_array a = {SC_DT_U8, 2, {5, 12}, bad, sizeof bad};
+            ck_assert(sc_npy_write(path, &a, &err) == SC_OK);
+        }
+        if (cases[k].how == 3) replace_in_file(path, cases[k].old, cases[k].new_);
+        sc_cache c;
+        ck_assert_int_ne(sc_cache_load(&c, out, &err), SC_OK);
+        ck_assert_msg(strstr(err.msg, cases[k].message) != NULL, "case %zu: %s", k, err.msg);
+    }
+}
+END_TEST
+
 /* ---- shards ---- */
 
 START_TEST(test_shards_merge_like_one_run)
@@ -499,6 +578,63 @@ START_TEST(test_clip_derm7p)
 }
 END_TEST
 
+/* ---- the synthetic look-alikes, end to end ---- */
+
+/* scale synth's PadChest-GR through the reader and the MedCLIP test model,
+ * and its Derm7p through the CLIP one: every image and label arrives. */
+START_TEST(test_synthetic_end_to_end)
+{
+    setup s;
+    setup_padchest(&s); /* for the model; the data folder is replaced */
+    char data[400], out[400];
+    snprintf(data, sizeof data, "%s/synthetic", s.root);
+    sc_synth_padchest_options po;
+    sc_synth_padchest_defaults(&po);
+    po.n = 60;
+    po.size = 48;
+    sc_err err;
+    ck_assert_msg(sc_synth_padchest_gr(data, &po, &err) == SC_OK, "%s", err.msg);
+    sc_dataset_options o = padchest_opts(&s);
+    o.path = data;
+    sc_dataset ds;
+    ck_assert_msg(sc_dataset_load(&ds, &o, &err) == SC_OK, "%s", err.msg);
+    ck_assert_int_gt(ds.n_images, 30);
+    ck_assert_int_ge(ds.n_texts, ds.n_images);
+    snprintf(out, sizeof out, "%s/pgr", s.root);
+    embed_ok(s.model, &o, 8, 0, 1, out);
+    sc_cache c;
+    load_cache(&c, out);
+    ck_assert_int_eq(c.N, ds.n_images);
+    ck_assert_mem_eq(c.image_labels, ds.labels, (size_t)(c.N * 12));
+    sc_cache_free(&c);
+    sc_dataset_free(&ds);
+
+    char model[400];
+    snprintf(model, sizeof model, "%s/clip", s.root);
+    mkdir(model, 0777);
+    make_clip_model(model);
+    snprintf(data, sizeof data, "%s/derm", s.root);
+    sc_synth_derm7p_options dopt;
+    sc_synth_derm7p_defaults(&dopt);
+    dopt.n = 40;
+    dopt.size = 32;
+    ck_assert_msg(sc_synth_derm7p(data, &dopt, &err) == SC_OK, "%s", err.msg);
+    sc_dataset_options d = sc_dataset_defaults();
+    d.path = data;
+    d.hier = sc_test_path("data/derm7p.hier");
+    snprintf(out, sizeof out, "%s/d7", s.root);
+    embed_ok(model, &d, 16, 0, 1, out);
+    load_cache(&c, out);
+    ck_assert_int_eq(c.N, 40);
+    for (int64_t i = 0; i < c.N; i++) {
+        int ones = 0;
+        for (int k = 0; k < c.n_labels; k++) ones += c.image_labels[i * c.n_labels + k];
+        ck_assert_int_eq(ones, 7);
+    }
+    sc_cache_free(&c);
+}
+END_TEST
+
 /* ---- scale embed, run as a program ---- */
 
 static int run(const char *dir, const char *args)
@@ -524,16 +660,6 @@ static int output_has(const char *dir, const char *stream, const char *text)
     return found;
 }
 
-/* Entries of dir whose name starts with prefix. */
-static int count_entries(const char *dir, const char *prefix)
-{
-    DIR *d = opendir(dir);
-    int n = 0;
-    for (struct dirent *e; d && (e = readdir(d)) != NULL;) n += !strncmp(e->d_name, prefix, strlen(prefix));
-    if (d) closedir(d);
-    return n;
-}
-
 START_TEST(test_cli_embed)
 {
     setup s;
@@ -543,7 +669,7 @@ START_TEST(test_cli_embed)
              s.data, sc_test_path("data/padchest-gr.hier"));
     snprintf(args, sizeof args, "embed %s --out %s/cache --quiet", common, s.root);
     ck_assert_int_eq(run(s.root, args), 0);
-    ck_assert(output_has(s.root, "stdout", "cache: 5 images, shard 0 of 1"));
+    ck_assert(output_has(s.root, "stdout", "cache: shard 0 of 1 of a dataset of 5 images"));
     /* shards on the command line, as a Slurm array would run them */
     for (int k = 0; k < 2; k++) {
         snprintf(args, sizeof args, "embed %s --shard %d/2 --out %s/part%d", common, k, s.root, k);
@@ -588,9 +714,16 @@ Suite *suite_cache(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_round_trip);
     tcase_add_test(tc, test_stale_cache_refused);
+    tcase_add_test(tc, test_failed_embed_leaves_nothing);
+    tcase_add_test(tc, test_cache_load_errors);
     tcase_add_test(tc, test_shards_merge_like_one_run);
     tcase_add_test(tc, test_clip_derm7p);
     tcase_add_test(tc, test_cli_embed);
     suite_add_tcase(s, tc);
+    TCase *synth = tcase_create("cache_synthetic");
+    tcase_set_timeout(synth, 60);
+    tcase_set_tags(synth, "slow");
+    tcase_add_test(synth, test_synthetic_end_to_end);
+    suite_add_tcase(s, synth);
     return s;
 }

@@ -1,10 +1,10 @@
 /* check_datasets.c — the dataset readers and stratified splits (scale.c
- * section 5a-5f). Every fixture is written here, into a scratch folder, in
+ * section 6a-6f). Every fixture is written here, into a scratch folder, in
  * the layout of the real release: Derm7p's release_v0 (meta.csv with its 19
  * columns and RFC 4180 quoting, the index files, images under images/ with
  * mixed .jpg/.JPG names), PadChest-GR's grounded_reports_*.json and
  * master_table.csv with 16- and 8-bit PNGs, and a manifest CSV. Images are
- * small synthetic PNGs (the decoders go by signature, not by name). The
+ * small synthetic JPEGs (Derm7p) and PNGs (the others). The
  * expected labels are written down from the hierarchy files' order (which
  * check_hier.c pins to the paper), not computed by the readers. */
 #define _POSIX_C_SOURCE 200809L
@@ -574,6 +574,27 @@ START_TEST(test_stratify_multi_label)
 }
 END_TEST
 
+/* The worked example of book/16 (section 16.3): five images of label 0,
+ * two of label 1, folds of 0.6 and 0.4. Fold 0 gets three and one, fold 1
+ * two and one, whatever the seed. */
+START_TEST(test_stratify_worked_example)
+{
+    const uint8_t labels[7 * 2] = {1, 0, 1, 0, 0, 1, 1, 0, 1, 0, 0, 1, 1, 0};
+    const double fraction[2] = {0.6, 0.4};
+    int fold[7];
+    sc_err err;
+    for (uint64_t seed = 0; seed < 10; seed++) {
+        ck_assert(sc_stratify(fold, labels, 7, 2, NULL, fraction, 2, seed, &err) == SC_OK);
+        int count[2][2] = {{0, 0}, {0, 0}};
+        for (int i = 0; i < 7; i++) count[fold[i]][labels[i * 2] ? 0 : 1]++;
+        ck_assert_int_eq(count[0][0], 3);
+        ck_assert_int_eq(count[0][1], 1);
+        ck_assert_int_eq(count[1][0], 2);
+        ck_assert_int_eq(count[1][1], 1);
+    }
+}
+END_TEST
+
 /* Groups (patients) stay whole; images without labels fill the sizes. */
 START_TEST(test_stratify_groups)
 {
@@ -656,6 +677,43 @@ START_TEST(test_padchest_stratified_split)
 }
 END_TEST
 
+/* ------------------------------------------------------------------------ */
+/* The synthetic look-alike of scale synth (scale.c section 5)               */
+/* ------------------------------------------------------------------------ */
+
+/* At the real size the synthetic Derm7p follows the real release's value
+ * counts and split sizes (facts of the release: 1011 cases, 413/203/395);
+ * the reader must see exactly those, through meta.csv and the index files. */
+START_TEST(test_synthetic_derm7p_counts)
+{
+    char root[256];
+    snprintf(root, sizeof root, "%s", sc_test_tmpdir());
+    sc_synth_derm7p_options so;
+    sc_synth_derm7p_defaults(&so);
+    so.size = 32;
+    sc_err err;
+    ck_assert_msg(sc_synth_derm7p(root, &so, &err) == SC_OK, "%s", err.msg);
+    sc_dataset_options o = derm_options(root);
+    sc_dataset ds;
+    load_ok(&ds, &o);
+    ck_assert_int_eq(ds.n_images, 1011);
+    /* the real release's counts of every value, in the hierarchy's order */
+    static const int want[28] = {400, 381, 230,           653, 107, 251,      588, 3, 115, 40, 265,
+                                 758, 116, 38, 99,        229, 334, 448,      816, 195,
+                                 823, 31, 23, 15, 46, 2, 53, 18};
+    int count[28] = {0}, per_split[SC_N_SPLITS] = {0};
+    for (int64_t i = 0; i < ds.n_images; i++) {
+        for (int k = 0; k < 28; k++) count[k] += ds.labels[i * 28 + k];
+        per_split[ds.split[i]]++;
+    }
+    ck_assert_mem_eq(count, want, sizeof want);
+    ck_assert_int_eq(per_split[SC_SPLIT_TRAIN], 413);
+    ck_assert_int_eq(per_split[SC_SPLIT_VALID], 203);
+    ck_assert_int_eq(per_split[SC_SPLIT_TEST], 395);
+    sc_dataset_free(&ds);
+}
+END_TEST
+
 Suite *suite_datasets(void)
 {
     Suite *s = suite_create("datasets");
@@ -679,8 +737,14 @@ Suite *suite_datasets(void)
     TCase *strat = tcase_create("stratify");
     tcase_add_test(strat, test_stratify_single_label);
     tcase_add_test(strat, test_stratify_multi_label);
+    tcase_add_test(strat, test_stratify_worked_example);
     tcase_add_test(strat, test_stratify_groups);
     tcase_add_test(strat, test_stratified_subset);
     suite_add_tcase(s, strat);
+    TCase *synth = tcase_create("synthetic");
+    tcase_set_timeout(synth, 60);
+    tcase_set_tags(synth, "slow");
+    tcase_add_test(synth, test_synthetic_derm7p_counts);
+    suite_add_tcase(s, synth);
     return s;
 }

@@ -1,4 +1,4 @@
-/* check_experiment.c — the experiment runner (scale.c section 6).
+/* check_experiment.c — the experiment runner (scale.c section 7).
  *
  * Evidence:
  *  1. nested stratified subsets: every class's count within one of its

@@ -71,6 +71,24 @@ static inline void put_png(const char *dir, const char *rel, int w, int h, int c
     free(img.pixels16);
 }
 
+/* A w×h RGB JPEG (quality 90) of seeded noise, as Derm7p's images are. */
+static inline void put_jpeg(const char *dir, const char *rel, int w, int h, uint64_t seed)
+{
+    sc_image img = {0};
+    img.width = w, img.height = h, img.channels = 3, img.bits = 8;
+    size_t n = (size_t)w * (size_t)h * 3;
+    sc_rng rng;
+    sc_rng_seed(&rng, seed);
+    img.pixels = malloc(n);
+    for (size_t i = 0; i < n; i++) img.pixels[i] = (uint8_t)(sc_rng_u32(&rng) >> 24);
+    char path[1024];
+    sc_err err;
+    fixture_mkdirs(dir, rel);
+    snprintf(path, sizeof path, "%s/%s", dir, rel);
+    ck_assert_msg(sc_jpeg_write(path, &img, 90, &err) == SC_OK, "%s", err.msg);
+    free(img.pixels);
+}
+
 /* Replace the first occurrence of old (which must be there) by new_. */
 static inline void replace_in_file(const char *path, const char *old, const char *new_)
 {
@@ -150,9 +168,9 @@ static inline void derm7p_fixture(const char *root)
         int flip = r == DERM_FLIPPED_ROW;
         snprintf(rel, sizeof rel, "release_v0/images/%s", derm);
         if (flip) memcpy(rel + strlen(rel) - 3, "JPG", 3);
-        put_png(root, rel, 24, 20, 3, 8, 100 + (uint64_t)r);
+        put_jpeg(root, rel, 24, 20, 100 + (uint64_t)r);
         snprintf(rel, sizeof rel, "release_v0/images/%s", clinic);
-        put_png(root, rel, 20, 24, 3, 8, 200 + (uint64_t)r);
+        put_jpeg(root, rel, 20, 24, 200 + (uint64_t)r);
     }
     put_file(root, "release_v0/meta/meta.csv", meta);
     put_file(root, "release_v0/meta/train_indexes.csv", "indexes\n0\n1\n2\n3\n4\n5\n");
