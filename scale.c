@@ -6132,7 +6132,7 @@ typedef struct {
     float *none_raw;                /* (E) "No finding." */
     int64_t *subset[SC_EXP_MAX_FRACTIONS][SC_EXP_MAX_SEEDS];
     int64_t subset_n[SC_EXP_MAX_FRACTIONS][SC_EXP_MAX_SEEDS];
-    int64_t *name_ids;              /* (K, T) CoOp's class names, tokenized */
+    int64_t *name_ids[SC_EXP_MAX_METHODS]; /* (K, T) a CoOp method's class names, tokenized */
     int64_t init_ids[SC_EXP_MAX_METHODS][SC_EXP_MAX_INIT_WORDS];
     int n_init[SC_EXP_MAX_METHODS]; /* CoOp's init words (0: random context) */
     int tsne_method;                /* the SCALE method mapped in Fig. 4, or -1 */
@@ -6340,7 +6340,7 @@ static sc_status coop(exp_scores *s, const exp_shared *sh, int mi, const int64_t
     sc_coop_config cfg = m->coop;
     cfg.seed = seed;
     sc_coop p;
-    sc_status st = sc_coop_init(&p, sh->model, sh->name_ids, K, c->T, sh->n_init[mi] ? sh->init_ids[mi] : NULL, sh->n_init[mi],
+    sc_status st = sc_coop_init(&p, sh->model, sh->name_ids[mi], K, c->T, sh->n_init[mi] ? sh->init_ids[mi] : NULL, sh->n_init[mi],
                                 &cfg, err);
     if (!st) {
         sc_coop_data d = {n, E, img, targets, sh->n_tasks, sh->combo_offset};
@@ -7148,7 +7148,8 @@ static sc_status caches_match(const sc_cache *a, const sc_cache *b, sc_err *err)
 static void shared_free(exp_shared *sh)
 {
     free(sh->class_offset), free(sh->class_of), free(sh->pool), free(sh->test), free(sh->class_labels);
-    free(sh->test_raw), free(sh->prompts_raw), free(sh->name_ids), free(sh->tsne_rows), free(sh->tsne_concept);
+    free(sh->test_raw), free(sh->prompts_raw), free(sh->tsne_rows), free(sh->tsne_concept);
+    for (int m = 0; m < SC_EXP_MAX_METHODS; m++) free(sh->name_ids[m]);
     for (int f = 0; f < SC_EXP_MAX_FRACTIONS; f++)
         for (int s = 0; s < SC_EXP_MAX_SEEDS; s++) free(sh->subset[f][s]);
     memset(sh, 0, sizeof *sh);
@@ -7232,30 +7233,12 @@ static sc_status shared_texts(exp_shared *sh, sc_err *err)
     return SC_OK;
 }
 
-/* CoOp's class names (the cache's tokenized names) and init words (the
- * model's tokenizer), or a note saying why CoOp cannot run. */
-static sc_status shared_coop(exp_shared *sh, int m, sc_err *err)
+/* CoOp's init words through the model's tokenizer, without the start and
+ * end tokens. */
+static sc_status coop_init_words(exp_shared *sh, int m, sc_err *err)
 {
     const sc_cache *c = sh->c;
     const sc_method *method = &sh->ex->methods[m];
-    if (!sh->model || sc_model_get_config(sh->model)->kind != SC_MODEL_CLIP) {
-        sh->unavailable[m] = 1;
-        snprintf(sh->note[m], sizeof sh->note[m], "CoOp is unavailable: it back-propagates through the text tower, "
-                 "and only CLIP's runs on the autograd tape here (MedCLIP's BERT does not)");
-        return SC_OK;
-    }
-    if (!sh->name_ids) {
-        if (!(sh->name_ids = malloc(sizeof(int64_t) * (size_t)(sh->K * c->T)))) return sc_fail(err, SC_ENOMEM, "out of memory");
-        for (int t = 0; t < sh->n_tasks; t++)
-            for (int h = 0; h < c->hier.tasks[t].n_combos; h++) {
-                int64_t row = sc_cache_text_row(c, SC_TEXT_NAME, t, h, 0);
-                if (row < 0) return sc_fail(err, SC_EFORMAT, "%s: no name text for combination %d of task '%s'",
-                                            c->dir, h, c->hier.tasks[t].name);
-                memcpy(sh->name_ids + (sh->combo_offset[t] + h) * c->T, c->text_ids + row * c->T,
-                       sizeof(int64_t) * (size_t)c->T);
-            }
-    }
-    if (!method->coop_init) return SC_OK;
     sc_tok_options o = sc_tok_defaults();
     o.max_length = (int)c->T;
     int64_t *ids = malloc(sizeof(int64_t) * (size_t)c->T);
@@ -7267,12 +7250,55 @@ static sc_status shared_coop(exp_shared *sh, int m, sc_err *err)
         st = sc_fail(err, SC_EARG, "%s:%d: init \"%s\" is %d tokens; CoOp's context takes 1 to %d", sh->ex->path,
                      method->line, method->coop_init, n - 2, SC_EXP_MAX_INIT_WORDS);
     if (!st) {
-        sh->n_init[m] = n - 2;                  /* without the start and end tokens */
+        sh->n_init[m] = n - 2;
         memcpy(sh->init_ids[m], ids + 1, sizeof(int64_t) * (size_t)(n - 2));
     }
     if (tok) sc_tokenizer_free(tok);
     free(ids);
     return st;
+}
+
+/* CoOp's class names: the cache's tokenized names, each cut (keeping its
+ * end token) where it would not fit the text tower's positions after the
+ * start token and the context, with a note saying how many were cut; or
+ * a note saying why CoOp cannot run at all. */
+static sc_status shared_coop(exp_shared *sh, int m, sc_err *err)
+{
+    const sc_cache *c = sh->c;
+    const sc_method *method = &sh->ex->methods[m];
+    if (!sh->model || sc_model_get_config(sh->model)->kind != SC_MODEL_CLIP) {
+        sh->unavailable[m] = 1;
+        snprintf(sh->note[m], sizeof sh->note[m], "CoOp is unavailable: it back-propagates through the text tower, "
+                 "and only CLIP's runs on the autograd tape here (MedCLIP's BERT does not)");
+        return SC_OK;
+    }
+    sc_status st = method->coop_init ? coop_init_words(sh, m, err) : SC_OK;
+    if (st) return st;
+    const sc_clip_text_config *tc = &sc_model_get_config(sh->model)->text;
+    int64_t T = c->T, room = tc->context - 1 - (sh->n_init[m] ? sh->n_init[m] : method->coop.n_ctx);
+    if (room < 2)
+        return sc_fail(err, SC_EARG, "%s:%d: %d context vectors leave no room for a name in the text tower's %lld "
+                       "positions", sh->ex->path, method->line, method->coop.n_ctx, (long long)tc->context);
+    int64_t *names = sh->name_ids[m] = malloc(sizeof(int64_t) * (size_t)(sh->K * T));
+    if (!names) return sc_fail(err, SC_ENOMEM, "out of memory");
+    int cut = 0;
+    for (int t = 0; t < sh->n_tasks; t++)
+        for (int h = 0; h < c->hier.tasks[t].n_combos; h++) {
+            int64_t src = sc_cache_text_row(c, SC_TEXT_NAME, t, h, 0), *row = names + (sh->combo_offset[t] + h) * T;
+            if (src < 0) return sc_fail(err, SC_EFORMAT, "%s: no name text for combination %d of task '%s'", c->dir, h,
+                                        c->hier.tasks[t].name);
+            memcpy(row, c->text_ids + src * T, sizeof(int64_t) * (size_t)T);
+            int64_t end = sc_clip_eot_index(tc, row, T);   /* name tokens + the end token = end */
+            if (end <= room) continue;
+            int64_t eot = row[end], pad = end + 1 < T ? row[end + 1] : 0;
+            row[room] = eot;
+            for (int64_t q = room + 1; q < T; q++) row[q] = pad;
+            cut++;
+        }
+    if (cut)
+        snprintf(sh->note[m], sizeof sh->note[m], "%d of %d class names were cut to %lld tokens to fit the text "
+                 "tower's %lld positions", cut, sh->K, (long long)(room - 1), (long long)tc->context);
+    return SC_OK;
 }
 
 /* Fig. 4's texts: up to tsne_points of the dataset's sentences about the
@@ -7432,9 +7458,10 @@ sc_status sc_experiment_run(const sc_experiment *ex, const sc_cache *cache, cons
         for (int m = 0; opt && opt->progress && m < ex->n_methods; m++)
             if (sh.note[m][0]) fprintf(opt->progress, "scale experiment: %s: %s\n", ex->methods[m].name, sh.note[m]);
     }
-    if (!st) st = run_sweep(&sw, opt ? opt->progress : NULL, err);
+    /* the temporary folder first, so that an unwritable place fails now */
     char tmp[DS_PATH_MAX];
     int have_tmp = !st && (st = cache_tmp_begin(out_dir, tmp, sizeof tmp, err)) == SC_OK;
+    if (!st) st = run_sweep(&sw, opt ? opt->progress : NULL, err);
     sc_text summary;
     sc_text_init(&summary);
     if (!st) {
@@ -9090,6 +9117,19 @@ static const char experiment_usage[] =
     "                   tasks=joint|separate\n"
     "  every method also takes dashed=yes|no (its line in Fig. 2)\n";
 
+/* Create the folders leading to path (not path itself), as mkdir -p. */
+static void make_parents(const char *path)
+{
+    char buf[DS_PATH_MAX];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++)
+        if (*p == '/' && p[1]) {
+            *p = '\0';
+            mkdir(buf, 0777);
+            *p = '/';
+        }
+}
+
 /* "runs/NAME" for config path ".../NAME.conf". */
 static void default_run_dir(char *out, size_t n, const char *config)
 {
@@ -9119,11 +9159,9 @@ static int cmd_experiment(int argc, char **argv)
     if (threads < 0 || threads > 256) return fprintf(stderr, "scale experiment: --threads takes 1 to 256\n"), 2;
     if (threads) sc_set_threads((int)threads);
     char run_dir[DS_PATH_MAX];
-    if (!out) {
-        default_run_dir(run_dir, sizeof run_dir, config);
-        mkdir("runs", 0777);   /* the usual parent; an error shows when the run is written */
-        out = run_dir;
-    }
+    if (!out) default_run_dir(run_dir, sizeof run_dir, config);
+    if (!out) out = run_dir;
+    make_parents(out);   /* runs/ and the like; an error shows when the run folder is made */
     /* the command line, for run.json */
     sc_text line;
     sc_text_init(&line);
