@@ -3000,3 +3000,194 @@ sc_tensor *sc_adapter_apply(sc_ctx *ctx, const sc_adapter *ad, sc_tensor *f)
 /* ======================================================================== */
 /* 9. CoOp prompt learner                                                    */
 /* ======================================================================== */
+
+/* CoOp (Zhou et al., IJCV 2022) keeps CLIP frozen and learns the words
+ * around the class name. A prompt is a row of T token embeddings,
+ *
+ *     [SOS] [V]_1 ... [V]_n_ctx [name tokens] [EOS] [padding]
+ *
+ * where the n_ctx context vectors [V] (C wide each) are free parameters in
+ * token-embedding space: shared by every prompt ("unified"), or one set
+ * per prompt ("class-specific", CSC). The class token sits at the end, as
+ * in CoOp's default. The text transformer runs on the tape, so the loss
+ * reaches the context vectors through all of its frozen layers.
+ *
+ * Layout: every position of every prompt reads one row of the table
+ * [ctx; frozen], where ctx (n_ctx or K·n_ctx, C) is the parameter and
+ * frozen (K·(T − n_ctx), C) holds each prompt's start, name, end and
+ * padding embeddings, copied once from the token-embedding table. One
+ * gather (sc_embedding) then builds the (K, T, C) input, and its backward
+ * pass adds each position's gradient to the context row it read. T is
+ * the longest prompt: under the causal mask the end token never sees the
+ * padding behind it, so trimming the 77 columns changes nothing. */
+
+sc_coop_config sc_coop_defaults(void)
+{
+    sc_coop_config c;
+    c.n_ctx = 16;
+    c.class_specific = 0;
+    c.init_std = 0.02f;
+    c.epochs = 50;          /* CoOp's ep50 schedule; it trains 200 epochs for 16 shots */
+    c.lr = 0.002f;
+    c.momentum = 0.9f;      /* Dassl's SGD defaults */
+    c.weight_decay = 5e-4f;
+    c.warmup_epochs = 1;    /* constant warm-up at 1e-5 */
+    c.warmup_lr = 1e-5f;
+    c.batch_size = 32;
+    c.seed = 0;
+    return c;
+}
+
+void sc_coop_free(sc_coop *p)
+{
+    sc_optim_free(&p->opt);
+    sc_arena_free(&p->arena);
+    memset(p, 0, sizeof *p);
+}
+
+/* The content tokens of a tokenized name row: positions 1 .. end, the end
+ * token included (its pooled position by the model's rule). */
+static int64_t name_length(const sc_clip_text_config *tc, const int64_t *row, int64_t Tn)
+{
+    return sc_clip_eot_index(tc, row, Tn);   /* tokens before it, the start token included */
+}
+
+sc_status sc_coop_init(sc_coop *p, const sc_model *m, const int64_t *name_ids, int64_t K, int64_t Tn,
+                       const int64_t *init_ids, int n_init, const sc_coop_config *cfg, sc_err *err)
+{
+    memset(p, 0, sizeof *p);
+    if (m->cfg.kind != SC_MODEL_CLIP)
+        return sc_fail(err, SC_EUNSUPPORTED, "CoOp needs a CLIP text tower; this MedCLIP model's BERT does not "
+                       "run on the autograd tape");
+    const sc_clip_text_config *tc = &m->cfg.text;
+    int n_ctx = init_ids ? n_init : cfg->n_ctx;
+    if (K < 1 || Tn < 2 || n_ctx < 1 || cfg->epochs < 1 || cfg->batch_size < 1 || !(cfg->lr > 0))
+        return sc_fail(err, SC_EARG, "CoOp: %lld prompts of %lld tokens, %d context vectors, %d epochs, batch %d",
+                       (long long)K, (long long)Tn, n_ctx, cfg->epochs, cfg->batch_size);
+    int64_t longest = 0;   /* name tokens + end token, over all prompts */
+    for (int64_t k = 0; k < K; k++) {
+        const int64_t *row = name_ids + k * Tn;
+        int64_t end = name_length(tc, row, Tn);
+        for (int64_t t = 0; t < Tn; t++)
+            if (row[t] < 0 || row[t] >= tc->vocab)
+                return sc_fail(err, SC_ERANGE, "CoOp: name %lld has token id %lld outside the vocabulary of %lld",
+                               (long long)k, (long long)row[t], (long long)tc->vocab);
+        if (end < 1) return sc_fail(err, SC_EARG, "CoOp: name %lld has no end token after its start", (long long)k);
+        if (end > longest) longest = end;
+    }
+    for (int i = 0; init_ids && i < n_init; i++)
+        if (init_ids[i] < 0 || init_ids[i] >= tc->vocab)
+            return sc_fail(err, SC_ERANGE, "CoOp: initial word id %lld is outside the vocabulary",
+                           (long long)init_ids[i]);
+    int64_t T = 1 + n_ctx + longest, C = tc->width, n_rows = cfg->class_specific ? K * n_ctx : n_ctx;
+    if (T > tc->context)
+        return sc_fail(err, SC_ERANGE, "CoOp: %d context vectors and a name of %lld tokens need %lld positions; "
+                       "the text tower has %lld", n_ctx, (long long)(longest - 1), (long long)T,
+                       (long long)tc->context);
+    p->cfg = *cfg;
+    p->K = K, p->T = T, p->C = C, p->n_ctx = n_ctx;
+    sc_arena_init(&p->arena, "CoOp", (size_t)1 << 20, 0);
+    p->ctx = sc_param_new(&p->arena, 2, (int64_t[]){n_rows, C}, "coop.ctx");
+    p->frozen = sc_tensor_try_new(&p->arena, 2, (int64_t[]){K * (T - n_ctx), C}, "coop.frozen");
+    p->rows = sc_arena_alloc(&p->arena, sizeof(int32_t) * (size_t)(K * T));
+    p->ids = sc_arena_alloc(&p->arena, sizeof(int64_t) * (size_t)(K * T));
+    if (!p->ctx || !p->frozen || !p->rows || !p->ids) {
+        sc_coop_free(p);
+        return sc_fail(err, SC_ENOMEM, "CoOp: out of memory for %lld prompts", (long long)K);
+    }
+    /* context: the init words' embeddings (copied to every prompt under
+     * CSC), or N(0, init_std²) */
+    sc_rng_seed(&p->rng, cfg->seed);
+    for (int64_t r = 0; r < n_rows; r++)
+        for (int64_t c = 0; c < C; c++)
+            p->ctx->data[r * C + c] = init_ids ? m->text.tok_emb[init_ids[r % n_ctx] * C + c]
+                                               : cfg->init_std * sc_rng_normal(&p->rng);
+    /* every prompt: start token, context, then the name row from position 1 */
+    for (int64_t k = 0; k < K; k++) {
+        const int64_t *row = name_ids + k * Tn;
+        for (int64_t t = 0, f = 0; t < T; t++) {
+            int64_t *id = &p->ids[k * T + t];
+            int32_t *slot = &p->rows[k * T + t];
+            if (t >= 1 && t <= n_ctx) {
+                *id = row[0];   /* a placeholder; ids only choose the pooled row */
+                *slot = (int32_t)((cfg->class_specific ? k * n_ctx : 0) + t - 1);
+                continue;
+            }
+            int64_t src = t == 0 ? 0 : t - n_ctx;            /* position in the name row */
+            *id = src < Tn ? row[src] : row[Tn - 1];          /* past the row: its padding */
+            int64_t frozen_row = k * (T - n_ctx) + f++;
+            memcpy(p->frozen->data + frozen_row * C, m->text.tok_emb + *id * C, sizeof(float) * (size_t)C);
+            *slot = (int32_t)(n_rows + frozen_row);
+        }
+    }
+    sc_opt_config oc = sc_opt_defaults(SC_OPT_SGD, cfg->lr);
+    oc.momentum = cfg->momentum;
+    oc.weight_decay = cfg->weight_decay;
+    sc_status st = sc_optim_init(&p->opt, oc, &p->ctx, 1, err);
+    if (st) sc_coop_free(p);
+    return st;
+}
+
+/* @book begin coop-features */
+sc_tensor *sc_coop_text_features(sc_ctx *ctx, const sc_coop *p, const sc_model *m)
+{
+    sc_tensor *table = sc_concat(ctx, (sc_tensor *[]){p->ctx, p->frozen}, 2, 0);  /* (rows, C) */
+    sc_tensor *x = sc_embedding(ctx, table, p->rows, p->K * p->T);               /* (K·T, C) */
+    x = sc_reshape(ctx, x, 3, (int64_t[]){p->K, p->T, p->C});                    /* (K, T, C) */
+    return sc_clip_text_forward(ctx, m, x, p->ids);                              /* (K, E) */
+}
+/* @book end coop-features */
+
+/* @book begin coop-loss */
+sc_tensor *sc_coop_batch_loss(sc_ctx *ctx, const sc_coop *p, const sc_model *m, const sc_coop_data *d,
+                              const int *index, int64_t B)
+{
+    SC_ASSERT(d->block_offset[d->n_blocks] == p->K, "CoOp data has %d labels for %lld prompts",
+              d->block_offset[d->n_blocks], (long long)p->K);
+    int64_t E = d->E, K = p->K;
+    sc_tensor *img = sc_tensor_new(&ctx->act, 2, (int64_t[]){B, E}, "images");
+    sc_tensor *target = sc_tensor_new(&ctx->act, 2, (int64_t[]){B, K}, "targets");
+    for (int64_t r = 0; r < B; r++) {
+        memcpy(img->data + r * E, d->image_emb + (int64_t)index[r] * E, sizeof(float) * (size_t)E);
+        memcpy(target->data + r * K, d->targets + (int64_t)index[r] * K, sizeof(float) * (size_t)K);
+    }
+    sc_tensor *logits = sc_model_logits(ctx, m, img, sc_coop_text_features(ctx, p, m));  /* (B, K) */
+    /* cross-entropy within each block (task), summed over blocks */
+    sc_tensor *total = NULL;
+    for (int b = 0; b < d->n_blocks; b++) {
+        int64_t k0 = d->block_offset[b], len = d->block_offset[b + 1] - k0;
+        sc_tensor *logp = sc_log_softmax(ctx, sc_slice(ctx, logits, 1, k0, len));
+        sc_tensor *t = sc_contiguous(ctx, sc_slice(ctx, target, 1, k0, len));
+        sc_tensor *term = sc_sum_all(ctx, sc_mul(ctx, logp, t));
+        total = total ? sc_add(ctx, total, term) : term;
+    }
+    return sc_scale(ctx, total, -1.0f / (float)B);
+}
+/* @book end coop-loss */
+
+double sc_coop_train_epoch(sc_coop *p, const sc_model *m, sc_ctx *ctx, const sc_coop_data *d)
+{
+    int64_t N = d->N, B = p->cfg.batch_size < N ? p->cfg.batch_size : N;
+    /* Dassl steps the schedule once per epoch */
+    p->opt.cfg.lr = sc_lr_cosine(p->cfg.lr, p->epoch, p->cfg.epochs, p->cfg.warmup_epochs, p->cfg.warmup_lr);
+    int *order = malloc(sizeof(int) * (size_t)(N ? N : 1));
+    SC_ASSERT(order != NULL, "no memory for %lld indices", (long long)N);
+    for (int64_t i = 0; i < N; i++) order[i] = (int)i;
+    sc_rng_shuffle(&p->rng, order, (int)N);
+    double loss_sum = 0;
+    int64_t steps = 0;
+    for (int64_t start = 0; start < N; start += B) {
+        int64_t size = N - start < B ? N - start : B;
+        sc_ctx_reset(ctx);
+        sc_tensor *loss = sc_coop_batch_loss(ctx, p, m, d, order + start, size);
+        sc_optim_zero_grad(&p->opt);
+        sc_backward(ctx, loss);
+        sc_optim_step(&p->opt);
+        loss_sum += loss->data[0];
+        steps++;
+    }
+    sc_ctx_reset(ctx);
+    free(order);
+    p->epoch++;
+    return steps ? loss_sum / (double)steps : 0;
+}

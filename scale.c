@@ -14,13 +14,14 @@
  *      5f. PadChest-GR: a chest radiograph and its findings
  *      5g. PadChest-GR: reports, master table and images
  *   6. Datasets and the embedding cache
- *   7. The `scale` command
- *      7a. argument helpers
- *      7b. commands: inputs (decode, preprocess, tokenize)
- *      7c. commands: models (encode, embed, dataset, cache)
- *      7d. commands: SCALE (loss, metrics, train, predict)
- *      7e. commands: experiments, synthetic data, demo
- *      7f. the command table and main
+ *   7. Experiments: the paper's protocol (Sec. 2.3)
+ *   8. The `scale` command
+ *      8a. argument helpers
+ *      8b. commands: inputs (decode, preprocess, tokenize)
+ *      8c. commands: models (encode, embed, dataset, cache)
+ *      8d. commands: SCALE (loss, metrics, train, predict)
+ *      8e. commands: experiments, synthetic data, demo
+ *      8f. the command table and main
  *
  * The command-line `main` sits behind `#ifndef SC_NO_MAIN` so the test
  * runner can link this file without it.
@@ -30,6 +31,7 @@
 
 #include <ctype.h>
 #include <dirent.h>
+#include <pthread.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -5527,11 +5529,2007 @@ sc_status sc_cache_merge(const char *out_dir, const char *const *shard_dirs, int
 }
 
 /* ======================================================================== */
-/* 7. The `scale` command                                                    */
+/* 7. Experiments: the paper's protocol (Sec. 2.3)                           */
+/* ======================================================================== */
+
+/* `scale experiment` reproduces the paper's figures: every method is
+ * trained on stratified random subsets of the training split (fractions
+ * 0.05 .. 1, five subsets each, one at 1) and evaluated on the test split
+ * at the class level and at the level of class-concept combinations. The
+ * frozen encoders ran once (the embedding cache, section 6); the methods
+ * (loss.c section 9, nn.c section 9, SCALE from loss.c section 6) run on
+ * the cached embeddings. book/17 describes the protocol and the outputs. */
+
+/* ---- 7a. The configuration file ------------------------------------------
+ * A small text format, one statement per line, '#' to the end of a line
+ * is a comment, a value with blanks goes in double quotes:
+ *
+ *     scale-experiment 1
+ *     name      Derm7p with MONET (Fig. 2)
+ *     model     models/monet                 # needed by CoOp and to embed
+ *     cache     cache/derm7p-monet           # embedded from `dataset` if missing
+ *     dataset   derm7p:data/release_v0
+ *     fractions 0.05 0.1 0.25 0.5 1
+ *     seeds     5
+ *     method zero-shot     zero-shot
+ *     method linear-probe  linear-probe
+ *     method coop          coop n-ctx=16 init="a photo of a"
+ *     method scale         scale epochs=150
+ *
+ * Relative paths are taken from the config file's folder. Every mistake is
+ * reported as "FILE:LINE: what is wrong". The statements and each method's
+ * options are listed in experiment_usage below and in book/17. */
+
+const char *sc_method_kind_name(sc_method_kind k)
+{
+    static const char *const names[SC_N_METHOD_KINDS] = {"zero-shot", "concept-score", "linear-probe", "coop",
+                                                         "scale"};
+    return (unsigned)k < SC_N_METHOD_KINDS ? names[k] : "?";
+}
+
+#define EXP_MAX_WORDS 32
+
+typedef struct {
+    sc_experiment *ex;
+    const char *what;         /* the file, for messages */
+    const char *base;         /* its folder, for relative paths */
+    int line;
+    sc_err *err;
+    char *word[EXP_MAX_WORDS];
+    int n_words;
+    uint32_t seen;            /* statements given once, by bit */
+    int out_of_memory;        /* a copy or a path did not fit */
+} exp_parser;
+
+#if defined(__GNUC__)
+__attribute__((format(printf, 2, 3)))
+#endif
+static sc_status exp_bad(exp_parser *p, const char *fmt, ...)
+{
+    char why[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    return sc_fail(p->err, SC_EFORMAT, "%s:%d: %s", p->what, p->line, why);
+}
+
+/* Split one line (NUL-terminated copy in buf) into words: blanks separate,
+ * double quotes keep blanks inside a word and are removed, '#' outside
+ * quotes ends the line. */
+static sc_status exp_split(exp_parser *p, char *buf)
+{
+    p->n_words = 0;
+    char *r = buf, *w = buf;
+    for (;;) {
+        while (*r == ' ' || *r == '\t' || *r == '\r') r++;
+        if (!*r || *r == '#') return SC_OK;
+        if (p->n_words == EXP_MAX_WORDS) return exp_bad(p, "more than %d words on one line", EXP_MAX_WORDS);
+        p->word[p->n_words++] = w;
+        int quoted = 0;
+        while (*r && (quoted || (*r != ' ' && *r != '\t' && *r != '\r' && *r != '#'))) {
+            if (*r == '"') quoted = !quoted, r++;
+            else *w++ = *r++;
+        }
+        if (quoted) return exp_bad(p, "a double quote is not closed");
+        int end = !*r || *r == '#';
+        *w++ = '\0';      /* w never passes r: words only shrink */
+        if (end) return SC_OK;
+        r++;
+    }
+}
+
+/* A copy in the experiment's arena; when that fails, "" and a note that
+ * parsing ends with SC_ENOMEM. */
+static const char *exp_strdup(exp_parser *p, const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *d = sc_arena_alloc(&p->ex->arena, n);
+    if (!d) return p->out_of_memory = 1, "";
+    return memcpy(d, s, n);
+}
+
+/* A path from the config: absolute, or relative to the config's folder. */
+static const char *exp_path(exp_parser *p, const char *s)
+{
+    char buf[DS_PATH_MAX];
+    if (s[0] == '/' || !p->base[0]) return exp_strdup(p, s);
+    if (!path_join(buf, sizeof buf, p->base, s)) return p->out_of_memory = 1, "";
+    return exp_strdup(p, buf);
+}
+
+static sc_status exp_double(exp_parser *p, const char *key, const char *s, double lo, double hi, double *out)
+{
+    char *end;
+    errno = 0;
+    double x = strtod(s, &end);
+    if (errno || end == s || *end || !(x >= lo && x <= hi))
+        return exp_bad(p, "%s must be a number in [%g, %g], not '%s'", key, lo, hi, s);
+    *out = x;
+    return SC_OK;
+}
+
+static sc_status exp_int(exp_parser *p, const char *key, const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long x = strtol(s, &end, 10);
+    if (errno || end == s || *end || x < lo || x > hi)
+        return exp_bad(p, "%s must be an integer in [%ld, %ld], not '%s'", key, lo, hi, s);
+    *out = x;
+    return SC_OK;
+}
+
+static sc_status exp_bool(exp_parser *p, const char *key, const char *s, int *out)
+{
+    if (!strcmp(s, "yes") || !strcmp(s, "1")) *out = 1;
+    else if (!strcmp(s, "no") || !strcmp(s, "0")) *out = 0;
+    else return exp_bad(p, "%s takes yes or no, not '%s'", key, s);
+    return SC_OK;
+}
+
+/* value must be one of the n names; *out gets its index. */
+static sc_status exp_choice(exp_parser *p, const char *key, const char *s, const char *const *names, int n, int *out)
+{
+    for (int i = 0; i < n; i++)
+        if (!strcmp(s, names[i])) return *out = i, SC_OK;
+    char list[200] = "";
+    for (int i = 0; i < n; i++)
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? (i + 1 == n ? " or " : ", ") : "",
+                 names[i]);
+    return exp_bad(p, "%s takes %s, not '%s'", key, list, s);
+}
+
+/* ---- method options ---- */
+
+/* The options each kind accepts, for the "has no option" message. */
+static const char *const method_options[SC_N_METHOD_KINDS] = {
+    "cache prompts ensemble dashed",
+    "cache temp dashed",
+    "loss weighting epochs lr l2 batch dashed",
+    "n-ctx csc init init-std epochs lr momentum weight-decay warmup-epochs warmup-lr batch dashed",
+    ("epochs lr batch tau logit-scale lambda supcon reduction alpha alpha-init relu adapter-reduction "
+     "image-adapter text-adapter tasks dashed"),
+};
+
+static int option_allowed(sc_method_kind kind, const char *key)
+{
+    const char *list = method_options[kind];
+    size_t n = strlen(key);
+    for (const char *s = list; (s = strstr(s, key)) != NULL; s += n)
+        if ((s == list || s[-1] == ' ') && (s[n] == ' ' || s[n] == '\0')) return 1;
+    return 0;
+}
+
+static void method_defaults(sc_method *m)
+{
+    m->class_prompts = 0;
+    m->ensemble = 0;
+    m->temp = 1.0 / exp(SC_MONET_LOG_SCALE);
+    m->probe = sc_probe_defaults();
+    m->coop = sc_coop_defaults();
+    m->scale = sc_train_defaults();
+    m->dashed = 0;
+}
+
+/* One key=value of a method. */
+static sc_status method_option(exp_parser *p, sc_method *m, const char *key, const char *v)
+{
+    double x;
+    long n;
+    int k;
+    sc_status st = SC_OK;
+    if (!option_allowed(m->kind, key))
+        return exp_bad(p, "method '%s' (%s) has no option '%s'; it takes: %s", m->name, sc_method_kind_name(m->kind),
+                       key, method_options[m->kind]);
+    if (!strcmp(key, "dashed")) st = exp_bool(p, key, v, &m->dashed);
+    else if (!strcmp(key, "cache")) m->cache = exp_path(p, v);
+    else if (!strcmp(key, "prompts")) {
+        static const char *const names[2] = {"combination", "class"};
+        st = exp_choice(p, key, v, names, 2, &m->class_prompts);
+    } else if (!strcmp(key, "ensemble")) st = exp_bool(p, key, v, &m->ensemble);
+    else if (!strcmp(key, "temp")) {
+        if (!(st = exp_double(p, key, v, 1e-6, 1e6, &x))) m->temp = x;
+    } else if (!strcmp(key, "loss")) {
+        static const char *const names[2] = {"bce", "softmax"};
+        if (!(st = exp_choice(p, key, v, names, 2, &k))) m->probe.loss = k ? SC_PROBE_SOFTMAX : SC_PROBE_BCE;
+    } else if (!strcmp(key, "weighting")) {
+        static const char *const names[2] = {"none", "inverse-frequency"};
+        if (!(st = exp_choice(p, key, v, names, 2, &m->probe.weighted)) && m->probe.weighted) m->dashed = 1;
+    } else if (!strcmp(key, "epochs")) {
+        if (!(st = exp_int(p, key, v, 1, 100000, &n)))
+            m->probe.epochs = m->coop.epochs = m->scale.epochs = (int)n;
+    } else if (!strcmp(key, "lr")) {
+        if (!(st = exp_double(p, key, v, 1e-12, 1e3, &x))) m->probe.lr = m->coop.lr = m->scale.lr = (float)x;
+    } else if (!strcmp(key, "batch")) {
+        if (!(st = exp_int(p, key, v, 1, 1 << 20, &n)))
+            m->probe.batch_size = m->coop.batch_size = m->scale.batch_size = (int)n;
+    } else if (!strcmp(key, "l2")) {
+        if (!(st = exp_double(p, key, v, 0, 1e6, &x))) m->probe.l2 = (float)x;
+    } else if (!strcmp(key, "n-ctx")) {
+        if (!(st = exp_int(p, key, v, 1, 64, &n))) m->coop.n_ctx = (int)n;
+    } else if (!strcmp(key, "csc")) st = exp_bool(p, key, v, &m->coop.class_specific);
+    else if (!strcmp(key, "init")) m->coop_init = strcmp(v, "random") ? exp_strdup(p, v) : NULL;
+    else if (!strcmp(key, "init-std")) {
+        if (!(st = exp_double(p, key, v, 0, 10, &x))) m->coop.init_std = (float)x;
+    } else if (!strcmp(key, "momentum")) {
+        if (!(st = exp_double(p, key, v, 0, 1, &x))) m->coop.momentum = (float)x;
+    } else if (!strcmp(key, "weight-decay")) {
+        if (!(st = exp_double(p, key, v, 0, 1, &x))) m->coop.weight_decay = (float)x;
+    } else if (!strcmp(key, "warmup-epochs")) {
+        if (!(st = exp_int(p, key, v, 0, 100000, &n))) m->coop.warmup_epochs = (int)n;
+    } else if (!strcmp(key, "warmup-lr")) {
+        if (!(st = exp_double(p, key, v, 0, 1e3, &x))) m->coop.warmup_lr = (float)x;
+    } else if (!strcmp(key, "tau")) {
+        if (!(st = exp_double(p, key, v, 1e-6, 1e6, &x))) m->scale.loss.tau = x;
+    } else if (!strcmp(key, "logit-scale")) {
+        if (!(st = exp_double(p, key, v, 1e-6, 1e6, &x))) m->scale.loss.logit_scale = x;
+    } else if (!strcmp(key, "lambda")) {
+        double *l = m->scale.loss.lambda;
+        char tail;
+        if (sscanf(v, "%lf,%lf,%lf,%lf%c", &l[0], &l[1], &l[2], &l[3], &tail) != 4)
+            st = exp_bad(p, "lambda takes four numbers separated by commas, not '%s'", v);
+    } else if (!strcmp(key, "supcon")) {
+        static const char *const names[2] = {"rows", "cross"};
+        if (!(st = exp_choice(p, key, v, names, 2, &k))) m->scale.loss.supcon = k ? SC_SUPCON_CROSS : SC_SUPCON_ROWS;
+    } else if (!strcmp(key, "reduction")) {
+        static const char *const names[2] = {"mean", "sum"};
+        if (!(st = exp_choice(p, key, v, names, 2, &k))) m->scale.loss.reduction = k ? SC_REDUCE_SUM : SC_REDUCE_MEAN;
+    } else if (!strcmp(key, "alpha")) {
+        static const char *const names[3] = {"sigmoid", "clamp", "raw"};
+        static const sc_alpha_mode modes[3] = {SC_ALPHA_SIGMOID, SC_ALPHA_CLAMP, SC_ALPHA_RAW};
+        if (!(st = exp_choice(p, key, v, names, 3, &k))) m->scale.adapter.alpha_mode = modes[k];
+    } else if (!strcmp(key, "alpha-init")) {
+        if (!(st = exp_double(p, key, v, 1e-6, 1 - 1e-6, &x))) m->scale.adapter.alpha_init = (float)x;
+    } else if (!strcmp(key, "relu")) {
+        if (!(st = exp_int(p, key, v, 1, 2, &n))) m->scale.adapter.relu_after_up = n == 2;
+    } else if (!strcmp(key, "adapter-reduction")) {
+        if (!(st = exp_int(p, key, v, 1, 4096, &n))) m->scale.adapter.reduction = (int)n;
+    } else if (!strcmp(key, "image-adapter")) st = exp_bool(p, key, v, &m->scale.image_adapter);
+    else if (!strcmp(key, "text-adapter")) st = exp_bool(p, key, v, &m->scale.text_adapter);
+    else if (!strcmp(key, "tasks")) {
+        static const char *const names[2] = {"joint", "separate"};
+        st = exp_choice(p, key, v, names, 2, &m->separate_tasks);
+    }
+    return st;
+}
+
+/* "method NAME KIND key=value ..." */
+static sc_status exp_method(exp_parser *p)
+{
+    sc_experiment *ex = p->ex;
+    if (p->n_words < 3) return exp_bad(p, "method needs a name and a kind: method NAME KIND [key=value ...]");
+    if (ex->n_methods == SC_EXP_MAX_METHODS) return exp_bad(p, "more than %d methods", SC_EXP_MAX_METHODS);
+    sc_method *m = &ex->methods[ex->n_methods];
+    memset(m, 0, sizeof *m);
+    const char *name = p->word[1];
+    if (strlen(name) >= sizeof m->name) return exp_bad(p, "method name '%.40s...' is too long", name);
+    for (const char *s = name; *s; s++)
+        if (*s == ',' || *s == '|' || (unsigned char)*s < 32) return exp_bad(p, "method name '%s' contains '%c'", name, *s);
+    for (int i = 0; i < ex->n_methods; i++)
+        if (!strcmp(ex->methods[i].name, name))
+            return exp_bad(p, "a method named '%s' is already defined on line %d", name, ex->methods[i].line);
+    snprintf(m->name, sizeof m->name, "%s", name);
+    int kind;
+    static const char *const kinds[SC_N_METHOD_KINDS] = {"zero-shot", "concept-score", "linear-probe", "coop", "scale"};
+    sc_status st = exp_choice(p, "the method kind", p->word[2], kinds, SC_N_METHOD_KINDS, &kind);
+    if (st) return st;
+    m->kind = (sc_method_kind)kind;
+    m->line = p->line;
+    method_defaults(m);
+    for (int w = 3; !st && w < p->n_words; w++) {
+        char *eq = strchr(p->word[w], '=');
+        if (!eq || eq == p->word[w]) return exp_bad(p, "'%s' is not key=value", p->word[w]);
+        *eq = '\0';
+        st = method_option(p, m, p->word[w], eq + 1);
+    }
+    if (!st) ex->n_methods++;
+    return st;
+}
+
+/* ---- statements ---- */
+
+enum { ST_VERSION, ST_NAME, ST_MODEL, ST_CACHE, ST_DATASET, ST_HIER, ST_IMAGE, ST_TRAIN_SPLITS, ST_FRACTIONS,
+       ST_SEEDS, ST_SEED, ST_LEVELS, ST_TSNE_TASK, ST_TSNE_CLASS, ST_TSNE_POINTS, ST_EXPLAIN, ST_METHOD,
+       N_STATEMENTS };
+static const char *const statement_names[N_STATEMENTS] = {
+    "scale-experiment", "name", "model", "cache", "dataset", "hier", "image", "train-splits", "fractions",
+    "seeds", "seed", "levels", "tsne-task", "tsne-class", "tsne-points", "explain", "method"};
+
+static sc_status exp_fractions(exp_parser *p)
+{
+    sc_experiment *ex = p->ex;
+    if (p->n_words < 2) return exp_bad(p, "fractions needs at least one number");
+    if (p->n_words - 1 > SC_EXP_MAX_FRACTIONS) return exp_bad(p, "more than %d fractions", SC_EXP_MAX_FRACTIONS);
+    for (int w = 1; w < p->n_words; w++) {
+        double f;
+        sc_status st = exp_double(p, "a fraction", p->word[w], 1e-9, 1, &f);
+        if (st) return st;
+        if (w > 1 && !(f > ex->fractions[w - 2])) return exp_bad(p, "fractions must increase: %s after %g", p->word[w],
+                                                                 ex->fractions[w - 2]);
+        ex->fractions[w - 1] = f;
+    }
+    ex->n_fractions = p->n_words - 1;
+    return SC_OK;
+}
+
+static sc_status exp_statement(exp_parser *p)
+{
+    sc_experiment *ex = p->ex;
+    const char *key = p->word[0];
+    int s = 0;
+    while (s < N_STATEMENTS && strcmp(key, statement_names[s])) s++;
+    if (s == N_STATEMENTS) return exp_bad(p, "unknown statement '%s'", key);
+    if (s != ST_VERSION && !(p->seen & 1u)) return exp_bad(p, "the file must begin with 'scale-experiment 1'");
+    if (s != ST_METHOD && (p->seen >> s & 1u)) return exp_bad(p, "'%s' is given twice", key);
+    p->seen |= 1u << s;
+    if (s == ST_METHOD) return exp_method(p);
+    int want = s == ST_FRACTIONS || s == ST_LEVELS || s == ST_TRAIN_SPLITS || s == ST_NAME ? -1 : 2;
+    if (want > 0 && p->n_words != want) return exp_bad(p, "'%s' takes one value", key);
+    if (want < 0 && p->n_words < 2) return exp_bad(p, "'%s' needs a value", key);
+    const char *v = p->word[1];
+    long n;
+    sc_status st = SC_OK;
+    switch (s) {
+    case ST_VERSION:
+        if (strcmp(v, "1")) return exp_bad(p, "version '%s'; this scale reads scale-experiment 1", v);
+        break;
+    case ST_NAME: {
+        char title[256] = "";
+        for (int w = 1; w < p->n_words; w++)
+            snprintf(title + strlen(title), sizeof title - strlen(title), "%s%s", w > 1 ? " " : "", p->word[w]);
+        ex->name = exp_strdup(p, title);
+        break;
+    }
+    case ST_MODEL: ex->model = exp_path(p, v); break;
+    case ST_CACHE: ex->cache = exp_path(p, v); break;
+    case ST_DATASET: {
+        const char *colon = strchr(v, ':');
+        if (!colon) return exp_bad(p, "dataset is KIND:PATH (derm7p:, padchest-gr: or manifest:), not '%s'", v);
+        char spec[DS_PATH_MAX];
+        snprintf(spec, sizeof spec, "%.*s:%s", (int)(colon - v), v, exp_path(p, colon + 1));
+        sc_dataset_options o = sc_dataset_defaults();
+        if (sc_dataset_spec(&o, spec, p->err) != SC_OK) return exp_bad(p, "%s", p->err->msg);
+        ex->dataset = exp_strdup(p, spec);
+        break;
+    }
+    case ST_HIER: ex->hier = exp_path(p, v); break;
+    case ST_IMAGE: {
+        static const char *const names[2] = {"derm", "clinic"};
+        st = exp_choice(p, key, v, names, 2, &ex->clinic);
+        break;
+    }
+    case ST_TRAIN_SPLITS:
+        ex->train_valid = 0;
+        for (int w = 1; !st && w < p->n_words; w++) {
+            static const char *const names[2] = {"train", "valid"};
+            int k;
+            if (!(st = exp_choice(p, key, p->word[w], names, 2, &k))) ex->train_valid |= k;
+        }
+        break;
+    case ST_FRACTIONS: st = exp_fractions(p); break;
+    case ST_SEEDS:
+        if (!(st = exp_int(p, key, v, 1, SC_EXP_MAX_SEEDS, &n))) ex->n_seeds = (int)n;
+        break;
+    case ST_SEED: {
+        char *end;
+        errno = 0;
+        unsigned long long x = strtoull(v, &end, 10);
+        if (errno || end == v || *end || v[0] == '-') return exp_bad(p, "seed must be a whole number, not '%s'", v);
+        ex->seed = (uint64_t)x;
+        break;
+    }
+    case ST_LEVELS:
+        ex->levels = 0;
+        for (int w = 1; !st && w < p->n_words; w++) {
+            static const char *const names[2] = {"class", "class-concept"};
+            int k;
+            if (!(st = exp_choice(p, key, p->word[w], names, 2, &k))) ex->levels |= 1 << k;
+        }
+        break;
+    case ST_TSNE_TASK: ex->tsne_task = exp_strdup(p, v); break;
+    case ST_TSNE_CLASS: ex->tsne_class = exp_strdup(p, v); break;
+    case ST_TSNE_POINTS:
+        if (!(st = exp_int(p, key, v, 4, SC_TSNE_MAX_POINTS, &n))) ex->tsne_points = (int)n;
+        break;
+    case ST_EXPLAIN: ex->explain = exp_strdup(p, v); break;
+    }
+    return st;
+}
+
+/* What must hold once every line is read. */
+static sc_status exp_finish(exp_parser *p)
+{
+    sc_experiment *ex = p->ex;
+    p->line = 0;
+    if (!(p->seen & 1u)) return sc_fail(p->err, SC_EFORMAT, "%s: empty; it must begin with 'scale-experiment 1'",
+                                        p->what);
+    if (!ex->cache)
+        return sc_fail(p->err, SC_EFORMAT, "%s: no 'cache' line: where the embeddings are (or go, from 'dataset')",
+                       p->what);
+    if (ex->dataset && !ex->model)
+        return sc_fail(p->err, SC_EFORMAT, "%s: 'dataset' is embedded with a 'model'; give one", p->what);
+    if (ex->n_methods == 0) return sc_fail(p->err, SC_EFORMAT, "%s: no 'method' line", p->what);
+    int explained = -1;
+    for (int i = 0; i < ex->n_methods; i++) {
+        const sc_method *m = &ex->methods[i];
+        if (ex->explain ? !strcmp(m->name, ex->explain) : m->kind == SC_METHOD_SCALE) explained = i;
+        if (m->kind == SC_METHOD_COOP && !ex->model)
+            return sc_fail(p->err, SC_EFORMAT, "%s:%d: method '%s' (coop) runs the text tower: give a 'model'",
+                           p->what, m->line, m->name);
+    }
+    if (ex->explain && explained < 0)
+        return sc_fail(p->err, SC_EFORMAT, "%s: 'explain %s' names no method", p->what, ex->explain);
+    ex->explained = explained;
+    return SC_OK;
+}
+
+void sc_experiment_free(sc_experiment *ex)
+{
+    sc_arena_free(&ex->arena);
+    memset(ex, 0, sizeof *ex);
+}
+
+sc_status sc_experiment_parse(sc_experiment *ex, const char *text, size_t len, const char *what, const char *base_dir,
+                              sc_err *err)
+{
+    memset(ex, 0, sizeof *ex);
+    sc_arena_init(&ex->arena, "experiment", (size_t)1 << 16, (size_t)1 << 24);
+    static const double paper[5] = {0.05, 0.1, 0.25, 0.5, 1.0};
+    memcpy(ex->fractions, paper, sizeof paper);
+    ex->n_fractions = 5;
+    ex->n_seeds = 5;
+    ex->levels = 3;
+    ex->tsne_points = 100;
+    ex->explained = -1;
+    exp_parser p = {ex, what, base_dir ? base_dir : "", 0, err, {0}, 0, 0, 0};
+    sc_status st = SC_OK;
+    char *copy = sc_arena_alloc(&ex->arena, len + 1), *buf = sc_arena_alloc(&ex->arena, SC_HIER_MAX_LINE + 1);
+    if (!copy || !buf) st = sc_fail(err, SC_ENOMEM, "%s: too large for a config file", what);
+    if (!st) {
+        memcpy(copy, text, len);
+        copy[len] = '\0';
+        ex->text = copy;
+    }
+    for (size_t at = 0; !st && at < len;) {
+        size_t end = at;
+        while (end < len && text[end] != '\n') end++;
+        p.line++;
+        if (end - at > SC_HIER_MAX_LINE) st = exp_bad(&p, "line longer than %d bytes", SC_HIER_MAX_LINE);
+        else if (memchr(text + at, '\0', end - at)) st = exp_bad(&p, "a NUL byte");
+        if (!st) {
+            memcpy(buf, text + at, end - at);
+            buf[end - at] = '\0';
+            st = exp_split(&p, buf);
+        }
+        if (!st && p.n_words) st = exp_statement(&p);
+        at = end + 1;
+    }
+    if (!st && p.out_of_memory) st = sc_fail(err, SC_ENOMEM, "%s: out of memory (or a path too long)", what);
+    if (!st) st = exp_finish(&p);
+    if (st) sc_experiment_free(ex);
+    return st;
+}
+
+sc_status sc_experiment_load(sc_experiment *ex, const char *path, sc_err *err)
+{
+    uint8_t *text;
+    size_t len;
+    memset(ex, 0, sizeof *ex);
+    sc_status st = sc_read_file(path, (size_t)1 << 20, &text, &len, err);
+    if (st) return st;
+    char base[DS_PATH_MAX];
+    const char *slash = strrchr(path, '/');
+    snprintf(base, sizeof base, "%.*s", slash ? (int)(slash - path) : 0, path);
+    if (slash == path) snprintf(base, sizeof base, "/");
+    st = sc_experiment_parse(ex, (const char *)text, len, path, base, err);
+    if (!st) snprintf(ex->path, sizeof ex->path, "%s", path);
+    free(text);
+    return st;
+}
+
+/* ---- 7b. Training subsets ------------------------------------------------
+ * The paper averages every fraction below 1 over five "stratified random
+ * splits" of the training set. Ours are nested: for one seed, the subset
+ * at 0.05 lies inside the one at 0.1, and so on up to all images, so a
+ * curve shows the effect of more data rather than of another draw.
+ *
+ * Each item belongs to one stratum: its rarest label (the label carried
+ * by the fewest items of the pool; ties go to the lower label), or a
+ * stratum of its own kind when it has no label. Within a stratum of n_s
+ * items, shuffled by the seed, the item at position j gets the key
+ * (j + u_s) / n_s, with one uniform offset u_s in [0, 1) per stratum
+ * (systematic sampling). The subset of fraction f is every item with
+ * key < f. So a stratum gives #{j : j + u_s < f n_s}, which is
+ * ⌊f n_s⌋ or ⌈f n_s⌉: its share is kept within one item, and a larger
+ * f only adds items. With one label per item (a single-label task) the
+ * strata are the classes, and every class keeps its proportion within one
+ * image. With several labels (Derm7p's seven criteria, PadChest-GR) the
+ * rarest label is kept exactly so and the others approximately. */
+
+/* @book begin subset-keys */
+static sc_status subset_keys(double *key, const uint8_t *labels, const int64_t *items, int64_t n, int K,
+                             uint64_t seed, sc_err *err)
+{
+    int64_t *count = calloc((size_t)K + 1, sizeof *count), *in_stratum = calloc((size_t)K + 2, sizeof *in_stratum);
+    int *stratum = malloc(sizeof(int) * (size_t)(n + 1)), *order = malloc(sizeof(int) * (size_t)(n + 1));
+    if (!count || !in_stratum || !stratum || !order) {
+        free(count), free(in_stratum), free(stratum), free(order);
+        return sc_fail(err, SC_ENOMEM, "out of memory for %lld training items", (long long)n);
+    }
+    for (int64_t j = 0; j < n; j++)
+        for (int k = 0; k < K; k++) count[k] += labels[items[j] * K + k] != 0;
+    for (int64_t j = 0; j < n; j++) {
+        int s = K;   /* no label: stratum K */
+        for (int k = 0; k < K; k++)
+            if (labels[items[j] * K + k] && (s == K || count[k] < count[s])) s = k;
+        stratum[j] = s;
+        in_stratum[s]++;
+    }
+    sc_rng rng;
+    sc_rng_seed(&rng, seed);
+    for (int64_t j = 0; j < n; j++) order[j] = (int)j;
+    sc_rng_shuffle(&rng, order, (int)n);
+    /* walk the strata in label order; inside one, the shuffled order */
+    for (int s = 0; s <= K; s++) {
+        if (!in_stratum[s]) continue;
+        double offset = sc_rng_uniform(&rng);
+        int64_t position = 0;
+        for (int64_t r = 0; r < n; r++)
+            if (stratum[order[r]] == s) key[order[r]] = ((double)position++ + offset) / (double)in_stratum[s];
+    }
+    free(count), free(in_stratum), free(stratum), free(order);
+    return SC_OK;
+}
+/* @book end subset-keys */
+
+sc_status sc_nested_subset(int64_t *chosen, int64_t *n_chosen, const int64_t *items, int64_t n, const uint8_t *labels,
+                           int K, double fraction, uint64_t seed, sc_err *err)
+{
+    *n_chosen = 0;
+    if (!(fraction > 0 && fraction <= 1)) return sc_fail(err, SC_EARG, "subset fraction %g is not in (0, 1]", fraction);
+    if (n < 0 || n >= INT32_MAX || K < 0) return sc_fail(err, SC_EARG, "%lld items, %d labels", (long long)n, K);
+    double *key = malloc(sizeof(double) * (size_t)(n + 1));
+    if (!key) return sc_fail(err, SC_ENOMEM, "out of memory for %lld training items", (long long)n);
+    sc_status st = subset_keys(key, labels, items, n, K, seed, err);
+    for (int64_t j = 0; !st && j < n; j++)
+        if (fraction >= 1 || key[j] < fraction) chosen[(*n_chosen)++] = items[j];
+    free(key);
+    return st;
+}
+
+/* ---- 7c. The methods -----------------------------------------------------
+ * A method turns a training subset into scores for the test images, for
+ * every combination of every task side by side (K columns) and for every
+ * class (the class columns of all tasks side by side):
+ *   logits  what predictions are made from: the argmax within a task
+ *           (single-label), and the ranking behind the explanations
+ *   prob    what the AUC is computed from and, for a multi-label task,
+ *           thresholded at 0.5: the two-prompt softmax against "No
+ *           finding." for the VLM methods (Sec. 2.3.2), the sigmoid or
+ *           softmax of the linear probe, MONET's presence score
+ * Class scores are the max over the class's combinations (Sec. 2.2),
+ * except for zero-shot with prompts=class, which asks the class prompts. */
+
+/* Read-only data every job shares. */
+typedef struct {
+    const sc_experiment *ex;
+    const sc_cache *c;
+    const sc_model *model;          /* CoOp's text tower, or NULL */
+    const sc_cache *scored[SC_EXP_MAX_METHODS]; /* the cache each method scores with */
+    int unavailable[SC_EXP_MAX_METHODS];        /* 1: skipped (reason in note) */
+    char note[SC_EXP_MAX_METHODS][200];
+    int n_tasks, K, n_classes;      /* tasks, combinations, classes of all tasks */
+    const int *combo_offset;        /* (n_tasks + 1) task t owns combinations [offset[t], offset[t + 1]) */
+    int *class_offset;              /* (n_tasks + 1) the same for classes */
+    int *class_of;                  /* (K) the class column of each combination */
+    int64_t N, E;
+    int64_t n_pool, n_test;
+    int64_t *pool, *test;           /* training images (the splits used), test images */
+    uint8_t *class_labels;          /* (N, n_classes) a class is present when one of its combinations is */
+    float *test_raw;                /* (n_test, E) as cached: adapters take these */
+    float *prompts_raw;             /* (K, E) the canonical prompt of each combination */
+    float *none_raw;                /* (E) "No finding." */
+    int64_t *subset[SC_EXP_MAX_FRACTIONS][SC_EXP_MAX_SEEDS];
+    int64_t subset_n[SC_EXP_MAX_FRACTIONS][SC_EXP_MAX_SEEDS];
+    int64_t *name_ids[SC_EXP_MAX_METHODS]; /* (K, T) a CoOp method's class names, tokenized */
+    int64_t init_ids[SC_EXP_MAX_METHODS][SC_EXP_MAX_INIT_WORDS];
+    int n_init[SC_EXP_MAX_METHODS]; /* CoOp's init words (0: random context) */
+    int tsne_method;                /* the SCALE method mapped in Fig. 4, or -1 */
+    int tsne_task;                  /* the task of Fig. 4, or -1 */
+    int64_t n_tsne;
+    int64_t *tsne_rows;             /* (n_tsne) text rows mapped */
+    int *tsne_concept;              /* (n_tsne) their colours */
+} exp_shared;
+
+/* Scores of one job: combinations (n_test, K) and classes (n_test,
+ * n_classes). */
+typedef struct {
+    float *combo_logits, *combo_prob, *class_logits, *class_prob;
+} exp_scores;
+
+static void scores_free(exp_scores *s)
+{
+    free(s->combo_logits);   /* one block holds all four */
+    memset(s, 0, sizeof *s);
+}
+
+static int scores_alloc(exp_scores *s, const exp_shared *sh)
+{
+    size_t combo = (size_t)(sh->n_test * sh->K), cls = (size_t)(sh->n_test * sh->n_classes);
+    s->combo_logits = malloc(sizeof(float) * (2 * combo + 2 * cls + 1));
+    if (!s->combo_logits) return 0;
+    s->combo_prob = s->combo_logits + combo;
+    s->class_logits = s->combo_prob + combo;
+    s->class_prob = s->class_logits + cls;
+    return 1;
+}
+
+/* rows (n) of x (*, E) into out (n, E), L2-normalised when asked. */
+static void gather_rows(float *out, const float *x, const int64_t *rows, int64_t n, int64_t E, int normalise)
+{
+    for (int64_t i = 0; i < n; i++) memcpy(out + i * E, x + rows[i] * E, sizeof(float) * (size_t)E);
+    if (normalise) sc_normalize_rows(out, out, n, E);
+}
+
+/* Class scores as the max over each class's combinations. */
+static void class_from_combos(exp_scores *s, const exp_shared *sh)
+{
+    sc_group_max(s->class_logits, s->combo_logits, sh->n_test, sh->K, sh->class_of, sh->n_classes);
+    sc_group_max(s->class_prob, s->combo_prob, sh->n_test, sh->K, sh->class_of, sh->n_classes);
+}
+
+/* The text rows of `kind` for every combination (or class) of every task,
+ * variant v, as (count, E) normalised embeddings from cache c; 0 when one
+ * is missing. */
+static int prompt_matrix(float *out, const sc_cache *c, const exp_shared *sh, sc_text_kind kind, int v)
+{
+    int per_class = kind == SC_TEXT_CLASS;
+    const int *offset = per_class ? sh->class_offset : sh->combo_offset;
+    for (int t = 0; t < sh->n_tasks; t++)
+        for (int k = offset[t]; k < offset[t + 1]; k++) {
+            int64_t row = sc_cache_text_row(c, kind, t, k - offset[t], v);
+            if (row < 0) return 0;
+            memcpy(out + (int64_t)k * sh->E, c->text_emb + row * sh->E, sizeof(float) * (size_t)sh->E);
+        }
+    sc_normalize_rows(out, out, per_class ? sh->n_classes : sh->K, sh->E);
+    return 1;
+}
+
+/* A normalised prompt per combination (or class): the canonical one, or
+ * the ensemble of it and its variants (sc_prompt_ensemble). */
+static sc_status prompts_for(float *out, const sc_cache *c, const exp_shared *sh, int classes, int ensemble,
+                             sc_err *err)
+{
+    int count = classes ? sh->n_classes : sh->K, V = 1;
+    sc_text_kind first = classes ? SC_TEXT_CLASS : SC_TEXT_PROMPT, extra = classes ? SC_TEXT_CLASS : SC_TEXT_ENSEMBLE;
+    if (ensemble) {
+        V = INT32_MAX;   /* as many variants as every task has */
+        for (int t = 0; t < sh->n_tasks; t++) {
+            const sc_hier_task *task = &c->hier.tasks[t];
+            int n = classes ? task->n_class_templates : 1 + task->n_ensemble;
+            V = n < V ? n : V;
+        }
+    }
+    float *all = malloc(sizeof(float) * (size_t)((int64_t)V * count * sh->E) + 1);
+    if (!all) return sc_fail(err, SC_ENOMEM, "out of memory for prompts");
+    int ok = 1;
+    for (int v = 0; ok && v < V; v++)
+        ok = prompt_matrix(all + (int64_t)v * count * sh->E, c, sh, v == 0 ? first : extra, classes || v == 0 ? v : v - 1);
+    if (ok) sc_prompt_ensemble(out, all, V, count, sh->E);
+    free(all);
+    return ok ? SC_OK : sc_fail(err, SC_EFORMAT, "%s: the cache lacks %s prompts", c->dir, classes ? "class" : "ensemble");
+}
+
+/* The scores of a VLM whose prompts (count, E) and image rows are
+ * normalised: s · cos and the two-prompt scores against "No finding.". */
+static sc_status vlm_scores(float *logits, float *prob, const sc_cache *c, const exp_shared *sh, const float *prompts,
+                            int count, float scale, sc_err *err)
+{
+    float *x = malloc(sizeof(float) * (size_t)((sh->n_test + 1) * sh->E)), *none = x + sh->n_test * sh->E;
+    int64_t row = sc_cache_text_row(c, SC_TEXT_NONE, -1, -1, 0);
+    if (!x) return sc_fail(err, SC_ENOMEM, "out of memory for the test images");
+    if (row < 0) return free(x), sc_fail(err, SC_EFORMAT, "%s: the cache has no \"No finding.\" text", c->dir);
+    sc_normalize_rows(none, c->text_emb + row * sh->E, 1, sh->E);
+    gather_rows(x, c->image_emb, sh->test, sh->n_test, sh->E, 1);
+    sc_vlm_scores(logits, prob, x, sh->n_test, prompts, count, none, sh->E, scale);
+    free(x);
+    return SC_OK;
+}
+
+/* The model's multiplier as the cache recorded it (100, CLIP's, if not). */
+static float cache_scale(const sc_cache *c)
+{
+    return isfinite(c->logit_scale) && c->logit_scale > 0 ? c->logit_scale : 100.0f;
+}
+
+static sc_status zero_shot(exp_scores *s, const exp_shared *sh, const sc_method *m, const sc_cache *c, sc_err *err)
+{
+    float *prompts = malloc(sizeof(float) * (size_t)((sh->K + sh->n_classes) * sh->E) + 1);
+    if (!prompts) return sc_fail(err, SC_ENOMEM, "out of memory for prompts");
+    sc_status st = prompts_for(prompts, c, sh, 0, m->ensemble, err);
+    if (!st) st = vlm_scores(s->combo_logits, s->combo_prob, c, sh, prompts, sh->K, cache_scale(c), err);
+    if (!st) class_from_combos(s, sh);
+    if (!st && m->class_prompts) {
+        /* the class level from class-level prompts instead */
+        float *class_prompts = prompts + sh->K * sh->E;
+        st = prompts_for(class_prompts, c, sh, 1, m->ensemble, err);
+        if (!st)
+            st = vlm_scores(s->class_logits, s->class_prob, c, sh, class_prompts, sh->n_classes, cache_scale(c), err);
+    }
+    free(prompts);
+    return st;
+}
+
+/* MONET's presence score of every combination: its prompt and ensemble
+ * variants are the targets, the hierarchy's reference prompts the
+ * reference. */
+static sc_status concept_score(exp_scores *s, const exp_shared *sh, const sc_method *m, const sc_cache *c,
+                               sc_err *err)
+{
+    int V = INT32_MAX, R = c->hier.n_references;
+    for (int t = 0; t < sh->n_tasks; t++) V = 1 + c->hier.tasks[t].n_ensemble < V ? 1 + c->hier.tasks[t].n_ensemble : V;
+    if (R < 1) return sc_fail(err, SC_EFORMAT, "%s: the hierarchy has no 'reference' prompts for concept scores",
+                              c->dir);
+    float *targets = malloc(sizeof(float) * (size_t)(((int64_t)V * sh->K + R) * sh->E + sh->n_test * sh->E) + 1);
+    if (!targets) return sc_fail(err, SC_ENOMEM, "out of memory for concept scores");
+    float *refs = targets + (int64_t)V * sh->K * sh->E, *x = refs + R * sh->E;
+    int ok = 1;
+    for (int v = 0; ok && v < V; v++)
+        ok = prompt_matrix(targets + (int64_t)v * sh->K * sh->E, c, sh, v ? SC_TEXT_ENSEMBLE : SC_TEXT_PROMPT, v - !!v);
+    for (int r = 0; ok && r < R; r++) {
+        int64_t row = sc_cache_text_row(c, SC_TEXT_REFERENCE, -1, r, 0);
+        if ((ok = row >= 0)) sc_normalize_rows(refs + r * sh->E, c->text_emb + row * sh->E, 1, sh->E);
+    }
+    if (ok) {
+        gather_rows(x, c->image_emb, sh->test, sh->n_test, sh->E, 1);
+        sc_concept_presence(s->combo_prob, x, sh->n_test, targets, V, sh->K, refs, R, sh->E, m->temp);
+        memcpy(s->combo_logits, s->combo_prob, sizeof(float) * (size_t)(sh->n_test * sh->K));
+        class_from_combos(s, sh);
+    }
+    free(targets);
+    return ok ? SC_OK : sc_fail(err, SC_EFORMAT, "%s: the cache lacks prompts for concept scores", c->dir);
+}
+
+static sc_status linear_probe(exp_scores *s, const exp_shared *sh, const sc_method *m, const int64_t *train,
+                              int64_t n, uint64_t seed, sc_err *err)
+{
+    const sc_cache *c = sh->c;
+    int64_t E = sh->E;
+    int K = sh->K;
+    float *x = malloc(sizeof(float) * (size_t)((n > sh->n_test ? n : sh->n_test) * E) + 1);
+    uint8_t *y = malloc((size_t)(n * K) + 1);
+    if (!x || !y) return free(x), free(y), sc_fail(err, SC_ENOMEM, "out of memory for the linear probe");
+    gather_rows(x, c->image_emb, train, n, E, 1);              /* frozen, normalised features */
+    for (int64_t i = 0; i < n; i++) memcpy(y + i * K, c->image_labels + train[i] * K, (size_t)K);
+    sc_probe_config cfg = m->probe;
+    cfg.seed = seed;
+    sc_probe p;
+    sc_status st = sc_probe_train(&p, x, y, n, E, K, sh->combo_offset, sh->n_tasks, &cfg, err);
+    if (!st) {
+        gather_rows(x, c->image_emb, sh->test, sh->n_test, E, 1);
+        sc_probe_predict(&p, s->combo_logits, s->combo_prob, x, sh->n_test);
+        class_from_combos(s, sh);
+        sc_probe_free(&p);
+    }
+    free(x), free(y);
+    return st;
+}
+
+static sc_status coop(exp_scores *s, const exp_shared *sh, int mi, const int64_t *train, int64_t n, uint64_t seed,
+                      sc_err *err)
+{
+    const sc_method *m = &sh->ex->methods[mi];
+    const sc_cache *c = sh->c;
+    int64_t E = sh->E;
+    int K = sh->K;
+    /* targets: within each task, the image's labels as a distribution */
+    float *targets = calloc((size_t)(n * K) + 1, sizeof(float)), *img = malloc(sizeof(float) * (size_t)(n * E) + 1);
+    float *prompts = malloc(sizeof(float) * (size_t)(K * E) + 1);
+    if (!targets || !img || !prompts) {
+        free(targets), free(img), free(prompts);
+        return sc_fail(err, SC_ENOMEM, "out of memory for CoOp");
+    }
+    gather_rows(img, c->image_emb, train, n, E, 0);
+    for (int64_t i = 0; i < n; i++)
+        for (int t = 0; t < sh->n_tasks; t++) {
+            int k0 = sh->combo_offset[t], k1 = sh->combo_offset[t + 1], on = 0;
+            for (int k = k0; k < k1; k++) on += c->image_labels[train[i] * K + k] != 0;
+            for (int k = k0; on && k < k1; k++) targets[i * K + k] = (float)(c->image_labels[train[i] * K + k] != 0) / on;
+        }
+    sc_coop_config cfg = m->coop;
+    cfg.seed = seed;
+    sc_coop p;
+    sc_status st = sc_coop_init(&p, sh->model, sh->name_ids[mi], K, c->T, sh->n_init[mi] ? sh->init_ids[mi] : NULL, sh->n_init[mi],
+                                &cfg, err);
+    if (!st) {
+        sc_coop_data d = {n, E, img, targets, sh->n_tasks, sh->combo_offset};
+        sc_ctx ctx;
+        sc_ctx_init(&ctx);
+        while (p.epoch < cfg.epochs) sc_coop_train_epoch(&p, sh->model, &ctx, &d);
+        sc_ctx_set_grad(&ctx, 0);
+        sc_tensor *features = sc_coop_text_features(&ctx, &p, sh->model);   /* the learned prompts */
+        sc_normalize_rows(prompts, features->data, K, E);
+        sc_ctx_free(&ctx);
+        sc_coop_free(&p);
+        st = vlm_scores(s->combo_logits, s->combo_prob, c, sh, prompts, K, sc_model_logit_scale(sh->model), err);
+    }
+    if (!st) class_from_combos(s, sh);
+    free(targets), free(img), free(prompts);
+    return st;
+}
+
+/* ---- SCALE on all tasks at once ----
+ * Derm7p has seven tasks (criteria); one adapter pair serves them all, as
+ * one finetuned VLM would: a batch's images and texts pass the adapters
+ * once, and the loss is the sum over tasks of Eq. 3 on each task's columns
+ * (tasks=separate trains a pair per task instead). The texts paired with
+ * the images are, per task, one of the dataset's sentences carrying the
+ * image's combination, drawn anew each batch from all training images'
+ * sentences ("we mixed non-corresponding image-text pairs of the same
+ * class-concept-combination", Sec. 2.3.1), or its canonical prompt when
+ * there is none (Derm7p: always). */
+typedef struct {
+    const exp_shared *sh;
+    const int64_t *image;        /* (n) the training images */
+    int64_t n;
+    int t0, t1;                  /* the tasks trained together: [t0, t1) */
+    int64_t *cand_offset;        /* (K + 1) sentences carrying combination k: */
+    int64_t *cand;               /*   cand[cand_offset[k] .. cand_offset[k + 1]) (text rows) */
+} scale_fit;
+
+static void scale_fit_free(scale_fit *f)
+{
+    free(f->cand_offset), free(f->cand);
+}
+
+/* The sentences of the training images, listed per combination. */
+static sc_status scale_fit_init(scale_fit *f, const exp_shared *sh, const int64_t *image, int64_t n, sc_err *err)
+{
+    const sc_cache *c = sh->c;
+    memset(f, 0, sizeof *f);
+    f->sh = sh, f->image = image, f->n = n;
+    uint8_t *in_subset = calloc((size_t)c->N + 1, 1);
+    f->cand_offset = calloc((size_t)sh->K + 2, sizeof(int64_t));
+    if (!in_subset || !f->cand_offset) return free(in_subset), sc_fail(err, SC_ENOMEM, "out of memory");
+    for (int64_t i = 0; i < n; i++) in_subset[image[i]] = 1;
+    for (int pass = 0; pass < 2; pass++) {    /* count, then fill */
+        int64_t *fill = pass ? calloc((size_t)sh->K + 1, sizeof(int64_t)) : NULL;
+        if (pass && (!fill || !(f->cand = malloc(sizeof(int64_t) * (size_t)(f->cand_offset[sh->K] + 1))))) {
+            free(fill), free(in_subset);
+            return sc_fail(err, SC_ENOMEM, "out of memory for the sentences");
+        }
+        for (int64_t j = 0; j < c->M; j++) {
+            if (c->text_kind[j] != SC_TEXT_SENTENCE || !in_subset[c->text_image[j]]) continue;
+            for (int k = 0; k < sh->K; k++)
+                if (c->text_labels[j * sh->K + k]) {
+                    if (pass) f->cand[f->cand_offset[k] + fill[k]++] = j;
+                    else f->cand_offset[k + 1]++;
+                }
+        }
+        for (int k = 0; !pass && k < sh->K; k++) f->cand_offset[k + 1] += f->cand_offset[k];
+        free(fill);
+    }
+    free(in_subset);
+    return SC_OK;
+}
+
+/* One task's part of a batch, built in the tape's arena. */
+typedef struct {
+    int64_t B, M;                /* images labelled in the task; text rows */
+    int32_t *image_rows;         /* (B) rows of the batch's image matrix */
+    int32_t *text_rows;          /* (M) rows of the batch's text matrix */
+    sc_loss_problem problem;
+} task_batch;
+
+/* @book begin scale-multitask-loss */
+static sc_tensor *scale_fit_loss(sc_ctx *ctx, sc_scale_model *m, const scale_fit *f, const int *index, int64_t B)
+{
+    const exp_shared *sh = f->sh;
+    const sc_cache *c = sh->c;
+    int64_t E = sh->E;
+    int K = sh->K, k0 = sh->combo_offset[f->t0], Kg = sh->combo_offset[f->t1] - k0;
+    int n_tasks = f->t1 - f->t0;
+    /* texts: the group's Kg prompts, then at most one sentence per (image, task) */
+    sc_tensor *images = sc_tensor_new(&ctx->act, 2, (int64_t[]){B, E}, "images");
+    sc_tensor *texts = sc_tensor_new(&ctx->act, 2, (int64_t[]){Kg + B * n_tasks, E}, "texts");
+    memcpy(texts->data, sh->prompts_raw + (int64_t)k0 * E, sizeof(float) * (size_t)(Kg * E));
+    int64_t n_texts = Kg;
+    task_batch *tb = sc__act_alloc(ctx, sizeof(task_batch) * (size_t)n_tasks);
+    for (int g = 0; g < n_tasks; g++) {
+        const sc_hier_task *task = &c->hier.tasks[f->t0 + g];
+        int H = task->n_combos, off = sh->combo_offset[f->t0 + g];
+        task_batch *b = &tb[g];
+        b->image_rows = sc__act_alloc(ctx, sizeof(int32_t) * (size_t)B);
+        b->text_rows = sc__act_alloc(ctx, sizeof(int32_t) * (size_t)(B + H));
+        int *text_combo = sc__act_alloc(ctx, sizeof(int) * (size_t)(B + H));
+        float *G = sc__act_alloc(ctx, sizeof(float) * (size_t)(B * H));
+        float *GT = sc__act_alloc(ctx, sizeof(float) * (size_t)((B + H) * H));
+        memset(GT, 0, sizeof(float) * (size_t)((B + H) * H));
+        b->B = 0;
+        for (int64_t r = 0; r < B; r++) {
+            const uint8_t *y = c->image_labels + f->image[index[r]] * K + off;
+            int n_on = 0;
+            for (int h = 0; h < H; h++) n_on += y[h] != 0;
+            if (!n_on) continue;                       /* not labelled in this task */
+            int pick = (int)sc_rng_below(&m->rng, (uint32_t)n_on), h = 0;
+            for (int seen = -1; h < H; h++)
+                if (y[h] && ++seen == pick) break;     /* the combination the text is about */
+            int64_t j = b->B++, n_cand = f->cand_offset[off + h + 1] - f->cand_offset[off + h];
+            b->image_rows[j] = (int32_t)r;
+            for (int q = 0; q < H; q++) G[j * H + q] = y[q] != 0;
+            text_combo[j] = h;
+            if (n_cand > 0) {
+                int64_t row = f->cand[f->cand_offset[off + h] + sc_rng_below(&m->rng, (uint32_t)n_cand)];
+                memcpy(texts->data + n_texts * E, c->text_emb + row * E, sizeof(float) * (size_t)E);
+                for (int q = 0; q < H; q++) GT[j * H + q] = c->text_labels[row * K + off + q] != 0;
+                b->text_rows[j] = (int32_t)n_texts++;
+            } else {
+                GT[j * H + h] = 1;
+                b->text_rows[j] = off - k0 + h;
+            }
+        }
+        /* then the task's canonical prompts, so that Z has every column */
+        for (int h = 0; h < H; h++) {
+            b->text_rows[b->B + h] = off - k0 + h;
+            text_combo[b->B + h] = h;
+            GT[(b->B + h) * H + h] = 1;
+        }
+        b->M = b->B + H;
+        sc_loss_problem p = {b->B, b->M, H, task->n_classes, task->n_concepts, text_combo, G, GT, task->combo_class,
+                             task->combo_concept};
+        b->problem = p;
+    }
+    for (int64_t r = 0; r < B; r++)
+        memcpy(images->data + r * E, c->image_emb + f->image[index[r]] * E, sizeof(float) * (size_t)E);
+    texts = sc_slice(ctx, texts, 0, 0, n_texts);      /* the rows filled */
+    sc_tensor *x = sc_l2_normalize(ctx, m->cfg.image_adapter ? sc_adapter_apply(ctx, &m->image, images) : images);
+    sc_tensor *t = sc_l2_normalize(ctx, m->cfg.text_adapter ? sc_adapter_apply(ctx, &m->text, texts) : texts);
+    sc_tensor *total = NULL;
+    for (int g = 0; g < n_tasks; g++) {
+        task_batch *b = &tb[g];
+        if (b->B == 0) continue;
+        sc_tensor *xg = b->B == B ? x : sc_embedding(ctx, x, b->image_rows, b->B);
+        sc_tensor *Q = sc_matmul(ctx, xg, sc_embedding(ctx, t, b->text_rows, b->M), 0, 1);  /* (B_t, M_t) */
+        sc_loss_config cfg = m->cfg.loss;
+        cfg.multilabel = cfg.multilabel || c->hier.tasks[f->t0 + g].multilabel;
+        sc_tensor *loss = sc_scale_loss_op(ctx, Q, &b->problem, &cfg, NULL);
+        total = total ? sc_add(ctx, total, loss) : loss;
+    }
+    return total;
+}
+/* @book end scale-multitask-loss */
+
+static void scale_fit_epoch(sc_scale_model *m, sc_ctx *ctx, const scale_fit *f, int *order)
+{
+    int64_t n = f->n, B = m->cfg.batch_size > 0 ? m->cfg.batch_size : sc_train_batch_size(n);
+    if (B > n) B = n;
+    for (int64_t i = 0; i < n; i++) order[i] = (int)i;
+    sc_rng_shuffle(&m->rng, order, (int)n);
+    for (int64_t start = 0; start < n; start += B) {
+        sc_ctx_reset(ctx);
+        sc_tensor *loss = scale_fit_loss(ctx, m, f, order + start, n - start < B ? n - start : B);
+        if (!loss) continue;                           /* no image of the batch is labelled */
+        sc_optim_zero_grad(&m->opt);
+        sc_backward(ctx, loss);
+        sc_optim_step(&m->opt);
+        if (m->cfg.image_adapter) sc_adapter_project(&m->image);
+        if (m->cfg.text_adapter) sc_adapter_project(&m->text);
+    }
+    sc_ctx_reset(ctx);
+    m->epoch++;
+}
+
+/* Rows x (n, E) through the text adapter, normalised, into out. */
+static void adapt_texts(float *out, const sc_scale_model *m, const float *x, int64_t n, int64_t E)
+{
+    sc_ctx ctx;
+    sc_ctx_init(&ctx);
+    sc_ctx_set_grad(&ctx, 0);
+    sc_tensor *in = sc_tensor_wrap(&ctx.act, (float *)x, 2, (int64_t[]){n, E}, "texts");
+    sc_tensor *y = sc_l2_normalize(&ctx, m->cfg.text_adapter ? sc_adapter_apply(&ctx, &m->text, in) : in);
+    memcpy(out, y->data, sizeof(float) * (size_t)(n * E));
+    sc_ctx_free(&ctx);
+}
+
+/* Test scores of one trained group: Q through both adapters, Z = s Q, and
+ * the two-prompt scores against "No finding." through the text adapter
+ * (as `scale predict` does). */
+static void scale_group_scores(exp_scores *s, const exp_shared *sh, const sc_scale_model *m, int t0, int t1)
+{
+    int64_t n = sh->n_test, E = sh->E;
+    int K = sh->K, k0 = sh->combo_offset[t0], Kg = sh->combo_offset[t1] - k0;
+    float *Q = malloc(sizeof(float) * (size_t)(n * (2 * Kg + 1)) + 1), *two = Q + n * Kg, *none = two + n * Kg;
+    SC_ASSERT(Q != NULL, "no memory for %lld test scores", (long long)n);
+    sc_scale_similarity(Q, m, sh->test_raw, n, sh->prompts_raw + (int64_t)k0 * E, Kg);
+    sc_scale_similarity(none, m, sh->test_raw, n, sh->none_raw, 1);
+    float scale = (float)m->cfg.loss.logit_scale;
+    sc_two_prompt_scores(two, Q, none, n, Kg, scale);
+    for (int64_t i = 0; i < n; i++)
+        for (int k = 0; k < Kg; k++) {
+            s->combo_logits[i * K + k0 + k] = scale * Q[i * Kg + k];
+            s->combo_prob[i * K + k0 + k] = two[i * Kg + k];
+        }
+    free(Q);
+}
+
+/* Fig. 4's texts through the adapters of the group holding the t-SNE task. */
+static void scale_tsne_points(float *out, const exp_shared *sh, const sc_scale_model *m)
+{
+    int64_t E = sh->E;
+    float *raw = malloc(sizeof(float) * (size_t)(sh->n_tsne * E) + 1);
+    SC_ASSERT(raw != NULL, "no memory for %lld texts", (long long)sh->n_tsne);
+    gather_rows(raw, sh->c->text_emb, sh->tsne_rows, sh->n_tsne, E, 0);
+    adapt_texts(out, m, raw, sh->n_tsne, E);
+    free(raw);
+}
+
+static sc_status scale_method(exp_scores *s, float *tsne_out, const exp_shared *sh, const sc_method *m,
+                              const int64_t *train, int64_t n, uint64_t seed, sc_err *err)
+{
+    int groups = m->separate_tasks ? sh->n_tasks : 1;
+    int *order = malloc(sizeof(int) * (size_t)(n + 1));
+    if (!order) return sc_fail(err, SC_ENOMEM, "out of memory");
+    sc_status st = SC_OK;
+    for (int g = 0; !st && g < groups; g++) {
+        scale_fit f;
+        if ((st = scale_fit_init(&f, sh, train, n, err))) break;
+        f.t0 = m->separate_tasks ? g : 0;
+        f.t1 = m->separate_tasks ? g + 1 : sh->n_tasks;
+        sc_train_config cfg = m->scale;
+        cfg.seed = seed + (uint64_t)g;
+        sc_scale_model model;
+        if (!(st = sc_scale_model_init(&model, sh->E, &cfg, err))) {
+            sc_ctx ctx;
+            sc_ctx_init(&ctx);
+            while (model.epoch < cfg.epochs) scale_fit_epoch(&model, &ctx, &f, order);
+            sc_ctx_free(&ctx);
+            scale_group_scores(s, sh, &model, f.t0, f.t1);
+            if (tsne_out && sh->tsne_task >= f.t0 && sh->tsne_task < f.t1) scale_tsne_points(tsne_out, sh, &model);
+            sc_scale_model_free(&model);
+        }
+        scale_fit_free(&f);
+    }
+    free(order);
+    if (!st) class_from_combos(s, sh);
+    return st;
+}
+
+/* ---- 7d. The sweep ---------------------------------------------------------
+ * One job is one method on one training subset (or, for the methods that
+ * train nothing, one evaluation). Jobs are independent, so they run in
+ * parallel over the thread pool, the costliest first; inside a job all
+ * work is serial (the pool runs nested parallel loops on the calling
+ * thread). Each job writes only its own slot, so results.csv does not
+ * depend on the number of threads or on which thread ran what. */
+
+enum { LEVEL_CLASS, LEVEL_COMBO, N_LEVELS };
+static const char *const level_names[N_LEVELS] = {"class", "class-concept"};
+enum { N_METRICS = 4 };
+static const char *const metric_names[N_METRICS] = {"accuracy", "macro_recall", "macro_f1", "auc"};
+static const char *const metric_titles[N_METRICS] = {"Accuracy", "Macro recall", "Macro F1", "AUC"};
+
+typedef struct {
+    int method, fraction, seed;   /* fraction -1: a method that trains nothing, evaluated once */
+    int64_t n_train;
+    double cost;                  /* a guess at its run time, for the order */
+    double metric[N_LEVELS][N_METRICS];
+    double seconds;
+    sc_status status;
+    sc_err err;
+    int keep;                     /* its scores feed explanations.csv */
+    int map;                      /* it computes Fig. 4's SCALE map */
+    exp_scores scores;            /* kept when keep */
+    float *tsne;                  /* (n_tsne, E) when map */
+} exp_job;
+
+typedef struct {
+    const exp_shared *sh;
+    exp_job *jobs;
+    int n_jobs;
+    int *order;                   /* (n_jobs) execution order */
+    pthread_mutex_t lock;         /* guards the progress display */
+    sc_progress progress;
+    int64_t done;
+} exp_sweep;
+
+/* A seed for (base, a, b): splitmix64 steps, so that nearby inputs give
+ * unrelated streams. */
+static uint64_t mix_seed(uint64_t base, uint64_t a, uint64_t b)
+{
+    uint64_t z = base;
+    for (int k = 0; k < 3; k++) {
+        z += 0x9E3779B97F4A7C15ull + (k == 0 ? 0 : k == 1 ? a : b);
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+        z ^= z >> 31;
+    }
+    return z;
+}
+
+/* @book begin level-metrics */
+/* The four metrics of one level: each task's, then their mean over the
+ * tasks (the AUC over the tasks where it exists). Predictions are the
+ * argmax of the logits within a single-label task and prob >= 0.5 within
+ * a multi-label one. */
+static void level_metrics(double out[N_METRICS], const exp_shared *sh, const exp_scores *s, int level)
+{
+    int is_class = level == LEVEL_CLASS, cols = is_class ? sh->n_classes : sh->K;
+    const int *offset = is_class ? sh->class_offset : sh->combo_offset;
+    const float *logits = is_class ? s->class_logits : s->combo_logits, *prob = is_class ? s->class_prob : s->combo_prob;
+    const uint8_t *labels = is_class ? sh->class_labels : sh->c->image_labels;
+    int64_t n = sh->n_test;
+    float *lg = malloc(sizeof(float) * (size_t)(2 * n * cols) + 1), *pr = lg + n * cols;
+    uint8_t *truth = malloc((size_t)(2 * n * cols) + 1), *pred = truth + n * cols;
+    SC_ASSERT(lg && truth, "no memory for the metrics of %lld images", (long long)n);
+    double sum[N_METRICS] = {0};
+    int with_auc = 0;
+    for (int t = 0; t < sh->n_tasks; t++) {
+        int H = offset[t + 1] - offset[t];
+        for (int64_t i = 0; i < n; i++)
+            for (int h = 0; h < H; h++) {
+                lg[i * H + h] = logits[i * cols + offset[t] + h];
+                pr[i * H + h] = prob[i * cols + offset[t] + h];
+                truth[i * H + h] = labels[sh->test[i] * cols + offset[t] + h] != 0;
+            }
+        if (sh->c->hier.tasks[t].multilabel) sc_predict_threshold(pred, pr, n, H, 0.5f);
+        else sc_predict_argmax(pred, lg, n, H);
+        sc_metrics m;
+        sc_metrics_eval(&m, pr, truth, pred, n, H);
+        sum[0] += m.accuracy, sum[1] += m.macro_recall, sum[2] += m.macro_f1;
+        if (!isnan(m.auc)) sum[3] += m.auc, with_auc++;
+    }
+    for (int k = 0; k < 3; k++) out[k] = sum[k] / sh->n_tasks;
+    out[3] = with_auc ? sum[3] / with_auc : NAN;
+    free(lg), free(truth);
+}
+/* @book end level-metrics */
+
+static sc_status job_scores(exp_job *j, const exp_shared *sh, sc_err *err)
+{
+    const sc_method *m = &sh->ex->methods[j->method];
+    const int64_t *train = j->fraction >= 0 ? sh->subset[j->fraction][j->seed] : NULL;
+    uint64_t seed = mix_seed(sh->ex->seed, (uint64_t)j->fraction + 1, (uint64_t)j->seed);
+    if (!scores_alloc(&j->scores, sh)) return sc_fail(err, SC_ENOMEM, "out of memory for the scores");
+    if (j->map && !(j->tsne = malloc(sizeof(float) * (size_t)(sh->n_tsne * sh->E) + 1)))
+        return sc_fail(err, SC_ENOMEM, "out of memory for the map");
+    switch (m->kind) {
+    case SC_METHOD_ZERO_SHOT: return zero_shot(&j->scores, sh, m, sh->scored[j->method], err);
+    case SC_METHOD_CONCEPT_SCORE: return concept_score(&j->scores, sh, m, sh->scored[j->method], err);
+    case SC_METHOD_LINEAR_PROBE: return linear_probe(&j->scores, sh, m, train, j->n_train, seed, err);
+    case SC_METHOD_COOP: return coop(&j->scores, sh, j->method, train, j->n_train, seed, err);
+    case SC_METHOD_SCALE: return scale_method(&j->scores, j->tsne, sh, m, train, j->n_train, seed, err);
+    }
+    return sc_fail(err, SC_EARG, "unknown method kind");
+}
+
+static void run_job(void *arg, int64_t i)
+{
+    exp_sweep *sw = arg;
+    exp_job *j = &sw->jobs[sw->order[i]];
+    double start = now_seconds();
+    j->status = job_scores(j, sw->sh, &j->err);
+    for (int l = 0; !j->status && l < N_LEVELS; l++) level_metrics(j->metric[l], sw->sh, &j->scores, l);
+    if (!j->keep || j->status) scores_free(&j->scores);
+    j->seconds = now_seconds() - start;
+    pthread_mutex_lock(&sw->lock);
+    sc_progress_update(&sw->progress, ++sw->done);
+    pthread_mutex_unlock(&sw->lock);
+}
+
+/* The jobs in report order: methods as configured, fractions, seeds (one
+ * at fraction 1). */
+static int list_jobs(exp_job *jobs, const exp_shared *sh)
+{
+    const sc_experiment *ex = sh->ex;
+    static const double kind_cost[SC_N_METHOD_KINDS] = {0.01, 0.01, 1, 20, 10};
+    int n = 0, last_fraction = ex->n_fractions - 1;
+    for (int m = 0; m < ex->n_methods; m++) {
+        if (sh->unavailable[m]) continue;
+        sc_method_kind kind = ex->methods[m].kind;
+        int trains = kind != SC_METHOD_ZERO_SHOT && kind != SC_METHOD_CONCEPT_SCORE;
+        for (int f = trains ? 0 : -1; f < (trains ? ex->n_fractions : 0); f++) {
+            int seeds = f < 0 || ex->fractions[f] >= 1 ? 1 : ex->n_seeds;
+            for (int s = 0; s < seeds; s++) {
+                exp_job *j = &jobs[n++];
+                memset(j, 0, sizeof *j);
+                j->method = m, j->fraction = f, j->seed = s;
+                j->n_train = f < 0 ? 0 : sh->subset_n[f][s];
+                j->cost = kind_cost[kind] * (double)(f < 0 ? 1 : j->n_train);
+                j->keep = m == ex->explained && (f < 0 || f == last_fraction) && s == 0;
+                j->map = kind == SC_METHOD_SCALE && m == sh->tsne_method && f == last_fraction && s == 0 &&
+                         sh->n_tsne > 0;
+            }
+        }
+    }
+    return n;
+}
+
+typedef struct {
+    double cost;
+    int job;
+} job_cost;
+
+static int costlier_first(const void *a, const void *b)
+{
+    const job_cost *x = a, *y = b;
+    if (x->cost != y->cost) return x->cost < y->cost ? 1 : -1;
+    return x->job - y->job;
+}
+
+/* Run every job; on failure, the first failed job's sentence. */
+static sc_status run_sweep(exp_sweep *sw, FILE *progress, sc_err *err)
+{
+    sw->order = malloc(sizeof(int) * (size_t)(sw->n_jobs + 1));
+    job_cost *by_cost = malloc(sizeof *by_cost * (size_t)(sw->n_jobs + 1));
+    if (!sw->order || !by_cost) return free(by_cost), sc_fail(err, SC_ENOMEM, "out of memory");
+    for (int i = 0; i < sw->n_jobs; i++) by_cost[i].cost = sw->jobs[i].cost, by_cost[i].job = i;
+    qsort(by_cost, (size_t)sw->n_jobs, sizeof *by_cost, costlier_first);
+    for (int i = 0; i < sw->n_jobs; i++) sw->order[i] = by_cost[i].job;
+    free(by_cost);
+    pthread_mutex_init(&sw->lock, NULL);
+    sc_gemm_simd();   /* settle the kernel choice before threads ask */
+    sc_progress_begin(&sw->progress, progress, "experiment jobs", sw->n_jobs);
+    sc_parallel_for(sw->n_jobs, run_job, sw);
+    sc_progress_end(&sw->progress);
+    pthread_mutex_destroy(&sw->lock);
+    for (int i = 0; i < sw->n_jobs; i++) {
+        const exp_job *j = &sw->jobs[i];
+        if (j->status) {
+            const sc_experiment *ex = sw->sh->ex;
+            return sc_fail(err, j->status, "method '%s' at fraction %g, subset %d: %s", ex->methods[j->method].name,
+                           j->fraction < 0 ? 1.0 : ex->fractions[j->fraction], j->seed, j->err.msg);
+        }
+    }
+    return SC_OK;
+}
+
+/* ---- 7e. Reports -----------------------------------------------------------
+ * Every file goes into the run's temporary folder through the atomic
+ * writers of io.c; the folder is renamed into place at the end (7f). */
+
+/* Mean and standard deviation (numpy's default, ddof = 0) of one method's
+ * metric at one fraction, over its subsets; n = how many. Methods that
+ * train nothing have one value for every fraction. */
+typedef struct {
+    double mean, std;
+    int n;
+} exp_stat;
+
+static exp_stat job_stat(const exp_sweep *sw, int method, int fraction, int level, int metric)
+{
+    double sum = 0, sq = 0;
+    int n = 0;
+    for (int i = 0; i < sw->n_jobs; i++) {
+        const exp_job *j = &sw->jobs[i];
+        if (j->method != method || (j->fraction >= 0 && j->fraction != fraction)) continue;
+        double v = j->metric[level][metric];
+        if (isnan(v)) continue;
+        sum += v, sq += v * v, n++;
+    }
+    exp_stat s = {NAN, NAN, n};
+    if (n) {
+        s.mean = sum / n;
+        double var = sq / n - s.mean * s.mean;
+        s.std = var > 0 ? sqrt(var) : 0;
+    }
+    return s;
+}
+
+static int method_trains(const sc_method *m)
+{
+    return m->kind != SC_METHOD_ZERO_SHOT && m->kind != SC_METHOD_CONCEPT_SCORE;
+}
+
+static sc_status write_results(const exp_sweep *sw, const char *path, sc_err *err)
+{
+    const sc_experiment *ex = sw->sh->ex;
+    sc_csv_writer w;
+    sc_csv_writer_init(&w);
+    static const char *const header[8] = {"method", "kind", "fraction", "seed", "n_train", "level", "metric", "value"};
+    for (int k = 0; k < 8; k++) sc_csv_put(&w, header[k]);
+    sc_csv_end_row(&w);
+    for (int i = 0; i < sw->n_jobs; i++) {
+        const exp_job *j = &sw->jobs[i];
+        const sc_method *m = &ex->methods[j->method];
+        for (int f = 0; f < ex->n_fractions; f++) {
+            if (j->fraction >= 0 && j->fraction != f) continue;   /* a method that trains nothing: every fraction */
+            for (int l = 0; l < N_LEVELS; l++) {
+                if (!(ex->levels >> l & 1)) continue;
+                for (int k = 0; k < N_METRICS; k++) {
+                    sc_csv_put(&w, m->name);
+                    sc_csv_put(&w, sc_method_kind_name(m->kind));
+                    sc_csv_putf(&w, "%g", ex->fractions[f]);
+                    sc_csv_putf(&w, "%d", j->seed);
+                    sc_csv_putf(&w, "%lld", (long long)j->n_train);
+                    sc_csv_put(&w, level_names[l]);
+                    sc_csv_put(&w, metric_names[k]);
+                    if (isnan(j->metric[l][k])) sc_csv_put(&w, "nan");
+                    else sc_csv_putf(&w, "%.10f", j->metric[l][k]);
+                    sc_csv_end_row(&w);
+                }
+            }
+        }
+    }
+    sc_status st = sc_csv_writer_save(&w, path, err);
+    sc_csv_writer_free(&w);
+    return st;
+}
+
+/* "0.812 ± 0.013", "0.812" (one value), or "–". */
+static void stat_cell(sc_text *t, exp_stat s)
+{
+    if (!s.n) sc_text_puts(t, "–");
+    else if (s.n == 1) sc_text_printf(t, "%.3f", s.mean);
+    else sc_text_printf(t, "%.3f ± %.3f", s.mean, s.std);
+}
+
+static void summary_tables(sc_text *t, const exp_sweep *sw, int level)
+{
+    const sc_experiment *ex = sw->sh->ex;
+    const exp_shared *sh = sw->sh;
+    sc_text_printf(t, "\n## %s level (each metric averaged over the %d task%s)\n",
+                   level == LEVEL_CLASS ? "Class" : "Class-concept", sh->n_tasks, sh->n_tasks == 1 ? "" : "s");
+    for (int k = 0; k < N_METRICS; k++) {
+        sc_text_printf(t, "\n### %s\n\n| method |", metric_titles[k]);
+        for (int f = 0; f < ex->n_fractions; f++) sc_text_printf(t, " %g |", ex->fractions[f]);
+        sc_text_puts(t, "\n|---|");
+        for (int f = 0; f < ex->n_fractions; f++) sc_text_puts(t, "---:|");
+        sc_text_puts(t, "\n");
+        for (int m = 0; m < ex->n_methods; m++) {
+            if (sh->unavailable[m]) continue;
+            sc_text_printf(t, "| %s |", ex->methods[m].name);
+            for (int f = 0; f < ex->n_fractions; f++) {
+                sc_text_puts(t, " ");
+                stat_cell(t, job_stat(sw, m, f, level, k));
+                sc_text_puts(t, " |");
+            }
+            sc_text_puts(t, "\n");
+        }
+    }
+}
+
+static void summary_text(sc_text *t, const exp_sweep *sw, double seconds)
+{
+    const exp_shared *sh = sw->sh;
+    const sc_experiment *ex = sh->ex;
+    const sc_cache *c = sh->c;
+    sc_text_printf(t, "# %s\n\n", ex->name ? ex->name : ex->path[0] ? ex->path : "scale experiment");
+    sc_text_printf(t, "Embeddings: `%s` (%s model, %s dataset, %lld-d). Training pool: %lld images (%s); "
+                   "test: %lld images. %d task%s, %d combinations, %d classes.\n\n",
+                   c->dir, c->model_kind, c->dataset_kind, (long long)sh->E, (long long)sh->n_pool,
+                   ex->train_valid ? "train and valid splits" : "train split", (long long)sh->n_test, sh->n_tasks,
+                   sh->n_tasks == 1 ? "" : "s", sh->K, sh->n_classes);
+    sc_text_printf(t, "Training subsets: fractions");
+    for (int f = 0; f < ex->n_fractions; f++) sc_text_printf(t, " %g", ex->fractions[f]);
+    sc_text_printf(t, "; %d nested stratified subset%s per fraction below 1 (one at 1), seed %llu. Cells: mean ± "
+                   "standard deviation over the subsets.\n", ex->n_seeds, ex->n_seeds == 1 ? "" : "s",
+                   (unsigned long long)ex->seed);
+    int notes = 0;
+    for (int m = 0; m < ex->n_methods; m++)
+        if (sh->note[m][0]) sc_text_printf(t, "%s- %s: %s\n", notes++ ? "" : "\nNotes:\n\n", ex->methods[m].name,
+                                           sh->note[m]);
+    for (int l = 0; l < N_LEVELS; l++)
+        if (ex->levels >> l & 1) summary_tables(t, sw, l);
+    sc_text_printf(t, "\n## Time\n\n| method | jobs | seconds (sum over jobs) |\n|---|---:|---:|\n");
+    for (int m = 0; m < ex->n_methods; m++) {
+        if (sh->unavailable[m]) continue;
+        double s = 0;
+        int n = 0;
+        for (int i = 0; i < sw->n_jobs; i++)
+            if (sw->jobs[i].method == m) s += sw->jobs[i].seconds, n++;
+        sc_text_printf(t, "| %s | %d | %.1f |\n", ex->methods[m].name, n, s);
+    }
+    sc_text_printf(t, "\nWall time %.1f s on %d thread%s.\n", seconds, sc_threads(), sc_threads() == 1 ? "" : "s");
+}
+
+/* Fig. 2: one panel per metric, the metric against the fraction, a line
+ * per method (dashed where the method says so), error bars of one
+ * standard deviation. */
+static sc_status write_fig2(const exp_sweep *sw, int level, const char *path, sc_err *err)
+{
+    const exp_shared *sh = sw->sh;
+    const sc_experiment *ex = sh->ex;
+    int F = ex->n_fractions, n_series = 0;
+    double *values = malloc(sizeof(double) * (size_t)(N_METRICS * ex->n_methods * 2 * F) + 1);
+    sc_plot_series *series = malloc(sizeof *series * (size_t)(N_METRICS * ex->n_methods) + 1);
+    if (!values || !series) return free(values), free(series), sc_fail(err, SC_ENOMEM, "out of memory");
+    sc_line_chart panels[N_METRICS];
+    for (int k = 0; k < N_METRICS; k++) {
+        sc_line_chart *p = &panels[k];
+        memset(p, 0, sizeof *p);
+        p->title = metric_titles[k];
+        p->x_label = "fraction of the training set";
+        p->y_label = metric_titles[k];
+        p->x_log = 1;
+        p->x_ticks = ex->fractions;
+        p->n_x_ticks = F;
+        p->series = series + n_series;
+        for (int m = 0; m < ex->n_methods; m++) {
+            if (sh->unavailable[m]) continue;
+            double *y = values + (size_t)n_series * 2 * F, *e = y + F;
+            for (int f = 0; f < F; f++) {
+                exp_stat s = job_stat(sw, m, f, level, k);
+                y[f] = s.mean;
+                e[f] = s.std;
+            }
+            sc_plot_series ps = {ex->methods[m].name, ex->fractions, y, method_trains(&ex->methods[m]) ? e : NULL, F, m,
+                                 ex->methods[m].dashed};
+            series[n_series++] = ps;
+            p->n_series++;
+        }
+    }
+    char title[160];
+    snprintf(title, sizeof title, "%s level (mean over %d task%s)", level == LEVEL_CLASS ? "Class" : "Class-concept",
+             sh->n_tasks, sh->n_tasks == 1 ? "" : "s");
+    sc_status st = sc_svg_line_panels(path, title, panels, N_METRICS, 2, err);
+    free(values), free(series);
+    return st;
+}
+
+/* softmax of the task's combination logits of test image i into p (H). */
+static void task_softmax(double *p, const float *logits, int K, int64_t i, int off, int H)
+{
+    double mx = logits[i * K + off], sum = 0;
+    for (int h = 1; h < H; h++) mx = logits[i * K + off + h] > mx ? logits[i * K + off + h] : mx;
+    for (int h = 0; h < H; h++) sum += p[h] = exp(logits[i * K + off + h] - mx);
+    for (int h = 0; h < H; h++) p[h] /= sum;
+}
+
+/* explanations.csv: per test image and task, the truth, the prediction
+ * and the three combinations the method ranks highest. */
+static sc_status write_explanations(const exp_sweep *sw, const exp_job *j, const char *path, sc_err *err)
+{
+    const exp_shared *sh = sw->sh;
+    const sc_cache *c = sh->c;
+    const exp_scores *s = &j->scores;
+    int K = sh->K;
+    sc_csv_writer w;
+    sc_csv_writer_init(&w);
+    static const char *const header[11] = {"image", "task", "truth", "prediction", "correct", "top1", "score1",
+                                           "top2", "score2", "top3", "score3"};
+    for (int k = 0; k < 11; k++) sc_csv_put(&w, header[k]);
+    sc_csv_end_row(&w);
+    double p[SC_HIER_MAX_COMBOS];
+    for (int64_t i = 0; i < sh->n_test; i++)
+        for (int t = 0; t < sh->n_tasks; t++) {
+            const sc_hier_task *task = &c->hier.tasks[t];
+            int off = sh->combo_offset[t], H = task->n_combos, best = 0;
+            const uint8_t *y = c->image_labels + sh->test[i] * K + off;
+            task_softmax(p, s->combo_logits, K, i, off, H);
+            for (int h = 1; h < H; h++) best = p[h] > p[best] ? h : best;
+            sc_text truth, pred;
+            sc_text_init(&truth), sc_text_init(&pred);
+            int correct = 1;
+            for (int h = 0; h < H; h++) {
+                int predicted = task->multilabel ? s->combo_prob[i * K + off + h] >= 0.5f : h == best;
+                char name[SC_HIER_MAX_LINE];
+                sc_hier_explain(task, h, name, sizeof name);
+                if (y[h]) sc_text_printf(&truth, "%s%s", truth.len ? "; " : "", name);
+                if (predicted) sc_text_printf(&pred, "%s%s", pred.len ? "; " : "", name);
+                correct &= predicted == (y[h] != 0);
+            }
+            sc_csv_put(&w, c->image_id[sh->test[i]]);
+            sc_csv_put(&w, task->name);
+            sc_csv_put(&w, truth.data ? truth.data : "");
+            sc_csv_put(&w, pred.data ? pred.data : "");
+            sc_csv_putf(&w, "%d", correct);
+            uint8_t used[SC_HIER_MAX_COMBOS] = {0};
+            for (int r = 0; r < 3; r++) {
+                int top = -1;
+                for (int h = 0; h < H; h++)
+                    if (!used[h] && (top < 0 || p[h] > p[top])) top = h;
+                char name[SC_HIER_MAX_LINE] = "";
+                if (top >= 0) used[top] = 1, sc_hier_explain(task, top, name, sizeof name);
+                sc_csv_put(&w, name);
+                if (top >= 0) sc_csv_putf(&w, "%.4f", p[top]);
+                else sc_csv_put(&w, "");
+            }
+            sc_csv_end_row(&w);
+            sc_text_free(&truth), sc_text_free(&pred);
+        }
+    sc_status st = sc_csv_writer_save(&w, path, err);
+    sc_csv_writer_free(&w);
+    return st;
+}
+
+/* Fig. 4: t-SNE maps of the same texts before (the frozen encoder) and
+ * after SCALE's text adapter, coloured by concept. */
+static sc_status write_fig4(const exp_sweep *sw, const exp_job *j, const char *path, sc_err *err)
+{
+    const exp_shared *sh = sw->sh;
+    const sc_hier_task *task = &sh->c->hier.tasks[sh->tsne_task];
+    int64_t n = sh->n_tsne, E = sh->E;
+    float *raw = malloc(sizeof(float) * (size_t)(n * E) + 1);
+    double *Y = malloc(sizeof(double) * (size_t)(4 * n) + 1);
+    if (!raw || !Y) return free(raw), free(Y), sc_fail(err, SC_ENOMEM, "out of memory for the t-SNE maps");
+    gather_rows(raw, sh->c->text_emb, sh->tsne_rows, n, E, 1);
+    sc_tsne_config cfg = sc_tsne_defaults();   /* perplexity 30, lowered for few points */
+    cfg.seed = sh->ex->seed;
+    sc_status st = sc_tsne(Y, raw, n, E, &cfg, NULL, err);
+    if (!st) st = sc_tsne(Y + 2 * n, j->tsne, n, E, &cfg, NULL, err);
+    const char *names[SC_HIER_MAX_CONCEPTS];
+    for (int l = 0; l < task->n_concepts; l++) names[l] = task->concepts[l].name;
+    char title[3][160];
+    snprintf(title[0], sizeof title[0], "Text embeddings of '%s', coloured by concept (t-SNE)", task->name);
+    snprintf(title[1], sizeof title[1], "zero-shot (frozen encoder)");
+    snprintf(title[2], sizeof title[2], "%s", sh->ex->methods[j->method].name);
+    sc_scatter_panel panels[2] = {{title[1], Y, sh->tsne_concept, n}, {title[2], Y + 2 * n, sh->tsne_concept, n}};
+    if (!st) st = sc_svg_scatter(path, title[0], panels, 2, names, task->n_concepts, err);
+    free(raw), free(Y);
+    return st;
+}
+
+/* A JSON value copied into a writer (the cache's fingerprint into run.json). */
+static void json_copy(sc_json_writer *w, const sc_json *v)
+{
+    switch (v->type) {
+    case SC_JSON_NULL: sc_json_put_null(w); break;
+    case SC_JSON_BOOL: sc_json_put_bool(w, v->boolean); break;
+    case SC_JSON_NUMBER: sc_json_put_number(w, v->number); break;
+    case SC_JSON_STRING: sc_json_put_string(w, v->str); break;
+    case SC_JSON_ARRAY:
+    case SC_JSON_OBJECT:
+        if (v->type == SC_JSON_ARRAY) sc_json_begin_array(w);
+        else sc_json_begin_object(w);
+        for (size_t i = 0; i < v->len; i++) {
+            if (v->type == SC_JSON_OBJECT) sc_json_put_key(w, v->keys[i]);
+            json_copy(w, v->items[i]);
+        }
+        if (v->type == SC_JSON_ARRAY) sc_json_end_array(w);
+        else sc_json_end_object(w);
+        break;
+    }
+}
+
+/* run.json: what is needed to run it again and what it took. */
+static sc_status write_run_json(const exp_sweep *sw, const sc_run_options *opt, double seconds, const char *path,
+                                sc_err *err)
+{
+    const exp_shared *sh = sw->sh;
+    const sc_experiment *ex = sh->ex;
+    sc_json_writer w;
+    sc_json_writer_init(&w, 2);
+    sc_json_begin_object(&w);
+    sc_json_put_key(&w, "format"), sc_json_put_string(&w, "scale-experiment-run");
+    sc_json_put_key(&w, "scale_version"), sc_json_put_string(&w, sc_version());
+    sc_json_put_key(&w, "command"), sc_json_put_string(&w, opt && opt->command_line ? opt->command_line : "");
+    sc_json_put_key(&w, "config"), sc_json_put_string(&w, ex->path);
+    sc_json_put_key(&w, "threads"), sc_json_put_int(&w, sc_threads());
+    sc_json_put_key(&w, "gemm_kernel"), sc_json_put_string(&w, sc_gemm_kernel_name());
+    sc_json_put_key(&w, "seed"), sc_json_put_int(&w, (int64_t)ex->seed);
+    sc_json_put_key(&w, "model"), ex->model ? sc_json_put_string(&w, ex->model) : sc_json_put_null(&w);
+    sc_json_put_key(&w, "cache"), sc_json_put_string(&w, sh->c->dir);
+    sc_json_put_key(&w, "seconds"), sc_json_put_number(&w, seconds);
+    sc_json_put_key(&w, "methods"), sc_json_begin_array(&w);
+    for (int m = 0; m < ex->n_methods; m++) {
+        double s = 0;
+        int n = 0;
+        for (int i = 0; i < sw->n_jobs; i++)
+            if (sw->jobs[i].method == m) s += sw->jobs[i].seconds, n++;
+        sc_json_begin_object(&w);
+        sc_json_put_key(&w, "name"), sc_json_put_string(&w, ex->methods[m].name);
+        sc_json_put_key(&w, "kind"), sc_json_put_string(&w, sc_method_kind_name(ex->methods[m].kind));
+        sc_json_put_key(&w, "cache"), sc_json_put_string(&w, sh->scored[m] ? sh->scored[m]->dir : sh->c->dir);
+        sc_json_put_key(&w, "jobs"), sc_json_put_int(&w, n);
+        sc_json_put_key(&w, "seconds"), sc_json_put_number(&w, s);
+        if (sh->note[m][0]) sc_json_put_key(&w, "note"), sc_json_put_string(&w, sh->note[m]);
+        sc_json_end_object(&w);
+    }
+    sc_json_end_array(&w);
+    /* the model files' hashes, preprocessing and dataset as embedded */
+    const sc_json *fp = sh->c->index.root ? sc_json_get(sh->c->index.root, "fingerprint") : NULL;
+    sc_json_put_key(&w, "cache_fingerprint");
+    if (fp) json_copy(&w, fp);
+    else sc_json_put_null(&w);
+    sc_json_end_object(&w);
+    sc_status st = sc_json_writer_save(&w, path, err);
+    sc_json_writer_free(&w);
+    return st;
+}
+
+/* ---- 7f. Running an experiment -------------------------------------------- */
+
+/* Another method's cache must hold the same images in the same order with
+ * the same labels (the same dataset embedded by another model). */
+static sc_status caches_match(const sc_cache *a, const sc_cache *b, sc_err *err)
+{
+    if (a->N != b->N || a->n_labels != b->n_labels || a->hier.n_tasks != b->hier.n_tasks)
+        return sc_fail(err, SC_EFORMAT, "%s: %lld images and %d combinations, but %s has %lld and %d", b->dir,
+                       (long long)b->N, b->n_labels, a->dir, (long long)a->N, a->n_labels);
+    for (int64_t i = 0; i < a->N; i++)
+        if (strcmp(a->image_id[i], b->image_id[i]) || a->split[i] != b->split[i] ||
+            memcmp(a->image_labels + i * a->n_labels, b->image_labels + i * a->n_labels, (size_t)a->n_labels))
+            return sc_fail(err, SC_EFORMAT, "%s: image %lld ('%s') differs from %s's ('%s') in name, split or labels",
+                           b->dir, (long long)i, b->image_id[i], a->dir, a->image_id[i]);
+    return SC_OK;
+}
+
+static void shared_free(exp_shared *sh)
+{
+    free(sh->class_offset), free(sh->class_of), free(sh->pool), free(sh->test), free(sh->class_labels);
+    free(sh->test_raw), free(sh->prompts_raw), free(sh->tsne_rows), free(sh->tsne_concept);
+    for (int m = 0; m < SC_EXP_MAX_METHODS; m++) free(sh->name_ids[m]);
+    for (int f = 0; f < SC_EXP_MAX_FRACTIONS; f++)
+        for (int s = 0; s < SC_EXP_MAX_SEEDS; s++) free(sh->subset[f][s]);
+    memset(sh, 0, sizeof *sh);
+}
+
+/* Classes of all tasks side by side, and who is labelled with them. */
+static sc_status shared_classes(exp_shared *sh, sc_err *err)
+{
+    const sc_cache *c = sh->c;
+    sh->class_offset = malloc(sizeof(int) * (size_t)(sh->n_tasks + 1));
+    sh->class_of = malloc(sizeof(int) * (size_t)(sh->K + 1));
+    if (!sh->class_offset || !sh->class_of) return sc_fail(err, SC_ENOMEM, "out of memory");
+    sh->class_offset[0] = 0;
+    for (int t = 0; t < sh->n_tasks; t++) {
+        const sc_hier_task *task = &c->hier.tasks[t];
+        sh->class_offset[t + 1] = sh->class_offset[t] + task->n_classes;
+        for (int h = 0; h < task->n_combos; h++)
+            sh->class_of[sh->combo_offset[t] + h] = sh->class_offset[t] + task->combo_class[h];
+    }
+    sh->n_classes = sh->class_offset[sh->n_tasks];
+    if (!(sh->class_labels = calloc((size_t)(sh->N * sh->n_classes) + 1, 1)))
+        return sc_fail(err, SC_ENOMEM, "out of memory");
+    for (int64_t i = 0; i < sh->N; i++)
+        for (int k = 0; k < sh->K; k++)
+            if (c->image_labels[i * sh->K + k]) sh->class_labels[i * sh->n_classes + sh->class_of[k]] = 1;
+    return SC_OK;
+}
+
+/* The training pool, the test images and the nested subsets. */
+static sc_status shared_splits(exp_shared *sh, sc_err *err)
+{
+    const sc_cache *c = sh->c;
+    const sc_experiment *ex = sh->ex;
+    sh->pool = malloc(sizeof(int64_t) * (size_t)(sh->N + 1));
+    sh->test = malloc(sizeof(int64_t) * (size_t)(sh->N + 1));
+    if (!sh->pool || !sh->test) return sc_fail(err, SC_ENOMEM, "out of memory");
+    for (int64_t i = 0; i < sh->N; i++) {
+        if (c->split[i] == SC_SPLIT_TEST) sh->test[sh->n_test++] = i;
+        else if (c->split[i] == SC_SPLIT_TRAIN || (ex->train_valid && c->split[i] == SC_SPLIT_VALID))
+            sh->pool[sh->n_pool++] = i;
+    }
+    if (!sh->n_pool || !sh->n_test)
+        return sc_fail(err, SC_EARG, "%s: %lld training and %lld test images; the experiment needs both", c->dir,
+                       (long long)sh->n_pool, (long long)sh->n_test);
+    for (int f = 0; f < ex->n_fractions; f++)
+        for (int s = 0; s < (ex->fractions[f] >= 1 ? 1 : ex->n_seeds); s++) {
+            if (!(sh->subset[f][s] = malloc(sizeof(int64_t) * (size_t)sh->n_pool)))
+                return sc_fail(err, SC_ENOMEM, "out of memory");
+            sc_status st = sc_nested_subset(sh->subset[f][s], &sh->subset_n[f][s], sh->pool, sh->n_pool,
+                                            c->image_labels, sh->K, ex->fractions[f], mix_seed(ex->seed, 0, (uint64_t)s),
+                                            err);
+            if (st) return st;
+            if (sh->subset_n[f][s] < 2)
+                return sc_fail(err, SC_EARG, "%s: fraction %g of %lld training images leaves %lld; use larger fractions",
+                               ex->path, ex->fractions[f], (long long)sh->n_pool, (long long)sh->subset_n[f][s]);
+        }
+    return SC_OK;
+}
+
+/* Embeddings every method needs: test images, canonical prompts, "No
+ * finding.". */
+static sc_status shared_texts(exp_shared *sh, sc_err *err)
+{
+    const sc_cache *c = sh->c;
+    int64_t E = sh->E;
+    sh->test_raw = malloc(sizeof(float) * (size_t)(sh->n_test * E));
+    sh->prompts_raw = malloc(sizeof(float) * (size_t)((sh->K + 1) * E));
+    if (!sh->test_raw || !sh->prompts_raw) return sc_fail(err, SC_ENOMEM, "out of memory");
+    gather_rows(sh->test_raw, c->image_emb, sh->test, sh->n_test, E, 0);
+    for (int t = 0; t < sh->n_tasks; t++)
+        for (int h = 0; h < c->hier.tasks[t].n_combos; h++) {
+            int64_t row = sc_cache_text_row(c, SC_TEXT_PROMPT, t, h, 0);
+            if (row < 0) return sc_fail(err, SC_EFORMAT, "%s: no prompt for combination %d of task '%s'", c->dir, h,
+                                        c->hier.tasks[t].name);
+            memcpy(sh->prompts_raw + (sh->combo_offset[t] + h) * E, c->text_emb + row * E, sizeof(float) * (size_t)E);
+        }
+    int64_t none = sc_cache_text_row(c, SC_TEXT_NONE, -1, -1, 0);
+    if (none < 0) return sc_fail(err, SC_EFORMAT, "%s: no \"No finding.\" text", c->dir);
+    sh->none_raw = sh->prompts_raw + sh->K * E;
+    memcpy(sh->none_raw, c->text_emb + none * E, sizeof(float) * (size_t)E);
+    return SC_OK;
+}
+
+/* CoOp's init words through the model's tokenizer, without the start and
+ * end tokens. */
+static sc_status coop_init_words(exp_shared *sh, int m, sc_err *err)
+{
+    const sc_cache *c = sh->c;
+    const sc_method *method = &sh->ex->methods[m];
+    sc_tok_options o = sc_tok_defaults();
+    o.max_length = (int)c->T;
+    int64_t *ids = malloc(sizeof(int64_t) * (size_t)c->T);
+    sc_tokenizer *tok = NULL;
+    int n = 0;
+    sc_status st = ids ? sc_tokenizer_load(&tok, sh->ex->model, &o, err) : sc_fail(err, SC_ENOMEM, "out of memory");
+    if (!st) st = sc_tokenizer_encode(tok, method->coop_init, strlen(method->coop_init), ids, NULL, &n, NULL, err);
+    if (!st && (n < 3 || n - 2 > SC_EXP_MAX_INIT_WORDS))
+        st = sc_fail(err, SC_EARG, "%s:%d: init \"%s\" is %d tokens; CoOp's context takes 1 to %d", sh->ex->path,
+                     method->line, method->coop_init, n - 2, SC_EXP_MAX_INIT_WORDS);
+    if (!st) {
+        sh->n_init[m] = n - 2;
+        memcpy(sh->init_ids[m], ids + 1, sizeof(int64_t) * (size_t)(n - 2));
+    }
+    if (tok) sc_tokenizer_free(tok);
+    free(ids);
+    return st;
+}
+
+/* CoOp's class names: the cache's tokenized names, each cut (keeping its
+ * end token) where it would not fit the text tower's positions after the
+ * start token and the context, with a note saying how many were cut; or
+ * a note saying why CoOp cannot run at all. */
+static sc_status shared_coop(exp_shared *sh, int m, sc_err *err)
+{
+    const sc_cache *c = sh->c;
+    const sc_method *method = &sh->ex->methods[m];
+    if (!sh->model || sc_model_get_config(sh->model)->kind != SC_MODEL_CLIP) {
+        sh->unavailable[m] = 1;
+        snprintf(sh->note[m], sizeof sh->note[m], "CoOp is unavailable: it back-propagates through the text tower, "
+                 "and only CLIP's runs on the autograd tape here (MedCLIP's BERT does not)");
+        return SC_OK;
+    }
+    sc_status st = method->coop_init ? coop_init_words(sh, m, err) : SC_OK;
+    if (st) return st;
+    const sc_clip_text_config *tc = &sc_model_get_config(sh->model)->text;
+    int64_t T = c->T, room = tc->context - 1 - (sh->n_init[m] ? sh->n_init[m] : method->coop.n_ctx);
+    if (room < 2)
+        return sc_fail(err, SC_EARG, "%s:%d: %d context vectors leave no room for a name in the text tower's %lld "
+                       "positions", sh->ex->path, method->line, method->coop.n_ctx, (long long)tc->context);
+    int64_t *names = sh->name_ids[m] = malloc(sizeof(int64_t) * (size_t)(sh->K * T));
+    if (!names) return sc_fail(err, SC_ENOMEM, "out of memory");
+    int cut = 0;
+    for (int t = 0; t < sh->n_tasks; t++)
+        for (int h = 0; h < c->hier.tasks[t].n_combos; h++) {
+            int64_t src = sc_cache_text_row(c, SC_TEXT_NAME, t, h, 0), *row = names + (sh->combo_offset[t] + h) * T;
+            if (src < 0) return sc_fail(err, SC_EFORMAT, "%s: no name text for combination %d of task '%s'", c->dir, h,
+                                        c->hier.tasks[t].name);
+            memcpy(row, c->text_ids + src * T, sizeof(int64_t) * (size_t)T);
+            int64_t end = sc_clip_eot_index(tc, row, T);   /* name tokens + the end token = end */
+            if (end <= room) continue;
+            int64_t eot = row[end], pad = end + 1 < T ? row[end + 1] : 0;
+            row[room] = eot;
+            for (int64_t q = room + 1; q < T; q++) row[q] = pad;
+            cut++;
+        }
+    if (cut)
+        snprintf(sh->note[m], sizeof sh->note[m], "%d of %d class names were cut to %lld tokens to fit the text "
+                 "tower's %lld positions", cut, sh->K, (long long)(room - 1), (long long)tc->context);
+    return SC_OK;
+}
+
+/* Fig. 4's texts: up to tsne_points of the dataset's sentences about the
+ * chosen task (and class), or, for a dataset without sentences (Derm7p),
+ * every prompt, ensemble variant and name of the task; each coloured by
+ * the concept of its (first) combination in the task. */
+static sc_status shared_tsne(exp_shared *sh, sc_err *err)
+{
+    const sc_cache *c = sh->c;
+    const sc_experiment *ex = sh->ex;
+    sh->tsne_task = -1;
+    sh->tsne_method = -1;
+    for (int m = 0; m < ex->n_methods; m++)
+        if (ex->methods[m].kind == SC_METHOD_SCALE && (sh->tsne_method < 0 || m == ex->explained)) sh->tsne_method = m;
+    if (sh->tsne_method < 0) return SC_OK;
+    int t = 0;
+    if (ex->tsne_task) {
+        const sc_hier_task *task = sc_hier_task_find(&c->hier, ex->tsne_task);
+        if (!task) return sc_fail(err, SC_EARG, "%s: tsne-task '%s' is not a task of the hierarchy", ex->path,
+                                  ex->tsne_task);
+        t = (int)(task - c->hier.tasks);
+    } else {
+        for (int k = 1; k < sh->n_tasks; k++)
+            if (c->hier.tasks[k].n_concepts > c->hier.tasks[t].n_concepts) t = k;
+    }
+    const sc_hier_task *task = &c->hier.tasks[t];
+    int cls = -1, off = sh->combo_offset[t];
+    if (ex->tsne_class && (cls = sc_hier_class_of(task, ex->tsne_class)) < 0)
+        return sc_fail(err, SC_EARG, "%s: tsne-class '%s' is not a class of task '%s'", ex->path, ex->tsne_class,
+                       task->name);
+    int64_t n_sentences = 0;
+    for (int64_t j = 0; j < c->M; j++) n_sentences += c->text_kind[j] == SC_TEXT_SENTENCE;
+    sh->tsne_rows = malloc(sizeof(int64_t) * (size_t)(c->M + 1));
+    sh->tsne_concept = malloc(sizeof(int) * (size_t)(c->M + 1));
+    int *order = malloc(sizeof(int) * (size_t)(c->M + 1));
+    if (!sh->tsne_rows || !sh->tsne_concept || !order) return free(order), sc_fail(err, SC_ENOMEM, "out of memory");
+    int64_t n = 0;
+    for (int64_t j = 0; j < c->M; j++) {
+        int kind = c->text_kind[j], h = -1;
+        if (n_sentences ? kind != SC_TEXT_SENTENCE
+                        : !((kind == SC_TEXT_PROMPT || kind == SC_TEXT_ENSEMBLE || kind == SC_TEXT_NAME) && c->text_task[j] == t))
+            continue;
+        for (int q = 0; q < task->n_combos && h < 0; q++)
+            if (c->text_labels[j * sh->K + off + q] && (cls < 0 || task->combo_class[q] == cls)) h = q;
+        if (h < 0) continue;
+        sh->tsne_rows[n] = j;
+        sh->tsne_concept[n++] = task->combo_concept[h];
+    }
+    /* a seeded sample of tsne_points, kept in text order */
+    if (n > ex->tsne_points) {
+        for (int64_t i = 0; i < n; i++) order[i] = (int)i;
+        sc_rng rng;
+        sc_rng_seed(&rng, mix_seed(ex->seed, 4, 0));
+        sc_rng_shuffle(&rng, order, (int)n);
+        uint8_t *keep = calloc((size_t)n, 1);
+        if (!keep) return free(order), sc_fail(err, SC_ENOMEM, "out of memory");
+        for (int i = 0; i < ex->tsne_points; i++) keep[order[i]] = 1;
+        int64_t k = 0;
+        for (int64_t i = 0; i < n; i++)
+            if (keep[i]) sh->tsne_rows[k] = sh->tsne_rows[i], sh->tsne_concept[k++] = sh->tsne_concept[i];
+        n = k;
+        free(keep);
+    }
+    free(order);
+    sh->tsne_task = t;
+    sh->n_tsne = n >= 4 ? n : 0;   /* t-SNE needs a few points to say anything */
+    return SC_OK;
+}
+
+static sc_status shared_init(exp_shared *sh, const sc_experiment *ex, const sc_cache *c, const sc_model *model,
+                             const sc_cache *const *method_caches, sc_err *err)
+{
+    memset(sh, 0, sizeof *sh);
+    sh->ex = ex, sh->c = c, sh->model = model;
+    sh->N = c->N, sh->E = c->E, sh->K = c->n_labels, sh->n_tasks = c->hier.n_tasks;
+    sh->combo_offset = c->label_offset;
+    sc_status st = shared_classes(sh, err);
+    if (!st) st = shared_splits(sh, err);
+    if (!st) st = shared_texts(sh, err);
+    for (int m = 0; !st && m < ex->n_methods; m++) {
+        sh->scored[m] = method_caches && method_caches[m] ? method_caches[m] : c;
+        if (ex->methods[m].kind == SC_METHOD_COOP) st = shared_coop(sh, m, err);
+    }
+    if (!st) st = shared_tsne(sh, err);
+    if (st) shared_free(sh);
+    return st;
+}
+
+/* Remove a run's temporary folder and everything in it (one level). */
+static void remove_folder(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (d) {
+        for (struct dirent *e; (e = readdir(d)) != NULL;) {
+            char path[DS_PATH_MAX];
+            if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && path_join(path, sizeof path, dir, e->d_name))
+                unlink(path);
+        }
+        closedir(d);
+    }
+    rmdir(dir);
+}
+
+/* Every output file into folder dir. */
+static sc_status write_outputs(const exp_sweep *sw, const sc_run_options *opt, double seconds, const char *dir,
+                               const sc_text *summary, sc_err *err)
+{
+    const sc_experiment *ex = sw->sh->ex;
+    char path[DS_PATH_MAX];
+#define OUT(name) (path_join(path, sizeof path, dir, name) ? path : "")
+    sc_status st = sc_write_file_atomic(OUT("config.txt"), ex->text, strlen(ex->text), err);
+    if (!st) st = write_results(sw, OUT("results.csv"), err);
+    if (!st) st = sc_text_save(summary, OUT("summary.md"), err);
+    if (!st && (ex->levels & 1 << LEVEL_CLASS)) st = write_fig2(sw, LEVEL_CLASS, OUT("fig2-class.svg"), err);
+    if (!st && (ex->levels & 1 << LEVEL_COMBO)) st = write_fig2(sw, LEVEL_COMBO, OUT("fig2-concept.svg"), err);
+    for (int i = 0; !st && i < sw->n_jobs; i++) {
+        if (sw->jobs[i].keep) st = write_explanations(sw, &sw->jobs[i], OUT("explanations.csv"), err);
+        if (!st && sw->jobs[i].map) st = write_fig4(sw, &sw->jobs[i], OUT("fig4-tsne.svg"), err);
+    }
+    if (!st) st = write_run_json(sw, opt, seconds, OUT("run.json"), err);
+#undef OUT
+    return st;
+}
+
+static void sweep_free(exp_sweep *sw)
+{
+    for (int i = 0; i < sw->n_jobs; i++) {
+        scores_free(&sw->jobs[i].scores);
+        free(sw->jobs[i].tsne);
+    }
+    free(sw->jobs), free(sw->order);
+}
+
+sc_status sc_experiment_run(const sc_experiment *ex, const sc_cache *cache, const sc_model *model, const char *out_dir,
+                            const sc_run_options *opt, sc_err *err)
+{
+    double start = now_seconds();
+    sc_cache others[SC_EXP_MAX_METHODS];
+    const sc_cache *scored[SC_EXP_MAX_METHODS] = {0};
+    sc_status st = SC_OK;
+    memset(others, 0, sizeof others);
+    for (int m = 0; !st && m < ex->n_methods; m++)
+        if (ex->methods[m].cache) {          /* zero-shot with another model's embeddings */
+            st = sc_cache_load(&others[m], ex->methods[m].cache, err);
+            if (!st && (st = caches_match(cache, &others[m], err))) sc_cache_free(&others[m]);
+            if (!st) scored[m] = &others[m];
+        }
+    exp_shared sh;
+    exp_sweep sw;
+    memset(&sw, 0, sizeof sw);
+    int have_shared = !st && (st = shared_init(&sh, ex, cache, model, scored, err)) == SC_OK;
+    if (have_shared) {
+        sw.sh = &sh;
+        sw.jobs = calloc((size_t)(ex->n_methods * (ex->n_fractions * ex->n_seeds + 1)), sizeof *sw.jobs);
+        if (!sw.jobs) st = sc_fail(err, SC_ENOMEM, "out of memory");
+        else sw.n_jobs = list_jobs(sw.jobs, &sh);
+        for (int m = 0; opt && opt->progress && m < ex->n_methods; m++)
+            if (sh.note[m][0]) fprintf(opt->progress, "scale experiment: %s: %s\n", ex->methods[m].name, sh.note[m]);
+    }
+    /* the temporary folder first, so that an unwritable place fails now */
+    char tmp[DS_PATH_MAX];
+    int have_tmp = !st && (st = cache_tmp_begin(out_dir, tmp, sizeof tmp, err)) == SC_OK;
+    if (!st) st = run_sweep(&sw, opt ? opt->progress : NULL, err);
+    sc_text summary;
+    sc_text_init(&summary);
+    if (!st) {
+        summary_text(&summary, &sw, now_seconds() - start);
+        st = write_outputs(&sw, opt, now_seconds() - start, tmp, &summary, err);
+        if (!st && rename(tmp, out_dir) != 0)
+            st = sc_fail(err, SC_EIO, "%s: cannot rename %s to it: %s", out_dir, tmp, strerror(errno));
+    }
+    if (st && have_tmp) remove_folder(tmp);   /* nothing half-written is left */
+    if (!st && opt && opt->summary && summary.data) fputs(summary.data, opt->summary);
+    sc_text_free(&summary);
+    sweep_free(&sw);
+    if (have_shared) shared_free(&sh);
+    for (int m = 0; m < ex->n_methods; m++)
+        if (scored[m]) sc_cache_free(&others[m]);
+    return st;
+}
+
+/* The cache of the experiment: loaded and checked against the model and
+ * the dataset named in the config, or embedded first when missing. */
+static sc_status experiment_cache(const sc_experiment *ex, sc_cache *c, FILE *progress, sc_err *err)
+{
+    sc_dataset_options o = sc_dataset_defaults();
+    sc_status st = SC_OK;
+    if (ex->dataset) {
+        st = sc_dataset_spec(&o, ex->dataset, err);
+        o.hier = ex->hier;
+        o.clinic = ex->clinic;
+    }
+    if (!st && !path_exists(ex->cache)) {
+        if (!ex->dataset) return sc_fail(err, SC_EIO, "%s: no such cache, and no 'dataset' to embed into it", ex->cache);
+        sc_dataset ds;
+        if ((st = sc_dataset_load(&ds, &o, err))) return st;
+        sc_embed_config cfg = sc_embed_defaults();
+        cfg.model = ex->model;
+        cfg.progress = progress;
+        if (progress) fprintf(progress, "scale experiment: embedding %s into %s\n", ex->dataset, ex->cache);
+        st = sc_embed(&cfg, &ds, ex->cache, err);
+        sc_dataset_free(&ds);
+    }
+    if (!st) st = sc_cache_load(c, ex->cache, err);
+    if (!st && (ex->model || ex->dataset) &&
+        (st = sc_cache_check(c, ex->model, NULL, ex->dataset ? &o : NULL, err)))
+        sc_cache_free(c);
+    return st;
+}
+
+sc_status sc_experiment_main(const sc_experiment *ex, const char *out_dir, const sc_run_options *opt, sc_err *err)
+{
+    if (path_exists(out_dir)) return sc_fail(err, SC_EARG, "%s: already exists; remove it or choose another --out", out_dir);
+    sc_cache c;
+    sc_status st = experiment_cache(ex, &c, opt ? opt->progress : NULL, err);
+    if (st) return st;
+    sc_model *model = NULL;
+    for (int m = 0; !st && !model && m < ex->n_methods; m++)
+        if (ex->methods[m].kind == SC_METHOD_COOP) st = sc_model_load(&model, ex->model, NULL, err);
+    if (!st) st = sc_experiment_run(ex, &c, model, out_dir, opt, err);
+    if (model) sc_model_free(model);
+    sc_cache_free(&c);
+    return st;
+}
+
+/* ======================================================================== */
+/* 8. The `scale` command                                                    */
 /* ======================================================================== */
 #ifndef SC_NO_MAIN
 
-/* ---- 7a. Argument helpers ----------------------------------------------
+/* ---- 8a. Argument helpers ----------------------------------------------
  * Each command walks its arguments with these:
  *
  *     cli c = cli_begin("loss", argc, argv);
@@ -5644,7 +7642,7 @@ static inline int cli_fail(const cli *c, const sc_err *err)
     return 1;
 }
 
-/* ---- 7b. Commands: inputs (decode, preprocess, tokenize) ---------------- */
+/* ---- 8b. Commands: inputs (decode, preprocess, tokenize) ---------------- */
 
 static const char decode_usage[] =
     "usage: scale decode IMAGE --out X.npy [--index I.npy]\n"
@@ -5872,7 +7870,7 @@ static int cmd_tokenize(int argc, char **argv)
     return s ? cli_fail(&c, &err) : 0;
 }
 
-/* ---- 7c. Commands: models (encode, embed, dataset, cache) ---------------- */
+/* ---- 8c. Commands: models (encode, embed, dataset, cache) ---------------- */
 
 /* `scale encode` computes everything in memory first and writes the files
  * last, so a failure anywhere leaves no output behind. */
@@ -6328,7 +8326,7 @@ static int cmd_cache(int argc, char **argv)
     return rc;
 }
 
-/* ---- 7d. Commands: SCALE (loss, metrics, train, predict) ---------------- */
+/* ---- 8d. Commands: SCALE (loss, metrics, train, predict) ---------------- */
 
 /* Report a failure of a SCALE command as one sentence; returns 1. */
 #if defined(__GNUC__)
@@ -7077,7 +9075,111 @@ static int cmd_predict(int argc, char **argv)
     return rc;
 }
 
-/* ---- 7e. Commands: experiments, synthetic data, demo --------------------- */
+/* ---- 8e. Commands: experiments, synthetic data, demo --------------------- */
+
+static const char experiment_usage[] =
+    "usage: scale experiment --config FILE [--out DIR] [--threads N] [--quiet]\n"
+    "Reproduce the paper's experiments (book/17-reproducing-the-paper.md): every\n"
+    "method of FILE on nested stratified subsets of the training split, evaluated\n"
+    "on the test split at the class and class-concept levels. The run folder DIR\n"
+    "(default runs/NAME, NAME the config file's name) must not exist; it receives\n"
+    "results.csv, summary.md (also printed), fig2-class.svg, fig2-concept.svg,\n"
+    "fig4-tsne.svg, explanations.csv, config.txt and run.json, all at once at the\n"
+    "end. Progress goes to stderr (--quiet: none).\n"
+    "\n"
+    "FILE, one statement per line ('#' comments; quote values with blanks):\n"
+    "  scale-experiment 1            first line\n"
+    "  name TEXT                     title of the report\n"
+    "  cache DIR                     the embedding cache (scale embed); built here\n"
+    "                                from dataset and model when it does not exist\n"
+    "  model DIR                     the model (CoOp, embedding, cache check)\n"
+    "  dataset KIND:PATH             derm7p:, padchest-gr: or manifest:\n"
+    "  hier FILE / image derm|clinic the dataset's hierarchy / Derm7p's images\n"
+    "  train-splits train [valid]    the training pool (default: train)\n"
+    "  fractions F ...               default 0.05 0.1 0.25 0.5 1\n"
+    "  seeds N / seed S              subsets per fraction (5), base seed (0)\n"
+    "  levels class class-concept    default both\n"
+    "  tsne-task T / tsne-class C / tsne-points N   Fig. 4 (default: the task\n"
+    "                                with most concepts, all classes, 100)\n"
+    "  explain METHOD                explanations.csv (default: the last scale)\n"
+    "  method NAME KIND [key=value ...], KIND and keys:\n"
+    "    zero-shot      prompts=combination|class ensemble=no|yes cache=DIR\n"
+    "    concept-score  temp=0.010101 (MONET: 1/exp(4.5944)) cache=DIR\n"
+    "    linear-probe   loss=bce|softmax weighting=none|inverse-frequency\n"
+    "                   epochs=150 lr=0.001 l2=0.0001 batch=N\n"
+    "    coop           n-ctx=16 csc=no|yes init=random|\"a photo of a\"\n"
+    "                   init-std=0.02 epochs=50 lr=0.002 momentum=0.9\n"
+    "                   weight-decay=0.0005 warmup-epochs=1 warmup-lr=1e-5 batch=32\n"
+    "    scale          epochs=150 lr=0.001 batch=N tau=0.07 logit-scale=100\n"
+    "                   lambda=1,1,1,1 supcon=cross|rows reduction=mean|sum\n"
+    "                   alpha=sigmoid|clamp|raw alpha-init=0.2 relu=2|1\n"
+    "                   adapter-reduction=4 image-adapter=yes text-adapter=yes\n"
+    "                   tasks=joint|separate\n"
+    "  every method also takes dashed=yes|no (its line in Fig. 2)\n";
+
+/* Create the folders leading to path (not path itself), as mkdir -p. */
+static void make_parents(const char *path)
+{
+    char buf[DS_PATH_MAX];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++)
+        if (*p == '/' && p[1]) {
+            *p = '\0';
+            mkdir(buf, 0777);
+            *p = '/';
+        }
+}
+
+/* "runs/NAME" for config path ".../NAME.conf". */
+static void default_run_dir(char *out, size_t n, const char *config)
+{
+    const char *base = strrchr(config, '/');
+    base = base ? base + 1 : config;
+    const char *dot = strrchr(base, '.');
+    int len = dot && dot != base ? (int)(dot - base) : (int)strlen(base);
+    snprintf(out, n, "runs/%.*s", len, base);
+}
+
+static int cmd_experiment(int argc, char **argv)
+{
+    const char *config = NULL, *out = NULL;
+    long threads = 0;
+    int quiet = 0;
+    cli c = cli_begin("experiment", argc, argv);
+    while (cli_next(&c)) {
+        if (cli_is(&c, "--config")) config = cli_str(&c);
+        else if (cli_is(&c, "--out")) out = cli_str(&c);
+        else if (cli_is(&c, "--threads")) threads = cli_long(&c);
+        else if (cli_is(&c, "--quiet")) quiet = 1;
+        else if (cli_is(&c, "--help")) return printf("%s", experiment_usage), 0;
+        else return cli_unknown(&c);
+    }
+    if (c.bad) return 2;
+    if (!config) return fprintf(stderr, "scale experiment: --config is required\n%s", experiment_usage), 2;
+    if (threads < 0 || threads > 256) return fprintf(stderr, "scale experiment: --threads takes 1 to 256\n"), 2;
+    if (threads) sc_set_threads((int)threads);
+    char run_dir[DS_PATH_MAX];
+    if (!out) default_run_dir(run_dir, sizeof run_dir, config);
+    if (!out) out = run_dir;
+    make_parents(out);   /* runs/ and the like; an error shows when the run folder is made */
+    /* the command line, for run.json */
+    sc_text line;
+    sc_text_init(&line);
+    sc_text_puts(&line, "scale");
+    for (int i = 0; i < argc; i++) sc_text_printf(&line, " %s", argv[i]);
+    sc_experiment ex;
+    sc_err err;
+    int rc = sc_experiment_load(&ex, config, &err) == SC_OK ? 0 : cli_fail(&c, &err);
+    if (!rc) {
+        sc_run_options opt = {quiet ? NULL : stderr, stdout, line.data};
+        if (sc_experiment_main(&ex, out, &opt, &err) != SC_OK) rc = cli_fail(&c, &err);
+        else if (!quiet) fprintf(stderr, "scale experiment: wrote %s\n", out);
+        sc_experiment_free(&ex);
+    }
+    sc_text_free(&line);
+    return rc;
+}
+
 
 static const char synth_usage[] =
     "usage: scale synth derm7p --out DIR [--n 1011] [--seed S] [--size 192]\n"
@@ -7176,7 +9278,7 @@ static int cmd_synth(int argc, char **argv)
     return 0;
 }
 
-/* ---- 7f. The command table and main -------------------------------------- */
+/* ---- 8f. The command table and main -------------------------------------- */
 
 typedef struct {
     const char *name;
@@ -7214,6 +9316,7 @@ static const command commands[] = {
     {"metrics", cmd_metrics, "accuracy, macro recall, macro F1 and AUC of scores"},
 
     /* experiments */
+    {"experiment", cmd_experiment, "reproduce the paper's figures: methods x fractions x subsets on a cache"},
     {"synth", cmd_synth, "a synthetic Derm7p or PadChest-GR in the real layout"},
 
     /* general */

@@ -1295,6 +1295,76 @@ void sc_adapter_backward(float *df, float *dw1, float *dw2, double *dalpha, floa
 /* The adapter as an autograd op on f (B, C). */
 sc_tensor *sc_adapter_apply(sc_ctx *ctx, const sc_adapter *ad, sc_tensor *f);
 
+/* ---- nn.c: CoOp prompt learner (book/17) ---- */
+/* Prompt tuning (Zhou et al., "Learning to Prompt for Vision-Language
+ * Models", IJCV 2022): n_ctx learnable context vectors in token-embedding
+ * space before each class name, "[SOS] [V]1..[V]n name [EOS]", trained
+ * through the frozen CLIP text tower with SGD and a cosine schedule after
+ * a constant warm-up (Dassl's defaults). CLIP models only: MedCLIP's BERT
+ * has no autograd path here, and sc_coop_init says so. */
+typedef struct {
+    int n_ctx;              /* context vectors: 16 (the init words' count when given) */
+    int class_specific;     /* 1: one context per prompt (CSC); 0: shared ("unified") */
+    float init_std;         /* random initialisation N(0, 0.02²) */
+    int epochs;             /* 50 */
+    float lr;               /* SGD, 0.002 */
+    float momentum;         /* 0.9 */
+    float weight_decay;     /* 5e-4 */
+    int warmup_epochs;      /* 1, at the constant warmup_lr */
+    float warmup_lr;        /* 1e-5 */
+    int batch_size;         /* 32 */
+    uint64_t seed;          /* initialisation and shuffling */
+} sc_coop_config;
+
+typedef struct {
+    sc_coop_config cfg;
+    int64_t K;              /* prompts: one per class name */
+    int64_t T;              /* token positions of the assembled prompts */
+    int64_t C;              /* token-embedding width */
+    int n_ctx;
+    sc_tensor *ctx;         /* (n_ctx, C), or (K·n_ctx, C) with CSC: the parameters */
+    sc_tensor *frozen;      /* (K·(T − n_ctx), C) start, name, end and padding embeddings */
+    int32_t *rows;          /* (K·T) the row of [ctx; frozen] each position reads */
+    int64_t *ids;           /* (K, T) assembled token ids (they choose the pooled row) */
+    sc_optim opt;           /* SGD on ctx */
+    sc_rng rng;             /* initialisation, then shuffling */
+    int64_t epoch;          /* epochs completed */
+    sc_arena arena;
+} sc_coop;
+
+/* The training data: image embeddings and, per image, a target
+ * distribution over the prompts of each block (a block is one task: its
+ * rows sum to 1, or to 0 for an image without a label there). */
+typedef struct {
+    int64_t N, E;
+    const float *image_emb;    /* (N, E) as the encoder gives them */
+    const float *targets;      /* (N, K) */
+    int n_blocks;
+    const int *block_offset;   /* (n_blocks + 1) block b is prompts [offset[b], offset[b + 1]) */
+} sc_coop_data;
+
+sc_coop_config sc_coop_defaults(void);
+/* Prompts for K class names given as tokenized rows name_ids (K, Tn):
+ * start token, name tokens, end token, padding (as the model's tokenizer
+ * writes them; the end token is found by the model's pooling rule). With
+ * init_ids (n_init word ids, e.g. "a photo of a" without start and end
+ * tokens) the context starts as those words' embeddings and n_ctx =
+ * n_init; otherwise random. Fails with SC_EUNSUPPORTED for MedCLIP,
+ * SC_ERANGE when a prompt would not fit the text tower's positions. */
+sc_status sc_coop_init(sc_coop *p, const sc_model *m, const int64_t *name_ids, int64_t K, int64_t Tn,
+                       const int64_t *init_ids, int n_init, const sc_coop_config *cfg, sc_err *err);
+void sc_coop_free(sc_coop *p);
+/* Text embeddings (K, E) of the current prompts, on the tape. */
+sc_tensor *sc_coop_text_features(sc_ctx *ctx, const sc_coop *p, const sc_model *m);
+/* CoOp's loss on the images index[0..B): logits = s · cos(image, prompt)
+ * with the model's multiplier, cross-entropy against the targets within
+ * each block, summed over blocks, averaged over the B images. */
+sc_tensor *sc_coop_batch_loss(sc_ctx *ctx, const sc_coop *p, const sc_model *m, const sc_coop_data *d,
+                              const int *index, int64_t B);
+/* One epoch: the learning rate of this epoch (sc_lr_cosine), a seeded
+ * shuffle, one SGD step per batch; returns the mean batch loss. */
+double sc_coop_train_epoch(sc_coop *p, const sc_model *m, sc_ctx *ctx, const sc_coop_data *d);
+
 /* ======================================================================== */
 /* ---- loss.c: SCALE losses and metrics ----------------------------------- */
 /* ======================================================================== */
@@ -1544,6 +1614,85 @@ void sc_metrics_eval(sc_metrics *m, const float *scores, const uint8_t *truth, c
  * present entry. */
 void sc_two_prompt_scores(float *out, const float *sim_present, const float *sim_none, int64_t N,
                           int K, float logit_scale);
+
+/* ---- loss.c: baselines, Sec. 2.3 (book/17) ---- */
+/* Zero-shot scoring, MONET's concept presence and the linear probe, on
+ * cached embeddings. CoOp, the prompt-tuning baseline, needs the text
+ * tower and lives in nn.c (sc_coop_*). */
+
+/* out (n, E) = rows of x scaled to unit length (a zero row stays zero);
+ * out may be x. */
+void sc_normalize_rows(float *out, const float *x, int64_t n, int64_t E);
+/* A prompt ensemble as in CLIP's zero-shot ImageNet classifier: every
+ * variant is normalised, the variants of prompt k are averaged and the
+ * mean is normalised again. emb (V, K, E): V variants of K prompts;
+ * out (K, E). */
+void sc_prompt_ensemble(float *out, const float *emb, int V, int64_t K, int64_t E);
+/* Score N images against K prompts, all rows already L2-normalised:
+ * logits (N, K) = s · cos (may be NULL) and, when none (E) is given,
+ * two_prompt (N, K) = the two-prompt AUC scores of sc_two_prompt_scores
+ * against that "No finding." embedding. */
+void sc_vlm_scores(float *logits, float *two_prompt, const float *img, int64_t N, const float *prompts, int K,
+                   const float *none, int64_t E, float logit_scale);
+/* out (N, G) = max over the members h of each group (group_of[h] in
+ * [0, G)) of x (N, H): Sec. 2.2's aggregation of combination scores into
+ * class or concept scores. A group without members gets -inf. */
+void sc_group_max(float *out, const float *x, int64_t N, int H, const int *group_of, int G);
+
+/* MONET's temperature: temp = 1 / exp(4.5944), a multiplier of 98.93,
+ * from MONET's tutorial. Whether 4.5944 is MONET's learned logit_scale
+ * is UNVERIFIED (OpenAI CLIP's is 4.6052 = ln 100). */
+#define SC_MONET_LOG_SCALE 4.5944
+/* MONET-style concept presence: out (N, K) = softmax over (mean over the
+ * V target prompts of concept k of cos(x, t), mean over the R reference
+ * prompts of cos(x, r)) / temp, the first entry. img (N, E), targets
+ * (V, K, E) and refs (R, E) are L2-normalised rows. */
+void sc_concept_presence(float *out, const float *img, int64_t N, const float *targets, int V, int K,
+                         const float *refs, int R, int64_t E, double temp);
+
+/* The linear probe: logistic regression on frozen image features, one
+ * output per label; labels come in blocks (one per task), which the
+ * softmax loss treats as exclusive. */
+typedef enum {
+    SC_PROBE_BCE,     /* a sigmoid and binary cross-entropy per output (the paper's) */
+    SC_PROBE_SOFTMAX  /* a softmax and cross-entropy over each block */
+} sc_probe_loss;
+
+typedef struct {
+    sc_probe_loss loss;
+    int weighted;       /* 1: inverse-frequency loss weights (the paper's follow-up) */
+    int epochs;         /* 150 */
+    float lr;           /* Adam, 1e-3 (Sec. 2.3) */
+    float l2;           /* λ of (λ/2)‖W‖², 1e-4 */
+    int batch_size;     /* 0: sc_train_batch_size(N) */
+    uint64_t seed;      /* initialisation and shuffling */
+} sc_probe_config;
+
+typedef struct {
+    sc_probe_config cfg;
+    int64_t E;          /* feature width */
+    int K, n_blocks;    /* outputs; blocks of them */
+    int *block_offset;  /* (n_blocks + 1) block b is outputs [offset[b], offset[b + 1]) */
+    sc_tensor *W;       /* (K, E) */
+    sc_tensor *b;       /* (K) */
+    float *w_pos;       /* (K) weight of a term whose label is present */
+    float *w_neg;       /* (K) weight of a term whose label is absent (BCE) */
+    double final_loss;  /* mean loss of the last epoch */
+    sc_optim opt;
+    sc_arena arena;     /* owns all of the above */
+} sc_probe;
+
+sc_probe_config sc_probe_defaults(void);
+/* Train on features X (N, E) with labels Y (N, K) of 0/1. Fails with
+ * SC_EARG on empty or inconsistent sizes and on a bad config. */
+sc_status sc_probe_train(sc_probe *p, const float *X, const uint8_t *Y, int64_t N, int64_t E, int K,
+                         const int *block_offset, int n_blocks, const sc_probe_config *cfg, sc_err *err);
+/* logits (N, K) = X Wᵀ + b. */
+void sc_probe_logits(const sc_probe *p, float *logits, const float *X, int64_t N);
+/* logits (N, K) and, when prob is not NULL, probabilities (N, K): σ of
+ * each logit (BCE) or the softmax of each block. */
+void sc_probe_predict(const sc_probe *p, float *logits, float *prob, const float *X, int64_t N);
+void sc_probe_free(sc_probe *p);
 
 /* ---- loss.c: embedding maps, exact t-SNE (Fig. 4, book/14) ---- */
 /* van der Maaten and Hinton's t-SNE (JMLR 2008) with the exact O(n²)
@@ -1893,6 +2042,112 @@ sc_status sc_cache_check(const sc_cache *c, const char *model, const char *pipel
 /* The row of a text: kind, task, index and variant as in sc_text_kind;
  * -1 when the cache holds none. */
 int64_t sc_cache_text_row(const sc_cache *c, sc_text_kind kind, int task, int index, int variant);
+
+/* ======================================================================== */
+/* ---- scale.c: experiments, Sec. 2.3 (book/17) --------------------------- */
+/* ======================================================================== */
+
+/* EXPERIMENTS. `scale experiment --config FILE` runs the paper's protocol
+ * on an embedding cache: each method on nested stratified subsets of the
+ * training split (fractions 0.05 .. 1, several subsets each, one at 1),
+ * evaluated on the test split at the class level and at the level of
+ * class-concept combinations, every metric averaged over the tasks. The
+ * config format is in `scale experiment --help` and book/17.
+ *
+ *   sc_experiment ex;
+ *   if (sc_experiment_load(&ex, "derm7p.conf", &err) != SC_OK) { puts(err.msg); ... }
+ *   sc_run_options opt = {stderr, stdout, NULL};
+ *   sc_experiment_main(&ex, "runs/derm7p", &opt, &err);
+ *   sc_experiment_free(&ex);
+ */
+typedef enum {
+    SC_METHOD_ZERO_SHOT,     /* the frozen VLM with prompts (loss.c section 9) */
+    SC_METHOD_CONCEPT_SCORE, /* MONET's concept presence against reference prompts */
+    SC_METHOD_LINEAR_PROBE,  /* logistic regression on frozen image features */
+    SC_METHOD_COOP,          /* prompt tuning (nn.c section 9); CLIP models only */
+    SC_METHOD_SCALE          /* the paper's method (loss.c sections 5-6) */
+} sc_method_kind;
+#define SC_N_METHOD_KINDS 5
+/* "zero-shot", "concept-score", "linear-probe", "coop", "scale" */
+const char *sc_method_kind_name(sc_method_kind k);
+
+#define SC_EXP_MAX_METHODS 16
+#define SC_EXP_MAX_FRACTIONS 16
+#define SC_EXP_MAX_SEEDS 100
+#define SC_EXP_MAX_INIT_WORDS 32
+
+typedef struct {
+    char name[64];             /* label in tables and legends */
+    sc_method_kind kind;
+    int line;                  /* its line in the config file */
+    const char *cache;         /* zero-shot, concept-score: score with this cache instead
+                                  (the same dataset embedded by, say, a generic CLIP) */
+    int class_prompts;         /* zero-shot: the class level from class-level prompts */
+    int ensemble;              /* zero-shot: prompt ensembles (sc_prompt_ensemble) */
+    double temp;               /* concept-score: MONET's temperature */
+    sc_probe_config probe;     /* linear-probe */
+    sc_coop_config coop;       /* coop */
+    const char *coop_init;     /* coop: words the context starts from, or NULL (random) */
+    sc_train_config scale;     /* scale */
+    int separate_tasks;        /* scale: one adapter pair per task instead of one for all */
+    int dashed;                /* its line in Fig. 2 is dashed (default for weighted probes) */
+} sc_method;
+
+typedef struct {
+    char path[1024];           /* the config file ("" when parsed from memory) */
+    const char *text;          /* its text, kept for the run folder */
+    const char *name;          /* title, or NULL */
+    const char *cache;         /* the embedding cache */
+    const char *model;         /* model directory, or NULL */
+    const char *dataset;       /* "KIND:PATH" to embed from, or NULL */
+    const char *hier;          /* the dataset's hierarchy, or NULL (its kind's) */
+    int clinic;                /* Derm7p: clinic images */
+    int train_valid;           /* 1: train on the train and valid splits */
+    int n_fractions;
+    double fractions[SC_EXP_MAX_FRACTIONS]; /* increasing, in (0, 1] */
+    int n_seeds;               /* subsets per fraction below 1 */
+    uint64_t seed;
+    int levels;                /* bit 0: class, bit 1: class-concept */
+    const char *tsne_task, *tsne_class; /* Fig. 4, or NULL */
+    int tsne_points;           /* at most this many texts in Fig. 4 (100) */
+    const char *explain;       /* method for explanations.csv, or NULL */
+    int explained;             /* its index (default: the last scale method), or -1 */
+    int n_methods;
+    sc_method methods[SC_EXP_MAX_METHODS];
+    sc_arena arena;            /* owns the strings */
+} sc_experiment;
+
+/* Parse a config; relative paths are taken from base_dir (may be NULL or
+ * ""). Errors read "FILE:LINE: what is wrong". */
+sc_status sc_experiment_parse(sc_experiment *ex, const char *text, size_t len, const char *what, const char *base_dir,
+                              sc_err *err);
+/* The same from a file, paths relative to the file's folder. */
+sc_status sc_experiment_load(sc_experiment *ex, const char *path, sc_err *err);
+void sc_experiment_free(sc_experiment *ex);
+
+typedef struct {
+    FILE *progress;            /* progress and notes (stderr), or NULL */
+    FILE *summary;             /* the summary tables once done (stdout), or NULL */
+    const char *command_line;  /* recorded in run.json, or NULL */
+} sc_run_options;
+
+/* Run on a loaded cache (model: CoOp's text tower, NULL when not needed;
+ * CoOp is then left out with a note) into the new folder out_dir, which
+ * appears complete or not at all. Results depend on the seed, not on the
+ * thread count. */
+sc_status sc_experiment_run(const sc_experiment *ex, const sc_cache *cache, const sc_model *model, const char *out_dir,
+                            const sc_run_options *opt, sc_err *err);
+/* Everything: embed the dataset into the cache if it is missing, refuse a
+ * stale one (sc_cache_check), load the model when CoOp needs it, run. */
+sc_status sc_experiment_main(const sc_experiment *ex, const char *out_dir, const sc_run_options *opt, sc_err *err);
+
+/* Nested stratified training subsets (book/17): the items of `items` (n
+ * indices into labels (N, K)) whose key, drawn from the seed, is below
+ * `fraction`, in the order listed. For one seed a larger fraction only adds
+ * items; each item's stratum is its rarest label, and every stratum keeps
+ * its share within one item. Fraction 1 chooses all. */
+sc_status sc_nested_subset(int64_t *chosen, int64_t *n_chosen, const int64_t *items, int64_t n, const uint8_t *labels,
+                           int K, double fraction, uint64_t seed, sc_err *err);
 
 /* ======================================================================== */
 /* ---- internal, may change ------------------------------------------------ */
