@@ -4,7 +4,7 @@
 #   make check      the Check test suite, then the book checker
 #   make asan       the suite under AddressSanitizer + UBSan
 #   make bench      benchmarks (BENCH=group for one group); never part of check
-#   make book       rewrite the code excerpts in book/ from the sources
+#   make book       rewrite the book's code excerpts and worked outputs
 #   make demo       the main job on the shipped default
 #   make install    PREFIX=/usr/local DESTDIR= : scale, libscale.a, scale.h, scale.pc
 #   make clean
@@ -160,15 +160,17 @@ fuzz: $(FUZZ_BIN)
 
 # ---- the book ------------------------------------------------------------
 
-build/booksnip: tests/booksnip.c | build
+build/booksnip: tests/booksnip.c tests/booktext.h | build
 	$(CC) $(SC_CFLAGS) $(CFLAGS) -o $@ $<
 
 BOOK_SOURCES = scale.h scale.c tensor.c nn.c loss.c io.c
 
-book-check: build/booksnip
+# Worked examples marked "<!-- @run ... -->" run ./scale, so both targets
+# need it built.
+book-check: build/booksnip scale
 	./build/booksnip --check $(BOOK_SOURCES) -- $(BOOK_MD)
 
-book: build/booksnip
+book: build/booksnip scale
 	./build/booksnip --update $(BOOK_SOURCES) -- $(BOOK_MD)
 
 # ---- the demo ------------------------------------------------------------
