@@ -4,7 +4,7 @@
 #   make check      the Check test suite, then the book checker
 #   make asan       the suite under AddressSanitizer + UBSan
 #   make bench      benchmarks (BENCH=group for one group); never part of check
-#   make book       rewrite the book's code excerpts, worked outputs and index
+#   make book       rewrite the book's excerpts, worked outputs and index; build/book.html
 #   make exercise   NAME=... : check one exercise of book/exercises.md
 #   make demo       the main job on the shipped default
 #   make install    PREFIX=/usr/local DESTDIR= : scale, libscale.a, scale.h, scale.pc
@@ -163,7 +163,7 @@ fuzz: $(FUZZ_BIN)
 # booksnip keeps code excerpts and worked outputs equal to the sources and
 # to what ./scale prints; bookindex checks that the paper, every public
 # function, the notation page and the exercises have a home (and writes the
-# generated part of book/functions.md).
+# generated part of book/functions.md); bookhtml writes build/book.html.
 
 build/booksnip: tests/booksnip.c tests/booktext.h | build
 	$(CC) $(SC_CFLAGS) $(CFLAGS) -o $@ $<
@@ -180,9 +180,15 @@ book-check: build/booksnip build/bookindex scale
 	./build/booksnip --check $(BOOK_SOURCES) -- $(BOOK_MD)
 	./build/bookindex --check $(BOOK_INDEX_ARGS)
 
-book: build/booksnip build/bookindex scale
+book: build/booksnip build/bookindex build/bookhtml scale
 	./build/booksnip --update $(BOOK_SOURCES) -- $(BOOK_MD)
 	./build/bookindex --update $(BOOK_INDEX_ARGS)
+	./build/bookhtml build/book.html book/README.md $(filter book/0% book/1% book/2%,$(BOOK_MD)) \
+	  book/notation.md book/exercises.md book/functions.md
+
+# The whole book as one page, equations left for MathJax.
+build/bookhtml: tests/bookhtml.c tests/booktext.h | build
+	$(CC) $(SC_CFLAGS) $(CFLAGS) -o $@ $<
 
 # ---- exercises ------------------------------------------------------------
 # make exercise NAME=quickgelu-backward runs the checks listed for it in
