@@ -1651,6 +1651,250 @@ double sc_pretrainer_step(sc_pretrainer *p, sc_model *m, sc_ctx *ctx, const sc_p
 void sc_pretrainer_free(sc_pretrainer *p);
 
 /* ======================================================================== */
+/* ---- scale.c: datasets and the embedding cache -------------------------- */
+/* ======================================================================== */
+
+/* DATASETS. A reader turns a dataset as released into one table: N images,
+ * each with its split, its patient group and its labels, plus the texts
+ * that come with the images (PadChest-GR's report sentences). Labels are
+ * the combinations of a class-concept hierarchy (.hier, loss.c section 1),
+ * all tasks side by side in K columns: task t owns the columns
+ * [label_offset[t], label_offset[t + 1]), one per combination h of the
+ * task. Derm7p sets exactly one column of each of its 7 tasks; PadChest-GR
+ * sets any number of its one multi-label task. book/16 has the details.
+ *
+ *   sc_dataset_options o = sc_dataset_defaults();
+ *   sc_dataset_spec(&o, "derm7p:/data/release_v0", &err);
+ *   sc_dataset ds;
+ *   if (sc_dataset_load(&ds, &o, &err) != SC_OK) { puts(err.msg); ... }
+ *   ... ds.labels[i * ds.n_labels + ds.label_offset[t] + h] ...
+ *   sc_dataset_free(&ds);
+ */
+typedef enum { SC_SPLIT_TRAIN, SC_SPLIT_VALID, SC_SPLIT_TEST, SC_SPLIT_NONE } sc_split;
+#define SC_N_SPLITS 4
+/* "train", "valid", "test", "none" */
+const char *sc_split_name(sc_split s);
+
+typedef enum { SC_DATA_DERM7P, SC_DATA_PADCHEST_GR, SC_DATA_MANIFEST } sc_dataset_kind;
+/* "derm7p", "padchest-gr", "manifest" */
+const char *sc_dataset_kind_name(sc_dataset_kind k);
+
+typedef enum {
+    SC_SPLITS_OFFICIAL,   /* the dataset's own: Derm7p's index files, PadChest-GR's
+                             master table, a manifest's split column */
+    SC_SPLITS_STRATIFIED  /* test_fraction of the groups to test, the rest to train,
+                             by sc_stratify (PadChest-GR in the paper: 15 %) */
+} sc_split_rule;
+
+/* How to read a dataset. Strings are the caller's and must outlive the
+ * load (sc_dataset keeps its own copies). */
+typedef struct {
+    sc_dataset_kind kind;
+    const char *path;          /* Derm7p: release_v0/ (or its parent); PadChest-GR: the
+                                  folder with grounded_reports_*.json (the last by name,
+                                  i.e. the newest release, when there are several) and
+                                  master_table.csv; manifest: the CSV */
+    const char *hier;          /* hierarchy file; NULL: data/derm7p.hier, data/padchest-gr.hier
+                                  (here or beside the program), or for a manifest one
+                                  derived from its labels */
+    int clinic;                /* Derm7p: 1 = the clinic column's images, 0 = derm */
+    int keep_replaced_clinic;  /* Derm7p with clinic: keep the cases whose clinic image is
+                                  a dermoscopic one (notes "... replaced ..."), left out by default */
+    int skip_bad;              /* report bad rows in `skipped` and go on, instead of failing */
+    int spanish;               /* PadChest-GR: sentence_es instead of sentence_en */
+    int min_cases;             /* drop combinations on fewer images; -1: the kind's default
+                                  (PadChest-GR 10, as the paper; others 0 = keep all) */
+    int keep_unlabelled;       /* PadChest-GR, manifest: keep images without a combination */
+    const char *images;        /* PadChest-GR: image folder under path; NULL: the first of
+                                  Padchest_GR_files, PadChest_GR, images that exists, else path */
+    sc_split_rule split;
+    double test_fraction;      /* SC_SPLITS_STRATIFIED: 0.15 */
+    uint64_t split_seed;       /* SC_SPLITS_STRATIFIED: 0 */
+} sc_dataset_options;
+
+sc_dataset_options sc_dataset_defaults(void);
+/* "KIND:PATH" (derm7p:, padchest-gr:, manifest:) into o->kind and o->path
+ * (which points into spec). */
+sc_status sc_dataset_spec(sc_dataset_options *o, const char *spec, sc_err *err);
+
+typedef struct {
+    sc_dataset_options options;  /* as loaded, strings copied, defaults resolved */
+    sc_hier hier;                /* the tasks as used: rare combinations dropped */
+    const char *hier_source;     /* the .hier text it was parsed from (a derived one for
+                                    a manifest without --hier), NUL-terminated */
+    const char *hier_path;       /* its file, or "(derived)" */
+    int *label_offset;           /* (n_tasks + 1) */
+    int n_labels;                /* K: combinations of all tasks */
+    int64_t n_images;            /* N */
+    const char **image_path;     /* (N) the file to read */
+    const char **image_id;       /* (N) the dataset's name: case_num, ImageID, id column */
+    const char **group_id;       /* (N) the patient (PadChest-GR) or case: splits keep a group together */
+    int64_t *group;              /* (N) group_id as 0, 1, ... in order of first appearance */
+    int64_t *source_row;         /* (N) 0-based row of meta.csv / study of the JSON / manifest row */
+    uint8_t *split;              /* (N) sc_split */
+    uint8_t *labels;             /* (N, K) 0/1 */
+    int64_t n_texts;             /* M */
+    const char **text;           /* (M) report sentences, manifest texts */
+    int64_t *text_image;         /* (M) the image each describes */
+    uint8_t *text_labels;        /* (M, K) the combinations each states */
+    int n_dropped;
+    const char **dropped;        /* (n_dropped) "task|class|concept" of combinations dropped as rare */
+    int n_skipped;
+    const char **skipped;        /* (n_skipped) with skip_bad: one sentence per row left out */
+    int n_notes;
+    const char **notes;          /* (n_notes) what the reader decided, for the summary */
+    sc_arena arena;              /* owns the strings; the arrays are malloc'ed, freed with it */
+} sc_dataset;
+
+/* Read, map to the hierarchy, drop rare combinations (and then images left
+ * without one, unless keep_unlabelled), and split. A bad row, a value the
+ * hierarchy does not know or a missing image fails with one sentence naming
+ * the file, the row and the column, unless skip_bad. */
+sc_status sc_dataset_load(sc_dataset *ds, const sc_dataset_options *o, sc_err *err);
+void sc_dataset_free(sc_dataset *ds);
+/* Images per split and, per task and combination, images per split. */
+void sc_dataset_print(const sc_dataset *ds, FILE *out);
+
+/* STRATIFIED SPLITS. Iterative stratification (Sechidis, Tsoumakas and
+ * Vlahavas, ECML PKDD 2011), for multi-label data and whole groups: the
+ * rarest label is dealt out first, each of its items to the fold that most
+ * lacks it; items without labels go where the fold sizes fall shortest.
+ * A repair pass then moves or swaps units while some label is more than
+ * one item off its share in a fold and a change lowers the squared error
+ * of all shares (book/16). With group (N) not NULL, items with the same
+ * group are dealt as one unit. fold[i] in [0, n_folds) gets fraction[f]
+ * of every label: with one label per item and no groups, every label's
+ * count in fold f is within one of fraction[f] times its total; with
+ * several labels per item this held in every trial of the tests; whole
+ * groups can make it impossible. The shuffled order of the units comes
+ * from seed, so different seeds give different splits. Fractions must be
+ * >= 0 and sum to 1; n_folds <= 64. */
+sc_status sc_stratify(int *fold, const uint8_t *labels, int64_t N, int K, const int64_t *group,
+                      const double *fraction, int n_folds, uint64_t seed, sc_err *err);
+/* The experiments' training subsets: a stratified random fraction of the
+ * n items listed in `items` (indices into labels (N, K) and group (N)),
+ * written to chosen in increasing order; *n_chosen is their number.
+ * fraction 1 chooses all. Subsets of different seeds are not nested. */
+sc_status sc_stratified_subset(int64_t *chosen, int64_t *n_chosen, const int64_t *items, int64_t n,
+                               const uint8_t *labels, int K, const int64_t *group, double fraction, uint64_t seed,
+                               sc_err *err);
+
+/* PROGRESS on a stream: with a terminal a bar redrawn in place with rate
+ * and time left; otherwise a plain line every 10 % or 30 s. */
+typedef struct {
+    FILE *out;                 /* NULL: silent */
+    const char *what;          /* "images" */
+    int64_t total, done;
+    double start, last;        /* seconds, monotonic clock */
+    int tty;
+    int last_tenth;
+} sc_progress;
+
+void sc_progress_begin(sc_progress *p, FILE *out, const char *what, int64_t total);
+void sc_progress_update(sc_progress *p, int64_t done);
+void sc_progress_end(sc_progress *p);
+
+/* THE EMBEDDING CACHE. `scale embed` runs the frozen encoders once over all
+ * images and all texts of a dataset and stores the raw float32 embeddings
+ * (as the towers give them, not normalised) in a directory:
+ *   index.json        format, counts, the fingerprint (below), shard
+ *   hierarchy.hier    the hierarchy used, verbatim
+ *   images.csv        per image: id, group, split, file, bytes, sha256, labels
+ *   image_emb.npy     (N, E) float32
+ *   image_labels.npy  (N, K) uint8
+ *   texts.csv         per text: kind, task, index, variant, image, tokens, text
+ *   text_emb.npy      (M, E) float32
+ *   text_ids.npy      (M, T) int64 token ids; text_mask.npy (M, T) int64
+ *   text_labels.npy   (M, K) uint8
+ * The texts are, task by task, the canonical prompt of every combination,
+ * its ensemble variants, the class-level prompts, the combination and class
+ * names (CoOp's class tokens), then "No finding." and the reference
+ * prompts, then the dataset's own sentences.
+ *
+ * The fingerprint records the SHA-256 of every model file used (weights,
+ * config, tokenizer files), the model kind, the preprocessing pipeline and
+ * tokenizer settings, the SHA-256 of the dataset's label files and of the
+ * hierarchy, and the reader's options; a cache whose fingerprint differs
+ * from the one computed now is refused (sc_cache_check). A cache is written
+ * to a temporary directory and renamed into place, so a failed run leaves
+ * nothing at the destination. */
+typedef enum {
+    SC_TEXT_PROMPT,       /* the canonical prompt of combination `index` */
+    SC_TEXT_ENSEMBLE,     /* combination `index` under ensemble template `variant` */
+    SC_TEXT_CLASS,        /* class `index` under class template `variant` */
+    SC_TEXT_NAME,         /* combination `index` as a name (its explanation) */
+    SC_TEXT_CLASS_NAME,   /* class `index` as a name (its phrase) */
+    SC_TEXT_NONE,         /* "No finding." (task -1) */
+    SC_TEXT_REFERENCE,    /* reference prompt `index` (task -1) */
+    SC_TEXT_SENTENCE      /* a dataset text about image `image` */
+} sc_text_kind;
+#define SC_N_TEXT_KINDS 8
+const char *sc_text_kind_name(sc_text_kind k); /* "prompt", "ensemble", ... */
+
+typedef struct {
+    const char *model;         /* a model directory: weights, config.json, tokenizer files */
+    const char *pipeline;      /* NULL: the model's own (sc_pipeline_for_model) */
+    int batch;                 /* images per forward pass (texts too): 16 */
+    int shard, n_shards;       /* embed slice `shard` of n_shards (0 of 1: everything) */
+    FILE *progress;            /* where progress goes, or NULL */
+} sc_embed_config;
+
+sc_embed_config sc_embed_defaults(void);
+/* Embed dataset ds into the new directory out_dir (which must not exist).
+ * A shard holds the images of batches [shard·B/n, (shard+1)·B/n) of all B
+ * batches, so sharded and whole runs put every image in the same batch;
+ * the texts are embedded in shard 0 only. */
+sc_status sc_embed(const sc_embed_config *cfg, const sc_dataset *ds, const char *out_dir, sc_err *err);
+/* Join the n shard directories of one sharded run (any order) into the new
+ * directory out_dir, byte for byte what an unsharded run writes. Shards of
+ * different runs (fingerprints, counts, batch sizes) are refused. */
+sc_status sc_cache_merge(const char *out_dir, const char *const *shard_dirs, int n, sc_err *err);
+
+typedef struct {
+    char dir[1024];
+    sc_hier hier;              /* the tasks as embedded */
+    int *label_offset;         /* (n_tasks + 1) */
+    int n_labels;              /* K */
+    int64_t N, M, E, T;        /* images, texts, embedding width, token columns */
+    float *image_emb;          /* (N, E) raw */
+    float *text_emb;           /* (M, E) raw */
+    int64_t *text_ids;         /* (M, T) */
+    int64_t *text_mask;        /* (M, T) */
+    uint8_t *image_labels;     /* (N, K) */
+    uint8_t *text_labels;      /* (M, K) */
+    uint8_t *split;            /* (N) sc_split */
+    int64_t *group;            /* (N) groups numbered in order of first appearance */
+    const char **image_id;     /* (N) */
+    const char **image_path;   /* (N) */
+    uint8_t *text_kind;        /* (M) sc_text_kind */
+    int *text_task;            /* (M) task, or -1 */
+    int *text_index;           /* (M) combination, class or reference index, or -1 */
+    int *text_variant;         /* (M) ensemble or class template, else 0 */
+    int64_t *text_image;       /* (M) image of a sentence, else -1 */
+    int *text_tokens;          /* (M) real tokens in the row */
+    const char **text;         /* (M) */
+    char model_kind[16];       /* "clip" or "medclip" */
+    float logit_scale;         /* the model's multiplier, exp(logit_scale) (clamped for MedCLIP) */
+    char dataset_kind[16];
+    sc_json_doc index;         /* index.json as read */
+    sc_arena arena;
+} sc_cache;
+
+/* Load a whole (unsharded or merged) cache, checking every array's shape
+ * against index.json. */
+sc_status sc_cache_load(sc_cache *c, const char *dir, sc_err *err);
+void sc_cache_free(sc_cache *c);
+/* Refuse a stale cache: recompute the fingerprint of the model directory
+ * (with pipeline, NULL = its own) and of the dataset options, and fail
+ * with SC_EFORMAT naming the first entry that differs. model or data may
+ * be NULL to leave that half unchecked. */
+sc_status sc_cache_check(const sc_cache *c, const char *model, const char *pipeline, const sc_dataset_options *data,
+                         sc_err *err);
+/* The row of a text: kind, task, index and variant as in sc_text_kind;
+ * -1 when the cache holds none. */
+int64_t sc_cache_text_row(const sc_cache *c, sc_text_kind kind, int task, int index, int variant);
+
+/* ======================================================================== */
 /* ---- internal, may change ------------------------------------------------ */
 /* ======================================================================== */
 
