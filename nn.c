@@ -68,51 +68,102 @@ static void parallel_rows(int64_t rows, int64_t width, rows_fn fn, void *arg)
     sc_parallel_for((rows + chunk - 1) / chunk, rows_task, &j);
 }
 
-/* ---- exp, erf and the activations, eight floats at a time ----
+/* ---- LayerNorm, activations and softmax over rows ----
  *
  * GELU, QuickGELU and softmax spend their time in exp() and erf(); libm
- * computes those one float at a time. Here they (and LayerNorm) are
- * evaluated on vectors of 8 floats with the compilers' vector extension:
- * each kernel body is compiled twice, for any x86-64 (SSE2) and with
- * AVX2/FMA, and the second is chosen at run time whenever the GEMM uses
- * its AVX2 kernel. The approximations are classic ones: Cephes' expf
+ * computes those one float at a time. On x86-64 the same steps are also
+ * written for vectors of 8 floats (the compilers' vector extension,
+ * compiled for AVX2/FMA) and chosen at run time whenever the GEMM uses its
+ * AVX2 kernel; the plain versions below serve every other machine and
+ * SCALE_NO_SIMD. The vector approximations are classic ones: Cephes' expf
  * (range reduction by ln 2, degree-5 polynomial, about 1 ulp) and
  * Abramowitz & Stegun 7.1.26 for erf (|error| <= 1.5e-7). */
 #define NO_ACT (-1)
 
-#if defined(__GNUC__) || defined(__clang__)
-/* The helpers below take and return 32-byte vectors by value, which the
- * compilers flag (-Wpsabi) in functions compiled without AVX. They are all
- * inlined, so no call ever crosses that ABI boundary. */
-#pragma GCC diagnostic ignored "-Wpsabi"
+static float activate(int act, float x)
+{
+    if (act == SC_ACT_QUICK_GELU) return x / (1.0f + expf(-1.702f * x));   /* x·σ(1.702x) */
+    return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));             /* x·Φ(x) */
+}
+
+/* y (R, C) += b (when not NULL), then the activation (when not NO_ACT). */
+static void bias_act_scalar(float *y, const float *b, int64_t R, int64_t C, int act)
+{
+    for (int64_t r = 0; r < R; r++, y += C)
+        for (int64_t c = 0; c < C; c++) {
+            float v = y[c] + (b ? b[c] : 0.0f);
+            y[c] = act == NO_ACT ? v : activate(act, v);
+        }
+}
+
+/* One row of attention scores in place: s·scale + biases, then the softmax
+ * over the first n entries (the rest set to 0). */
+static void softmax_row_scalar(float *row, int64_t T, int64_t n, float scale, const float *b1, const float *b2,
+                               const float *b3)
+{
+    for (int64_t s = 0; s < n; s++) {
+        float x = row[s] * scale;
+        if (b1) x += b1[s];
+        if (b2) x += b2[s];
+        if (b3) x += b3[s];
+        row[s] = x;
+    }
+    float m = row[0];
+    for (int64_t s = 1; s < n; s++) m = row[s] > m ? row[s] : m;
+    double total = 0;
+    for (int64_t s = 0; s < n; s++) {
+        row[s] = expf(row[s] - m);
+        total += (double)row[s];
+    }
+    float inv = (float)(1.0 / total);
+    for (int64_t s = 0; s < n; s++) row[s] *= inv;
+    for (int64_t s = n; s < T; s++) row[s] = 0.0f;
+}
+
+/* LayerNorm of each row of x (R, C): y = (x − μ)·rstd·w + b with the
+ * biased variance (two passes, sums in double). y may be x. */
+static void layernorm_rows_scalar(float *y, const float *x, const float *w, const float *b, int64_t R, int64_t C,
+                                  float eps)
+{
+    for (int64_t r = 0; r < R; r++, x += C, y += C) {
+        double s = 0, ss = 0;
+        for (int64_t c = 0; c < C; c++) s += (double)x[c];
+        float mu = (float)(s / (double)C);
+        for (int64_t c = 0; c < C; c++) ss += (double)(x[c] - mu) * (double)(x[c] - mu);
+        float rstd = (float)(1.0 / sqrt(ss / (double)C + (double)eps));
+        for (int64_t c = 0; c < C; c++) y[c] = (x[c] - mu) * rstd * w[c] + b[c];
+    }
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define NN_AVX2 1
+/* Every function that touches a vector is compiled for AVX2/FMA, so 32-byte
+ * vectors only ever pass between AVX functions. */
+#define TARGET_AVX2 __attribute__((target("avx2,fma")))
+#define AVX2_INLINE static inline __attribute__((always_inline, target("avx2,fma")))
 typedef float v8f __attribute__((vector_size(32)));
 typedef int32_t v8i __attribute__((vector_size(32)));
-#define ALWAYS_INLINE static inline __attribute__((always_inline))
-#if defined(__x86_64__)
-#define NN_AVX2 1
-#define TARGET_AVX2 __attribute__((target("avx2,fma")))
-#endif
 
-ALWAYS_INLINE v8f v8_load(const float *p)
+AVX2_INLINE v8f v8_load(const float *p)
 {
     v8f v;
     memcpy(&v, p, sizeof v);
     return v;
 }
 
-ALWAYS_INLINE void v8_store(float *p, v8f v)
+AVX2_INLINE void v8_store(float *p, v8f v)
 {
     memcpy(p, &v, sizeof v);
 }
 
-ALWAYS_INLINE v8f v8_splat(float x)
+AVX2_INLINE v8f v8_splat(float x)
 {
     v8f v = {x, x, x, x, x, x, x, x};
     return v;
 }
 
 /* Lanes of a where mask is set (all ones), of b elsewhere. */
-ALWAYS_INLINE v8f v8_select(v8i mask, v8f a, v8f b)
+AVX2_INLINE v8f v8_select(v8i mask, v8f a, v8f b)
 {
     return (v8f)((mask & (v8i)a) | (~mask & (v8i)b));
 }
@@ -121,7 +172,7 @@ ALWAYS_INLINE v8f v8_select(v8i mask, v8f a, v8f b)
 /* e^x: x = n·ln 2 + r with |r| <= ln 2 / 2, e^r by Cephes' polynomial,
  * 2^n built in the exponent bits. Below −87.3 the result is 0 (PyTorch's
  * exp underflows there too), above 88.37 it stays at e^88.37. */
-ALWAYS_INLINE v8f v8_exp(v8f x)
+AVX2_INLINE v8f v8_exp(v8f x)
 {
     v8i underflow = x < -87.3365f;
     x = v8_select(x > 88.3762f, v8_splat(88.3762f), x);
@@ -141,7 +192,7 @@ ALWAYS_INLINE v8f v8_exp(v8f x)
 /* @book end vector-exp */
 
 /* erf(z) = sign(z)·(1 − (a1 t + … + a5 t⁵)·e^(−z²)), t = 1/(1 + p|z|). */
-ALWAYS_INLINE v8f v8_erf(v8f z)
+AVX2_INLINE v8f v8_erf(v8f z)
 {
     v8i sign = (v8i)z & (int32_t)0x80000000;
     v8f a = (v8f)((v8i)z & 0x7fffffff);
@@ -152,7 +203,7 @@ ALWAYS_INLINE v8f v8_erf(v8f z)
 }
 
 /* One of the activations on 8 lanes. */
-ALWAYS_INLINE v8f v8_activate(int act, v8f x)
+AVX2_INLINE v8f v8_activate(int act, v8f x)
 {
     if (act == SC_ACT_QUICK_GELU) return x / (1.0f + v8_exp(-1.702f * x));   /* x·σ(1.702x) */
     return 0.5f * x * (1.0f + v8_erf(x * 0.70710678118654752f));             /* x·Φ(x) */
@@ -161,14 +212,14 @@ ALWAYS_INLINE v8f v8_activate(int act, v8f x)
 /* y (R, C) += b (when not NULL), then the activation (when not NO_ACT). A
  * row's tail shorter than 8 goes through a padded copy, so every element
  * sees the same arithmetic. */
-ALWAYS_INLINE v8f bias_act8(const float *y, const float *b, int act)
+AVX2_INLINE v8f bias_act8(const float *y, const float *b, int act)
 {
     v8f v = v8_load(y);
     if (b) v += v8_load(b);
     return act == NO_ACT ? v : v8_activate(act, v);
 }
 
-ALWAYS_INLINE void bias_act_body(float *y, const float *b, int64_t R, int64_t C, int act)
+TARGET_AVX2 static void bias_act_avx2(float *y, const float *b, int64_t R, int64_t C, int act)
 {
     int64_t full = C / 8 * 8, rest = C - full;
     for (int64_t r = 0; r < R; r++, y += C) {
@@ -185,8 +236,8 @@ ALWAYS_INLINE void bias_act_body(float *y, const float *b, int64_t R, int64_t C,
 
 /* One row of attention scores in place: s·scale + biases, then the softmax
  * over the first n entries (the rest set to 0). */
-ALWAYS_INLINE void softmax_row_body(float *row, int64_t T, int64_t n, float scale, const float *b1, const float *b2,
-                                    const float *b3)
+TARGET_AVX2 static void softmax_row_avx2(float *row, int64_t T, int64_t n, float scale, const float *b1,
+                                         const float *b2, const float *b3)
 {
     int64_t full = n / 8 * 8, rest = n - full;
     v8f m8 = v8_splat(-INFINITY);
@@ -233,8 +284,8 @@ ALWAYS_INLINE void softmax_row_body(float *row, int64_t T, int64_t n, float scal
 /* LayerNorm of each row of x (R, C): y = (x − μ)·rstd·w + b with the
  * biased variance (two passes, sums in 8 float lanes as PyTorch's
  * vectorised kernel keeps them, the lanes added in double). y may be x. */
-ALWAYS_INLINE void layernorm_rows_body(float *y, const float *x, const float *w, const float *b, int64_t R, int64_t C,
-                                  float eps)
+TARGET_AVX2 static void layernorm_rows_avx2(float *y, const float *x, const float *w, const float *b, int64_t R,
+                                            int64_t C, float eps)
 {
     int64_t full = C / 8 * 8;
     for (int64_t r = 0; r < R; r++, x += C, y += C) {
@@ -259,68 +310,21 @@ ALWAYS_INLINE void layernorm_rows_body(float *y, const float *x, const float *w,
     }
 }
 
-#else /* other compilers: the same steps with libm, one float at a time */
-#define ALWAYS_INLINE static inline
-
-static float activate(int act, float x)
-{
-    if (act == SC_ACT_QUICK_GELU) return x / (1.0f + expf(-1.702f * x));
-    return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
-}
-
-ALWAYS_INLINE void bias_act_body(float *y, const float *b, int64_t R, int64_t C, int act)
-{
-    for (int64_t r = 0; r < R; r++, y += C)
-        for (int64_t c = 0; c < C; c++) {
-            float v = y[c] + (b ? b[c] : 0.0f);
-            y[c] = act == NO_ACT ? v : activate(act, v);
-        }
-}
-
-ALWAYS_INLINE void softmax_row_body(float *row, int64_t T, int64_t n, float scale, const float *b1, const float *b2,
-                                    const float *b3)
-{
-    for (int64_t s = 0; s < n; s++)
-        row[s] = row[s] * scale + (b1 ? b1[s] : 0.0f) + (b2 ? b2[s] : 0.0f) + (b3 ? b3[s] : 0.0f);
-    float m = row[0];
-    for (int64_t s = 1; s < n; s++) m = row[s] > m ? row[s] : m;
-    double total = 0;
-    for (int64_t s = 0; s < n; s++) total += row[s] = expf(row[s] - m);
-    float inv = (float)(1.0 / total);
-    for (int64_t s = 0; s < n; s++) row[s] *= inv;
-    for (int64_t s = n; s < T; s++) row[s] = 0.0f;
-}
-
-ALWAYS_INLINE void layernorm_rows_body(float *y, const float *x, const float *w, const float *b, int64_t R, int64_t C,
-                                  float eps)
-{
-    for (int64_t r = 0; r < R; r++, x += C, y += C) {
-        double s = 0, ss = 0;
-        for (int64_t c = 0; c < C; c++) s += x[c];
-        float mu = (float)(s / (double)C);
-        for (int64_t c = 0; c < C; c++) ss += (double)(x[c] - mu) * (x[c] - mu);
-        float rstd = (float)(1.0 / sqrt(ss / (double)C + eps));
-        for (int64_t c = 0; c < C; c++) y[c] = (x[c] - mu) * rstd * w[c] + b[c];
-    }
-}
 #endif
 
-/* Each body compiled twice — for any x86-64, and with AVX2/FMA — and the
- * second chosen at run time whenever the GEMM uses its AVX2 kernel. */
+/* The vector version when the GEMM runs its AVX2 kernel, else the plain one. */
 #ifdef NN_AVX2
-#define SIMD_CHOICE(name, params, args)                                  \
-    static void name##_portable params { name##_body args; }            \
-    TARGET_AVX2 static void name##_avx2 params { name##_body args; }    \
-    static void name params                                             \
-    {                                                                   \
-        if (sc_gemm_simd())                                             \
-            name##_avx2 args;                                           \
-        else                                                            \
-            name##_portable args;                                       \
+#define SIMD_CHOICE(name, params, args) \
+    static void name params              \
+    {                                    \
+        if (sc_gemm_simd())              \
+            name##_avx2 args;            \
+        else                             \
+            name##_scalar args;          \
     }
 #else
 #define SIMD_CHOICE(name, params, args) \
-    static void name params { name##_body args; }
+    static void name params { name##_scalar args; }
 #endif
 
 SIMD_CHOICE(layernorm_rows, (float *y, const float *x, const float *w, const float *b, int64_t R, int64_t C, float eps),
