@@ -2910,37 +2910,22 @@ void sc_adapter_project(sc_adapter *ad)
 }
 
 /* The elementwise passes of the adapter, written without branches (a
- * ReLU on data of random sign mispredicts half its branches) and eight
- * lanes at a time where the compiler has vectors (SIMD_CHOICE picks the
- * AVX2 build). Every lane does exactly the scalar arithmetic. */
+ * ReLU on data of random sign mispredicts half its branches): a plain
+ * version, and an AVX2 one that runs eight lanes at a time and leaves the
+ * last n mod 8 elements to the plain one (SIMD_CHOICE picks). Every lane
+ * does exactly the scalar arithmetic. */
 
 /* x = ReLU(x) */
-ALWAYS_INLINE void adapter_relu_body(float *x, int64_t n)
+static void adapter_relu_scalar(float *x, int64_t n)
 {
-    int64_t i = 0;
-#ifdef NN_VECTORS
-    for (; i + 8 <= n; i += 8) {
-        v8f v = v8_load(x + i);
-        v8_store(x + i, v8_select(v > 0.0f, v, v8_splat(0.0f)));
-    }
-#endif
-    for (; i < n; i++) x[i] = x[i] > 0.0f ? x[i] : 0.0f;
+    for (int64_t i = 0; i < n; i++) x[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
 
 /* up = ReLU(up) when relu, then out = α up + (1 − α) f */
-ALWAYS_INLINE void adapter_blend_body(float *out, float *up, const float *f, float alpha, int relu, int64_t n)
+static void adapter_blend_scalar(float *out, float *up, const float *f, float alpha, int relu, int64_t n)
 {
     float beta = 1.0f - alpha;
-    int64_t i = 0;
-#ifdef NN_VECTORS
-    for (; i + 8 <= n; i += 8) {
-        v8f u = v8_load(up + i);
-        if (relu) u = v8_select(u > 0.0f, u, v8_splat(0.0f));
-        v8_store(up + i, u);
-        v8_store(out + i, alpha * u + beta * v8_load(f + i));
-    }
-#endif
-    for (; i < n; i++) {
+    for (int64_t i = 0; i < n; i++) {
         float u = relu && !(up[i] > 0.0f) ? 0.0f : up[i];
         up[i] = u;
         out[i] = alpha * u + beta * f[i];
@@ -2948,31 +2933,63 @@ ALWAYS_INLINE void adapter_blend_body(float *out, float *up, const float *f, flo
 }
 
 /* d_up = α dout, and 0 where the ReLU after the up projection was off */
-ALWAYS_INLINE void adapter_d_up_body(float *d_up, const float *dout, const float *up, float alpha, int relu, int64_t n)
+static void adapter_d_up_scalar(float *d_up, const float *dout, const float *up, float alpha, int relu, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) d_up[i] = relu && up[i] <= 0.0f ? 0.0f : alpha * dout[i];
+}
+
+/* d = 0 where the ReLU that made x was off */
+static void adapter_relu_grad_scalar(float *d, const float *x, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) d[i] = x[i] <= 0.0f ? 0.0f : d[i];
+}
+
+#ifdef NN_AVX2
+TARGET_AVX2 static void adapter_relu_avx2(float *x, int64_t n)
 {
     int64_t i = 0;
-#ifdef NN_VECTORS
+    for (; i + 8 <= n; i += 8) {
+        v8f v = v8_load(x + i);
+        v8_store(x + i, v8_select(v > 0.0f, v, v8_splat(0.0f)));
+    }
+    adapter_relu_scalar(x + i, n - i);
+}
+
+TARGET_AVX2 static void adapter_blend_avx2(float *out, float *up, const float *f, float alpha, int relu, int64_t n)
+{
+    float beta = 1.0f - alpha;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        v8f u = v8_load(up + i);
+        if (relu) u = v8_select(u > 0.0f, u, v8_splat(0.0f));
+        v8_store(up + i, u);
+        v8_store(out + i, alpha * u + beta * v8_load(f + i));
+    }
+    adapter_blend_scalar(out + i, up + i, f + i, alpha, relu, n - i);
+}
+
+TARGET_AVX2 static void adapter_d_up_avx2(float *d_up, const float *dout, const float *up, float alpha, int relu,
+                                          int64_t n)
+{
+    int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
         v8f d = alpha * v8_load(dout + i);
         if (relu) d = v8_select(v8_load(up + i) <= 0.0f, v8_splat(0.0f), d);
         v8_store(d_up + i, d);
     }
-#endif
-    for (; i < n; i++) d_up[i] = relu && up[i] <= 0.0f ? 0.0f : alpha * dout[i];
+    adapter_d_up_scalar(d_up + i, dout + i, up + i, alpha, relu, n - i);
 }
 
-/* d = 0 where the ReLU that made x was off */
-ALWAYS_INLINE void adapter_relu_grad_body(float *d, const float *x, int64_t n)
+TARGET_AVX2 static void adapter_relu_grad_avx2(float *d, const float *x, int64_t n)
 {
     int64_t i = 0;
-#ifdef NN_VECTORS
     for (; i + 8 <= n; i += 8) {
         v8f v = v8_load(d + i);
         v8_store(d + i, v8_select(v8_load(x + i) <= 0.0f, v8_splat(0.0f), v));
     }
-#endif
-    for (; i < n; i++) d[i] = x[i] <= 0.0f ? 0.0f : d[i];
+    adapter_relu_grad_scalar(d + i, x + i, n - i);
 }
+#endif
 
 SIMD_CHOICE(adapter_relu, (float *x, int64_t n), (x, n))
 SIMD_CHOICE(adapter_blend, (float *out, float *up, const float *f, float alpha, int relu, int64_t n),
