@@ -1634,25 +1634,34 @@ static int weight_is_contiguous(const sc_weight *t)
 }
 
 /* @book begin weight-gather */
+/* Step the index (i0, .., ik) of t to the next element in C order, like an
+ * odometer, and return how far the element offset moves: +stride[j] for
+ * the digit that advances, -stride[j]·(shape[j] - 1) for each digit that
+ * rolls over to 0 before it. */
+static int64_t odometer_step(const sc_weight *t, int64_t *idx)
+{
+    int64_t delta = 0;
+    for (int j = t->ndim - 1; j >= 0; j--) {
+        delta += t->stride[j];
+        if (++idx[j] < t->shape[j]) break;
+        delta -= t->stride[j] * t->shape[j];
+        idx[j] = 0;
+    }
+    return delta;
+}
+
 void sc_weight_to_f32(const sc_weight *t, float *dst)
 {
     if (weight_is_contiguous(t)) {
         convert_to_f32(dst, t->data, t->dtype, (size_t)t->numel);
         return;
     }
-    /* A strided view: walk the index (i0, .., ik) like an odometer, moving
-     * the storage offset by stride[j] per step of digit j. */
     size_t size = sc_dtype_size(t->dtype);
     int64_t idx[SC_ARRAY_MAX_DIMS] = {0};
     int64_t off = 0;
     for (int64_t n = 0; n < t->numel; n++) {
         convert_to_f32(dst + n, t->data + (size_t)off * size, t->dtype, 1);
-        for (int j = t->ndim - 1; j >= 0; j--) {
-            off += t->stride[j];
-            if (++idx[j] < t->shape[j]) break;
-            off -= t->stride[j] * t->shape[j];
-            idx[j] = 0;
-        }
+        off += odometer_step(t, idx);
     }
 }
 /* @book end weight-gather */
@@ -1697,8 +1706,8 @@ sc_status sc_weights_read_i64(const sc_weights *w, const char *name, int64_t *ds
     if (t->dtype != SC_DT_I64 && t->dtype != SC_DT_I32 && t->dtype != SC_DT_U16 && t->dtype != SC_DT_U8)
         return sc_fail(err, SC_EFORMAT, "%s: tensor '%s' holds %s, not integers", w->path, name,
                        sc_dtype_name(t->dtype));
-    /* Gather through the float path's odometer would lose int64 precision,
-     * so walk the elements here with the same index arithmetic. */
+    /* The float path would lose int64 precision past 2^24: walk the
+     * elements here, with the same odometer. */
     size_t size = sc_dtype_size(t->dtype);
     int64_t idx[SC_ARRAY_MAX_DIMS] = {0};
     int64_t off = 0;
@@ -1708,12 +1717,7 @@ sc_status sc_weights_read_i64(const sc_weights *w, const char *name, int64_t *ds
         if (t->dtype == SC_DT_I64) memcpy(&v, p, 8);
         else v = (int64_t)element_as_double(p, t->dtype); /* 32-bit and smaller: exact */
         dst[i] = v;
-        for (int j = t->ndim - 1; j >= 0; j--) {
-            off += t->stride[j];
-            if (++idx[j] < t->shape[j]) break;
-            off -= t->stride[j] * t->shape[j];
-            idx[j] = 0;
-        }
+        off += odometer_step(t, idx);
     }
     return SC_OK;
 }
@@ -2675,7 +2679,7 @@ static sc_status pk_rebuild_tensor(pickle_vm *vm, const pk_value *args, pk_value
         if (!pk_is_int(sz) || !pk_is_int(st) || sz->u.i < 0 || sz->u.i > ARRAY_MAX_DIM || st->u.i < 0)
             return pk_fail(vm, "tensor size or stride is not a small non-negative integer");
         t->shape[d] = sz->u.i;
-        t->stride[d] = st->u.i;
+        t->stride[d] = sz->u.i > 1 ? st->u.i : 0; /* never used to move: keep it from overflowing sums */
         size_t reach;
         if (!sc_mul_ok(bytes, (size_t)sz->u.i, &bytes) || bytes > ((size_t)1 << 62))
             return pk_fail(vm, "tensor has too many elements");
@@ -3490,6 +3494,7 @@ sc_status sc_inflate(const uint8_t *in, size_t in_len, sc_inflate_format fmt, si
 {
     *out = NULL;
     *out_len = 0;
+    if (!in) in = (const uint8_t *)"", in_len = 0; /* no arithmetic on a null pointer */
     if (fmt != SC_INFLATE_RAW && fmt != SC_INFLATE_ZLIB && fmt != SC_INFLATE_GZIP)
         return sc_fail(err, SC_EARG, "sc_inflate: unknown format %d", (int)fmt);
     static const char *names[] = {"deflate stream", "zlib stream", "gzip stream"};
@@ -3589,6 +3594,7 @@ void sc_image_free(sc_image *img)
 sc_status sc_image_decode(const uint8_t *data, size_t len, const char *what, sc_image *img, sc_err *err)
 {
     memset(img, 0, sizeof *img);
+    if (!data) data = (const uint8_t *)"", len = 0;
     if (len >= 8 && memcmp(data, "\x89PNG\r\n\x1a\n", 8) == 0) return sc_png_decode(data, len, what, img, err);
     if (len >= 3 && data[0] == 0xFF && data[1] == 0xD8 && data[2] == 0xFF) return sc_jpeg_decode(data, len, what, img, err);
     if (len >= 2 && data[0] == 'P' && (data[1] == '5' || data[1] == '6')) return sc_pnm_decode(data, len, what, img, err);
@@ -3838,6 +3844,7 @@ static sc_status png_read_palette(png_header *h, const char *type, const uint8_t
 sc_status sc_png_decode(const uint8_t *data, size_t len, const char *what, sc_image *img, sc_err *err)
 {
     memset(img, 0, sizeof *img);
+    if (!data) data = (const uint8_t *)"", len = 0;
     cursor c = cursor_make(data, len);
     const uint8_t *sig = cur_take(&c, 8);
     if (!sig || memcmp(sig, "\x89PNG\r\n\x1a\n", 8) != 0) return sc_fail(err, SC_EFORMAT, "%s: not a PNG file", what);
@@ -3924,6 +3931,7 @@ sc_status sc_png_decode(const uint8_t *data, size_t len, const char *what, sc_im
     }
     if (st == SC_OK) {
         st = png_unpack(img, &h, raw, raw_len, what, err);
+        img->bilevel = h.color_type == 0 && h.bit_depth == 1;
         if (h.color_type == 3) {
             img->palette_size = h.palette_size;
             memcpy(img->palette, h.palette, sizeof h.palette);
@@ -4009,7 +4017,8 @@ static void fixed_match(bitwriter *w, size_t length, size_t distance)
 
 #define LZ_WINDOW 32768
 #define LZ_HASH_BITS 15
-#define LZ_CHAIN 32     /* candidates tried per position: speed vs ratio */
+#define LZ_CHAIN 8      /* candidates tried per position: speed vs ratio */
+#define LZ_NICE 64      /* a match this long is good enough: stop searching */
 
 static uint32_t lz_hash(const uint8_t *p)
 {
@@ -4046,6 +4055,7 @@ static sc_status zlib_compress_fixed(const uint8_t *data, size_t n, uint8_t **ou
                 if (l > best_len) {
                     best_len = l;
                     best_dist = i - (size_t)cand;
+                    if (l >= LZ_NICE) break;
                 }
                 cand = prev[cand % LZ_WINDOW];
             }
@@ -4090,6 +4100,23 @@ static sc_status zlib_compress_fixed(const uint8_t *data, size_t n, uint8_t **ou
     return SC_OK;
 }
 
+/* Filter one row: out = line minus its prediction (the inverse of
+ * png_unfilter). */
+static void png_filter(uint8_t *out, const uint8_t *line, const uint8_t *prev, size_t n, size_t bpp, int filter)
+{
+    for (size_t i = 0; i < n; i++) {
+        int a = i >= bpp ? line[i - bpp] : 0, c = i >= bpp ? prev[i - bpp] : 0, pred;
+        switch (filter) {
+        case 1: pred = a; break;
+        case 2: pred = prev[i]; break;
+        case 3: pred = (a + prev[i]) >> 1; break;
+        case 4: pred = paeth(a, prev[i], c); break;
+        default: pred = 0; break;
+        }
+        out[i] = (uint8_t)(line[i] - pred);
+    }
+}
+
 /* Filter every row of the image into (height, 1 + row_bytes) bytes. */
 static uint8_t *png_filter_rows(const sc_image *img, size_t row_bytes, size_t bpp)
 {
@@ -4118,13 +4145,10 @@ static uint8_t *png_filter_rows(const sc_image *img, size_t row_bytes, size_t bp
         uint8_t *dst = out + (size_t)y * stride;
         long best = -1;
         for (int f = 0; f <= 4; f++) {
+            png_filter(trial, line, prev, row_bytes, bpp, f);
             long sum = 0;
-            for (size_t k = 0; k < row_bytes; k++) {
-                int a = k >= bpp ? line[k - bpp] : 0, b = prev[k], c = k >= bpp ? prev[k - bpp] : 0;
-                int pred = f == 0 ? 0 : f == 1 ? a : f == 2 ? b : f == 3 ? (a + b) >> 1 : paeth(a, b, c);
-                trial[k] = (uint8_t)(line[k] - pred);
-                sum += trial[k] < 128 ? trial[k] : 256 - trial[k];
-            }
+            for (size_t k = 0; k < row_bytes; k++) /* |byte as a signed value|, without a branch */
+                sum += abs((int)trial[k] - ((trial[k] & 0x80) << 1));
             if (best < 0 || sum < best) {
                 best = sum;
                 dst[0] = (uint8_t)f;
@@ -4203,8 +4227,9 @@ sc_status sc_png_write(const char *path, const sc_image *img, sc_err *err)
 {
     uint8_t *png;
     size_t len;
-    sc_status st = sc_png_encode(img, &png, &len, err);
-    if (st != SC_OK) return sc_fail(err, st, "%s: %s", path, err->msg);
+    sc_err inner;
+    sc_status st = sc_png_encode(img, &png, &len, &inner);
+    if (st != SC_OK) return sc_fail(err, st, "%s: %s", path, inner.msg);
     st = sc_write_file_atomic(path, png, len, err);
     free(png);
     return st;
@@ -4964,6 +4989,7 @@ static void jpeg_skip_to_marker(cursor *c, const uint8_t *from)
 sc_status sc_jpeg_decode(const uint8_t *data, size_t len, const char *what, sc_image *img, sc_err *err)
 {
     memset(img, 0, sizeof *img);
+    if (!data) data = (const uint8_t *)"", len = 0;
     jpeg_decoder *d = calloc(1, sizeof *d);
     if (!d) return sc_fail(err, SC_ENOMEM, "%s: out of memory", what);
     d->what = what;
@@ -5382,6 +5408,7 @@ static long pnm_number(cursor *c)
 sc_status sc_pnm_decode(const uint8_t *data, size_t len, const char *what, sc_image *img, sc_err *err)
 {
     memset(img, 0, sizeof *img);
+    if (!data) data = (const uint8_t *)"", len = 0;
     cursor c = cursor_make(data, len);
     const uint8_t *magic = cur_take(&c, 2);
     if (!magic || magic[0] != 'P' || (magic[1] != '5' && magic[1] != '6'))
@@ -5463,6 +5490,7 @@ sc_status sc_image_to_8bit(const sc_image *src, sc_image *dst, sc_err *err)
     if (st != SC_OK) return st;
     size_t npix = (size_t)src->width * (size_t)src->height, ch = (size_t)src->channels;
     memcpy(dst->pixels, src->pixels, npix * ch);
+    dst->bilevel = src->bilevel;
     if (src->index) {
         dst->index = malloc(npix);
         if (!dst->index) {
@@ -5527,6 +5555,7 @@ sc_status sc_image_crop(const sc_image *src, int left, int top, int width, int h
     }
     dst->palette_size = src->palette_size;
     memcpy(dst->palette, src->palette, sizeof src->palette);
+    dst->bilevel = src->bilevel;
     return SC_OK;
 }
 
@@ -5712,9 +5741,11 @@ sc_status sc_image_resize(const sc_image *src, int width, int height, sc_resampl
     if (st != SC_OK) return st;
     dst->palette_size = src->palette_size;
     memcpy(dst->palette, src->palette, sizeof src->palette);
-    /* Pillow resizes palette images with NEAREST whatever is asked: the
-     * indices cannot be averaged. */
-    if (src->index || filter == SC_RESAMPLE_NEAREST) {
+    /* Pillow resizes palette images (mode P) and 1-bit images (mode 1)
+     * with NEAREST whatever is asked: indices cannot be averaged, and mode
+     * 1 has no grey levels between black and white. */
+    dst->bilevel = src->bilevel;
+    if (src->index || src->bilevel || filter == SC_RESAMPLE_NEAREST) {
         st = resize_nearest(src, dst, err);
         if (st != SC_OK) sc_image_free(dst);
         return st;

@@ -4,6 +4,7 @@
  * corpora under tests/fuzz/corpus/NAME/, through the same code the
  * harnesses run (tests/fuzz/formats_targets.h). Under `make asan` this is
  * the fuzzers' memory checking, replayed on every commit. */
+#define _POSIX_C_SOURCE 200809L /* symlink, unlink, opendir */
 #include <dirent.h>
 #include <stdlib.h>
 #include <string.h>

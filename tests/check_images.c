@@ -306,6 +306,7 @@ START_TEST(test_png_low_bit_depths)
     ck_assert_msg(decode_bytes(&b, &img, &err) == SC_OK, "%s", err.msg);
     const uint8_t want1[20] = {255, 0, 255, 255, 0, 0, 0, 0, 0, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255};
     ck_assert(img.channels == 1 && img.bits == 8 && memcmp(img.pixels, want1, 20) == 0);
+    ck_assert_int_eq(img.bilevel, 1); /* Pillow's mode 1 */
     sc_image_free(&img);
 
     /* 2-bit grey 0 1 2 3 → 0 85 170 255; 4-bit 0 15 7 → 0 255 119. */
@@ -315,6 +316,7 @@ START_TEST(test_png_low_bit_depths)
     put_idat_end(&b, raw2, sizeof raw2);
     ck_assert_msg(decode_bytes(&b, &img, &err) == SC_OK, "%s", err.msg);
     ck_assert(img.pixels[0] == 0 && img.pixels[1] == 85 && img.pixels[2] == 170 && img.pixels[3] == 255);
+    ck_assert_int_eq(img.bilevel, 0);
     sc_image_free(&img);
     const uint8_t raw4[] = {0, 0x0F, 0x70};
     b.len = 0;
@@ -645,6 +647,84 @@ START_TEST(test_jpeg_restart_marker_checked)
 }
 END_TEST
 
+/* Colour space of three components. Build, from the grey baseline JPEG, a
+ * three-component file whose components all carry the grey image (three
+ * non-interleaved scans of the same data), without the JFIF marker:
+ *   - with an Adobe APP14 marker, transform 0, the components are R, G, B:
+ *     every pixel must be the grey fixture value three times;
+ *   - with component ids 'R', 'G', 'B' and no marker, the same;
+ *   - with ids 1, 2, 3 and no marker they are YCbCr: Cb = Cr = Y is not grey. */
+static size_t three_component_jpeg(const uint8_t *j, size_t len, int adobe, const uint8_t ids[3], uint8_t *out)
+{
+    size_t k = 0, at = 2;
+    out[k++] = 0xFF;
+    out[k++] = 0xD8;
+    if (adobe) {
+        const uint8_t app14[16] = {0xFF, 0xEE, 0, 14, 'A', 'd', 'o', 'b', 'e', 0, 100, 0, 0, 0, 0, 0};
+        memcpy(out + k, app14, 16); /* version 100, flags 0, transform 0 */
+        k += 16;
+    }
+    while (at + 4 <= len && j[at] == 0xFF) {
+        int marker = j[at + 1];
+        size_t seg = 2 + ((size_t)j[at + 2] << 8 | j[at + 3]);
+        if (marker == 0xC0) { /* SOF0 with three copies of the component */
+            const uint8_t sof[19] = {0xFF, 0xC0, 0, 17, 8, j[at + 5], j[at + 6], j[at + 7], j[at + 8], 3,
+                                     ids[0], 0x11, 0, ids[1], 0x11, 0, ids[2], 0x11, 0};
+            memcpy(out + k, sof, 19);
+            k += 19;
+        } else if (marker == 0xDA) { /* the scan, three times, one per component */
+            size_t end = len - 2; /* the data runs to the EOI marker */
+            for (int c = 0; c < 3; c++) {
+                memcpy(out + k, j + at, seg);
+                out[k + 5] = ids[c];
+                k += seg;
+                memcpy(out + k, j + at + seg, end - at - seg);
+                k += end - at - seg;
+            }
+            out[k++] = 0xFF;
+            out[k++] = 0xD9;
+            return k;
+        } else if (marker != 0xE0) { /* everything but JFIF */
+            memcpy(out + k, j + at, seg);
+            k += seg;
+        }
+        at += seg;
+    }
+    return 0;
+}
+
+START_TEST(test_jpeg_rgb_colour_space)
+{
+    size_t len;
+    uint8_t *j = load(GOLDEN "cxr_352x423_gray8_baseline_q85.jpg", &len);
+    ck_assert_uint_eq(j[len - 2], 0xFF);
+    ck_assert_uint_eq(j[len - 1], 0xD9);
+    sc_array ref;
+    load_npy(GOLDEN "cxr_352x423_gray8_baseline_q85.npy", &ref);
+    const uint8_t *grey = ref.data;
+    uint8_t *m = malloc(3 * len + 64);
+    const struct { int adobe; uint8_t ids[3]; int rgb; } cases[] = {
+        {1, {1, 2, 3}, 1}, {0, {'R', 'G', 'B'}, 1}, {0, {1, 2, 3}, 0}};
+    for (int k = 0; k < 3; k++) {
+        size_t n = three_component_jpeg(j, len, cases[k].adobe, cases[k].ids, m);
+        ck_assert_uint_gt(n, len);
+        sc_image img;
+        sc_err err;
+        ck_assert_msg(sc_jpeg_decode(m, n, "rgb.jpg", &img, &err) == SC_OK, "%s", err.msg);
+        ck_assert_int_eq(img.channels, 3);
+        size_t same = 0, npix = (size_t)img.width * (size_t)img.height;
+        for (size_t p = 0; p < npix; p++)
+            same += img.pixels[3 * p] == grey[p] && img.pixels[3 * p + 1] == grey[p] && img.pixels[3 * p + 2] == grey[p];
+        if (cases[k].rgb) ck_assert_msg(same == npix, "case %d: %zu of %zu pixels are the grey value", k, same, npix);
+        else ck_assert_msg(same < npix / 2, "case %d: YCbCr with Cb = Cr = Y looks grey", k);
+        sc_image_free(&img);
+    }
+    free(m);
+    sc_array_free(&ref);
+    free(j);
+}
+END_TEST
+
 /* Cut at every marker and at points inside the entropy-coded data. */
 START_TEST(test_jpeg_truncated_everywhere)
 {
@@ -751,6 +831,26 @@ END_TEST
 /* ---- fuzz regressions ---------------------------------------------------- */
 
 /* Every input a fuzzer once crashed on is replayed through its decoder. */
+/* Empty and absent input is an error for every decoder, never a crash. */
+START_TEST(test_empty_input)
+{
+    sc_image img;
+    sc_err err;
+    const uint8_t one = 0xFF;
+    for (int k = 0; k < 2; k++) {
+        const uint8_t *data = k ? &one : NULL;
+        size_t len = k ? 1 : 0;
+        ck_assert_int_eq(sc_png_decode(data, len, "e", &img, &err), SC_EFORMAT);
+        ck_assert_int_eq(sc_jpeg_decode(data, len, "e", &img, &err), SC_EFORMAT);
+        ck_assert_int_eq(sc_pnm_decode(data, len, "e", &img, &err), SC_EFORMAT);
+        ck_assert_int_eq(sc_image_decode(data, len, "e", &img, &err), SC_EUNSUPPORTED);
+        uint8_t *out;
+        size_t n;
+        ck_assert_int_eq(sc_inflate(data, len, SC_INFLATE_ZLIB, 100, &out, &n, &err), SC_EFORMAT);
+    }
+}
+END_TEST
+
 START_TEST(test_fuzz_regressions)
 {
     const char *dirs[] = {"tests/fuzz/regress/png", "tests/fuzz/regress/jpeg", "tests/fuzz/regress/inflate"};
@@ -785,6 +885,26 @@ START_TEST(test_fuzz_regressions)
 }
 END_TEST
 
+/* A writer error names the output file once, and a NULL err is allowed
+ * (the message used to be formatted into itself). */
+START_TEST(test_png_write_error_message)
+{
+    sc_image img;
+    memset(&img, 0, sizeof img);
+    img.channels = 3;
+    img.bits = 8;   /* width 0: nothing to encode */
+    char path[512];
+    snprintf(path, sizeof path, "%s/empty.png", sc_test_tmpdir());
+    sc_err err;
+    ck_assert_int_ne(sc_png_write(path, &img, &err), SC_OK);
+    ck_assert_msg(strncmp(err.msg, path, strlen(path)) == 0, "%s", err.msg);
+    ck_assert_ptr_null(strstr(err.msg + strlen(path), path));
+    ck_assert_int_ne(sc_png_write(path, &img, NULL), SC_OK);
+    FILE *f = fopen(path, "rb");
+    ck_assert_ptr_null(f);
+}
+END_TEST
+
 Suite *suite_images(void)
 {
     Suite *s = suite_create("images");
@@ -792,6 +912,7 @@ Suite *suite_images(void)
     tcase_add_loop_test(tc, test_golden_decode, 0, N_GOLDEN);
     tcase_add_loop_test(tc, test_png_writer_roundtrip, 0, N_GOLDEN);
     tcase_add_test(tc, test_png_writer_compresses);
+    tcase_add_test(tc, test_png_write_error_message);
     suite_add_tcase(s, tc);
 
     TCase *png = tcase_create("png");
@@ -807,6 +928,7 @@ Suite *suite_images(void)
     tcase_add_test(jpeg, test_jpeg_frame_header_errors);
     tcase_add_test(jpeg, test_jpeg_bad_huffman_table);
     tcase_add_test(jpeg, test_jpeg_restart_marker_checked);
+    tcase_add_test(jpeg, test_jpeg_rgb_colour_space);
     tcase_add_test(jpeg, test_jpeg_truncated_everywhere);
     tcase_add_test(jpeg, test_jpeg_corrupt_data_no_crash);
     tcase_set_timeout(jpeg, 30);
@@ -814,6 +936,7 @@ Suite *suite_images(void)
 
     TCase *pnm = tcase_create("pnm");
     tcase_add_test(pnm, test_pnm_read_write);
+    tcase_add_test(pnm, test_empty_input);
     tcase_add_test(pnm, test_fuzz_regressions);
     suite_add_tcase(s, pnm);
     return s;

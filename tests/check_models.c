@@ -263,6 +263,200 @@ START_TEST(test_medclip_bin_layout)
 END_TEST
 
 /* ------------------------------------------------------------------------ */
+/* worked examples of the book: attention (chapter 10), Swin windows (12)    */
+/* ------------------------------------------------------------------------ */
+
+static sc_tensor *matrix3(sc_arena *a, int64_t T, int64_t C, const float *values, const char *name)
+{
+    sc_tensor *t = sc_param_new(a, 3, (int64_t[]){1, T, C}, name);
+    memcpy(t->data, values, sizeof(float) * (size_t)(T * C));
+    return t;
+}
+
+START_TEST(test_attention_example)
+{
+    /* One head, D = 2, scale 1/√2 (book chapter 10):
+     *   row 0: scores (1, 1)/√2 → p = (½, ½) → (2, 3);
+     *   row 1: scores (0, 1)/√2 → p = (1, e^{1/√2})/(1 + e^{1/√2})
+     *          = (0.33023845, 0.66976155) → (2.33952310, 3.33952310);
+     *   causal: row 0 sees only key 0 → (1, 2). */
+    sc_arena a;
+    sc_arena_init(&a, "t", 1 << 16, 0);
+    sc_ctx ctx;
+    sc_ctx_init(&ctx);
+    sc_tensor *q = matrix3(&a, 2, 2, (float[]){1, 0, 0, 1}, "q");
+    sc_tensor *k = matrix3(&a, 2, 2, (float[]){1, 0, 1, 1}, "k");
+    sc_tensor *v = matrix3(&a, 2, 2, (float[]){1, 2, 3, 4}, "v");
+    sc_tensor *o = sc__attention(&ctx, q, k, v, 1, 0);
+    sc_check_close("attention", o->data, (float[]){2, 3, 2.33952310f, 3.33952310f}, 4, 1e-6, 1e-6);
+    o = sc__attention(&ctx, q, k, v, 1, 1);
+    sc_check_close("causal attention", o->data, (float[]){1, 2, 2.33952310f, 3.33952310f}, 4, 1e-6, 1e-6);
+    sc_ctx_free(&ctx);
+    sc_arena_free(&a);
+}
+END_TEST
+
+/* L = Σ attention(q, k, v) ⊙ R, in double. */
+static double attention_loss(sc_ctx *ctx, sc_tensor **in, int64_t H, int causal, const float *R)
+{
+    sc_tensor *o = sc__attention(ctx, in[0], in[1], in[2], H, causal);
+    double s = 0;
+    for (int64_t i = 0; i < sc_numel(o); i++) s += (double)o->data[i] * R[i];
+    return s;
+}
+
+START_TEST(test_attention_gradient)
+{
+    sc_arena a;
+    sc_arena_init(&a, "t", 1 << 20, 0);
+    for (int causal = 0; causal <= 1; causal++) {
+        sc_ctx ctx, fd;
+        sc_ctx_init(&ctx);
+        sc_ctx_init(&fd);
+        sc_ctx_set_grad(&fd, 0);
+        int64_t B = 2, T = 5, C = 12, H = 3, n = B * T * C;
+        sc_tensor *in[3];
+        for (int i = 0; i < 3; i++) {
+            in[i] = sc_param_new(&a, 3, (int64_t[]){B, T, C}, "qkv");
+            sc_fill_normal(in[i]->data, n, 20 + (uint64_t)i, 1.0f);
+        }
+        float *R = malloc(sizeof(float) * (size_t)n);
+        sc_fill_normal(R, n, 30, 1.0f);
+        sc_tensor *o = sc__attention(&ctx, in[0], in[1], in[2], H, causal);
+        sc_tensor *Rt = sc_tensor_wrap(&ctx.act, R, 3, o->shape, "R");
+        sc_backward(&ctx, sc_sum_all(&ctx, sc_mul(&ctx, o, Rt)));
+        double h = 1e-3;
+        for (int i = 0; i < 3; i++)
+            for (int64_t e = 0; e < n; e += 7) {
+                float keep = in[i]->data[e];
+                in[i]->data[e] = keep + (float)h;
+                double up = attention_loss(&fd, in, H, causal, R);
+                in[i]->data[e] = keep - (float)h;
+                double down = attention_loss(&fd, in, H, causal, R);
+                in[i]->data[e] = keep;
+                sc_ctx_reset(&fd);
+                double numeric = (up - down) / (2 * h);
+                ck_assert_msg(fabs(numeric - in[i]->grad[e]) <= 2e-3 * (1 + fabs(numeric)),
+                              "d%c[%lld] (causal %d): tape %g, differences %g", "qkv"[i], (long long)e, causal,
+                              in[i]->grad[e], numeric);
+            }
+        free(R);
+        sc_ctx_free(&fd);
+        sc_ctx_free(&ctx);
+    }
+    sc_arena_free(&a);
+}
+END_TEST
+
+START_TEST(test_swin_windows_example)
+{
+    /* The 4 × 4 stage of book chapter 12, windows of 2, odd block: shift 1.
+     * Tokens are numbered y·4 + x. Rolling by −1 brings token 5 to the top
+     * left; the last window holds the four corners 15, 12, 3, 0. */
+    int64_t shift, n_win, src[16];
+    float mask[4 * 4 * 4];
+    ck_assert_int_eq(sc__swin_windows(4, 4, 2, 1, &shift, &n_win, src, mask), 2);
+    ck_assert_int_eq(shift, 1);
+    ck_assert_int_eq(n_win, 4);
+    static const int64_t want[16] = {5, 6, 9, 10, 7, 4, 11, 8, 13, 14, 1, 2, 15, 12, 3, 0};
+    for (int i = 0; i < 16; i++) ck_assert_int_eq(src[i], want[i]);
+    /* Region labels per window position (3·row region + column region):
+     * w0 (0 0 0 0), w1 (1 2 1 2), w2 (3 3 6 6), w3 (4 5 7 8). */
+    static const int labels[4][4] = {{0, 0, 0, 0}, {1, 2, 1, 2}, {3, 3, 6, 6}, {4, 5, 7, 8}};
+    for (int w = 0; w < 4; w++)
+        for (int i = 0; i < 4; i++)
+            for (int j = 0; j < 4; j++)
+                ck_assert_float_eq(mask[(w * 4 + i) * 4 + j], labels[w][i] == labels[w][j] ? 0.0f : -100.0f);
+    /* Even blocks do not shift. */
+    ck_assert_int_eq(sc__swin_windows(4, 4, 2, 0, &shift, &n_win, src, NULL), 2);
+    ck_assert_int_eq(shift, 0);
+    ck_assert_int_eq(src[2], 4);   /* window 0, row 1: token (1, 0) */
+    /* Relative positions in a 2 × 2 window: (dy + 1)·3 + (dx + 1). */
+    ck_assert_int_eq(sc__swin_relative_index(2, 2, 0, 3), 0);
+    ck_assert_int_eq(sc__swin_relative_index(2, 2, 3, 0), 8);
+    ck_assert_int_eq(sc__swin_relative_index(2, 2, 1, 2), 2);   /* (0,1) vs (1,0): dy −1, dx +1 */
+    ck_assert_int_eq(sc__swin_relative_index(7, 7, 0, 48), 0);
+    ck_assert_int_eq(sc__swin_relative_index(7, 7, 24, 24), 84);
+}
+END_TEST
+
+START_TEST(test_swin_small_stages)
+{
+    int64_t shift, n_win, src[64];
+    /* A stage no larger than the window: one window of the stage's size,
+     * no shift even in odd blocks (Hugging Face's set_shift_and_window_size). */
+    ck_assert_int_eq(sc__swin_windows(7, 7, 7, 1, &shift, &n_win, NULL, NULL), 7);
+    ck_assert_int_eq(shift, 0);
+    ck_assert_int_eq(n_win, 1);
+    ck_assert_int_eq(sc__swin_windows(3, 5, 4, 1, &shift, &n_win, src, NULL), 3);
+    ck_assert_int_eq(shift, 0);
+    ck_assert_int_eq(n_win, 2);   /* 3 × 6 padded: two 3 × 3 windows */
+    ck_assert_int_eq(src[3 * 3 + 2], -1);   /* window 1, (0, 2) is column 5: padding */
+    /* Padding: 5 × 5 with windows of 4 pads to 8 × 8; 39 positions are
+     * padding, each of the 25 tokens appears once. */
+    ck_assert_int_eq(sc__swin_windows(5, 5, 4, 1, &shift, &n_win, src, NULL), 4);
+    ck_assert_int_eq(shift, 2);
+    ck_assert_int_eq(n_win, 4);
+    int pads = 0, seen[25] = {0};
+    for (int i = 0; i < 64; i++) {
+        if (src[i] < 0)
+            pads++;
+        else
+            seen[src[i]]++;
+    }
+    ck_assert_int_eq(pads, 39);
+    for (int i = 0; i < 25; i++) ck_assert_int_eq(seen[i], 1);
+}
+END_TEST
+
+START_TEST(test_medclip_padding)
+{
+    /* MedCLIP averages over every position, padding included: the same
+     * prompt padded to another length gets another embedding. CLIP pools
+     * at the EOT under a causal mask: padding changes nothing. */
+    sc_model *m = load_model(sc_test_path(MEDCLIP_DIR), NULL);
+    sc_ctx ctx;
+    sc_ctx_init(&ctx);
+    sc_err err;
+    sc_array ids, mask, ref;
+    int64_t *tok = load_i64(fixture(MEDCLIP_DIR, "input_ids.npy"), &ids);
+    int64_t *att = load_i64(fixture(MEDCLIP_DIR, "attention_mask.npy"), &mask);
+    float *want = load_f32(fixture(MEDCLIP_DIR, "text_embeds.npy"), &ref);
+    int64_t T = ids.shape[1], E = ref.shape[1];
+    sc_tensor *y;
+    /* Row 2 holds 4 real tokens in 12 positions; alone, in 4 positions: */
+    ck_assert(sc_model_encode_text(m, &ctx, tok + 2 * T, att + 2 * T, 1, 4, &y, NULL, &err) == SC_OK);
+    double diff = 0;
+    for (int64_t i = 0; i < E; i++) diff = fmax(diff, fabs(y->data[i] - want[2 * E + i]));
+    ck_assert_msg(diff > 1e-2, "padding should matter for MedCLIP (max diff %g)", diff);
+    /* ... and in its 12 positions it is the fixture's row again. */
+    ck_assert(sc_model_encode_text(m, &ctx, tok + 2 * T, att + 2 * T, 1, T, &y, NULL, &err) == SC_OK);
+    sc_check_close("row 2 alone", y->data, want + 2 * E, E, 1e-5, 1e-4);
+    free(tok);
+    free(att);
+    free(want);
+    sc_array_free(&ids);
+    sc_array_free(&mask);
+    sc_array_free(&ref);
+    sc_model_free(m);
+
+    m = load_model(sc_test_path(CLIP_DIR), NULL);
+    tok = load_i64(fixture(CLIP_DIR, "input_ids.npy"), &ids);
+    want = load_f32(fixture(CLIP_DIR, "text_embeds.npy"), &ref);
+    T = ids.shape[1];
+    E = ref.shape[1];
+    ck_assert(sc_model_encode_text(m, &ctx, tok, NULL, 1, 7, &y, NULL, &err) == SC_OK);   /* row 0: 7 tokens */
+    sc_check_close("CLIP row 0 without padding", y->data, want, E, 1e-5, 1e-4);
+    free(tok);
+    free(want);
+    sc_array_free(&ids);
+    sc_array_free(&ref);
+    sc_ctx_free(&ctx);
+    sc_model_free(m);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
 /* 3. the text tower on the tape                                             */
 /* ------------------------------------------------------------------------ */
 
@@ -780,38 +974,25 @@ END_TEST
 Suite *suite_models(void)
 {
     Suite *s = suite_create("models");
-    TCase *fx = tcase_create("fixtures");
-    tcase_set_timeout(fx, 60);
-    tcase_add_test(fx, test_clip_fixture);
-    tcase_add_test(fx, test_clip_openai_layout);
-    tcase_add_test(fx, test_medclip_fixture);
-    tcase_add_test(fx, test_medclip_bin_layout);
-    suite_add_tcase(s, fx);
-    TCase *tape = tcase_create("text_tape");
-    tcase_set_timeout(tape, 60);
-    tcase_add_test(tape, test_text_tape_forward);
-    tcase_add_test(tape, test_text_tape_gradient);
-    suite_add_tcase(s, tape);
-    TCase *prop = tcase_create("properties");
-    tcase_set_timeout(prop, 60);
-    tcase_add_test(prop, test_batch_items_independent);
-    tcase_add_test(prop, test_grey_images);
-    tcase_add_test(prop, test_eot_rule);
-    tcase_add_test(prop, test_presets);
-    suite_add_tcase(s, prop);
-    TCase *bad = tcase_create("load_errors");
-    tcase_set_timeout(bad, 60);
-    tcase_add_test(bad, test_missing_tensor);
-    tcase_add_test(bad, test_wrong_shape);
-    tcase_add_test(bad, test_unknown_tensor);
-    tcase_add_test(bad, test_config_errors);
-    tcase_add_test(bad, test_logit_scale_clamp);
-    tcase_add_test(bad, test_input_errors);
-    suite_add_tcase(s, bad);
-    TCase *cli = tcase_create("encode_cli");
-    tcase_set_timeout(cli, 60);
-    tcase_add_test(cli, test_cli_encode);
-    tcase_add_test(cli, test_cli_errors);
-    suite_add_tcase(s, cli);
+    struct {
+        const char *name;
+        const TTest *tests[6];
+    } cases[] = {
+        {"clip", {test_clip_fixture, test_clip_openai_layout}},
+        {"medclip", {test_medclip_fixture, test_medclip_bin_layout, test_medclip_padding}},
+        {"attention", {test_attention_example, test_attention_gradient}},
+        {"swin_windows", {test_swin_windows_example, test_swin_small_stages}},
+        {"text_tape", {test_text_tape_forward, test_text_tape_gradient}},
+        {"properties", {test_batch_items_independent, test_grey_images, test_eot_rule, test_presets}},
+        {"load_errors", {test_missing_tensor, test_wrong_shape, test_unknown_tensor, test_config_errors,
+                         test_logit_scale_clamp, test_input_errors}},
+        {"encode_cli", {test_cli_encode, test_cli_errors}},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        TCase *tc = tcase_create(cases[c].name);
+        tcase_set_timeout(tc, 60);
+        for (int i = 0; i < 6 && cases[c].tests[i]; i++) tcase_add_test(tc, cases[c].tests[i]);
+        suite_add_tcase(s, tc);
+    }
     return s;
 }

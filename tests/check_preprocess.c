@@ -253,6 +253,24 @@ START_TEST(test_resize_palette_nearest)
 }
 END_TEST
 
+START_TEST(test_resize_bilevel_nearest)
+{
+    /* A 1-bit image (Pillow mode 1) is resized with NEAREST too: 4 → 2
+     * columns read x = 1 and 3. Bicubic would give grey levels. */
+    const uint8_t row[4] = {0, 255, 0, 255};
+    sc_image src = grey_row(row, 4), dst;
+    src.bilevel = 1;
+    sc_err err;
+    ck_assert(sc_image_resize(&src, 2, 1, SC_RESAMPLE_BICUBIC, &dst, &err) == SC_OK);
+    ck_assert(dst.pixels[0] == 255 && dst.pixels[1] == 255 && dst.bilevel);
+    sc_image_free(&dst);
+    src.bilevel = 0;
+    ck_assert(sc_image_resize(&src, 2, 1, SC_RESAMPLE_BICUBIC, &dst, &err) == SC_OK);
+    ck_assert(dst.pixels[0] > 0 && dst.pixels[0] < 255);
+    sc_image_free(&dst);
+}
+END_TEST
+
 START_TEST(test_convert_and_sixteen_bit_rule)
 {
     /* Pillow's L of pure red: (19595·255 + 32768) >> 16 = 76; of white 255. */
@@ -430,6 +448,7 @@ Suite *suite_preprocess(void)
     tcase_add_test(ops, test_resize_bilinear_by_hand);
     tcase_add_test(ops, test_resize_rgba_premultiplied);
     tcase_add_test(ops, test_resize_palette_nearest);
+    tcase_add_test(ops, test_resize_bilevel_nearest);
     tcase_add_test(ops, test_convert_and_sixteen_bit_rule);
     tcase_add_test(ops, test_pipeline_for_model);
     suite_add_tcase(s, ops);

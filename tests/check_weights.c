@@ -6,10 +6,12 @@
  * checked against the other, bit for bit. Crafted files — built here by
  * the independent writers in formats_util.h — cover what a real file
  * never shows: strides, offsets, half storages, and every kind of lie. */
+#define _POSIX_C_SOURCE 200809L /* symlink, unlink, opendir */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "check_util.h"
 #include "formats_util.h"
@@ -205,6 +207,14 @@ START_TEST(test_weights_open_directory_and_errors)
     const char *dir = sc_test_tmpdir();
     ck_assert_int_eq(sc_weights_open(&w, dir, &err), SC_EIO);
     ck_assert(strstr(err.msg, "no model.safetensors, model.safetensors.index.json") != NULL);
+    /* A directory with only pytorch_model.bin. */
+    ck_assert_int_eq(symlink(sc_test_path("tests/golden/medclip-tiny/pytorch_model.bin"),
+                             join_path(dir, "pytorch_model.bin")), 0);
+    w = open_ok(dir);
+    ck_assert_str_eq(sc_weights_format(w), "pytorch");
+    ck_assert_int_eq(sc_weights_count(w), 140);
+    sc_weights_close(w);
+    ck_assert_int_eq(unlink(join_path(dir, "pytorch_model.bin")), 0);
     ck_assert_int_eq(sc_weights_open(&w, "/nonexistent/model.safetensors", &err), SC_EIO);
     ck_assert(strstr(err.msg, "/nonexistent/model.safetensors: cannot open") != NULL);
     write_bytes(join_path(dir, "empty.bin"), "", 0);
@@ -545,6 +555,9 @@ START_TEST(test_pytorch_strided_offset_and_half_tensors)
     pk_tensor_item(&p, "t", "FloatStorage", "0", 12, 2, 2, (int64_t[]){3, 2}, (int64_t[]){1, 3});
     pk_tensor_item(&p, "h", "HalfStorage", "1", 3, 1, 1, (int64_t[]){2}, (int64_t[]){1});
     pk_tensor_item(&p, "b", "BFloat16Storage", "2", 2, 0, 1, (int64_t[]){2}, (int64_t[]){1});
+    /* Strides of size-1 dims are never used to move (torch leaves any value
+     * there); a huge one must not upset the index arithmetic: u = {0, 2, 4}. */
+    pk_tensor_item(&p, "u", "FloatStorage", "0", 12, 0, 2, (int64_t[]){3, 1}, (int64_t[]){2, INT64_MAX});
     pk_unicode(&p, "epoch");
     pk_int_bytes(&p, 3);
     pk_unicode(&p, "state_dict");
@@ -558,12 +571,16 @@ START_TEST(test_pytorch_strided_offset_and_half_tensors)
     sc_weights *w;
     sc_err err;
     ck_assert_msg(sc_weights_parse(&w, z.p, z.len, "ck.pt", &err) == SC_OK, "%s", err.msg);
-    ck_assert_int_eq(sc_weights_count(w), 4); /* b, h, state_dict.w, t */
+    ck_assert_int_eq(sc_weights_count(w), 5); /* b, h, state_dict.w, t, u */
     ck_assert_str_eq(sc_weights_at(w, 2)->name, "state_dict.w");
     float *t = read_f32(w, "t", NULL);
     const float want_t[6] = {2, 5, 3, 6, 4, 7};
     sc_check_close("t", t, want_t, 6, 0, 0);
     ck_assert_ptr_null(sc_weight_f32_data(sc_weights_find(w, "t"))); /* strided: no view */
+    float *u = read_f32(w, "u", NULL);
+    const float want_u[3] = {0, 2, 4};
+    sc_check_close("u", u, want_u, 3, 0, 0);
+    free(u);
     float *h = read_f32(w, "h", NULL), *b = read_f32(w, "b", NULL), *sw = read_f32(w, "state_dict.w", NULL);
     ck_assert_float_eq(h[0], -2.0f);
     ck_assert_float_eq(h[1], 0.5f);
