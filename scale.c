@@ -9290,20 +9290,49 @@ static int cmd_synth(int argc, char **argv)
  * tower never learns which expression of a criterion points to melanoma.
  * book/15 tells the whole story; the steps below follow it. */
 
+/* @book begin caption-words */
 /* The seven criteria in meta.csv's column order, and the loose words a
- * caption may use for one that is present. */
+ * caption may use for one that is present: a generic phrase, or a
+ * description of its expression in words the checklist's names never use
+ * ("uneven streaks on one side", not "irregular streaks"). */
+typedef struct {
+    const char *value, *words;
+} caption_expression;
+
 static const struct {
     const char *column;
     const char *phrase[2];
+    caption_expression expression[8];   /* ends with {NULL, NULL} */
 } caption_criteria[7] = {
-    {"pigment_network", {"with a pigment network", "a network pattern"}},
-    {"streaks", {"with streaks", "some streaks at the border"}},
-    {"pigmentation", {"with dark pigmentation", "pigmented"}},
-    {"regression_structures", {"with regression", "some pale areas"}},
-    {"dots_and_globules", {"some dots", "with globules"}},
-    {"blue_whitish_veil", {"with a bluish veil", "some blue color"}},
-    {"vascular_structures", {"with vessels", "vessels visible"}},
+    {"pigment_network", {"with a pigment network", "a network pattern"},
+     {{"typical", "a fine even network"}, {"atypical", "a coarse broken network"}}},
+    {"streaks", {"with streaks", "some streaks at the border"},
+     {{"regular", "streaks evenly around the rim"}, {"irregular", "uneven streaks on one side"}}},
+    {"pigmentation", {"with dark pigmentation", "pigmented"},
+     {{"localized regular", "a small even dark spot"}, {"diffuse regular", "evenly dark throughout"},
+      {"localized irregular", "a dark blotch off centre"}, {"diffuse irregular", "patchy dark blotches throughout"}}},
+    {"regression_structures", {"with regression", "some pale areas"},
+     {{"blue areas", "bluish peppering"}, {"white areas", "a scar-like pale patch"},
+      {"combinations", "pale scarring with bluish peppering"}}},
+    {"dots_and_globules", {"some dots", "with globules"},
+     {{"regular", "evenly spread dots"}, {"irregular", "clustered dots of uneven size"}}},
+    {"blue_whitish_veil", {"with a bluish veil", "some blue color"}, {{"present", "a bluish veil"}}},
+    {"vascular_structures", {"with vessels", "vessels visible"},
+     {{"arborizing", "branching vessels"}, {"comma", "short curved vessels"}, {"hairpin", "looped vessels"},
+      {"within regression", "vessels inside a pale patch"}, {"wreath", "vessels ringing the rim"},
+      {"dotted", "pinpoint vessels"}, {"linear irregular", "winding vessels"}}},
 };
+
+/* The words for criterion i's value v: its expression's description, or
+ * (also when the value is not listed) one of the generic phrases. */
+static const char *caption_structure(int i, const char *v, sc_rng *rng)
+{
+    int how = (int)sc_rng_below(rng, 3);
+    for (int k = 0; how == 2 && k < 8 && caption_criteria[i].expression[k].value; k++)
+        if (!strcmp(caption_criteria[i].expression[k].value, v)) return caption_criteria[i].expression[k].words;
+    return caption_criteria[i].phrase[how & 1];
+}
+/* @book end caption-words */
 
 /* How the captions name a diagnosis: the specific name, or the coarse one
  * (melanoma, nevus) that zero-shot prompts use. */
@@ -9353,7 +9382,7 @@ static void caption_diagnosis(char *out, size_t n, const char *dx, int coarse)
 
 /* @book begin derm-caption */
 /* One caption for a case: a template naming the diagnosis (its specific or
- * its coarse name, even odds), and with probability 1/4 a loose mention of
+ * its coarse name, even odds), and one time in three a loose mention of
  * one criterion the image shows. */
 static void derm_caption(char *out, size_t n, const captioned_case *c, sc_rng *rng)
 {
@@ -9377,11 +9406,11 @@ static void derm_caption(char *out, size_t n, const captioned_case *c, sc_rng *r
     int present[7], n_present = 0;
     for (int i = 0; i < 7; i++)
         if (strcmp(c->criteria[i], "absent")) present[n_present++] = i;
-    if (n_present && sc_rng_below(rng, 4) == 0) {
+    if (n_present && sc_rng_below(rng, 3) == 0) {
         int i = present[sc_rng_below(rng, (uint32_t)n_present)];
         size_t dot = strlen(text) - (text[strlen(text) - 1] == '.');
         text[dot] = 0;
-        snprintf(out, n, "%s, %s.", text, caption_criteria[i].phrase[sc_rng_below(rng, 2)]);
+        snprintf(out, n, "%s, %s.", text, caption_structure(i, c->criteria[i], rng));
     } else {
         snprintf(out, n, "%s", text);
     }
