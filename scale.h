@@ -392,6 +392,9 @@ sc_opt_config sc_opt_defaults(sc_opt_kind kind, float lr);
 sc_status sc_optim_init(sc_optim *o, sc_opt_config cfg, sc_tensor *const *params, int n, sc_err *err);
 void sc_optim_step(sc_optim *o);          /* one update with cfg.lr */
 void sc_optim_zero_grad(sc_optim *o);
+/* sc_optim_step then sc_optim_zero_grad, in one pass over memory: the
+ * gradients are left at zero, ready for the next backward. */
+void sc_optim_step_zero_grad(sc_optim *o);
 void sc_optim_free(sc_optim *o);
 /* Learning rate at `step` (0-based) of `total` steps: a constant warm-up at
  * warmup_lr for the first warmup_steps (Dassl's "constant" warm-up, used by
