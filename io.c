@@ -4227,8 +4227,9 @@ sc_status sc_png_write(const char *path, const sc_image *img, sc_err *err)
 {
     uint8_t *png;
     size_t len;
-    sc_status st = sc_png_encode(img, &png, &len, err);
-    if (st != SC_OK) return sc_fail(err, st, "%s: %s", path, err->msg);
+    sc_err inner;
+    sc_status st = sc_png_encode(img, &png, &len, &inner);
+    if (st != SC_OK) return sc_fail(err, st, "%s: %s", path, inner.msg);
     st = sc_write_file_atomic(path, png, len, err);
     free(png);
     return st;

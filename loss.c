@@ -9,8 +9,9 @@
  *   6. Training SCALE on cached embeddings
  *   7. Prediction and explanation
  *   8. Metrics: accuracy, macro recall, macro F1, ROC AUC
- *   9. Embedding maps: exact t-SNE (Fig. 4)
- *  10. Pretraining a CLIP model: the contrastive loss and the training loop
+ *   9. Baselines: zero-shot, concept presence, linear probe
+ *  10. Embedding maps: exact t-SNE (Fig. 4)
+ *  11. Pretraining a CLIP model: the contrastive loss and the training loop
  */
 #define _POSIX_C_SOURCE 200809L
 #include "scale.h"
@@ -1585,7 +1586,335 @@ void sc_two_prompt_scores(float *out, const float *sim_present, const float *sim
 }
 
 /* ======================================================================== */
-/* 9. Embedding maps: exact t-SNE (Fig. 4)                                   */
+/* 9. Baselines: zero-shot, concept presence, linear probe                   */
+/* ======================================================================== */
+
+/* The paper compares SCALE with the frozen VLM used zero-shot, with a
+ * linear probe on the frozen image features and with prompt tuning
+ * (CoOp, nn.c section 9); Sec. 2.3. Everything here works on cached
+ * embeddings (N, E): the encoders ran once. book/17 gives each baseline's
+ * equation next to this code. */
+
+void sc_normalize_rows(float *out, const float *x, int64_t n, int64_t E)
+{
+    for (int64_t i = 0; i < n; i++) {
+        double ss = 0;
+        for (int64_t j = 0; j < E; j++) ss += (double)x[i * E + j] * x[i * E + j];
+        double inv = ss > 0 ? 1.0 / sqrt(ss) : 0;
+        for (int64_t j = 0; j < E; j++) out[i * E + j] = (float)(x[i * E + j] * inv);
+    }
+}
+
+/* @book begin prompt-ensemble */
+void sc_prompt_ensemble(float *out, const float *emb, int V, int64_t K, int64_t E)
+{
+    double *sum = calloc((size_t)E + 1, sizeof(double));
+    SC_ASSERT(sum != NULL, "no memory for a prompt ensemble of width %lld", (long long)E);
+    for (int64_t k = 0; k < K; k++) {
+        memset(sum, 0, sizeof(double) * (size_t)E);
+        for (int v = 0; v < V; v++) {
+            const float *row = emb + ((int64_t)v * K + k) * E;
+            double ss = 0;
+            for (int64_t j = 0; j < E; j++) ss += (double)row[j] * row[j];
+            double inv = ss > 0 ? 1.0 / sqrt(ss) : 0;      /* each variant counts once */
+            for (int64_t j = 0; j < E; j++) sum[j] += row[j] * inv;
+        }
+        double ss = 0;
+        for (int64_t j = 0; j < E; j++) ss += sum[j] * sum[j];
+        double inv = ss > 0 ? 1.0 / sqrt(ss) : 0;          /* back onto the sphere */
+        for (int64_t j = 0; j < E; j++) out[k * E + j] = (float)(sum[j] * inv);
+    }
+    free(sum);
+}
+/* @book end prompt-ensemble */
+
+/* @book begin vlm-scores */
+void sc_vlm_scores(float *logits, float *two_prompt, const float *img, int64_t N, const float *prompts, int K,
+                   const float *none, int64_t E, float logit_scale)
+{
+    float *sim = malloc(sizeof(float) * (size_t)(N * K + N) + 1);
+    SC_ASSERT(sim != NULL, "no memory for %lld x %d similarities", (long long)N, K);
+    float *sim_none = sim + N * K;
+    sc_gemm(0, 1, N, K, E, img, E, prompts, E, sim, K, 0);      /* cosines (N, K) */
+    if (logits)
+        for (int64_t i = 0; i < N * K; i++) logits[i] = logit_scale * sim[i];
+    if (two_prompt && none) {
+        sc_gemm(0, 1, N, 1, E, img, E, none, E, sim_none, 1, 0);
+        sc_two_prompt_scores(two_prompt, sim, sim_none, N, K, logit_scale);
+    }
+    free(sim);
+}
+/* @book end vlm-scores */
+
+void sc_group_max(float *out, const float *x, int64_t N, int H, const int *group_of, int G)
+{
+    for (int64_t i = 0; i < N; i++) {
+        for (int g = 0; g < G; g++) out[i * G + g] = -INFINITY;
+        for (int h = 0; h < H; h++) {
+            float *o = &out[i * G + group_of[h]];
+            if (x[i * H + h] > *o) *o = x[i * H + h];
+        }
+    }
+}
+
+/* MONET's concept presence score (Kim et al. 2024, the tutorial's
+ * calculate_concept_presence_score with one template group): how much
+ * closer the image is to the concept's prompts than to prompts that name
+ * no concept at all, as a two-way softmax with MONET's temperature. */
+/* @book begin concept-presence */
+void sc_concept_presence(float *out, const float *img, int64_t N, const float *targets, int V, int K,
+                         const float *refs, int R, int64_t E, double temp)
+{
+    float *t_sim = malloc(sizeof(float) * (size_t)((int64_t)V * K * N + (int64_t)R * N) + 1);
+    SC_ASSERT(t_sim != NULL, "no memory for concept presence scores");
+    float *r_sim = t_sim + (int64_t)V * K * N;
+    sc_gemm(0, 1, N, (int64_t)V * K, E, img, E, targets, E, t_sim, (int64_t)V * K, 0); /* (N, V·K) */
+    sc_gemm(0, 1, N, R, E, img, E, refs, E, r_sim, R, 0);                              /* (N, R) */
+    for (int64_t i = 0; i < N; i++) {
+        double ref = 0;
+        for (int r = 0; r < R; r++) ref += r_sim[i * R + r];
+        ref /= R;
+        for (int k = 0; k < K; k++) {
+            double target = 0;
+            for (int v = 0; v < V; v++) target += t_sim[i * V * K + (int64_t)v * K + k];
+            target /= V;
+            /* softmax([target, ref] / temp)[0] = logistic((target − ref) / temp) */
+            out[i * K + k] = (float)(1.0 / (1.0 + exp(-(target - ref) / temp)));
+        }
+    }
+    free(t_sim);
+}
+/* @book end concept-presence */
+
+/* ---- the linear probe ----
+ * Logistic regression on frozen image features x (E): z = W x + b with
+ * W (K, E), b (K), one output per combination of every task side by side
+ * (tasks are blocks of columns). Two losses:
+ *   BCE      every output is its own yes/no problem (the paper: "typically
+ *            using the binary cross-entropy loss"); p = σ(z)
+ *   softmax  cross-entropy over the outputs of each block (exclusive
+ *            labels, as Derm7p's criteria); p = softmax(z_block)
+ * plus (λ/2)‖W‖² (the bias is not penalised), minimised by Adam over
+ * shuffled mini-batches. Inverse-frequency weighting multiplies every
+ * term by the inverse of how often its label occurs in the training set,
+ * normalised so that a balanced set gets weight 1. */
+
+sc_probe_config sc_probe_defaults(void)
+{
+    sc_probe_config c;
+    c.loss = SC_PROBE_BCE;
+    c.weighted = 0;
+    c.epochs = 150;    /* Sec. 2.3: all models, 150 epochs at lr 0.001 */
+    c.lr = 1e-3f;
+    c.l2 = 1e-4f;
+    c.batch_size = 0;
+    c.seed = 0;
+    return c;
+}
+
+void sc_probe_free(sc_probe *p)
+{
+    sc_optim_free(&p->opt);
+    sc_arena_free(&p->arena);
+    memset(p, 0, sizeof *p);
+}
+
+/* Loss weights from the label counts of the training set (N, K):
+ * BCE       w_pos[k] = N / (2 n_k), w_neg[k] = N / (2 (N − n_k))  (each side of
+ *           output k carries half the total weight)
+ * softmax   w_pos[k] = n_b / (K_b n_k)  for the n_b images labelled in block b
+ *           and its K_b labels that occur (scikit-learn's "balanced")
+ * and all ones when unweighted or when a side never occurs. */
+/* @book begin probe-weights */
+static void probe_weights(sc_probe *p, const uint8_t *Y, int64_t N)
+{
+    int K = p->K;
+    for (int k = 0; k < K; k++) p->w_pos[k] = p->w_neg[k] = 1;
+    if (!p->cfg.weighted) return;
+    for (int b = 0; b < p->n_blocks; b++) {
+        int k0 = p->block_offset[b], k1 = p->block_offset[b + 1], present = 0;
+        int64_t labelled = 0;
+        for (int64_t i = 0; i < N; i++) {
+            int any = 0;
+            for (int k = k0; k < k1; k++) any |= Y[i * K + k] != 0;
+            labelled += any;
+        }
+        for (int k = k0; k < k1; k++) {
+            int64_t n_k = 0;
+            for (int64_t i = 0; i < N; i++) n_k += Y[i * K + k] != 0;
+            present += n_k > 0;
+            p->w_pos[k] = (float)n_k;  /* counts for now */
+        }
+        for (int k = k0; k < k1; k++) {
+            double n_k = p->w_pos[k];
+            if (p->cfg.loss == SC_PROBE_BCE) {
+                p->w_pos[k] = n_k > 0 && n_k < N ? (float)(N / (2 * n_k)) : 1;
+                p->w_neg[k] = n_k > 0 && n_k < N ? (float)(N / (2 * (N - n_k))) : 1;
+            } else {
+                p->w_pos[k] = n_k > 0 ? (float)(labelled / (present * n_k)) : 1;
+            }
+        }
+    }
+}
+/* @book end probe-weights */
+
+/* Probabilities from logits z (n, K): σ(z) or the softmax of each block. */
+static void probe_probabilities(const sc_probe *p, float *prob, const float *z, int64_t n)
+{
+    int K = p->K;
+    for (int64_t i = 0; i < n; i++) {
+        const float *zi = z + i * K;
+        float *pi = prob + i * K;
+        if (p->cfg.loss == SC_PROBE_BCE) {
+            for (int k = 0; k < K; k++) pi[k] = (float)(1.0 / (1.0 + exp(-(double)zi[k])));
+            continue;
+        }
+        for (int b = 0; b < p->n_blocks; b++) {
+            int k0 = p->block_offset[b], k1 = p->block_offset[b + 1];
+            double m = zi[k0], sum = 0;
+            for (int k = k0 + 1; k < k1; k++) m = zi[k] > m ? zi[k] : m;
+            for (int k = k0; k < k1; k++) sum += exp(zi[k] - m);
+            for (int k = k0; k < k1; k++) pi[k] = (float)(exp(zi[k] - m) / sum);
+        }
+    }
+}
+
+/* dL/dz (n, K) of a mini-batch of n rows from their probabilities, for
+ * the mean over the batch; returns the batch's loss. */
+/* @book begin probe-gradient */
+static double probe_loss_grad(const sc_probe *p, float *dz, const float *prob, const uint8_t *Y, int64_t n)
+{
+    int K = p->K;
+    double loss = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const float *pi = prob + i * K;
+        const uint8_t *yi = Y + i * K;
+        float *gi = dz + i * K;
+        if (p->cfg.loss == SC_PROBE_BCE) {
+            for (int k = 0; k < K; k++) {
+                double w = yi[k] ? p->w_pos[k] : p->w_neg[k], q = yi[k] ? pi[k] : 1 - pi[k];
+                loss -= w * log(q > 1e-30 ? q : 1e-30);
+                gi[k] = (float)(w * (pi[k] - (yi[k] != 0)) / (double)n);   /* w (σ(z) − y) / n */
+            }
+            continue;
+        }
+        for (int b = 0; b < p->n_blocks; b++) {
+            int k0 = p->block_offset[b], k1 = p->block_offset[b + 1], n_pos = 0;
+            double w = 0;
+            for (int k = k0; k < k1; k++)
+                if (yi[k]) n_pos++, w += p->w_pos[k];
+            for (int k = k0; k < k1; k++) gi[k] = 0;
+            if (!n_pos) continue;                      /* no label in this block: no term */
+            w /= n_pos;                                /* several labels share one target */
+            for (int k = k0; k < k1; k++) {
+                double t = yi[k] ? 1.0 / n_pos : 0;    /* target distribution */
+                if (t > 0) loss -= w * t * log(pi[k] > 1e-30 ? pi[k] : 1e-30);
+                gi[k] = (float)(w * (pi[k] - t) / (double)n);           /* w (p − t) / n */
+            }
+        }
+    }
+    return loss / (double)n;
+}
+/* @book end probe-gradient */
+
+sc_status sc_probe_train(sc_probe *p, const float *X, const uint8_t *Y, int64_t N, int64_t E, int K,
+                         const int *block_offset, int n_blocks, const sc_probe_config *cfg, sc_err *err)
+{
+    memset(p, 0, sizeof *p);
+    if (N < 1 || E < 1 || K < 1 || n_blocks < 1 || block_offset[0] != 0 || block_offset[n_blocks] != K)
+        return sc_fail(err, SC_EARG, "linear probe: %lld images of width %lld, %d outputs in %d blocks", (long long)N,
+                       (long long)E, K, n_blocks);
+    for (int b = 0; b < n_blocks; b++)
+        if (block_offset[b + 1] <= block_offset[b])
+            return sc_fail(err, SC_EARG, "linear probe: block %d is empty", b);
+    if (cfg->epochs < 1 || !(cfg->lr > 0) || !(cfg->l2 >= 0) || cfg->batch_size < 0)
+        return sc_fail(err, SC_EARG, "linear probe: epochs %d, lr %g, l2 %g, batch %d", cfg->epochs, (double)cfg->lr,
+                       (double)cfg->l2, cfg->batch_size);
+    p->cfg = *cfg;
+    p->E = E;
+    p->K = K;
+    p->n_blocks = n_blocks;
+    sc_arena_init(&p->arena, "linear probe", (size_t)1 << 20, 0);
+    p->W = sc_param_new(&p->arena, 2, (int64_t[]){K, E}, "probe.W");
+    p->b = sc_param_new(&p->arena, 1, (int64_t[]){K}, "probe.b");
+    p->block_offset = sc_arena_alloc(&p->arena, sizeof(int) * (size_t)(n_blocks + 1));
+    p->w_pos = sc_arena_alloc(&p->arena, sizeof(float) * (size_t)K);
+    p->w_neg = sc_arena_alloc(&p->arena, sizeof(float) * (size_t)K);
+    if (!p->W || !p->b || !p->block_offset || !p->w_pos || !p->w_neg) {
+        sc_probe_free(p);
+        return sc_fail(err, SC_ENOMEM, "linear probe: out of memory");
+    }
+    memcpy(p->block_offset, block_offset, sizeof(int) * (size_t)(n_blocks + 1));
+    probe_weights(p, Y, N);
+    /* PyTorch's nn.Linear initialisation, seeded; zero bias. */
+    sc_rng rng;
+    sc_rng_seed(&rng, cfg->seed);
+    float bound = 1.0f / sqrtf((float)E);
+    for (int64_t i = 0; i < (int64_t)K * E; i++) p->W->data[i] = bound * (2 * sc_rng_uniform(&rng) - 1);
+    sc_tensor_fill(p->b, 0);
+    sc_tensor *params[2] = {p->W, p->b};
+    sc_status st = sc_optim_init(&p->opt, sc_opt_defaults(SC_OPT_ADAM, cfg->lr), params, 2, err);
+    if (st) {
+        sc_probe_free(p);
+        return st;
+    }
+
+    int64_t B = cfg->batch_size > 0 ? cfg->batch_size : sc_train_batch_size(N);
+    if (B > N) B = N;
+    int *order = malloc(sizeof(int) * (size_t)N);
+    float *xb = malloc(sizeof(float) * (size_t)(B * E)), *z = malloc(sizeof(float) * (size_t)(B * K) * 3);
+    uint8_t *yb = malloc((size_t)(B * K));
+    if (!order || !xb || !z || !yb) {
+        free(order), free(xb), free(z), free(yb);
+        sc_probe_free(p);
+        return sc_fail(err, SC_ENOMEM, "linear probe: out of memory for batches of %lld", (long long)B);
+    }
+    float *prob = z + B * K, *dz = prob + B * K;
+    for (int64_t i = 0; i < N; i++) order[i] = (int)i;
+    for (int epoch = 0; epoch < cfg->epochs; epoch++) {
+        sc_rng_shuffle(&rng, order, (int)N);
+        double loss = 0;
+        for (int64_t start = 0; start < N; start += B) {
+            int64_t n = N - start < B ? N - start : B;
+            for (int64_t r = 0; r < n; r++) {
+                memcpy(xb + r * E, X + (int64_t)order[start + r] * E, sizeof(float) * (size_t)E);
+                memcpy(yb + r * K, Y + (int64_t)order[start + r] * K, (size_t)K);
+            }
+            sc_probe_logits(p, z, xb, n);
+            probe_probabilities(p, prob, z, n);
+            loss += probe_loss_grad(p, dz, prob, yb, n) * (double)n;
+            /* dW = dzᵀ x + λ W, db = Σ_rows dz */
+            memcpy(p->W->grad, p->W->data, sizeof(float) * (size_t)(K * E));
+            for (int64_t i = 0; i < (int64_t)K * E; i++) p->W->grad[i] *= cfg->l2;
+            sc_gemm(1, 0, K, E, n, dz, K, xb, E, p->W->grad, E, 1);
+            for (int k = 0; k < K; k++) {
+                double s = 0;
+                for (int64_t r = 0; r < n; r++) s += dz[r * K + k];
+                p->b->grad[k] = (float)s;
+            }
+            sc_optim_step(&p->opt);
+        }
+        p->final_loss = loss / (double)N;
+    }
+    free(order), free(xb), free(z), free(yb);
+    return SC_OK;
+}
+
+void sc_probe_logits(const sc_probe *p, float *logits, const float *X, int64_t N)
+{
+    int K = p->K;
+    for (int64_t i = 0; i < N; i++) memcpy(logits + i * K, p->b->data, sizeof(float) * (size_t)K);
+    sc_gemm(0, 1, N, K, p->E, X, p->E, p->W->data, p->E, logits, K, 1);
+}
+
+void sc_probe_predict(const sc_probe *p, float *logits, float *prob, const float *X, int64_t N)
+{
+    sc_probe_logits(p, logits, X, N);
+    if (prob) probe_probabilities(p, prob, logits, N);
+}
+
+/* ======================================================================== */
+/* 10. Embedding maps: exact t-SNE (Fig. 4)                                  */
 /* ======================================================================== */
 
 /* Fig. 4 of the paper shows text embeddings of reports, zero-shot and after
@@ -1991,7 +2320,7 @@ sc_status sc_trustworthiness(const float *X, int64_t d, const double *Y, int64_t
 
 
 /* ======================================================================== */
-/* 10. Pretraining a CLIP model: the contrastive loss and the training loop  */
+/* 11. Pretraining a CLIP model: the contrastive loss and the training loop  */
 /* ======================================================================== */
 
 /* The paper starts from a pretrained VLM. The shipped tiny VLM (data/) is

@@ -1298,6 +1298,76 @@ void sc_adapter_backward(float *df, float *dw1, float *dw2, double *dalpha, floa
 /* The adapter as an autograd op on f (B, C). */
 sc_tensor *sc_adapter_apply(sc_ctx *ctx, const sc_adapter *ad, sc_tensor *f);
 
+/* ---- nn.c: CoOp prompt learner (book/17) ---- */
+/* Prompt tuning (Zhou et al., "Learning to Prompt for Vision-Language
+ * Models", IJCV 2022): n_ctx learnable context vectors in token-embedding
+ * space before each class name, "[SOS] [V]1..[V]n name [EOS]", trained
+ * through the frozen CLIP text tower with SGD and a cosine schedule after
+ * a constant warm-up (Dassl's defaults). CLIP models only: MedCLIP's BERT
+ * has no autograd path here, and sc_coop_init says so. */
+typedef struct {
+    int n_ctx;              /* context vectors: 16 (the init words' count when given) */
+    int class_specific;     /* 1: one context per prompt (CSC); 0: shared ("unified") */
+    float init_std;         /* random initialisation N(0, 0.02²) */
+    int epochs;             /* 50 */
+    float lr;               /* SGD, 0.002 */
+    float momentum;         /* 0.9 */
+    float weight_decay;     /* 5e-4 */
+    int warmup_epochs;      /* 1, at the constant warmup_lr */
+    float warmup_lr;        /* 1e-5 */
+    int batch_size;         /* 32 */
+    uint64_t seed;          /* initialisation and shuffling */
+} sc_coop_config;
+
+typedef struct {
+    sc_coop_config cfg;
+    int64_t K;              /* prompts: one per class name */
+    int64_t T;              /* token positions of the assembled prompts */
+    int64_t C;              /* token-embedding width */
+    int n_ctx;
+    sc_tensor *ctx;         /* (n_ctx, C), or (K·n_ctx, C) with CSC: the parameters */
+    sc_tensor *frozen;      /* (K·(T − n_ctx), C) start, name, end and padding embeddings */
+    int32_t *rows;          /* (K·T) the row of [ctx; frozen] each position reads */
+    int64_t *ids;           /* (K, T) assembled token ids (they choose the pooled row) */
+    sc_optim opt;           /* SGD on ctx */
+    sc_rng rng;             /* initialisation, then shuffling */
+    int64_t epoch;          /* epochs completed */
+    sc_arena arena;
+} sc_coop;
+
+/* The training data: image embeddings and, per image, a target
+ * distribution over the prompts of each block (a block is one task: its
+ * rows sum to 1, or to 0 for an image without a label there). */
+typedef struct {
+    int64_t N, E;
+    const float *image_emb;    /* (N, E) as the encoder gives them */
+    const float *targets;      /* (N, K) */
+    int n_blocks;
+    const int *block_offset;   /* (n_blocks + 1) block b is prompts [offset[b], offset[b + 1]) */
+} sc_coop_data;
+
+sc_coop_config sc_coop_defaults(void);
+/* Prompts for K class names given as tokenized rows name_ids (K, Tn):
+ * start token, name tokens, end token, padding (as the model's tokenizer
+ * writes them; the end token is found by the model's pooling rule). With
+ * init_ids (n_init word ids, e.g. "a photo of a" without start and end
+ * tokens) the context starts as those words' embeddings and n_ctx =
+ * n_init; otherwise random. Fails with SC_EUNSUPPORTED for MedCLIP,
+ * SC_ERANGE when a prompt would not fit the text tower's positions. */
+sc_status sc_coop_init(sc_coop *p, const sc_model *m, const int64_t *name_ids, int64_t K, int64_t Tn,
+                       const int64_t *init_ids, int n_init, const sc_coop_config *cfg, sc_err *err);
+void sc_coop_free(sc_coop *p);
+/* Text embeddings (K, E) of the current prompts, on the tape. */
+sc_tensor *sc_coop_text_features(sc_ctx *ctx, const sc_coop *p, const sc_model *m);
+/* CoOp's loss on the images index[0..B): logits = s · cos(image, prompt)
+ * with the model's multiplier, cross-entropy against the targets within
+ * each block, summed over blocks, averaged over the B images. */
+sc_tensor *sc_coop_batch_loss(sc_ctx *ctx, const sc_coop *p, const sc_model *m, const sc_coop_data *d,
+                              const int *index, int64_t B);
+/* One epoch: the learning rate of this epoch (sc_lr_cosine), a seeded
+ * shuffle, one SGD step per batch; returns the mean batch loss. */
+double sc_coop_train_epoch(sc_coop *p, const sc_model *m, sc_ctx *ctx, const sc_coop_data *d);
+
 /* ======================================================================== */
 /* ---- loss.c: SCALE losses and metrics ----------------------------------- */
 /* ======================================================================== */
@@ -1548,6 +1618,85 @@ void sc_metrics_eval(sc_metrics *m, const float *scores, const uint8_t *truth, c
 void sc_two_prompt_scores(float *out, const float *sim_present, const float *sim_none, int64_t N,
                           int K, float logit_scale);
 
+/* ---- loss.c: baselines, Sec. 2.3 (book/17) ---- */
+/* Zero-shot scoring, MONET's concept presence and the linear probe, on
+ * cached embeddings. CoOp, the prompt-tuning baseline, needs the text
+ * tower and lives in nn.c (sc_coop_*). */
+
+/* out (n, E) = rows of x scaled to unit length (a zero row stays zero);
+ * out may be x. */
+void sc_normalize_rows(float *out, const float *x, int64_t n, int64_t E);
+/* A prompt ensemble as in CLIP's zero-shot ImageNet classifier: every
+ * variant is normalised, the variants of prompt k are averaged and the
+ * mean is normalised again. emb (V, K, E): V variants of K prompts;
+ * out (K, E). */
+void sc_prompt_ensemble(float *out, const float *emb, int V, int64_t K, int64_t E);
+/* Score N images against K prompts, all rows already L2-normalised:
+ * logits (N, K) = s · cos (may be NULL) and, when none (E) is given,
+ * two_prompt (N, K) = the two-prompt AUC scores of sc_two_prompt_scores
+ * against that "No finding." embedding. */
+void sc_vlm_scores(float *logits, float *two_prompt, const float *img, int64_t N, const float *prompts, int K,
+                   const float *none, int64_t E, float logit_scale);
+/* out (N, G) = max over the members h of each group (group_of[h] in
+ * [0, G)) of x (N, H): Sec. 2.2's aggregation of combination scores into
+ * class or concept scores. A group without members gets -inf. */
+void sc_group_max(float *out, const float *x, int64_t N, int H, const int *group_of, int G);
+
+/* MONET's temperature: temp = 1 / exp(4.5944), a multiplier of 98.93,
+ * from MONET's tutorial. Whether 4.5944 is MONET's learned logit_scale
+ * is UNVERIFIED (OpenAI CLIP's is 4.6052 = ln 100). */
+#define SC_MONET_LOG_SCALE 4.5944
+/* MONET-style concept presence: out (N, K) = softmax over (mean over the
+ * V target prompts of concept k of cos(x, t), mean over the R reference
+ * prompts of cos(x, r)) / temp, the first entry. img (N, E), targets
+ * (V, K, E) and refs (R, E) are L2-normalised rows. */
+void sc_concept_presence(float *out, const float *img, int64_t N, const float *targets, int V, int K,
+                         const float *refs, int R, int64_t E, double temp);
+
+/* The linear probe: logistic regression on frozen image features, one
+ * output per label; labels come in blocks (one per task), which the
+ * softmax loss treats as exclusive. */
+typedef enum {
+    SC_PROBE_BCE,     /* a sigmoid and binary cross-entropy per output (the paper's) */
+    SC_PROBE_SOFTMAX  /* a softmax and cross-entropy over each block */
+} sc_probe_loss;
+
+typedef struct {
+    sc_probe_loss loss;
+    int weighted;       /* 1: inverse-frequency loss weights (the paper's follow-up) */
+    int epochs;         /* 150 */
+    float lr;           /* Adam, 1e-3 (Sec. 2.3) */
+    float l2;           /* λ of (λ/2)‖W‖², 1e-4 */
+    int batch_size;     /* 0: sc_train_batch_size(N) */
+    uint64_t seed;      /* initialisation and shuffling */
+} sc_probe_config;
+
+typedef struct {
+    sc_probe_config cfg;
+    int64_t E;          /* feature width */
+    int K, n_blocks;    /* outputs; blocks of them */
+    int *block_offset;  /* (n_blocks + 1) block b is outputs [offset[b], offset[b + 1]) */
+    sc_tensor *W;       /* (K, E) */
+    sc_tensor *b;       /* (K) */
+    float *w_pos;       /* (K) weight of a term whose label is present */
+    float *w_neg;       /* (K) weight of a term whose label is absent (BCE) */
+    double final_loss;  /* mean loss of the last epoch */
+    sc_optim opt;
+    sc_arena arena;     /* owns all of the above */
+} sc_probe;
+
+sc_probe_config sc_probe_defaults(void);
+/* Train on features X (N, E) with labels Y (N, K) of 0/1. Fails with
+ * SC_EARG on empty or inconsistent sizes and on a bad config. */
+sc_status sc_probe_train(sc_probe *p, const float *X, const uint8_t *Y, int64_t N, int64_t E, int K,
+                         const int *block_offset, int n_blocks, const sc_probe_config *cfg, sc_err *err);
+/* logits (N, K) = X Wᵀ + b. */
+void sc_probe_logits(const sc_probe *p, float *logits, const float *X, int64_t N);
+/* logits (N, K) and, when prob is not NULL, probabilities (N, K): σ of
+ * each logit (BCE) or the softmax of each block. */
+void sc_probe_predict(const sc_probe *p, float *logits, float *prob, const float *X, int64_t N);
+void sc_probe_free(sc_probe *p);
+
 /* ---- loss.c: embedding maps, exact t-SNE (Fig. 4, book/14) ---- */
 /* van der Maaten and Hinton's t-SNE (JMLR 2008) with the exact O(n²)
  * gradient, in double precision, deterministic for a seed (and for any
@@ -1652,6 +1801,356 @@ sc_status sc_pretrainer_init(sc_pretrainer *p, sc_model *m, const sc_pretrain_da
  * bit-reproducible. */
 double sc_pretrainer_step(sc_pretrainer *p, sc_model *m, sc_ctx *ctx, const sc_pretrain_data *d);
 void sc_pretrainer_free(sc_pretrainer *p);
+
+/* ======================================================================== */
+/* ---- scale.c: datasets and the embedding cache -------------------------- */
+/* ======================================================================== */
+
+/* DATASETS. A reader turns a dataset as released into one table: N images,
+ * each with its split, its patient group and its labels, plus the texts
+ * that come with the images (PadChest-GR's report sentences). Labels are
+ * the combinations of a class-concept hierarchy (.hier, loss.c section 1),
+ * all tasks side by side in K columns: task t owns the columns
+ * [label_offset[t], label_offset[t + 1]), one per combination h of the
+ * task. Derm7p sets exactly one column of each of its 7 tasks; PadChest-GR
+ * sets any number of its one multi-label task. book/16 has the details.
+ *
+ *   sc_dataset_options o = sc_dataset_defaults();
+ *   sc_dataset_spec(&o, "derm7p:/data/release_v0", &err);
+ *   sc_dataset ds;
+ *   if (sc_dataset_load(&ds, &o, &err) != SC_OK) { puts(err.msg); ... }
+ *   ... ds.labels[i * ds.n_labels + ds.label_offset[t] + h] ...
+ *   sc_dataset_free(&ds);
+ */
+typedef enum { SC_SPLIT_TRAIN, SC_SPLIT_VALID, SC_SPLIT_TEST, SC_SPLIT_NONE } sc_split;
+#define SC_N_SPLITS 4
+/* "train", "valid", "test", "none" */
+const char *sc_split_name(sc_split s);
+
+typedef enum { SC_DATA_DERM7P, SC_DATA_PADCHEST_GR, SC_DATA_MANIFEST } sc_dataset_kind;
+/* "derm7p", "padchest-gr", "manifest" */
+const char *sc_dataset_kind_name(sc_dataset_kind k);
+
+typedef enum {
+    SC_SPLITS_OFFICIAL,   /* the dataset's own: Derm7p's index files, PadChest-GR's
+                             master table, a manifest's split column */
+    SC_SPLITS_STRATIFIED  /* test_fraction of the groups to test, the rest to train,
+                             by sc_stratify (PadChest-GR in the paper: 15 %) */
+} sc_split_rule;
+
+/* How to read a dataset. Strings are the caller's and must outlive the
+ * load (sc_dataset keeps its own copies). */
+typedef struct {
+    sc_dataset_kind kind;
+    const char *path;          /* Derm7p: release_v0/ (or its parent); PadChest-GR: the
+                                  folder with grounded_reports_*.json (the last by name,
+                                  i.e. the newest release, when there are several) and
+                                  master_table.csv; manifest: the CSV */
+    const char *hier;          /* hierarchy file; NULL: data/derm7p.hier, data/padchest-gr.hier
+                                  (here or beside the program), or for a manifest one
+                                  derived from its labels */
+    int clinic;                /* Derm7p: 1 = the clinic column's images, 0 = derm */
+    int keep_replaced_clinic;  /* Derm7p with clinic: keep the cases whose clinic image is
+                                  a dermoscopic one (notes "... replaced ..."), left out by default */
+    int skip_bad;              /* report bad rows in `skipped` and go on, instead of failing */
+    int spanish;               /* PadChest-GR: sentence_es instead of sentence_en */
+    int min_cases;             /* drop combinations on fewer images; -1: the kind's default
+                                  (PadChest-GR 10, as the paper; others 0 = keep all) */
+    int keep_unlabelled;       /* PadChest-GR, manifest: keep images without a combination */
+    const char *images;        /* PadChest-GR: image folder under path; NULL: the first of
+                                  Padchest_GR_files, PadChest_GR, images that exists, else path */
+    sc_split_rule split;
+    double test_fraction;      /* SC_SPLITS_STRATIFIED: 0.15 */
+    uint64_t split_seed;       /* SC_SPLITS_STRATIFIED: 0 */
+} sc_dataset_options;
+
+sc_dataset_options sc_dataset_defaults(void);
+/* "KIND:PATH" (derm7p:, padchest-gr:, manifest:) into o->kind and o->path
+ * (which points into spec). */
+sc_status sc_dataset_spec(sc_dataset_options *o, const char *spec, sc_err *err);
+
+typedef struct {
+    sc_dataset_options options;  /* as loaded, strings copied, defaults resolved */
+    sc_hier hier;                /* the tasks as used: rare combinations dropped */
+    const char *hier_source;     /* the .hier text it was parsed from (a derived one for
+                                    a manifest without --hier), NUL-terminated */
+    const char *hier_path;       /* its file, or "(derived)" */
+    int *label_offset;           /* (n_tasks + 1) */
+    int n_labels;                /* K: combinations of all tasks */
+    int64_t n_images;            /* N */
+    const char **image_path;     /* (N) the file to read */
+    const char **image_id;       /* (N) the dataset's name: case_num, ImageID, id column */
+    const char **group_id;       /* (N) the patient (PadChest-GR) or case: splits keep a group together */
+    int64_t *group;              /* (N) group_id as 0, 1, ... in order of first appearance */
+    int64_t *source_row;         /* (N) 0-based row of meta.csv / study of the JSON / manifest row */
+    uint8_t *split;              /* (N) sc_split */
+    uint8_t *labels;             /* (N, K) 0/1 */
+    int64_t n_texts;             /* M */
+    const char **text;           /* (M) report sentences, manifest texts */
+    int64_t *text_image;         /* (M) the image each describes */
+    uint8_t *text_labels;        /* (M, K) the combinations each states */
+    int n_dropped;
+    const char **dropped;        /* (n_dropped) "task|class|concept" of combinations dropped as rare */
+    int n_skipped;
+    const char **skipped;        /* (n_skipped) with skip_bad: one sentence per row left out */
+    int n_notes;
+    const char **notes;          /* (n_notes) what the reader decided, for the summary */
+    sc_arena arena;              /* owns the strings; the arrays are malloc'ed, freed with it */
+} sc_dataset;
+
+/* Read, map to the hierarchy, drop rare combinations (and then images left
+ * without one, unless keep_unlabelled), and split. A bad row, a value the
+ * hierarchy does not know or a missing image fails with one sentence naming
+ * the file, the row and the column, unless skip_bad. */
+sc_status sc_dataset_load(sc_dataset *ds, const sc_dataset_options *o, sc_err *err);
+void sc_dataset_free(sc_dataset *ds);
+/* Images per split and, per task and combination, images per split. */
+void sc_dataset_print(const sc_dataset *ds, FILE *out);
+
+/* STRATIFIED SPLITS. Iterative stratification (Sechidis, Tsoumakas and
+ * Vlahavas, ECML PKDD 2011), for multi-label data and whole groups: the
+ * rarest label is dealt out first, each of its items to the fold that most
+ * lacks it; items without labels go where the fold sizes fall shortest.
+ * A repair pass then moves or swaps units while some label is more than
+ * one item off its share in a fold and a change lowers the squared error
+ * of all shares (book/16). With group (N) not NULL, items with the same
+ * group are dealt as one unit. fold[i] in [0, n_folds) gets fraction[f]
+ * of every label: with one label per item and no groups, every label's
+ * count in fold f is within one of fraction[f] times its total; with
+ * several labels per item this held in every trial of the tests; whole
+ * groups can make it impossible. The shuffled order of the units comes
+ * from seed, so different seeds give different splits. Fractions must be
+ * >= 0 and sum to 1; n_folds <= 64. */
+sc_status sc_stratify(int *fold, const uint8_t *labels, int64_t N, int K, const int64_t *group,
+                      const double *fraction, int n_folds, uint64_t seed, sc_err *err);
+/* The experiments' training subsets: a stratified random fraction of the
+ * n items listed in `items` (indices into labels (N, K) and group (N)),
+ * written to chosen in increasing order; *n_chosen is their number.
+ * fraction 1 chooses all. Subsets of different seeds are not nested. */
+sc_status sc_stratified_subset(int64_t *chosen, int64_t *n_chosen, const int64_t *items, int64_t n,
+                               const uint8_t *labels, int K, const int64_t *group, double fraction, uint64_t seed,
+                               sc_err *err);
+
+/* PROGRESS on a stream: with a terminal a bar redrawn in place with rate
+ * and time left; otherwise a plain line every 10 % or 30 s. */
+typedef struct {
+    FILE *out;                 /* NULL: silent */
+    const char *what;          /* "images" */
+    int64_t total, done;
+    double start, last;        /* seconds, monotonic clock */
+    int tty;
+    int last_tenth;
+} sc_progress;
+
+void sc_progress_begin(sc_progress *p, FILE *out, const char *what, int64_t total);
+void sc_progress_update(sc_progress *p, int64_t done);
+void sc_progress_end(sc_progress *p);
+
+/* THE EMBEDDING CACHE. `scale embed` runs the frozen encoders once over all
+ * images and all texts of a dataset and stores the raw float32 embeddings
+ * (as the towers give them, not normalised) in a directory:
+ *   index.json        format, counts, the fingerprint (below), shard
+ *   hierarchy.hier    the hierarchy used, verbatim
+ *   images.csv        per image: id, group, split, file, bytes, sha256, labels
+ *   image_emb.npy     (N, E) float32
+ *   image_labels.npy  (N, K) uint8
+ *   texts.csv         per text: kind, task, index, variant, image, tokens, text
+ *   text_emb.npy      (M, E) float32
+ *   text_ids.npy      (M, T) int64 token ids; text_mask.npy (M, T) int64
+ *   text_labels.npy   (M, K) uint8
+ * The texts are, task by task, the canonical prompt of every combination,
+ * its ensemble variants, the class-level prompts, the combination and class
+ * names (CoOp's class tokens), then "No finding." and the reference
+ * prompts, then the dataset's own sentences.
+ *
+ * The fingerprint records the SHA-256 of every model file used (weights,
+ * config, tokenizer files), the model kind, the preprocessing pipeline and
+ * tokenizer settings, the SHA-256 of the dataset's label files and of the
+ * hierarchy, and the reader's options; a cache whose fingerprint differs
+ * from the one computed now is refused (sc_cache_check). A cache is written
+ * to a temporary directory and renamed into place, so a failed run leaves
+ * nothing at the destination. */
+typedef enum {
+    SC_TEXT_PROMPT,       /* the canonical prompt of combination `index` */
+    SC_TEXT_ENSEMBLE,     /* combination `index` under ensemble template `variant` */
+    SC_TEXT_CLASS,        /* class `index` under class template `variant` */
+    SC_TEXT_NAME,         /* combination `index` as a name (its explanation) */
+    SC_TEXT_CLASS_NAME,   /* class `index` as a name (its phrase) */
+    SC_TEXT_NONE,         /* "No finding." (task -1) */
+    SC_TEXT_REFERENCE,    /* reference prompt `index` (task -1) */
+    SC_TEXT_SENTENCE      /* a dataset text about image `image` */
+} sc_text_kind;
+#define SC_N_TEXT_KINDS 8
+const char *sc_text_kind_name(sc_text_kind k); /* "prompt", "ensemble", ... */
+
+typedef struct {
+    const char *model;         /* a model directory: weights, config.json, tokenizer files */
+    const char *pipeline;      /* NULL: the model's own (sc_pipeline_for_model) */
+    int batch;                 /* images per forward pass (texts too): 16 */
+    int shard, n_shards;       /* embed slice `shard` of n_shards (0 of 1: everything) */
+    FILE *progress;            /* where progress goes, or NULL */
+} sc_embed_config;
+
+sc_embed_config sc_embed_defaults(void);
+/* Embed dataset ds into the new directory out_dir (which must not exist).
+ * A shard holds the images of batches [shard·B/n, (shard+1)·B/n) of all B
+ * batches, so sharded and whole runs put every image in the same batch;
+ * the texts are embedded in shard 0 only. */
+sc_status sc_embed(const sc_embed_config *cfg, const sc_dataset *ds, const char *out_dir, sc_err *err);
+/* Join the n shard directories of one sharded run (any order) into the new
+ * directory out_dir, byte for byte what an unsharded run writes. Shards of
+ * different runs (fingerprints, counts, batch sizes) are refused. */
+sc_status sc_cache_merge(const char *out_dir, const char *const *shard_dirs, int n, sc_err *err);
+
+typedef struct {
+    char dir[1024];
+    sc_hier hier;              /* the tasks as embedded */
+    int *label_offset;         /* (n_tasks + 1) */
+    int n_labels;              /* K */
+    int64_t N, M, E, T;        /* images, texts, embedding width, token columns */
+    float *image_emb;          /* (N, E) raw */
+    float *text_emb;           /* (M, E) raw */
+    int64_t *text_ids;         /* (M, T) */
+    int64_t *text_mask;        /* (M, T) */
+    uint8_t *image_labels;     /* (N, K) */
+    uint8_t *text_labels;      /* (M, K) */
+    uint8_t *split;            /* (N) sc_split */
+    int64_t *group;            /* (N) groups numbered in order of first appearance */
+    const char **image_id;     /* (N) */
+    const char **image_path;   /* (N) */
+    uint8_t *text_kind;        /* (M) sc_text_kind */
+    int *text_task;            /* (M) task, or -1 */
+    int *text_index;           /* (M) combination, class or reference index, or -1 */
+    int *text_variant;         /* (M) ensemble or class template, else 0 */
+    int64_t *text_image;       /* (M) image of a sentence, else -1 */
+    int *text_tokens;          /* (M) real tokens in the row */
+    const char **text;         /* (M) */
+    char model_kind[16];       /* "clip" or "medclip" */
+    float logit_scale;         /* the model's multiplier, exp(logit_scale) (clamped for MedCLIP) */
+    char dataset_kind[16];
+    sc_json_doc index;         /* index.json as read */
+    sc_arena arena;
+} sc_cache;
+
+/* Load a whole (unsharded or merged) cache, checking every array's shape
+ * against index.json. */
+sc_status sc_cache_load(sc_cache *c, const char *dir, sc_err *err);
+void sc_cache_free(sc_cache *c);
+/* Refuse a stale cache: recompute the fingerprint of the model directory
+ * (with pipeline, NULL = its own) and of the dataset options, and fail
+ * with SC_EFORMAT naming the first entry that differs. model or data may
+ * be NULL to leave that half unchecked. */
+sc_status sc_cache_check(const sc_cache *c, const char *model, const char *pipeline, const sc_dataset_options *data,
+                         sc_err *err);
+/* The row of a text: kind, task, index and variant as in sc_text_kind;
+ * -1 when the cache holds none. */
+int64_t sc_cache_text_row(const sc_cache *c, sc_text_kind kind, int task, int index, int variant);
+
+/* ======================================================================== */
+/* ---- scale.c: experiments, Sec. 2.3 (book/17) --------------------------- */
+/* ======================================================================== */
+
+/* EXPERIMENTS. `scale experiment --config FILE` runs the paper's protocol
+ * on an embedding cache: each method on nested stratified subsets of the
+ * training split (fractions 0.05 .. 1, several subsets each, one at 1),
+ * evaluated on the test split at the class level and at the level of
+ * class-concept combinations, every metric averaged over the tasks. The
+ * config format is in `scale experiment --help` and book/17.
+ *
+ *   sc_experiment ex;
+ *   if (sc_experiment_load(&ex, "derm7p.conf", &err) != SC_OK) { puts(err.msg); ... }
+ *   sc_run_options opt = {stderr, stdout, NULL};
+ *   sc_experiment_main(&ex, "runs/derm7p", &opt, &err);
+ *   sc_experiment_free(&ex);
+ */
+typedef enum {
+    SC_METHOD_ZERO_SHOT,     /* the frozen VLM with prompts (loss.c section 9) */
+    SC_METHOD_CONCEPT_SCORE, /* MONET's concept presence against reference prompts */
+    SC_METHOD_LINEAR_PROBE,  /* logistic regression on frozen image features */
+    SC_METHOD_COOP,          /* prompt tuning (nn.c section 9); CLIP models only */
+    SC_METHOD_SCALE          /* the paper's method (loss.c sections 5-6) */
+} sc_method_kind;
+#define SC_N_METHOD_KINDS 5
+/* "zero-shot", "concept-score", "linear-probe", "coop", "scale" */
+const char *sc_method_kind_name(sc_method_kind k);
+
+#define SC_EXP_MAX_METHODS 16
+#define SC_EXP_MAX_FRACTIONS 16
+#define SC_EXP_MAX_SEEDS 100
+#define SC_EXP_MAX_INIT_WORDS 32
+
+typedef struct {
+    char name[64];             /* label in tables and legends */
+    sc_method_kind kind;
+    int line;                  /* its line in the config file */
+    const char *cache;         /* zero-shot, concept-score: score with this cache instead
+                                  (the same dataset embedded by, say, a generic CLIP) */
+    int class_prompts;         /* zero-shot: the class level from class-level prompts */
+    int ensemble;              /* zero-shot: prompt ensembles (sc_prompt_ensemble) */
+    double temp;               /* concept-score: MONET's temperature */
+    sc_probe_config probe;     /* linear-probe */
+    sc_coop_config coop;       /* coop */
+    const char *coop_init;     /* coop: words the context starts from, or NULL (random) */
+    sc_train_config scale;     /* scale */
+    int separate_tasks;        /* scale: one adapter pair per task instead of one for all */
+    int dashed;                /* its line in Fig. 2 is dashed (default for weighted probes) */
+} sc_method;
+
+typedef struct {
+    char path[1024];           /* the config file ("" when parsed from memory) */
+    const char *text;          /* its text, kept for the run folder */
+    const char *name;          /* title, or NULL */
+    const char *cache;         /* the embedding cache */
+    const char *model;         /* model directory, or NULL */
+    const char *dataset;       /* "KIND:PATH" to embed from, or NULL */
+    const char *hier;          /* the dataset's hierarchy, or NULL (its kind's) */
+    int clinic;                /* Derm7p: clinic images */
+    int train_valid;           /* 1: train on the train and valid splits */
+    int n_fractions;
+    double fractions[SC_EXP_MAX_FRACTIONS]; /* increasing, in (0, 1] */
+    int n_seeds;               /* subsets per fraction below 1 */
+    uint64_t seed;
+    int levels;                /* bit 0: class, bit 1: class-concept */
+    const char *tsne_task, *tsne_class; /* Fig. 4, or NULL */
+    int tsne_points;           /* at most this many texts in Fig. 4 (100) */
+    const char *explain;       /* method for explanations.csv, or NULL */
+    int explained;             /* its index (default: the last scale method), or -1 */
+    int n_methods;
+    sc_method methods[SC_EXP_MAX_METHODS];
+    sc_arena arena;            /* owns the strings */
+} sc_experiment;
+
+/* Parse a config; relative paths are taken from base_dir (may be NULL or
+ * ""). Errors read "FILE:LINE: what is wrong". */
+sc_status sc_experiment_parse(sc_experiment *ex, const char *text, size_t len, const char *what, const char *base_dir,
+                              sc_err *err);
+/* The same from a file, paths relative to the file's folder. */
+sc_status sc_experiment_load(sc_experiment *ex, const char *path, sc_err *err);
+void sc_experiment_free(sc_experiment *ex);
+
+typedef struct {
+    FILE *progress;            /* progress and notes (stderr), or NULL */
+    FILE *summary;             /* the summary tables once done (stdout), or NULL */
+    const char *command_line;  /* recorded in run.json, or NULL */
+} sc_run_options;
+
+/* Run on a loaded cache (model: CoOp's text tower, NULL when not needed;
+ * CoOp is then left out with a note) into the new folder out_dir, which
+ * appears complete or not at all. Results depend on the seed, not on the
+ * thread count. */
+sc_status sc_experiment_run(const sc_experiment *ex, const sc_cache *cache, const sc_model *model, const char *out_dir,
+                            const sc_run_options *opt, sc_err *err);
+/* Everything: embed the dataset into the cache if it is missing, refuse a
+ * stale one (sc_cache_check), load the model when CoOp needs it, run. */
+sc_status sc_experiment_main(const sc_experiment *ex, const char *out_dir, const sc_run_options *opt, sc_err *err);
+
+/* Nested stratified training subsets (book/17): the items of `items` (n
+ * indices into labels (N, K)) whose key, drawn from the seed, is below
+ * `fraction`, in the order listed. For one seed a larger fraction only adds
+ * items; each item's stratum is its rarest label, and every stratum keeps
+ * its share within one item. Fraction 1 chooses all. */
+sc_status sc_nested_subset(int64_t *chosen, int64_t *n_chosen, const int64_t *items, int64_t n, const uint8_t *labels,
+                           int K, double fraction, uint64_t seed, sc_err *err);
 
 /* ======================================================================== */
 /* ---- internal, may change ------------------------------------------------ */

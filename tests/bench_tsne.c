@@ -1,4 +1,4 @@
-/* bench_tsne.c — exact t-SNE (loss.c section 9) on Gaussian clusters.
+/* bench_tsne.c — exact t-SNE (loss.c section 10) on Gaussian clusters.
  *
  *   bench op=tsne n=... dims=... iters=1000 seconds=... ms_per_iter=... kl=... trust=...
  *

@@ -885,6 +885,26 @@ START_TEST(test_fuzz_regressions)
 }
 END_TEST
 
+/* A writer error names the output file once, and a NULL err is allowed
+ * (the message used to be formatted into itself). */
+START_TEST(test_png_write_error_message)
+{
+    sc_image img;
+    memset(&img, 0, sizeof img);
+    img.channels = 3;
+    img.bits = 8;   /* width 0: nothing to encode */
+    char path[512];
+    snprintf(path, sizeof path, "%s/empty.png", sc_test_tmpdir());
+    sc_err err;
+    ck_assert_int_ne(sc_png_write(path, &img, &err), SC_OK);
+    ck_assert_msg(strncmp(err.msg, path, strlen(path)) == 0, "%s", err.msg);
+    ck_assert_ptr_null(strstr(err.msg + strlen(path), path));
+    ck_assert_int_ne(sc_png_write(path, &img, NULL), SC_OK);
+    FILE *f = fopen(path, "rb");
+    ck_assert_ptr_null(f);
+}
+END_TEST
+
 Suite *suite_images(void)
 {
     Suite *s = suite_create("images");
@@ -892,6 +912,7 @@ Suite *suite_images(void)
     tcase_add_loop_test(tc, test_golden_decode, 0, N_GOLDEN);
     tcase_add_loop_test(tc, test_png_writer_roundtrip, 0, N_GOLDEN);
     tcase_add_test(tc, test_png_writer_compresses);
+    tcase_add_test(tc, test_png_write_error_message);
     suite_add_tcase(s, tc);
 
     TCase *png = tcase_create("png");

@@ -44,6 +44,15 @@ static int index_of(const char *s, const char *const *list, int n)
     return -1;
 }
 
+/* Three fresh output directories a, b, c under this test's tmpdir. */
+static void three_dirs(char *a, char *b, char *c, size_t size)
+{
+    const char *tmp = sc_test_tmpdir();
+    snprintf(a, size, "%s/a", tmp);
+    snprintf(b, size, "%s/b", tmp);
+    snprintf(c, size, "%s/c", tmp);
+}
+
 static void load_csv(sc_csv *csv, const char *dir, const char *rel)
 {
     char path[1024];
@@ -336,9 +345,7 @@ END_TEST
 START_TEST(test_synth_derm7p_deterministic)
 {
     char a[1024], b[1024], c[1024], pa[1100], pb[1100];
-    snprintf(a, sizeof a, "%s/a", sc_test_tmpdir());
-    snprintf(b, sizeof b, "%s/b", sc_test_tmpdir());
-    snprintf(c, sizeof c, "%s/c", sc_test_tmpdir());
+    three_dirs(a, b, c, sizeof a);
     synth_derm(a, 12, 5, 48, 0, 1);
     synth_derm(b, 12, 5, 48, 0, 1);
     synth_derm(c, 12, 6, 48, 0, 0);
@@ -694,9 +701,7 @@ END_TEST
 START_TEST(test_synth_padchest_deterministic)
 {
     char a[1024], b[1024], c[1024], pa[1200], pb[1200];
-    snprintf(a, sizeof a, "%s/a", sc_test_tmpdir());
-    snprintf(b, sizeof b, "%s/b", sc_test_tmpdir());
-    snprintf(c, sizeof c, "%s/c", sc_test_tmpdir());
+    three_dirs(a, b, c, sizeof a);
     synth_padchest(a, 10, 5, 48, 1);
     synth_padchest(b, 10, 5, 48, 1);
     synth_padchest(c, 10, 6, 48, 0);
@@ -796,6 +801,7 @@ START_TEST(test_synth_command)
     ck_assert_int_eq(run_scale("synth mnist --out /nonexistent"), 2);
     ck_assert_int_eq(run_scale("synth derm7p --format gif --out /nonexistent"), 2);
     ck_assert_int_eq(run_scale("synth derm7p"), 2);
+    ck_assert_int_eq(run_scale("synth padchest-gr --normal-share 2 --out /nonexistent"), 2);
     ck_assert_int_eq(run_scale("synth derm7p --out /proc/nope/x --n 2"), 1);
 }
 END_TEST

@@ -1,4 +1,4 @@
-/* check_tsne.c — tests for loss.c section 9: exact t-SNE and the
+/* check_tsne.c — tests for loss.c section 10: exact t-SNE and the
  * neighbourhood-preservation scores.
  *
  * References: rows of P checked against the definition of perplexity and a
