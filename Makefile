@@ -4,7 +4,8 @@
 #   make check      the Check test suite, then the book checker
 #   make asan       the suite under AddressSanitizer + UBSan
 #   make bench      benchmarks (BENCH=group for one group); never part of check
-#   make book       rewrite the code excerpts in book/ from the sources
+#   make book       rewrite the book's excerpts, worked outputs and index; build/book.html
+#   make exercise   NAME=... : check one exercise of book/exercises.md
 #   make demo       the main job on the shipped default
 #   make install    PREFIX=/usr/local DESTDIR= : scale, libscale.a, scale.h, scale.pc
 #   make clean
@@ -33,7 +34,7 @@ BENCH_SRC = $(filter-out tests/bench_main.c,$(wildcard tests/bench_*.c))
 BOOK_MD = $(wildcard book/*.md)
 
 .PHONY: all check check-deps test asan bench bench-blas book book-check demo \
-        install uninstall clean fuzz
+        install uninstall clean fuzz exercise exercises
 
 all: libscale.a scale
 
@@ -159,17 +160,68 @@ fuzz: $(FUZZ_BIN)
 	done
 
 # ---- the book ------------------------------------------------------------
+# booksnip keeps code excerpts and worked outputs equal to the sources and
+# to what ./scale prints; bookindex checks that the paper, every public
+# function, the notation page and the exercises have a home (and writes the
+# generated part of book/functions.md); bookhtml writes build/book.html.
 
-build/booksnip: tests/booksnip.c | build
+build/booksnip: tests/booksnip.c tests/booktext.h | build
+	$(CC) $(SC_CFLAGS) $(CFLAGS) -o $@ $<
+
+build/bookindex: tests/bookindex.c tests/booktext.h | build
 	$(CC) $(SC_CFLAGS) $(CFLAGS) -o $@ $<
 
 BOOK_SOURCES = scale.h scale.c tensor.c nn.c loss.c io.c
+BOOK_INDEX_ARGS = --sources $(BOOK_SOURCES) --tests $(TEST_SRC) --book $(BOOK_MD)
 
-book-check: build/booksnip
+# Worked examples marked "<!-- @run ... -->" run ./scale, so both targets
+# need it built.
+book-check: build/booksnip build/bookindex scale
 	./build/booksnip --check $(BOOK_SOURCES) -- $(BOOK_MD)
+	./build/bookindex --check $(BOOK_INDEX_ARGS)
 
-book: build/booksnip
+book: build/booksnip build/bookindex build/bookhtml scale
 	./build/booksnip --update $(BOOK_SOURCES) -- $(BOOK_MD)
+	./build/bookindex --update $(BOOK_INDEX_ARGS)
+	./build/bookhtml build/book.html book/README.md $(filter book/0% book/1% book/2%,$(BOOK_MD)) \
+	  book/notation.md book/exercises.md book/functions.md
+
+# The whole book as one page, equations left for MathJax.
+build/bookhtml: tests/bookhtml.c tests/booktext.h | build
+	$(CC) $(SC_CFLAGS) $(CFLAGS) -o $@ $<
+
+# ---- exercises ------------------------------------------------------------
+# make exercise NAME=quickgelu-backward runs the checks listed for it in
+# book/exercises.md against the student's edited sources: a Check suite or
+# case of the ordinary runner, and/or a program tests/exercises/NAME.c for
+# exercises that ask for new code (built only here, never by make check;
+# SOLUTION=1 links the reference answer in tests/exercises/solutions/).
+# The book checker is not run: an edited function may differ from its
+# excerpt. make exercises runs every exercise against the tree as it is.
+
+EXERCISE_DEPS = $(OBJ) build/scale_lib.o build/suites.h tests/check_util.c tests/check_util.h \
+                tests/exercises/exercise.h tests/exercises/exercise_main.c
+
+build/exercises/%-solution: tests/exercises/%.c tests/exercises/solutions/%.c $(EXERCISE_DEPS) | check-deps
+	@mkdir -p build/exercises
+	$(CC) $(SC_CFLAGS) $(CFLAGS) $(TEST_DEFS) $(CHECK_CFLAGS) -o $@ $< tests/exercises/solutions/$*.c \
+	  tests/exercises/exercise_main.c tests/check_util.c $(OBJ) build/scale_lib.o $(CHECK_LIBS) $(LDLIBS)
+
+build/exercises/%: tests/exercises/%.c $(EXERCISE_DEPS) | check-deps
+	@mkdir -p build/exercises
+	$(CC) $(SC_CFLAGS) $(CFLAGS) $(TEST_DEFS) $(CHECK_CFLAGS) -o $@ $< \
+	  tests/exercises/exercise_main.c tests/check_util.c $(OBJ) build/scale_lib.o $(CHECK_LIBS) $(LDLIBS)
+
+exercise: build/bookindex
+	@test -n "$(NAME)" || { echo "usage: make exercise NAME=... (names: book/exercises.md)"; exit 2; }
+	@cmd=$$(./build/bookindex --exercise '$(NAME)' book/exercises.md) || exit 2; \
+	  $(MAKE) --no-print-directory -s build/check_runner scale || exit 1; \
+	  make='$(MAKE) --no-print-directory -s'; variant='$(if $(SOLUTION),-solution)'; \
+	  eval "echo \"exercise $(NAME): $$cmd\""; eval "$$cmd"
+
+exercises: build/bookindex
+	@for n in $$(./build/bookindex --exercise-names book/exercises.md); do \
+	  $(MAKE) --no-print-directory -s exercise NAME=$$n SOLUTION=$(SOLUTION) || exit 1; done
 
 # ---- the demo ------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 /* nn.c — layers and models.
  *
  * Contents
- *   1. Dimension letters and conventions
+ *   1. Conventions; row kernels (LayerNorm, activations, softmax)
  *   2. Attention and the transformer blocks (pre-LN CLIP, post-LN BERT)
  *   3. CLIP vision transformer (ViT)
  *   4. CLIP text transformer
@@ -29,7 +29,7 @@
 #include <unistd.h>
 
 /* ======================================================================== */
-/* 1. Dimension letters and conventions                                      */
+/* 1. Conventions; row kernels (LayerNorm, activations, softmax)            */
 /* ======================================================================== */
 
 /* The inference forwards of sections 2–6 work on plain row-major float
@@ -68,52 +68,102 @@ static void parallel_rows(int64_t rows, int64_t width, rows_fn fn, void *arg)
     sc_parallel_for((rows + chunk - 1) / chunk, rows_task, &j);
 }
 
-/* ---- exp, erf and the activations, eight floats at a time ----
+/* ---- LayerNorm, activations and softmax over rows ----
  *
  * GELU, QuickGELU and softmax spend their time in exp() and erf(); libm
- * computes those one float at a time. Here they (and LayerNorm) are
- * evaluated on vectors of 8 floats with the compilers' vector extension: each kernel body is
- * compiled twice, for any x86-64 (SSE2) and with AVX2/FMA, and the second
- * is chosen at run time whenever the GEMM uses its AVX2 kernel. The
- * approximations are the classic ones PyTorch's vectorised CPU kernels
- * also use: Cephes' expf (range reduction by ln 2, degree-5 polynomial,
- * about 1 ulp) and Abramowitz & Stegun 7.1.26 for erf (|error| <= 1.5e-7). */
+ * computes those one float at a time. On x86-64 the same steps are also
+ * written for vectors of 8 floats (the compilers' vector extension,
+ * compiled for AVX2/FMA) and chosen at run time whenever the GEMM uses its
+ * AVX2 kernel; the plain versions below serve every other machine and
+ * SCALE_NO_SIMD. The vector approximations are classic ones: Cephes' expf
+ * (range reduction by ln 2, degree-5 polynomial, about 1 ulp) and
+ * Abramowitz & Stegun 7.1.26 for erf (|error| <= 1.5e-7). */
 #define NO_ACT (-1)
 
-#if defined(__GNUC__) || defined(__clang__)
-#define NN_VECTORS 1
-/* The helpers below take and return 32-byte vectors by value, which the
- * compilers flag (-Wpsabi) in functions compiled without AVX. They are all
- * inlined, so no call ever crosses that ABI boundary. */
-#pragma GCC diagnostic ignored "-Wpsabi"
+static float activate(int act, float x)
+{
+    if (act == SC_ACT_QUICK_GELU) return x / (1.0f + expf(-1.702f * x));   /* x·σ(1.702x) */
+    return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));             /* x·Φ(x) */
+}
+
+/* y (R, C) += b (when not NULL), then the activation (when not NO_ACT). */
+static void bias_act_scalar(float *y, const float *b, int64_t R, int64_t C, int act)
+{
+    for (int64_t r = 0; r < R; r++, y += C)
+        for (int64_t c = 0; c < C; c++) {
+            float v = y[c] + (b ? b[c] : 0.0f);
+            y[c] = act == NO_ACT ? v : activate(act, v);
+        }
+}
+
+/* One row of attention scores in place: s·scale + biases, then the softmax
+ * over the first n entries (the rest set to 0). */
+static void softmax_row_scalar(float *row, int64_t T, int64_t n, float scale, const float *b1, const float *b2,
+                               const float *b3)
+{
+    for (int64_t s = 0; s < n; s++) {
+        float x = row[s] * scale;
+        if (b1) x += b1[s];
+        if (b2) x += b2[s];
+        if (b3) x += b3[s];
+        row[s] = x;
+    }
+    float m = row[0];
+    for (int64_t s = 1; s < n; s++) m = row[s] > m ? row[s] : m;
+    double total = 0;
+    for (int64_t s = 0; s < n; s++) {
+        row[s] = expf(row[s] - m);
+        total += (double)row[s];
+    }
+    float inv = (float)(1.0 / total);
+    for (int64_t s = 0; s < n; s++) row[s] *= inv;
+    for (int64_t s = n; s < T; s++) row[s] = 0.0f;
+}
+
+/* LayerNorm of each row of x (R, C): y = (x − μ)·rstd·w + b with the
+ * biased variance (two passes, sums in double). y may be x. */
+static void layernorm_rows_scalar(float *y, const float *x, const float *w, const float *b, int64_t R, int64_t C,
+                                  float eps)
+{
+    for (int64_t r = 0; r < R; r++, x += C, y += C) {
+        double s = 0, ss = 0;
+        for (int64_t c = 0; c < C; c++) s += (double)x[c];
+        float mu = (float)(s / (double)C);
+        for (int64_t c = 0; c < C; c++) ss += (double)(x[c] - mu) * (double)(x[c] - mu);
+        float rstd = (float)(1.0 / sqrt(ss / (double)C + (double)eps));
+        for (int64_t c = 0; c < C; c++) y[c] = (x[c] - mu) * rstd * w[c] + b[c];
+    }
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define NN_AVX2 1
+/* Every function that touches a vector is compiled for AVX2/FMA, so 32-byte
+ * vectors only ever pass between AVX functions. */
+#define TARGET_AVX2 __attribute__((target("avx2,fma")))
+#define AVX2_INLINE static inline __attribute__((always_inline, target("avx2,fma")))
 typedef float v8f __attribute__((vector_size(32)));
 typedef int32_t v8i __attribute__((vector_size(32)));
-#define ALWAYS_INLINE static inline __attribute__((always_inline))
-#if defined(__x86_64__)
-#define NN_AVX2 1
-#define TARGET_AVX2 __attribute__((target("avx2,fma")))
-#endif
 
-ALWAYS_INLINE v8f v8_load(const float *p)
+AVX2_INLINE v8f v8_load(const float *p)
 {
     v8f v;
     memcpy(&v, p, sizeof v);
     return v;
 }
 
-ALWAYS_INLINE void v8_store(float *p, v8f v)
+AVX2_INLINE void v8_store(float *p, v8f v)
 {
     memcpy(p, &v, sizeof v);
 }
 
-ALWAYS_INLINE v8f v8_splat(float x)
+AVX2_INLINE v8f v8_splat(float x)
 {
     v8f v = {x, x, x, x, x, x, x, x};
     return v;
 }
 
 /* Lanes of a where mask is set (all ones), of b elsewhere. */
-ALWAYS_INLINE v8f v8_select(v8i mask, v8f a, v8f b)
+AVX2_INLINE v8f v8_select(v8i mask, v8f a, v8f b)
 {
     return (v8f)((mask & (v8i)a) | (~mask & (v8i)b));
 }
@@ -122,7 +172,7 @@ ALWAYS_INLINE v8f v8_select(v8i mask, v8f a, v8f b)
 /* e^x: x = n·ln 2 + r with |r| <= ln 2 / 2, e^r by Cephes' polynomial,
  * 2^n built in the exponent bits. Below −87.3 the result is 0 (PyTorch's
  * exp underflows there too), above 88.37 it stays at e^88.37. */
-ALWAYS_INLINE v8f v8_exp(v8f x)
+AVX2_INLINE v8f v8_exp(v8f x)
 {
     v8i underflow = x < -87.3365f;
     x = v8_select(x > 88.3762f, v8_splat(88.3762f), x);
@@ -142,7 +192,7 @@ ALWAYS_INLINE v8f v8_exp(v8f x)
 /* @book end vector-exp */
 
 /* erf(z) = sign(z)·(1 − (a1 t + … + a5 t⁵)·e^(−z²)), t = 1/(1 + p|z|). */
-ALWAYS_INLINE v8f v8_erf(v8f z)
+AVX2_INLINE v8f v8_erf(v8f z)
 {
     v8i sign = (v8i)z & (int32_t)0x80000000;
     v8f a = (v8f)((v8i)z & 0x7fffffff);
@@ -153,7 +203,7 @@ ALWAYS_INLINE v8f v8_erf(v8f z)
 }
 
 /* One of the activations on 8 lanes. */
-ALWAYS_INLINE v8f v8_activate(int act, v8f x)
+AVX2_INLINE v8f v8_activate(int act, v8f x)
 {
     if (act == SC_ACT_QUICK_GELU) return x / (1.0f + v8_exp(-1.702f * x));   /* x·σ(1.702x) */
     return 0.5f * x * (1.0f + v8_erf(x * 0.70710678118654752f));             /* x·Φ(x) */
@@ -162,14 +212,14 @@ ALWAYS_INLINE v8f v8_activate(int act, v8f x)
 /* y (R, C) += b (when not NULL), then the activation (when not NO_ACT). A
  * row's tail shorter than 8 goes through a padded copy, so every element
  * sees the same arithmetic. */
-ALWAYS_INLINE v8f bias_act8(const float *y, const float *b, int act)
+AVX2_INLINE v8f bias_act8(const float *y, const float *b, int act)
 {
     v8f v = v8_load(y);
     if (b) v += v8_load(b);
     return act == NO_ACT ? v : v8_activate(act, v);
 }
 
-ALWAYS_INLINE void bias_act_body(float *y, const float *b, int64_t R, int64_t C, int act)
+TARGET_AVX2 static void bias_act_avx2(float *y, const float *b, int64_t R, int64_t C, int act)
 {
     int64_t full = C / 8 * 8, rest = C - full;
     for (int64_t r = 0; r < R; r++, y += C) {
@@ -186,8 +236,8 @@ ALWAYS_INLINE void bias_act_body(float *y, const float *b, int64_t R, int64_t C,
 
 /* One row of attention scores in place: s·scale + biases, then the softmax
  * over the first n entries (the rest set to 0). */
-ALWAYS_INLINE void softmax_row_body(float *row, int64_t T, int64_t n, float scale, const float *b1, const float *b2,
-                                    const float *b3)
+TARGET_AVX2 static void softmax_row_avx2(float *row, int64_t T, int64_t n, float scale, const float *b1,
+                                         const float *b2, const float *b3)
 {
     int64_t full = n / 8 * 8, rest = n - full;
     v8f m8 = v8_splat(-INFINITY);
@@ -224,7 +274,7 @@ ALWAYS_INLINE void softmax_row_body(float *row, int64_t T, int64_t n, float scal
     sum += e;
     v8_store(tail, e);
     double total = 0;
-    for (int i = 0; i < 8; i++) total += sum[i];
+    for (int i = 0; i < 8; i++) total += (double)sum[i];
     v8f inv = v8_splat((float)(1.0 / total));
     for (int64_t s = 0; s < full; s += 8) v8_store(row + s, v8_load(row + s) * inv);
     for (int64_t s = full; s < n; s++) row[s] = tail[s - full] * inv[0];
@@ -234,16 +284,16 @@ ALWAYS_INLINE void softmax_row_body(float *row, int64_t T, int64_t n, float scal
 /* LayerNorm of each row of x (R, C): y = (x − μ)·rstd·w + b with the
  * biased variance (two passes, sums in 8 float lanes as PyTorch's
  * vectorised kernel keeps them, the lanes added in double). y may be x. */
-ALWAYS_INLINE void layernorm_rows_body(float *y, const float *x, const float *w, const float *b, int64_t R, int64_t C,
-                                  float eps)
+TARGET_AVX2 static void layernorm_rows_avx2(float *y, const float *x, const float *w, const float *b, int64_t R,
+                                            int64_t C, float eps)
 {
     int64_t full = C / 8 * 8;
     for (int64_t r = 0; r < R; r++, x += C, y += C) {
         v8f acc = v8_splat(0.0f);
         for (int64_t c = 0; c < full; c += 8) acc += v8_load(x + c);
         double s = 0;
-        for (int i = 0; i < 8; i++) s += acc[i];
-        for (int64_t c = full; c < C; c++) s += x[c];
+        for (int i = 0; i < 8; i++) s += (double)acc[i];
+        for (int64_t c = full; c < C; c++) s += (double)x[c];
         float mu = (float)(s / (double)C);
         acc = v8_splat(0.0f);
         for (int64_t c = 0; c < full; c += 8) {
@@ -251,77 +301,30 @@ ALWAYS_INLINE void layernorm_rows_body(float *y, const float *x, const float *w,
             acc += d * d;
         }
         double ss = 0;
-        for (int i = 0; i < 8; i++) ss += acc[i];
-        for (int64_t c = full; c < C; c++) ss += (double)(x[c] - mu) * (x[c] - mu);
-        float rstd = (float)(1.0 / sqrt(ss / (double)C + eps));
+        for (int i = 0; i < 8; i++) ss += (double)acc[i];
+        for (int64_t c = full; c < C; c++) ss += (double)(x[c] - mu) * (double)(x[c] - mu);
+        float rstd = (float)(1.0 / sqrt(ss / (double)C + (double)eps));
         for (int64_t c = 0; c < full; c += 8)
             v8_store(y + c, (v8_load(x + c) - mu) * rstd * v8_load(w + c) + v8_load(b + c));
         for (int64_t c = full; c < C; c++) y[c] = (x[c] - mu) * rstd * w[c] + b[c];
     }
 }
 
-#else /* other compilers: the same steps with libm, one float at a time */
-#define ALWAYS_INLINE static inline
-
-static float activate(int act, float x)
-{
-    if (act == SC_ACT_QUICK_GELU) return x / (1.0f + expf(-1.702f * x));
-    return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
-}
-
-ALWAYS_INLINE void bias_act_body(float *y, const float *b, int64_t R, int64_t C, int act)
-{
-    for (int64_t r = 0; r < R; r++, y += C)
-        for (int64_t c = 0; c < C; c++) {
-            float v = y[c] + (b ? b[c] : 0.0f);
-            y[c] = act == NO_ACT ? v : activate(act, v);
-        }
-}
-
-ALWAYS_INLINE void softmax_row_body(float *row, int64_t T, int64_t n, float scale, const float *b1, const float *b2,
-                                    const float *b3)
-{
-    for (int64_t s = 0; s < n; s++)
-        row[s] = row[s] * scale + (b1 ? b1[s] : 0.0f) + (b2 ? b2[s] : 0.0f) + (b3 ? b3[s] : 0.0f);
-    float m = row[0];
-    for (int64_t s = 1; s < n; s++) m = row[s] > m ? row[s] : m;
-    double total = 0;
-    for (int64_t s = 0; s < n; s++) total += row[s] = expf(row[s] - m);
-    float inv = (float)(1.0 / total);
-    for (int64_t s = 0; s < n; s++) row[s] *= inv;
-    for (int64_t s = n; s < T; s++) row[s] = 0.0f;
-}
-
-ALWAYS_INLINE void layernorm_rows_body(float *y, const float *x, const float *w, const float *b, int64_t R, int64_t C,
-                                  float eps)
-{
-    for (int64_t r = 0; r < R; r++, x += C, y += C) {
-        double s = 0, ss = 0;
-        for (int64_t c = 0; c < C; c++) s += x[c];
-        float mu = (float)(s / (double)C);
-        for (int64_t c = 0; c < C; c++) ss += (double)(x[c] - mu) * (x[c] - mu);
-        float rstd = (float)(1.0 / sqrt(ss / (double)C + eps));
-        for (int64_t c = 0; c < C; c++) y[c] = (x[c] - mu) * rstd * w[c] + b[c];
-    }
-}
 #endif
 
-/* Each body compiled twice — for any x86-64, and with AVX2/FMA — and the
- * second chosen at run time whenever the GEMM uses its AVX2 kernel. */
+/* The vector version when the GEMM runs its AVX2 kernel, else the plain one. */
 #ifdef NN_AVX2
-#define SIMD_CHOICE(name, params, args)                                  \
-    static void name##_portable params { name##_body args; }            \
-    TARGET_AVX2 static void name##_avx2 params { name##_body args; }    \
-    static void name params                                             \
-    {                                                                   \
-        if (sc_gemm_simd())                                             \
-            name##_avx2 args;                                           \
-        else                                                            \
-            name##_portable args;                                       \
+#define SIMD_CHOICE(name, params, args) \
+    static void name params              \
+    {                                    \
+        if (sc_gemm_simd())              \
+            name##_avx2 args;            \
+        else                             \
+            name##_scalar args;          \
     }
 #else
 #define SIMD_CHOICE(name, params, args) \
-    static void name params { name##_body args; }
+    static void name params { name##_scalar args; }
 #endif
 
 SIMD_CHOICE(layernorm_rows, (float *y, const float *x, const float *w, const float *b, int64_t R, int64_t C, float eps),
@@ -429,8 +432,9 @@ typedef struct {
     int64_t n_masks;          /* G */
     const float *key_bias;    /* (n_seq, T) or NULL */
     float *probs;             /* (n_seq, H, T, T) kept for a backward pass, or NULL */
-    float *scratch;           /* (n_tasks, T, T) when probs is NULL */
-    int64_t n_tasks;
+    float *scratch;           /* (scratch_bufs, T, T) when probs is NULL */
+    int64_t scratch_bufs;
+    int64_t n_tasks;          /* set by attention(): at most scratch_bufs */
 } attention_job;
 
 /* @book begin attention-one-head */
@@ -475,6 +479,7 @@ static int64_t attention_tasks(int64_t pairs)
 static void attention(attention_job *j)
 {
     j->n_tasks = attention_tasks(j->n_seq * j->H);
+    if (!j->probs && j->n_tasks > j->scratch_bufs) j->n_tasks = j->scratch_bufs;
     sc_parallel_for(j->n_tasks, attention_task, j);
 }
 
@@ -524,7 +529,7 @@ static void attention_grad_one(const attention_grad_job *g, int64_t n, int64_t h
         const float *p = P + t * T;
         float *d = dS + t * T;
         double dot = 0;
-        for (int64_t s = 0; s < T; s++) dot += (double)p[s] * d[s];
+        for (int64_t s = 0; s < T; s++) dot += (double)p[s] * (double)d[s];
         for (int64_t s = 0; s < T; s++) d[s] = p[s] * (d[s] - (float)dot) * j->scale;
     }
     if (g->dq) sc_gemm(0, 0, T, D, T, dS, T, j->k + off, ld, g->dq + off, ld, 1);
@@ -568,7 +573,8 @@ static sc_tensor *attention_op(sc_ctx *ctx, sc_tensor *q, sc_tensor *k, sc_tenso
         j->probs = scratch(ctx, B * H * T * T);
         node->saved = j;
     } else {
-        j->scratch = scratch(ctx, attention_tasks(B * H) * T * T);
+        j->scratch_bufs = attention_tasks(B * H);
+        j->scratch = scratch(ctx, j->scratch_bufs * T * T);
     }
     attention(j);
     return out;
@@ -615,7 +621,8 @@ typedef struct {
 typedef struct {
     float *h;
     float *big;
-    float *scores;   /* attention scratch, (tasks, T, T) */
+    float *scores;        /* attention scratch, (score_bufs, T, T) */
+    int64_t score_bufs;
 } block_buffers;
 
 static block_buffers block_buffers_new(sc_ctx *ctx, int64_t R, const block_dims *d, int64_t pairs, int64_t T)
@@ -624,7 +631,8 @@ static block_buffers block_buffers_new(sc_ctx *ctx, int64_t R, const block_dims 
     int64_t big = 3 * d->C > d->F ? 3 * d->C : d->F;
     b.h = scratch(ctx, R * d->C);
     b.big = scratch(ctx, R * big);
-    b.scores = scratch(ctx, attention_tasks(pairs) * T * T);
+    b.score_bufs = attention_tasks(pairs);
+    b.scores = scratch(ctx, b.score_bufs * T * T);
     return b;
 }
 
@@ -659,6 +667,7 @@ static void block_pre_ln(float *x, int64_t n_seq, int64_t T, const block_weights
     j.causal = mask ? mask->causal : 0;
     j.key_bias = mask ? mask->key_bias : NULL;
     j.scratch = buf->scores;
+    j.scratch_bufs = buf->score_bufs;
     attention(&j);
     linear(x, buf->h, w->o_w, w->o_b, R, C, C, 1, NO_ACT);
     mlp_pre_ln(x, R, w, d, buf);
@@ -678,6 +687,7 @@ static void block_post_ln(float *x, int64_t n_seq, int64_t T, const block_weight
     attention_job j = attention_setup(buf->big, buf->big + R * C, buf->big + 2 * R * C, buf->h, n_seq, T, C, d->H);
     j.key_bias = key_bias;
     j.scratch = buf->scores;
+    j.scratch_bufs = buf->score_bufs;
     attention(&j);
     float *sum = buf->big;   /* q is spent: reuse its rows for the residual sum */
     memcpy(sum, x, sizeof(float) * (size_t)(R * C));
@@ -1133,6 +1143,7 @@ static void swin_block(float *x, int64_t B, const swin_window *g, const block_we
     j.seq_mask = g->shift ? buf->mask : NULL;
     j.n_masks = g->n_win;
     j.scratch = buf->blk.scores;
+    j.scratch_bufs = buf->blk.score_bufs;
     attention(&j);
     linear(q, buf->win, w->o_w, NULL, Rw, C, C, 0, NO_ACT);
     window_job back = {q, x, buf->src, w->o_b, g->n_win * g->T, N, C, 1};
@@ -1172,7 +1183,7 @@ static void swin_merge(float *x, int64_t B, int64_t Hs, int64_t Ws, int64_t C, c
  * patches needs. */
 static swin_buffers swin_buffers_new(sc_ctx *ctx, const sc_swin_config *c, int64_t B, int64_t Hs, int64_t Ws)
 {
-    int64_t h = 0, big = 0, win = 0, cat = 0, src = 0, bias = 0, mask = 0, scores = 0;
+    int64_t h = 0, big = 0, win = 0, cat = 0, src = 0, bias = 0, mask = 0, scores = 0, min_bufs = INT64_MAX;
     for (int s = 0; s < c->n_stages; s++) {
         int64_t C = swin_stage_width(c, s), R = B * Hs * Ws, F = swin_mlp(c, C);
         for (int64_t i = 0; i < c->depths[s] && i < 2; i++) {
@@ -1183,8 +1194,9 @@ static swin_buffers swin_buffers_new(sc_ctx *ctx, const sc_swin_config *c, int64
             src = src > g.n_win * g.T ? src : g.n_win * g.T;
             bias = bias > c->heads[s] * TT ? bias : c->heads[s] * TT;
             mask = mask > g.n_win * TT ? mask : g.n_win * TT;
-            int64_t sc = attention_tasks(B * g.n_win * c->heads[s]) * TT;
-            scores = scores > sc ? scores : sc;
+            int64_t bufs = attention_tasks(B * g.n_win * c->heads[s]);
+            scores = scores > bufs * TT ? scores : bufs * TT;
+            min_bufs = min_bufs < bufs ? min_bufs : bufs;
         }
         h = h > R * C ? h : R * C;
         big = big > R * F ? big : R * F;
@@ -1198,6 +1210,7 @@ static swin_buffers swin_buffers_new(sc_ctx *ctx, const sc_swin_config *c, int64
     b.blk.h = scratch(ctx, h);
     b.blk.big = scratch(ctx, big);
     b.blk.scores = scratch(ctx, scores);
+    b.blk.score_bufs = min_bufs;   /* every stage's windows fit this many */
     b.win = scratch(ctx, win);
     b.cat = scratch(ctx, cat);
     b.src = sc__act_alloc(ctx, sizeof(int64_t) * (size_t)(src > 0 ? src : 1));
@@ -1264,7 +1277,7 @@ static void swin_forward(sc_ctx *ctx, const sc_swin_config *c, const swin_weight
     for (int64_t b = 0; b < B; b++)
         for (int64_t k = 0; k < C; k++) {
             double s = 0;
-            for (int64_t n = 0; n < N; n++) s += x[(b * N + n) * C + k];
+            for (int64_t n = 0; n < N; n++) s += (double)x[(b * N + n) * C + k];
             pooled[b * C + k] = (float)(s / (double)N);
         }
     tap(taps, "swin_pooler", pooled, 2, (int64_t[]){B, C});
@@ -1344,7 +1357,7 @@ static void medclip_text_pool(const float *const *hs, int64_t B, int64_t T, int6
             double layers = 0;
             for (int i = 0; i < 3; i++) {
                 double s = 0;
-                for (int64_t t = 0; t < T; t++) s += hs[i][(b * T + t) * C + k];
+                for (int64_t t = 0; t < T; t++) s += (double)hs[i][(b * T + t) * C + k];
                 layers += (double)(float)(s / (double)T);
             }
             pooled[b * C + k] = (float)(layers / 3.0);
@@ -1958,6 +1971,7 @@ static int64_t count_of(const record_table *tb, const char *fmt, const char *pre
 
 static int64_t isqrt(int64_t n)
 {
+    if (n <= 0) return 0;   /* a missing tensor: reported when it is bound */
     int64_t r = (int64_t)sqrt((double)n);
     while (r * r > n) r--;
     while ((r + 1) * (r + 1) <= n) r++;
@@ -2186,9 +2200,14 @@ static const float *bind(binder *b, init_kind init, int ndim, const int64_t *sha
     va_start(ap, fmt);
     vsnprintf(name, sizeof name, fmt, ap);
     va_end(ap);
-    size_t n = 1;
-    for (int i = 0; i < ndim; i++) n *= (size_t)shape[i];
-    b->m->weight_bytes += n * sizeof(float);
+    size_t n = 1, bytes = 0;
+    int fits = 1;
+    for (int i = 0; i < ndim; i++) fits = fits && sc_mul_ok(n, (size_t)shape[i], &n);
+    if (!fits || !sc_mul_ok(n, sizeof(float), &bytes)) {
+        b->status = sc_fail(b->err, SC_ENOMEM, "%s: tensor '%s' would be too large", b->what, name);
+        return NULL;
+    }
+    b->m->weight_bytes += bytes;
     const float *p = b->tb ? file_param(b, name, ndim, shape, n) : random_param(b, init, ndim, shape, n);
     return p ? add_param(b, name, ndim, shape, p, n) : NULL;
 }
@@ -2890,19 +2909,106 @@ void sc_adapter_project(sc_adapter *ad)
     if (ad->cfg.alpha_mode == SC_ALPHA_CLAMP) *a = *a < 0.0f ? 0.0f : *a > 1.0f ? 1.0f : *a;
 }
 
+/* The elementwise passes of the adapter, written without branches (a
+ * ReLU on data of random sign mispredicts half its branches): a plain
+ * version, and an AVX2 one that runs eight lanes at a time and leaves the
+ * last n mod 8 elements to the plain one (SIMD_CHOICE picks). Every lane
+ * does exactly the scalar arithmetic. */
+
+/* x = ReLU(x) */
+static void adapter_relu_scalar(float *x, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) x[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+
+/* up = ReLU(up) when relu, then out = α up + (1 − α) f */
+static void adapter_blend_scalar(float *out, float *up, const float *f, float alpha, int relu, int64_t n)
+{
+    float beta = 1.0f - alpha;
+    for (int64_t i = 0; i < n; i++) {
+        float u = relu && !(up[i] > 0.0f) ? 0.0f : up[i];
+        up[i] = u;
+        out[i] = alpha * u + beta * f[i];
+    }
+}
+
+/* d_up = α dout, and 0 where the ReLU after the up projection was off */
+static void adapter_d_up_scalar(float *d_up, const float *dout, const float *up, float alpha, int relu, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) d_up[i] = relu && up[i] <= 0.0f ? 0.0f : alpha * dout[i];
+}
+
+/* d = 0 where the ReLU that made x was off */
+static void adapter_relu_grad_scalar(float *d, const float *x, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) d[i] = x[i] <= 0.0f ? 0.0f : d[i];
+}
+
+#ifdef NN_AVX2
+TARGET_AVX2 static void adapter_relu_avx2(float *x, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        v8f v = v8_load(x + i);
+        v8_store(x + i, v8_select(v > 0.0f, v, v8_splat(0.0f)));
+    }
+    adapter_relu_scalar(x + i, n - i);
+}
+
+TARGET_AVX2 static void adapter_blend_avx2(float *out, float *up, const float *f, float alpha, int relu, int64_t n)
+{
+    float beta = 1.0f - alpha;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        v8f u = v8_load(up + i);
+        if (relu) u = v8_select(u > 0.0f, u, v8_splat(0.0f));
+        v8_store(up + i, u);
+        v8_store(out + i, alpha * u + beta * v8_load(f + i));
+    }
+    adapter_blend_scalar(out + i, up + i, f + i, alpha, relu, n - i);
+}
+
+TARGET_AVX2 static void adapter_d_up_avx2(float *d_up, const float *dout, const float *up, float alpha, int relu,
+                                          int64_t n)
+{
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        v8f d = alpha * v8_load(dout + i);
+        if (relu) d = v8_select(v8_load(up + i) <= 0.0f, v8_splat(0.0f), d);
+        v8_store(d_up + i, d);
+    }
+    adapter_d_up_scalar(d_up + i, dout + i, up + i, alpha, relu, n - i);
+}
+
+TARGET_AVX2 static void adapter_relu_grad_avx2(float *d, const float *x, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        v8f v = v8_load(d + i);
+        v8_store(d + i, v8_select(v8_load(x + i) <= 0.0f, v8_splat(0.0f), v));
+    }
+    adapter_relu_grad_scalar(d + i, x + i, n - i);
+}
+#endif
+
+SIMD_CHOICE(adapter_relu, (float *x, int64_t n), (x, n))
+SIMD_CHOICE(adapter_blend, (float *out, float *up, const float *f, float alpha, int relu, int64_t n),
+            (out, up, f, alpha, relu, n))
+SIMD_CHOICE(adapter_d_up, (float *d_up, const float *dout, const float *up, float alpha, int relu, int64_t n),
+            (d_up, dout, up, alpha, relu, n))
+SIMD_CHOICE(adapter_relu_grad, (float *d, const float *x, int64_t n), (d, x, n))
+
 /* @book begin adapter-forward */
 void sc_adapter_forward(float *out, float *hidden, float *up, const float *f, const float *w1,
                         const float *w2, float alpha, int relu_after_up, int64_t B, int64_t C, int64_t R)
 {
     /* hidden (B, R) = ReLU(f W1ᵀ) */
     sc_gemm(0, 1, B, R, C, f, C, w1, C, hidden, R, 0);
-    for (int64_t i = 0; i < B * R; i++) hidden[i] = hidden[i] > 0.0f ? hidden[i] : 0.0f;
-    /* up (B, C) = hidden W2ᵀ, with the official code's second ReLU */
+    adapter_relu(hidden, B * R);
+    /* up (B, C) = hidden W2ᵀ, with the official code's second ReLU, and
+     * the residual blend f' = α A(f) + (1 − α) f */
     sc_gemm(0, 1, B, C, R, hidden, R, w2, R, up, C, 0);
-    if (relu_after_up)
-        for (int64_t i = 0; i < B * C; i++) up[i] = up[i] > 0.0f ? up[i] : 0.0f;
-    /* the residual blend f' = α A(f) + (1 − α) f */
-    for (int64_t i = 0; i < B * C; i++) out[i] = alpha * up[i] + (1.0f - alpha) * f[i];
+    adapter_blend(out, up, f, alpha, relu_after_up, B * C);
 }
 /* @book end adapter-forward */
 
@@ -2914,16 +3020,13 @@ void sc_adapter_backward(float *df, float *dw1, float *dw2, double *dalpha, floa
 {
     /* dα = Σ dout ⊙ (A(f) − f); d_up = α dout, through the ReLU if any */
     double da = 0;
-    for (int64_t i = 0; i < B * C; i++) {
-        da += (double)dout[i] * ((double)up[i] - (double)f[i]);
-        d_up[i] = relu_after_up && up[i] <= 0.0f ? 0.0f : alpha * dout[i];
-    }
+    for (int64_t i = 0; i < B * C; i++) da += (double)dout[i] * ((double)up[i] - (double)f[i]);
     *dalpha += da;
+    adapter_d_up(d_up, dout, up, alpha, relu_after_up, B * C);
     /* dW2 (C, R) += d_upᵀ hidden;  d_hidden (B, R) = d_up W2, through the ReLU */
     sc_gemm(1, 0, C, R, B, d_up, C, hidden, R, dw2, R, 1);
     sc_gemm(0, 0, B, R, C, d_up, C, w2, R, d_hidden, R, 0);
-    for (int64_t i = 0; i < B * R; i++)
-        if (hidden[i] <= 0.0f) d_hidden[i] = 0.0f;
+    adapter_relu_grad(d_hidden, hidden, B * R);
     /* dW1 (R, C) += d_hiddenᵀ f */
     sc_gemm(1, 0, R, C, B, d_hidden, R, f, C, dw1, C, 1);
     /* df (B, C) += (1 − α) dout + d_hidden W1 (only when f needs it) */

@@ -2198,6 +2198,10 @@ int64_t sc__swin_relative_index(int64_t M0, int64_t M, int64_t i, int64_t j);
  * AVX2/FMA (clamped to what this CPU runs); -1 = automatic again, which
  * reads SCALE_NO_SIMD anew. Returns the level now in use. */
 int sc__gemm_force(int level);
+/* Whether products small enough to fit in L2 skip packing their operands
+ * (1, the default) or take the packed path like larger ones (0), for tests
+ * that compare the two; returns the previous setting. */
+int sc__gemm_direct(int enable);
 
 #ifdef __cplusplus
 }

@@ -496,9 +496,11 @@ void sc_gemm_ref(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
         }
 }
 
-/* One product, as the caller described it. */
+/* One product, as the caller described it (trans_c = 0), or the same
+ * product turned around, Cᵀ = op(B)ᵀ op(A)ᵀ, with C[i][j] stored at
+ * C[j·ldc + i] (trans_c = 1; see gemm_turn_around). */
 typedef struct {
-    int trans_a, trans_b;
+    int trans_a, trans_b, trans_c;
     int64_t M, N, K;
     const float *A;   /* op(A) is (M, K) */
     int64_t lda;
@@ -509,13 +511,18 @@ typedef struct {
     int accumulate;
 } gemm_args;
 
-/* A micro-kernel computes one MR×NR tile of C from packed panels:
- *   a: (kc, MR) — column k of the tile's rows of op(A), MR floats per k
- *   b: (kc, NR) — row k of the tile's columns of op(B), NR floats per k
- * acc[i][j] = Σ_k a[k·MR + i] · b[k·NR + j], summed in order k = 0, 1, ...
- * starting from zero; then c[i·ldc + j] = acc (add = 0) or c + acc (add = 1). */
-typedef void (*gemm_kernel_fn)(int64_t kc, const float *a, const float *b,
-                               float *c, int64_t ldc, int add);
+/* A micro-kernel computes one MR×NR tile of C:
+ *   a: element (i, k) of the tile's rows of op(A) at a[i·a_rs + k·a_ks] —
+ *      a packed panel (kc, MR) has a_rs = 1, a_ks = MR; A read in place
+ *      has its own strides
+ *   b: row k of the tile's columns of op(B), NR floats from b + k·b_ks —
+ *      a packed panel (kc, NR) has b_ks = NR; a B stored (K, N) read in
+ *      place has b_ks = ldb
+ * acc[i][j] = Σ_k a(i, k) · b[k·b_ks + j], summed in order k = 0, 1, ...
+ * starting from zero; then c[i·ldc + j] = acc (add = 0) or c + acc (add = 1).
+ * Where the operands come from changes no bit of the result. */
+typedef void (*gemm_kernel_fn)(int64_t kc, const float *a, int64_t a_rs, int64_t a_ks, const float *b,
+                               int64_t b_ks, float *c, int64_t ldc, int add);
 
 /* Packs rows [p0, p0 + kc) and columns [j0, j0 + nc) of op(B) into
  * ceil(nc / nr) panels, each (kc, nr), zero-padded past column nc. */
@@ -661,8 +668,8 @@ static inline v4f v4f_load(const float *p)
 }
 
 #define PORTABLE_ROW(i)          \
-    c##i##0 += a[i] * b0;        \
-    c##i##1 += a[i] * b1;
+    c##i##0 += a[i * a_rs] * b0; \
+    c##i##1 += a[i * a_rs] * b1;
 #define PORTABLE_STORE(i)                                                   \
     if (add) {                                                              \
         c##i##0 += v4f_load(c + i * ldc);                                   \
@@ -671,12 +678,12 @@ static inline v4f v4f_load(const float *p)
     memcpy(c + i * ldc, &c##i##0, sizeof(v4f));                             \
     memcpy(c + i * ldc + 4, &c##i##1, sizeof(v4f));
 
-static void kernel_portable(int64_t kc, const float *a, const float *b,
-                            float *c, int64_t ldc, int add)
+static void kernel_portable(int64_t kc, const float *a, int64_t a_rs, int64_t a_ks, const float *b,
+                            int64_t b_ks, float *c, int64_t ldc, int add)
 {
     v4f c00 = {0.0f, 0.0f, 0.0f, 0.0f}, c01 = c00, c10 = c00, c11 = c00, c20 = c00,
         c21 = c00, c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-    for (int64_t k = 0; k < kc; k++, a += PORTABLE_MR, b += PORTABLE_NR) {
+    for (int64_t k = 0; k < kc; k++, a += a_ks, b += b_ks) {
         v4f b0 = v4f_load(b), b1 = v4f_load(b + 4);
         PORTABLE_ROW(0) PORTABLE_ROW(1) PORTABLE_ROW(2)
         PORTABLE_ROW(3) PORTABLE_ROW(4) PORTABLE_ROW(5)
@@ -687,14 +694,14 @@ static void kernel_portable(int64_t kc, const float *a, const float *b,
 #undef PORTABLE_ROW
 #undef PORTABLE_STORE
 #else
-static void kernel_portable(int64_t kc, const float *a, const float *b,
-                            float *c, int64_t ldc, int add)
+static void kernel_portable(int64_t kc, const float *a, int64_t a_rs, int64_t a_ks, const float *b,
+                            int64_t b_ks, float *c, int64_t ldc, int add)
 {
     float acc[PORTABLE_MR][PORTABLE_NR] = {{0}};
-    for (int64_t k = 0; k < kc; k++, a += PORTABLE_MR, b += PORTABLE_NR)
+    for (int64_t k = 0; k < kc; k++, a += a_ks, b += b_ks)
         for (int i = 0; i < PORTABLE_MR; i++)
             for (int j = 0; j < PORTABLE_NR; j++)
-                acc[i][j] += a[i] * b[j];
+                acc[i][j] += a[i * a_rs] * b[j];
     for (int i = 0; i < PORTABLE_MR; i++)
         for (int j = 0; j < PORTABLE_NR; j++)
             c[i * ldc + j] = add ? c[i * ldc + j] + acc[i][j] : acc[i][j];
@@ -717,7 +724,7 @@ static const gemm_kernel gemm_portable = {
  * cycles × 2 pipes = 8 in flight. */
 /* @book begin gemm-kernel-avx2 */
 #define AVX2_ROW(i)                                                    \
-    ai = _mm256_broadcast_ss(a + i);                                   \
+    ai = _mm256_broadcast_ss(a + i * a_rs);                            \
     c##i##0 = _mm256_fmadd_ps(ai, b0, c##i##0);                        \
     c##i##1 = _mm256_fmadd_ps(ai, b1, c##i##1);
 #define AVX2_STORE(i)                                                  \
@@ -729,8 +736,8 @@ static const gemm_kernel gemm_portable = {
     _mm256_storeu_ps(c + i * ldc + 8, c##i##1);
 
 __attribute__((target("avx2,fma")))
-static void kernel_avx2_6x16(int64_t kc, const float *a, const float *b,
-                             float *c, int64_t ldc, int add)
+static void kernel_avx2_6x16(int64_t kc, const float *a, int64_t a_rs, int64_t a_ks, const float *b,
+                             int64_t b_ks, float *c, int64_t ldc, int add)
 {
     __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00,
            c20 = c00, c21 = c00, c30 = c00, c31 = c00,
@@ -741,8 +748,8 @@ static void kernel_avx2_6x16(int64_t kc, const float *a, const float *b,
         _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
         _mm_prefetch((const char *)(c + i * ldc + 15), _MM_HINT_T0);
     }
-    for (int64_t k = 0; k < kc; k++, a += 6, b += 16) {
-        __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
+    for (int64_t k = 0; k < kc; k++, a += a_ks, b += b_ks) {
+        __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
         AVX2_ROW(0) AVX2_ROW(1) AVX2_ROW(2) AVX2_ROW(3) AVX2_ROW(4) AVX2_ROW(5)
     }
     AVX2_STORE(0) AVX2_STORE(1) AVX2_STORE(2) AVX2_STORE(3) AVX2_STORE(4) AVX2_STORE(5)
@@ -910,6 +917,15 @@ int sc__gemm_force(int level)
     return level;
 }
 
+/* Products that fit in L2 read their operands in place (see
+ * gemm_block_direct) unless a test turns that off to compare the paths. */
+static _Atomic int gemm_direct_enabled = 1;
+
+int sc__gemm_direct(int enable)
+{
+    return atomic_exchange(&gemm_direct_enabled, enable != 0);
+}
+
 int sc_gemm_simd(void)
 {
     return gemm_current() != &gemm_portable;
@@ -973,6 +989,19 @@ static pack_buffers *pack_buffers_get(const gemm_kernel *kn, int64_t mc, int64_t
 
 /* ---- the loop nest ---------------------------------------------------------- */
 
+/* Copy the first rows × cols of a tile the kernel wrote to a local buffer
+ * (row stride nr) to C at c, storing C[i][j] at c[i·rs + j·cs]: C = tile,
+ * or C + tile when adding — the addition the kernel would have made. */
+static void tile_store(float *c, int64_t rs, int64_t cs, const float *tile, int nr, int64_t rows, int64_t cols,
+                       int add)
+{
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t j = 0; j < cols; j++) {
+            float *p = c + i * rs + j * cs;
+            *p = add ? *p + tile[i * nr + j] : tile[i * nr + j];
+        }
+}
+
 /* Multiply a packed A block (mc, kc) by a packed B block (kc, nc) into the
  * C block at c, tile by tile. Tiles cut by the block edge go through a
  * local tile and copy back only the valid part; they still run the same
@@ -990,14 +1019,12 @@ static void gemm_macro(const gemm_kernel *kn, int64_t mc, int64_t nc, int64_t kc
             const float *a = pa + ir * kc, *b = pb + jr * kc;
             float *ct = c + ir * ldc + jr;
             if (rows == mr && cols == nr) {
-                kn->kernel(kc, a, b, ct, ldc, add);
+                kn->kernel(kc, a, 1, mr, b, nr, ct, ldc, add);
                 continue;
             }
             float tile[GEMM_MAX_TILE];
-            kn->kernel(kc, a, b, tile, nr, 0);
-            for (int64_t i = 0; i < rows; i++)
-                for (int64_t j = 0; j < cols; j++)
-                    ct[i * ldc + j] = add ? ct[i * ldc + j] + tile[i * nr + j] : tile[i * nr + j];
+            kn->kernel(kc, a, 1, mr, b, nr, tile, nr, 0);
+            tile_store(ct, ldc, 1, tile, nr, rows, cols, add);
         }
     }
 }
@@ -1030,6 +1057,97 @@ static void gemm_block(const gemm_args *g, const gemm_kernel *kn,
     }
 }
 /* @book end gemm-loop-nest */
+
+/* ---- products that fit in L2 ---------------------------------------------------- */
+
+/* Packing pays for itself when the packed blocks are reused many times;
+ * in the products of adapter training (64 rows against a 768 × 192
+ * weight) each weight element is used by at most 64 rows, and packing the
+ * weight cost as much as a third of the multiplication. A product whose
+ * operands together fit in L2 (1 MiB here) is therefore run with the
+ * kernel reading the operands where they are stored: op(A) as broadcasts
+ * from any strides, op(B) as rows when B is stored (K, N). Only an op(B)
+ * stored transposed, and the partial tiles at the right and bottom edges,
+ * are packed. */
+#define GEMM_DIRECT_FLOATS (1 << 18)
+
+static int gemm_fits_direct(const gemm_args *g)
+{
+    return (double)g->K * (double)(g->M + g->N) <= GEMM_DIRECT_FLOATS;
+}
+
+/* When op(B) would have to be packed (B stored (N, K)), compute Cᵀ =
+ * op(B)ᵀ op(A)ᵀ instead if that packs the smaller operand (or none, when A
+ * is stored (K, M)). Each element is still the sum over k in the same
+ * order of the same products (a·b = b·a exactly, in the FMA too), so the
+ * bits do not change. */
+static gemm_args gemm_turn_around(const gemm_args *g, int nr)
+{
+    if (!g->trans_b || (!g->trans_a && (g->M >= g->N || g->M < nr))) return *g;
+    gemm_args t = *g;
+    t.trans_a = 0;                       /* op(B)ᵀ is B as stored */
+    t.trans_b = !g->trans_a;
+    t.trans_c = 1;
+    t.M = g->N, t.N = g->M;
+    t.A = g->B, t.lda = g->ldb;
+    t.B = g->A, t.ldb = g->lda;
+    return t;
+}
+
+/* C[i0:i1, j0:j1] of a product that fits in L2, on one thread: the k
+ * blocks, kernel and partial tiles of gemm_block, so the same bits. */
+static void gemm_block_direct(const gemm_args *g, const gemm_kernel *kn, int64_t i0, int64_t i1, int64_t j0,
+                              int64_t j1)
+{
+    const int mr = kn->mr, nr = kn->nr;
+    /* Rows of op(A) or op(B) a multiple of 1 KiB apart in memory all fall
+     * in the same few L1 sets, where a panel's kc lines evict each other;
+     * such an operand is packed after all. Otherwise only the partial
+     * strip of A at the bottom edge is. */
+    int pack_a = g->trans_a && g->lda % 256 == 0, pack_b = g->trans_b || g->ldb % 256 == 0;
+    int64_t a_from = pack_a ? i0 : i0 + (i1 - i0) / mr * mr;   /* first packed row */
+    pack_buffers *buf = pack_buffers_get(kn, i1 - a_from, g->K < kn->kc ? g->K : kn->kc, j1 - j0);
+    int64_t c_rs = g->trans_c ? 1 : g->ldc, c_cs = g->trans_c ? g->ldc : 1;
+    for (int64_t pc = 0; pc < g->K; pc += kn->kc) {
+        int64_t kc = g->K - pc < kn->kc ? g->K - pc : kn->kc;
+        int add = g->accumulate || pc > 0;
+        if (pack_b) kn->pack_b(g, pc, kc, j0, j1 - j0, nr, buf->b);
+        if (a_from < i1) kn->pack_a(g, a_from, i1 - a_from, pc, kc, mr, buf->a);
+        for (int64_t jr = j0; jr < j1; jr += nr) {
+            int64_t cols = j1 - jr < nr ? j1 - jr : nr;
+            const float *b = buf->b + (jr - j0) * kc;
+            int64_t b_ks = nr;
+            if (!pack_b && cols == nr) {
+                b = g->B + pc * g->ldb + jr;
+                b_ks = g->ldb;
+            } else if (!pack_b) {
+                pack_b_panel(g, pc, kc, jr, cols, nr, buf->b);
+                b = buf->b;
+            }
+            for (int64_t ir = i0; ir < i1; ir += mr) {
+                int64_t rows = i1 - ir < mr ? i1 - ir : mr;
+                const float *a = buf->a + (ir - a_from) * kc;
+                int64_t a_rs = 1, a_ks = mr;
+                if (ir < a_from && g->trans_a) {
+                    a = g->A + pc * g->lda + ir;
+                    a_ks = g->lda;
+                } else if (ir < a_from) {
+                    a = g->A + ir * g->lda + pc;
+                    a_rs = g->lda;
+                    a_ks = 1;
+                }
+                float *c = g->C + ir * c_rs + jr * c_cs;
+                if (rows == mr && cols == nr && !g->trans_c) {
+                    kn->kernel(kc, a, a_rs, a_ks, b, b_ks, c, g->ldc, add);
+                    continue;
+                }
+                float tile[GEMM_MAX_TILE];
+                kn->kernel(kc, a, a_rs, a_ks, b, b_ks, tile, nr, 0);
+                tile_store(c, c_rs, c_cs, tile, nr, rows, cols, add);
+            }
+        }
+    }
+}
 
 /* ---- small products ---------------------------------------------------------- */
 
@@ -1082,6 +1200,7 @@ static void gemm_small(const gemm_args *g)
 typedef struct {
     const gemm_args *g;
     const gemm_kernel *kn;
+    int direct;               /* gemm_block_direct rather than gemm_block */
     int64_t tm, tn;           /* thread grid */
     int64_t m_tiles, n_tiles; /* ceil(M / mr), ceil(N / nr) */
 } gemm_job;
@@ -1096,7 +1215,9 @@ static void gemm_task(void *arg, int64_t t)
     int64_t j0 = job->n_tiles * tj / job->tn * nr, j1 = job->n_tiles * (tj + 1) / job->tn * nr;
     if (i1 > job->g->M) i1 = job->g->M;
     if (j1 > job->g->N) j1 = job->g->N;
-    if (i0 < i1 && j0 < j1) gemm_block(job->g, job->kn, i0, i1, j0, j1);
+    if (i0 >= i1 || j0 >= j1) return;
+    if (job->direct) gemm_block_direct(job->g, job->kn, i0, i1, j0, j1);
+    else gemm_block(job->g, job->kn, i0, i1, j0, j1);
 }
 /* @book end gemm-threads */
 
@@ -1134,15 +1255,16 @@ void sc_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
             for (int64_t i = 0; i < M; i++) memset(C + i * ldc, 0, (size_t)N * sizeof(float));
         return;
     }
-    gemm_args g = {trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate};
+    gemm_args g = {trans_a, trans_b, 0, M, N, K, A, lda, B, ldb, C, ldc, accumulate};
     double flops = (double)M * (double)N * (double)K;
     if (flops <= GEMM_SMALL_FLOPS) {
         gemm_small(&g);
         return;
     }
-    gemm_job job = {&g, gemm_current(), 1, 1, 0, 0};
-    job.m_tiles = (M + job.kn->mr - 1) / job.kn->mr;
-    job.n_tiles = (N + job.kn->nr - 1) / job.kn->nr;
+    gemm_job job = {&g, gemm_current(), gemm_direct_enabled && gemm_fits_direct(&g), 1, 1, 0, 0};
+    if (job.direct) g = gemm_turn_around(&g, job.kn->nr);
+    job.m_tiles = (g.M + job.kn->mr - 1) / job.kn->mr;
+    job.n_tiles = (g.N + job.kn->nr - 1) / job.kn->nr;
     /* Waking a worker costs some microseconds: worth it only when each
      * thread gets at least 64³ multiply-adds (about 3 µs at full speed). */
     int64_t threads = sc_threads();

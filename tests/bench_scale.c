@@ -38,13 +38,13 @@ static void bench_train(int64_t N, int64_t C, int H, int epochs)
     }
     sc_ctx ctx;
     sc_ctx_init(&ctx);
-    double t0 = bench_now(), loss = 0;
+    double t0 = bench_now(), cpu0 = bench_cpu_seconds(), loss = 0;
     for (int e = 0; e < epochs; e++) loss = sc_scale_train_epoch(&m, &ctx, &d);
-    double seconds = bench_now() - t0;
+    double seconds = bench_now() - t0, cpu_seconds = bench_cpu_seconds() - cpu0;
     printf("bench op=scale-train n=%lld d=%lld combos=%d epochs=%d batch=%d threads=%d simd=%d seconds=%.3f "
-           "ms_per_epoch=%.2f final_loss=%.4f peak_rss_mib=%.1f\n",
+           "cpu_seconds=%.3f ms_per_epoch=%.2f final_loss=%.4f peak_rss_mib=%.1f\n",
            (long long)N, (long long)C, H, epochs, sc_train_batch_size(N), sc_threads(), sc_gemm_simd(), seconds,
-           1e3 * seconds / epochs, loss, bench_peak_rss_mib());
+           cpu_seconds, 1e3 * seconds / epochs, loss, bench_peak_rss_mib());
     sc_ctx_free(&ctx);
     sc_scale_model_free(&m);
     free(images);

@@ -21,6 +21,16 @@ static inline double bench_now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* CPU seconds this process has used so far, all its threads together: on
+ * a shared machine it measures the work done, where wall time also counts
+ * the time other processes held the cores. */
+static inline double bench_cpu_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 /* Peak resident set size of this process so far, in MiB. */
 static inline double bench_peak_rss_mib(void)
 {

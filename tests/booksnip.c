@@ -1,4 +1,5 @@
-/* booksnip.c — keeps the book's code excerpts equal to the sources.
+/* booksnip.c — keeps the book's code excerpts equal to the sources, and its
+ * worked numbers equal to what `scale` prints.
  *
  *   booksnip --check  SOURCE... -- CHAPTER...
  *   booksnip --update SOURCE... -- CHAPTER...
@@ -15,21 +16,25 @@
  * unbalanced, or a quote names the wrong file. --update rewrites the blocks
  * from the sources (atomically: temp file, then rename).
  *
+ * A chapter also marks worked examples with "<!-- @run ... scale ARGS -->"
+ * followed by a ```text block (section "worked numbers" below): --update
+ * runs ./scale and writes its output into the block, --check runs it again
+ * and fails on any difference.
+ *
  * Plain C with libc only, like the rest of the build.
  */
 #define _POSIX_C_SOURCE 200809L
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include "booktext.h"
 
 #define MAX_REGIONS 4096
 #define MAX_NAME 128
-
-typedef struct {
-    char **line;
-    int n, cap;
-} lines;
 
 typedef struct {
     char name[MAX_NAME];
@@ -43,39 +48,6 @@ typedef struct {
 static region regions[MAX_REGIONS];
 static int n_regions = 0;
 static int errors = 0;
-
-static void lines_push(lines *l, const char *s, size_t len)
-{
-    if (l->n == l->cap) {
-        l->cap = l->cap ? 2 * l->cap : 64;
-        l->line = realloc(l->line, sizeof(char *) * (size_t)l->cap);
-        if (!l->line) { perror("booksnip"); exit(2); }
-    }
-    char *c = malloc(len + 1);
-    if (!c) { perror("booksnip"); exit(2); }
-    memcpy(c, s, len);
-    c[len] = 0;
-    l->line[l->n++] = c;
-}
-
-/* Read a whole file as lines without their newlines. */
-static int read_lines(const char *path, lines *out)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return -1;
-    char *buf = NULL;
-    size_t cap = 0;
-    ssize_t got;
-    while ((got = getline(&buf, &cap, f)) >= 0) {
-        size_t len = (size_t)got;
-        if (len && buf[len - 1] == '\n') len--;
-        if (len && buf[len - 1] == '\r') len--;
-        lines_push(out, buf, len);
-    }
-    free(buf);
-    fclose(f);
-    return 0;
-}
 
 /* If `s` is a marker line "/ * @book KIND NAME * /" (any indentation),
  * store KIND ("begin"/"end") and NAME and return 1. */
@@ -159,6 +131,7 @@ static void scan_source(const char *path)
             errors++;
             regions[k].open = 0;
         }
+    lines_free(&l);
 }
 
 /* "<!-- @code FILE NAME -->" → file, name. */
@@ -179,27 +152,213 @@ static int parse_quote(const char *s, char *file, char *name)
     return strncmp(p, "-->", 3) == 0 && file[0] && name[0];
 }
 
-static const char *base_name(const char *path)
+/* ---- worked numbers: <!-- @run ... --> ---------------------------------- */
+
+/* A worked example whose numbers come from running `scale`:
+ *     <!-- @run [-C DIR] [--head N] [--tail N] [--fail] scale ARGS... -->
+ * followed by a ```text block. The block holds the command as a reader
+ * would type it ("$ cd DIR", "$ ../../scale ARGS", wrapped with "\") and
+ * then everything the command printed, stdout and stderr. --head/--tail
+ * keep the first/last N lines of a long output with "..." between; --fail
+ * says the command is expected to exit non-zero (an error message is the
+ * example). Commands run from the repository root with SCALE_THREADS=1, so
+ * a number never depends on the machine's core count. */
+typedef struct {
+    char dir[512];   /* "" = the repository root */
+    int head, tail;  /* 0 = all */
+    int fail;
+    const char *args; /* after "scale " (points into the marker line copy) */
+    char buf[4096];
+} run_spec;
+
+static int parse_run(const char *s, run_spec *r)
 {
-    const char *s = strrchr(path, '/');
-    return s ? s + 1 : path;
+    const char *p = s;
+    while (*p == ' ') p++;
+    if (strncmp(p, "<!-- @run ", 10) != 0) return 0;
+    p += 10;
+    const char *end = strstr(p, "-->");
+    if (!end || (size_t)(end - p) >= sizeof r->buf) return -1;
+    memset(r, 0, offsetof(run_spec, buf));
+    memcpy(r->buf, p, (size_t)(end - p));
+    r->buf[end - p] = 0;
+    for (size_t n = strlen(r->buf); n && r->buf[n - 1] == ' ';) r->buf[--n] = 0;
+    char *q = r->buf;
+    for (;;) {
+        while (*q == ' ') q++;
+        char *word = q;
+        while (*q && *q != ' ') q++;
+        if (*q) *q++ = 0;
+        if (!strcmp(word, "-C")) {
+            while (*q == ' ') q++;
+            int n = 0;
+            while (*q && *q != ' ' && n < (int)sizeof r->dir - 1) r->dir[n++] = *q++;
+            r->dir[n] = 0;
+        } else if (!strcmp(word, "--head") || !strcmp(word, "--tail")) {
+            int v = (int)strtol(q, &q, 10);
+            if (v <= 0) return -1;
+            *(word[2] == 'h' ? &r->head : &r->tail) = v;
+        } else if (!strcmp(word, "--fail")) {
+            r->fail = 1;
+        } else if (!strcmp(word, "scale")) {
+            while (*q == ' ') q++;
+            r->args = q;
+            return 1;
+        } else {
+            return -1;
+        }
+    }
 }
 
-static int write_atomic(const char *path, const lines *l)
+/* Split a shell command line into words, a quoted stretch counting as part
+ * of its word, and wrap it at 94 columns with " \" continuations. */
+static void push_wrapped_command(lines *out, const char *prefix, const char *cmd)
 {
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "wb");
-    if (!f) return -1;
-    for (int i = 0; i < l->n; i++) fprintf(f, "%s\n", l->line[i]);
-    if (fclose(f) != 0 || rename(tmp, path) != 0) {
-        remove(tmp);
+    char line[8192];
+    int n = snprintf(line, sizeof line, "$ %s", prefix);
+    const char *p = cmd;
+    while (*p) {
+        while (*p == ' ') p++;
+        const char *w = p;
+        char quote = 0;
+        while (*p && (quote || *p != ' ')) {
+            if (quote && *p == quote) quote = 0;
+            else if (!quote && (*p == '\'' || *p == '"')) quote = *p;
+            p++;
+        }
+        /* An option and its value stay on one line: "--tau 0.5". */
+        const char *next = p;
+        while (*next == ' ') next++;
+        if (w[0] == '-' && *next && *next != '-') {
+            p = next;
+            while (*p && (quote || *p != ' ')) {
+                if (quote && *p == quote) quote = 0;
+                else if (!quote && (*p == '\'' || *p == '"')) quote = *p;
+                p++;
+            }
+        }
+        int wlen = (int)(p - w);
+        if (!wlen) break;
+        if (n > 8 && n + 1 + wlen > 94) {
+            lines_push(out, line, (size_t)n);
+            out->line[out->n - 1] = book_xrealloc(out->line[out->n - 1], (size_t)n + 3);
+            strcat(out->line[out->n - 1], " \\");
+            n = snprintf(line, sizeof line, "     ");
+        }
+        if (n + 1 + wlen >= (int)sizeof line - 4) break;
+        line[n++] = ' ';
+        memcpy(line + n, w, (size_t)wlen);
+        n += wlen;
+        line[n] = 0;
+    }
+    lines_push(out, line, (size_t)n);
+}
+
+/* Run one @run command; fill `got` with the block's lines. Returns 0, or
+ * -1 after printing why the command could not be used. */
+static int run_command(const char *chapter, int line_no, const run_spec *r, lines *got)
+{
+    char root[4096], cmd[16384];
+    if (!getcwd(root, sizeof root)) return fprintf(stderr, "booksnip: getcwd failed\n"), -1;
+    /* "../" once per component of DIR, to show the path a reader in DIR types. */
+    char up[1024] = "./";
+    if (r->dir[0]) {
+        up[0] = 0;
+        for (const char *c = r->dir; *c; c++)
+            if (c == r->dir || c[-1] == '/') strcat(up, "../");
+        char cd[600];
+        snprintf(cd, sizeof cd, "$ cd %s", r->dir);
+        lines_push(got, cd, strlen(cd));
+    }
+    char shown[1100];
+    snprintf(shown, sizeof shown, "%sscale", up);
+    push_wrapped_command(got, shown, r->args);
+    snprintf(cmd, sizeof cmd, "cd '%s/%s' && SCALE_THREADS=1 '%s/scale' %s 2>&1", root, r->dir, root, r->args);
+    FILE *f = popen(cmd, "r");
+    if (!f) return fprintf(stderr, "%s:%d: cannot run '%s'\n", chapter, line_no, r->args), -1;
+    lines output = {0};
+    char *buf = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    while ((len = getline(&buf, &cap, f)) >= 0) {
+        if (len && buf[len - 1] == '\n') len--;
+        lines_push(&output, buf, (size_t)len);
+    }
+    free(buf);
+    int status = pclose(f);
+    int code = status != -1 && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    if ((code != 0) != r->fail) {
+        fprintf(stderr, "%s:%d: 'scale %s' exited with %d%s\n", chapter, line_no, r->args, code,
+                r->fail ? " (expected a failure)" : "");
+        for (int k = 0; k < output.n && k < 5; k++) fprintf(stderr, "    %s\n", output.line[k]);
+        lines_free(&output);
         return -1;
     }
+    int elide = (r->head || r->tail) && output.n > r->head + r->tail;
+    for (int k = 0; k < output.n; k++) {
+        if (elide && k == r->head) {
+            lines_push(got, "...", 3);
+            k = output.n - r->tail - 1;
+            continue;
+        }
+        lines_push(got, output.line[k], strlen(output.line[k]));
+    }
+    lines_free(&output);
     return 0;
 }
 
-/* Check (or rewrite) every quote in one chapter. */
+/* ---- chapters ------------------------------------------------------------ */
+
+/* The fenced block opening on line `open` (0-based) of l: index of its
+ * closing fence, or -1 after reporting. */
+static int block_close(const char *path, const lines *l, int marker, const char *what)
+{
+    int open = marker + 1;
+    if (open >= l->n || !is_fence(l->line[open])) {
+        fprintf(stderr, "%s:%d: '%s' must be followed by a fenced block\n", path, marker + 1, what);
+        errors++;
+        return -1;
+    }
+    int close = open + 1;
+    while (close < l->n && !is_fence(l->line[close])) close++;
+    if (close >= l->n) {
+        fprintf(stderr, "%s:%d: fenced block for '%s' is not closed\n", path, open + 1, what);
+        errors++;
+        return -1;
+    }
+    return close;
+}
+
+/* Compare the block between fences open and close with `want`; report the
+ * first difference in check mode. Copy the new or the old block to out.
+ * Returns 1 when they differ. */
+static int replace_block(const char *path, const lines *l, int open, int close, const lines *want, lines *out,
+                         int update, const char *what, const char *source)
+{
+    int n_block = close - open - 1, first = -1;
+    for (int k = 0; k < n_block && k < want->n && first < 0; k++)
+        if (strcmp(l->line[open + 1 + k], want->line[k]) != 0) first = k;
+    if (first < 0 && n_block != want->n) first = n_block < want->n ? n_block : want->n;
+    if (first >= 0 && !update) {
+        fprintf(stderr, "%s:%d: %s differs from %s, first at block line %d:\n    book:   %s\n    now:    %s\n",
+                path, open + 2 + first, what, source, first + 1,
+                first < n_block ? l->line[open + 1 + first] : "(end of block)",
+                first < want->n ? want->line[first] : "(end)");
+        errors++;
+    }
+    lines_push(out, l->line[open], strlen(l->line[open]));
+    const lines *src = update ? want : NULL;
+    if (src)
+        for (int k = 0; k < src->n; k++) lines_push(out, src->line[k], strlen(src->line[k]));
+    else
+        for (int k = 0; k < n_block; k++) lines_push(out, l->line[open + 1 + k], strlen(l->line[open + 1 + k]));
+    lines_push(out, l->line[close], strlen(l->line[close]));
+    return first >= 0;
+}
+
+static int n_runs = 0;
+
+/* Check (or rewrite) every @code quote and @run block in one chapter. */
 static void process_chapter(const char *path, int update)
 {
     lines l = {0}, out = {0};
@@ -211,61 +370,51 @@ static void process_chapter(const char *path, int update)
     int changed = 0;
     for (int i = 0; i < l.n; i++) {
         char file[256], name[MAX_NAME];
+        run_spec run;
         lines_push(&out, l.line[i], strlen(l.line[i]));
-        if (!parse_quote(l.line[i], file, name)) continue;
-        region *r = find_region(name);
-        if (!r) {
-            fprintf(stderr, "%s:%d: unknown region '%s'\n", path, i + 1, name);
-            errors++;
-            continue;
-        }
-        r->quoted = 1;
-        if (strcmp(base_name(r->file), base_name(file)) != 0) {
-            fprintf(stderr, "%s:%d: region '%s' is in %s, not %s\n", path, i + 1, name, r->file, file);
-            errors++;
-        }
-        /* The fenced block must start on the next line. */
-        if (i + 1 >= l.n || strncmp(l.line[i + 1], "```", 3) != 0) {
-            fprintf(stderr, "%s:%d: '@code %s' must be followed by a fenced block\n", path, i + 1, name);
-            errors++;
-            continue;
-        }
-        int open = i + 1, close = open + 1;
-        while (close < l.n && strncmp(l.line[close], "```", 3) != 0) close++;
-        if (close >= l.n) {
-            fprintf(stderr, "%s:%d: fenced block for '%s' is not closed\n", path, open + 1, name);
-            errors++;
-            continue;
-        }
-        int n_block = close - open - 1;
-        int differ = n_block != r->body.n;
-        int first = -1;
-        for (int k = 0; k < n_block && k < r->body.n; k++)
-            if (strcmp(l.line[open + 1 + k], r->body.line[k]) != 0) {
-                differ = 1;
-                first = k;
-                break;
+        if (parse_quote(l.line[i], file, name)) {
+            region *r = find_region(name);
+            if (!r) {
+                fprintf(stderr, "%s:%d: unknown region '%s'\n", path, i + 1, name);
+                errors++;
+                continue;
             }
-        if (first < 0 && differ) first = n_block < r->body.n ? n_block : r->body.n;
-        if (differ && !update) {
-            fprintf(stderr, "%s:%d: excerpt '%s' differs from %s (region at line %d), first at excerpt line %d:\n"
-                            "    book:   %s\n    source: %s\n",
-                    path, open + 2 + first, name, r->file, r->begin_line, first + 1,
-                    first < n_block ? l.line[open + 1 + first] : "(end of block)",
-                    first < r->body.n ? r->body.line[first] : "(end of region)");
-            errors++;
-        }
-        /* Copy the fence line, then the region (or the book's block). */
-        lines_push(&out, l.line[open], strlen(l.line[open]));
-        if (update) {
-            for (int k = 0; k < r->body.n; k++) lines_push(&out, r->body.line[k], strlen(r->body.line[k]));
-            changed |= differ;
+            r->quoted = 1;
+            if (strcmp(base_name(r->file), base_name(file)) != 0) {
+                fprintf(stderr, "%s:%d: region '%s' is in %s, not %s\n", path, i + 1, name, r->file, file);
+                errors++;
+            }
+            int close = block_close(path, &l, i, name);
+            if (close < 0) continue;
+            char what[256], source[600];
+            snprintf(what, sizeof what, "excerpt '%s'", name);
+            snprintf(source, sizeof source, "%s (region at line %d)", r->file, r->begin_line);
+            changed |= replace_block(path, &l, i + 1, close, &r->body, &out, update, what, source);
+            i = close;
         } else {
-            for (int k = 0; k < n_block; k++)
-                lines_push(&out, l.line[open + 1 + k], strlen(l.line[open + 1 + k]));
+            int kind = parse_run(l.line[i], &run);
+            if (kind == 0) continue;
+            if (kind < 0) {
+                fprintf(stderr, "%s:%d: cannot read the @run line; it is "
+                                "'<!-- @run [-C DIR] [--head N] [--tail N] [--fail] scale ARGS -->'\n",
+                        path, i + 1);
+                errors++;
+                continue;
+            }
+            int close = block_close(path, &l, i, "@run");
+            if (close < 0) continue;
+            lines got = {0};
+            n_runs++;
+            if (run_command(path, i + 1, &run, &got) != 0) {
+                errors++;
+                got.n = 0;
+                for (int k = i + 2; k < close; k++) lines_push(&got, l.line[k], strlen(l.line[k]));
+            }
+            changed |= replace_block(path, &l, i + 1, close, &got, &out, update, "worked output",
+                                     "what the command prints now (make book rewrites it)");
+            lines_free(&got);
+            i = close;
         }
-        lines_push(&out, l.line[close], strlen(l.line[close]));
-        i = close;
     }
     if (update && changed) {
         if (write_atomic(path, &out) != 0) {
@@ -275,6 +424,8 @@ static void process_chapter(const char *path, int update)
             printf("booksnip: updated %s\n", path);
         }
     }
+    lines_free(&l);
+    lines_free(&out);
 }
 
 int main(int argc, char **argv)
@@ -295,7 +446,7 @@ int main(int argc, char **argv)
     }
     int quoted = 0;
     for (int k = 0; k < n_regions; k++) quoted += regions[k].quoted;
-    printf("booksnip: %d regions, %d quoted, %d chapters: %s\n", n_regions, quoted, n_chapters,
-           update ? "updated" : "all excerpts match");
+    printf("booksnip: %d regions, %d quoted, %d commands run, %d chapters: %s\n", n_regions, quoted, n_runs,
+           n_chapters, update ? "updated" : "all excerpts and worked outputs match");
     return 0;
 }

@@ -231,6 +231,56 @@ START_TEST(test_gemm_threads_bit_identical)
 }
 END_TEST
 
+/* Products that fit in L2 skip packing (A and B read where they are
+ * stored, the product turned around to Cᵀ = op(B)ᵀ op(A)ᵀ when op(B) is
+ * stored transposed): the bits must be those of the packed path, for each
+ * transpose, partial tiles, leading dimensions a multiple of 1 KiB (packed
+ * after all) and 1–2 threads. The first shapes are those of adapter
+ * training (batch 64 or 5 prompts, width 768, rank 192). */
+START_TEST(test_gemm_direct_same_bits)
+{
+    static const int64_t shapes_direct[][4] = {
+        /* M, N, K, padding */
+        {64, 192, 768, 0}, {64, 768, 192, 0}, {768, 192, 64, 0}, {5, 192, 768, 0}, {69, 64, 768, 0},
+        {37, 45, 600, 3},  {7, 100, 33, 1},   {100, 7, 33, 2},   {16, 16, 16, 0},
+    };
+    int levels = n_levels();
+    for (int level = 0; level < levels; level++) {
+        sc__gemm_force(level);
+        for (size_t s = 0; s < sizeof shapes_direct / sizeof shapes_direct[0]; s++)
+            for (int t = 0; t < 4; t++) {
+                const int64_t *sh = shapes_direct[s];
+                problem p = problem_new(t & 1, t >> 1, sh[0], sh[1], sh[2], sh[3], 300 + s);
+                for (int accumulate = 0; accumulate <= 1; accumulate++) {
+                    sc__gemm_direct(0);
+                    float *packed = run_gemm(&p, accumulate);
+                    sc__gemm_direct(1);
+                    for (int threads = 1; threads <= 2; threads++) {
+                        sc_set_threads(threads);
+                        float *direct = run_gemm(&p, accumulate);
+                        if (threads == 1) {
+                            float *ref = c_copy(&p);
+                            sc_gemm_ref(p.trans_a, p.trans_b, p.M, p.N, p.K, p.A, p.lda, p.B, p.ldb, ref, p.ldc,
+                                        accumulate);
+                            check_product("in place vs reference", &p, accumulate, direct, ref);
+                            free(ref);
+                        }
+                        ck_assert_msg(memcmp(packed, direct, (size_t)(p.M * p.ldc) * sizeof(float)) == 0,
+                                      "%s %dx%d M=%lld N=%lld K=%lld acc=%d threads=%d: in place differs from packed",
+                                      sc_gemm_kernel_name(), p.trans_a, p.trans_b, (long long)p.M, (long long)p.N,
+                                      (long long)p.K, accumulate, threads);
+                        free(direct);
+                    }
+                    free(packed);
+                }
+                problem_free(&p);
+            }
+    }
+    sc_set_threads(0);
+    sc__gemm_force(-1);
+}
+END_TEST
+
 /* SCALE_NO_SIMD selects the portable kernel (re-read by sc__gemm_force(-1)). */
 START_TEST(test_gemm_no_simd_env)
 {
@@ -336,6 +386,7 @@ Suite *suite_gemm(void)
     tcase_add_test(tc, test_gemm_matches_reference);
     tcase_add_test(tc, test_gemm_empty);
     tcase_add_test(tc, test_gemm_threads_bit_identical);
+    tcase_add_test(tc, test_gemm_direct_same_bits);
     tcase_add_test(tc, test_gemm_no_simd_env);
     suite_add_tcase(s, tc);
     tc = tcase_create("threads");

@@ -13,6 +13,7 @@ prints lines in the format of `make bench BENCH=models`:
     bench impl=pytorch model=vit-l-14 batch=8 threads=2 ms_per_item=... gflops=...
 gflops uses the same operation counts as bench_models.c.
 """
+import ctypes
 import math
 import resource
 import sys
@@ -223,12 +224,24 @@ def swin_flops(B, S=224, C=96, depths=(2, 2, 6, 2), M=7, E=512):
     return 2 * (macs + B * C * E)
 
 
+def set_threads(n):
+    """torch.set_num_threads does not reach Debian's OpenBLAS (pthread
+    build), which PyTorch calls for its matrix products and which otherwise
+    uses every core: set both."""
+    torch.set_num_threads(n)
+    for lib in ("libopenblas.so.0", "libblas.so.3"):
+        try:
+            ctypes.CDLL(lib).openblas_set_num_threads(n)
+        except (OSError, AttributeError):
+            pass
+
+
 def measure(name, model, inputs, B, flops, reps):
     with torch.inference_mode():
-        torch.set_num_threads(2)
+        set_threads(2)
         model(*inputs)
         for threads in (1, 2):
-            torch.set_num_threads(threads)
+            set_threads(threads)
             best, best_cpu = float("inf"), float("inf")
             for _ in range(reps):
                 t0, c0 = time.perf_counter(), time.process_time()
