@@ -6261,14 +6261,18 @@ static sc_status zero_shot(exp_scores *s, const exp_shared *sh, const sc_method 
     return st;
 }
 
-/* MONET's presence score of every combination: its prompt and ensemble
- * variants are the targets, the hierarchy's reference prompts the
- * reference. */
+/* MONET's presence score of every combination. The targets are the
+ * combination's ensemble variants, which data/derm7p.hier writes with
+ * MONET's own dermoscopy templates ("This is dermatoscopy of ..."); a
+ * hierarchy without ensemble lines uses the canonical prompt. The
+ * reference is the hierarchy's reference prompts ("This is dermatoscopy"). */
 static sc_status concept_score(exp_scores *s, const exp_shared *sh, const sc_method *m, const sc_cache *c,
                                sc_err *err)
 {
     int V = INT32_MAX, R = c->hier.n_references;
-    for (int t = 0; t < sh->n_tasks; t++) V = 1 + c->hier.tasks[t].n_ensemble < V ? 1 + c->hier.tasks[t].n_ensemble : V;
+    for (int t = 0; t < sh->n_tasks; t++) V = c->hier.tasks[t].n_ensemble < V ? c->hier.tasks[t].n_ensemble : V;
+    int ensembles = V > 0;
+    if (!ensembles) V = 1;
     if (R < 1) return sc_fail(err, SC_EFORMAT, "%s: the hierarchy has no 'reference' prompts for concept scores",
                               c->dir);
     float *targets = malloc(sizeof(float) * (size_t)(((int64_t)V * sh->K + R) * sh->E + sh->n_test * sh->E) + 1);
@@ -6276,7 +6280,7 @@ static sc_status concept_score(exp_scores *s, const exp_shared *sh, const sc_met
     float *refs = targets + (int64_t)V * sh->K * sh->E, *x = refs + R * sh->E;
     int ok = 1;
     for (int v = 0; ok && v < V; v++)
-        ok = prompt_matrix(targets + (int64_t)v * sh->K * sh->E, c, sh, v ? SC_TEXT_ENSEMBLE : SC_TEXT_PROMPT, v - !!v);
+        ok = prompt_matrix(targets + (int64_t)v * sh->K * sh->E, c, sh, ensembles ? SC_TEXT_ENSEMBLE : SC_TEXT_PROMPT, v);
     for (int r = 0; ok && r < R; r++) {
         int64_t row = sc_cache_text_row(c, SC_TEXT_REFERENCE, -1, r, 0);
         if ((ok = row >= 0)) sc_normalize_rows(refs + r * sh->E, c->text_emb + row * sh->E, 1, sh->E);

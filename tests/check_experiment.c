@@ -378,7 +378,7 @@ START_TEST(test_run_deterministic)
     sc_err err;
     char *results[2], *expl[2];
     for (int run = 0; run < 2; run++) {
-        char name[8];
+        char name[16];
         snprintf(name, sizeof name, "run%d", run);
         char out[600];
         snprintf(out, sizeof out, "%s/%s", root, name);
