@@ -2356,9 +2356,9 @@ sc_tensor *sc_clip_loss(sc_ctx *ctx, sc_tensor *img, sc_tensor *txt, sc_tensor *
 sc_pretrain_config sc_pretrain_defaults(void)
 {
     sc_pretrain_config c;
-    c.steps = 1000;
-    c.batch = 64;
-    c.warmup = 50;
+    c.steps = 1500;
+    c.batch = 128;
+    c.warmup = 75;
     c.lr = 1e-3f;
     c.weight_decay = 0.1f;
     c.flip = 1;

@@ -12,13 +12,19 @@
  *  4. a short pretraining run lowers the loss; two runs with one seed give
  *     bit-identical weights, another seed does not;
  *  5. the BPE learner reproduces a merge sequence worked out by hand and
- *     its files load with sc_tokenizer_load.
+ *     its files load with sc_tokenizer_load;
+ *  6. `scale pretrain` run as a program on a small Derm7p-layout directory
+ *     writes a model directory that loads like a real one, the same bytes
+ *     twice, and fails cleanly on bad input.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "check_util.h"
 
@@ -382,10 +388,15 @@ static void toy_pairs_make(toy_pairs *p)
     p->data = d;
 }
 
-/* Run `steps` steps from a fresh model; the losses go to `losses`. */
-static sc_model *pretrain_run(const toy_pairs *p, uint64_t seed, int steps, double *losses)
+/* Run `steps` steps from a fresh model (small_clip, or 64 wide when
+ * `wide`); the losses go to `losses`. */
+static sc_model *pretrain_run(const toy_pairs *p, uint64_t seed, int steps, double *losses, int wide)
 {
     sc_model_config cfg = small_clip(0);
+    if (wide) {
+        cfg.vision.width = cfg.text.width = 64;
+        cfg.vision.mlp = cfg.text.mlp = 256;
+    }
     sc_model *m = trainable(&cfg, 1);
     sc_pretrain_config pc = sc_pretrain_defaults();
     pc.steps = steps;
@@ -411,7 +422,7 @@ START_TEST(test_pretrain_loss_falls)
     static toy_pairs p;
     toy_pairs_make(&p);
     double losses[200];
-    sc_model *m = pretrain_run(&p, 1, 200, losses);
+    sc_model *m = pretrain_run(&p, 1, 200, losses, 0);
     double first = (losses[0] + losses[1] + losses[2]) / 3, last = (losses[197] + losses[198] + losses[199]) / 3;
     /* At the start the 16 captions of a batch are about equally likely for
      * every image (ln 16 = 2.77; random 16-wide embeddings at a logit scale
@@ -451,7 +462,8 @@ START_TEST(test_pretrain_deterministic)
     static toy_pairs p;
     toy_pairs_make(&p);
     double la[8], lb[8], lc[8];
-    sc_model *a = pretrain_run(&p, 11, 8, la), *b = pretrain_run(&p, 11, 8, lb), *c = pretrain_run(&p, 12, 8, lc);
+    sc_model *a = pretrain_run(&p, 11, 8, la, 0), *b = pretrain_run(&p, 11, 8, lb, 0);
+    sc_model *c = pretrain_run(&p, 12, 8, lc, 0);
     ck_assert(memcmp(la, lb, sizeof la) == 0);
     ck_assert(same_params(a, b));
     ck_assert(!same_params(a, c));   /* another seed shuffles and flips otherwise */
@@ -463,6 +475,27 @@ START_TEST(test_pretrain_deterministic)
     sc_model_free(a);
     sc_model_free(b);
     sc_model_free(c);
+}
+END_TEST
+
+/* GEMM splits its output among threads and never a sum, attention splits
+ * (sequence, head) pairs, everything else runs row by row: so the thread
+ * count does not change a single bit either. (At width 64 the MLP's GEMMs
+ * are large enough to be split.) */
+START_TEST(test_pretrain_thread_count)
+{
+    static toy_pairs p;
+    toy_pairs_make(&p);
+    double l1[6], l3[6];
+    sc_set_threads(1);
+    sc_model *a = pretrain_run(&p, 5, 6, l1, 1);
+    sc_set_threads(3);
+    sc_model *b = pretrain_run(&p, 5, 6, l3, 1);
+    sc_set_threads(0);
+    ck_assert(memcmp(l1, l3, sizeof l1) == 0);
+    ck_assert(same_params(a, b));
+    sc_model_free(a);
+    sc_model_free(b);
 }
 END_TEST
 
@@ -506,6 +539,147 @@ START_TEST(test_bpe_learn_by_hand)
 }
 END_TEST
 
+/* ------------------------------------------------------------------------ */
+/* 6. the command                                                            */
+/* ------------------------------------------------------------------------ */
+
+/* A Derm7p-layout directory of 12 cases with 24 × 24 PNG images: a
+ * brown disc, darker for the melanomas, on skin-coloured ground. */
+static void write_mini_derm7p(const char *dir)
+{
+    static const char *const header =
+        "case_num,diagnosis,seven_point_score,pigment_network,streaks,pigmentation,regression_structures,"
+        "dots_and_globules,blue_whitish_veil,vascular_structures,level_of_diagnostic_difficulty,elevation,"
+        "location,sex,management,clinic,derm,case_id,notes\n";
+    char path[1200];
+    snprintf(path, sizeof path, "%s/release_v0", dir);
+    ck_assert(mkdir(path, 0777) == 0);
+    snprintf(path, sizeof path, "%s/release_v0/meta", dir);
+    ck_assert(mkdir(path, 0777) == 0);
+    snprintf(path, sizeof path, "%s/release_v0/images", dir);
+    ck_assert(mkdir(path, 0777) == 0);
+    snprintf(path, sizeof path, "%s/release_v0/images/A", dir);
+    ck_assert(mkdir(path, 0777) == 0);
+    snprintf(path, sizeof path, "%s/release_v0/meta/meta.csv", dir);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(header, f);
+    for (int i = 0; i < 12; i++) {
+        int mel = i % 3 == 0;
+        fprintf(f, "%d,%s,%d,%s,absent,absent,absent,%s,%s,absent,low,flat,back,female,excision,A/c%d.png,A/d%d.png,,\n",
+                i + 1, mel ? "melanoma (in situ)" : "clark nevus", mel ? 4 : 0, mel ? "atypical" : "typical",
+                mel ? "irregular" : "regular", mel ? "present" : "absent", i, i);
+        sc_image img;
+        memset(&img, 0, sizeof img);
+        img.width = img.height = 24;
+        img.channels = 3;
+        img.bits = 8;
+        img.pixels = malloc(24 * 24 * 3);
+        for (int y = 0; y < 24; y++)
+            for (int x = 0; x < 24; x++) {
+                int inside = (x - 12) * (x - 12) + (y - 12) * (y - 12) < 49 + 4 * i;
+                uint8_t *p = img.pixels + (y * 24 + x) * 3;
+                p[0] = (uint8_t)(inside ? (mel ? 60 : 140) : 230);
+                p[1] = (uint8_t)(inside ? (mel ? 40 : 100) : 190);
+                p[2] = (uint8_t)(inside ? (mel ? 30 : 70) : 170);
+            }
+        sc_err err;
+        snprintf(path, sizeof path, "%s/release_v0/images/A/d%d.png", dir, i);
+        ck_assert_msg(sc_png_write(path, &img, &err) == SC_OK, "%s", err.msg);
+        free(img.pixels);
+    }
+    fclose(f);
+}
+
+static int run_scale(const char *dir, const char *args)
+{
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "%s %s 2>%s/stderr >%s/stdout", sc_test_path("scale"), args, dir, dir);
+    int rc = system(cmd);
+    ck_assert_msg(rc != -1 && WIFEXITED(rc), "could not run: %s", cmd);
+    return WEXITSTATUS(rc);
+}
+
+static uint8_t *file_bytes(const char *dir, const char *name, size_t *len)
+{
+    char path[1200];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    uint8_t *bytes;
+    sc_err err;
+    ck_assert_msg(sc_read_file(path, 1 << 24, &bytes, len, &err) == SC_OK, "%s", err.msg);
+    return bytes;
+}
+
+#define MINI_MODEL "--image-size 16 --patch 8 --width 32 --layers 1 --text-layers 1 --embed 16 --merges 300 " \
+                   "--rows 16 --captions 2 --steps 4 --batch 6 --warmup 1 --threads 1"
+
+START_TEST(test_cli_pretrain)
+{
+    const char *dir = sc_test_tmpdir();
+    write_mini_derm7p(dir);
+    char args[4096], out[1100], again[1100];
+    snprintf(out, sizeof out, "%s/model", dir);
+    snprintf(again, sizeof again, "%s/again", dir);
+    snprintf(args, sizeof args, "pretrain --data %s --out %s --seed 3 " MINI_MODEL, dir, out);
+    ck_assert_int_eq(run_scale(dir, args), 0);
+    snprintf(args, sizeof args, "pretrain --data %s/release_v0 --out %s --seed 3 " MINI_MODEL, dir, again);
+    ck_assert_int_eq(run_scale(dir, args), 0);
+    const char *files[] = {"config.json", "model.safetensors", "vocab.json", "merges.txt", "tokenizer_config.json",
+                           "special_tokens_map.json", "preprocessor_config.json"};
+    for (int i = 0; i < 7; i++) {   /* the same seed and threads: the same bytes */
+        size_t na, nb;
+        uint8_t *a = file_bytes(out, files[i], &na), *b = file_bytes(again, files[i], &nb);
+        ck_assert_msg(na == nb && memcmp(a, b, na) == 0, "%s differs between two runs", files[i]);
+        free(a);
+        free(b);
+    }
+    sc_err err;
+    sc_model *m;
+    sc_tokenizer *tok;
+    sc_pipeline p;
+    ck_assert_msg(sc_model_load(&m, out, NULL, &err) == SC_OK, "%s", err.msg);
+    ck_assert_msg(sc_tokenizer_load(&tok, out, NULL, &err) == SC_OK, "%s", err.msg);
+    ck_assert_msg(sc_pipeline_for_model(out, NULL, &p, &err) == SC_OK, "%s", err.msg);
+    ck_assert_int_eq(sc_pipeline_side(&p), 16);
+    ck_assert_int_eq(sc_model_get_config(m)->text.vocab, sc_tokenizer_vocab_size(tok));
+    ck_assert_int_eq(sc_model_get_config(m)->text.eos_token_id, sc_tokenizer_id(tok, "<|endoftext|>"));
+    int64_t ids[77];
+    const char *caption = "dermoscopy of a melanoma.";
+    int n;
+    ck_assert(sc_tokenizer_encode(tok, caption, strlen(caption), ids, NULL, &n, NULL, &err) == SC_OK);
+    ck_assert(n >= 6 && n <= 16);   /* at least SOT, four words, '.', EOT */
+    sc_tokenizer_free(tok);
+    sc_model_free(m);
+}
+END_TEST
+
+START_TEST(test_cli_pretrain_errors)
+{
+    const char *dir = sc_test_tmpdir();
+    char args[4096], out[1100], path[1200];
+    snprintf(out, sizeof out, "%s/model", dir);
+    ck_assert_int_eq(run_scale(dir, "pretrain --steps 3"), 2);                 /* no --data/--out */
+    snprintf(args, sizeof args, "pretrain --data %s --out %s --captions 0", dir, out);
+    ck_assert_int_eq(run_scale(dir, args), 2);
+    snprintf(args, sizeof args, "pretrain --data %s/nothing --out %s " MINI_MODEL, dir, out);
+    ck_assert_int_eq(run_scale(dir, args), 1);                                 /* no meta.csv */
+    ck_assert(access(out, F_OK) != 0);                                         /* nothing written */
+    size_t len;
+    uint8_t *msg = file_bytes(dir, "stderr", &len);
+    ck_assert_msg(strstr((char *)msg, "meta.csv"), "%s", msg);
+    free(msg);
+    write_mini_derm7p(dir);
+    snprintf(path, sizeof path, "%s/release_v0/images/A/d5.png", dir);
+    ck_assert(unlink(path) == 0);
+    snprintf(args, sizeof args, "pretrain --data %s --out %s " MINI_MODEL, dir, out);
+    ck_assert_int_eq(run_scale(dir, args), 1);                                 /* an image is missing */
+    ck_assert(access(out, F_OK) != 0);
+    msg = file_bytes(dir, "stderr", &len);
+    ck_assert_msg(strstr((char *)msg, "d5.png"), "%s", msg);
+    free(msg);
+}
+END_TEST
+
 Suite *suite_pretrain(void)
 {
     Suite *s = suite_create("pretrain");
@@ -526,7 +700,13 @@ Suite *suite_pretrain(void)
     tcase_set_timeout(run, 120);
     tcase_add_test(run, test_pretrain_loss_falls);
     tcase_add_test(run, test_pretrain_deterministic);
+    tcase_add_test(run, test_pretrain_thread_count);
     suite_add_tcase(s, run);
+    TCase *cli = tcase_create("cli_pretrain");
+    tcase_set_timeout(cli, 60);
+    tcase_add_test(cli, test_cli_pretrain);
+    tcase_add_test(cli, test_cli_pretrain_errors);
+    suite_add_tcase(s, cli);
     TCase *bpe = tcase_create("bpe_learn");
     tcase_add_test(bpe, test_bpe_learn_by_hand);
     suite_add_tcase(s, bpe);
