@@ -45,7 +45,7 @@
  *
  * What the datasets and the zero-shot baselines need besides:
  *
- *     class-template A photo of a skin lesion whose {task} indicates a {class}.
+ *     class-template A photo of a skin lesion with {task} indicating a {class}.
  *     ensemble This is dermatoscopy of {concept} {task}.
  *     none No finding.
  *     reference This is dermatoscopy

@@ -18,7 +18,7 @@
  *   8. The `scale` command
  *      8a. argument helpers
  *      8b. commands: inputs (decode, preprocess, tokenize)
- *      8c. commands: models (encode, embed, dataset, cache)
+ *      8c. commands: models (encode, compare, embed, dataset, cache)
  *      8d. commands: SCALE (loss, metrics, train, predict)
  *      8e. commands: experiments, synthetic data, demo
  *      8f. the command table and main
@@ -7694,18 +7694,20 @@ static int cmd_decode(int argc, char **argv)
 }
 
 static const char preprocess_usage[] =
-    "usage: scale preprocess [--model DIR] [--pipeline NAME] IMAGE... --out X.npy\n"
+    "usage: scale preprocess [--model DIR] [--pipeline NAME] [--crop-rule RULE] IMAGE... --out X.npy\n"
     "Model inputs, float32 (N, C, S, S), exactly as the models' Python code\n"
     "prepares them (book/08-images.md). NAME: clip, monet, medclip (MedCLIP's\n"
     "processor) or medclip-eval (its evaluation datasets); default clip, or\n"
     "what DIR's config.json and preprocessor_config.json say. 16-bit grey\n"
-    "images are stretched min-max to 8 bits first.\n";
+    "images are stretched min-max to 8 bits first. --crop-rule replaces the\n"
+    "pipeline's centre-crop offset rule: torchvision (round half to even),\n"
+    "hf ((size - crop) // 2) or hf-legacy (int((size - crop + 1) * 0.5)).\n";
 
 #define PREPROCESS_MAX_IMAGES 65536
 
 static int cmd_preprocess(int argc, char **argv)
 {
-    const char *model = NULL, *name = NULL, *out = NULL;
+    const char *model = NULL, *name = NULL, *out = NULL, *crop_rule = NULL;
     const char **images = malloc(sizeof(char *) * PREPROCESS_MAX_IMAGES);
     int n = 0;
     if (!images) return fprintf(stderr, "scale preprocess: out of memory\n"), 1;
@@ -7713,6 +7715,7 @@ static int cmd_preprocess(int argc, char **argv)
     while (cli_next(&c)) {
         if (cli_is(&c, "--model")) model = cli_str(&c);
         else if (cli_is(&c, "--pipeline")) name = cli_str(&c);
+        else if (cli_is(&c, "--crop-rule")) crop_rule = cli_str(&c);
         else if (cli_is(&c, "--out")) out = cli_str(&c);
         else if (cli_is(&c, "--help")) return free(images), printf("%s", preprocess_usage), 0;
         else if (!cli_positional(&c, images, &n, PREPROCESS_MAX_IMAGES)) return free(images), cli_unknown(&c);
@@ -7728,6 +7731,16 @@ static int cmd_preprocess(int argc, char **argv)
     if (st != SC_OK) {
         free(images);
         return st == SC_EARG ? (fprintf(stderr, "scale preprocess: %s\n", err.msg), 2) : cli_fail(&c, &err);
+    }
+    if (crop_rule) {
+        static const char *const rules[] = {"torchvision", "hf", "hf-legacy"}; /* sc_crop_rule order */
+        int r = 0;
+        while (r < 3 && strcmp(crop_rule, rules[r]) != 0) r++;
+        if (r == 3) {
+            free(images);
+            return fprintf(stderr, "scale preprocess: --crop-rule is torchvision, hf or hf-legacy, not '%s'\n", crop_rule), 2;
+        }
+        p.crop_rule = (sc_crop_rule)r;
     }
     int64_t side = sc_pipeline_side(&p), per_image = p.channels * side * side;
     float *x = malloc(sizeof(float) * (size_t)per_image * (size_t)n); /* (N, C, S, S) */
@@ -7874,7 +7887,7 @@ static int cmd_tokenize(int argc, char **argv)
     return s ? cli_fail(&c, &err) : 0;
 }
 
-/* ---- 8c. Commands: models (encode, embed, dataset, cache) ---------------- */
+/* ---- 8c. Commands: models (encode, compare, embed, dataset, cache) ------- */
 
 /* `scale encode` computes everything in memory first and writes the files
  * last, so a failure anywhere leaves no output behind. */
@@ -8117,6 +8130,107 @@ static int cmd_encode(int argc, char **argv)
     sc_ctx_free(&ctx);
     sc_model_free(m);
     return st ? cli_fail(&c, &err) : 0;
+}
+
+/* `scale compare` puts two arrays side by side — our output against a
+ * reference, or one preprocessing or padding choice against another — the
+ * way the book's discussions measure a choice: how many values differ, the
+ * largest and the mean difference, and the cosine of each pair of rows
+ * (index of the first dimension: an embedding, or an image, per row). */
+static const char compare_usage[] =
+    "usage: scale compare A.npy B.npy [--rows N]\n"
+    "Compare two numeric arrays of the same shape (leading dimensions of size 1\n"
+    "aside, so one image compares with a batch of one): how many values differ, the\n"
+    "largest and the mean absolute difference, and the cosine similarity of\n"
+    "each pair of rows (row = index of the first dimension, the rest flattened),\n"
+    "printed for the first N rows (default 8) and summarised over all of them.\n";
+
+/* The array at path and a float32 copy of it; prints the failure and
+ * returns 1. */
+static int compare_read(const cli *c, const char *path, sc_array *a, float **x)
+{
+    sc_err err;
+    if (sc_npy_read(path, a, &err) != SC_OK) return cli_fail(c, &err);
+    if (sc_array_to_f32(a, x, &err) == SC_OK) return 0;
+    sc_array_free(a);
+    return cli_fail(c, &err);
+}
+
+/* "(2, 32)", leading dimensions of size 1 left out when `squeeze` is set
+ * (a batch of one image is the image). */
+static void compare_shape(char *buf, size_t n, const sc_array *a, int squeeze)
+{
+    int d0 = 0;
+    while (squeeze && d0 < a->ndim - 1 && a->shape[d0] == 1) d0++;
+    size_t k = (size_t)snprintf(buf, n, "(");
+    for (int d = d0; d < a->ndim && k < n; d++)
+        k += (size_t)snprintf(buf + k, n - k, "%s%lld", d > d0 ? ", " : "", (long long)a->shape[d]);
+    if (k < n) snprintf(buf + k, n - k, ")");
+}
+
+/* Cosine of two vectors of n floats, summed in double; 0 when either is 0. */
+static double compare_cosine(const float *a, const float *b, int64_t n)
+{
+    double ab = 0, aa = 0, bb = 0;
+    for (int64_t i = 0; i < n; i++) ab += (double)a[i] * b[i], aa += (double)a[i] * a[i], bb += (double)b[i] * b[i];
+    return aa > 0 && bb > 0 ? ab / sqrt(aa * bb) : 0;
+}
+
+static void compare_print(const sc_array *a, const float *x, const float *y, long show)
+{
+    int64_t n = sc_array_numel(a), rows = a->ndim ? a->shape[0] : 1, per_row = rows ? n / rows : 0, differ = 0;
+    double max_diff = 0, sum_diff = 0, cos_min = 1, cos_sum = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = fabs((double)x[i] - y[i]);
+        differ += x[i] != y[i];
+        sum_diff += d;
+        if (d > max_diff) max_diff = d;
+    }
+    printf("values %lld, differing %lld, max_abs_diff=%.4g mean_abs_diff=%.4g\n", (long long)n, (long long)differ,
+           max_diff, n ? sum_diff / (double)n : 0.0);
+    for (int64_t r = 0; r < rows; r++) {
+        double cs = compare_cosine(x + r * per_row, y + r * per_row, per_row);
+        cos_sum += cs;
+        if (cs < cos_min) cos_min = cs;
+        if (r < show) printf("row %lld: cosine %.6f\n", (long long)r, cs);
+    }
+    if (rows > show) printf("...\n");
+    if (rows > 1) printf("cosine over %lld rows: min %.6f, mean %.6f\n", (long long)rows, cos_min, cos_sum / (double)rows);
+}
+
+static int cmd_compare(int argc, char **argv)
+{
+    const char *paths[2] = {NULL, NULL};
+    int n_paths = 0;
+    long show = 8;
+    cli c = cli_begin("compare", argc, argv);
+    while (cli_next(&c)) {
+        if (cli_is(&c, "--help")) return printf("%s", compare_usage), 0;
+        else if (cli_is(&c, "--rows")) show = cli_long(&c);
+        else if (!cli_positional(&c, paths, &n_paths, 2)) return cli_unknown(&c);
+    }
+    if (c.bad) return 2;
+    if (n_paths != 2 || show < 0)
+        return fprintf(stderr, "scale compare: give two .npy files and --rows >= 0 (try 'scale compare --help')\n"), 2;
+    sc_array a, b;
+    float *x, *y;
+    if (compare_read(&c, paths[0], &a, &x)) return 1;
+    if (compare_read(&c, paths[1], &b, &y)) return sc_array_free(&a), free(x), 1;
+    char sa[160], sb[160];
+    compare_shape(sa, sizeof sa, &a, 1);
+    compare_shape(sb, sizeof sb, &b, 1);
+    int rc = strcmp(sa, sb) != 0;
+    if (rc) {
+        compare_shape(sa, sizeof sa, &a, 0);
+        compare_shape(sb, sizeof sb, &b, 0);
+        fprintf(stderr, "scale compare: %s is %s but %s is %s\n", paths[0], sa, paths[1], sb);
+    } else {
+        compare_shape(sa, sizeof sa, &a, 0);
+        printf("%s against %s, %s\n", paths[0], paths[1], sa);
+        compare_print(&a, x, y, show);
+    }
+    sc_array_free(&a), sc_array_free(&b), free(x), free(y);
+    return rc;
 }
 
 
@@ -9187,17 +9301,17 @@ static int cmd_experiment(int argc, char **argv)
 
 static const char synth_usage[] =
     "usage: scale synth derm7p --out DIR [--n 1011] [--seed S] [--size 192]\n"
-    "                          [--format jpg|png] [--quality 92] [--no-images]\n"
+    "                          [--format jpg|png] [--quality 92] [--no-images] [--quiet]\n"
     "       scale synth padchest-gr --out DIR [--n 748] [--seed S] [--size 256]\n"
-    "                          [--normal-share 0.25] [--no-images]\n"
+    "                          [--normal-share 0.25] [--no-images] [--quiet]\n"
     "       scale synth derm7p|padchest-gr --contact-sheet FILE [--tile T] [--seed S]\n"
     "Write a synthetic look-alike of a dataset in its real release's layout, so the\n"
     "real readers load it (book/15-synthetic-world.md). Derm7p: DIR/release_v0 with\n"
     "meta/meta.csv, the three index files and the clinic and derm images (JPEG under\n"
     ".jpg/.JPG names as released, or PNG under .png/.PNG). PadChest-GR: DIR with\n"
     "grounded_reports_20240819.json, master_table.csv and 16-bit PNGs in PadChest_GR/.\n"
-    "--no-images writes the metadata only (the same as with images). The same options\n"
-    "give the same bytes. --contact-sheet draws one example per criterion value\n"
+    "--no-images writes the metadata only (the same as with images); --quiet prints\n"
+    "nothing but errors. The same options give the same bytes. --contact-sheet draws one example per criterion value\n"
     "(Derm7p) or per finding (PadChest-GR) into one image, JPEG if FILE ends in .jpg.\n";
 
 /* On a terminal, one line rewritten in place as images are written. */
@@ -9231,7 +9345,7 @@ static int cmd_synth(int argc, char **argv)
     long n = derm ? dopt.n : popt.n, size = derm ? dopt.size : popt.size, tile = derm ? 96 : 160;
     long seed = (long)dopt.seed, quality = dopt.quality;
     double normal_share = popt.normal_share;
-    int images = 1;
+    int images = 1, quiet = 0;
     cli c = cli_begin("synth", argc - 1, argv + 1);
     while (cli_next(&c)) {
         if (cli_is(&c, "--out")) out = cli_str(&c);
@@ -9239,6 +9353,7 @@ static int cmd_synth(int argc, char **argv)
         else if (cli_is(&c, "--seed")) seed = cli_long(&c);
         else if (cli_is(&c, "--size")) size = cli_long(&c);
         else if (cli_is(&c, "--no-images")) images = 0;
+        else if (cli_is(&c, "--quiet")) quiet = 1;
         else if (cli_is(&c, "--contact-sheet")) sheet = cli_str(&c);
         else if (cli_is(&c, "--tile")) tile = cli_long(&c);
         else if (derm && cli_is(&c, "--format")) format = cli_str(&c);
@@ -9260,7 +9375,7 @@ static int cmd_synth(int argc, char **argv)
         sc_status st = derm ? sc_synth_derm7p_contact_sheet(sheet, (int)tile, (uint64_t)seed, &err)
                             : sc_synth_padchest_contact_sheet(sheet, (int)tile, (uint64_t)seed, &err);
         if (st) return cli_fail(&c, &err);
-        printf("scale synth %s: contact sheet %s\n", kind, sheet);
+        if (!quiet) printf("scale synth %s: contact sheet %s\n", kind, sheet);
     }
     if (!out) return 0;
     double t0 = seconds_now();
@@ -9268,17 +9383,18 @@ static int cmd_synth(int argc, char **argv)
     if (derm) {
         dopt.n = (int)n, dopt.seed = (uint64_t)seed, dopt.size = (int)size, dopt.quality = (int)quality;
         dopt.png = !strcmp(format, "png"), dopt.images = images;
-        dopt.progress = synth_progress, dopt.progress_user = (void *)kind;
+        dopt.progress = quiet ? NULL : synth_progress, dopt.progress_user = (void *)kind;
         st = sc_synth_derm7p(out, &dopt, &err);
     } else {
         popt.n = (int)n, popt.seed = (uint64_t)seed, popt.size = (int)size, popt.normal_share = normal_share;
         popt.images = images;
-        popt.progress = synth_progress, popt.progress_user = (void *)kind;
+        popt.progress = quiet ? NULL : synth_progress, popt.progress_user = (void *)kind;
         st = sc_synth_padchest_gr(out, &popt, &err);
     }
     if (st) return cli_fail(&c, &err);
-    printf("scale synth %s: %ld %s%s in %s%s (seed %ld), %.1f s\n", kind, n, derm ? "cases" : "studies",
-           images ? "" : " (no images)", out, derm ? "/release_v0" : "", seed, seconds_now() - t0);
+    if (!quiet)
+        printf("scale synth %s: %ld %s%s in %s%s (seed %ld), %.1f s\n", kind, n, derm ? "cases" : "studies",
+               images ? "" : " (no images)", out, derm ? "/release_v0" : "", seed, seconds_now() - t0);
     return 0;
 }
 
@@ -9879,6 +9995,7 @@ static const command commands[] = {
 
     /* models */
     {"encode", cmd_encode, "embed images and texts with a CLIP or MedCLIP model"},
+    {"compare", cmd_compare, "compare two arrays: largest difference and cosine row by row"},
     {"dataset", cmd_dataset, "read and check a dataset (Derm7p, PadChest-GR, manifest); print its counts"},
     {"embed", cmd_embed, "embed a dataset's images and texts once into a cache (shards, merge)"},
     {"cache", cmd_cache, "check an embedding cache and whether it is stale"},
