@@ -3759,9 +3759,9 @@ static sc_status ds_drop_rare(ds_builder *b, int min_cases)
                 st = ds_list_add(b, &ds->dropped, &ds->n_dropped, &b->cap_dropped, "%s|%s|%s", task->name,
                                  task->classes[task->combo_class[h]].name, task->concepts[task->combo_concept[h]].name);
             if (!keep[h] && !st)
-                st = DS_NOTE(b, "combination '%s: %s' of task '%s' dropped: %d images, fewer than %d",
+                st = DS_NOTE(b, "combination '%s: %s' of task '%s' dropped: %d image%s, fewer than %d",
                              task->classes[task->combo_class[h]].name, task->concepts[task->combo_concept[h]].name,
-                             task->name, count[off + h], min_cases);
+                             task->name, count[off + h], count[off + h] == 1 ? "" : "s", min_cases);
         }
         int task_map[SC_HIER_MAX_COMBOS];
         if (!st && sc_hier_task_keep(&ds->hier, t, keep, task_map, b->err))
@@ -9957,7 +9957,8 @@ static int cmd_pretrain(int argc, char **argv)
     char stage[4096];
     snprintf(stage, sizeof stage, "%s.tmp.%ld", a.out, (long)getpid());
     double t0 = seconds_now();
-    printf("scale pretrain: %s -> %s (seed %ld, %d threads)\n", a.data, a.out, a.seed, sc_threads());
+    printf("scale pretrain: %s -> %s (seed %ld, %d thread%s)\n", a.data, a.out, a.seed, sc_threads(),
+           sc_threads() == 1 ? "" : "s");
     sc_err err;
     sc_status st = SC_OK;
     if (mkdir(stage, 0777) != 0) st = sc_fail(&err, SC_EIO, "%s: cannot create directory: %s", stage, strerror(errno));
