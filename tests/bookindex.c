@@ -825,16 +825,19 @@ static int read_exercise(const file *f, int i, exercise *x)
     return 1;
 }
 
+/* A case is created as tcase_create("NAME"), or named in a table of cases
+ * that a loop hands to tcase_create: {"NAME", {test_a, test_b}}. */
 static int test_defines_case(const char *suite, const char *tcase)
 {
-    char want_suite[96], want_case[96];
+    char want_suite[96], want_case[96], want_row[96];
     snprintf(want_suite, sizeof want_suite, "suite_create(\"%s\")", suite);
     snprintf(want_case, sizeof want_case, "tcase_create(\"%s\")", tcase);
+    snprintf(want_row, sizeof want_row, "{\"%s\", {", tcase);
     for (int t = 0; t < n_tests; t++) {
         int has_suite = 0, has_case = !tcase[0];
         for (int i = 0; i < tests[t].text.n; i++) {
             has_suite |= strstr(tests[t].text.line[i], want_suite) != NULL;
-            has_case |= strstr(tests[t].text.line[i], want_case) != NULL;
+            has_case |= strstr(tests[t].text.line[i], want_case) != NULL || strstr(tests[t].text.line[i], want_row) != NULL;
         }
         if (has_suite && has_case) return 1;
     }

@@ -123,6 +123,29 @@ START_TEST(test_nested_subsets)
         }
         ck_assert_int_eq(n_chosen[5], N);
     }
+    /* Unbiased: the class of 16 wants 0.8 items at fraction 0.05, so over
+     * many seeds its mean count must be near 0.8 — one item in four fifths
+     * of the draws, none in the rest. A fixed offset would always give 1
+     * (or always 0). 400 seeds: the standard error is 0.02. */
+    int rare = 0;
+    for (uint64_t seed = 0; seed < 400; seed++) {
+        ck_assert(sc_nested_subset(chosen[0], &n_chosen[0], items, N, labels, 3, 0.05, seed, &err) == SC_OK);
+        for (int64_t j = 0; j < n_chosen[0]; j++) rare += labels[chosen[0][j] * 3 + 2];
+    }
+    ck_assert_msg(fabs(rare / 400.0 - 0.8) < 0.08, "class of 16 at fraction 0.05: mean count %g, want 0.8",
+                  rare / 400.0);
+    /* Several labels per item: an item's stratum is its rarest label, so
+     * that label stays within one of its share. Here 16 items of class 0
+     * also carry class 2, which then has 32 items, half of them shared. */
+    for (int i = 0; i < 16; i++) labels[i * 3 + 2] = 1;
+    for (uint64_t seed = 0; seed < 20; seed++)
+        for (int f = 0; f < 5; f++) {
+            ck_assert(sc_nested_subset(chosen[f], &n_chosen[f], items, N, labels, 3, fractions[f], seed, &err) == SC_OK);
+            int count = 0;
+            for (int64_t j = 0; j < n_chosen[f]; j++) count += labels[chosen[f][j] * 3 + 2];
+            ck_assert_msg(fabs(count - fractions[f] * 32) < 1, "seed %d fraction %g, rarest label: %d of 32",
+                          (int)seed, fractions[f], count);
+        }
     /* another seed, another subset */
     int64_t a[N], b[N], na, nb;
     sc_nested_subset(a, &na, items, N, labels, 3, 0.25, 1, &err);
