@@ -225,7 +225,7 @@ exercises: build/bookindex
 	  $(MAKE) --no-print-directory -s exercise NAME=$$n SOLUTION=$(SOLUTION) || exit 1; done
 
 # ---- the shipped tiny VLM --------------------------------------------------
-# `make pretrain` rewrites data/tiny-vlm byte for byte (book/15b): a
+# `make pretrain` rewrites data/tiny-vlm byte for byte (book/15, section 15.8): a
 # synthetic Derm7p look-alike of 4000 cases drawn with seed 1001 (the demo
 # evaluates on synth's default seed, 7), then CLIP pretraining from scratch
 # with seed 7 on 2 threads. data/README.md records what it took.

@@ -9899,7 +9899,7 @@ static const char pretrain_usage[] =
     "Train a small CLIP from scratch with the CLIP contrastive loss on the\n"
     "dermoscopic images of a Derm7p-layout dataset (scale synth derm7p) and\n"
     "captions that name the diagnosis often and a structure rarely\n"
-    "(book/15b-tiny-vlm.md). --out becomes a Hugging Face model directory:\n"
+    "(book/15-synthetic-world.md, 15.8). --out becomes a Hugging Face model directory:\n"
     "config.json, model.safetensors, vocab.json, merges.txt,\n"
     "tokenizer_config.json, special_tokens_map.json, preprocessor_config.json,\n"
     "written to a staging directory first, so a failed run leaves the old files.\n"
