@@ -503,7 +503,7 @@ static attention_job attention_setup(const float *q, const float *k, const float
     return j;
 }
 
-/* ---- attention on the tape (both CLIP towers with autograd) ---- */
+/* ---- attention on the tape (the CLIP towers and BERT with autograd) ---- */
 
 /* @book begin attention-backward */
 /* With P the softmax of S = scale·QKᵀ (+ masks) and O = PV, per head:
@@ -554,9 +554,11 @@ static void attention_backward(sc_ctx *ctx, sc_node *node)
     sc_parallel_for(g.n_tasks, attention_grad_task, &g);
 }
 
-/* Attention of q, k, v (B, T, C) with H heads as an op on the tape. The
+/* Attention of q, k, v (B, T, C) with H heads as an op on the tape;
+ * key_bias (B, T) hides padding keys (0 or −FLT_MAX), or is NULL. The
  * probabilities are kept for the backward pass only when it will run. */
-static sc_tensor *attention_op(sc_ctx *ctx, sc_tensor *q, sc_tensor *k, sc_tensor *v, int64_t H, int causal)
+static sc_tensor *attention_op(sc_ctx *ctx, sc_tensor *q, sc_tensor *k, sc_tensor *v, int64_t H, int causal,
+                               const float *key_bias)
 {
     q = sc_contiguous(ctx, q);
     k = sc_contiguous(ctx, k);
@@ -568,6 +570,7 @@ static sc_tensor *attention_op(sc_ctx *ctx, sc_tensor *q, sc_tensor *k, sc_tenso
     attention_job *j = sc__act_alloc(ctx, sizeof *j);
     *j = attention_setup(q->data, k->data, v->data, out->data, B, T, C, H);
     j->causal = causal;
+    j->key_bias = key_bias;
     sc_node *node = sc__node_record(ctx, "attention", attention_backward, out, (sc_tensor *[]){q, k, v}, 3);
     if (node) {
         j->probs = scratch(ctx, B * H * T * T);
@@ -582,7 +585,7 @@ static sc_tensor *attention_op(sc_ctx *ctx, sc_tensor *q, sc_tensor *k, sc_tenso
 
 sc_tensor *sc__attention(sc_ctx *ctx, sc_tensor *q, sc_tensor *k, sc_tensor *v, int64_t H, int causal)
 {
-    return attention_op(ctx, q, k, v, H, causal);
+    return attention_op(ctx, q, k, v, H, causal, NULL);
 }
 
 /* ---- the transformer blocks (inference) ---- */
@@ -701,7 +704,7 @@ static void block_post_ln(float *x, int64_t n_seq, int64_t T, const block_weight
 }
 /* @book end post-ln-block */
 
-/* ---- weights and the pre-LN block on the tape ---- */
+/* ---- weights and the two blocks on the tape ---- */
 
 /* A tape op reads each weight as a tensor: the model's own trainable
  * parameter when it has one (so the gradient reaches it and the optimizer
@@ -732,6 +735,28 @@ static sc_tensor *layernorm_op(const tape *tp, sc_tensor *x, const float *w, con
     return sc_layernorm(tp->ctx, x, tape_weight(tp, w, 1, &C, "ln_w"), tape_weight(tp, b, 1, &C, "ln_b"), eps);
 }
 
+/* @book begin tape-sublayers */
+/* out_proj(attention(q(h), k(h), v(h))): the attention sublayer of both
+ * blocks, h (B, T, C) → (B, T, C) before its residual sum. */
+static sc_tensor *attention_sublayer_tape(const tape *tp, sc_tensor *h, const block_weights *w, const block_dims *d,
+                                          int causal, const float *key_bias)
+{
+    int64_t C = d->C;
+    sc_tensor *q = linear_op(tp, h, w->q_w, w->q_b, C, C);
+    sc_tensor *k = linear_op(tp, h, w->k_w, w->k_b, C, C);
+    sc_tensor *v = linear_op(tp, h, w->v_w, w->v_b, C, C);
+    sc_tensor *a = attention_op(tp->ctx, q, k, v, d->H, causal, key_bias);
+    return linear_op(tp, a, w->o_w, w->o_b, C, C);
+}
+
+/* fc2(act(fc1(h))): the MLP sublayer of both blocks. */
+static sc_tensor *mlp_sublayer_tape(const tape *tp, sc_tensor *h, const block_weights *w, const block_dims *d)
+{
+    h = activation_op(tp->ctx, linear_op(tp, h, w->fc1_w, w->fc1_b, d->F, d->C), d->act);
+    return linear_op(tp, h, w->fc2_w, w->fc2_b, d->C, d->F);
+}
+/* @book end tape-sublayers */
+
 /* @book begin clip-block-tape */
 /* The pre-LN block of block_pre_ln, op by op on the tape, for both CLIP
  * towers: x (B, T, C) → (B, T, C), with the causal mask in the text tower
@@ -740,18 +765,27 @@ static sc_tensor *block_pre_ln_tape(const tape *tp, sc_tensor *x, const block_we
                                     int causal)
 {
     sc_ctx *ctx = tp->ctx;
-    int64_t C = d->C, F = d->F;
-    sc_tensor *h = layernorm_op(tp, x, w->ln_attn_w, w->ln_attn_b, C, d->eps);
-    sc_tensor *q = linear_op(tp, h, w->q_w, w->q_b, C, C);
-    sc_tensor *k = linear_op(tp, h, w->k_w, w->k_b, C, C);
-    sc_tensor *v = linear_op(tp, h, w->v_w, w->v_b, C, C);
-    sc_tensor *a = attention_op(ctx, q, k, v, d->H, causal);
-    x = sc_add(ctx, x, linear_op(tp, a, w->o_w, w->o_b, C, C));
-    h = layernorm_op(tp, x, w->ln_mlp_w, w->ln_mlp_b, C, d->eps);
-    h = activation_op(ctx, linear_op(tp, h, w->fc1_w, w->fc1_b, F, C), d->act);
-    return sc_add(ctx, x, linear_op(tp, h, w->fc2_w, w->fc2_b, C, F));
+    sc_tensor *h = layernorm_op(tp, x, w->ln_attn_w, w->ln_attn_b, d->C, d->eps);
+    x = sc_add(ctx, x, attention_sublayer_tape(tp, h, w, d, causal, NULL));
+    h = layernorm_op(tp, x, w->ln_mlp_w, w->ln_mlp_b, d->C, d->eps);
+    return sc_add(ctx, x, mlp_sublayer_tape(tp, h, w, d));
 }
 /* @book end clip-block-tape */
+
+/* @book begin bert-block-tape */
+/* The post-LN block of block_post_ln on the tape (BERT): x (B, T, C) →
+ * (B, T, C), the same two sublayers with each LayerNorm moved after its
+ * residual sum; key_bias (B, T) hides the padding keys, or is NULL. */
+static sc_tensor *block_post_ln_tape(const tape *tp, sc_tensor *x, const block_weights *w, const block_dims *d,
+                                     const float *key_bias)
+{
+    sc_ctx *ctx = tp->ctx;
+    x = sc_add(ctx, x, attention_sublayer_tape(tp, x, w, d, 0, key_bias));
+    x = layernorm_op(tp, x, w->ln_attn_w, w->ln_attn_b, d->C, d->eps);
+    x = sc_add(ctx, x, mlp_sublayer_tape(tp, x, w, d));
+    return layernorm_op(tp, x, w->ln_mlp_w, w->ln_mlp_b, d->C, d->eps);
+}
+/* @book end bert-block-tape */
 
 /* ======================================================================== */
 /* 3. CLIP vision transformer                                                */
@@ -1392,6 +1426,45 @@ static void medclip_text_forward(sc_ctx *ctx, const sc_bert_config *c, const ber
     tap(taps, "text_pooled", pooled, 2, (int64_t[]){B, C});
     linear(out, pooled, w->proj, NULL, B, C, E, 0, NO_ACT);
 }
+
+/* ---- the same tower on the autograd tape ---- */
+
+/* @book begin medclip-text-tape */
+/* x (B, T, C) word embeddings → (B, E); see sc_medclip_text_forward. The
+ * token type 0 row and the first T position rows are added here, then
+ * LayerNorm, the post-LN blocks with the padding keys hidden, and
+ * MedCLIP's pooling: hidden states 1, 2 and L, each a mean over all T
+ * positions (padding included), their mean, the bias-free projection. */
+static sc_tensor *medclip_text_tape(const tape *tp, const sc_bert_config *c, const bert_weights *w, int64_t E,
+                                    sc_tensor *x, const int64_t *mask)
+{
+    SC_ASSERT(x->ndim == 3 && x->shape[2] == c->width && x->shape[1] <= c->max_positions,
+              "BERT: embeddings must be (B, T <= %lld, %lld)", (long long)c->max_positions, (long long)c->width);
+    sc_ctx *ctx = tp->ctx;
+    int64_t B = x->shape[0], T = x->shape[1], C = c->width;
+    sc_tensor *types = tape_weight(tp, w->type, 2, (int64_t[]){c->type_vocab, C}, "type_emb");
+    sc_tensor *pos = tape_weight(tp, w->pos, 2, (int64_t[]){c->max_positions, C}, "pos_emb");
+    x = sc_add(ctx, x, sc_reshape(ctx, sc_slice(ctx, types, 0, 0, 1), 1, &C));   /* + type 0, every token */
+    x = sc_add(ctx, x, sc_slice(ctx, pos, 0, 0, T));
+    x = layernorm_op(tp, x, w->ln_w, w->ln_b, C, c->eps);
+    float *key_bias = NULL;                                                      /* (B, T) */
+    if (mask) {
+        key_bias = scratch(ctx, B * T);
+        for (int64_t r = 0; r < B * T; r++) key_bias[r] = mask[r] ? 0.0f : -FLT_MAX;
+    }
+    block_dims d = bert_dims(c);
+    sc_tensor *sum = NULL;                                                       /* (B, C) */
+    for (int64_t l = 1; l <= c->layers; l++) {
+        x = block_post_ln_tape(tp, x, &w->layers[l - 1], &d, key_bias);
+        int uses = (l == 1) + (l == 2) + (l == c->layers);   /* L = 2: layer 2 twice */
+        for (int u = 0; u < uses; u++) {
+            sc_tensor *mean = sc_mean(ctx, x, 1);
+            sum = sum ? sc_add(ctx, sum, mean) : mean;
+        }
+    }
+    return linear_op(tp, sc_scale(ctx, sum, 1.0f / 3.0f), w->proj, NULL, E, C);
+}
+/* @book end medclip-text-tape */
 
 /* ======================================================================== */
 /* 7. Models: CLIP, MedCLIP, loading from files                              */
@@ -2698,6 +2771,20 @@ sc_tensor *sc_clip_text_forward_ids(sc_ctx *ctx, const sc_model *m, const int64_
     sc_tensor *x = sc_embedding(ctx, sc_clip_token_embedding(ctx, m), ids32, B * T);
     x = sc_reshape(ctx, x, 3, (int64_t[]){B, T, m->cfg.text.width});
     return sc_clip_text_forward(ctx, m, x, ids);
+}
+
+sc_tensor *sc_medclip_word_embedding(sc_ctx *ctx, const sc_model *m)
+{
+    SC_ASSERT(m->cfg.kind == SC_MODEL_MEDCLIP, "word embeddings of a MedCLIP model only");
+    tape tp = {ctx, m};
+    return tape_weight(&tp, m->bert.word, 2, (int64_t[]){m->cfg.bert.vocab, m->cfg.bert.width}, "word_embeddings");
+}
+
+sc_tensor *sc_medclip_text_forward(sc_ctx *ctx, const sc_model *m, sc_tensor *x, const int64_t *mask)
+{
+    SC_ASSERT(m->cfg.kind == SC_MODEL_MEDCLIP, "the BERT tower on the tape is MedCLIP's");
+    tape tp = {ctx, m};
+    return medclip_text_tape(&tp, &m->cfg.bert, &m->bert, m->cfg.embed_dim, x, mask);
 }
 
 sc_tensor *sc_clip_image_forward(sc_ctx *ctx, const sc_model *m, sc_tensor *pixels)

@@ -1085,7 +1085,8 @@ sc_status sc_sha256_file(const char *path, char hex[65], int64_t *bytes, sc_err 
  * also run on the tape, sharing one transformer block: the text tower so
  * that gradients reach learned prompt embeddings (CoOp), both towers so
  * that a model made with sc_model_new_trainable can be pretrained from
- * scratch (scale pretrain). */
+ * scratch (scale pretrain). MedCLIP's BERT text tower runs on the tape
+ * too, for CoOp; its Swin image tower does not. */
 
 typedef enum {
     SC_ACT_QUICK_GELU,   /* x·σ(1.702x), OpenAI CLIP */
@@ -1228,6 +1229,17 @@ sc_tensor *sc_clip_text_forward_ids(sc_ctx *ctx, const sc_model *m, const int64_
  * tower of sc_model_encode_image op by op, through the same transformer
  * block as the text tower (without its causal mask). */
 sc_tensor *sc_clip_image_forward(sc_ctx *ctx, const sc_model *m, sc_tensor *pixels);
+
+/* -- MedCLIP's BERT text tower on the autograd tape (CoOp) -- */
+/* The word-embedding table (V, C) as a tensor that does not require grad. */
+sc_tensor *sc_medclip_word_embedding(sc_ctx *ctx, const sc_model *m);
+/* Text embeddings (B, E) from word embeddings x (B, T, C), which may
+ * require grad (the weights never do), and the attention mask (B, T) of
+ * 0/1 (NULL = all ones): the tower of sc_model_encode_text op by op —
+ * token type 0 and positions added here, post-LN blocks through the same
+ * attention op as CLIP, MedCLIP's mean over all T positions of hidden
+ * states 1, 2 and L (padding included), the projection. */
+sc_tensor *sc_medclip_text_forward(sc_ctx *ctx, const sc_model *m, sc_tensor *x, const int64_t *mask);
 
 /* -- the parameter table; training a CLIP model (scale pretrain) -- */
 /* A CLIP model with random weights to train from scratch: every parameter
