@@ -3176,25 +3176,37 @@ sc_tensor *sc_adapter_apply(sc_ctx *ctx, const sc_adapter *ad, sc_tensor *f)
 /* 9. CoOp prompt learner                                                    */
 /* ======================================================================== */
 
-/* CoOp (Zhou et al., IJCV 2022) keeps CLIP frozen and learns the words
+/* CoOp (Zhou et al., IJCV 2022) keeps the VLM frozen and learns the words
  * around the class name. A prompt is a row of T token embeddings,
  *
- *     [SOS] [V]_1 ... [V]_n_ctx [name tokens] [EOS] [padding]
+ *     CLIP:     [SOS] [V]_1 ... [V]_n_ctx [name tokens] [EOS] [padding]
+ *     MedCLIP:  [CLS] [V]_1 ... [V]_n_ctx [name tokens] [SEP] [PAD] ...
  *
  * where the n_ctx context vectors [V] (C wide each) are free parameters in
- * token-embedding space: shared by every prompt ("unified"), or one set
- * per prompt ("class-specific", CSC). The class token sits at the end, as
- * in CoOp's default. The text transformer runs on the tape, so the loss
- * reaches the context vectors through all of its frozen layers.
+ * the tower's token-embedding space (BERT's word embeddings for MedCLIP):
+ * shared by every prompt ("unified"), or one set per prompt
+ * ("class-specific", CSC). The class token sits at the end, as in CoOp's
+ * default; CoOp's period after the name is part of the name row the
+ * caller gives (the experiment runner appends it). The text tower runs on
+ * the tape, so the loss reaches the context vectors through all of its
+ * frozen layers.
  *
  * Layout: every position of every prompt reads one row of the table
  * [ctx; frozen], where ctx (n_ctx or K·n_ctx, C) is the parameter and
  * frozen (K·(T − n_ctx), C) holds each prompt's start, name, end and
- * padding embeddings, copied once from the token-embedding table. One
- * gather (sc_embedding) then builds the (K, T, C) input, and its backward
- * pass adds each position's gradient to the context row it read. T is
- * the longest prompt: under the causal mask the end token never sees the
- * padding behind it, so trimming the 77 columns changes nothing. */
+ * padding embeddings, copied once from the embedding table. One gather
+ * (sc_embedding) then builds the (K, T, C) input, and its backward pass
+ * adds each position's gradient to the context row it read.
+ *
+ * T is the longest prompt: 1 + n_ctx + the longest name with its end
+ * token, for all K prompts alike, in training and in evaluation. For CLIP
+ * that only saves work — under the causal mask the end token never sees
+ * the padding behind it. For MedCLIP it is a choice that shows: MedCLIP
+ * averages over every position, padding included, and tokenises with
+ * padding=True, i.e. to the longest prompt of the call; our K prompts are
+ * that one call, as CoOp assembles all its class prompts at once, so a
+ * shorter name's prompt carries [PAD] rows up to T, masked as keys and
+ * counted in its mean — the same T whenever the prompts are built. */
 
 sc_coop_config sc_coop_defaults(void)
 {
@@ -3220,45 +3232,104 @@ void sc_coop_free(sc_coop *p)
     memset(p, 0, sizeof *p);
 }
 
-/* The content tokens of a tokenized name row: positions 1 .. end, the end
- * token included (its pooled position by the model's rule). */
-static int64_t name_length(const sc_clip_text_config *tc, const int64_t *row, int64_t Tn)
+/* What CoOp reads of a text tower. */
+typedef struct {
+    const float *table;       /* (V, C) CLIP's token or BERT's word embeddings */
+    int64_t vocab, width;     /* V, C */
+    int64_t positions;        /* the longest prompt it takes */
+} prompt_tower;
+
+static prompt_tower coop_tower(const sc_model *m)
 {
-    return sc_clip_eot_index(tc, row, Tn);   /* tokens before it, the start token included */
+    prompt_tower t;
+    if (m->cfg.kind == SC_MODEL_CLIP)
+        t = (prompt_tower){m->text.tok_emb, m->cfg.text.vocab, m->cfg.text.width, m->cfg.text.context};
+    else
+        t = (prompt_tower){m->bert.word, m->cfg.bert.vocab, m->cfg.bert.width, m->cfg.bert.max_positions};
+    return t;
 }
 
-sc_status sc_coop_init(sc_coop *p, const sc_model *m, const int64_t *name_ids, int64_t K, int64_t Tn,
-                       const int64_t *init_ids, int n_init, const sc_coop_config *cfg, sc_err *err)
+int64_t sc_coop_name_end(const sc_model *m, const int64_t *ids, const int64_t *mask, int64_t Tn)
+{
+    if (m->cfg.kind == SC_MODEL_CLIP) return sc_clip_eot_index(&m->cfg.text, ids, Tn);
+    SC_ASSERT(mask != NULL, "a MedCLIP name's end is found by its attention mask");
+    int64_t end = 0;   /* BERT: [SEP] is the last real token */
+    for (int64_t t = 0; t < Tn; t++)
+        if (mask[t]) end = t;
+    return end;
+}
+
+/* Check the name rows (K, Tn) and find the longest name with its end
+ * token: *longest = the largest end position. */
+static sc_status coop_check_names(const sc_model *m, const int64_t *name_ids, const int64_t *name_mask, int64_t K,
+                                  int64_t Tn, int64_t *longest, sc_err *err)
+{
+    prompt_tower tw = coop_tower(m);
+    if (m->cfg.kind == SC_MODEL_MEDCLIP && !name_mask)
+        return sc_fail(err, SC_EARG, "CoOp: MedCLIP's names need their attention mask (where the padding starts)");
+    *longest = 0;
+    for (int64_t k = 0; k < K; k++) {
+        const int64_t *row = name_ids + k * Tn;
+        for (int64_t t = 0; t < Tn; t++)
+            if (row[t] < 0 || row[t] >= tw.vocab)
+                return sc_fail(err, SC_ERANGE, "CoOp: name %lld has token id %lld outside the vocabulary of %lld",
+                               (long long)k, (long long)row[t], (long long)tw.vocab);
+        int64_t end = sc_coop_name_end(m, row, name_mask ? name_mask + k * Tn : NULL, Tn);
+        if (end < 1) return sc_fail(err, SC_EARG, "CoOp: name %lld has no end token after its start", (long long)k);
+        if (end > *longest) *longest = end;
+    }
+    return SC_OK;
+}
+
+/* Every prompt k: start token, context, then the name row from position
+ * 1, its padding up to T; rows[] says which table row each position reads,
+ * mask[] which positions are real. */
+static void coop_assemble(sc_coop *p, const sc_model *m, const int64_t *name_ids, const int64_t *name_mask,
+                          int64_t Tn)
+{
+    int64_t K = p->K, T = p->T, C = p->C, n_ctx = p->n_ctx, n_rows = p->ctx->shape[0];
+    const float *table = coop_tower(m).table;
+    for (int64_t k = 0; k < K; k++) {
+        const int64_t *row = name_ids + k * Tn;
+        int64_t end = n_ctx + sc_coop_name_end(m, row, name_mask ? name_mask + k * Tn : NULL, Tn);
+        for (int64_t t = 0, f = 0; t < T; t++) {
+            int64_t *id = &p->ids[k * T + t];
+            int32_t *slot = &p->rows[k * T + t];
+            p->mask[k * T + t] = t <= end;
+            if (t >= 1 && t <= n_ctx) {
+                *id = row[0];   /* a placeholder; ids only choose CLIP's pooled row */
+                *slot = (int32_t)((p->cfg.class_specific ? k * n_ctx : 0) + t - 1);
+                continue;
+            }
+            *id = row[t == 0 ? 0 : t - n_ctx];   /* t − n_ctx <= the longest end < Tn */
+            int64_t frozen_row = k * (T - n_ctx) + f++;
+            memcpy(p->frozen->data + frozen_row * C, table + *id * C, sizeof(float) * (size_t)C);
+            *slot = (int32_t)(n_rows + frozen_row);
+        }
+    }
+}
+
+sc_status sc_coop_init(sc_coop *p, const sc_model *m, const int64_t *name_ids, const int64_t *name_mask, int64_t K,
+                       int64_t Tn, const int64_t *init_ids, int n_init, const sc_coop_config *cfg, sc_err *err)
 {
     memset(p, 0, sizeof *p);
-    if (m->cfg.kind != SC_MODEL_CLIP)
-        return sc_fail(err, SC_EUNSUPPORTED, "CoOp needs a CLIP text tower; this MedCLIP model's BERT does not "
-                       "run on the autograd tape");
-    const sc_clip_text_config *tc = &m->cfg.text;
+    prompt_tower tw = coop_tower(m);
     int n_ctx = init_ids ? n_init : cfg->n_ctx;
     if (K < 1 || Tn < 2 || n_ctx < 1 || cfg->epochs < 1 || cfg->batch_size < 1 || !(cfg->lr > 0))
         return sc_fail(err, SC_EARG, "CoOp: %lld prompts of %lld tokens, %d context vectors, %d epochs, batch %d",
                        (long long)K, (long long)Tn, n_ctx, cfg->epochs, cfg->batch_size);
     int64_t longest = 0;   /* name tokens + end token, over all prompts */
-    for (int64_t k = 0; k < K; k++) {
-        const int64_t *row = name_ids + k * Tn;
-        int64_t end = name_length(tc, row, Tn);
-        for (int64_t t = 0; t < Tn; t++)
-            if (row[t] < 0 || row[t] >= tc->vocab)
-                return sc_fail(err, SC_ERANGE, "CoOp: name %lld has token id %lld outside the vocabulary of %lld",
-                               (long long)k, (long long)row[t], (long long)tc->vocab);
-        if (end < 1) return sc_fail(err, SC_EARG, "CoOp: name %lld has no end token after its start", (long long)k);
-        if (end > longest) longest = end;
-    }
+    sc_status st = coop_check_names(m, name_ids, name_mask, K, Tn, &longest, err);
+    if (st) return st;
     for (int i = 0; init_ids && i < n_init; i++)
-        if (init_ids[i] < 0 || init_ids[i] >= tc->vocab)
+        if (init_ids[i] < 0 || init_ids[i] >= tw.vocab)
             return sc_fail(err, SC_ERANGE, "CoOp: initial word id %lld is outside the vocabulary",
                            (long long)init_ids[i]);
-    int64_t T = 1 + n_ctx + longest, C = tc->width, n_rows = cfg->class_specific ? K * n_ctx : n_ctx;
-    if (T > tc->context)
+    int64_t T = 1 + n_ctx + longest, C = tw.width, n_rows = cfg->class_specific ? K * n_ctx : n_ctx;
+    if (T > tw.positions)
         return sc_fail(err, SC_ERANGE, "CoOp: %d context vectors and a name of %lld tokens need %lld positions; "
                        "the text tower has %lld", n_ctx, (long long)(longest - 1), (long long)T,
-                       (long long)tc->context);
+                       (long long)tw.positions);
     p->cfg = *cfg;
     p->K = K, p->T = T, p->C = C, p->n_ctx = n_ctx;
     sc_arena_init(&p->arena, "CoOp", (size_t)1 << 20, 0);
@@ -3266,7 +3337,8 @@ sc_status sc_coop_init(sc_coop *p, const sc_model *m, const int64_t *name_ids, i
     p->frozen = sc_tensor_try_new(&p->arena, 2, (int64_t[]){K * (T - n_ctx), C}, "coop.frozen");
     p->rows = sc_arena_alloc(&p->arena, sizeof(int32_t) * (size_t)(K * T));
     p->ids = sc_arena_alloc(&p->arena, sizeof(int64_t) * (size_t)(K * T));
-    if (!p->ctx || !p->frozen || !p->rows || !p->ids) {
+    p->mask = sc_arena_alloc(&p->arena, sizeof(int64_t) * (size_t)(K * T));
+    if (!p->ctx || !p->frozen || !p->rows || !p->ids || !p->mask) {
         sc_coop_free(p);
         return sc_fail(err, SC_ENOMEM, "CoOp: out of memory for %lld prompts", (long long)K);
     }
@@ -3275,30 +3347,13 @@ sc_status sc_coop_init(sc_coop *p, const sc_model *m, const int64_t *name_ids, i
     sc_rng_seed(&p->rng, cfg->seed);
     for (int64_t r = 0; r < n_rows; r++)
         for (int64_t c = 0; c < C; c++)
-            p->ctx->data[r * C + c] = init_ids ? m->text.tok_emb[init_ids[r % n_ctx] * C + c]
+            p->ctx->data[r * C + c] = init_ids ? tw.table[init_ids[r % n_ctx] * C + c]
                                                : cfg->init_std * sc_rng_normal(&p->rng);
-    /* every prompt: start token, context, then the name row from position 1 */
-    for (int64_t k = 0; k < K; k++) {
-        const int64_t *row = name_ids + k * Tn;
-        for (int64_t t = 0, f = 0; t < T; t++) {
-            int64_t *id = &p->ids[k * T + t];
-            int32_t *slot = &p->rows[k * T + t];
-            if (t >= 1 && t <= n_ctx) {
-                *id = row[0];   /* a placeholder; ids only choose the pooled row */
-                *slot = (int32_t)((cfg->class_specific ? k * n_ctx : 0) + t - 1);
-                continue;
-            }
-            int64_t src = t == 0 ? 0 : t - n_ctx;            /* position in the name row */
-            *id = src < Tn ? row[src] : row[Tn - 1];          /* past the row: its padding */
-            int64_t frozen_row = k * (T - n_ctx) + f++;
-            memcpy(p->frozen->data + frozen_row * C, m->text.tok_emb + *id * C, sizeof(float) * (size_t)C);
-            *slot = (int32_t)(n_rows + frozen_row);
-        }
-    }
+    coop_assemble(p, m, name_ids, name_mask, Tn);
     sc_opt_config oc = sc_opt_defaults(SC_OPT_SGD, cfg->lr);
     oc.momentum = cfg->momentum;
     oc.weight_decay = cfg->weight_decay;
-    sc_status st = sc_optim_init(&p->opt, oc, &p->ctx, 1, err);
+    st = sc_optim_init(&p->opt, oc, &p->ctx, 1, err);
     if (st) sc_coop_free(p);
     return st;
 }
@@ -3309,7 +3364,8 @@ sc_tensor *sc_coop_text_features(sc_ctx *ctx, const sc_coop *p, const sc_model *
     sc_tensor *table = sc_concat(ctx, (sc_tensor *[]){p->ctx, p->frozen}, 2, 0);  /* (rows, C) */
     sc_tensor *x = sc_embedding(ctx, table, p->rows, p->K * p->T);               /* (K·T, C) */
     x = sc_reshape(ctx, x, 3, (int64_t[]){p->K, p->T, p->C});                    /* (K, T, C) */
-    return sc_clip_text_forward(ctx, m, x, p->ids);                              /* (K, E) */
+    if (m->cfg.kind == SC_MODEL_CLIP) return sc_clip_text_forward(ctx, m, x, p->ids);   /* (K, E) */
+    return sc_medclip_text_forward(ctx, m, x, p->mask);                                /* (K, E) */
 }
 /* @book end coop-features */
 

@@ -6117,7 +6117,6 @@ typedef struct {
     const sc_cache *c;
     const sc_model *model;          /* CoOp's text tower, or NULL */
     const sc_cache *scored[SC_EXP_MAX_METHODS]; /* the cache each method scores with */
-    int unavailable[SC_EXP_MAX_METHODS];        /* 1: skipped (reason in note) */
     char note[SC_EXP_MAX_METHODS][200];
     int n_tasks, K, n_classes;      /* tasks, combinations, classes of all tasks */
     const int *combo_offset;        /* (n_tasks + 1) task t owns combinations [offset[t], offset[t + 1]) */
@@ -6133,6 +6132,7 @@ typedef struct {
     int64_t *subset[SC_EXP_MAX_FRACTIONS][SC_EXP_MAX_SEEDS];
     int64_t subset_n[SC_EXP_MAX_FRACTIONS][SC_EXP_MAX_SEEDS];
     int64_t *name_ids[SC_EXP_MAX_METHODS]; /* (K, T) a CoOp method's class names, tokenized */
+    int64_t *name_mask[SC_EXP_MAX_METHODS]; /* (K, T) their attention masks */
     int64_t init_ids[SC_EXP_MAX_METHODS][SC_EXP_MAX_INIT_WORDS];
     int n_init[SC_EXP_MAX_METHODS]; /* CoOp's init words (0: random context) */
     int tsne_method;                /* the SCALE method mapped in Fig. 4, or -1 */
@@ -6344,8 +6344,8 @@ static sc_status coop(exp_scores *s, const exp_shared *sh, int mi, const int64_t
     sc_coop_config cfg = m->coop;
     cfg.seed = seed;
     sc_coop p;
-    sc_status st = sc_coop_init(&p, sh->model, sh->name_ids[mi], K, c->T, sh->n_init[mi] ? sh->init_ids[mi] : NULL, sh->n_init[mi],
-                                &cfg, err);
+    sc_status st = sc_coop_init(&p, sh->model, sh->name_ids[mi], sh->name_mask[mi], K, c->T,
+                                sh->n_init[mi] ? sh->init_ids[mi] : NULL, sh->n_init[mi], &cfg, err);
     if (!st) {
         sc_coop_data d = {n, E, img, targets, sh->n_tasks, sh->combo_offset};
         sc_ctx ctx;
@@ -6729,7 +6729,6 @@ static int list_jobs(exp_job *jobs, const exp_shared *sh)
     static const double kind_cost[SC_N_METHOD_KINDS] = {0.01, 0.01, 1, 20, 10};
     int n = 0, last_fraction = ex->n_fractions - 1;
     for (int m = 0; m < ex->n_methods; m++) {
-        if (sh->unavailable[m]) continue;
         sc_method_kind kind = ex->methods[m].kind;
         int trains = kind != SC_METHOD_ZERO_SHOT && kind != SC_METHOD_CONCEPT_SCORE;
         for (int f = trains ? 0 : -1; f < (trains ? ex->n_fractions : 0); f++) {
@@ -6881,7 +6880,6 @@ static void summary_tables(sc_text *t, const exp_sweep *sw, int level)
         for (int f = 0; f < ex->n_fractions; f++) sc_text_puts(t, "---:|");
         sc_text_puts(t, "\n");
         for (int m = 0; m < ex->n_methods; m++) {
-            if (sh->unavailable[m]) continue;
             sc_text_printf(t, "| %s |", ex->methods[m].name);
             for (int f = 0; f < ex->n_fractions; f++) {
                 sc_text_puts(t, " ");
@@ -6917,7 +6915,6 @@ static void summary_text(sc_text *t, const exp_sweep *sw, double seconds)
         if (ex->levels >> l & 1) summary_tables(t, sw, l);
     sc_text_printf(t, "\n## Time\n\n| method | jobs | seconds (sum over jobs) |\n|---|---:|---:|\n");
     for (int m = 0; m < ex->n_methods; m++) {
-        if (sh->unavailable[m]) continue;
         double s = 0;
         int n = 0;
         for (int i = 0; i < sw->n_jobs; i++)
@@ -6950,7 +6947,6 @@ static sc_status write_fig2(const exp_sweep *sw, int level, const char *path, sc
         p->n_x_ticks = F;
         p->series = series + n_series;
         for (int m = 0; m < ex->n_methods; m++) {
-            if (sh->unavailable[m]) continue;
             double *y = values + (size_t)n_series * 2 * F, *e = y + F;
             for (int f = 0; f < F; f++) {
                 exp_stat s = job_stat(sw, m, f, level, k);
@@ -7153,7 +7149,7 @@ static void shared_free(exp_shared *sh)
 {
     free(sh->class_offset), free(sh->class_of), free(sh->pool), free(sh->test), free(sh->class_labels);
     free(sh->test_raw), free(sh->prompts_raw), free(sh->tsne_rows), free(sh->tsne_concept);
-    for (int m = 0; m < SC_EXP_MAX_METHODS; m++) free(sh->name_ids[m]);
+    for (int m = 0; m < SC_EXP_MAX_METHODS; m++) free(sh->name_ids[m]), free(sh->name_mask[m]);
     for (int f = 0; f < SC_EXP_MAX_FRACTIONS; f++)
         for (int s = 0; s < SC_EXP_MAX_SEEDS; s++) free(sh->subset[f][s]);
     memset(sh, 0, sizeof *sh);
@@ -7237,71 +7233,117 @@ static sc_status shared_texts(exp_shared *sh, sc_err *err)
     return SC_OK;
 }
 
-/* CoOp's init words through the model's tokenizer, without the start and
- * end tokens. */
-static sc_status coop_init_words(exp_shared *sh, int m, sc_err *err)
+/* The token ids CoOp takes from the model's tokenizer: the init words
+ * (without the start and end tokens) and the period CoOp writes after a
+ * class name. *period = −1 when the run has no tokenizer (a model given
+ * in memory) and no init words need one; the note then says so. */
+static sc_status coop_tokens(exp_shared *sh, int m, int64_t *period, sc_err *err)
 {
     const sc_cache *c = sh->c;
     const sc_method *method = &sh->ex->methods[m];
     sc_tok_options o = sc_tok_defaults();
     o.max_length = (int)c->T;
-    int64_t *ids = malloc(sizeof(int64_t) * (size_t)c->T);
+    *period = -1;
     sc_tokenizer *tok = NULL;
+    sc_err tok_err;
+    sc_status st = sc_tokenizer_load(&tok, sh->ex->model, &o, &tok_err);
+    if (st) {
+        if (method->coop_init) return *err = tok_err, st;
+        snprintf(sh->note[m], sizeof sh->note[m], "class names without CoOp's period (%.140s)", tok_err.msg);
+        return SC_OK;
+    }
+    int64_t *ids = malloc(sizeof(int64_t) * (size_t)c->T);
     int n = 0;
-    sc_status st = ids ? sc_tokenizer_load(&tok, sh->ex->model, &o, err) : sc_fail(err, SC_ENOMEM, "out of memory");
-    if (!st) st = sc_tokenizer_encode(tok, method->coop_init, strlen(method->coop_init), ids, NULL, &n, NULL, err);
-    if (!st && (n < 3 || n - 2 > SC_EXP_MAX_INIT_WORDS))
+    st = ids ? sc_tokenizer_encode(tok, ".", 1, ids, NULL, &n, NULL, err) : sc_fail(err, SC_ENOMEM, "out of memory");
+    if (!st && n == 3) *period = ids[1];
+    if (!st && method->coop_init)
+        st = sc_tokenizer_encode(tok, method->coop_init, strlen(method->coop_init), ids, NULL, &n, NULL, err);
+    if (!st && method->coop_init && (n < 3 || n - 2 > SC_EXP_MAX_INIT_WORDS))
         st = sc_fail(err, SC_EARG, "%s:%d: init \"%s\" is %d tokens; CoOp's context takes 1 to %d", sh->ex->path,
                      method->line, method->coop_init, n - 2, SC_EXP_MAX_INIT_WORDS);
-    if (!st) {
+    if (!st && method->coop_init) {
         sh->n_init[m] = n - 2;
         memcpy(sh->init_ids[m], ids + 1, sizeof(int64_t) * (size_t)(n - 2));
     }
-    if (tok) sc_tokenizer_free(tok);
+    sc_tokenizer_free(tok);
     free(ids);
     return st;
 }
 
-/* CoOp's class names: the cache's tokenized names, each cut (keeping its
- * end token) where it would not fit the text tower's positions after the
- * start token and the context, with a note saying how many were cut; or
- * a note saying why CoOp cannot run at all. */
+/* The padding id of the cache's tokenizer: the id of any masked-out cell
+ * (one tokenizer wrote every row), or 0 if no row has padding. */
+static int64_t cache_pad_id(const sc_cache *c)
+{
+    for (int64_t i = 0; i < c->M * c->T; i++)
+        if (!c->text_mask[i]) return c->text_ids[i];
+    return 0;
+}
+
+/* @book begin coop-name-row */
+/* One CoOp name row of T columns from a cached row whose end token sits
+ * at `end`: the start token, the name's tokens, CoOp's period (when
+ * period >= 0), the end token, then padding, with its attention mask. The
+ * name's tokens are cut so that the end token lands at position `room` at
+ * the latest. Returns 1 when the name was cut. */
+static int coop_name_row(int64_t *ids, int64_t *mask, const int64_t *cached, int64_t end, int64_t T, int64_t period,
+                         int64_t pad, int64_t room)
+{
+    int64_t words = end - 1, extra = period >= 0, keep = words + extra + 1 <= room ? words : room - 1 - extra;
+    int64_t n = 0;
+    ids[n++] = cached[0];
+    for (int64_t i = 0; i < keep; i++) ids[n++] = cached[1 + i];
+    if (period >= 0) ids[n++] = period;
+    ids[n++] = cached[end];
+    for (int64_t t = 0; t < T; t++) mask[t] = t < n;
+    for (; n < T; n++) ids[n] = pad;
+    return keep < words;
+}
+/* @book end coop-name-row */
+
+/* CoOp's class names: the cache's tokenized names with CoOp's period
+ * before the end token, each cut where it would not fit the text tower's
+ * positions after the start token and the context, with a note saying how
+ * many were cut. Both text towers run on the tape, so CoOp runs on CLIP
+ * and MedCLIP caches alike. */
 static sc_status shared_coop(exp_shared *sh, int m, sc_err *err)
 {
     const sc_cache *c = sh->c;
     const sc_method *method = &sh->ex->methods[m];
-    if (!sh->model || sc_model_get_config(sh->model)->kind != SC_MODEL_CLIP) {
-        sh->unavailable[m] = 1;
-        snprintf(sh->note[m], sizeof sh->note[m], "CoOp is unavailable: it back-propagates through the text tower, "
-                 "and only CLIP's runs on the autograd tape here (MedCLIP's BERT does not)");
-        return SC_OK;
-    }
-    sc_status st = method->coop_init ? coop_init_words(sh, m, err) : SC_OK;
+    if (!sh->model)
+        return sc_fail(err, SC_EARG, "%s:%d: method '%s' (coop) needs the model: it trains through its text tower",
+                       sh->ex->path, method->line, method->name);
+    int64_t period;
+    sc_status st = coop_tokens(sh, m, &period, err);
     if (st) return st;
-    const sc_clip_text_config *tc = &sc_model_get_config(sh->model)->text;
-    int64_t T = c->T, room = tc->context - 1 - (sh->n_init[m] ? sh->n_init[m] : method->coop.n_ctx);
-    if (room < 2)
+    const sc_model_config *mc = sc_model_get_config(sh->model);
+    int64_t T = c->T, positions = mc->kind == SC_MODEL_CLIP ? mc->text.context : mc->bert.max_positions;
+    int n_ctx = sh->n_init[m] ? sh->n_init[m] : method->coop.n_ctx;
+    int64_t room = (positions < T ? positions : T) - 1 - n_ctx;   /* the latest end-token position */
+    if (room < 2 + (period >= 0))
         return sc_fail(err, SC_EARG, "%s:%d: %d context vectors leave no room for a name in the text tower's %lld "
-                       "positions", sh->ex->path, method->line, method->coop.n_ctx, (long long)tc->context);
+                       "positions", sh->ex->path, method->line, n_ctx, (long long)positions);
     int64_t *names = sh->name_ids[m] = malloc(sizeof(int64_t) * (size_t)(sh->K * T));
-    if (!names) return sc_fail(err, SC_ENOMEM, "out of memory");
+    int64_t *masks = sh->name_mask[m] = malloc(sizeof(int64_t) * (size_t)(sh->K * T));
+    if (!names || !masks) return sc_fail(err, SC_ENOMEM, "out of memory");
+    int64_t pad = cache_pad_id(c);
     int cut = 0;
     for (int t = 0; t < sh->n_tasks; t++)
         for (int h = 0; h < c->hier.tasks[t].n_combos; h++) {
-            int64_t src = sc_cache_text_row(c, SC_TEXT_NAME, t, h, 0), *row = names + (sh->combo_offset[t] + h) * T;
+            int64_t src = sc_cache_text_row(c, SC_TEXT_NAME, t, h, 0), k = sh->combo_offset[t] + h;
             if (src < 0) return sc_fail(err, SC_EFORMAT, "%s: no name text for combination %d of task '%s'", c->dir, h,
                                         c->hier.tasks[t].name);
-            memcpy(row, c->text_ids + src * T, sizeof(int64_t) * (size_t)T);
-            int64_t end = sc_clip_eot_index(tc, row, T);   /* name tokens + the end token = end */
-            if (end <= room) continue;
-            int64_t eot = row[end], pad = end + 1 < T ? row[end + 1] : 0;
-            row[room] = eot;
-            for (int64_t q = room + 1; q < T; q++) row[q] = pad;
-            cut++;
+            const int64_t *ids = c->text_ids + src * T, *mask = c->text_mask + src * T;
+            int64_t end = sc_coop_name_end(sh->model, ids, mask, T);
+            if (end < 1)
+                return sc_fail(err, SC_EFORMAT, "%s: the name of combination %d of task '%s' has no end token", c->dir,
+                               h, c->hier.tasks[t].name);
+            cut += coop_name_row(names + k * T, masks + k * T, ids, end, T, period, pad, room);
         }
+    size_t used = strlen(sh->note[m]);
     if (cut)
-        snprintf(sh->note[m], sizeof sh->note[m], "%d of %d class names were cut to %lld tokens to fit the text "
-                 "tower's %lld positions", cut, sh->K, (long long)(room - 1), (long long)tc->context);
+        snprintf(sh->note[m] + used, sizeof sh->note[m] - used, "%s%d of %d class names were cut to %lld tokens to "
+                 "fit the text tower's %lld positions", used ? "; " : "", cut, sh->K,
+                 (long long)(room - 1 - (period >= 0)), (long long)positions);
     return SC_OK;
 }
 

@@ -139,7 +139,7 @@ static void bench_coop(const sc_cache *c)
     for (int64_t i = 0; i < c->N * K; i++) targets[i] = c->image_labels[i];
     sc_coop_config cc = sc_coop_defaults();
     sc_coop p;
-    if (sc_coop_init(&p, m, names, K, T, NULL, 0, &cc, &err) != SC_OK) {
+    if (sc_coop_init(&p, m, names, NULL, K, T, NULL, 0, &cc, &err) != SC_OK) {
         printf("bench op=coop-step error=\"%s\"\n", err.msg);
     } else {
         sc_coop_data d = {32 * 2, c->E, c->image_emb, targets, c->hier.n_tasks, c->label_offset};
