@@ -7246,7 +7246,8 @@ static sc_status coop_tokens(exp_shared *sh, int m, int64_t *period, sc_err *err
     *period = -1;
     sc_tokenizer *tok = NULL;
     sc_err tok_err;
-    sc_status st = sc_tokenizer_load(&tok, sh->ex->model, &o, &tok_err);
+    sc_status st = sh->ex->model ? sc_tokenizer_load(&tok, sh->ex->model, &o, &tok_err)
+                                 : sc_fail(&tok_err, SC_EARG, "the config names no model folder");
     if (st) {
         if (method->coop_init) return *err = tok_err, st;
         snprintf(sh->note[m], sizeof sh->note[m], "class names without CoOp's period (%.140s)", tok_err.msg);
@@ -7316,9 +7317,11 @@ static sc_status shared_coop(exp_shared *sh, int m, sc_err *err)
     sc_status st = coop_tokens(sh, m, &period, err);
     if (st) return st;
     const sc_model_config *mc = sc_model_get_config(sh->model);
+    /* the tower's positions, or fewer: the tokenizer's max_length (T) */
     int64_t T = c->T, positions = mc->kind == SC_MODEL_CLIP ? mc->text.context : mc->bert.max_positions;
+    if (positions > T) positions = T;
     int n_ctx = sh->n_init[m] ? sh->n_init[m] : method->coop.n_ctx;
-    int64_t room = (positions < T ? positions : T) - 1 - n_ctx;   /* the latest end-token position */
+    int64_t room = positions - 1 - n_ctx;   /* the latest end-token position */
     if (room < 2 + (period >= 0))
         return sc_fail(err, SC_EARG, "%s:%d: %d context vectors leave no room for a name in the text tower's %lld "
                        "positions", sh->ex->path, method->line, n_ctx, (long long)positions);
