@@ -176,12 +176,14 @@ BOOK_SOURCES = scale.h scale.c tensor.c nn.c loss.c io.c
 BOOK_INDEX_ARGS = --sources $(BOOK_SOURCES) --tests $(TEST_SRC) --book $(BOOK_MD)
 
 # Worked examples marked "<!-- @run ... -->" run ./scale, so both targets
-# need it built.
+# need it built; the files they write go under build/book.
 book-check: build/booksnip build/bookindex scale
+	@mkdir -p build/book
 	./build/booksnip --check $(BOOK_SOURCES) -- $(BOOK_MD)
 	./build/bookindex --check $(BOOK_INDEX_ARGS)
 
 book: build/booksnip build/bookindex build/bookhtml scale
+	@mkdir -p build/book
 	./build/booksnip --update $(BOOK_SOURCES) -- $(BOOK_MD)
 	./build/bookindex --update $(BOOK_INDEX_ARGS)
 	./build/bookhtml build/book.html book/README.md $(filter book/0% book/1% book/2%,$(BOOK_MD)) \
@@ -225,7 +227,7 @@ exercises: build/bookindex
 	  $(MAKE) --no-print-directory -s exercise NAME=$$n SOLUTION=$(SOLUTION) || exit 1; done
 
 # ---- the shipped tiny VLM --------------------------------------------------
-# `make pretrain` rewrites data/tiny-vlm byte for byte (book/15b): a
+# `make pretrain` rewrites data/tiny-vlm byte for byte (book/15, section 15.8): a
 # synthetic Derm7p look-alike of 4000 cases drawn with seed 1001 (the demo
 # evaluates on synth's default seed, 7), then CLIP pretraining from scratch
 # with seed 7 on 2 threads. data/README.md records what it took.

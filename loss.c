@@ -45,7 +45,7 @@
  *
  * What the datasets and the zero-shot baselines need besides:
  *
- *     class-template A photo of a skin lesion whose {task} indicates a {class}.
+ *     class-template A photo of a skin lesion with {task} indicating a {class}.
  *     ensemble This is dermatoscopy of {concept} {task}.
  *     none No finding.
  *     reference This is dermatoscopy
@@ -1281,13 +1281,13 @@ double sc_scale_train_epoch(sc_scale_model *m, sc_ctx *ctx, const sc_train_data 
     sc_rng_shuffle(&m->rng, order, (int)N);
     double loss_sum = 0;
     int64_t steps = 0;
+    sc_optim_zero_grad(&m->opt);   /* then each step leaves them at zero */
     for (int64_t start = 0; start < N; start += B) {
         int64_t size = N - start < B ? N - start : B;    /* the last batch may be short */
         sc_ctx_reset(ctx);
         sc_tensor *loss = sc_scale_batch_loss(ctx, m, d, order + start, size, NULL);
-        sc_optim_zero_grad(&m->opt);
         sc_backward(ctx, loss);
-        sc_optim_step(&m->opt);
+        sc_optim_step_zero_grad(&m->opt);
         if (m->cfg.image_adapter) sc_adapter_project(&m->image);
         if (m->cfg.text_adapter) sc_adapter_project(&m->text);
         loss_sum += loss->data[0];

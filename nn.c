@@ -503,7 +503,7 @@ static attention_job attention_setup(const float *q, const float *k, const float
     return j;
 }
 
-/* ---- attention on the tape (both CLIP towers with autograd) ---- */
+/* ---- attention on the tape (the CLIP towers and BERT with autograd) ---- */
 
 /* @book begin attention-backward */
 /* With P the softmax of S = scale·QKᵀ (+ masks) and O = PV, per head:
@@ -554,9 +554,11 @@ static void attention_backward(sc_ctx *ctx, sc_node *node)
     sc_parallel_for(g.n_tasks, attention_grad_task, &g);
 }
 
-/* Attention of q, k, v (B, T, C) with H heads as an op on the tape. The
+/* Attention of q, k, v (B, T, C) with H heads as an op on the tape;
+ * key_bias (B, T) hides padding keys (0 or −FLT_MAX), or is NULL. The
  * probabilities are kept for the backward pass only when it will run. */
-static sc_tensor *attention_op(sc_ctx *ctx, sc_tensor *q, sc_tensor *k, sc_tensor *v, int64_t H, int causal)
+static sc_tensor *attention_op(sc_ctx *ctx, sc_tensor *q, sc_tensor *k, sc_tensor *v, int64_t H, int causal,
+                               const float *key_bias)
 {
     q = sc_contiguous(ctx, q);
     k = sc_contiguous(ctx, k);
@@ -568,6 +570,7 @@ static sc_tensor *attention_op(sc_ctx *ctx, sc_tensor *q, sc_tensor *k, sc_tenso
     attention_job *j = sc__act_alloc(ctx, sizeof *j);
     *j = attention_setup(q->data, k->data, v->data, out->data, B, T, C, H);
     j->causal = causal;
+    j->key_bias = key_bias;
     sc_node *node = sc__node_record(ctx, "attention", attention_backward, out, (sc_tensor *[]){q, k, v}, 3);
     if (node) {
         j->probs = scratch(ctx, B * H * T * T);
@@ -582,7 +585,7 @@ static sc_tensor *attention_op(sc_ctx *ctx, sc_tensor *q, sc_tensor *k, sc_tenso
 
 sc_tensor *sc__attention(sc_ctx *ctx, sc_tensor *q, sc_tensor *k, sc_tensor *v, int64_t H, int causal)
 {
-    return attention_op(ctx, q, k, v, H, causal);
+    return attention_op(ctx, q, k, v, H, causal, NULL);
 }
 
 /* ---- the transformer blocks (inference) ---- */
@@ -701,7 +704,7 @@ static void block_post_ln(float *x, int64_t n_seq, int64_t T, const block_weight
 }
 /* @book end post-ln-block */
 
-/* ---- weights and the pre-LN block on the tape ---- */
+/* ---- weights and the two blocks on the tape ---- */
 
 /* A tape op reads each weight as a tensor: the model's own trainable
  * parameter when it has one (so the gradient reaches it and the optimizer
@@ -732,6 +735,28 @@ static sc_tensor *layernorm_op(const tape *tp, sc_tensor *x, const float *w, con
     return sc_layernorm(tp->ctx, x, tape_weight(tp, w, 1, &C, "ln_w"), tape_weight(tp, b, 1, &C, "ln_b"), eps);
 }
 
+/* @book begin tape-sublayers */
+/* out_proj(attention(q(h), k(h), v(h))): the attention sublayer of both
+ * blocks, h (B, T, C) → (B, T, C) before its residual sum. */
+static sc_tensor *attention_sublayer_tape(const tape *tp, sc_tensor *h, const block_weights *w, const block_dims *d,
+                                          int causal, const float *key_bias)
+{
+    int64_t C = d->C;
+    sc_tensor *q = linear_op(tp, h, w->q_w, w->q_b, C, C);
+    sc_tensor *k = linear_op(tp, h, w->k_w, w->k_b, C, C);
+    sc_tensor *v = linear_op(tp, h, w->v_w, w->v_b, C, C);
+    sc_tensor *a = attention_op(tp->ctx, q, k, v, d->H, causal, key_bias);
+    return linear_op(tp, a, w->o_w, w->o_b, C, C);
+}
+
+/* fc2(act(fc1(h))): the MLP sublayer of both blocks. */
+static sc_tensor *mlp_sublayer_tape(const tape *tp, sc_tensor *h, const block_weights *w, const block_dims *d)
+{
+    h = activation_op(tp->ctx, linear_op(tp, h, w->fc1_w, w->fc1_b, d->F, d->C), d->act);
+    return linear_op(tp, h, w->fc2_w, w->fc2_b, d->C, d->F);
+}
+/* @book end tape-sublayers */
+
 /* @book begin clip-block-tape */
 /* The pre-LN block of block_pre_ln, op by op on the tape, for both CLIP
  * towers: x (B, T, C) → (B, T, C), with the causal mask in the text tower
@@ -740,18 +765,27 @@ static sc_tensor *block_pre_ln_tape(const tape *tp, sc_tensor *x, const block_we
                                     int causal)
 {
     sc_ctx *ctx = tp->ctx;
-    int64_t C = d->C, F = d->F;
-    sc_tensor *h = layernorm_op(tp, x, w->ln_attn_w, w->ln_attn_b, C, d->eps);
-    sc_tensor *q = linear_op(tp, h, w->q_w, w->q_b, C, C);
-    sc_tensor *k = linear_op(tp, h, w->k_w, w->k_b, C, C);
-    sc_tensor *v = linear_op(tp, h, w->v_w, w->v_b, C, C);
-    sc_tensor *a = attention_op(ctx, q, k, v, d->H, causal);
-    x = sc_add(ctx, x, linear_op(tp, a, w->o_w, w->o_b, C, C));
-    h = layernorm_op(tp, x, w->ln_mlp_w, w->ln_mlp_b, C, d->eps);
-    h = activation_op(ctx, linear_op(tp, h, w->fc1_w, w->fc1_b, F, C), d->act);
-    return sc_add(ctx, x, linear_op(tp, h, w->fc2_w, w->fc2_b, C, F));
+    sc_tensor *h = layernorm_op(tp, x, w->ln_attn_w, w->ln_attn_b, d->C, d->eps);
+    x = sc_add(ctx, x, attention_sublayer_tape(tp, h, w, d, causal, NULL));
+    h = layernorm_op(tp, x, w->ln_mlp_w, w->ln_mlp_b, d->C, d->eps);
+    return sc_add(ctx, x, mlp_sublayer_tape(tp, h, w, d));
 }
 /* @book end clip-block-tape */
+
+/* @book begin bert-block-tape */
+/* The post-LN block of block_post_ln on the tape (BERT): x (B, T, C) →
+ * (B, T, C), the same two sublayers with each LayerNorm moved after its
+ * residual sum; key_bias (B, T) hides the padding keys, or is NULL. */
+static sc_tensor *block_post_ln_tape(const tape *tp, sc_tensor *x, const block_weights *w, const block_dims *d,
+                                     const float *key_bias)
+{
+    sc_ctx *ctx = tp->ctx;
+    x = sc_add(ctx, x, attention_sublayer_tape(tp, x, w, d, 0, key_bias));
+    x = layernorm_op(tp, x, w->ln_attn_w, w->ln_attn_b, d->C, d->eps);
+    x = sc_add(ctx, x, mlp_sublayer_tape(tp, x, w, d));
+    return layernorm_op(tp, x, w->ln_mlp_w, w->ln_mlp_b, d->C, d->eps);
+}
+/* @book end bert-block-tape */
 
 /* ======================================================================== */
 /* 3. CLIP vision transformer                                                */
@@ -1392,6 +1426,45 @@ static void medclip_text_forward(sc_ctx *ctx, const sc_bert_config *c, const ber
     tap(taps, "text_pooled", pooled, 2, (int64_t[]){B, C});
     linear(out, pooled, w->proj, NULL, B, C, E, 0, NO_ACT);
 }
+
+/* ---- the same tower on the autograd tape ---- */
+
+/* @book begin medclip-text-tape */
+/* x (B, T, C) word embeddings → (B, E); see sc_medclip_text_forward. The
+ * token type 0 row and the first T position rows are added here, then
+ * LayerNorm, the post-LN blocks with the padding keys hidden, and
+ * MedCLIP's pooling: hidden states 1, 2 and L, each a mean over all T
+ * positions (padding included), their mean, the bias-free projection. */
+static sc_tensor *medclip_text_tape(const tape *tp, const sc_bert_config *c, const bert_weights *w, int64_t E,
+                                    sc_tensor *x, const int64_t *mask)
+{
+    SC_ASSERT(x->ndim == 3 && x->shape[2] == c->width && x->shape[1] <= c->max_positions,
+              "BERT: embeddings must be (B, T <= %lld, %lld)", (long long)c->max_positions, (long long)c->width);
+    sc_ctx *ctx = tp->ctx;
+    int64_t B = x->shape[0], T = x->shape[1], C = c->width;
+    sc_tensor *types = tape_weight(tp, w->type, 2, (int64_t[]){c->type_vocab, C}, "type_emb");
+    sc_tensor *pos = tape_weight(tp, w->pos, 2, (int64_t[]){c->max_positions, C}, "pos_emb");
+    x = sc_add(ctx, x, sc_reshape(ctx, sc_slice(ctx, types, 0, 0, 1), 1, &C));   /* + type 0, every token */
+    x = sc_add(ctx, x, sc_slice(ctx, pos, 0, 0, T));
+    x = layernorm_op(tp, x, w->ln_w, w->ln_b, C, c->eps);
+    float *key_bias = NULL;                                                      /* (B, T) */
+    if (mask) {
+        key_bias = scratch(ctx, B * T);
+        for (int64_t r = 0; r < B * T; r++) key_bias[r] = mask[r] ? 0.0f : -FLT_MAX;
+    }
+    block_dims d = bert_dims(c);
+    sc_tensor *sum = NULL;                                                       /* (B, C) */
+    for (int64_t l = 1; l <= c->layers; l++) {
+        x = block_post_ln_tape(tp, x, &w->layers[l - 1], &d, key_bias);
+        int uses = (l == 1) + (l == 2) + (l == c->layers);   /* L = 2: layer 2 twice */
+        for (int u = 0; u < uses; u++) {
+            sc_tensor *mean = sc_mean(ctx, x, 1);
+            sum = sum ? sc_add(ctx, sum, mean) : mean;
+        }
+    }
+    return linear_op(tp, sc_scale(ctx, sum, 1.0f / 3.0f), w->proj, NULL, E, C);
+}
+/* @book end medclip-text-tape */
 
 /* ======================================================================== */
 /* 7. Models: CLIP, MedCLIP, loading from files                              */
@@ -2700,6 +2773,20 @@ sc_tensor *sc_clip_text_forward_ids(sc_ctx *ctx, const sc_model *m, const int64_
     return sc_clip_text_forward(ctx, m, x, ids);
 }
 
+sc_tensor *sc_medclip_word_embedding(sc_ctx *ctx, const sc_model *m)
+{
+    SC_ASSERT(m->cfg.kind == SC_MODEL_MEDCLIP, "word embeddings of a MedCLIP model only");
+    tape tp = {ctx, m};
+    return tape_weight(&tp, m->bert.word, 2, (int64_t[]){m->cfg.bert.vocab, m->cfg.bert.width}, "word_embeddings");
+}
+
+sc_tensor *sc_medclip_text_forward(sc_ctx *ctx, const sc_model *m, sc_tensor *x, const int64_t *mask)
+{
+    SC_ASSERT(m->cfg.kind == SC_MODEL_MEDCLIP, "the BERT tower on the tape is MedCLIP's");
+    tape tp = {ctx, m};
+    return medclip_text_tape(&tp, &m->cfg.bert, &m->bert, m->cfg.embed_dim, x, mask);
+}
+
 sc_tensor *sc_clip_image_forward(sc_ctx *ctx, const sc_model *m, sc_tensor *pixels)
 {
     SC_ASSERT(m->cfg.kind == SC_MODEL_CLIP, "the vision tower on the tape is CLIP's");
@@ -3089,25 +3176,37 @@ sc_tensor *sc_adapter_apply(sc_ctx *ctx, const sc_adapter *ad, sc_tensor *f)
 /* 9. CoOp prompt learner                                                    */
 /* ======================================================================== */
 
-/* CoOp (Zhou et al., IJCV 2022) keeps CLIP frozen and learns the words
+/* CoOp (Zhou et al., IJCV 2022) keeps the VLM frozen and learns the words
  * around the class name. A prompt is a row of T token embeddings,
  *
- *     [SOS] [V]_1 ... [V]_n_ctx [name tokens] [EOS] [padding]
+ *     CLIP:     [SOS] [V]_1 ... [V]_n_ctx [name tokens] [EOS] [padding]
+ *     MedCLIP:  [CLS] [V]_1 ... [V]_n_ctx [name tokens] [SEP] [PAD] ...
  *
  * where the n_ctx context vectors [V] (C wide each) are free parameters in
- * token-embedding space: shared by every prompt ("unified"), or one set
- * per prompt ("class-specific", CSC). The class token sits at the end, as
- * in CoOp's default. The text transformer runs on the tape, so the loss
- * reaches the context vectors through all of its frozen layers.
+ * the tower's token-embedding space (BERT's word embeddings for MedCLIP):
+ * shared by every prompt ("unified"), or one set per prompt
+ * ("class-specific", CSC). The class token sits at the end, as in CoOp's
+ * default; CoOp's period after the name is part of the name row the
+ * caller gives (the experiment runner appends it). The text tower runs on
+ * the tape, so the loss reaches the context vectors through all of its
+ * frozen layers.
  *
  * Layout: every position of every prompt reads one row of the table
  * [ctx; frozen], where ctx (n_ctx or K·n_ctx, C) is the parameter and
  * frozen (K·(T − n_ctx), C) holds each prompt's start, name, end and
- * padding embeddings, copied once from the token-embedding table. One
- * gather (sc_embedding) then builds the (K, T, C) input, and its backward
- * pass adds each position's gradient to the context row it read. T is
- * the longest prompt: under the causal mask the end token never sees the
- * padding behind it, so trimming the 77 columns changes nothing. */
+ * padding embeddings, copied once from the embedding table. One gather
+ * (sc_embedding) then builds the (K, T, C) input, and its backward pass
+ * adds each position's gradient to the context row it read.
+ *
+ * T is the longest prompt: 1 + n_ctx + the longest name with its end
+ * token, for all K prompts alike, in training and in evaluation. For CLIP
+ * that only saves work — under the causal mask the end token never sees
+ * the padding behind it. For MedCLIP it is a choice that shows: MedCLIP
+ * averages over every position, padding included, and tokenises with
+ * padding=True, i.e. to the longest prompt of the call; our K prompts are
+ * that one call, as CoOp assembles all its class prompts at once, so a
+ * shorter name's prompt carries [PAD] rows up to T, masked as keys and
+ * counted in its mean — the same T whenever the prompts are built. */
 
 sc_coop_config sc_coop_defaults(void)
 {
@@ -3133,45 +3232,104 @@ void sc_coop_free(sc_coop *p)
     memset(p, 0, sizeof *p);
 }
 
-/* The content tokens of a tokenized name row: positions 1 .. end, the end
- * token included (its pooled position by the model's rule). */
-static int64_t name_length(const sc_clip_text_config *tc, const int64_t *row, int64_t Tn)
+/* What CoOp reads of a text tower. */
+typedef struct {
+    const float *table;       /* (V, C) CLIP's token or BERT's word embeddings */
+    int64_t vocab, width;     /* V, C */
+    int64_t positions;        /* the longest prompt it takes */
+} prompt_tower;
+
+static prompt_tower coop_tower(const sc_model *m)
 {
-    return sc_clip_eot_index(tc, row, Tn);   /* tokens before it, the start token included */
+    prompt_tower t;
+    if (m->cfg.kind == SC_MODEL_CLIP)
+        t = (prompt_tower){m->text.tok_emb, m->cfg.text.vocab, m->cfg.text.width, m->cfg.text.context};
+    else
+        t = (prompt_tower){m->bert.word, m->cfg.bert.vocab, m->cfg.bert.width, m->cfg.bert.max_positions};
+    return t;
 }
 
-sc_status sc_coop_init(sc_coop *p, const sc_model *m, const int64_t *name_ids, int64_t K, int64_t Tn,
-                       const int64_t *init_ids, int n_init, const sc_coop_config *cfg, sc_err *err)
+int64_t sc_coop_name_end(const sc_model *m, const int64_t *ids, const int64_t *mask, int64_t Tn)
+{
+    if (m->cfg.kind == SC_MODEL_CLIP) return sc_clip_eot_index(&m->cfg.text, ids, Tn);
+    SC_ASSERT(mask != NULL, "a MedCLIP name's end is found by its attention mask");
+    int64_t end = 0;   /* BERT: [SEP] is the last real token */
+    for (int64_t t = 0; t < Tn; t++)
+        if (mask[t]) end = t;
+    return end;
+}
+
+/* Check the name rows (K, Tn) and find the longest name with its end
+ * token: *longest = the largest end position. */
+static sc_status coop_check_names(const sc_model *m, const int64_t *name_ids, const int64_t *name_mask, int64_t K,
+                                  int64_t Tn, int64_t *longest, sc_err *err)
+{
+    prompt_tower tw = coop_tower(m);
+    if (m->cfg.kind == SC_MODEL_MEDCLIP && !name_mask)
+        return sc_fail(err, SC_EARG, "CoOp: MedCLIP's names need their attention mask (where the padding starts)");
+    *longest = 0;
+    for (int64_t k = 0; k < K; k++) {
+        const int64_t *row = name_ids + k * Tn;
+        for (int64_t t = 0; t < Tn; t++)
+            if (row[t] < 0 || row[t] >= tw.vocab)
+                return sc_fail(err, SC_ERANGE, "CoOp: name %lld has token id %lld outside the vocabulary of %lld",
+                               (long long)k, (long long)row[t], (long long)tw.vocab);
+        int64_t end = sc_coop_name_end(m, row, name_mask ? name_mask + k * Tn : NULL, Tn);
+        if (end < 1) return sc_fail(err, SC_EARG, "CoOp: name %lld has no end token after its start", (long long)k);
+        if (end > *longest) *longest = end;
+    }
+    return SC_OK;
+}
+
+/* Every prompt k: start token, context, then the name row from position
+ * 1, its padding up to T; rows[] says which table row each position reads,
+ * mask[] which positions are real. */
+static void coop_assemble(sc_coop *p, const sc_model *m, const int64_t *name_ids, const int64_t *name_mask,
+                          int64_t Tn)
+{
+    int64_t K = p->K, T = p->T, C = p->C, n_ctx = p->n_ctx, n_rows = p->ctx->shape[0];
+    const float *table = coop_tower(m).table;
+    for (int64_t k = 0; k < K; k++) {
+        const int64_t *row = name_ids + k * Tn;
+        int64_t end = n_ctx + sc_coop_name_end(m, row, name_mask ? name_mask + k * Tn : NULL, Tn);
+        for (int64_t t = 0, f = 0; t < T; t++) {
+            int64_t *id = &p->ids[k * T + t];
+            int32_t *slot = &p->rows[k * T + t];
+            p->mask[k * T + t] = t <= end;
+            if (t >= 1 && t <= n_ctx) {
+                *id = row[0];   /* a placeholder; ids only choose CLIP's pooled row */
+                *slot = (int32_t)((p->cfg.class_specific ? k * n_ctx : 0) + t - 1);
+                continue;
+            }
+            *id = row[t == 0 ? 0 : t - n_ctx];   /* t − n_ctx <= the longest end < Tn */
+            int64_t frozen_row = k * (T - n_ctx) + f++;
+            memcpy(p->frozen->data + frozen_row * C, table + *id * C, sizeof(float) * (size_t)C);
+            *slot = (int32_t)(n_rows + frozen_row);
+        }
+    }
+}
+
+sc_status sc_coop_init(sc_coop *p, const sc_model *m, const int64_t *name_ids, const int64_t *name_mask, int64_t K,
+                       int64_t Tn, const int64_t *init_ids, int n_init, const sc_coop_config *cfg, sc_err *err)
 {
     memset(p, 0, sizeof *p);
-    if (m->cfg.kind != SC_MODEL_CLIP)
-        return sc_fail(err, SC_EUNSUPPORTED, "CoOp needs a CLIP text tower; this MedCLIP model's BERT does not "
-                       "run on the autograd tape");
-    const sc_clip_text_config *tc = &m->cfg.text;
+    prompt_tower tw = coop_tower(m);
     int n_ctx = init_ids ? n_init : cfg->n_ctx;
     if (K < 1 || Tn < 2 || n_ctx < 1 || cfg->epochs < 1 || cfg->batch_size < 1 || !(cfg->lr > 0))
         return sc_fail(err, SC_EARG, "CoOp: %lld prompts of %lld tokens, %d context vectors, %d epochs, batch %d",
                        (long long)K, (long long)Tn, n_ctx, cfg->epochs, cfg->batch_size);
     int64_t longest = 0;   /* name tokens + end token, over all prompts */
-    for (int64_t k = 0; k < K; k++) {
-        const int64_t *row = name_ids + k * Tn;
-        int64_t end = name_length(tc, row, Tn);
-        for (int64_t t = 0; t < Tn; t++)
-            if (row[t] < 0 || row[t] >= tc->vocab)
-                return sc_fail(err, SC_ERANGE, "CoOp: name %lld has token id %lld outside the vocabulary of %lld",
-                               (long long)k, (long long)row[t], (long long)tc->vocab);
-        if (end < 1) return sc_fail(err, SC_EARG, "CoOp: name %lld has no end token after its start", (long long)k);
-        if (end > longest) longest = end;
-    }
+    sc_status st = coop_check_names(m, name_ids, name_mask, K, Tn, &longest, err);
+    if (st) return st;
     for (int i = 0; init_ids && i < n_init; i++)
-        if (init_ids[i] < 0 || init_ids[i] >= tc->vocab)
+        if (init_ids[i] < 0 || init_ids[i] >= tw.vocab)
             return sc_fail(err, SC_ERANGE, "CoOp: initial word id %lld is outside the vocabulary",
                            (long long)init_ids[i]);
-    int64_t T = 1 + n_ctx + longest, C = tc->width, n_rows = cfg->class_specific ? K * n_ctx : n_ctx;
-    if (T > tc->context)
+    int64_t T = 1 + n_ctx + longest, C = tw.width, n_rows = cfg->class_specific ? K * n_ctx : n_ctx;
+    if (T > tw.positions)
         return sc_fail(err, SC_ERANGE, "CoOp: %d context vectors and a name of %lld tokens need %lld positions; "
                        "the text tower has %lld", n_ctx, (long long)(longest - 1), (long long)T,
-                       (long long)tc->context);
+                       (long long)tw.positions);
     p->cfg = *cfg;
     p->K = K, p->T = T, p->C = C, p->n_ctx = n_ctx;
     sc_arena_init(&p->arena, "CoOp", (size_t)1 << 20, 0);
@@ -3179,7 +3337,8 @@ sc_status sc_coop_init(sc_coop *p, const sc_model *m, const int64_t *name_ids, i
     p->frozen = sc_tensor_try_new(&p->arena, 2, (int64_t[]){K * (T - n_ctx), C}, "coop.frozen");
     p->rows = sc_arena_alloc(&p->arena, sizeof(int32_t) * (size_t)(K * T));
     p->ids = sc_arena_alloc(&p->arena, sizeof(int64_t) * (size_t)(K * T));
-    if (!p->ctx || !p->frozen || !p->rows || !p->ids) {
+    p->mask = sc_arena_alloc(&p->arena, sizeof(int64_t) * (size_t)(K * T));
+    if (!p->ctx || !p->frozen || !p->rows || !p->ids || !p->mask) {
         sc_coop_free(p);
         return sc_fail(err, SC_ENOMEM, "CoOp: out of memory for %lld prompts", (long long)K);
     }
@@ -3188,30 +3347,13 @@ sc_status sc_coop_init(sc_coop *p, const sc_model *m, const int64_t *name_ids, i
     sc_rng_seed(&p->rng, cfg->seed);
     for (int64_t r = 0; r < n_rows; r++)
         for (int64_t c = 0; c < C; c++)
-            p->ctx->data[r * C + c] = init_ids ? m->text.tok_emb[init_ids[r % n_ctx] * C + c]
+            p->ctx->data[r * C + c] = init_ids ? tw.table[init_ids[r % n_ctx] * C + c]
                                                : cfg->init_std * sc_rng_normal(&p->rng);
-    /* every prompt: start token, context, then the name row from position 1 */
-    for (int64_t k = 0; k < K; k++) {
-        const int64_t *row = name_ids + k * Tn;
-        for (int64_t t = 0, f = 0; t < T; t++) {
-            int64_t *id = &p->ids[k * T + t];
-            int32_t *slot = &p->rows[k * T + t];
-            if (t >= 1 && t <= n_ctx) {
-                *id = row[0];   /* a placeholder; ids only choose the pooled row */
-                *slot = (int32_t)((cfg->class_specific ? k * n_ctx : 0) + t - 1);
-                continue;
-            }
-            int64_t src = t == 0 ? 0 : t - n_ctx;            /* position in the name row */
-            *id = src < Tn ? row[src] : row[Tn - 1];          /* past the row: its padding */
-            int64_t frozen_row = k * (T - n_ctx) + f++;
-            memcpy(p->frozen->data + frozen_row * C, m->text.tok_emb + *id * C, sizeof(float) * (size_t)C);
-            *slot = (int32_t)(n_rows + frozen_row);
-        }
-    }
+    coop_assemble(p, m, name_ids, name_mask, Tn);
     sc_opt_config oc = sc_opt_defaults(SC_OPT_SGD, cfg->lr);
     oc.momentum = cfg->momentum;
     oc.weight_decay = cfg->weight_decay;
-    sc_status st = sc_optim_init(&p->opt, oc, &p->ctx, 1, err);
+    st = sc_optim_init(&p->opt, oc, &p->ctx, 1, err);
     if (st) sc_coop_free(p);
     return st;
 }
@@ -3222,7 +3364,8 @@ sc_tensor *sc_coop_text_features(sc_ctx *ctx, const sc_coop *p, const sc_model *
     sc_tensor *table = sc_concat(ctx, (sc_tensor *[]){p->ctx, p->frozen}, 2, 0);  /* (rows, C) */
     sc_tensor *x = sc_embedding(ctx, table, p->rows, p->K * p->T);               /* (K·T, C) */
     x = sc_reshape(ctx, x, 3, (int64_t[]){p->K, p->T, p->C});                    /* (K, T, C) */
-    return sc_clip_text_forward(ctx, m, x, p->ids);                              /* (K, E) */
+    if (m->cfg.kind == SC_MODEL_CLIP) return sc_clip_text_forward(ctx, m, x, p->ids);   /* (K, E) */
+    return sc_medclip_text_forward(ctx, m, x, p->mask);                                /* (K, E) */
 }
 /* @book end coop-features */
 

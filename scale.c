@@ -18,7 +18,7 @@
  *   8. The `scale` command
  *      8a. argument helpers
  *      8b. commands: inputs (decode, preprocess, tokenize)
- *      8c. commands: models (encode, embed, dataset, cache)
+ *      8c. commands: models (encode, compare, embed, dataset, cache)
  *      8d. commands: SCALE (loss, metrics, train, predict)
  *      8e. commands: experiments, synthetic data, demo
  *      8f. the command table and main
@@ -3759,9 +3759,9 @@ static sc_status ds_drop_rare(ds_builder *b, int min_cases)
                 st = ds_list_add(b, &ds->dropped, &ds->n_dropped, &b->cap_dropped, "%s|%s|%s", task->name,
                                  task->classes[task->combo_class[h]].name, task->concepts[task->combo_concept[h]].name);
             if (!keep[h] && !st)
-                st = DS_NOTE(b, "combination '%s: %s' of task '%s' dropped: %d images, fewer than %d",
+                st = DS_NOTE(b, "combination '%s: %s' of task '%s' dropped: %d image%s, fewer than %d",
                              task->classes[task->combo_class[h]].name, task->concepts[task->combo_concept[h]].name,
-                             task->name, count[off + h], min_cases);
+                             task->name, count[off + h], count[off + h] == 1 ? "" : "s", min_cases);
         }
         int task_map[SC_HIER_MAX_COMBOS];
         if (!st && sc_hier_task_keep(&ds->hier, t, keep, task_map, b->err))
@@ -6117,7 +6117,6 @@ typedef struct {
     const sc_cache *c;
     const sc_model *model;          /* CoOp's text tower, or NULL */
     const sc_cache *scored[SC_EXP_MAX_METHODS]; /* the cache each method scores with */
-    int unavailable[SC_EXP_MAX_METHODS];        /* 1: skipped (reason in note) */
     char note[SC_EXP_MAX_METHODS][200];
     int n_tasks, K, n_classes;      /* tasks, combinations, classes of all tasks */
     const int *combo_offset;        /* (n_tasks + 1) task t owns combinations [offset[t], offset[t + 1]) */
@@ -6133,6 +6132,7 @@ typedef struct {
     int64_t *subset[SC_EXP_MAX_FRACTIONS][SC_EXP_MAX_SEEDS];
     int64_t subset_n[SC_EXP_MAX_FRACTIONS][SC_EXP_MAX_SEEDS];
     int64_t *name_ids[SC_EXP_MAX_METHODS]; /* (K, T) a CoOp method's class names, tokenized */
+    int64_t *name_mask[SC_EXP_MAX_METHODS]; /* (K, T) their attention masks */
     int64_t init_ids[SC_EXP_MAX_METHODS][SC_EXP_MAX_INIT_WORDS];
     int n_init[SC_EXP_MAX_METHODS]; /* CoOp's init words (0: random context) */
     int tsne_method;                /* the SCALE method mapped in Fig. 4, or -1 */
@@ -6261,14 +6261,18 @@ static sc_status zero_shot(exp_scores *s, const exp_shared *sh, const sc_method 
     return st;
 }
 
-/* MONET's presence score of every combination: its prompt and ensemble
- * variants are the targets, the hierarchy's reference prompts the
- * reference. */
+/* MONET's presence score of every combination. The targets are the
+ * combination's ensemble variants, which data/derm7p.hier writes with
+ * MONET's own dermoscopy templates ("This is dermatoscopy of ..."); a
+ * hierarchy without ensemble lines uses the canonical prompt. The
+ * reference is the hierarchy's reference prompts ("This is dermatoscopy"). */
 static sc_status concept_score(exp_scores *s, const exp_shared *sh, const sc_method *m, const sc_cache *c,
                                sc_err *err)
 {
     int V = INT32_MAX, R = c->hier.n_references;
-    for (int t = 0; t < sh->n_tasks; t++) V = 1 + c->hier.tasks[t].n_ensemble < V ? 1 + c->hier.tasks[t].n_ensemble : V;
+    for (int t = 0; t < sh->n_tasks; t++) V = c->hier.tasks[t].n_ensemble < V ? c->hier.tasks[t].n_ensemble : V;
+    int ensembles = V > 0;
+    if (!ensembles) V = 1;
     if (R < 1) return sc_fail(err, SC_EFORMAT, "%s: the hierarchy has no 'reference' prompts for concept scores",
                               c->dir);
     float *targets = malloc(sizeof(float) * (size_t)(((int64_t)V * sh->K + R) * sh->E + sh->n_test * sh->E) + 1);
@@ -6276,7 +6280,7 @@ static sc_status concept_score(exp_scores *s, const exp_shared *sh, const sc_met
     float *refs = targets + (int64_t)V * sh->K * sh->E, *x = refs + R * sh->E;
     int ok = 1;
     for (int v = 0; ok && v < V; v++)
-        ok = prompt_matrix(targets + (int64_t)v * sh->K * sh->E, c, sh, v ? SC_TEXT_ENSEMBLE : SC_TEXT_PROMPT, v - !!v);
+        ok = prompt_matrix(targets + (int64_t)v * sh->K * sh->E, c, sh, ensembles ? SC_TEXT_ENSEMBLE : SC_TEXT_PROMPT, v);
     for (int r = 0; ok && r < R; r++) {
         int64_t row = sc_cache_text_row(c, SC_TEXT_REFERENCE, -1, r, 0);
         if ((ok = row >= 0)) sc_normalize_rows(refs + r * sh->E, c->text_emb + row * sh->E, 1, sh->E);
@@ -6340,8 +6344,8 @@ static sc_status coop(exp_scores *s, const exp_shared *sh, int mi, const int64_t
     sc_coop_config cfg = m->coop;
     cfg.seed = seed;
     sc_coop p;
-    sc_status st = sc_coop_init(&p, sh->model, sh->name_ids[mi], K, c->T, sh->n_init[mi] ? sh->init_ids[mi] : NULL, sh->n_init[mi],
-                                &cfg, err);
+    sc_status st = sc_coop_init(&p, sh->model, sh->name_ids[mi], sh->name_mask[mi], K, c->T,
+                                sh->n_init[mi] ? sh->init_ids[mi] : NULL, sh->n_init[mi], &cfg, err);
     if (!st) {
         sc_coop_data d = {n, E, img, targets, sh->n_tasks, sh->combo_offset};
         sc_ctx ctx;
@@ -6725,7 +6729,6 @@ static int list_jobs(exp_job *jobs, const exp_shared *sh)
     static const double kind_cost[SC_N_METHOD_KINDS] = {0.01, 0.01, 1, 20, 10};
     int n = 0, last_fraction = ex->n_fractions - 1;
     for (int m = 0; m < ex->n_methods; m++) {
-        if (sh->unavailable[m]) continue;
         sc_method_kind kind = ex->methods[m].kind;
         int trains = kind != SC_METHOD_ZERO_SHOT && kind != SC_METHOD_CONCEPT_SCORE;
         for (int f = trains ? 0 : -1; f < (trains ? ex->n_fractions : 0); f++) {
@@ -6877,7 +6880,6 @@ static void summary_tables(sc_text *t, const exp_sweep *sw, int level)
         for (int f = 0; f < ex->n_fractions; f++) sc_text_puts(t, "---:|");
         sc_text_puts(t, "\n");
         for (int m = 0; m < ex->n_methods; m++) {
-            if (sh->unavailable[m]) continue;
             sc_text_printf(t, "| %s |", ex->methods[m].name);
             for (int f = 0; f < ex->n_fractions; f++) {
                 sc_text_puts(t, " ");
@@ -6913,7 +6915,6 @@ static void summary_text(sc_text *t, const exp_sweep *sw, double seconds)
         if (ex->levels >> l & 1) summary_tables(t, sw, l);
     sc_text_printf(t, "\n## Time\n\n| method | jobs | seconds (sum over jobs) |\n|---|---:|---:|\n");
     for (int m = 0; m < ex->n_methods; m++) {
-        if (sh->unavailable[m]) continue;
         double s = 0;
         int n = 0;
         for (int i = 0; i < sw->n_jobs; i++)
@@ -6946,7 +6947,6 @@ static sc_status write_fig2(const exp_sweep *sw, int level, const char *path, sc
         p->n_x_ticks = F;
         p->series = series + n_series;
         for (int m = 0; m < ex->n_methods; m++) {
-            if (sh->unavailable[m]) continue;
             double *y = values + (size_t)n_series * 2 * F, *e = y + F;
             for (int f = 0; f < F; f++) {
                 exp_stat s = job_stat(sw, m, f, level, k);
@@ -7149,7 +7149,7 @@ static void shared_free(exp_shared *sh)
 {
     free(sh->class_offset), free(sh->class_of), free(sh->pool), free(sh->test), free(sh->class_labels);
     free(sh->test_raw), free(sh->prompts_raw), free(sh->tsne_rows), free(sh->tsne_concept);
-    for (int m = 0; m < SC_EXP_MAX_METHODS; m++) free(sh->name_ids[m]);
+    for (int m = 0; m < SC_EXP_MAX_METHODS; m++) free(sh->name_ids[m]), free(sh->name_mask[m]);
     for (int f = 0; f < SC_EXP_MAX_FRACTIONS; f++)
         for (int s = 0; s < SC_EXP_MAX_SEEDS; s++) free(sh->subset[f][s]);
     memset(sh, 0, sizeof *sh);
@@ -7233,71 +7233,120 @@ static sc_status shared_texts(exp_shared *sh, sc_err *err)
     return SC_OK;
 }
 
-/* CoOp's init words through the model's tokenizer, without the start and
- * end tokens. */
-static sc_status coop_init_words(exp_shared *sh, int m, sc_err *err)
+/* The token ids CoOp takes from the model's tokenizer: the init words
+ * (without the start and end tokens) and the period CoOp writes after a
+ * class name. *period = −1 when the run has no tokenizer (a model given
+ * in memory) and no init words need one; the note then says so. */
+static sc_status coop_tokens(exp_shared *sh, int m, int64_t *period, sc_err *err)
 {
     const sc_cache *c = sh->c;
     const sc_method *method = &sh->ex->methods[m];
     sc_tok_options o = sc_tok_defaults();
     o.max_length = (int)c->T;
-    int64_t *ids = malloc(sizeof(int64_t) * (size_t)c->T);
+    *period = -1;
     sc_tokenizer *tok = NULL;
+    sc_err tok_err;
+    sc_status st = sh->ex->model ? sc_tokenizer_load(&tok, sh->ex->model, &o, &tok_err)
+                                 : sc_fail(&tok_err, SC_EARG, "the config names no model folder");
+    if (st) {
+        if (method->coop_init) return *err = tok_err, st;
+        snprintf(sh->note[m], sizeof sh->note[m], "class names without CoOp's period (%.140s)", tok_err.msg);
+        return SC_OK;
+    }
+    int64_t *ids = malloc(sizeof(int64_t) * (size_t)c->T);
     int n = 0;
-    sc_status st = ids ? sc_tokenizer_load(&tok, sh->ex->model, &o, err) : sc_fail(err, SC_ENOMEM, "out of memory");
-    if (!st) st = sc_tokenizer_encode(tok, method->coop_init, strlen(method->coop_init), ids, NULL, &n, NULL, err);
-    if (!st && (n < 3 || n - 2 > SC_EXP_MAX_INIT_WORDS))
+    st = ids ? sc_tokenizer_encode(tok, ".", 1, ids, NULL, &n, NULL, err) : sc_fail(err, SC_ENOMEM, "out of memory");
+    if (!st && n == 3) *period = ids[1];
+    if (!st && method->coop_init)
+        st = sc_tokenizer_encode(tok, method->coop_init, strlen(method->coop_init), ids, NULL, &n, NULL, err);
+    if (!st && method->coop_init && (n < 3 || n - 2 > SC_EXP_MAX_INIT_WORDS))
         st = sc_fail(err, SC_EARG, "%s:%d: init \"%s\" is %d tokens; CoOp's context takes 1 to %d", sh->ex->path,
                      method->line, method->coop_init, n - 2, SC_EXP_MAX_INIT_WORDS);
-    if (!st) {
+    if (!st && method->coop_init) {
         sh->n_init[m] = n - 2;
         memcpy(sh->init_ids[m], ids + 1, sizeof(int64_t) * (size_t)(n - 2));
     }
-    if (tok) sc_tokenizer_free(tok);
+    sc_tokenizer_free(tok);
     free(ids);
     return st;
 }
 
-/* CoOp's class names: the cache's tokenized names, each cut (keeping its
- * end token) where it would not fit the text tower's positions after the
- * start token and the context, with a note saying how many were cut; or
- * a note saying why CoOp cannot run at all. */
+/* The padding id of the cache's tokenizer: the id of any masked-out cell
+ * (one tokenizer wrote every row), or 0 if no row has padding. */
+static int64_t cache_pad_id(const sc_cache *c)
+{
+    for (int64_t i = 0; i < c->M * c->T; i++)
+        if (!c->text_mask[i]) return c->text_ids[i];
+    return 0;
+}
+
+/* @book begin coop-name-row */
+/* One CoOp name row of T columns from a cached row whose end token sits
+ * at `end`: the start token, the name's tokens, CoOp's period (when
+ * period >= 0), the end token, then padding, with its attention mask. The
+ * name's tokens are cut so that the end token lands at position `room` at
+ * the latest. Returns 1 when the name was cut. */
+static int coop_name_row(int64_t *ids, int64_t *mask, const int64_t *cached, int64_t end, int64_t T, int64_t period,
+                         int64_t pad, int64_t room)
+{
+    int64_t words = end - 1, extra = period >= 0, keep = words + extra + 1 <= room ? words : room - 1 - extra;
+    int64_t n = 0;
+    ids[n++] = cached[0];
+    for (int64_t i = 0; i < keep; i++) ids[n++] = cached[1 + i];
+    if (period >= 0) ids[n++] = period;
+    ids[n++] = cached[end];
+    for (int64_t t = 0; t < T; t++) mask[t] = t < n;
+    for (; n < T; n++) ids[n] = pad;
+    return keep < words;
+}
+/* @book end coop-name-row */
+
+/* CoOp's class names: the cache's tokenized names with CoOp's period
+ * before the end token, each cut where it would not fit the text tower's
+ * positions after the start token and the context, with a note saying how
+ * many were cut. Both text towers run on the tape, so CoOp runs on CLIP
+ * and MedCLIP caches alike. */
 static sc_status shared_coop(exp_shared *sh, int m, sc_err *err)
 {
     const sc_cache *c = sh->c;
     const sc_method *method = &sh->ex->methods[m];
-    if (!sh->model || sc_model_get_config(sh->model)->kind != SC_MODEL_CLIP) {
-        sh->unavailable[m] = 1;
-        snprintf(sh->note[m], sizeof sh->note[m], "CoOp is unavailable: it back-propagates through the text tower, "
-                 "and only CLIP's runs on the autograd tape here (MedCLIP's BERT does not)");
-        return SC_OK;
-    }
-    sc_status st = method->coop_init ? coop_init_words(sh, m, err) : SC_OK;
+    if (!sh->model)
+        return sc_fail(err, SC_EARG, "%s:%d: method '%s' (coop) needs the model: it trains through its text tower",
+                       sh->ex->path, method->line, method->name);
+    int64_t period;
+    sc_status st = coop_tokens(sh, m, &period, err);
     if (st) return st;
-    const sc_clip_text_config *tc = &sc_model_get_config(sh->model)->text;
-    int64_t T = c->T, room = tc->context - 1 - (sh->n_init[m] ? sh->n_init[m] : method->coop.n_ctx);
-    if (room < 2)
+    const sc_model_config *mc = sc_model_get_config(sh->model);
+    /* the tower's positions, or fewer: the tokenizer's max_length (T) */
+    int64_t T = c->T, positions = mc->kind == SC_MODEL_CLIP ? mc->text.context : mc->bert.max_positions;
+    if (positions > T) positions = T;
+    int n_ctx = sh->n_init[m] ? sh->n_init[m] : method->coop.n_ctx;
+    int64_t room = positions - 1 - n_ctx;   /* the latest end-token position */
+    if (room < 2 + (period >= 0))
         return sc_fail(err, SC_EARG, "%s:%d: %d context vectors leave no room for a name in the text tower's %lld "
-                       "positions", sh->ex->path, method->line, method->coop.n_ctx, (long long)tc->context);
+                       "positions", sh->ex->path, method->line, n_ctx, (long long)positions);
     int64_t *names = sh->name_ids[m] = malloc(sizeof(int64_t) * (size_t)(sh->K * T));
-    if (!names) return sc_fail(err, SC_ENOMEM, "out of memory");
+    int64_t *masks = sh->name_mask[m] = malloc(sizeof(int64_t) * (size_t)(sh->K * T));
+    if (!names || !masks) return sc_fail(err, SC_ENOMEM, "out of memory");
+    int64_t pad = cache_pad_id(c);
     int cut = 0;
     for (int t = 0; t < sh->n_tasks; t++)
         for (int h = 0; h < c->hier.tasks[t].n_combos; h++) {
-            int64_t src = sc_cache_text_row(c, SC_TEXT_NAME, t, h, 0), *row = names + (sh->combo_offset[t] + h) * T;
+            int64_t src = sc_cache_text_row(c, SC_TEXT_NAME, t, h, 0), k = sh->combo_offset[t] + h;
             if (src < 0) return sc_fail(err, SC_EFORMAT, "%s: no name text for combination %d of task '%s'", c->dir, h,
                                         c->hier.tasks[t].name);
-            memcpy(row, c->text_ids + src * T, sizeof(int64_t) * (size_t)T);
-            int64_t end = sc_clip_eot_index(tc, row, T);   /* name tokens + the end token = end */
-            if (end <= room) continue;
-            int64_t eot = row[end], pad = end + 1 < T ? row[end + 1] : 0;
-            row[room] = eot;
-            for (int64_t q = room + 1; q < T; q++) row[q] = pad;
-            cut++;
+            const int64_t *ids = c->text_ids + src * T, *mask = c->text_mask + src * T;
+            int64_t end = sc_coop_name_end(sh->model, ids, mask, T);
+            if (end < 1)
+                return sc_fail(err, SC_EFORMAT, "%s: the name of combination %d of task '%s' has no end token", c->dir,
+                               h, c->hier.tasks[t].name);
+            cut += coop_name_row(names + k * T, masks + k * T, ids, end, T, period, pad, room);
         }
+    size_t used = strlen(sh->note[m]);
     if (cut)
-        snprintf(sh->note[m], sizeof sh->note[m], "%d of %d class names were cut to %lld tokens to fit the text "
-                 "tower's %lld positions", cut, sh->K, (long long)(room - 1), (long long)tc->context);
+        snprintf(sh->note[m] + used, sizeof sh->note[m] - used, "%s%d of %d class names were cut to %lld tokens to "
+                 "fit the text tower's %lld positions", used ? "; " : "", cut, sh->K,
+                 (long long)(room - 1 - (period >= 0)), (long long)positions);
     return SC_OK;
 }
 
@@ -7690,18 +7739,20 @@ static int cmd_decode(int argc, char **argv)
 }
 
 static const char preprocess_usage[] =
-    "usage: scale preprocess [--model DIR] [--pipeline NAME] IMAGE... --out X.npy\n"
+    "usage: scale preprocess [--model DIR] [--pipeline NAME] [--crop-rule RULE] IMAGE... --out X.npy\n"
     "Model inputs, float32 (N, C, S, S), exactly as the models' Python code\n"
     "prepares them (book/08-images.md). NAME: clip, monet, medclip (MedCLIP's\n"
     "processor) or medclip-eval (its evaluation datasets); default clip, or\n"
     "what DIR's config.json and preprocessor_config.json say. 16-bit grey\n"
-    "images are stretched min-max to 8 bits first.\n";
+    "images are stretched min-max to 8 bits first. --crop-rule replaces the\n"
+    "pipeline's centre-crop offset rule: torchvision (round half to even),\n"
+    "hf ((size - crop) // 2) or hf-legacy (int((size - crop + 1) * 0.5)).\n";
 
 #define PREPROCESS_MAX_IMAGES 65536
 
 static int cmd_preprocess(int argc, char **argv)
 {
-    const char *model = NULL, *name = NULL, *out = NULL;
+    const char *model = NULL, *name = NULL, *out = NULL, *crop_rule = NULL;
     const char **images = malloc(sizeof(char *) * PREPROCESS_MAX_IMAGES);
     int n = 0;
     if (!images) return fprintf(stderr, "scale preprocess: out of memory\n"), 1;
@@ -7709,6 +7760,7 @@ static int cmd_preprocess(int argc, char **argv)
     while (cli_next(&c)) {
         if (cli_is(&c, "--model")) model = cli_str(&c);
         else if (cli_is(&c, "--pipeline")) name = cli_str(&c);
+        else if (cli_is(&c, "--crop-rule")) crop_rule = cli_str(&c);
         else if (cli_is(&c, "--out")) out = cli_str(&c);
         else if (cli_is(&c, "--help")) return free(images), printf("%s", preprocess_usage), 0;
         else if (!cli_positional(&c, images, &n, PREPROCESS_MAX_IMAGES)) return free(images), cli_unknown(&c);
@@ -7724,6 +7776,16 @@ static int cmd_preprocess(int argc, char **argv)
     if (st != SC_OK) {
         free(images);
         return st == SC_EARG ? (fprintf(stderr, "scale preprocess: %s\n", err.msg), 2) : cli_fail(&c, &err);
+    }
+    if (crop_rule) {
+        static const char *const rules[] = {"torchvision", "hf", "hf-legacy"}; /* sc_crop_rule order */
+        int r = 0;
+        while (r < 3 && strcmp(crop_rule, rules[r]) != 0) r++;
+        if (r == 3) {
+            free(images);
+            return fprintf(stderr, "scale preprocess: --crop-rule is torchvision, hf or hf-legacy, not '%s'\n", crop_rule), 2;
+        }
+        p.crop_rule = (sc_crop_rule)r;
     }
     int64_t side = sc_pipeline_side(&p), per_image = p.channels * side * side;
     float *x = malloc(sizeof(float) * (size_t)per_image * (size_t)n); /* (N, C, S, S) */
@@ -7870,7 +7932,7 @@ static int cmd_tokenize(int argc, char **argv)
     return s ? cli_fail(&c, &err) : 0;
 }
 
-/* ---- 8c. Commands: models (encode, embed, dataset, cache) ---------------- */
+/* ---- 8c. Commands: models (encode, compare, embed, dataset, cache) ------- */
 
 /* `scale encode` computes everything in memory first and writes the files
  * last, so a failure anywhere leaves no output behind. */
@@ -8113,6 +8175,107 @@ static int cmd_encode(int argc, char **argv)
     sc_ctx_free(&ctx);
     sc_model_free(m);
     return st ? cli_fail(&c, &err) : 0;
+}
+
+/* `scale compare` puts two arrays side by side — our output against a
+ * reference, or one preprocessing or padding choice against another — the
+ * way the book's discussions measure a choice: how many values differ, the
+ * largest and the mean difference, and the cosine of each pair of rows
+ * (index of the first dimension: an embedding, or an image, per row). */
+static const char compare_usage[] =
+    "usage: scale compare A.npy B.npy [--rows N]\n"
+    "Compare two numeric arrays of the same shape (leading dimensions of size 1\n"
+    "aside, so one image compares with a batch of one): how many values differ, the\n"
+    "largest and the mean absolute difference, and the cosine similarity of\n"
+    "each pair of rows (row = index of the first dimension, the rest flattened),\n"
+    "printed for the first N rows (default 8) and summarised over all of them.\n";
+
+/* The array at path and a float32 copy of it; prints the failure and
+ * returns 1. */
+static int compare_read(const cli *c, const char *path, sc_array *a, float **x)
+{
+    sc_err err;
+    if (sc_npy_read(path, a, &err) != SC_OK) return cli_fail(c, &err);
+    if (sc_array_to_f32(a, x, &err) == SC_OK) return 0;
+    sc_array_free(a);
+    return cli_fail(c, &err);
+}
+
+/* "(2, 32)", leading dimensions of size 1 left out when `squeeze` is set
+ * (a batch of one image is the image). */
+static void compare_shape(char *buf, size_t n, const sc_array *a, int squeeze)
+{
+    int d0 = 0;
+    while (squeeze && d0 < a->ndim - 1 && a->shape[d0] == 1) d0++;
+    size_t k = (size_t)snprintf(buf, n, "(");
+    for (int d = d0; d < a->ndim && k < n; d++)
+        k += (size_t)snprintf(buf + k, n - k, "%s%lld", d > d0 ? ", " : "", (long long)a->shape[d]);
+    if (k < n) snprintf(buf + k, n - k, ")");
+}
+
+/* Cosine of two vectors of n floats, summed in double; 0 when either is 0. */
+static double compare_cosine(const float *a, const float *b, int64_t n)
+{
+    double ab = 0, aa = 0, bb = 0;
+    for (int64_t i = 0; i < n; i++) ab += (double)a[i] * b[i], aa += (double)a[i] * a[i], bb += (double)b[i] * b[i];
+    return aa > 0 && bb > 0 ? ab / sqrt(aa * bb) : 0;
+}
+
+static void compare_print(const sc_array *a, const float *x, const float *y, long show)
+{
+    int64_t n = sc_array_numel(a), rows = a->ndim ? a->shape[0] : 1, per_row = rows ? n / rows : 0, differ = 0;
+    double max_diff = 0, sum_diff = 0, cos_min = 1, cos_sum = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = fabs((double)x[i] - y[i]);
+        differ += x[i] != y[i];
+        sum_diff += d;
+        if (d > max_diff) max_diff = d;
+    }
+    printf("values %lld, differing %lld, max_abs_diff=%.4g mean_abs_diff=%.4g\n", (long long)n, (long long)differ,
+           max_diff, n ? sum_diff / (double)n : 0.0);
+    for (int64_t r = 0; r < rows; r++) {
+        double cs = compare_cosine(x + r * per_row, y + r * per_row, per_row);
+        cos_sum += cs;
+        if (cs < cos_min) cos_min = cs;
+        if (r < show) printf("row %lld: cosine %.6f\n", (long long)r, cs);
+    }
+    if (rows > show) printf("...\n");
+    if (rows > 1) printf("cosine over %lld rows: min %.6f, mean %.6f\n", (long long)rows, cos_min, cos_sum / (double)rows);
+}
+
+static int cmd_compare(int argc, char **argv)
+{
+    const char *paths[2] = {NULL, NULL};
+    int n_paths = 0;
+    long show = 8;
+    cli c = cli_begin("compare", argc, argv);
+    while (cli_next(&c)) {
+        if (cli_is(&c, "--help")) return printf("%s", compare_usage), 0;
+        else if (cli_is(&c, "--rows")) show = cli_long(&c);
+        else if (!cli_positional(&c, paths, &n_paths, 2)) return cli_unknown(&c);
+    }
+    if (c.bad) return 2;
+    if (n_paths != 2 || show < 0)
+        return fprintf(stderr, "scale compare: give two .npy files and --rows >= 0 (try 'scale compare --help')\n"), 2;
+    sc_array a, b;
+    float *x, *y;
+    if (compare_read(&c, paths[0], &a, &x)) return 1;
+    if (compare_read(&c, paths[1], &b, &y)) return sc_array_free(&a), free(x), 1;
+    char sa[160], sb[160];
+    compare_shape(sa, sizeof sa, &a, 1);
+    compare_shape(sb, sizeof sb, &b, 1);
+    int rc = strcmp(sa, sb) != 0;
+    if (rc) {
+        compare_shape(sa, sizeof sa, &a, 0);
+        compare_shape(sb, sizeof sb, &b, 0);
+        fprintf(stderr, "scale compare: %s is %s but %s is %s\n", paths[0], sa, paths[1], sb);
+    } else {
+        compare_shape(sa, sizeof sa, &a, 0);
+        printf("%s against %s, %s\n", paths[0], paths[1], sa);
+        compare_print(&a, x, y, show);
+    }
+    sc_array_free(&a), sc_array_free(&b), free(x), free(y);
+    return rc;
 }
 
 
@@ -9183,17 +9346,17 @@ static int cmd_experiment(int argc, char **argv)
 
 static const char synth_usage[] =
     "usage: scale synth derm7p --out DIR [--n 1011] [--seed S] [--size 192]\n"
-    "                          [--format jpg|png] [--quality 92] [--no-images]\n"
+    "                          [--format jpg|png] [--quality 92] [--no-images] [--quiet]\n"
     "       scale synth padchest-gr --out DIR [--n 748] [--seed S] [--size 256]\n"
-    "                          [--normal-share 0.25] [--no-images]\n"
+    "                          [--normal-share 0.25] [--no-images] [--quiet]\n"
     "       scale synth derm7p|padchest-gr --contact-sheet FILE [--tile T] [--seed S]\n"
     "Write a synthetic look-alike of a dataset in its real release's layout, so the\n"
     "real readers load it (book/15-synthetic-world.md). Derm7p: DIR/release_v0 with\n"
     "meta/meta.csv, the three index files and the clinic and derm images (JPEG under\n"
     ".jpg/.JPG names as released, or PNG under .png/.PNG). PadChest-GR: DIR with\n"
     "grounded_reports_20240819.json, master_table.csv and 16-bit PNGs in PadChest_GR/.\n"
-    "--no-images writes the metadata only (the same as with images). The same options\n"
-    "give the same bytes. --contact-sheet draws one example per criterion value\n"
+    "--no-images writes the metadata only (the same as with images); --quiet prints\n"
+    "nothing but errors. The same options give the same bytes. --contact-sheet draws one example per criterion value\n"
     "(Derm7p) or per finding (PadChest-GR) into one image, JPEG if FILE ends in .jpg.\n";
 
 /* On a terminal, one line rewritten in place as images are written. */
@@ -9227,7 +9390,7 @@ static int cmd_synth(int argc, char **argv)
     long n = derm ? dopt.n : popt.n, size = derm ? dopt.size : popt.size, tile = derm ? 96 : 160;
     long seed = (long)dopt.seed, quality = dopt.quality;
     double normal_share = popt.normal_share;
-    int images = 1;
+    int images = 1, quiet = 0;
     cli c = cli_begin("synth", argc - 1, argv + 1);
     while (cli_next(&c)) {
         if (cli_is(&c, "--out")) out = cli_str(&c);
@@ -9235,6 +9398,7 @@ static int cmd_synth(int argc, char **argv)
         else if (cli_is(&c, "--seed")) seed = cli_long(&c);
         else if (cli_is(&c, "--size")) size = cli_long(&c);
         else if (cli_is(&c, "--no-images")) images = 0;
+        else if (cli_is(&c, "--quiet")) quiet = 1;
         else if (cli_is(&c, "--contact-sheet")) sheet = cli_str(&c);
         else if (cli_is(&c, "--tile")) tile = cli_long(&c);
         else if (derm && cli_is(&c, "--format")) format = cli_str(&c);
@@ -9256,7 +9420,7 @@ static int cmd_synth(int argc, char **argv)
         sc_status st = derm ? sc_synth_derm7p_contact_sheet(sheet, (int)tile, (uint64_t)seed, &err)
                             : sc_synth_padchest_contact_sheet(sheet, (int)tile, (uint64_t)seed, &err);
         if (st) return cli_fail(&c, &err);
-        printf("scale synth %s: contact sheet %s\n", kind, sheet);
+        if (!quiet) printf("scale synth %s: contact sheet %s\n", kind, sheet);
     }
     if (!out) return 0;
     double t0 = seconds_now();
@@ -9264,17 +9428,18 @@ static int cmd_synth(int argc, char **argv)
     if (derm) {
         dopt.n = (int)n, dopt.seed = (uint64_t)seed, dopt.size = (int)size, dopt.quality = (int)quality;
         dopt.png = !strcmp(format, "png"), dopt.images = images;
-        dopt.progress = synth_progress, dopt.progress_user = (void *)kind;
+        dopt.progress = quiet ? NULL : synth_progress, dopt.progress_user = (void *)kind;
         st = sc_synth_derm7p(out, &dopt, &err);
     } else {
         popt.n = (int)n, popt.seed = (uint64_t)seed, popt.size = (int)size, popt.normal_share = normal_share;
         popt.images = images;
-        popt.progress = synth_progress, popt.progress_user = (void *)kind;
+        popt.progress = quiet ? NULL : synth_progress, popt.progress_user = (void *)kind;
         st = sc_synth_padchest_gr(out, &popt, &err);
     }
     if (st) return cli_fail(&c, &err);
-    printf("scale synth %s: %ld %s%s in %s%s (seed %ld), %.1f s\n", kind, n, derm ? "cases" : "studies",
-           images ? "" : " (no images)", out, derm ? "/release_v0" : "", seed, seconds_now() - t0);
+    if (!quiet)
+        printf("scale synth %s: %ld %s%s in %s%s (seed %ld), %.1f s\n", kind, n, derm ? "cases" : "studies",
+               images ? "" : " (no images)", out, derm ? "/release_v0" : "", seed, seconds_now() - t0);
     return 0;
 }
 
@@ -9808,7 +9973,7 @@ static const char pretrain_usage[] =
     "Train a small CLIP from scratch with the CLIP contrastive loss on the\n"
     "dermoscopic images of a Derm7p-layout dataset (scale synth derm7p) and\n"
     "captions that name the diagnosis often and a structure rarely\n"
-    "(book/15b-tiny-vlm.md). --out becomes a Hugging Face model directory:\n"
+    "(book/15-synthetic-world.md, 15.8). --out becomes a Hugging Face model directory:\n"
     "config.json, model.safetensors, vocab.json, merges.txt,\n"
     "tokenizer_config.json, special_tokens_map.json, preprocessor_config.json,\n"
     "written to a staging directory first, so a failed run leaves the old files.\n"
@@ -9866,7 +10031,8 @@ static int cmd_pretrain(int argc, char **argv)
     char stage[4096];
     snprintf(stage, sizeof stage, "%s.tmp.%ld", a.out, (long)getpid());
     double t0 = seconds_now();
-    printf("scale pretrain: %s -> %s (seed %ld, %d threads)\n", a.data, a.out, a.seed, sc_threads());
+    printf("scale pretrain: %s -> %s (seed %ld, %d thread%s)\n", a.data, a.out, a.seed, sc_threads(),
+           sc_threads() == 1 ? "" : "s");
     sc_err err;
     sc_status st = SC_OK;
     if (mkdir(stage, 0777) != 0) st = sc_fail(&err, SC_EIO, "%s: cannot create directory: %s", stage, strerror(errno));
@@ -9904,6 +10070,7 @@ static const command commands[] = {
 
     /* models */
     {"encode", cmd_encode, "embed images and texts with a CLIP or MedCLIP model"},
+    {"compare", cmd_compare, "compare two arrays: largest difference and cosine row by row"},
     {"dataset", cmd_dataset, "read and check a dataset (Derm7p, PadChest-GR, manifest); print its counts"},
     {"embed", cmd_embed, "embed a dataset's images and texts once into a cache (shards, merge)"},
     {"cache", cmd_cache, "check an embedding cache and whether it is stale"},

@@ -392,6 +392,9 @@ sc_opt_config sc_opt_defaults(sc_opt_kind kind, float lr);
 sc_status sc_optim_init(sc_optim *o, sc_opt_config cfg, sc_tensor *const *params, int n, sc_err *err);
 void sc_optim_step(sc_optim *o);          /* one update with cfg.lr */
 void sc_optim_zero_grad(sc_optim *o);
+/* sc_optim_step then sc_optim_zero_grad, in one pass over memory: the
+ * gradients are left at zero, ready for the next backward. */
+void sc_optim_step_zero_grad(sc_optim *o);
 void sc_optim_free(sc_optim *o);
 /* Learning rate at `step` (0-based) of `total` steps: a constant warm-up at
  * warmup_lr for the first warmup_steps (Dassl's "constant" warm-up, used by
@@ -1082,7 +1085,8 @@ sc_status sc_sha256_file(const char *path, char hex[65], int64_t *bytes, sc_err 
  * also run on the tape, sharing one transformer block: the text tower so
  * that gradients reach learned prompt embeddings (CoOp), both towers so
  * that a model made with sc_model_new_trainable can be pretrained from
- * scratch (scale pretrain). */
+ * scratch (scale pretrain). MedCLIP's BERT text tower runs on the tape
+ * too, for CoOp; its Swin image tower does not. */
 
 typedef enum {
     SC_ACT_QUICK_GELU,   /* x·σ(1.702x), OpenAI CLIP */
@@ -1226,6 +1230,17 @@ sc_tensor *sc_clip_text_forward_ids(sc_ctx *ctx, const sc_model *m, const int64_
  * block as the text tower (without its causal mask). */
 sc_tensor *sc_clip_image_forward(sc_ctx *ctx, const sc_model *m, sc_tensor *pixels);
 
+/* -- MedCLIP's BERT text tower on the autograd tape (CoOp) -- */
+/* The word-embedding table (V, C) as a tensor that does not require grad. */
+sc_tensor *sc_medclip_word_embedding(sc_ctx *ctx, const sc_model *m);
+/* Text embeddings (B, E) from word embeddings x (B, T, C), which may
+ * require grad (the weights never do), and the attention mask (B, T) of
+ * 0/1 (NULL = all ones): the tower of sc_model_encode_text op by op —
+ * token type 0 and positions added here, post-LN blocks through the same
+ * attention op as CLIP, MedCLIP's mean over all T positions of hidden
+ * states 1, 2 and L (padding included), the projection. */
+sc_tensor *sc_medclip_text_forward(sc_ctx *ctx, const sc_model *m, sc_tensor *x, const int64_t *mask);
+
 /* -- the parameter table; training a CLIP model (scale pretrain) -- */
 /* A CLIP model with random weights to train from scratch: every parameter
  * an sc_param_new tensor with a gradient (LayerNorms at the identity,
@@ -1298,10 +1313,12 @@ sc_tensor *sc_adapter_apply(sc_ctx *ctx, const sc_adapter *ad, sc_tensor *f);
 /* ---- nn.c: CoOp prompt learner (book/17) ---- */
 /* Prompt tuning (Zhou et al., "Learning to Prompt for Vision-Language
  * Models", IJCV 2022): n_ctx learnable context vectors in token-embedding
- * space before each class name, "[SOS] [V]1..[V]n name [EOS]", trained
- * through the frozen CLIP text tower with SGD and a cosine schedule after
- * a constant warm-up (Dassl's defaults). CLIP models only: MedCLIP's BERT
- * has no autograd path here, and sc_coop_init says so. */
+ * space before each class name, "[SOS] [V]1..[V]n name [EOS]" (MedCLIP:
+ * "[CLS] [V]1..[V]n name [SEP] [PAD]..."), trained through the frozen text
+ * tower — CLIP's or MedCLIP's BERT — with SGD and a cosine schedule after
+ * a constant warm-up (Dassl's defaults). All K prompts are padded to the
+ * longest of them (T), in training and evaluation alike; MedCLIP's mean
+ * over every position counts that padding (book/17). */
 typedef struct {
     int n_ctx;              /* context vectors: 16 (the init words' count when given) */
     int class_specific;     /* 1: one context per prompt (CSC); 0: shared ("unified") */
@@ -1325,7 +1342,9 @@ typedef struct {
     sc_tensor *ctx;         /* (n_ctx, C), or (K·n_ctx, C) with CSC: the parameters */
     sc_tensor *frozen;      /* (K·(T − n_ctx), C) start, name, end and padding embeddings */
     int32_t *rows;          /* (K·T) the row of [ctx; frozen] each position reads */
-    int64_t *ids;           /* (K, T) assembled token ids (they choose the pooled row) */
+    int64_t *ids;           /* (K, T) assembled token ids (they choose CLIP's pooled row) */
+    int64_t *mask;          /* (K, T) 1 up to each prompt's end token, 0 on its padding
+                               (MedCLIP's attention mask) */
     sc_optim opt;           /* SGD on ctx */
     sc_rng rng;             /* initialisation, then shuffling */
     int64_t epoch;          /* epochs completed */
@@ -1345,14 +1364,19 @@ typedef struct {
 
 sc_coop_config sc_coop_defaults(void);
 /* Prompts for K class names given as tokenized rows name_ids (K, Tn):
- * start token, name tokens, end token, padding (as the model's tokenizer
- * writes them; the end token is found by the model's pooling rule). With
- * init_ids (n_init word ids, e.g. "a photo of a" without start and end
- * tokens) the context starts as those words' embeddings and n_ctx =
- * n_init; otherwise random. Fails with SC_EUNSUPPORTED for MedCLIP,
- * SC_ERANGE when a prompt would not fit the text tower's positions. */
-sc_status sc_coop_init(sc_coop *p, const sc_model *m, const int64_t *name_ids, int64_t K, int64_t Tn,
-                       const int64_t *init_ids, int n_init, const sc_coop_config *cfg, sc_err *err);
+ * start token, name tokens, end token, padding, as the model's tokenizer
+ * writes them, with their attention mask name_mask (K, Tn) (required for
+ * MedCLIP, whose end token is the last real one; CLIP's is found by its
+ * pooling rule and the mask may be NULL). With init_ids (n_init word ids,
+ * e.g. "a photo of a" without start and end tokens) the context starts as
+ * those words' embeddings and n_ctx = n_init; otherwise random. Fails with
+ * SC_ERANGE when a prompt would not fit the text tower's positions or an
+ * id is outside its vocabulary. */
+sc_status sc_coop_init(sc_coop *p, const sc_model *m, const int64_t *name_ids, const int64_t *name_mask, int64_t K,
+                       int64_t Tn, const int64_t *init_ids, int n_init, const sc_coop_config *cfg, sc_err *err);
+/* The end token's position in one name row of Tn ids (mask: its attention
+ * mask, required for MedCLIP): the pooled row of CLIP, [SEP] of BERT. */
+int64_t sc_coop_name_end(const sc_model *m, const int64_t *ids, const int64_t *mask, int64_t Tn);
 void sc_coop_free(sc_coop *p);
 /* Text embeddings (K, E) of the current prompts, on the tape. */
 sc_tensor *sc_coop_text_features(sc_ctx *ctx, const sc_coop *p, const sc_model *m);
@@ -2131,10 +2155,12 @@ typedef struct {
     const char *command_line;  /* recorded in run.json, or NULL */
 } sc_run_options;
 
-/* Run on a loaded cache (model: CoOp's text tower, NULL when not needed;
- * CoOp is then left out with a note) into the new folder out_dir, which
- * appears complete or not at all. Results depend on the seed, not on the
- * thread count. */
+/* Run on a loaded cache (model: CoOp's text tower, CLIP's or MedCLIP's,
+ * required when a method is CoOp, else may be NULL) into the new folder
+ * out_dir, which appears complete or not at all. CoOp's names get CoOp's
+ * period from the tokenizer of ex->model; without one (a model given in
+ * memory) they go in without it, and the summary notes that. Results
+ * depend on the seed, not on the thread count. */
 sc_status sc_experiment_run(const sc_experiment *ex, const sc_cache *cache, const sc_model *model, const char *out_dir,
                             const sc_run_options *opt, sc_err *err);
 /* Everything: embed the dataset into the cache if it is missing, refuse a

@@ -995,9 +995,17 @@ static pack_buffers *pack_buffers_get(const gemm_kernel *kn, int64_t mc, int64_t
 static void tile_store(float *c, int64_t rs, int64_t cs, const float *tile, int nr, int64_t rows, int64_t cols,
                        int add)
 {
+    if (cs != 1) {   /* C transposed: walk it in memory order, a column of the tile at a time */
+        for (int64_t j = 0; j < cols; j++)
+            for (int64_t i = 0; i < rows; i++) {
+                float *p = c + i * rs + j * cs;
+                *p = add ? *p + tile[i * nr + j] : tile[i * nr + j];
+            }
+        return;
+    }
     for (int64_t i = 0; i < rows; i++)
         for (int64_t j = 0; j < cols; j++) {
-            float *p = c + i * rs + j * cs;
+            float *p = c + i * rs + j;
             *p = add ? *p + tile[i * nr + j] : tile[i * nr + j];
         }
 }
@@ -1077,13 +1085,19 @@ static int gemm_fits_direct(const gemm_args *g)
 }
 
 /* When op(B) would have to be packed (B stored (N, K)), compute Cᵀ =
- * op(B)ᵀ op(A)ᵀ instead if that packs the smaller operand (or none, when A
- * is stored (K, M)). Each element is still the sum over k in the same
- * order of the same products (a·b = b·a exactly, in the FMA too), so the
- * bits do not change. */
-static gemm_args gemm_turn_around(const gemm_args *g, int nr)
+ * op(B)ᵀ op(A)ᵀ instead if that is cheaper: with A stored (K, M) nothing
+ * is packed then; with A stored (M, K), A is packed instead of B, but C is
+ * stored transposed one float at a time, once per k block — worth it
+ * when those M·N·(K / kc) stores, counted four times a packed float (a
+ * measured ratio), cost less than packing B's K·N. A product with fewer
+ * rows than a tile has columns would leave most of the turned tile empty.
+ * Each element is still the sum over k in the same order of the same
+ * products (a·b = b·a exactly, in the FMA too), so the bits do not change. */
+static gemm_args gemm_turn_around(const gemm_args *g, int64_t kc, int nr)
 {
-    if (!g->trans_b || (!g->trans_a && (g->M >= g->N || g->M < nr))) return *g;
+    double k_blocks = (double)((g->K + kc - 1) / kc);
+    int cheaper = g->M >= nr && 4.0 * (double)g->M * k_blocks < (double)g->K;
+    if (!g->trans_b || (!g->trans_a && !cheaper)) return *g;
     gemm_args t = *g;
     t.trans_a = 0;                       /* op(B)ᵀ is B as stored */
     t.trans_b = !g->trans_a;
@@ -1262,7 +1276,7 @@ void sc_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
         return;
     }
     gemm_job job = {&g, gemm_current(), gemm_direct_enabled && gemm_fits_direct(&g), 1, 1, 0, 0};
-    if (job.direct) g = gemm_turn_around(&g, job.kn->nr);
+    if (job.direct) g = gemm_turn_around(&g, job.kn->kc, job.kn->nr);
     job.m_tiles = (g.M + job.kn->mr - 1) / job.kn->mr;
     job.n_tiles = (g.N + job.kn->nr - 1) / job.kn->nr;
     /* Waking a worker costs some microseconds: worth it only when each
@@ -2466,17 +2480,49 @@ static void adam_step(const sc_opt_config *c, float *restrict p, const float *re
 }
 /* @book end adam-step */
 
-void sc_optim_step(sc_optim *o)
+/* The update is elementwise, so a parameter is cut into pieces that the
+ * thread pool shares out; which thread updates a piece changes no result.
+ * A piece (64 KiB of each array) is still in cache when its gradient is
+ * zeroed right after use, which costs far less than a separate pass. */
+#define OPT_PIECE 16384
+
+typedef struct {
+    sc_optim *o;
+    int i;              /* the parameter */
+    int64_t n;          /* its element count */
+    int zero_grad;      /* leave the gradient at zero after using it */
+} optim_job;
+
+static void optim_piece(void *arg, int64_t piece)
+{
+    const optim_job *j = arg;
+    sc_optim *o = j->o;
+    sc_tensor *p = o->params[j->i];
+    int64_t lo = piece * OPT_PIECE, n = j->n - lo < OPT_PIECE ? j->n - lo : OPT_PIECE;
+    if (o->cfg.kind == SC_OPT_SGD)
+        sgd_step(&o->cfg, p->data + lo, p->grad + lo, o->m[j->i] + lo, n, o->step == 1);
+    else
+        adam_step(&o->cfg, p->data + lo, p->grad + lo, o->m[j->i] + lo, o->v[j->i] + lo, n, o->step);
+    if (j->zero_grad) memset(p->grad + lo, 0, sizeof(float) * (size_t)n);
+}
+
+static void optim_update(sc_optim *o, int zero_grad)
 {
     o->step++;
     for (int i = 0; i < o->n_params; i++) {
-        sc_tensor *p = o->params[i];
-        int64_t n = sc_numel(p);
-        if (o->cfg.kind == SC_OPT_SGD)
-            sgd_step(&o->cfg, p->data, p->grad, o->m[i], n, o->step == 1);
-        else
-            adam_step(&o->cfg, p->data, p->grad, o->m[i], o->v[i], n, o->step);
+        optim_job j = {o, i, sc_numel(o->params[i]), zero_grad};
+        sc_parallel_for((j.n + OPT_PIECE - 1) / OPT_PIECE, optim_piece, &j);
     }
+}
+
+void sc_optim_step(sc_optim *o)
+{
+    optim_update(o, 0);
+}
+
+void sc_optim_step_zero_grad(sc_optim *o)
+{
+    optim_update(o, 1);
 }
 
 void sc_optim_zero_grad(sc_optim *o)

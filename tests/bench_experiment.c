@@ -15,7 +15,12 @@
  *       CoOp on a text tower of MONET's size (ViT-L/14's: 12 layers,
  *       768 wide, random weights), 28 prompts of 16 context vectors and a
  *       10-token name, a batch of 32 images: the time of one SGD step and
- *       the sweep's projected time (every step of every job, 50 epochs). */
+ *       the sweep's projected time (every step of every job, 50 epochs).
+ *   bench op=coop-step text=bert-base ... seconds_per_step=..
+ *       CoOp through MedCLIP's text tower (Bio_ClinicalBERT's size: 12
+ *       post-LN layers, 768 wide, random weights), PadChest-GR's 12
+ *       combinations as prompts of 16 context vectors, a 6-token name, the
+ *       period and [SEP], a batch of 32 images: one SGD step. */
 #include "bench_util.h" /* first: it sets _POSIX_C_SOURCE */
 
 #include <dirent.h>
@@ -139,7 +144,7 @@ static void bench_coop(const sc_cache *c)
     for (int64_t i = 0; i < c->N * K; i++) targets[i] = c->image_labels[i];
     sc_coop_config cc = sc_coop_defaults();
     sc_coop p;
-    if (sc_coop_init(&p, m, names, K, T, NULL, 0, &cc, &err) != SC_OK) {
+    if (sc_coop_init(&p, m, names, NULL, K, T, NULL, 0, &cc, &err) != SC_OK) {
         printf("bench op=coop-step error=\"%s\"\n", err.msg);
     } else {
         sc_coop_data d = {32 * 2, c->E, c->image_emb, targets, c->hier.n_tasks, c->label_offset};
@@ -161,6 +166,51 @@ static void bench_coop(const sc_cache *c)
     sc_model_free(m);
 }
 
+static void bench_coop_medclip(void)
+{
+    sc_model_config cfg;
+    sc_model_config_preset(&cfg, "medclip");
+    sc_model *m;
+    sc_err err;
+    if (sc_model_random(&m, &cfg, 1, &err) != SC_OK) {
+        printf("bench op=coop-step text=bert-base error=\"%s\"\n", err.msg);
+        return;
+    }
+    enum { K = 12, T = 77, N = 64 };
+    int64_t E = cfg.embed_dim, *names = calloc(K * T, sizeof(int64_t)), *masks = calloc(K * T, sizeof(int64_t));
+    for (int k = 0; k < K; k++) {   /* [CLS] name . [SEP], then [PAD] = 0, in Bio_ClinicalBERT's ids */
+        names[k * T] = 101;
+        for (int t = 1; t <= 6; t++) names[k * T + t] = 1000 + 37 * k + t;
+        names[k * T + 7] = 119, names[k * T + 8] = 102;
+        for (int t = 0; t <= 8; t++) masks[k * T + t] = 1;
+    }
+    float *images = malloc(sizeof(float) * (size_t)(N * E)), *targets = calloc(N * K, sizeof(float));
+    sc_rng r;
+    sc_rng_seed(&r, 3);
+    for (int64_t i = 0; i < N * E; i++) images[i] = sc_rng_normal(&r);
+    for (int i = 0; i < N; i++) targets[i * K + i % K] = 1;
+    int block_offset[2] = {0, K};
+    sc_coop_config cc = sc_coop_defaults();
+    sc_coop p;
+    if (sc_coop_init(&p, m, names, masks, K, T, NULL, 0, &cc, &err) != SC_OK) {
+        printf("bench op=coop-step text=bert-base error=\"%s\"\n", err.msg);
+    } else {
+        sc_coop_data d = {N, E, images, targets, 1, block_offset};
+        sc_ctx ctx;
+        sc_ctx_init(&ctx);
+        double t0 = bench_now(), c0 = cpu_now();
+        sc_coop_train_epoch(&p, m, &ctx, &d);   /* two steps of 32 */
+        printf("bench op=coop-step text=bert-base prompts=%d positions=%lld batch=32 threads=%d seconds_per_step=%.2f "
+               "cpu_seconds_per_step=%.2f peak_rss_mib=%.1f\n",
+               K, (long long)p.T, sc_threads(), (bench_now() - t0) / 2, (cpu_now() - c0) / 2, bench_peak_rss_mib());
+        sc_ctx_free(&ctx);
+        sc_coop_free(&p);
+    }
+    fflush(stdout);
+    free(names), free(masks), free(images), free(targets);
+    sc_model_free(m);
+}
+
 void bench_experiment(void)
 {
     sc_cache c;
@@ -174,4 +224,5 @@ void bench_experiment(void)
     bench_sweep(&c);
     bench_coop(&c);
     sc_cache_free(&c);
+    bench_coop_medclip();
 }

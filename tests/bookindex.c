@@ -17,6 +17,8 @@
  *   7. Exercises (book/exercises.md) and `make exercise`
  *   8. main
  *
+ * Every link between the book's files must resolve, too.
+ *
  * --check fails (exit 1) naming what has no home; --update rewrites the
  * generated part of book/functions.md and then checks. Plain C, libc only.
  */
@@ -125,6 +127,47 @@ static int check_link(const char *where, const char *target)
         return 0;
     }
     return 1;
+}
+
+/* Every link of the book that stays inside it — "(file.md#anchor)",
+ * "(#anchor)" or an image "(img/x.jpg)" — must lead somewhere: a book
+ * file, one of its headings, a file next to the book. Links to the web
+ * and text inside code blocks and code spans are left alone. */
+static void check_book_links(void)
+{
+    for (int b = 0; b < n_book; b++) {
+        const file *f = &book[b];
+        int in_fence = 0;
+        for (int i = 0; i < f->text.n; i++) {
+            const char *s = f->text.line[i];
+            if (is_fence(s)) in_fence = !in_fence;
+            if (in_fence) continue;
+            int in_span = 0;
+            for (const char *p = s; *p; p++) {
+                if (*p == '`') in_span = !in_span;
+                if (in_span || p[0] != ']' || p[1] != '(') continue;
+                const char *t = p + 2, *e = strchr(t, ')');
+                if (!e || e == t || !strncmp(t, "http://", 7) || !strncmp(t, "https://", 8)) continue;
+                char target[512], where[600];
+                snprintf(target, sizeof target, "%.*s", (int)(e - t), t);
+                snprintf(where, sizeof where, "%s:%d", f->path, i + 1);
+                if (target[0] == '#') {
+                    if (!anchor_list_has(&f->anchors, target + 1))
+                        problem("%s: link to '%s', but the file has no heading with that anchor", where, target);
+                } else if (strstr(target, ".md")) {
+                    check_link(where, target);
+                } else {
+                    char path[1200];
+                    const char *slash = strrchr(f->path, '/');
+                    snprintf(path, sizeof path, "%.*s%s", slash ? (int)(slash - f->path + 1) : 0, f->path, target);
+                    FILE *x = fopen(path, "rb");
+                    if (!x) problem("%s: link to '%s', which does not exist", where, target);
+                    else fclose(x);
+                }
+                p = e;
+            }
+        }
+    }
 }
 
 /* Split a markdown table row "| a | b | c |" into trimmed cells (in place).
@@ -782,16 +825,19 @@ static int read_exercise(const file *f, int i, exercise *x)
     return 1;
 }
 
+/* A case is created as tcase_create("NAME"), or named in a table of cases
+ * that a loop hands to tcase_create: {"NAME", {test_a, test_b}}. */
 static int test_defines_case(const char *suite, const char *tcase)
 {
-    char want_suite[96], want_case[96];
+    char want_suite[96], want_case[96], want_row[96];
     snprintf(want_suite, sizeof want_suite, "suite_create(\"%s\")", suite);
     snprintf(want_case, sizeof want_case, "tcase_create(\"%s\")", tcase);
+    snprintf(want_row, sizeof want_row, "{\"%s\", {", tcase);
     for (int t = 0; t < n_tests; t++) {
         int has_suite = 0, has_case = !tcase[0];
         for (int i = 0; i < tests[t].text.n; i++) {
             has_suite |= strstr(tests[t].text.line[i], want_suite) != NULL;
-            has_case |= strstr(tests[t].text.line[i], want_case) != NULL;
+            has_case |= strstr(tests[t].text.line[i], want_case) != NULL || strstr(tests[t].text.line[i], want_row) != NULL;
         }
         if (has_suite && has_case) return 1;
     }
@@ -929,6 +975,7 @@ int main(int argc, char **argv)
     check_equation_citations();
     check_notation();
     check_exercises();
+    check_book_links();
     if (errors) {
         fprintf(stderr, "bookindex: %d problem%s\n", errors, errors == 1 ? "" : "s");
         return 1;

@@ -155,16 +155,20 @@ static int parse_quote(const char *s, char *file, char *name)
 /* ---- worked numbers: <!-- @run ... --> ---------------------------------- */
 
 /* A worked example whose numbers come from running `scale`:
- *     <!-- @run [-C DIR] [--head N] [--tail N] [--fail] scale ARGS... -->
+ *     <!-- @run [-C DIR] [--clean PATH] [--head N] [--tail N] [--fail] scale ARGS... -->
  * followed by a ```text block. The block holds the command as a reader
  * would type it ("$ cd DIR", "$ ../../scale ARGS", wrapped with "\") and
  * then everything the command printed, stdout and stderr. --head/--tail
  * keep the first/last N lines of a long output with "..." between; --fail
  * says the command is expected to exit non-zero (an error message is the
- * example). Commands run from the repository root with SCALE_THREADS=1, so
- * a number never depends on the machine's core count. */
+ * example). --clean removes PATH, a file or folder under build/, before the
+ * command runs, for commands that refuse to overwrite their output (scale
+ * embed, scale experiment); an earlier block may have left inputs there.
+ * Commands run from the repository root with SCALE_THREADS=1, so a number
+ * never depends on the machine's core count. */
 typedef struct {
     char dir[512];   /* "" = the repository root */
+    char clean[512]; /* "" = nothing to remove */
     int head, tail;  /* 0 = all */
     int fail;
     const char *args; /* after "scale " (points into the marker line copy) */
@@ -189,11 +193,15 @@ static int parse_run(const char *s, run_spec *r)
         char *word = q;
         while (*q && *q != ' ') q++;
         if (*q) *q++ = 0;
-        if (!strcmp(word, "-C")) {
+        if (!strcmp(word, "-C") || !strcmp(word, "--clean")) {
+            char *dst = word[1] == 'C' ? r->dir : r->clean;
             while (*q == ' ') q++;
             int n = 0;
-            while (*q && *q != ' ' && n < (int)sizeof r->dir - 1) r->dir[n++] = *q++;
-            r->dir[n] = 0;
+            while (*q && *q != ' ' && n < (int)sizeof r->dir - 1) dst[n++] = *q++;
+            dst[n] = 0;
+            /* Only a plain relative path under build/ may be removed. */
+            if (dst == r->clean && (strncmp(dst, "build/", 6) != 0 || strstr(dst, "..") || strpbrk(dst, "'\"\\$`")))
+                return -1;
         } else if (!strcmp(word, "--head") || !strcmp(word, "--tail")) {
             int v = (int)strtol(q, &q, 10);
             if (v <= 0) return -1;
@@ -273,7 +281,9 @@ static int run_command(const char *chapter, int line_no, const run_spec *r, line
     char shown[1100];
     snprintf(shown, sizeof shown, "%sscale", up);
     push_wrapped_command(got, shown, r->args);
-    snprintf(cmd, sizeof cmd, "cd '%s/%s' && SCALE_THREADS=1 '%s/scale' %s 2>&1", root, r->dir, root, r->args);
+    char clean[4700] = "";
+    if (r->clean[0]) snprintf(clean, sizeof clean, "rm -rf '%s/%s' && ", root, r->clean);
+    snprintf(cmd, sizeof cmd, "%scd '%s/%s' && SCALE_THREADS=1 '%s/scale' %s 2>&1", clean, root, r->dir, root, r->args);
     FILE *f = popen(cmd, "r");
     if (!f) return fprintf(stderr, "%s:%d: cannot run '%s'\n", chapter, line_no, r->args), -1;
     lines output = {0};
@@ -396,7 +406,7 @@ static void process_chapter(const char *path, int update)
             if (kind == 0) continue;
             if (kind < 0) {
                 fprintf(stderr, "%s:%d: cannot read the @run line; it is "
-                                "'<!-- @run [-C DIR] [--head N] [--tail N] [--fail] scale ARGS -->'\n",
+                                "'<!-- @run [-C DIR] [--clean build/PATH] [--head N] [--tail N] [--fail] scale ARGS -->'\n",
                         path, i + 1);
                 errors++;
                 continue;

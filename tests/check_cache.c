@@ -553,7 +553,7 @@ START_TEST(test_clip_derm7p)
     int64_t j = sc_cache_text_row(&c, SC_TEXT_ENSEMBLE, 3, 1, 1); /* regression structures, its own ensemble */
     ck_assert_str_eq(c.text[j], "This is dermoscopy of regression structures showing blue areas.");
     j = sc_cache_text_row(&c, SC_TEXT_CLASS, 2, 1, 0);
-    ck_assert_str_eq(c.text[j], "A photo of a skin lesion whose pigmentation indicates a melanoma.");
+    ck_assert_str_eq(c.text[j], "A photo of a skin lesion with pigmentation indicating a melanoma.");
     ck_assert_str_eq(c.text[sc_cache_text_row(&c, SC_TEXT_REFERENCE, -1, 1, 0)], "This is dermoscopy");
     ck_assert_str_eq(c.text[sc_cache_text_row(&c, SC_TEXT_CLASS_NAME, 5, 0, 0)], "nevus");
     /* labels of a class prompt: every combination of the class */

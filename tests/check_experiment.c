@@ -16,7 +16,9 @@
  *     results.csv and explanations.csv;
  *  5. a failing run leaves no run folder and no temporary folder;
  *  6. `scale experiment` as a program, from a Derm7p-layout dataset through
- *     `scale embed` (medclip-tiny) to the report, CoOp left out with a note.
+ *     `scale embed` (medclip-tiny) to the report, CoOp included: trained
+ *     through MedCLIP's BERT from words and from random class-specific
+ *     context, its names cut with room kept for CoOp's period.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <dirent.h>
@@ -123,6 +125,29 @@ START_TEST(test_nested_subsets)
         }
         ck_assert_int_eq(n_chosen[5], N);
     }
+    /* Unbiased: the class of 16 wants 0.8 items at fraction 0.05, so over
+     * many seeds its mean count must be near 0.8 — one item in four fifths
+     * of the draws, none in the rest. A fixed offset would always give 1
+     * (or always 0). 400 seeds: the standard error is 0.02. */
+    int rare = 0;
+    for (uint64_t seed = 0; seed < 400; seed++) {
+        ck_assert(sc_nested_subset(chosen[0], &n_chosen[0], items, N, labels, 3, 0.05, seed, &err) == SC_OK);
+        for (int64_t j = 0; j < n_chosen[0]; j++) rare += labels[chosen[0][j] * 3 + 2];
+    }
+    ck_assert_msg(fabs(rare / 400.0 - 0.8) < 0.08, "class of 16 at fraction 0.05: mean count %g, want 0.8",
+                  rare / 400.0);
+    /* Several labels per item: an item's stratum is its rarest label, so
+     * that label stays within one of its share. Here 16 items of class 0
+     * also carry class 2, which then has 32 items, half of them shared. */
+    for (int i = 0; i < 16; i++) labels[i * 3 + 2] = 1;
+    for (uint64_t seed = 0; seed < 20; seed++)
+        for (int f = 0; f < 5; f++) {
+            ck_assert(sc_nested_subset(chosen[f], &n_chosen[f], items, N, labels, 3, fractions[f], seed, &err) == SC_OK);
+            int count = 0;
+            for (int64_t j = 0; j < n_chosen[f]; j++) count += labels[chosen[f][j] * 3 + 2];
+            ck_assert_msg(fabs(count - fractions[f] * 32) < 1, "seed %d fraction %g, rarest label: %d of 32",
+                          (int)seed, fractions[f], count);
+        }
     /* another seed, another subset */
     int64_t a[N], b[N], na, nb;
     sc_nested_subset(a, &na, items, N, labels, 3, 0.25, 1, &err);
@@ -378,7 +403,7 @@ START_TEST(test_run_deterministic)
     sc_err err;
     char *results[2], *expl[2];
     for (int run = 0; run < 2; run++) {
-        char name[8];
+        char name[16];
         snprintf(name, sizeof name, "run%d", run);
         char out[600];
         snprintf(out, sizeof out, "%s/%s", root, name);
@@ -468,7 +493,8 @@ START_TEST(test_program)
              "seeds 2\n"
              "method zero-shot zero-shot\n"
              "method linear-probe linear-probe epochs=5\n"
-             "method coop coop epochs=1\n"
+             "method coop coop epochs=2 init=\"a photo of a\"\n"
+             "method coop-long coop n-ctx=26 csc=yes epochs=1\n"
              "method scale scale epochs=2\n",
              sc_test_path("data/derm7p.hier"));
     put_file(root, "derm7p.conf", conf);
@@ -476,12 +502,23 @@ START_TEST(test_program)
     ck_assert_int_eq(run_scale(root, args), 0);
     char *out = slurp(in_dir(root, "stdout")), *err_text = slurp(in_dir(root, "stderr"));
     ck_assert_msg(strstr(out, "## Class-concept level") != NULL, "%s", out);   /* the summary on stdout */
-    ck_assert_msg(strstr(out, "CoOp is unavailable") != NULL, "%s", out);      /* MedCLIP: said, not failed */
+    ck_assert_msg(strstr(out, "| coop |") != NULL, "%s", out);                 /* CoOp runs on MedCLIP */
+    /* 32 positions − [CLS] − 26 context vectors leave 5: name tokens, the
+     * period and [SEP], so every name is cut to 3 tokens */
+    ck_assert_msg(strstr(out, "coop-long: 28 of 28 class names were cut to 3 tokens") != NULL, "%s", out);
     ck_assert_msg(strstr(err_text, "experiment jobs") != NULL, "%s", err_text); /* progress on stderr */
     free(out), free(err_text);
     ck_assert(exists(in_dir(root, "embeddings/index.json")));                  /* embedded on the way */
     ck_assert(exists(in_dir(root, "run/results.csv")));
     ck_assert(exists(in_dir(root, "run/fig2-class.svg")));
+    /* CoOp's rows: (2 subsets at 0.5 + 1 at 1) x 2 levels x 4 metrics */
+    char *results = slurp(in_dir(root, "run/results.csv"));
+    int coop_rows = 0;
+    for (const char *p = results; (p = strstr(p, "\ncoop,")) != NULL; p++) coop_rows++;
+    ck_assert_int_eq(coop_rows, 24);
+    free(results);
+    double acc = result_mean(in_dir(root, "run/results.csv"), "coop", "1", "class-concept", "accuracy");
+    ck_assert_msg(acc >= 0 && acc <= 1, "coop accuracy %g", acc);
     /* again into the same folder: refused, exit 1 */
     ck_assert_int_eq(run_scale(root, args), 1);
     char *e = slurp(in_dir(root, "stderr"));

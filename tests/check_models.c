@@ -971,6 +971,39 @@ START_TEST(test_cli_errors)
 }
 END_TEST
 
+/* scale compare on two arrays worked by hand: A = ((1, 0), (0, 2)) and
+ * B = ((1, 0), (1, 1)) differ in 2 of 4 values, by 1 at most and 0.5 on
+ * average; row 0 has cosine 1, row 1 (0, 2)·(1, 1)/(2·√2) = 0.707107. */
+START_TEST(test_cli_compare)
+{
+    const char *dir = sc_test_tmpdir();
+    char a[1100], b[1100], c[1100], cmd[4096];
+    snprintf(a, sizeof a, "%s/a.npy", dir);
+    snprintf(b, sizeof b, "%s/b.npy", dir);
+    snprintf(c, sizeof c, "%s/c.npy", dir);
+    sc_err err;
+    ck_assert(sc_npy_write_f32(a, (const float[]){1, 0, 0, 2}, 2, (const int64_t[]){2, 2}, &err) == SC_OK);
+    ck_assert(sc_npy_write_f32(b, (const float[]){1, 0, 1, 1}, 2, (const int64_t[]){2, 2}, &err) == SC_OK);
+    ck_assert(sc_npy_write_f32(c, (const float[]){1, 0, 1}, 2, (const int64_t[]){1, 3}, &err) == SC_OK);
+    snprintf(cmd, sizeof cmd, "%s compare %s %s", sc_test_path("scale"), a, b);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    char out[2048] = "";
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = 0;
+    ck_assert_int_eq(pclose(p), 0);
+    ck_assert_msg(strstr(out, "values 4, differing 2, max_abs_diff=1 mean_abs_diff=0.5\n"), "%s", out);
+    ck_assert_msg(strstr(out, "row 0: cosine 1.000000\nrow 1: cosine 0.707107\n"), "%s", out);
+    ck_assert_msg(strstr(out, "cosine over 2 rows: min 0.707107, mean 0.853553\n"), "%s", out);
+    snprintf(cmd, sizeof cmd, "compare %s %s", a, c);
+    ck_assert_int_eq(run_scale(dir, cmd), 1); /* shapes differ */
+    snprintf(cmd, sizeof cmd, "compare %s", a);
+    ck_assert_int_eq(run_scale(dir, cmd), 2);
+    snprintf(cmd, sizeof cmd, "compare %s %s/missing.npy", a, dir);
+    ck_assert_int_eq(run_scale(dir, cmd), 1);
+}
+END_TEST
+
 Suite *suite_models(void)
 {
     Suite *s = suite_create("models");
@@ -986,7 +1019,7 @@ Suite *suite_models(void)
         {"properties", {test_batch_items_independent, test_grey_images, test_eot_rule, test_presets}},
         {"load_errors", {test_missing_tensor, test_wrong_shape, test_unknown_tensor, test_config_errors,
                          test_logit_scale_clamp, test_input_errors}},
-        {"encode_cli", {test_cli_encode, test_cli_errors}},
+        {"encode_cli", {test_cli_encode, test_cli_errors, test_cli_compare}},
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         TCase *tc = tcase_create(cases[c].name);

@@ -421,6 +421,24 @@ START_TEST(test_commands)
     sc_array_free(&got);
     sc_array_free(&ref);
 
+    /* --crop-rule hf-legacy on the radiograph: CLIP's resize leaves 269
+     * rows, and the legacy offset is 23 where torchvision's is 22 (see
+     * test_center_crop_rules), so row y is torchvision's row y + 1. */
+    snprintf(args, sizeof args, "preprocess --pipeline clip --crop-rule hf-legacy %s --out %s",
+             sc_test_path("tests/golden/io/images/cxr_352x423_gray8.png"), out);
+    ck_assert_int_eq(run(args), 0);
+    ck_assert(sc_npy_read(out, &got, &err) == SC_OK);
+    load_npy(PRE "clip/cxr_352x423_gray8.npy", &ref);
+    ck_assert(got.ndim == 4 && got.shape[1] == 3 && got.shape[2] == 224);
+    for (int c = 0; c < 3; c++)
+        sc_check_close("crop one row lower", (float *)got.data + c * 224 * 224,
+                       (float *)ref.data + c * 224 * 224 + 224, 223 * 224, 0, 0);
+    ck_assert(memcmp(got.data, ref.data, 224 * sizeof(float)) != 0);
+    sc_array_free(&got);
+    sc_array_free(&ref);
+    snprintf(args, sizeof args, "preprocess --crop-rule sideways x.png --out %s/y.npy", tmp);
+    ck_assert_int_eq(run(args), 2);
+
     /* usage errors exit 2, failures 1, and no output file is left */
     snprintf(args, sizeof args, "preprocess --pipeline nope x.png --out %s/y.npy", tmp);
     ck_assert_int_eq(run(args), 2);

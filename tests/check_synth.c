@@ -798,6 +798,15 @@ START_TEST(test_synth_command)
     ck_assert_int_eq(run_scale(args), 0);
     snprintf(path, sizeof path, "%s/p/master_table.csv", dir);
     ck_assert(file_exists(path));
+    /* --quiet: the same files, and nothing on stdout or stderr. */
+    snprintf(args, sizeof args, "%s synth padchest-gr --out %s/q --n 4 --size 40 --no-images --quiet 2>&1",
+             sc_test_path("scale"), dir);
+    FILE *p = popen(args, "r");
+    ck_assert_ptr_nonnull(p);
+    ck_assert_int_eq(fgetc(p), EOF);
+    ck_assert_int_eq(pclose(p), 0);
+    snprintf(path, sizeof path, "%s/q/master_table.csv", dir);
+    ck_assert(file_exists(path));
     ck_assert_int_eq(run_scale("synth mnist --out /nonexistent"), 2);
     ck_assert_int_eq(run_scale("synth derm7p --format gif --out /nonexistent"), 2);
     ck_assert_int_eq(run_scale("synth derm7p"), 2);

@@ -733,6 +733,47 @@ START_TEST(test_optimizers)
 }
 END_TEST
 
+/* A parameter of 49157 elements is updated in pieces on the thread pool;
+ * each element i repeats the trajectory of element i % 3 above. With
+ * sc_optim_step_zero_grad the gradients are zero after every step, and the
+ * parameters have the same bits for 1 and 3 threads. */
+START_TEST(test_optimizer_pieces)
+{
+    static const float a[3] = {1, 2, 0.5f}, c[3] = {0.3f, -0.7f, 1.5f}, start[3] = {1, 0.5f, -1};
+    enum { N = 49157 };
+    float *first = malloc(sizeof(float) * N);
+    ck_assert_ptr_nonnull(first);
+    for (int threads = 1; threads <= 3; threads += 2) {
+        sc_set_threads(threads);
+        sc_arena w;
+        sc_arena_init(&w, "weights", 1 << 20, 0);
+        sc_tensor *p = sc_param_new(&w, 1, (int64_t[]){N}, "p");
+        for (int i = 0; i < N; i++) p->data[i] = start[i % 3];
+        sc_opt_config cfg = sc_opt_defaults(SC_OPT_ADAM, 0.1f);
+        cfg.weight_decay = 0.01f;
+        sc_optim o;
+        sc_err err;
+        ck_assert_int_eq(sc_optim_init(&o, cfg, &p, 1, &err), SC_OK);
+        for (int step = 0; step < 5; step++) {
+            for (int i = 0; i < N; i++) p->grad[i] = a[i % 3] * (p->data[i] - c[i % 3]);
+            sc_optim_step_zero_grad(&o);
+            for (int i = 0; i < N; i++) {
+                if (p->grad[i] != 0.0f) ck_abort_msg("step %d: gradient %d left at %g", step + 1, i, (double)p->grad[i]);
+                if (fabs(p->data[i] - adam_l2[step][i % 3]) > 1e-6 + 1e-5 * fabs(adam_l2[step][i % 3]))
+                    ck_abort_msg("threads=%d step %d: p[%d] = %.9g, expected %.9g", threads, step + 1, i,
+                                 (double)p->data[i], adam_l2[step][i % 3]);
+            }
+        }
+        if (threads == 1) memcpy(first, p->data, sizeof(float) * N);
+        else ck_assert_msg(memcmp(first, p->data, sizeof(float) * N) == 0, "3 threads differ from 1 thread");
+        sc_optim_free(&o);
+        sc_arena_free(&w);
+    }
+    sc_set_threads(0);
+    free(first);
+}
+END_TEST
+
 START_TEST(test_lr_schedule)
 {
     /* Constant warm-up of 1 step at 1e-5, then cosine over T_max = 10:
@@ -770,6 +811,7 @@ Suite *suite_tensor(void)
     suite_add_tcase(s, grad);
     TCase *opt = tcase_create("optim");
     tcase_add_test(opt, test_optimizers);
+    tcase_add_test(opt, test_optimizer_pieces);
     tcase_add_test(opt, test_lr_schedule);
     suite_add_tcase(s, opt);
     return s;
