@@ -6891,7 +6891,7 @@ static void summary_tables(sc_text *t, const exp_sweep *sw, int level)
     }
 }
 
-static void summary_text(sc_text *t, const exp_sweep *sw, double seconds)
+static void summary_text(sc_text *t, const exp_sweep *sw)
 {
     const exp_shared *sh = sw->sh;
     const sc_experiment *ex = sh->ex;
@@ -6913,15 +6913,22 @@ static void summary_text(sc_text *t, const exp_sweep *sw, double seconds)
                                            sh->note[m]);
     for (int l = 0; l < N_LEVELS; l++)
         if (ex->levels >> l & 1) summary_tables(t, sw, l);
-    sc_text_printf(t, "\n## Time\n\n| method | jobs | seconds (sum over jobs) |\n|---|---:|---:|\n");
+}
+
+/* Where the time went, for the progress stream: kept out of summary.md so
+ * that the same seed and thread count give the same summary byte for byte
+ * (run.json records the same figures). */
+static void timing_text(FILE *out, const exp_sweep *sw, double seconds)
+{
+    const sc_experiment *ex = sw->sh->ex;
+    fprintf(out, "scale experiment: time per method (seconds, summed over jobs):");
     for (int m = 0; m < ex->n_methods; m++) {
         double s = 0;
-        int n = 0;
         for (int i = 0; i < sw->n_jobs; i++)
-            if (sw->jobs[i].method == m) s += sw->jobs[i].seconds, n++;
-        sc_text_printf(t, "| %s | %d | %.1f |\n", ex->methods[m].name, n, s);
+            if (sw->jobs[i].method == m) s += sw->jobs[i].seconds;
+        fprintf(out, " %s %.1f%s", ex->methods[m].name, s, m + 1 < ex->n_methods ? "," : "");
     }
-    sc_text_printf(t, "\nWall time %.1f s on %d thread%s.\n", seconds, sc_threads(), sc_threads() == 1 ? "" : "s");
+    fprintf(out, "; wall time %.1f s on %d thread%s.\n", seconds, sc_threads(), sc_threads() == 1 ? "" : "s");
 }
 
 /* Fig. 2: one panel per metric, the metric against the fraction, a line
@@ -7514,8 +7521,9 @@ sc_status sc_experiment_run(const sc_experiment *ex, const sc_cache *cache, cons
     sc_text summary;
     sc_text_init(&summary);
     if (!st) {
-        summary_text(&summary, &sw, now_seconds() - start);
+        summary_text(&summary, &sw);
         st = write_outputs(&sw, opt, now_seconds() - start, tmp, &summary, err);
+        if (!st && opt && opt->progress) timing_text(opt->progress, &sw, now_seconds() - start);
         if (!st && rename(tmp, out_dir) != 0)
             st = sc_fail(err, SC_EIO, "%s: cannot rename %s to it: %s", out_dir, tmp, strerror(errno));
     }

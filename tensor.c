@@ -1140,12 +1140,15 @@ static void gemm_block_direct(const gemm_args *g, const gemm_kernel *kn, int64_t
             }
             for (int64_t ir = i0; ir < i1; ir += mr) {
                 int64_t rows = i1 - ir < mr ? i1 - ir : mr;
-                const float *a = buf->a + (ir - a_from) * kc;
+                /* rows below a_from are read in place; the rest were packed */
+                const float *a = NULL;
                 int64_t a_rs = 1, a_ks = mr;
-                if (ir < a_from && g->trans_a) {
+                if (ir >= a_from) {
+                    a = buf->a + (ir - a_from) * kc;
+                } else if (g->trans_a) {
                     a = g->A + pc * g->lda + ir;
                     a_ks = g->lda;
-                } else if (ir < a_from) {
+                } else {
                     a = g->A + ir * g->lda + pc;
                     a_rs = g->lda;
                     a_ks = 1;
