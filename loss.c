@@ -802,7 +802,7 @@ static int is_positive(const float *anchor_labels, const float *cand_labels, int
 /* @book begin supcon-logits */
 static double supcon_logits(double *dl, int64_t *n_anchors, const double *logit,
                             const float *anchor_labels, const float *cand_labels, int64_t A,
-                            int64_t S, int H, int exclude_self, int multilabel)
+                            int64_t S, int H, int exclude_self, int multilabel, double *softmax)
 {
     double loss = 0;
     *n_anchors = 0;
@@ -810,12 +810,16 @@ static double supcon_logits(double *dl, int64_t *n_anchors, const double *logit,
         const double *l = logit + a * S;
         const float *la = anchor_labels + a * H;
         /* log of the denominator of Eq. 2: all candidates except the anchor
-         * itself in the rows reading. */
+         * itself in the rows reading; softmax (S) keeps each candidate's
+         * share of it for the gradient. */
         double m = -INFINITY, sum = 0;
         for (int64_t s = 0; s < S; s++)
             if (!(exclude_self && s == a) && l[s] > m) m = l[s];
-        for (int64_t s = 0; s < S; s++)
-            if (!(exclude_self && s == a)) sum += exp(l[s] - m);
+        for (int64_t s = 0; s < S; s++) {
+            softmax[s] = exclude_self && s == a ? 0 : exp(l[s] - m);
+            sum += softmax[s];
+        }
+        for (int64_t s = 0; s < S; s++) softmax[s] /= sum;
         double lse = m + log(sum);
         /* One anchor per label in the multi-label case, one in total else. */
         for (int h = multilabel ? 0 : -1; h < (multilabel ? H : 0); h++) {
@@ -834,7 +838,7 @@ static double supcon_logits(double *dl, int64_t *n_anchors, const double *logit,
             /* d/dl_s of -(1/|P|) sum_p (l_p - lse) = softmax_s - [s in P]/|P| */
             for (int64_t s = 0; s < S; s++) {
                 if (exclude_self && s == a) continue;
-                double g = exp(l[s] - lse);
+                double g = softmax[s];
                 if (is_positive(la, cand_labels + s * H, H, h)) g -= 1.0 / (double)n_pos;
                 dl[a * S + s] += g;
             }
@@ -897,9 +901,10 @@ static double supcon_term(double *dQ, int64_t *n_anchors, const float *Q, const 
     double *F = sc_arena_alloc(scratch, sizeof(double) * (size_t)(A * D));
     double *FT = sc_arena_alloc(scratch, sizeof(double) * (size_t)(A * D));
     double *logit = sc_arena_alloc(scratch, sizeof(double) * (size_t)(A * S));
+    double *softmax = sc_arena_alloc(scratch, sizeof(double) * (size_t)S);
     double *dl = dQ ? sc_arena_calloc(scratch, (size_t)(A * S), sizeof(double)) : NULL;
     double *dF = dQ ? sc_arena_calloc(scratch, (size_t)(A * D), sizeof(double)) : NULL;
-    SC_ASSERT(F && FT && logit && (dl || !dQ) && (dF || !dQ), "scratch arena cannot hold %lld logits", (long long)(A * S));
+    SC_ASSERT(F && FT && logit && softmax && (dl || !dQ) && (dF || !dQ), "scratch arena cannot hold %lld logits", (long long)(A * S));
     for (int64_t a = 0; a < A; a++)
         for (int64_t d = 0; d < D; d++) F[a * D + d] = FT[d * A + a] = transposed ? Q[d * M + a] : Q[a * M + d];
 
@@ -907,7 +912,7 @@ static double supcon_term(double *dQ, int64_t *n_anchors, const float *Q, const 
     else
         for (int64_t i = 0; i < A * S; i++) logit[i] = F[i] / cfg->tau;
     double loss = supcon_logits(dl, n_anchors, logit, anchor_labels, rows ? anchor_labels : other_labels,
-                                A, S, p->H, rows, cfg->multilabel);
+                                A, S, p->H, rows, cfg->multilabel, softmax);
     double scale = 1;
     if (cfg->reduction == SC_REDUCE_MEAN) scale = *n_anchors ? 1.0 / (double)*n_anchors : 0;
     if (dQ && *n_anchors) {
@@ -1204,9 +1209,8 @@ static sc_tensor *adapt_normalise(sc_ctx *ctx, const sc_adapter *ad, int use, sc
  * canonical prompts, as the tensors and the loss problem of Sec. 2.2.
  * When the paired texts are themselves canonical prompts (no text_emb),
  * the batch's M = B + H text rows are copies of the H prompt rows: the
- * text adapter then runs on the H prompts only and the rows are gathered
- * afterwards (prompt_row), which gives the same Q and gradients for a
- * fraction of the work. */
+ * text adapter then runs on the H prompts only and Q's columns are
+ * gathered afterwards (prompt_row, see batch_similarities). */
 typedef struct {
     sc_tensor *images;     /* (B, C) */
     sc_tensor *texts;      /* (B + H, C) paired texts, then canonical prompts; NULL when gathered */
@@ -1248,13 +1252,21 @@ static void gather_batch(train_batch *b, sc_ctx *ctx, const sc_train_data *d, co
     b->problem = p;
 }
 
-/* The normalised text rows of a batch (B + H, C). */
-static sc_tensor *batch_texts(sc_ctx *ctx, const sc_scale_model *m, const sc_train_data *d, const train_batch *b)
+/* Q = x̂ t̂ᵀ of a batch, (B, B + H), from the normalised image rows x̂.
+ * When the texts are copies of the H prompts (no text_emb), so are Q's
+ * columns: the H distinct ones, û x̂ᵀ as rows of Qᵀ, are computed once and
+ * gathered, and the gather's backward adds the copies' gradients together.
+ * That is the same Q and the same gradients for H columns of work instead
+ * of B + H. */
+static sc_tensor *batch_similarities(sc_ctx *ctx, const sc_scale_model *m, const sc_train_data *d,
+                                     const train_batch *b, sc_tensor *x)
 {
-    if (b->texts) return adapt_normalise(ctx, &m->text, m->cfg.text_adapter, b->texts);
+    if (b->texts) return sc_matmul(ctx, x, adapt_normalise(ctx, &m->text, m->cfg.text_adapter, b->texts), 0, 1);
     sc_tensor *prompts = sc_tensor_wrap(&ctx->act, (float *)d->prompt_emb, 2, (int64_t[]){d->H, d->C}, "prompts");
     sc_tensor *unique = adapt_normalise(ctx, &m->text, m->cfg.text_adapter, prompts);
-    return sc_embedding(ctx, unique, b->prompt_row, b->problem.M);
+    sc_tensor *distinct = sc_matmul(ctx, unique, x, 0, 1);                     /* (H, B) */
+    sc_tensor *Qt = sc_embedding(ctx, distinct, b->prompt_row, b->problem.M);  /* (B + H, B) */
+    return sc_contiguous(ctx, sc_transpose(ctx, Qt, 0, 1));
 }
 
 /* @book begin batch-loss */
@@ -1265,8 +1277,7 @@ sc_tensor *sc_scale_batch_loss(sc_ctx *ctx, const sc_scale_model *m, const sc_tr
     train_batch b;
     gather_batch(&b, ctx, d, index, B);
     sc_tensor *x = adapt_normalise(ctx, &m->image, m->cfg.image_adapter, b.images);
-    sc_tensor *t = batch_texts(ctx, m, d, &b);
-    sc_tensor *Q = sc_matmul(ctx, x, t, 0, 1);          /* (B, B + H) */
+    sc_tensor *Q = batch_similarities(ctx, m, d, &b, x);   /* (B, B + H) */
     return sc_scale_loss_op(ctx, Q, &b.problem, &m->cfg.loss, terms);
 }
 /* @book end batch-loss */

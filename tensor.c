@@ -40,6 +40,20 @@
 #define SC_GEMM_X86 0
 #endif
 
+/* Vector code for per-element loops (optimizer updates, L2 norms). GCC at
+ * -O2 vectorises only loops whose trip count it knows, so these ask for the
+ * cheap cost model (and rely on -fno-math-errno from the Makefile for
+ * sqrtf), plus an AVX2 clone picked at load time. None of this changes a
+ * result: every lane does exactly the scalar arithmetic, with no
+ * contraction into FMAs (ISO C mode) and no reassociation. Clang vectorises
+ * these loops at -O2 by itself. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define OPT_VECTORIZE \
+    __attribute__((optimize("tree-vectorize", "vect-cost-model=cheap"), target_clones("avx2", "default")))
+#else
+#define OPT_VECTORIZE
+#endif
+
 /* ======================================================================== */
 /* 1. Shapes and construction                                                */
 /* ======================================================================== */
@@ -2066,6 +2080,35 @@ sc_tensor *sc_layernorm(sc_ctx *ctx, sc_tensor *x, sc_tensor *w, sc_tensor *b, f
  * dx = (g − y (y·g)) / ‖x‖, or g / 1e-12 where the clamp was active. */
 #define L2_EPS 1e-12f
 
+/* Σ a_j b_j in double. Eight partial sums, so that the loop runs in vector
+ * lanes: the order of the additions is fixed (lane k takes j ≡ k mod 8),
+ * not left to the compiler. */
+OPT_VECTORIZE
+static double dot_f64(const float *restrict a, const float *restrict b, int64_t n)
+{
+    double lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int k = 0; k < 8; k++) lane[k] += (double)a[j + k] * (double)b[j + k];
+    for (; j < n; j++) lane[j & 7] += (double)a[j] * (double)b[j];
+    return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+}
+
+/* y = x / d, divided (not multiplied by 1/d) as PyTorch's F.normalize. */
+OPT_VECTORIZE
+static void divide_row(float *restrict y, const float *restrict x, float d, int64_t n)
+{
+    for (int64_t j = 0; j < n; j++) y[j] = x[j] / d;
+}
+
+/* gx += (g − y·yg) / norm, the backward of one normalised row. */
+OPT_VECTORIZE
+static void scaled_residual_add(float *restrict gx, const float *restrict g, const float *restrict y, float yg,
+                                float norm, int64_t n)
+{
+    for (int64_t j = 0; j < n; j++) gx[j] += (g[j] - y[j] * yg) / norm;
+}
+
 static void l2_backward(sc_ctx *ctx, sc_node *n)
 {
     int64_t C = last_dim(n->out), rows = sc_numel(n->out) / C;
@@ -2077,9 +2120,8 @@ static void l2_backward(sc_ctx *ctx, sc_node *n)
             for (int64_t j = 0; j < C; j++) gx[r * C + j] += g[j] / L2_EPS;
             continue;
         }
-        double yg = 0;
-        for (int64_t j = 0; j < C; j++) yg += (double)y[j] * g[j];
-        for (int64_t j = 0; j < C; j++) gx[r * C + j] += (g[j] - y[j] * (float)yg) / norm[r];
+        float yg = (float)dot_f64(y, g, C);
+        scaled_residual_add(gx + r * C, g, y, yg, norm[r], C);
     }
 }
 
@@ -2092,11 +2134,8 @@ sc_tensor *sc_l2_normalize(sc_ctx *ctx, sc_tensor *x)
     float *norms = n ? sc__act_alloc(ctx, sizeof(float) * (size_t)(rows ? rows : 1)) : NULL;
     for (int64_t r = 0; r < rows; r++) {
         const float *xr = x->data + r * C;
-        double ss = 0;
-        for (int64_t j = 0; j < C; j++) ss += (double)xr[j] * xr[j];
-        float nrm = (float)sqrt(ss);
-        float d = nrm > L2_EPS ? nrm : L2_EPS;
-        for (int64_t j = 0; j < C; j++) y->data[r * C + j] = xr[j] / d;
+        float nrm = (float)sqrt(dot_f64(xr, xr, C));
+        divide_row(y->data + r * C, xr, nrm > L2_EPS ? nrm : L2_EPS, C);
         if (norms) norms[r] = nrm;
     }
     if (n) n->saved = norms;
@@ -2385,20 +2424,6 @@ void sc_zero_grad(sc_tensor *const *params, int count)
 /* ======================================================================== */
 /* 13. Optimizers and the learning-rate schedule                             */
 /* ======================================================================== */
-
-/* Vector code for the per-element updates. GCC at -O2 vectorises only
- * loops whose trip count it knows, so the update functions ask for the
- * cheap cost model (and rely on -fno-math-errno from the Makefile for
- * sqrtf), plus an AVX2 clone picked at load time. None of this changes a
- * result: every lane does exactly the scalar arithmetic, with no
- * contraction into FMAs (ISO C mode) and no reassociation. Clang vectorises
- * these loops at -O2 by itself. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define OPT_VECTORIZE \
-    __attribute__((optimize("tree-vectorize", "vect-cost-model=cheap"), target_clones("avx2", "default")))
-#else
-#define OPT_VECTORIZE
-#endif
 
 sc_opt_config sc_opt_defaults(sc_opt_kind kind, float lr)
 {
