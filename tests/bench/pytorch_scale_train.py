@@ -15,13 +15,14 @@ embeddings: the time does not depend on their values.
 
 prints `bench impl=pytorch op=scale-train ... seconds=... cpu_seconds=...`.
 """
-import ctypes
 import sys
 import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from pytorch_models import set_threads   # this script's folder is on sys.path
 
 N, C, H, EPOCHS, BATCH = 413, 768, 5, 150, 64
 COMBO_CLASS = torch.tensor([0, 0, 0, 1, 1])
@@ -64,17 +65,6 @@ def loss_of(x, t, combo_img, combo_txt):
     ce += F.cross_entropy(aggregate(Z, COMBO_CLASS, 2), F.one_hot(COMBO_CLASS[combo_img], 2).float())
     same = (combo_img[:, None] == combo_txt[None, :]).float()
     return ce + supcon(Q / TAU, same) + supcon(Q.T / TAU, same.T)
-
-
-def set_threads(n):
-    """torch.set_num_threads does not reach Debian's OpenBLAS (pthread
-    build), which runs the matrix products: set both, as pytorch_models.py."""
-    torch.set_num_threads(n)
-    for lib in ("libopenblas.so.0", "libblas.so.3"):
-        try:
-            ctypes.CDLL(lib).openblas_set_num_threads(n)
-        except (OSError, AttributeError):
-            pass
 
 
 def run(threads):
