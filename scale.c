@@ -5330,6 +5330,51 @@ void sc_cache_free(sc_cache *c)
     memset(c, 0, sizeof *c);
 }
 
+/* The images half of a check. The fingerprint names the image files only
+ * through the label files, so a picture replaced under the same name
+ * would go unnoticed there; images.csv records the SHA-256 of the bytes
+ * each row was embedded from. Load the dataset as the options read it now
+ * and compare, row by row, the image's id and the hash of its file. */
+static sc_status cache_check_images(const sc_cache *c, const sc_dataset_options *data, const char *what, sc_err *err)
+{
+    char path[DS_PATH_MAX];
+    if (!path_join(path, sizeof path, c->dir, "images.csv")) return sc_fail(err, SC_EARG, "%s: path too long", c->dir);
+    sc_dataset ds;
+    sc_status st = sc_dataset_load(&ds, data, err);
+    if (st) return st;
+    sc_csv csv;
+    if ((st = sc_csv_load(&csv, path, NULL, err))) {
+        sc_dataset_free(&ds);
+        return st;
+    }
+    int col_id, col_file, col_sha;
+    if (!(st = sc_csv_require_column(&csv, "id", &col_id, err)) &&
+        !(st = sc_csv_require_column(&csv, "file", &col_file, err)))
+        st = sc_csv_require_column(&csv, "sha256", &col_sha, err);
+    if (!st && csv.n_rows != c->N)
+        st = sc_fail(err, SC_EFORMAT, "%s: %lld rows, but index.json says %lld images", path, (long long)csv.n_rows,
+                     (long long)c->N);
+    int64_t n = c->N < ds.n_images ? c->N : ds.n_images;
+    for (int64_t i = 0; !st && i < n; i++) {
+        const char *id = sc_csv_get(&csv, i, col_id), *was = sc_csv_get(&csv, i, col_sha);
+        char is[65];
+        if (strcmp(id, ds.image_id[i]))
+            st = sc_fail(err, SC_EFORMAT, "%s: stale cache: image %lld was %s (file %s) when embedded but is %s (file "
+                         "%s) now; embed again", what, (long long)i, id, sc_csv_get(&csv, i, col_file),
+                         ds.image_id[i], ds.image_path[i]);
+        else if (!(st = sc_sha256_file(ds.image_path[i], is, NULL, err)) && strcmp(is, was))
+            st = sc_fail(err, SC_EFORMAT, "%s: stale cache: image file %s has changed since it was embedded "
+                         "(sha256 %.12s... in images.csv, %.12s... now); embed again", what, ds.image_path[i], was, is);
+    }
+    if (!st && ds.n_images != c->N)
+        st = sc_fail(err, SC_EFORMAT, "%s: stale cache: %lld images were embedded but the dataset has %lld now "
+                     "(first difference: image %s); embed again", what, (long long)c->N, (long long)ds.n_images,
+                     n < c->N ? sc_csv_get(&csv, n, col_file) : ds.image_path[n]);
+    sc_csv_free(&csv);
+    sc_dataset_free(&ds);
+    return st;
+}
+
 sc_status sc_cache_check(const sc_cache *c, const char *model, const char *pipeline, const sc_dataset_options *data,
                          sc_err *err)
 {
@@ -5353,6 +5398,7 @@ sc_status sc_cache_check(const sc_cache *c, const char *model, const char *pipel
     if (data) checked[n++] = prefixes[3];
     if (!st && now.failed) st = sc_fail(err, SC_ENOMEM, "out of memory");
     if (!st) st = fingerprint_compare(&then, &now, checked, n, what, err);
+    if (!st && data) st = cache_check_images(c, data, what, err);
     free(then.item), free(now.item);
     sc_arena_free(&a);
     return st;

@@ -2059,8 +2059,11 @@ sc_status sc_cache_load(sc_cache *c, const char *dir, sc_err *err);
 void sc_cache_free(sc_cache *c);
 /* Refuse a stale cache: recompute the fingerprint of the model directory
  * (with pipeline, NULL = its own) and of the dataset options, and fail
- * with SC_EFORMAT naming the first entry that differs. model or data may
- * be NULL to leave that half unchecked. */
+ * with SC_EFORMAT naming the first entry that differs. With data, also
+ * load the dataset and hash every image file: an image that is gone, in
+ * another row, or not the bytes images.csv records makes the cache stale
+ * too, and the message names its file. model or data may be NULL to leave
+ * that half unchecked. */
 sc_status sc_cache_check(const sc_cache *c, const char *model, const char *pipeline, const sc_dataset_options *data,
                          sc_err *err);
 /* The row of a text: kind, task, index and variant as in sc_text_kind;

@@ -707,6 +707,44 @@ START_TEST(test_cli_embed)
 }
 END_TEST
 
+/* An image replaced under its own name: the label files and the
+ * hierarchy are as they were, so the fingerprint agrees, and only the
+ * SHA-256 that images.csv records for each image can tell. */
+START_TEST(test_stale_image_refused)
+{
+    setup s;
+    setup_padchest(&s);
+    sc_dataset_options o = padchest_opts(&s);
+    char out[400], args[2000];
+    snprintf(out, sizeof out, "%s/cache", s.root);
+    embed_ok(s.model, &o, 4, 0, 1, out);
+    sc_cache c;
+    load_cache(&c, out);
+    sc_err err;
+    ck_assert_msg(sc_cache_check(&c, s.model, NULL, &o, &err) == SC_OK, "%s", err.msg);
+    /* the fixture's img01.png is 44 x 48, 8-bit grey, drawn with seed 301 */
+    put_png(s.data, "Padchest_GR_files/img01.png", 44, 48, 1, 8, 302);
+    ck_assert(sc_cache_check(&c, s.model, NULL, NULL, &err) == SC_OK); /* the model half still fits */
+    ck_assert_int_eq(sc_cache_check(&c, NULL, NULL, &o, &err), SC_EFORMAT);
+    ck_assert_msg(strstr(err.msg, "stale cache: image file ") && strstr(err.msg, "img01.png has changed"), "%s",
+                  err.msg);
+    /* through the binary: exit 1 and the file named */
+    snprintf(args, sizeof args, "cache %s --dataset padchest-gr:%s --min-cases 0", out, s.data);
+    ck_assert_int_eq(run(s.root, args), 1);
+    ck_assert(output_has(s.root, "stderr", "img01.png has changed since it was embedded"));
+    /* the image put back: fresh again */
+    put_png(s.data, "Padchest_GR_files/img01.png", 44, 48, 1, 8, 301);
+    ck_assert_msg(sc_cache_check(&c, s.model, NULL, &o, &err) == SC_OK, "%s", err.msg);
+    ck_assert_int_eq(run(s.root, args), 0);
+    /* an image gone: refused, the file named */
+    snprintf(args, sizeof args, "%s/Padchest_GR_files/img01.png", s.data);
+    ck_assert_int_eq(unlink(args), 0);
+    ck_assert_int_ne(sc_cache_check(&c, NULL, NULL, &o, &err), SC_OK);
+    ck_assert_msg(strstr(err.msg, "img01.png"), "%s", err.msg);
+    sc_cache_free(&c);
+}
+END_TEST
+
 Suite *suite_cache(void)
 {
     Suite *s = suite_create("cache");
@@ -719,6 +757,7 @@ Suite *suite_cache(void)
     tcase_add_test(tc, test_shards_merge_like_one_run);
     tcase_add_test(tc, test_clip_derm7p);
     tcase_add_test(tc, test_cli_embed);
+    tcase_add_test(tc, test_stale_image_refused);
     suite_add_tcase(s, tc);
     TCase *synth = tcase_create("cache_synthetic");
     tcase_set_timeout(synth, 60);
