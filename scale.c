@@ -7912,6 +7912,17 @@ static int64_t tokenize_trim(int64_t *ids, int64_t *mask, int64_t B, int64_t T)
     return L;
 }
 
+/* A failure on text b, named for the user: "FILE:LINE: ..." for the lines
+ * of --in FILE, "text b: ..." for the arguments. The tokenizer's message
+ * begins "text: ". */
+static sc_status tokenize_fail(sc_status st, const char *in, int64_t b, sc_err *err)
+{
+    char why[sizeof err->msg];
+    snprintf(why, sizeof why, "%s", !strncmp(err->msg, "text: ", 6) ? err->msg + 6 : err->msg);
+    if (in) return sc_fail(err, st, "%s:%lld: %s", in, (long long)b + 1, why);
+    return sc_fail(err, st, "text %lld: %s", (long long)b, why);
+}
+
 static int tokenize_usage(void)
 {
     fprintf(stderr,
@@ -7924,7 +7935,9 @@ static int tokenize_usage(void)
             "text, end token, padding (--pad-id, default 0 for CLIP as OpenAI, [PAD] for BERT);\n"
             "--longest keeps only as many columns as the longest text needs (padding=True).\n"
             "Without --out, prints each text's ids up to its end token (--tokens: also the\n"
-            "token strings; --explain: every cleaning step, BPE merge or WordPiece split).\n");
+            "token strings; --explain: every cleaning step, BPE merge or WordPiece split).\n"
+            "A text that cannot be tokenized (invalid UTF-8, too long) is named as FILE:LINE\n"
+            "for --in FILE, as text N (from 0) among the arguments.\n");
     return 2;
 }
 
@@ -7964,9 +7977,11 @@ static int cmd_tokenize(int argc, char **argv)
     if (!s && (!sc_mul_ok((size_t)B, (size_t)T * sizeof *ids, &cells) || !(ids = malloc(cells + 1)) ||
                !(mask = malloc(cells + 1))))
         s = sc_fail(&err, SC_ENOMEM, "%lld texts: out of memory", (long long)B);
-    for (int64_t b = 0; !s && explain && b < B; b++)
-        s = sc_tokenizer_explain(tok, texts[b], strlen(texts[b]), stdout, &err);
-    if (!s && !explain) s = sc_tokenizer_encode_batch(tok, texts, B, ids, mask, &err);
+    for (int64_t b = 0; !s && b < B; b++) {
+        s = explain ? sc_tokenizer_explain(tok, texts[b], strlen(texts[b]), stdout, &err)
+                    : sc_tokenizer_encode(tok, texts[b], strlen(texts[b]), ids + b * T, mask + b * T, NULL, NULL, &err);
+        if (s) s = tokenize_fail(s, in, b, &err);
+    }
     if (!s && !explain && longest) T = tokenize_trim(ids, mask, B, T);
     if (!s && !explain && out) s = tokenize_write(out, ids, B, T, &err);
     if (!s && !explain && mask_out) s = tokenize_write(mask_out, mask, B, T, &err);
@@ -7978,7 +7993,7 @@ static int cmd_tokenize(int argc, char **argv)
             printf(t ? " %s" : "%s", sc_tokenizer_token(tok, ids[b * T + t]));
         if (show_tokens) printf("\n");
     }
-    if (in) free((void *)texts);
+    if (texts != args) free((void *)texts);   /* still args when --in FILE could not be read */
     free(buf);
     free(ids);
     free(mask);

@@ -588,6 +588,59 @@ START_TEST(test_fuzz_regressions)
 }
 END_TEST
 
+/* ---- `scale tokenize --in FILE`: errors name the file and line -------------- */
+
+/* Run `scale ARGS` in dir; its exit status (read back from a file, since
+ * system()'s own needs POSIX's macros to read) and its stderr in err_text. */
+static int run_tokenize(const char *dir, const char *args, char *err_text, size_t n)
+{
+    char cmd[4096], path[600];
+    snprintf(cmd, sizeof cmd, "%s %s 2>%s/stderr >/dev/null; echo $? >%s/status", sc_test_path("scale"), args, dir, dir);
+    ck_assert_int_eq(system(cmd), 0);
+    snprintf(path, sizeof path, "%s/stderr", dir);
+    FILE *f = fopen(path, "rb");
+    ck_assert_ptr_nonnull(f);
+    size_t got = fread(err_text, 1, n - 1, f);
+    err_text[got] = '\0';
+    fclose(f);
+    snprintf(path, sizeof path, "%s/status", dir);
+    f = fopen(path, "rb");
+    int status = -1;
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fscanf(f, "%d", &status), 1);
+    fclose(f);
+    return status;
+}
+
+START_TEST(test_cli_in_file_errors)
+{
+    const char *dir = sc_test_tmpdir();
+    char path[600], args[2000], err_text[1024];
+    snprintf(path, sizeof path, "%s/texts.txt", dir);
+    FILE *f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(f);
+    fputs("a photo of a mole\r\n\nb\xff" "ad\n", f);   /* line 3 holds 0xFF at its byte 1 */
+    fclose(f);
+    const char *model = sc_test_path("data/tiny-vlm");
+    char want[700];
+    snprintf(want, sizeof want, "scale tokenize: %s:3: invalid UTF-8 at byte 1 (0xFF)\n", path);
+    snprintf(args, sizeof args, "tokenize --model %s --in %s", model, path);
+    ck_assert_int_eq(run_tokenize(dir, args, err_text, sizeof err_text), 1);
+    ck_assert_str_eq(err_text, want);
+    snprintf(args, sizeof args, "tokenize --model %s --explain --in %s", model, path);
+    ck_assert_int_eq(run_tokenize(dir, args, err_text, sizeof err_text), 1);
+    ck_assert_str_eq(err_text, want);
+    /* texts given as arguments are numbered from 0, as before */
+    snprintf(args, sizeof args, "tokenize --model %s ok $(printf 'b\\377ad')", model);
+    ck_assert_int_eq(run_tokenize(dir, args, err_text, sizeof err_text), 1);
+    ck_assert_str_eq(err_text, "scale tokenize: text 1: invalid UTF-8 at byte 1 (0xFF)\n");
+    /* a file that is not there: a message, not a crash */
+    snprintf(args, sizeof args, "tokenize --model %s --in %s/missing.txt", model, dir);
+    ck_assert_int_eq(run_tokenize(dir, args, err_text, sizeof err_text), 1);
+    ck_assert_msg(strstr(err_text, "missing.txt: cannot open"), "%s", err_text);
+}
+END_TEST
+
 Suite *suite_tokenizers(void)
 {
     Suite *s = suite_create("tokenizers");
@@ -617,5 +670,9 @@ Suite *suite_tokenizers(void)
     tcase_add_test(bad, test_invalid_utf8);
     tcase_add_test(bad, test_fuzz_regressions);
     suite_add_tcase(s, bad);
+    TCase *cli = tcase_create("tokenizer_cli");
+    tcase_set_timeout(cli, 60);
+    tcase_add_test(cli, test_cli_in_file_errors);
+    suite_add_tcase(s, cli);
     return s;
 }
