@@ -7504,6 +7504,78 @@ static void remove_folder(const char *dir)
     rmdir(dir);
 }
 
+/* path made absolute against the working directory, into buf; 0 when it
+ * does not fit. No symbolic link is resolved: the path stays the one given. */
+static int absolute_path(char *buf, size_t n, const char *path)
+{
+    char cwd[DS_PATH_MAX];
+    if (path[0] == '/') return snprintf(buf, n, "%s", path) < (int)n;
+    if (!getcwd(cwd, sizeof cwd)) return 0;
+    while (path[0] == '.' && path[1] == '/') path += 2;
+    return path_join(buf, n, cwd, path);
+}
+
+/* A path as one word of a config: absolute and in double quotes, after
+ * `prefix` ("model ", "cache=", ...) and `kind` ("derm7p:" or ""). */
+static sc_status put_config_path(sc_text *t, const char *prefix, const char *kind, const char *path, sc_err *err)
+{
+    char abs[DS_PATH_MAX];
+    if (!absolute_path(abs, sizeof abs, path)) return sc_fail(err, SC_EARG, "%s: path too long", path);
+    if (strchr(abs, '"')) return sc_fail(err, SC_EARG, "%s: a path with a double quote cannot go into config.txt", abs);
+    sc_text_printf(t, "%s\"%s%s\"", prefix, kind, abs);
+    return SC_OK;
+}
+
+/* The config as the run folder keeps it: the file's own lines, except that
+ * the paths (model, cache, dataset, hier and a method's cache=) are the
+ * ones the run used, made absolute. Relative paths in the file were
+ * relative to its folder, which the run folder is not, and --model may
+ * have changed the model and the cache; with this text, `scale experiment
+ * --config RUN/config.txt` runs the same experiment again from anywhere. */
+static sc_status experiment_config_text(const sc_experiment *ex, sc_text *out, sc_err *err)
+{
+    sc_err ignored;
+    exp_parser p = {0};
+    p.what = "config.txt";
+    p.err = &ignored;
+    char *buf = malloc(SC_HIER_MAX_LINE + 1);
+    if (!buf) return sc_fail(err, SC_ENOMEM, "config.txt: out of memory");
+    const char *text = ex->text, *end_text = text + strlen(text);
+    int method = 0, model_written = 0;
+    sc_status st = SC_OK;
+    for (const char *at = text; !st && at < end_text;) {
+        const char *eol = memchr(at, '\n', (size_t)(end_text - at));
+        size_t len = (size_t)((eol ? eol : end_text) - at);
+        SC_ASSERT(len <= SC_HIER_MAX_LINE, "config line of %zu bytes passed the parser", len);
+        memcpy(buf, at, len);
+        buf[len] = '\0';
+        const char *key = exp_split(&p, buf) == SC_OK && p.n_words ? p.word[0] : "";
+        if (!strcmp(key, "model")) st = put_config_path(out, "model ", "", ex->model, err), model_written = 1;
+        else if (!strcmp(key, "cache")) st = put_config_path(out, "cache ", "", ex->cache, err);
+        else if (!strcmp(key, "hier")) st = put_config_path(out, "hier ", "", ex->hier, err);
+        else if (!strcmp(key, "dataset")) {
+            const char *colon = strchr(ex->dataset, ':');
+            char kind[32];
+            snprintf(kind, sizeof kind, "%.*s:", (int)(colon - ex->dataset), ex->dataset);
+            st = put_config_path(out, "dataset ", kind, colon + 1, err);
+        } else if (!strcmp(key, "method") && ex->methods[method++].cache) {
+            for (int w = 0; !st && w < p.n_words; w++) {
+                if (w) sc_text_puts(out, " ");
+                if (!strncmp(p.word[w], "cache=", 6)) st = put_config_path(out, "cache=", "", ex->methods[method - 1].cache, err);
+                else if (strpbrk(p.word[w], " \t\r#")) sc_text_printf(out, "\"%s\"", p.word[w]);
+                else sc_text_puts(out, p.word[w]);
+            }
+        } else sc_text_put(out, at, len);
+        sc_text_puts(out, "\n");
+        at += len + 1;
+    }
+    if (!st && ex->model && !model_written) st = put_config_path(out, "model ", "", ex->model, err);
+    if (!st && ex->model && !model_written) sc_text_puts(out, "\n");
+    free(buf);
+    if (!st && out->failed) st = sc_fail(err, SC_ENOMEM, "config.txt: out of memory");
+    return st;
+}
+
 /* Every output file into folder dir. */
 static sc_status write_outputs(const exp_sweep *sw, const sc_run_options *opt, double seconds, const char *dir,
                                const sc_text *summary, sc_err *err)
@@ -7511,7 +7583,11 @@ static sc_status write_outputs(const exp_sweep *sw, const sc_run_options *opt, d
     const sc_experiment *ex = sw->sh->ex;
     char path[DS_PATH_MAX];
 #define OUT(name) (path_join(path, sizeof path, dir, name) ? path : "")
-    sc_status st = sc_write_file_atomic(OUT("config.txt"), ex->text, strlen(ex->text), err);
+    sc_text config;
+    sc_text_init(&config);
+    sc_status st = experiment_config_text(ex, &config, err);
+    if (!st) st = sc_text_save(&config, OUT("config.txt"), err);
+    sc_text_free(&config);
     if (!st) st = write_results(sw, OUT("results.csv"), err);
     if (!st) st = sc_text_save(summary, OUT("summary.md"), err);
     if (!st && (ex->levels & 1 << LEVEL_CLASS)) st = write_fig2(sw, LEVEL_CLASS, OUT("fig2-class.svg"), err);

@@ -492,6 +492,7 @@ START_TEST(test_program)
              "fractions 0.5 1\n"
              "seeds 2\n"
              "method zero-shot zero-shot\n"
+             "method cached zero-shot cache=embeddings # the same cache, named by the method\n"
              "method linear-probe linear-probe epochs=5\n"
              "method coop coop epochs=2 init=\"a photo of a\"\n"
              "method coop-long coop n-ctx=26 csc=yes epochs=1\n"
@@ -519,6 +520,22 @@ START_TEST(test_program)
     free(results);
     double acc = result_mean(in_dir(root, "run/results.csv"), "coop", "1", "class-concept", "accuracy");
     ck_assert_msg(acc >= 0 && acc <= 1, "coop accuracy %g", acc);
+    /* the run folder's config.txt runs again as it is: the config's paths
+     * were relative to its folder, the run folder's copy has them absolute,
+     * and the same seed gives the same results */
+    char *kept = slurp(in_dir(root, "run/config.txt"));
+    ck_assert_msg(strstr(kept, "\ncache \"/") && strstr(kept, "\nmodel \"/") && strstr(kept, "\ndataset \"derm7p:/") &&
+                  strstr(kept, "\nmethod coop coop epochs=2 init=\"a photo of a\"\n") &&  /* as written */
+                  strstr(kept, "\nmethod cached zero-shot cache=\"/"), "%s", kept);
+    snprintf(args, sizeof args, "experiment --config %s/run/config.txt --out %s/rerun --threads 2 --quiet", root, root);
+    ck_assert_int_eq(run_scale(root, args), 0);
+    char *first = slurp(in_dir(root, "run/results.csv")), *again = slurp(in_dir(root, "rerun/results.csv"));
+    ck_assert_str_eq(first, again);
+    free(again);
+    again = slurp(in_dir(root, "rerun/config.txt"));
+    ck_assert_str_eq(kept, again);   /* absolute paths stay as they are */
+    free(first), free(again), free(kept);
+    ck_assert(!exists(in_dir(root, "run/embeddings")));  /* the cache was found, not made again */
     /* again into the same folder: refused, exit 1 */
     ck_assert_int_eq(run_scale(root, args), 1);
     char *e = slurp(in_dir(root, "stderr"));
