@@ -6,7 +6,7 @@
 #   make bench      benchmarks (BENCH=group for one group); never part of check
 #   make book       rewrite the book's excerpts, worked outputs and index; build/book.html
 #   make exercise   NAME=... : check one exercise of book/exercises.md
-#   make demo       the main job on the shipped default
+#   make demo       the main job on the shipped default (MODEL=DIR: another model)
 #   make pretrain   retrain the shipped tiny VLM (data/tiny-vlm) from scratch
 #   make install    PREFIX=/usr/local DESTDIR= : scale, libscale.a, scale.h, scale.pc
 #   make clean
@@ -244,13 +244,16 @@ pretrain: scale
 # the tiny VLM shipped in data/tiny-vlm, then zero-shot, linear probing (with
 # and without loss weighting), CoOp and SCALE on 5 %, 25 % and 100 % of the
 # training split (three nested subsets each). See data/demo.conf.
+# MODEL=DIR runs it with another model (MONET, MedCLIP; book/15), whose
+# embeddings go to $(DEMO_OUT)/cache-NAME.
 
 DEMO_OUT = demo-out
+MODEL ?=
 
 demo: scale
 	@rm -rf $(DEMO_OUT) && mkdir -p $(DEMO_OUT)
 	./scale synth derm7p --out $(DEMO_OUT)/derm7p --seed 7
-	./scale experiment --config data/demo.conf --out $(DEMO_OUT)/run
+	./scale experiment --config data/demo.conf $(if $(MODEL),--model $(MODEL)) --out $(DEMO_OUT)/run
 	@echo "make demo: tables, Fig. 2/4-style plots and explanations are in $(DEMO_OUT)/run/"
 
 # ---- install -------------------------------------------------------------

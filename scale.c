@@ -6074,6 +6074,41 @@ sc_status sc_experiment_load(sc_experiment *ex, const char *path, sc_err *err)
     return st;
 }
 
+/* The model of a run other than the config's (`scale experiment --model`).
+ * Embeddings belong to the model that made them, so a different model gets
+ * a cache of its own beside the config's: CACHE-NAME, NAME the model
+ * folder's own name. (Two models of one name would meet in one cache; the
+ * fingerprint check refuses the second, so neither is scored with the
+ * other's embeddings.) The same folder as the config's keeps its cache, and
+ * so does a config without a model, whose cache the check then holds to
+ * this one. */
+sc_status sc_experiment_set_model(sc_experiment *ex, const char *model, sc_err *err)
+{
+    char config[DS_PATH_MAX];
+    if (!is_dir(model) || !path_join(config, sizeof config, model, "config.json") || !path_exists(config))
+        return sc_fail(err, SC_EARG, "%s: not a model directory (no config.json in it); --model takes a folder with the "
+                       "weights, config.json and tokenizer files", model);
+    struct stat was, is;
+    int same = ex->model && stat(ex->model, &was) == 0 && stat(model, &is) == 0 && was.st_dev == is.st_dev &&
+               was.st_ino == is.st_ino;
+    if (ex->model && !same) {
+        /* the last part of the path, without trailing slashes ("model" for "." or "..") */
+        size_t end = strlen(model), start, n = strlen(ex->cache);
+        while (end > 1 && model[end - 1] == '/') end--;
+        for (start = end; start > 0 && model[start - 1] != '/';) start--;
+        const char *name = model + start;
+        int len = (int)(end - start);
+        if (len == 0 || (name[0] == '.' && (len == 1 || (len == 2 && name[1] == '.')))) name = "model", len = 5;
+        while (n > 1 && ex->cache[n - 1] == '/') n--;
+        char cache[DS_PATH_MAX];
+        if (snprintf(cache, sizeof cache, "%.*s-%.*s", (int)n, ex->cache, len, name) >= (int)sizeof cache)
+            return sc_fail(err, SC_EARG, "%s: path too long", ex->cache);
+        if (!(ex->cache = arena_strdup(&ex->arena, cache))) return sc_fail(err, SC_ENOMEM, "out of memory");
+    }
+    if (!(ex->model = arena_strdup(&ex->arena, model))) return sc_fail(err, SC_ENOMEM, "out of memory");
+    return SC_OK;
+}
+
 /* ---- 7b. Training subsets ------------------------------------------------
  * The paper averages every fraction below 1 over five "stratified random
  * splits" of the training set. Ours are nested: for one seed, the subset
@@ -9386,14 +9421,19 @@ static int cmd_predict(int argc, char **argv)
 /* ---- 8e. Commands: experiments, synthetic data, demo --------------------- */
 
 static const char experiment_usage[] =
-    "usage: scale experiment --config FILE [--out DIR] [--threads N] [--quiet]\n"
+    "usage: scale experiment --config FILE [--model DIR] [--out DIR] [--threads N]\n"
+    "                        [--quiet]\n"
     "Reproduce the paper's experiments (book/17-reproducing-the-paper.md): every\n"
     "method of FILE on nested stratified subsets of the training split, evaluated\n"
     "on the test split at the class and class-concept levels. The run folder DIR\n"
     "(default runs/NAME, NAME the config file's name) must not exist; it receives\n"
     "results.csv, summary.md (also printed), fig2-class.svg, fig2-concept.svg,\n"
     "fig4-tsne.svg, explanations.csv, config.txt and run.json, all at once at the\n"
-    "end. Progress goes to stderr (--quiet: none).\n"
+    "end. Progress goes to stderr (--quiet: none). config.txt is FILE with the paths\n"
+    "the run used made absolute: --config DIR/config.txt runs it again.\n"
+    "--model DIR runs with that model instead of the config's (MONET, MedCLIP or\n"
+    "another CLIP); its embeddings go to a cache of its own, CACHE-NAME for the\n"
+    "config's CACHE and the model folder's name NAME.\n"
     "\n"
     "FILE, one statement per line ('#' comments; quote values with blanks):\n"
     "  scale-experiment 1            first line\n"
@@ -9450,12 +9490,13 @@ static void default_run_dir(char *out, size_t n, const char *config)
 
 static int cmd_experiment(int argc, char **argv)
 {
-    const char *config = NULL, *out = NULL;
+    const char *config = NULL, *out = NULL, *model = NULL;
     long threads = 0;
     int quiet = 0;
     cli c = cli_begin("experiment", argc, argv);
     while (cli_next(&c)) {
         if (cli_is(&c, "--config")) config = cli_str(&c);
+        else if (cli_is(&c, "--model")) model = cli_str(&c);
         else if (cli_is(&c, "--out")) out = cli_str(&c);
         else if (cli_is(&c, "--threads")) threads = cli_long(&c);
         else if (cli_is(&c, "--quiet")) quiet = 1;
@@ -9478,6 +9519,11 @@ static int cmd_experiment(int argc, char **argv)
     sc_experiment ex;
     sc_err err;
     int rc = sc_experiment_load(&ex, config, &err) == SC_OK ? 0 : cli_fail(&c, &err);
+    if (!rc && model && sc_experiment_set_model(&ex, model, &err) != SC_OK) {
+        rc = cli_fail(&c, &err);
+        sc_experiment_free(&ex);
+    }
+    if (!rc && model && !quiet) fprintf(stderr, "scale experiment: model %s, embeddings in %s\n", ex.model, ex.cache);
     if (!rc) {
         sc_run_options opt = {quiet ? NULL : stderr, stdout, line.data};
         if (sc_experiment_main(&ex, out, &opt, &err) != SC_OK) rc = cli_fail(&c, &err);

@@ -2150,6 +2150,12 @@ sc_status sc_experiment_parse(sc_experiment *ex, const char *text, size_t len, c
                               sc_err *err);
 /* The same from a file, paths relative to the file's folder. */
 sc_status sc_experiment_load(sc_experiment *ex, const char *path, sc_err *err);
+/* Run with another model directory than the config's (`scale experiment
+ * --model DIR`): SC_EARG when model is not a folder with a config.json. A
+ * model other than the config's gets its own cache, "CACHE-NAME" for the
+ * config's CACHE and the folder's name NAME; the config's own folder, or a
+ * config without a model, keeps the cache named in the file. */
+sc_status sc_experiment_set_model(sc_experiment *ex, const char *model, sc_err *err);
 void sc_experiment_free(sc_experiment *ex);
 
 typedef struct {

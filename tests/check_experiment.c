@@ -555,6 +555,79 @@ START_TEST(test_program)
 }
 END_TEST
 
+/* `scale experiment --model DIR`: the config's model swapped for another
+ * by one flag. Here the other is a copy of the same model in another
+ * folder, so the results must not change, while its embeddings must go to
+ * a cache of its own (the config's cache is the config model's). */
+START_TEST(test_model_flag)
+{
+    const char *root = sc_test_tmpdir();
+    char model[400], copy[400], data[400], conf[2048], args[2048];
+    snprintf(model, sizeof model, "%s/model", root);
+    snprintf(copy, sizeof copy, "%s/copy", root);
+    snprintf(data, sizeof data, "%s/data", root);
+    mkdir(model, 0777);
+    mkdir(copy, 0777);
+    mkdir(data, 0777);
+    medclip_tiny_dir(model);
+    medclip_tiny_dir(copy);
+    derm7p_fixture(data);
+    snprintf(conf, sizeof conf,
+             "scale-experiment 1\n"
+             "cache embeddings/\n"
+             "model model\n"
+             "dataset derm7p:data\n"
+             "hier %s\n"
+             "fractions 0.5 1\n"
+             "seeds 2\n"
+             "method zero-shot zero-shot\n"
+             "method linear-probe linear-probe epochs=5\n"
+             "method scale scale epochs=2\n",
+             sc_test_path("data/derm7p.hier"));
+    put_file(root, "derm7p.conf", conf);
+    /* the cache's name follows the model */
+    sc_experiment ex;
+    sc_err err;
+    ck_assert_msg(sc_experiment_load(&ex, in_dir(root, "derm7p.conf"), &err) == SC_OK, "%s", err.msg);
+    ck_assert_int_eq(sc_experiment_set_model(&ex, in_dir(root, "model/"), &err), SC_OK);
+    ck_assert_str_eq(ex.cache, in_dir(root, "embeddings/"));               /* the config's own model */
+    ck_assert_int_eq(sc_experiment_set_model(&ex, in_dir(root, "copy/"), &err), SC_OK);
+    ck_assert_str_eq(ex.cache, in_dir(root, "embeddings-copy"));
+    ck_assert_str_eq(ex.model, in_dir(root, "copy/"));
+    ck_assert_int_eq(sc_experiment_set_model(&ex, in_dir(root, "data"), &err), SC_EARG);
+    ck_assert_msg(strstr(err.msg, "/data: not a model directory (no config.json in it)"), "%s", err.msg);
+    sc_experiment_free(&ex);
+    /* through the program: the config's model, then the copy by --model */
+    snprintf(args, sizeof args, "experiment --config %s/derm7p.conf --out %s/config-model --quiet", root, root);
+    ck_assert_int_eq(run_scale(root, args), 0);
+    snprintf(args, sizeof args, "experiment --config %s/derm7p.conf --model %s --out %s/flag-model", root, copy, root);
+    ck_assert_int_eq(run_scale(root, args), 0);
+    char *said = slurp(in_dir(root, "stderr"));
+    ck_assert_msg(strstr(said, "embeddings-copy"), "%s", said);
+    free(said);
+    ck_assert(exists(in_dir(root, "embeddings-copy/index.json")));
+    char *a = slurp(in_dir(root, "config-model/results.csv")), *b = slurp(in_dir(root, "flag-model/results.csv"));
+    ck_assert_str_eq(a, b);
+    free(a), free(b);
+    /* the run folder records the model and cache it used */
+    char *kept = slurp(in_dir(root, "flag-model/config.txt"));
+    char want[600];
+    snprintf(want, sizeof want, "\nmodel \"%s\"\n", copy);
+    ck_assert_msg(strstr(kept, want), "%s", kept);
+    snprintf(want, sizeof want, "\ncache \"%s/embeddings-copy\"\n", root);
+    ck_assert_msg(strstr(kept, want), "%s", kept);
+    free(kept);
+    /* a folder that is no model: exit 1, the folder named, nothing written */
+    snprintf(args, sizeof args, "experiment --config %s/derm7p.conf --model %s/nowhere --out %s/bad", root, root, root);
+    ck_assert_int_eq(run_scale(root, args), 1);
+    said = slurp(in_dir(root, "stderr"));
+    ck_assert_msg(strstr(said, "/nowhere: not a model directory"), "%s", said);
+    free(said);
+    ck_assert(!exists(in_dir(root, "bad")));
+    ck_assert(!exists(in_dir(root, "embeddings-nowhere")));
+}
+END_TEST
+
 Suite *suite_experiment(void)
 {
     Suite *s = suite_create("experiment");
@@ -568,6 +641,7 @@ Suite *suite_experiment(void)
     tcase_add_test(tc, test_run_deterministic);
     tcase_add_test(tc, test_run_failure_leaves_nothing);
     tcase_add_test(tc, test_program);
+    tcase_add_test(tc, test_model_flag);
     suite_add_tcase(s, tc);
     return s;
 }
