@@ -7593,19 +7593,24 @@ static sc_status experiment_config_text(const sc_experiment *ex, sc_text *out, s
             char kind[32];
             snprintf(kind, sizeof kind, "%.*s:", (int)(colon - ex->dataset), ex->dataset);
             st = put_config_path(out, "dataset ", kind, colon + 1, err);
-        } else if (!strcmp(key, "method") && ex->methods[method++].cache) {
+        } else if (!strcmp(key, "method") && ex->methods[method].cache) {
+            /* the words again, quoted where the parser needs it, the cache's path replaced */
             for (int w = 0; !st && w < p.n_words; w++) {
+                const char *word = p.word[w];
                 if (w) sc_text_puts(out, " ");
-                if (!strncmp(p.word[w], "cache=", 6)) st = put_config_path(out, "cache=", "", ex->methods[method - 1].cache, err);
-                else if (strpbrk(p.word[w], " \t\r#")) sc_text_printf(out, "\"%s\"", p.word[w]);
-                else sc_text_puts(out, p.word[w]);
+                if (!strncmp(word, "cache=", 6)) st = put_config_path(out, "cache=", "", ex->methods[method].cache, err);
+                else if (strpbrk(word, " \t\r#")) sc_text_printf(out, "\"%s\"", word);
+                else sc_text_puts(out, word);
             }
         } else sc_text_put(out, at, len);
+        method += !strcmp(key, "method");
         sc_text_puts(out, "\n");
         at += len + 1;
     }
-    if (!st && ex->model && !model_written) st = put_config_path(out, "model ", "", ex->model, err);
-    if (!st && ex->model && !model_written) sc_text_puts(out, "\n");
+    if (!st && ex->model && !model_written) {   /* --model with a config that names none */
+        st = put_config_path(out, "model ", "", ex->model, err);
+        sc_text_puts(out, "\n");
+    }
     free(buf);
     if (!st && out->failed) st = sc_fail(err, SC_ENOMEM, "config.txt: out of memory");
     return st;

@@ -625,6 +625,18 @@ START_TEST(test_model_flag)
     free(said);
     ck_assert(!exists(in_dir(root, "bad")));
     ck_assert(!exists(in_dir(root, "embeddings-nowhere")));
+    /* a config that names no model keeps its cache, checked against the
+     * model given; config.txt gains the model line */
+    put_file(root, "no-model.conf", "scale-experiment 1\ncache embeddings\nfractions 1\nmethod zero-shot zero-shot\n");
+    snprintf(args, sizeof args, "experiment --config %s/no-model.conf --model %s --out %s/no-model --quiet", root, model,
+             root);
+    ck_assert_int_eq(run_scale(root, args), 0);
+    ck_assert(!exists(in_dir(root, "embeddings-model")));
+    kept = slurp(in_dir(root, "no-model/config.txt"));
+    snprintf(want, sizeof want, "cache \"%s/embeddings\"\nfractions 1\nmethod zero-shot zero-shot\nmodel \"%s\"\n", root,
+             model);
+    ck_assert_msg(strstr(kept, want), "%s", kept);
+    free(kept);
 }
 END_TEST
 
