@@ -164,7 +164,7 @@ fuzz: $(FUZZ_BIN)
 # booksnip keeps code excerpts and worked outputs equal to the sources and
 # to what ./scale prints; bookindex checks that the paper, every public
 # function, the notation page and the exercises have a home (and writes the
-# generated part of book/functions.md); bookhtml writes build/book.html.
+# generated book/functions.md); bookhtml writes build/book.html.
 
 build/booksnip: tests/booksnip.c tests/booktext.h | build
 	$(CC) $(SC_CFLAGS) $(CFLAGS) -o $@ $<
