@@ -34,7 +34,7 @@ TEST_SRC = $(filter-out tests/check_main.c tests/check_util.c,$(wildcard tests/c
 BENCH_SRC = $(filter-out tests/bench_main.c,$(wildcard tests/bench_*.c))
 BOOK_MD = $(wildcard book/*.md)
 
-.PHONY: all check check-deps test asan bench bench-blas book book-check demo pretrain \
+.PHONY: all check check-deps test asan bench bench-blas book book-check book-selftest demo pretrain \
         install uninstall clean fuzz exercise exercises
 
 all: libscale.a scale
@@ -164,7 +164,7 @@ fuzz: $(FUZZ_BIN)
 # booksnip keeps code excerpts and worked outputs equal to the sources and
 # to what ./scale prints; bookindex checks that the paper, every public
 # function, the notation page and the exercises have a home (and writes the
-# generated part of book/functions.md); bookhtml writes build/book.html.
+# generated book/functions.md); bookhtml writes build/book.html.
 
 build/booksnip: tests/booksnip.c tests/booktext.h | build
 	$(CC) $(SC_CFLAGS) $(CFLAGS) -o $@ $<
@@ -177,10 +177,20 @@ BOOK_INDEX_ARGS = --sources $(BOOK_SOURCES) --tests $(TEST_SRC) --book $(BOOK_MD
 
 # Worked examples marked "<!-- @run ... -->" run ./scale, so both targets
 # need it built; the files they write go under build/book.
-book-check: build/booksnip build/bookindex scale
+book-check: book-selftest build/booksnip build/bookindex scale
 	@mkdir -p build/book
 	./build/booksnip --check $(BOOK_SOURCES) -- $(BOOK_MD)
 	./build/bookindex --check $(BOOK_INDEX_ARGS)
+
+# booksnip's own check, cheap (it runs no command): each malformed marker in
+# tests/data/booksnip must be reported with its file and line, because a
+# marker booksnip skipped would leave the block after it unchecked.
+book-selftest: build/booksnip
+	@cd tests/data/booksnip && { ../../../build/booksnip --check region.c bad-marker.c -- bad.md \
+	  > ../../../build/booksnip-selftest.txt 2>&1; test $$? = 1; } \
+	  || { echo "book-selftest: booksnip did not exit with 1 on tests/data/booksnip"; exit 1; }
+	@diff -u tests/data/booksnip/expected.txt build/booksnip-selftest.txt \
+	  && echo "booksnip: every malformed marker in tests/data/booksnip is reported"
 
 book: build/booksnip build/bookindex build/bookhtml scale
 	@mkdir -p build/book

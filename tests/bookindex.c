@@ -19,8 +19,8 @@
  *
  * Every link between the book's files must resolve, too.
  *
- * --check fails (exit 1) naming what has no home; --update rewrites the
- * generated part of book/functions.md and then checks. Plain C, libc only.
+ * --check fails (exit 1) naming what has no home; --update rewrites
+ * book/functions.md (wholly generated) and then checks. Plain C, libc only.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <ctype.h>
@@ -222,8 +222,8 @@ static int marked_region(const file *f, const char *name, int *first, int *end)
 #define MAX_FUNCS 2048
 #define NAME_MAX_LEN 96
 
-enum { HOME_NONE, HOME_USED, HOME_NAMED, HOME_SHOWN, HOME_CURATED };
-static const char *const home_how[] = {"—", "used in an excerpt", "named", "excerpt", "index only"};
+enum { HOME_NONE, HOME_USED, HOME_NAMED, HOME_SHOWN };
+static const char *const home_how[] = {"—", "used in an excerpt", "named", "excerpt"};
 
 typedef struct {
     char name[NAME_MAX_LEN];
@@ -231,7 +231,6 @@ typedef struct {
     int how;               /* HOME_*: the strongest mention found */
     const file *chapter;   /* where that mention is */
     int heading;           /* index into chapter->anchors, -1 = before any */
-    char curated[512];     /* link target of a curated entry */
 } function;
 
 static function funcs[MAX_FUNCS];
@@ -412,83 +411,23 @@ static void scan_chapter(const file *c)
     }
 }
 
-/* Curated entries: rows "| `sc_a`, `sc_b` | [text](chapter.md#anchor) | note |"
- * between "<!-- @curated begin -->" and "<!-- @curated end -->"; a row may
- * file several related functions under one chapter section. */
-static void read_curated(const file *index)
-{
-    int first, end;
-    if (!marked_region(index, "curated", &first, &end)) {
-        problem("%s: no '<!-- @curated begin -->' ... '<!-- @curated end -->' table", index->path);
-        return;
-    }
-    for (int i = first; i < end; i++) {
-        char row[4096], *cell[8], where[600];
-        snprintf(row, sizeof row, "%s", index->text.line[i]);
-        int n = table_cells(row, cell, 8);
-        if (n < 2 || strcmp(cell[0], "functions") == 0) continue;
-        snprintf(where, sizeof where, "%s:%d", index->path, i + 1);
-        const char *open = strstr(cell[1], "](");
-        const char *close = open ? strchr(open, ')') : NULL;
-        if (!close) {
-            problem("%s: a curated row needs a link to its chapter", where);
-            continue;
-        }
-        char target[512];
-        snprintf(target, sizeof target, "%.*s", (int)(close - open - 2), open + 2);
-        check_link(where, target);
-        for (const char *p = strchr(cell[0], '`'); p; p = strchr(p, '`')) {
-            const char *q = strchr(p + 1, '`');
-            if (!q) break;
-            char name[NAME_MAX_LEN];
-            snprintf(name, sizeof name, "%.*s", (int)(q - p - 1), p + 1);
-            p = q + 1;
-            function *f = find_func(name);
-            if (!f) {
-                problem("%s: curated entry '%s' is not a public function of scale.h", where, name);
-                continue;
-            }
-            snprintf(f->curated, sizeof f->curated, "%s", target);
-            if (f->how >= HOME_NAMED)
-                fprintf(stderr, "%s: note: %s is discussed in %s; its curated entry can go\n", where, name,
-                        base_name(f->chapter->path));
-        }
-    }
-}
-
 static void push_str(lines *out, const char *s)
 {
     lines_push(out, s, strlen(s));
 }
 
-/* The title of the heading a link "file.md#anchor" points to (the file
- * name when there is no anchor or it does not resolve). */
-static const char *link_title(const char *target)
-{
-    static char name[512];
-    snprintf(name, sizeof name, "%s", target);
-    char *hash = strchr(name, '#');
-    if (hash) *hash++ = 0;
-    const file *f = book_file(name);
-    if (f && hash)
-        for (int i = 0; i < f->anchors.anchor.n; i++)
-            if (!strcmp(f->anchors.anchor.line[i], hash)) return f->anchors.title.line[i];
-    return name;
-}
-
-/* The generated index, from the chapter scan and the curated entries. */
-static void generate_index(lines *out, const file *index)
+/* The generated index, from the chapter scan: the whole of book/functions.md. */
+static void generate_index(lines *out)
 {
     push_str(out, "# Index of public functions");
     push_str(out, "");
     push_str(out, "Every public function of `scale.h`, grouped as the header groups them,");
     push_str(out, "with the section of the book that shows it: **excerpt** — its definition");
     push_str(out, "or declaration is quoted there; **named** — the prose discusses it;");
-    push_str(out, "**used in an excerpt** — quoted code calls it; **index only** — no");
-    push_str(out, "chapter discusses it yet, and the curated table at the end says which");
-    push_str(out, "chapter it belongs to. `make book` regenerates everything above that");
-    push_str(out, "table (tests/bookindex.c); `make book-check` fails when a function has");
-    push_str(out, "no home or this page is stale.");
+    push_str(out, "**used in an excerpt** — quoted code calls it. Every public function");
+    push_str(out, "must have one of the three: `make book-check` fails, naming it, when a");
+    push_str(out, "function has no home in a chapter, and when this page is stale (`make");
+    push_str(out, "book` regenerates it; tests/bookindex.c).");
     char last_section[128] = "\x01", line[2048];
     for (int i = 0; i < n_funcs; i++) {
         const function *f = &funcs[i];
@@ -509,20 +448,10 @@ static void generate_index(lines *out, const file *index)
                          f->chapter->anchors.anchor.line[f->heading], home_how[f->how]);
             else
                 snprintf(line, sizeof line, "| `%s` | [%s](%s) | %s |", f->name, chap, chap, home_how[f->how]);
-        } else if (f->curated[0]) {
-            snprintf(line, sizeof line, "| `%s` | [%s](%s) | %s |", f->name, link_title(f->curated), f->curated,
-                     home_how[HOME_CURATED]);
         } else {
             snprintf(line, sizeof line, "| `%s` | **no home** | — |", f->name);
         }
         push_str(out, line);
-    }
-    /* The curated table is kept as it is, markers included. */
-    int first, end;
-    push_str(out, "");
-    if (index && marked_region(index, "curated", &first, &end)) {
-        for (int i = first - 1; i > 0 && strncmp(index->text.line[i], "## ", 3) != 0; i--) first = i;
-        for (int i = first - 1; i <= end; i++) push_str(out, index->text.line[i]);
     }
 }
 
@@ -531,22 +460,20 @@ static void check_functions(int update)
     const file *index = book_file("functions.md");
     for (int i = 0; i < n_book; i++)
         if (is_chapter(&book[i])) scan_chapter(&book[i]);
-    if (index) read_curated(index);
-    else problem("book/functions.md is missing (make book writes it)");
+    if (!index) problem("book/functions.md is missing (make book writes it)");
     int homeless = 0;
     for (int i = 0; i < n_funcs; i++)
-        if (funcs[i].how < HOME_USED && !funcs[i].curated[0]) {
+        if (funcs[i].how < HOME_USED) {
             if (!homeless++) fprintf(stderr, "bookindex: public functions with no home in the book:\n");
             fprintf(stderr, "    %s (scale.h section '%s')\n", funcs[i].name, funcs[i].section);
         }
     if (homeless) {
-        problem("bookindex: %d function%s above: name each in a chapter (`%s` in prose or an excerpt) "
-                "or add it to the curated table of book/functions.md",
+        problem("bookindex: %d function%s above: name each in a chapter (`%s` in prose or an excerpt)",
                 homeless, homeless == 1 ? "" : "s", "sc_name");
     }
     if (!index) return;
     lines want = {0};
-    generate_index(&want, index);
+    generate_index(&want);
     int differ = want.n != index->text.n, first = -1;
     for (int i = 0; i < want.n && i < index->text.n && first < 0; i++)
         if (strcmp(want.line[i], index->text.line[i]) != 0) first = i;
@@ -980,15 +907,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "bookindex: %d problem%s\n", errors, errors == 1 ? "" : "s");
         return 1;
     }
-    int shown = 0, named = 0, used = 0, curated = 0;
+    int shown = 0, named = 0, used = 0;
     for (int i = 0; i < n_funcs; i++) {
         shown += funcs[i].how == HOME_SHOWN;
         named += funcs[i].how == HOME_NAMED;
         used += funcs[i].how == HOME_USED;
-        curated += funcs[i].how < HOME_USED && funcs[i].curated[0];
     }
-    printf("bookindex: %d public functions (%d in excerpts, %d named, %d used in excerpts, %d index only); "
+    printf("bookindex: %d public functions of scale.h (%d in excerpts, %d named, %d used in excerpts); "
            "paper map, equations, notation and exercises complete\n",
-           n_funcs, shown, named, used, curated);
+           n_funcs, shown, named, used);
     return 0;
 }

@@ -13,7 +13,9 @@
  *
  * --check fails (exit 1), naming chapter and line, when a block differs from
  * its region, a name is unknown or defined twice, a region's markers are
- * unbalanced, or a quote names the wrong file. --update rewrites the blocks
+ * unbalanced, a quote names the wrong file, or a line that opens a marker
+ * cannot be read as one (section "markers"; tests/data/booksnip is the
+ * self-test, `make book-selftest`). --update rewrites the blocks
  * from the sources (atomically: temp file, then rename).
  *
  * A chapter also marks worked examples with "<!-- @run ... scale ARGS -->"
@@ -49,24 +51,76 @@ static region regions[MAX_REGIONS];
 static int n_regions = 0;
 static int errors = 0;
 
-/* If `s` is a marker line "/ * @book KIND NAME * /" (any indentation),
- * store KIND ("begin"/"end") and NAME and return 1. */
+/* ---- markers ------------------------------------------------------------ */
+
+/* Every line that opens a marker must parse as one. A marker with a typo or
+ * an extra word is an error naming the file and line, never a region or a
+ * block that silently goes unchecked.
+ *
+ * opens_marker: does `s` hold `opener`, blanks, then `keyword` as a whole
+ * word? In a chapter (anywhere = 0) only blanks may come before the opener;
+ * in a source (anywhere = 1) it is looked for along the whole line, and
+ * *alone says whether only blanks came before it. Returns the text after
+ * the keyword, or NULL when the line is no marker at all. */
+static const char *opens_marker(const char *s, const char *opener, const char *keyword, int anywhere, int *alone)
+{
+    size_t n_open = strlen(opener), n_key = strlen(keyword);
+    for (const char *o = s; (o = strstr(o, opener)) != NULL; o += n_open) {
+        const char *p = o + n_open;
+        while (*p == ' ' || *p == '\t') p++;
+        const char *e = p + n_key;
+        if (strncmp(p, keyword, n_key) != 0 ||
+            !(*e == 0 || *e == ' ' || *e == '\t' || !strncmp(e, "*/", 2) || !strncmp(e, "-->", 3))) {
+            if (!anywhere) return NULL;
+            continue;
+        }
+        int blanks_before = 1;
+        for (const char *q = s; q < o; q++)
+            if (*q != ' ' && *q != '\t') blanks_before = 0;
+        if (!anywhere && !blanks_before) return NULL;
+        if (alone) *alone = blanks_before;
+        return p + n_key;
+    }
+    return NULL;
+}
+
+/* Split the text up to `closer` into at most `max` blank-separated words of
+ * fewer than `size` characters each. Returns the number of words, or -1 when
+ * the closer is missing, a word is too long or there are more words, or
+ * anything but blanks follows the closer. */
+static int marker_words(const char *p, const char *closer, char *words, int max, size_t size)
+{
+    size_t n_close = strlen(closer);
+    int n = 0;
+    for (;;) {
+        while (*p == ' ' || *p == '\t') p++;
+        if (!*p) return -1;
+        if (!strncmp(p, closer, n_close)) break;
+        if (n == max) return -1;
+        size_t k = 0;
+        while (*p && *p != ' ' && *p != '\t' && strncmp(p, closer, n_close) != 0) {
+            if (k + 1 == size) return -1;
+            words[(size_t)n * size + k++] = *p++;
+        }
+        words[(size_t)n * size + k] = 0;
+        n++;
+    }
+    for (p += n_close; *p; p++)
+        if (*p != ' ' && *p != '\t' && *p != '\r') return -1;
+    return n;
+}
+
+/* "/ * @book KIND NAME * /" alone on its line (any indentation) → KIND and
+ * NAME, 1. Not a marker → 0. Opens one but is malformed → -1. */
 static int parse_marker(const char *s, char *kind, char *name)
 {
-    const char *p = strstr(s, "/* @book ");
+    int alone = 0;
+    const char *p = opens_marker(s, "/*", "@book", 1, &alone);
     if (!p) return 0;
-    for (const char *q = s; q < p; q++)
-        if (*q != ' ' && *q != '\t') return 0;
-    p += strlen("/* @book ");
-    int k = 0;
-    while (*p && *p != ' ' && k < 15) kind[k++] = *p++;
-    kind[k] = 0;
-    while (*p == ' ') p++;
-    int n = 0;
-    while (*p && *p != ' ' && *p != '*' && n < MAX_NAME - 1) name[n++] = *p++;
-    name[n] = 0;
-    while (*p == ' ') p++;
-    if (strncmp(p, "*/", 2) != 0) return 0;
+    char words[2][MAX_NAME];
+    if (!alone || marker_words(p, "*/", &words[0][0], 2, MAX_NAME) != 2 || strlen(words[0]) >= 16) return -1;
+    strcpy(kind, words[0]);
+    strcpy(name, words[1]);
     return 1;
 }
 
@@ -87,7 +141,14 @@ static void scan_source(const char *path)
     }
     for (int i = 0; i < l.n; i++) {
         char kind[16], name[MAX_NAME];
-        if (parse_marker(l.line[i], kind, name)) {
+        int marker = parse_marker(l.line[i], kind, name);
+        if (marker < 0) {
+            fprintf(stderr, "%s:%d: cannot read the @book marker; it stands alone on its line as "
+                            "'/* @book begin NAME */' or '/* @book end NAME */'\n", path, i + 1);
+            errors++;
+            continue;
+        }
+        if (marker) {
             region *r = find_region(name);
             if (!strcmp(kind, "begin")) {
                 if (r) {
@@ -134,22 +195,17 @@ static void scan_source(const char *path)
     lines_free(&l);
 }
 
-/* "<!-- @code FILE NAME -->" → file, name. */
+/* "<!-- @code FILE NAME -->" → FILE and NAME, 1. Not a quote → 0.
+ * Opens one but is malformed → -1. */
 static int parse_quote(const char *s, char *file, char *name)
 {
-    const char *p = s;
-    while (*p == ' ') p++;
-    if (strncmp(p, "<!-- @code ", 11) != 0) return 0;
-    p += 11;
-    int n = 0;
-    while (*p && *p != ' ' && n < 255) file[n++] = *p++;
-    file[n] = 0;
-    while (*p == ' ') p++;
-    n = 0;
-    while (*p && *p != ' ' && n < MAX_NAME - 1) name[n++] = *p++;
-    name[n] = 0;
-    while (*p == ' ') p++;
-    return strncmp(p, "-->", 3) == 0 && file[0] && name[0];
+    const char *p = opens_marker(s, "<!--", "@code", 0, NULL);
+    if (!p) return 0;
+    char words[2][256];
+    if (marker_words(p, "-->", &words[0][0], 2, sizeof words[0]) != 2 || strlen(words[1]) >= MAX_NAME) return -1;
+    strcpy(file, words[0]);
+    strcpy(name, words[1]);
+    return 1;
 }
 
 /* ---- worked numbers: <!-- @run ... --> ---------------------------------- */
@@ -177,16 +233,16 @@ typedef struct {
 
 static int parse_run(const char *s, run_spec *r)
 {
-    const char *p = s;
-    while (*p == ' ') p++;
-    if (strncmp(p, "<!-- @run ", 10) != 0) return 0;
-    p += 10;
+    const char *p = opens_marker(s, "<!--", "@run", 0, NULL);
+    if (!p) return 0;
     const char *end = strstr(p, "-->");
     if (!end || (size_t)(end - p) >= sizeof r->buf) return -1;
+    for (const char *t = end + 3; *t; t++)
+        if (*t != ' ' && *t != '\t' && *t != '\r') return -1;
     memset(r, 0, offsetof(run_spec, buf));
     memcpy(r->buf, p, (size_t)(end - p));
     r->buf[end - p] = 0;
-    for (size_t n = strlen(r->buf); n && r->buf[n - 1] == ' ';) r->buf[--n] = 0;
+    for (size_t n = strlen(r->buf); n && (r->buf[n - 1] == ' ' || r->buf[n - 1] == '\t');) r->buf[--n] = 0;
     char *q = r->buf;
     for (;;) {
         while (*q == ' ') q++;
@@ -319,6 +375,23 @@ static int run_command(const char *chapter, int line_no, const run_spec *r, line
 
 /* ---- chapters ------------------------------------------------------------ */
 
+/* A line "<!-- @WORD ..." for a WORD other than code and run must be one of
+ * bookindex's section fences, "<!-- @WORD begin -->" or "<!-- @WORD end -->";
+ * anything else (a misspelt "@code", say) is reported, not skipped. */
+static int is_unknown_directive(const char *s)
+{
+    while (*s == ' ' || *s == '\t') s++;
+    if (strncmp(s, "<!--", 4) != 0) return 0;
+    s += 4;
+    while (*s == ' ' || *s == '\t') s++;
+    if (*s != '@') return 0;
+    size_t kw = strcspn(s, " \t");
+    if ((kw == 5 && !strncmp(s, "@code", 5)) || (kw == 4 && !strncmp(s, "@run", 4))) return 0;
+    char words[2][MAX_NAME];
+    int n = marker_words(s, "-->", &words[0][0], 2, MAX_NAME);
+    return !(n == 2 && (!strcmp(words[1], "begin") || !strcmp(words[1], "end")));
+}
+
 /* The fenced block opening on line `open` (0-based) of l: index of its
  * closing fence, or -1 after reporting. */
 static int block_close(const char *path, const lines *l, int marker, const char *what)
@@ -382,7 +455,19 @@ static void process_chapter(const char *path, int update)
         char file[256], name[MAX_NAME];
         run_spec run;
         lines_push(&out, l.line[i], strlen(l.line[i]));
-        if (parse_quote(l.line[i], file, name)) {
+        int quote = parse_quote(l.line[i], file, name);
+        if (quote < 0) {
+            fprintf(stderr, "%s:%d: cannot read the @code line; it is '<!-- @code FILE NAME -->'\n", path, i + 1);
+            errors++;
+            continue;
+        }
+        if (is_unknown_directive(l.line[i])) {
+            fprintf(stderr, "%s:%d: unknown marker; the book's markers are '<!-- @code ... -->', "
+                            "'<!-- @run ... -->' and '<!-- @SECTION begin|end -->'\n", path, i + 1);
+            errors++;
+            continue;
+        }
+        if (quote) {
             region *r = find_region(name);
             if (!r) {
                 fprintf(stderr, "%s:%d: unknown region '%s'\n", path, i + 1, name);

@@ -2,7 +2,6 @@
  * RFC 4180's rules and hand-decoded fields, the real Derm7p header, every
  * error path with the file and line it must name, the writer's exact bytes,
  * and a replay of the fuzz seeds and saved crashes. */
-#include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -271,36 +270,10 @@ END_TEST
 
 /* Every seed and every crash the fuzzer ever found goes through the
  * harness again: parse, check, round trip. */
-static int replay_dir(const char *rel)
-{
-    const char *dir = sc_test_path(rel);
-    DIR *d = opendir(dir);
-    ck_assert_msg(d != NULL, "cannot open %s", dir);
-    int n = 0;
-    for (struct dirent *e; (e = readdir(d)) != NULL;) {
-        if (e->d_name[0] == '.' || strcmp(e->d_name, "README") == 0) continue;
-        char path[1024];
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        uint8_t *bytes;
-        size_t len;
-        sc_err err;
-        ck_assert_msg(sc_read_file(path, 1 << 20, &bytes, &len, &err) == SC_OK, "%s", err.msg);
-        /* A copy of exactly len bytes, so ASan sees any read past the end. */
-        uint8_t *exact = malloc(len ? len : 1);
-        memcpy(exact, bytes, len);
-        free(bytes);
-        LLVMFuzzerTestOneInput(exact, len);
-        free(exact);
-        n++;
-    }
-    closedir(d);
-    return n;
-}
-
 START_TEST(test_csv_fuzz_replay)
 {
-    ck_assert_int_ge(replay_dir("tests/fuzz/corpus/csv"), 9);
-    replay_dir("tests/fuzz/regress/csv");
+    ck_assert_int_ge(sc_test_replay_dir("tests/fuzz/corpus/csv", LLVMFuzzerTestOneInput, 1), 9);
+    sc_test_replay_dir("tests/fuzz/regress/csv", LLVMFuzzerTestOneInput, 1);
 }
 END_TEST
 

@@ -2,7 +2,6 @@
  * the two shipped files against the paper's tables, and every loader error
  * naming its file and line. */
 #define _POSIX_C_SOURCE 200809L
-#include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -337,36 +336,10 @@ END_TEST
 
 /* Every seed and every crash the fuzzer found goes through the harness
  * again (tests/fuzz/hier_target.h): load, then check the loader's promises. */
-static int replay_dir(const char *rel)
-{
-    const char *dir = sc_test_path(rel);
-    DIR *d = opendir(dir);
-    ck_assert_msg(d != NULL, "cannot open %s", dir);
-    int n = 0;
-    for (struct dirent *e; (e = readdir(d)) != NULL;) {
-        if (e->d_name[0] == '.' || strcmp(e->d_name, "README") == 0) continue;
-        char path[1024];
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        uint8_t *bytes;
-        size_t len;
-        sc_err err;
-        ck_assert_msg(sc_read_file(path, 1 << 20, &bytes, &len, &err) == SC_OK, "%s", err.msg);
-        /* A copy of exactly len bytes, so ASan sees any read past the end. */
-        uint8_t *exact = malloc(len ? len : 1);
-        memcpy(exact, bytes, len);
-        free(bytes);
-        fuzz_hier_one(exact, len);
-        free(exact);
-        n++;
-    }
-    closedir(d);
-    return n;
-}
-
 START_TEST(test_hier_fuzz_replay)
 {
-    ck_assert_int_ge(replay_dir("tests/fuzz/corpus/hier"), 5);
-    replay_dir("tests/fuzz/regress/hier");
+    ck_assert_int_ge(sc_test_replay_dir("tests/fuzz/corpus/hier", fuzz_hier_one, 1), 5);
+    sc_test_replay_dir("tests/fuzz/regress/hier", fuzz_hier_one, 1);
 }
 END_TEST
 

@@ -577,12 +577,25 @@ END_TEST
 
 /* ---- fuzz regressions --------------------------------------------------- */
 
+/* The harness bodies in the shape of a replay target. */
+static int replay_bpe(const uint8_t *data, size_t size)
+{
+    fuzz_tok_bpe_one(data, size);
+    return 0;
+}
+
+static int replay_wordpiece(const uint8_t *data, size_t size)
+{
+    fuzz_tok_wordpiece_one(data, size);
+    return 0;
+}
+
 START_TEST(test_fuzz_regressions)
 {
     /* Every input the fuzzers once crashed on must now pass through the
      * same harness code cleanly. */
-    int n = fuzz_tok_replay_dir(sc_test_path("tests/fuzz/regress/bpe"), fuzz_tok_bpe_one);
-    n += fuzz_tok_replay_dir(sc_test_path("tests/fuzz/regress/wordpiece"), fuzz_tok_wordpiece_one);
+    int n = sc_test_replay_dir("tests/fuzz/regress/bpe", replay_bpe, 0);
+    n += sc_test_replay_dir("tests/fuzz/regress/wordpiece", replay_wordpiece, 0);
     ck_assert_int_ge(n, 0);
     fuzz_tok_cleanup();
 }

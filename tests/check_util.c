@@ -2,10 +2,12 @@
 #define _POSIX_C_SOURCE 200809L
 #include "check_util.h"
 
+#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #ifndef SC_TEST_ROOT
 #define SC_TEST_ROOT "."
@@ -104,4 +106,37 @@ const char *sc_test_tmpdir(void)
     snprintf(p, sizeof buf[0], "/tmp/scale-test-XXXXXX");
     if (!mkdtemp(p)) ck_abort_msg("mkdtemp failed");
     return p;
+}
+
+int sc_test_replay_dir(const char *rel_dir, int (*target)(const uint8_t *, size_t), int required)
+{
+    char dir[4096]; /* a copy: target may use sc_test_path's ring too */
+    snprintf(dir, sizeof dir, "%s", sc_test_path(rel_dir));
+    DIR *d = opendir(dir);
+    if (!d) {
+        ck_assert_msg(!required, "cannot open %s", dir);
+        return 0; /* e.g. no crash recorded yet for this harness */
+    }
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        if (e->d_name[0] == '.' || strcmp(e->d_name, "README") == 0) continue;
+        char path[sizeof dir + 256];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        struct stat info;
+        if (stat(path, &info) == 0 && !S_ISREG(info.st_mode)) continue;
+        uint8_t *bytes;
+        size_t len;
+        sc_err err;
+        ck_assert_msg(sc_read_file(path, (size_t)16 << 20, &bytes, &len, &err) == SC_OK, "%s", err.msg);
+        /* A copy of exactly len bytes, so ASan sees any read past the end. */
+        uint8_t *exact = malloc(len ? len : 1);
+        ck_assert_ptr_nonnull(exact);
+        if (len) memcpy(exact, bytes, len);
+        free(bytes);
+        target(exact, len);
+        free(exact);
+        n++;
+    }
+    closedir(d);
+    return n;
 }

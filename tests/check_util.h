@@ -38,4 +38,9 @@ void sc_fill_normal(float *x, int64_t n, uint64_t seed, float scale);
 /* A fresh directory under /tmp for one test's output files (mkdtemp). */
 const char *sc_test_tmpdir(void);
 
+/* Replay fuzz inputs: run target on every regular file of rel_dir (under
+ * the source tree), skipping dot-files and README; returns how many ran.
+ * A missing directory counts 0, or fails the test when required. */
+int sc_test_replay_dir(const char *rel_dir, int (*target)(const uint8_t *, size_t), int required);
+
 #endif

@@ -20,7 +20,6 @@
 #ifndef FUZZ_TOK_H
 #define FUZZ_TOK_H
 
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -136,30 +135,6 @@ static void fuzz_tok_wordpiece_one(const uint8_t *data, size_t size)
         fuzz_tok_encode(tok, data, size);
     }
     sc_tokenizer_free(tok);
-}
-
-/* Run fn on every file of dir; returns the number of files (0 when the
- * directory does not exist). */
-static int fuzz_tok_replay_dir(const char *dir, void (*fn)(const uint8_t *, size_t))
-{
-    DIR *d = opendir(dir);
-    if (!d) return 0;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (e->d_name[0] == '.') continue;
-        char path[4096];
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        uint8_t *data;
-        size_t len;
-        sc_err err;
-        if (sc_read_file(path, 1 << 24, &data, &len, &err) != SC_OK) continue;
-        fn(data, len);
-        free(data);
-        n++;
-    }
-    closedir(d);
-    return n;
 }
 
 static void fuzz_tok_cleanup(void)
