@@ -342,6 +342,15 @@ static inline float lerpf(float a, float b, float t)
     return a + (b - a) * t;
 }
 
+/* SEQUENCED DRAWS. C leaves the order in which a call's arguments (or the
+ * operands of + and |) are evaluated unspecified, so f(draw(r), draw(r))
+ * hands the two draws to f in an order that depends on the compiler: GCC
+ * and Clang drew different images from the same seed. Every draw is
+ * therefore its own statement or declarator (those are sequenced). Where a
+ * site was once written as one call, its draws keep the order GCC chose
+ * (often the last argument first), so the shipped model in data/tiny-vlm,
+ * trained on GCC-drawn images, stays reproducible bit for bit. */
+
 /* Uniform in [lo, hi). */
 static float rng_range(sc_rng *r, float lo, float hi)
 {
@@ -1140,7 +1149,9 @@ static void lesion_body(lesion *L, int diagnosis, sc_rng *r)
     mix3(L->base, light, deep, t);
     L->shape = blob_random(r, v2(0.0f, 0.0f), rng_range(r, 0.85f, 1.0f), wobble);
     L->edge = edge;
-    L->offset = v2(rng_range(r, -0.12f, 0.12f), rng_range(r, -0.12f, 0.12f));
+    float dy = rng_range(r, -0.12f, 0.12f);    /* y first: see SEQUENCED DRAWS */
+    float dx = rng_range(r, -0.12f, 0.12f);
+    L->offset = v2(dx, dy);
 }
 
 /* Pigment network. Typical: a fine, even, honeycomb-like lattice of brown
@@ -1230,7 +1241,8 @@ static void lesion_globules(lesion *L, int value, sc_rng *r)
         for (int k = 0; k < clusters; k++) centre[k] = rng_range(r, 0.0f, 6.2831853f);
         for (int k = 0; k < n; k++) {
             float theta = centre[k % clusters] + 0.45f * sc_rng_normal(r);
-            float rho = clampf(rng_range(r, 0.45f, 0.85f) + 0.12f * sc_rng_normal(r), 0.1f, 0.92f);
+            float rho_mean = rng_range(r, 0.45f, 0.85f);
+            float rho = clampf(rho_mean + 0.12f * sc_rng_normal(r), 0.1f, 0.92f);
             float size = 0.02f * expf(rng_range(r, 0.0f, 1.5f)); /* 0.02 .. 0.09 */
             float black[3], brown[3], col[3];
             set3(black, 0.07f, 0.05f, 0.05f);
@@ -1312,7 +1324,8 @@ static void lesion_vessels(lesion *L, int value, sc_rng *r)
         break;
     case VS_COMMA:
         for (int k = 0, n = 8 + (int)sc_rng_below(r, 7); k < n; k++) {
-            vec2 p = lesion_at(L, rng_range(r, 0.1f, 0.8f), rng_range(r, 0.0f, 6.2831853f));
+            float angle = rng_range(r, 0.0f, 6.2831853f);    /* before the radius: SEQUENCED DRAWS */
+            vec2 p = lesion_at(L, rng_range(r, 0.1f, 0.8f), angle);
             float heading = rng_range(r, 0.0f, 6.2831853f), bend = (sc_rng_below(r, 2) ? 1.0f : -1.0f) * 0.55f;
             for (int s = 0; s < 3; s++, heading += bend) {
                 vec2 q = step_from(p, heading, 0.055f);
@@ -1323,7 +1336,8 @@ static void lesion_vessels(lesion *L, int value, sc_rng *r)
         break;
     case VS_HAIRPIN:
         for (int k = 0, n = 5 + (int)sc_rng_below(r, 5); k < n; k++) {
-            vec2 c = lesion_at(L, rng_range(r, 0.1f, 0.72f), rng_range(r, 0.0f, 6.2831853f));
+            float angle = rng_range(r, 0.0f, 6.2831853f);    /* before the radius: SEQUENCED DRAWS */
+            vec2 c = lesion_at(L, rng_range(r, 0.1f, 0.72f), angle);
             float a = rng_range(r, 0.0f, 6.2831853f), gap = 0.035f, len = 0.14f;
             vec2 side = v2(-sinf(a) * gap, cosf(a) * gap);
             add_dot(L, c, 0.12f, halo, 0.6f);
@@ -1366,14 +1380,19 @@ static void lesion_vessels(lesion *L, int value, sc_rng *r)
     case VS_DOTTED:
         for (float y = -1.0f; y <= 1.0f; y += 0.19f)
             for (float x = -1.0f; x <= 1.0f; x += 0.19f) {
-                vec2 p = v2(x + 0.05f * sc_rng_normal(r), y + 0.05f * sc_rng_normal(r));
+                float jy = 0.05f * sc_rng_normal(r);          /* y first: SEQUENCED DRAWS */
+                vec2 p = v2(x + 0.05f * sc_rng_normal(r), y + jy);
                 if (blob_sdf(&L->shape, p) < -0.2f * L->shape.r) add_dot(L, p, rng_range(r, 0.033f, 0.04f), COL_VESSEL, 0.95f);
             }
         break;
     case VS_LINEAR_IRREGULAR:
-        for (int k = 0, n = 3 + (int)sc_rng_below(r, 4); k < n; k++)
-            add_wander(L, r, lesion_at(L, rng_range(r, 0.0f, 0.6f), rng_range(r, 0.0f, 6.2831853f)),
-                       rng_range(r, 0.0f, 6.2831853f), 6 + (int)sc_rng_below(r, 5), 0.11f, 1.0f, 0.02f, 0.04f);
+        for (int k = 0, n = 3 + (int)sc_rng_below(r, 4); k < n; k++) {
+            /* Drawn last argument first: SEQUENCED DRAWS. */
+            int steps = 6 + (int)sc_rng_below(r, 5);
+            float heading = rng_range(r, 0.0f, 6.2831853f), angle = rng_range(r, 0.0f, 6.2831853f);
+            vec2 start = lesion_at(L, rng_range(r, 0.0f, 0.6f), angle);
+            add_wander(L, r, start, heading, steps, 0.11f, 1.0f, 0.02f, 0.04f);
+        }
         break;
     default:
         break;
@@ -1388,7 +1407,8 @@ static void lesion_hairs(lesion *L, sc_rng *r)
     for (int k = 0; k < n; k++) {
         float a = rng_range(r, 0.0f, 6.2831853f);
         vec2 p = v2(2.3f * cosf(a), 2.3f * sinf(a));
-        vec2 aim = v2(rng_range(r, -0.8f, 0.8f), rng_range(r, -0.8f, 0.8f));
+        float aim_y = rng_range(r, -0.8f, 0.8f);     /* y first: SEQUENCED DRAWS */
+        vec2 aim = v2(rng_range(r, -0.8f, 0.8f), aim_y);
         float heading = atan2f(aim.y - p.y, aim.x - p.x), bend = rng_range(r, -0.06f, 0.06f);
         for (int s = 0; s < 16; s++, heading += bend) {
             vec2 q = step_from(p, heading, 0.3f);
@@ -2020,7 +2040,8 @@ static void chest_build(chest *ch, const pc_study *st, sc_rng *r)
     for (int s = 0; s < 2; s++)
         for (int k = 0; k < 10; k++) { /* lung markings fanning out of the hilum */
             float a = rng_range(r, -2.4f, 0.9f) + 3.1415927f, len = rng_range(r, 0.07f, 0.16f);
-            vec2 hilum = v2(0.4f + rng_range(r, -0.01f, 0.01f), 0.42f + rng_range(r, -0.03f, 0.03f));
+            float hilum_y = 0.42f + rng_range(r, -0.03f, 0.03f);   /* y first: SEQUENCED DRAWS */
+            vec2 hilum = v2(0.4f + rng_range(r, -0.01f, 0.01f), hilum_y);
             ch->vessel_a[s][k] = mirror(s, hilum);
             ch->vessel_b[s][k] = mirror(s, v2(hilum.x + len * cosf(a), hilum.y - len * sinf(a)));
         }
@@ -2057,7 +2078,8 @@ static void chest_build(chest *ch, const pc_study *st, sc_rng *r)
                 ch->band_hw[s] = rng_range(r, 0.011f, 0.015f);
             } else { /* consolidation */
                 ch->consolidation[s] = 1;
-                ch->cons_c[s] = v2(rng_range(r, 0.24f, 0.31f), ch->dome[s] - rng_range(r, 0.06f, 0.09f));
+                float cy = ch->dome[s] - rng_range(r, 0.06f, 0.09f);   /* y first: SEQUENCED DRAWS */
+                ch->cons_c[s] = v2(rng_range(r, 0.24f, 0.31f), cy);
                 ch->cons_rx[s] = rng_range(r, 0.08f, 0.1f);
                 ch->cons_ry[s] = rng_range(r, 0.06f, 0.08f);
             }
@@ -4011,7 +4033,9 @@ static sc_status strat_units_build(strat_units *u, const uint8_t *labels, int64_
     sc_rng_seed(&rng, seed);
     for (int64_t v = 0; v < u->n_units; v++) u->order[v] = v;
     for (int64_t v = u->n_units - 1; v > 0; v--) {
-        int64_t j = (int64_t)(((uint64_t)sc_rng_u32(&rng) << 32 | sc_rng_u32(&rng)) % (uint64_t)(v + 1));
+        uint64_t high = sc_rng_u32(&rng);   /* two statements: SEQUENCED DRAWS */
+        uint64_t draw = high << 32 | sc_rng_u32(&rng);
+        int64_t j = (int64_t)(draw % (uint64_t)(v + 1));
         int64_t t = u->order[v];
         u->order[v] = u->order[j];
         u->order[j] = t;
