@@ -44,8 +44,45 @@ static double weighted_sum(const sc_tensor *y, const float *R)
     return s;
 }
 
+/* One central difference along a random direction v over every element of
+ * in[k]: (L(x + h v) − L(x − h v)) / 2h must match Σ grad ⊙ v. The sampled
+ * coordinates of check_grad miss most of a large input; this probe sees a
+ * gradient lost or misplaced anywhere (a gather from 257 rows touches 1 in
+ * 257). The tolerance scales with the size of the sum's terms, so it holds
+ * when they happen to cancel. */
+static void check_direction(const char *name, op_fn f, sc_tensor **in, int k, const void *aux, const float *R,
+                            sc_ctx *fd, double h)
+{
+    sc_tensor *x = in[k];
+    int64_t n = sc_numel(x);
+    if (n == 0) return;
+    float *keep = malloc(sizeof(float) * (size_t)n), *v = malloc(sizeof(float) * (size_t)n);
+    ck_assert(keep && v);
+    memcpy(keep, x->data, sizeof(float) * (size_t)n);
+    sc_fill_normal(v, n, 13 + (uint64_t)k, 1.0f);
+    double ana = 0, terms = 0;
+    for (int64_t i = 0; i < n; i++) {
+        ana += (double)x->grad[i] * v[i];
+        terms += ((double)x->grad[i] * v[i]) * ((double)x->grad[i] * v[i]);
+    }
+    for (int64_t i = 0; i < n; i++) x->data[i] = keep[i] + (float)h * v[i];
+    sc_ctx_reset(fd);
+    double lp = weighted_sum(f(fd, in, aux), R);
+    for (int64_t i = 0; i < n; i++) x->data[i] = keep[i] - (float)h * v[i];
+    sc_ctx_reset(fd);
+    double lm = weighted_sum(f(fd, in, aux), R);
+    memcpy(x->data, keep, sizeof(float) * (size_t)n);
+    free(keep);
+    free(v);
+    double num = (lp - lm) / (2 * h);
+    ck_assert_msg(fabs(num - ana) <= 2e-3 * fmax(1.0, sqrt(terms)) + 2e-2 * fabs(ana),
+                  "%s: d/d(input %d) along a random direction: tape %.6g, finite difference %.6g", name, k, ana,
+                  num);
+}
+
 /* Compare the tape's gradients of L = Σ f(in) ⊙ R with central differences
- * for up to `samples` elements of every input flagged in `check_mask`. */
+ * for up to `samples` elements of every input flagged in `check_mask`, and
+ * along one random direction over all of each (check_direction). */
 static void check_grad(const char *name, op_fn f, sc_tensor **in, int n_in, const void *aux, unsigned check_mask,
                        double h)
 {
@@ -96,6 +133,7 @@ static void check_grad(const char *name, op_fn f, sc_tensor **in, int n_in, cons
                           "%s: d/d(input %d)[%lld]: tape %.6g, finite difference %.6g", name, k,
                           (long long)i, ana, num);
         }
+        check_direction(name, f, in, k, aux, R->data, &fd, h);
         in[k]->requires_grad = 0;
         in[k]->grad = NULL;
     }
