@@ -88,8 +88,8 @@ build/check_runner: build/suites.h libscale.a $(TEST_SRC) tests/check_main.c tes
 	$(CC) $(SC_CFLAGS) $(CFLAGS) $(TEST_DEFS) $(CHECK_CFLAGS) -o $@ \
 	  tests/check_main.c tests/check_util.c $(TEST_SRC) libscale.a $(CHECK_LIBS) $(LDLIBS)
 
-# The runner's exit status is the number of failed checks (0 = pass), and
-# Check's summary line is the last thing it prints.
+# The runner exits with EXIT_FAILURE when any check fails (0 = all pass),
+# and Check's summary line is the last thing it prints.
 check: build/check_runner scale book-check
 	./build/check_runner
 

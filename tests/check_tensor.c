@@ -5,7 +5,8 @@
  *     digits pasted with their formula beside them);
  *  2. every op's backward against central finite differences: the loss is
  *     L = Σ y ⊙ R for fixed random R, accumulated in double, and each
- *     sampled input element is nudged by ±h;
+ *     sampled input element is nudged by ±h, then the whole input along one
+ *     random direction;
  *  3. optimizer trajectories from PyTorch's documented update rules.
  */
 #include <math.h>
@@ -44,8 +45,45 @@ static double weighted_sum(const sc_tensor *y, const float *R)
     return s;
 }
 
+/* One central difference along a random direction v over every element of
+ * in[k]: (L(x + h v) − L(x − h v)) / 2h must match Σ grad ⊙ v. The sampled
+ * coordinates of check_grad miss most of a large input; this probe sees a
+ * gradient lost or misplaced anywhere (a gather from 257 rows touches 1 in
+ * 257). The tolerance scales with the size of the sum's terms, so it holds
+ * when they happen to cancel. */
+static void check_direction(const char *name, op_fn f, sc_tensor **in, int k, const void *aux, const float *R,
+                            sc_ctx *fd, double h)
+{
+    sc_tensor *x = in[k];
+    int64_t n = sc_numel(x);
+    if (n == 0) return;
+    float *keep = malloc(sizeof(float) * (size_t)n), *v = malloc(sizeof(float) * (size_t)n);
+    ck_assert(keep && v);
+    memcpy(keep, x->data, sizeof(float) * (size_t)n);
+    sc_fill_normal(v, n, 13 + (uint64_t)k, 1.0f);
+    double ana = 0, terms = 0;
+    for (int64_t i = 0; i < n; i++) {
+        ana += (double)x->grad[i] * v[i];
+        terms += ((double)x->grad[i] * v[i]) * ((double)x->grad[i] * v[i]);
+    }
+    for (int64_t i = 0; i < n; i++) x->data[i] = keep[i] + (float)h * v[i];
+    sc_ctx_reset(fd);
+    double lp = weighted_sum(f(fd, in, aux), R);
+    for (int64_t i = 0; i < n; i++) x->data[i] = keep[i] - (float)h * v[i];
+    sc_ctx_reset(fd);
+    double lm = weighted_sum(f(fd, in, aux), R);
+    memcpy(x->data, keep, sizeof(float) * (size_t)n);
+    free(keep);
+    free(v);
+    double num = (lp - lm) / (2 * h);
+    ck_assert_msg(fabs(num - ana) <= 2e-3 * fmax(1.0, sqrt(terms)) + 2e-2 * fabs(ana),
+                  "%s: d/d(input %d) along a random direction: tape %.6g, finite difference %.6g", name, k, ana,
+                  num);
+}
+
 /* Compare the tape's gradients of L = Σ f(in) ⊙ R with central differences
- * for up to `samples` elements of every input flagged in `check_mask`. */
+ * for up to `samples` elements of every input flagged in `check_mask`, and
+ * along one random direction over all of each (check_direction). */
 static void check_grad(const char *name, op_fn f, sc_tensor **in, int n_in, const void *aux, unsigned check_mask,
                        double h)
 {
@@ -96,6 +134,7 @@ static void check_grad(const char *name, op_fn f, sc_tensor **in, int n_in, cons
                           "%s: d/d(input %d)[%lld]: tape %.6g, finite difference %.6g", name, k,
                           (long long)i, ana, num);
         }
+        check_direction(name, f, in, k, aux, R->data, &fd, h);
         in[k]->requires_grad = 0;
         in[k]->grad = NULL;
     }
@@ -597,6 +636,201 @@ START_TEST(test_grad_layout)
 }
 END_TEST
 
+/* The layout ops again with 257 in each dimension in turn (the other
+ * dimensions 1, 7 or 33), and sc_transpose on its own. check_grad compares
+ * 40 sampled coordinates of each input one by one (and all of them along one
+ * direction), so the shapes keep a good share of every input on the path to
+ * the output: ids cover much of their table, slices keep at least a fifth of
+ * their axis. A gather from 257 rows cannot: there the direction decides. */
+static sc_tensor *f_transpose(sc_ctx *ctx, sc_tensor **in, const void *aux)
+{
+    const int *axes = aux;
+    return sc_transpose(ctx, in[0], axes[0], axes[1]);
+}
+
+/* "name (d0, d1, ...)" for failure messages. */
+static const char *shape_name(char *buf, size_t size, const char *op, const sc_tensor *x)
+{
+    int len = snprintf(buf, size, "%s (", op);
+    for (int i = 0; i < x->ndim && len > 0 && (size_t)len < size; i++)
+        len += snprintf(buf + len, size - (size_t)len, i ? ", %lld" : "%lld", (long long)x->shape[i]);
+    if (len > 0 && (size_t)len < size) snprintf(buf + len, size - (size_t)len, ")");
+    return buf;
+}
+
+START_TEST(test_grad_embedding_257)
+{
+    /* (V, C, n): a 257-row table looked up 257 times (repeats add up), 257
+     * columns, and 257 ids over a 33-row table. */
+    static const int64_t dims[][3] = {{257, 7, 257}, {7, 257, 33}, {33, 1, 257}};
+    sc_arena a;
+    sc_arena_init(&a, "test", 1 << 20, 0);
+    sc_rng rng;
+    sc_rng_seed(&rng, 110);
+    for (size_t d = 0; d < sizeof dims / sizeof dims[0]; d++) {
+        int64_t V = dims[d][0], C = dims[d][1], n = dims[d][2];
+        int32_t ids[257];
+        for (int64_t i = 0; i < n; i++) ids[i] = (int32_t)sc_rng_below(&rng, (uint32_t)V);
+        ids[0] = (int32_t)V - 1; /* the last row, and the first twice */
+        ids[1] = ids[n - 1] = 0;
+        emb_aux e = {ids, n};
+        sc_tensor *table[1] = {randn(&a, 2, (int64_t[]){V, C}, 111 + d)};
+        char name[64];
+        check_grad(shape_name(name, sizeof name, "embedding", table[0]), f_embedding, table, 1, &e, 1, 1e-2);
+    }
+    sc_arena_free(&a);
+}
+END_TEST
+
+START_TEST(test_grad_concat_257)
+{
+    sc_arena a;
+    sc_arena_init(&a, "test", 1 << 20, 0);
+    for (int axis = 0; axis < 3; axis++)
+        for (int wide_off_axis = 0; wide_off_axis < 2; wide_off_axis++) {
+            /* pieces 257, 1 and 7 long on the axis, 1 and 7 wide off it;
+             * or pieces 33, 1 and 7 long, 257 and 7 wide off it */
+            int64_t off = wide_off_axis ? 257 : 1, lens[3] = {wide_off_axis ? 33 : 257, 1, 7};
+            sc_tensor *in[3];
+            for (int k = 0; k < 3; k++) {
+                int64_t shape[3];
+                shape[(axis + 1) % 3] = off;
+                shape[(axis + 2) % 3] = 7;
+                shape[axis] = lens[k];
+                in[k] = randn(&a, 3, shape, 120 + 3 * axis + k);
+            }
+            char name[64];
+            snprintf(name, sizeof name, "concat axis %d, first piece (%lld, %lld, %lld)", axis,
+                     (long long)in[0]->shape[0], (long long)in[0]->shape[1], (long long)in[0]->shape[2]);
+            check_grad(name, f_concat, in, 3, &axis, 7, 1e-2);
+        }
+    sc_arena_free(&a);
+}
+END_TEST
+
+START_TEST(test_grad_permute_257)
+{
+    /* 257, 33, 7 and 1 rotated through the four positions */
+    static const int64_t shapes[][4] = {{257, 7, 1, 33}, {33, 257, 7, 1}, {1, 33, 257, 7}, {7, 1, 33, 257}};
+    static const int perms[][4] = {{0, 3, 1, 2}, {3, 2, 1, 0}, {1, 0, 2, 3}, {0, 2, 3, 1}};
+    sc_arena a;
+    sc_arena_init(&a, "test", 1 << 20, 0);
+    for (int s = 0; s < 4; s++) {
+        sc_tensor *in[1] = {randn(&a, 4, shapes[s], 130 + s)};
+        char name[64];
+        for (int p = 0; p < 4; p++)
+            check_grad(shape_name(name, sizeof name, "permute", in[0]), f_permute, in, 1, perms[p], 1, 1e-2);
+    }
+    sc_arena_free(&a);
+}
+END_TEST
+
+START_TEST(test_grad_transpose_257)
+{
+    static const int64_t shapes[][3] = {{257, 7, 33}, {33, 257, 7}, {7, 33, 257}};
+    static const int pairs[][2] = {{0, 1}, {1, 2}, {2, 0}};
+    sc_arena a;
+    sc_arena_init(&a, "test", 1 << 20, 0);
+    for (int s = 0; s < 3; s++) {
+        sc_tensor *in[1] = {randn(&a, 3, shapes[s], 134 + s)};
+        char name[64];
+        for (int p = 0; p < 3; p++)
+            check_grad(shape_name(name, sizeof name, "transpose", in[0]), f_transpose, in, 1, pairs[p], 1, 1e-2);
+    }
+    /* attention's head split: (B, T, H, D) → (B, H, T, D) */
+    int heads[2] = {1, 2};
+    sc_tensor *in[1] = {randn(&a, 4, (int64_t[]){1, 257, 7, 33}, 137)};
+    check_grad("transpose heads (1, 257, 7, 33)", f_transpose, in, 1, heads, 1, 1e-2);
+    sc_arena_free(&a);
+}
+END_TEST
+
+START_TEST(test_grad_slice_257)
+{
+    /* shape, then (axis, start, len) */
+    static const int64_t cases[][6] = {
+        {257, 7, 33, 0, 128, 129}, {257, 7, 33, 2, 1, 31}, {33, 257, 7, 1, 0, 256},
+        {33, 257, 7, 0, 26, 7},    {7, 33, 257, 2, 8, 249}, {7, 33, 257, 1, 13, 7},
+    };
+    sc_arena a;
+    sc_arena_init(&a, "test", 1 << 20, 0);
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        sc_tensor *in[1] = {randn(&a, 3, cases[c], 140 + c)};
+        char name[64];
+        snprintf(name, sizeof name, "slice axis %lld [%lld, +%lld) of (%lld, %lld, %lld)", (long long)cases[c][3],
+                 (long long)cases[c][4], (long long)cases[c][5], (long long)cases[c][0], (long long)cases[c][1],
+                 (long long)cases[c][2]);
+        check_grad(name, f_slice, in, 1, cases[c] + 3, 1, 1e-2);
+    }
+    sc_arena_free(&a);
+}
+END_TEST
+
+START_TEST(test_grad_masked_fill_257)
+{
+    /* x, and the trailing dims the mask covers */
+    static const int64_t shapes[][3] = {{7, 257, 33}, {257, 1, 33}, {33, 7, 257}};
+    static const int mask_ndim[] = {2, 2, 1};
+    sc_arena a;
+    sc_arena_init(&a, "test", 1 << 20, 0);
+    sc_rng rng;
+    sc_rng_seed(&rng, 150);
+    for (int s = 0; s < 3; s++) {
+        sc_tensor *mask = sc_tensor_new(&a, mask_ndim[s], shapes[s] + 3 - mask_ndim[s], "mask");
+        for (int64_t i = 0; i < sc_numel(mask); i++) mask->data[i] = (float)(sc_rng_below(&rng, 3) == 0);
+        sc_tensor *in[1] = {randn(&a, 3, shapes[s], 151 + s)};
+        char name[64];
+        check_grad(shape_name(name, sizeof name, "masked_fill", in[0]), f_masked, in, 1, mask, 1, 1e-2);
+    }
+    sc_arena_free(&a);
+}
+END_TEST
+
+START_TEST(test_grad_gather_rows_257)
+{
+    /* (B, T, C): 257 items, 257 rows to choose from, 257 channels */
+    static const int64_t shapes[][3] = {{257, 7, 33}, {7, 257, 1}, {33, 1, 257}};
+    sc_arena a;
+    sc_arena_init(&a, "test", 1 << 20, 0);
+    sc_rng rng;
+    sc_rng_seed(&rng, 160);
+    for (int s = 0; s < 3; s++) {
+        int64_t B = shapes[s][0], T = shapes[s][1], rows[257];
+        for (int64_t b = 0; b < B; b++) rows[b] = sc_rng_below(&rng, (uint32_t)T);
+        rows[0] = T - 1;
+        sc_tensor *in[1] = {randn(&a, 3, shapes[s], 161 + s)};
+        char name[64];
+        check_grad(shape_name(name, sizeof name, "gather_rows", in[0]), f_gather, in, 1, rows, 1, 1e-2);
+    }
+    sc_arena_free(&a);
+}
+END_TEST
+
+START_TEST(test_grad_patch_embed_257)
+{
+    /* x (B, Cin, H, W), Cout, P: 257 wide and 257 high images (P does not
+     * divide 257, so a strip is dropped), 257 filters, 257 input channels,
+     * 257 images, and one 257×257 patch. */
+    static const int64_t cases[][6] = {
+        {1, 3, 7, 257, 5, 7}, {2, 3, 257, 14, 7, 7}, {2, 3, 8, 12, 257, 4},
+        {1, 257, 2, 2, 7, 2}, {257, 1, 3, 3, 7, 3},  {1, 1, 257, 257, 3, 257},
+    };
+    sc_arena a;
+    sc_arena_init(&a, "test", 1 << 20, 0);
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        int64_t Cin = cases[c][1], Cout = cases[c][4];
+        int P = (int)cases[c][5];
+        sc_tensor *in[3] = {randn(&a, 4, cases[c], 170 + c), randn(&a, 4, (int64_t[]){Cout, Cin, P, P}, 180 + c),
+                            randn(&a, 1, &Cout, 190 + c)};
+        char name[80];
+        snprintf(name, sizeof name, "patch_embed (%lld, %lld, %lld, %lld) P %d Cout %lld", (long long)cases[c][0],
+                 (long long)Cin, (long long)cases[c][2], (long long)cases[c][3], P, (long long)Cout);
+        check_grad(name, f_patch, in, 3, &P, 7, 1e-2);
+    }
+    sc_arena_free(&a);
+}
+END_TEST
+
 /* ------------------------------------------------------------------------ */
 /* the tape                                                                  */
 /* ------------------------------------------------------------------------ */
@@ -807,6 +1041,14 @@ Suite *suite_tensor(void)
     tcase_add_test(grad, test_grad_reductions);
     tcase_add_test(grad, test_grad_normalisation);
     tcase_add_test(grad, test_grad_layout);
+    tcase_add_test(grad, test_grad_embedding_257);
+    tcase_add_test(grad, test_grad_concat_257);
+    tcase_add_test(grad, test_grad_permute_257);
+    tcase_add_test(grad, test_grad_transpose_257);
+    tcase_add_test(grad, test_grad_slice_257);
+    tcase_add_test(grad, test_grad_masked_fill_257);
+    tcase_add_test(grad, test_grad_gather_rows_257);
+    tcase_add_test(grad, test_grad_patch_embed_257);
     tcase_add_test(grad, test_tape_reuse_and_accumulate);
     suite_add_tcase(s, grad);
     TCase *opt = tcase_create("optim");
