@@ -9138,10 +9138,15 @@ static const char train_usage[] =
     "                   [--alpha sigmoid|clamp|raw] [--alpha-init 0.2] [--relu 2|1]\n"
     "                   [--adapter-reduction 4] [--no-image-adapter] [--no-text-adapter]\n"
     "                   [--checkpoint-every E] [--resume CKPT] [--log-every E]\n"
+    "                   [--grad-check N]\n"
     "Train SCALE's adapters on cached embeddings (book/05-loss.md): X (N, C)\n"
     "images, G their combinations as indices (N) or 0/1 (N, H), P (H, C) the\n"
     "canonical prompt of each combination of the task. Without --text-emb each\n"
-    "image is paired with the prompt of its (first) combination.\n";
+    "image is paired with the prompt of its (first) combination.\n"
+    "--grad-check N: after training, for N adapter entries drawn from --seed, the\n"
+    "tape's gradient of the first batch's loss against a central finite\n"
+    "difference, one line each: param=NAME[i,j] tape=... fd=... rel=...\n"
+    "(book/02-autograd.md).\n";
 
 /* The training inputs of `scale train`, loaded and owned together. */
 typedef struct {
@@ -9186,13 +9191,48 @@ static int load_train_files(const cli *c, const char *const path[6], const sc_hi
     return rc;
 }
 
+/* The step of --grad-check's differences: large enough that the float
+ * rounding of the loss (about 1e-7 of it) stays small beside the change,
+ * small enough that few ReLUs cross their kink within it. */
+#define GRAD_CHECK_STEP (1.0f / 1024)
+
+/* --grad-check N: n entries of the adapters, the tape's gradient of the
+ * loss of the first training batch (images 0..B) against differences. */
+static int print_grad_check(const cli *c, sc_scale_model *m, sc_ctx *ctx, const sc_train_data *d, long n)
+{
+    int64_t B = m->cfg.batch_size > 0 ? m->cfg.batch_size : sc_train_batch_size(d->N), total = 0;
+    if (B > d->N) B = d->N;
+    for (int k = 0; k < m->n_params; k++) total += sc_numel(m->params[k]);
+    if (n > total) n = (long)total;
+    int *index = malloc(sizeof(int) * (size_t)B);
+    sc_grad_sample *sample = malloc(sizeof *sample * (size_t)(n + 1));
+    if (!index || !sample) {
+        free(index);
+        free(sample);
+        return cli_failf(c, "out of memory for a gradient check of %ld entries", n);
+    }
+    for (int64_t i = 0; i < B; i++) index[i] = (int)i;
+    n = (long)sc_scale_grad_check(sample, n, m, ctx, d, index, B, GRAD_CHECK_STEP, m->cfg.seed);
+    for (long s = 0; s < n; s++) {
+        const sc_tensor *p = m->params[sample[s].param];
+        int64_t i = sample[s].index, cols = p->ndim == 2 ? p->shape[1] : 0;
+        double tape = sample[s].tape, fd = sample[s].fd, scale = fmax(fabs(tape), fabs(fd));
+        if (cols) printf("param=%s[%lld,%lld]", p->name, (long long)(i / cols), (long long)(i % cols));
+        else printf("param=%s[%lld]", p->name, (long long)i);
+        printf(" tape=%.6e fd=%.6e rel=%.1e\n", tape, fd, scale > 0 ? fabs(tape - fd) / scale : 0.0);
+    }
+    free(index);
+    free(sample);
+    return 0;
+}
+
 /* @book begin cmd-train */
 static int cmd_train(int argc, char **argv)
 {
     static const char *const file_opt[6] = {"--image-emb", "--labels", "--prompt-emb", "--text-emb", "--text-combos",
                                             "--text-labels"};
     const char *path[6] = {NULL}, *hier_path = NULL, *task_name = NULL, *out = NULL, *resume = NULL;
-    long checkpoint_every = 0, log_every = 10;
+    long checkpoint_every = 0, log_every = 10, grad_checks = 0;
     sc_train_config cfg = sc_train_defaults();
     cli c = cli_begin("train", argc, argv);
     while (cli_next(&c)) {
@@ -9209,6 +9249,7 @@ static int cmd_train(int argc, char **argv)
         else if (cli_is(&c, "--seed")) cfg.seed = (uint64_t)cli_long(&c);
         else if (cli_is(&c, "--checkpoint-every")) checkpoint_every = cli_long(&c);
         else if (cli_is(&c, "--log-every")) log_every = cli_long(&c);
+        else if (cli_is(&c, "--grad-check")) grad_checks = cli_long(&c);
         else if (cli_is(&c, "--help")) return printf("%s", train_usage), 0;
         else if (!cli_loss_option(&c, &cfg.loss) && !cli_adapter_option(&c, &cfg)) return cli_unknown(&c);
     }
@@ -9216,8 +9257,8 @@ static int cmd_train(int argc, char **argv)
     if (!hier_path || !path[0] || !path[1] || !path[2] || !out)
         return fprintf(stderr, "scale train: --hier, --image-emb, --labels, --prompt-emb and --out are required\n%s",
                        train_usage), 2;
-    if (cfg.epochs < 1 || cfg.batch_size < 0 || checkpoint_every < 0 || log_every < 0)
-        return fprintf(stderr, "scale train: epochs must be positive, batch and intervals not negative\n"), 2;
+    if (cfg.epochs < 1 || cfg.batch_size < 0 || checkpoint_every < 0 || log_every < 0 || grad_checks < 0)
+        return fprintf(stderr, "scale train: epochs must be positive, batch, intervals and checks not negative\n"), 2;
 
     sc_hier h;
     const sc_hier_task *task;
@@ -9250,6 +9291,7 @@ static int cmd_train(int argc, char **argv)
                 rc = cli_fail(&c, &err);
         }
         if (!rc && sc_scale_model_save(&model, out, &err) != SC_OK) rc = cli_fail(&c, &err);
+        if (!rc && grad_checks) rc = print_grad_check(&c, &model, &ctx, &data, grad_checks);
         sc_ctx_free(&ctx);
     }
     if (have_model) sc_scale_model_free(&model);
