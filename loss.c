@@ -1311,6 +1311,68 @@ double sc_scale_train_epoch(sc_scale_model *m, sc_ctx *ctx, const sc_train_data 
 }
 /* @book end train-epoch */
 
+/* The loss of one batch without a tape, for finite differences. */
+static double batch_total(sc_ctx *ctx, const sc_scale_model *m, const sc_train_data *d, const int *index, int64_t B)
+{
+    int was = sc_ctx_set_grad(ctx, 0);
+    sc_ctx_reset(ctx);
+    sc_loss_terms t;
+    sc_scale_batch_loss(ctx, m, d, index, B, &t);
+    sc_ctx_set_grad(ctx, was);
+    return t.total;
+}
+
+/* n distinct positions among the `total` entries of all parameters, in
+ * increasing order, by Floyd's sampling without replacement (each set of n
+ * equally likely; n = total takes them all). Positions go to out[].index. */
+static void pick_entries(sc_grad_sample *out, int64_t n, int64_t total, uint64_t seed)
+{
+    SC_ASSERT(total <= UINT32_MAX, "%lld parameters to sample from", (long long)total);
+    uint8_t *taken = calloc((size_t)total, 1);
+    SC_ASSERT(taken != NULL, "no memory to sample %lld parameters", (long long)total);
+    sc_rng rng;
+    sc_rng_seed(&rng, seed);
+    for (int64_t j = total - n; j < total; j++) {
+        int64_t t = sc_rng_below(&rng, (uint32_t)(j + 1));
+        taken[taken[t] ? j : t] = 1;
+    }
+    for (int64_t pos = 0, s = 0; pos < total; pos++)
+        if (taken[pos]) out[s++].index = pos;
+    free(taken);
+}
+
+/* @book begin grad-check */
+int64_t sc_scale_grad_check(sc_grad_sample *out, int64_t n, sc_scale_model *m, sc_ctx *ctx,
+                            const sc_train_data *d, const int *index, int64_t B, float step, uint64_t seed)
+{
+    int64_t total = 0;
+    for (int k = 0; k < m->n_params; k++) total += sc_numel(m->params[k]);
+    if (n > total) n = total;
+    pick_entries(out, n, total, seed);
+    for (int64_t s = 0, k = 0, first = 0; s < n; s++) { /* position → (tensor, entry) */
+        while (out[s].index >= first + sc_numel(m->params[k])) first += sc_numel(m->params[k++]);
+        out[s].param = (int)k;
+        out[s].index -= first;
+    }
+    sc_optim_zero_grad(&m->opt);                           /* the tape's answer */
+    sc_ctx_reset(ctx);
+    sc_backward(ctx, sc_scale_batch_loss(ctx, m, d, index, B, NULL));
+    for (int64_t s = 0; s < n; s++) out[s].tape = m->params[out[s].param]->grad[out[s].index];
+    sc_optim_zero_grad(&m->opt);
+    for (int64_t s = 0; s < n; s++) {                      /* central differences */
+        float *p = &m->params[out[s].param]->data[out[s].index], keep = *p;
+        *p = keep + step;
+        double p_up = *p, L_up = batch_total(ctx, m, d, index, B);
+        *p = keep - step;
+        double p_down = *p, L_down = batch_total(ctx, m, d, index, B);
+        *p = keep;
+        out[s].fd = (L_up - L_down) / (p_up - p_down); /* the steps as rounded to float */
+    }
+    sc_ctx_reset(ctx);
+    return n;
+}
+/* @book end grad-check */
+
 /* ---- checkpoints ----
  * Everything that decides the next update is saved: the parameters, Adam's
  * moments and step count, the epoch and the shuffling generator. The

@@ -20,7 +20,7 @@
  *      8b. commands: inputs (decode, preprocess, tokenize)
  *      8c. commands: models (encode, compare, embed, dataset, cache)
  *      8d. commands: SCALE (loss, metrics, train, predict)
- *      8e. commands: experiments, synthetic data, demo
+ *      8e. commands: experiments, t-SNE maps, synthetic data, demo
  *      8f. the command table and main
  *
  * The command-line `main` sits behind `#ifndef SC_NO_MAIN` so the test
@@ -9138,10 +9138,15 @@ static const char train_usage[] =
     "                   [--alpha sigmoid|clamp|raw] [--alpha-init 0.2] [--relu 2|1]\n"
     "                   [--adapter-reduction 4] [--no-image-adapter] [--no-text-adapter]\n"
     "                   [--checkpoint-every E] [--resume CKPT] [--log-every E]\n"
+    "                   [--grad-check N]\n"
     "Train SCALE's adapters on cached embeddings (book/05-loss.md): X (N, C)\n"
     "images, G their combinations as indices (N) or 0/1 (N, H), P (H, C) the\n"
     "canonical prompt of each combination of the task. Without --text-emb each\n"
-    "image is paired with the prompt of its (first) combination.\n";
+    "image is paired with the prompt of its (first) combination.\n"
+    "--grad-check N: after training, for N adapter entries drawn from --seed, the\n"
+    "tape's gradient of the first batch's loss against a central finite\n"
+    "difference, one line each: param=NAME[i,j] tape=... fd=... rel=...\n"
+    "(book/02-autograd.md).\n";
 
 /* The training inputs of `scale train`, loaded and owned together. */
 typedef struct {
@@ -9186,13 +9191,48 @@ static int load_train_files(const cli *c, const char *const path[6], const sc_hi
     return rc;
 }
 
+/* The step of --grad-check's differences: large enough that the float
+ * rounding of the loss (about 1e-7 of it) stays small beside the change,
+ * small enough that few ReLUs cross their kink within it. */
+#define GRAD_CHECK_STEP (1.0f / 1024)
+
+/* --grad-check N: n entries of the adapters, the tape's gradient of the
+ * loss of the first training batch (images 0..B) against differences. */
+static int print_grad_check(const cli *c, sc_scale_model *m, sc_ctx *ctx, const sc_train_data *d, long n)
+{
+    int64_t B = m->cfg.batch_size > 0 ? m->cfg.batch_size : sc_train_batch_size(d->N), total = 0;
+    if (B > d->N) B = d->N;
+    for (int k = 0; k < m->n_params; k++) total += sc_numel(m->params[k]);
+    if (n > total) n = (long)total;
+    int *index = malloc(sizeof(int) * (size_t)B);
+    sc_grad_sample *sample = malloc(sizeof *sample * (size_t)(n + 1));
+    if (!index || !sample) {
+        free(index);
+        free(sample);
+        return cli_failf(c, "out of memory for a gradient check of %ld entries", n);
+    }
+    for (int64_t i = 0; i < B; i++) index[i] = (int)i;
+    n = (long)sc_scale_grad_check(sample, n, m, ctx, d, index, B, GRAD_CHECK_STEP, m->cfg.seed);
+    for (long s = 0; s < n; s++) {
+        const sc_tensor *p = m->params[sample[s].param];
+        int64_t i = sample[s].index, cols = p->ndim == 2 ? p->shape[1] : 0;
+        double tape = sample[s].tape, fd = sample[s].fd, scale = fmax(fabs(tape), fabs(fd));
+        if (cols) printf("param=%s[%lld,%lld]", p->name, (long long)(i / cols), (long long)(i % cols));
+        else printf("param=%s[%lld]", p->name, (long long)i);
+        printf(" tape=%.6e fd=%.6e rel=%.1e\n", tape, fd, scale > 0 ? fabs(tape - fd) / scale : 0.0);
+    }
+    free(index);
+    free(sample);
+    return 0;
+}
+
 /* @book begin cmd-train */
 static int cmd_train(int argc, char **argv)
 {
     static const char *const file_opt[6] = {"--image-emb", "--labels", "--prompt-emb", "--text-emb", "--text-combos",
                                             "--text-labels"};
     const char *path[6] = {NULL}, *hier_path = NULL, *task_name = NULL, *out = NULL, *resume = NULL;
-    long checkpoint_every = 0, log_every = 10;
+    long checkpoint_every = 0, log_every = 10, grad_checks = 0;
     sc_train_config cfg = sc_train_defaults();
     cli c = cli_begin("train", argc, argv);
     while (cli_next(&c)) {
@@ -9209,6 +9249,7 @@ static int cmd_train(int argc, char **argv)
         else if (cli_is(&c, "--seed")) cfg.seed = (uint64_t)cli_long(&c);
         else if (cli_is(&c, "--checkpoint-every")) checkpoint_every = cli_long(&c);
         else if (cli_is(&c, "--log-every")) log_every = cli_long(&c);
+        else if (cli_is(&c, "--grad-check")) grad_checks = cli_long(&c);
         else if (cli_is(&c, "--help")) return printf("%s", train_usage), 0;
         else if (!cli_loss_option(&c, &cfg.loss) && !cli_adapter_option(&c, &cfg)) return cli_unknown(&c);
     }
@@ -9216,8 +9257,8 @@ static int cmd_train(int argc, char **argv)
     if (!hier_path || !path[0] || !path[1] || !path[2] || !out)
         return fprintf(stderr, "scale train: --hier, --image-emb, --labels, --prompt-emb and --out are required\n%s",
                        train_usage), 2;
-    if (cfg.epochs < 1 || cfg.batch_size < 0 || checkpoint_every < 0 || log_every < 0)
-        return fprintf(stderr, "scale train: epochs must be positive, batch and intervals not negative\n"), 2;
+    if (cfg.epochs < 1 || cfg.batch_size < 0 || checkpoint_every < 0 || log_every < 0 || grad_checks < 0)
+        return fprintf(stderr, "scale train: epochs must be positive, batch, intervals and checks not negative\n"), 2;
 
     sc_hier h;
     const sc_hier_task *task;
@@ -9250,6 +9291,7 @@ static int cmd_train(int argc, char **argv)
                 rc = cli_fail(&c, &err);
         }
         if (!rc && sc_scale_model_save(&model, out, &err) != SC_OK) rc = cli_fail(&c, &err);
+        if (!rc && grad_checks) rc = print_grad_check(&c, &model, &ctx, &data, grad_checks);
         sc_ctx_free(&ctx);
     }
     if (have_model) sc_scale_model_free(&model);
@@ -9447,7 +9489,7 @@ static int cmd_predict(int argc, char **argv)
     return rc;
 }
 
-/* ---- 8e. Commands: experiments, synthetic data, demo --------------------- */
+/* ---- 8e. Commands: experiments, t-SNE maps, synthetic data, demo -------- */
 
 static const char experiment_usage[] =
     "usage: scale experiment --config FILE [--model DIR] [--out DIR] [--threads N]\n"
@@ -9563,6 +9605,134 @@ static int cmd_experiment(int argc, char **argv)
     return rc;
 }
 
+
+static const char tsne_usage[] =
+    "usage: scale tsne X.npy [--out Y.npy] [--perplexity 30] [--iters 1000] [--seed 0]\n"
+    "                  [--labels L.npy] [--k 5]\n"
+    "       scale tsne X.npy --map Y.npy [--labels L.npy] [--k 5]\n"
+    "       scale tsne --map Y.npy --affinities P.npy\n"
+    "Map the rows of X (N, D) to the plane with exact t-SNE (book/14-plots-and-maps.md)\n"
+    "and say how well the map keeps neighbourhoods, one name=value line each:\n"
+    "  kl               KL(P || Q) of the final map\n"
+    "  trustworthiness  T(k): 1 when no map neighbour was far away in X\n"
+    "  knn_accuracy     with --labels L (N) of integers: the share of points whose\n"
+    "                   k nearest map neighbours vote for their own label\n"
+    "--out writes the map (N, 2) as float32. --map scores a given map (N, E)\n"
+    "instead of computing one. --affinities takes the pair probabilities P (N, N)\n"
+    "as given (symmetric, summing to 1) and prints, for a map (N, 2), the cost\n"
+    "kl and its gradient, grad[i] = dC/dy_i; X is then optional.\n";
+
+/* P as given to --affinities: a symmetric distribution over pairs. */
+static int check_affinities(const cli *c, const char *path, const float *P, int64_t n)
+{
+    double sum = 0;
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < n; j++) {
+            float p = P[i * n + j];
+            if (!(p >= 0) || !isfinite(p))
+                return cli_failf(c, "%s: entry [%lld, %lld] is %g, not a probability", path, (long long)i,
+                                 (long long)j, (double)p);
+            if (p != P[j * n + i])
+                return cli_failf(c, "%s: not symmetric at [%lld, %lld]", path, (long long)i, (long long)j);
+            if (i != j) sum += p;
+        }
+    if (fabs(sum - 1) > 1e-4) return cli_failf(c, "%s: the pairs off the diagonal sum to %g, not 1", path, sum);
+    return 0;
+}
+
+/* t-SNE's cost and gradient at the map Y (n, 2) for pair probabilities P. */
+static void print_tsne_cost(const float *Pf, const double *Y, int64_t n)
+{
+    double *P = malloc(sizeof(double) * (size_t)(n * n + 2 * n)), *grad = P ? P + n * n : NULL;
+    if (!P) return;
+    for (int64_t i = 0; i < n * n; i++) P[i] = Pf[i];
+    sc_tsne_gradient(grad, Y, P, n, 1.0);
+    printf("kl=%.17g\n", sc_tsne_kl(Y, P, n));
+    print_rows("grad", grad, n, 2);
+    free(P);
+}
+
+/* T(k) of the map Y (n, e) against X (n, d), and the k-NN accuracy of the
+ * labels on the map when there are labels. */
+static int print_map_scores(const cli *c, const char *x_path, const float *X, int64_t d, const double *Y, int64_t e,
+                            int64_t n, const int *labels, int k)
+{
+    double t;
+    sc_err err;
+    if (sc_trustworthiness(X, d, Y, e, n, k, &t, &err) != SC_OK) return cli_failf(c, "%s: %s", x_path, err.msg);
+    printf("trustworthiness=%.17g\n", t);
+    if (labels) printf("knn_accuracy=%.17g\n", sc_knn_accuracy(Y, e, labels, n, k)); /* k < n / 2 holds */
+    return 0;
+}
+
+/* Map X with t-SNE into Y (n, 2), print kl and write the map to `out`. */
+static int run_tsne(const cli *c, double *Y, const float *X, int64_t n, int64_t d, const sc_tsne_config *cfg,
+                    const char *out)
+{
+    double kl;
+    sc_err err;
+    if (sc_tsne(Y, X, n, d, cfg, &kl, &err) != SC_OK) return cli_fail(c, &err);
+    printf("kl=%.17g\n", kl);
+    if (!out) return 0;
+    float *Yf = malloc(sizeof(float) * (size_t)(2 * n) + 1);
+    if (!Yf) return cli_failf(c, "%s: out of memory", out);
+    for (int64_t i = 0; i < 2 * n; i++) Yf[i] = (float)Y[i];
+    int rc = sc_npy_write_f32(out, Yf, 2, (int64_t[]){n, 2}, &err) == SC_OK ? 0 : cli_fail(c, &err);
+    free(Yf);
+    return rc;
+}
+
+static int cmd_tsne(int argc, char **argv)
+{
+    const char *x_path = NULL, *out = NULL, *map_path = NULL, *labels_path = NULL, *p_path = NULL;
+    int n_pos = 0;
+    long k = 5;
+    sc_tsne_config cfg = sc_tsne_defaults();
+    cli c = cli_begin("tsne", argc, argv);
+    while (cli_next(&c)) {
+        if (cli_is(&c, "--out")) out = cli_str(&c);
+        else if (cli_is(&c, "--map")) map_path = cli_str(&c);
+        else if (cli_is(&c, "--labels")) labels_path = cli_str(&c);
+        else if (cli_is(&c, "--affinities")) p_path = cli_str(&c);
+        else if (cli_is(&c, "--perplexity")) cfg.perplexity = cli_double(&c);
+        else if (cli_is(&c, "--iters")) cfg.iters = (int)cli_long(&c);
+        else if (cli_is(&c, "--seed")) cfg.seed = (uint64_t)cli_long(&c);
+        else if (cli_is(&c, "--k")) k = cli_long(&c);
+        else if (cli_is(&c, "--help")) return printf("%s", tsne_usage), 0;
+        else if (!cli_positional(&c, &x_path, &n_pos, 1)) return cli_unknown(&c);
+    }
+    if (c.bad) return 2;
+    const char *misuse = !x_path && !(map_path && p_path) ? "X.npy is required (but for --map with --affinities)"
+                         : p_path && !map_path           ? "--affinities needs --map"
+                         : map_path && out               ? "--out writes a computed map, not one given with --map"
+                         : labels_path && !x_path        ? "--labels needs X.npy"
+                         : k < 1 || k > 64               ? "--k must lie in 1..64"
+                         : !(cfg.perplexity > 0) || cfg.iters < 0 ? "--perplexity must be positive, --iters not negative"
+                                                                  : NULL;
+    if (misuse) return fprintf(stderr, "scale tsne: %s\n%s", misuse, tsne_usage), 2;
+
+    float *X = NULL, *Ymap = NULL, *P = NULL;
+    int *labels = NULL;
+    double *Y = NULL;
+    int64_t xs[2] = {-1, -1}, ys[2] = {-1, 2}, ps[2], n_labels;
+    int rc = x_path ? load_floats(&c, x_path, 2, NULL, xs, &X) : 0;
+    if (!rc && map_path) rc = load_floats(&c, map_path, 2, (int64_t[]){xs[0], p_path ? 2 : -1}, ys, &Ymap);
+    int64_t n = map_path ? ys[0] : xs[0];
+    if (!rc && p_path) rc = load_floats(&c, p_path, 2, (int64_t[]){n, n}, ps, &P);
+    if (!rc && p_path) rc = check_affinities(&c, p_path, P, n);
+    if (!rc && labels_path) rc = load_indices(&c, labels_path, n, &n_labels, &labels);
+    if (!rc && !(Y = malloc(sizeof(double) * (size_t)(n * ys[1]) + 1))) rc = cli_failf(&c, "out of memory");
+    for (int64_t i = 0; !rc && Ymap && i < n * ys[1]; i++) {
+        Y[i] = Ymap[i];
+        if (!isfinite(Y[i])) rc = cli_failf(&c, "%s: point %lld has a coordinate that is not a finite number",
+                                            map_path, (long long)(i / ys[1]));
+    }
+    if (!rc && !map_path) rc = run_tsne(&c, Y, X, n, xs[1], &cfg, out);
+    if (!rc && P) print_tsne_cost(P, Y, n);
+    if (!rc && X) rc = print_map_scores(&c, x_path, X, xs[1], Y, ys[1], n, labels, (int)k);
+    free(X), free(Ymap), free(P), free(labels), free(Y);
+    return rc;
+}
 
 static const char synth_usage[] =
     "usage: scale synth derm7p --out DIR [--n 1011] [--seed S] [--size 192]\n"
@@ -10304,6 +10474,7 @@ static const command commands[] = {
 
     /* experiments */
     {"experiment", cmd_experiment, "reproduce the paper's figures: methods x fractions x subsets on a cache"},
+    {"tsne", cmd_tsne, "map embeddings to the plane with t-SNE (Fig. 4); trustworthiness of a map"},
     {"synth", cmd_synth, "a synthetic Derm7p or PadChest-GR in the real layout"},
     {"pretrain", cmd_pretrain, "train a tiny CLIP from scratch on synthetic image-caption pairs"},
 

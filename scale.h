@@ -1593,6 +1593,20 @@ sc_tensor *sc_scale_batch_loss(sc_ctx *ctx, const sc_scale_model *m, const sc_tr
 /* One epoch over the data (seeded shuffle, one Adam step per batch);
  * returns the mean total loss over the batches. ctx is reset per step. */
 double sc_scale_train_epoch(sc_scale_model *m, sc_ctx *ctx, const sc_train_data *d);
+/* Gradient check (book/02): the tape's gradient of the loss of the batch
+ * index[0..B) against central finite differences (L(p + h) − L(p − h)) /
+ * 2h, with the loss in double and h the float step actually taken, for n
+ * entries of the parameters — all of them in order when n covers them,
+ * otherwise n distinct ones drawn from `seed`, listed in parameter order.
+ * Leaves the parameters as they were and their gradients zero; returns
+ * how many entries it checked. */
+typedef struct {
+    int param;                 /* m->params[param] */
+    int64_t index;             /* the entry, row-major within that tensor */
+    double tape, fd;           /* ∂L/∂p from sc_backward and from the difference */
+} sc_grad_sample;
+int64_t sc_scale_grad_check(sc_grad_sample *out, int64_t n, sc_scale_model *m, sc_ctx *ctx,
+                            const sc_train_data *d, const int *index, int64_t B, float step, uint64_t seed);
 
 /* Checkpoints are .safetensors files (written atomically) holding the
  * adapter tensors under their names ("image_adapter.w1", ...), Adam's

@@ -7,11 +7,13 @@
  * worked out by hand (below); the whole method against what it is for —
  * separating well-separated clusters — with a random map as the control
  * that must score badly. */
+#define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "check_util.h"
+#include "golden_util.h"
 
 /* exp(H) of a probability row, skipping entry `skip`. */
 static double row_perplexity(const double *p, int64_t n, int64_t skip)
@@ -295,6 +297,103 @@ START_TEST(test_knn_accuracy_by_hand)
 }
 END_TEST
 
+/* ---- the `scale tsne` command ---- */
+
+/* The two worked examples of book/14 through the command, on the inputs of
+ * tests/examples/tsne-by-hand: the six points with their ends swapped
+ * (T(1) = 14/24 and T(2) = 1/2, as in test_trustworthiness_by_hand), and
+ * the three-point cost and gradient of test_tsne_gradient_finite_differences,
+ * here with P as float32 stores 0.4 and 0.05. */
+START_TEST(test_tsne_command_by_hand)
+{
+    const char *dir = "tests/examples/tsne-by-hand";
+    char out[4096];
+    scale_run(dir, "tsne line.npy --map ends-swapped.npy --k 1", out, sizeof out);
+    ck_assert_double_eq_tol(golden_output_value(out, "trustworthiness"), 14.0 / 24.0, 1e-15);
+    scale_run(dir, "tsne line.npy --map ends-swapped.npy --k 2", out, sizeof out);
+    ck_assert_double_eq_tol(golden_output_value(out, "trustworthiness"), 0.5, 1e-15);
+
+    scale_run(dir, "tsne --map three-map.npy --affinities three-p.npy", out, sizeof out);
+    const double p01 = 0.4f, p02 = 0.05f, Z = 26.0 / 15.0; /* w = 1/5, 1/2, 1/6 */
+    const double kl = 2 * (p01 * log(p01 * 5 * Z) + p02 * log(p02 * 2 * Z) + p02 * log(p02 * 6 * Z));
+    ck_assert_double_eq_tol(golden_output_value(out, "kl"), kl, 1e-12);
+    const double want[6] = {-0.4553846153846154, 0.4769230769230769, 0.39384615384615385,
+                            0.03076923076923076, 0.06153846153846152, -0.5076923076923077};
+    for (int i = 0; i < 3; i++) {
+        char name[32];
+        double g[2];
+        snprintf(name, sizeof name, "grad[%d] =", i);
+        const char *line = strstr(out, name);
+        ck_assert_msg(line && sscanf(line + strlen(name), "%lf %lf", &g[0], &g[1]) == 2, "no %s in:\n%s", name, out);
+        sc_check_close_d(name, g, want + 2 * i, 2, 2e-6, 0); /* printed to six digits */
+    }
+}
+END_TEST
+
+/* A map computed by the command: the held-out images of
+ * tests/examples/train-synthetic (five well-separated combinations) must
+ * come out as clusters, and the printed kl must be KL(P || Q) of the map
+ * the command wrote, with P rebuilt here from the points. */
+START_TEST(test_tsne_command_map)
+{
+    const char *tmp = sc_test_tmpdir();
+    char out[4096], args[1024], map[512];
+    snprintf(map, sizeof map, "%s/map.npy", tmp);
+    snprintf(args, sizeof args, "tsne test_img.npy --labels test_lab.npy --out '%s'", map);
+    scale_run("tests/examples/train-synthetic", args, out, sizeof out);
+    ck_assert_msg(golden_output_value(out, "knn_accuracy") >= 0.95, "%s", out);
+    ck_assert_msg(golden_output_value(out, "trustworthiness") >= 0.9, "%s", out);
+    int64_t nx, ny;
+    float *X = golden_floats(sc_test_path("tests/examples/train-synthetic/test_img.npy"), &nx);
+    float *Yf = golden_floats(map, &ny);
+    ck_assert_int_eq(nx, 200 * 32);
+    ck_assert_int_eq(ny, 200 * 2);
+    double *P = malloc(sizeof(double) * 200 * 200), Y[400];
+    for (int k = 0; k < 400; k++) Y[k] = Yf[k];
+    sc_tsne_joint_p(P, X, 200, 32, 30);
+    double kl = sc_tsne_kl(Y, P, 200);
+    ck_assert_msg(fabs(golden_output_value(out, "kl") - kl) < 1e-4 * kl, "printed %s, the written map has kl=%.9g", out, kl);
+    free(P), free(X), free(Yf);
+}
+END_TEST
+
+START_TEST(test_tsne_command_errors)
+{
+    const char *dir = "tests/examples/tsne-by-hand";
+    char out[4096], args[1024];
+    ck_assert_int_eq(scale_status(dir, "tsne --k 1", out, sizeof out), 2);          /* no X */
+    ck_assert_int_eq(scale_status(dir, "tsne line.npy --k 0", out, sizeof out), 2);
+    ck_assert_int_eq(scale_status(dir, "tsne line.npy --map ends-swapped.npy --out y.npy", out, sizeof out), 2);
+    ck_assert_int_eq(scale_status(dir, "tsne line.npy --affinities three-p.npy", out, sizeof out), 2);
+    /* k = 5 is too many neighbours for six points */
+    ck_assert_int_eq(scale_status(dir, "tsne line.npy --map ends-swapped.npy", out, sizeof out), 1);
+    ck_assert_msg(strstr(out, "line.npy: trustworthiness: k = 5") != NULL, "%s", out);
+    ck_assert_int_eq(scale_status(dir, "tsne line.npy --map three-map.npy", out, sizeof out), 1);
+    ck_assert_msg(strstr(out, "three-map.npy: shape (3, 2) but (6, *) expected") != NULL, "%s", out);
+
+    const char *tmp = sc_test_tmpdir();
+    char path[512];
+    sc_err err;
+    const float lopsided[9] = {0, 0.5f, 0, 0.4f, 0, 0.05f, 0, 0.05f, 0};
+    snprintf(path, sizeof path, "%s/lopsided.npy", tmp);
+    ck_assert_int_eq(sc_npy_write_f32(path, lopsided, 2, (int64_t[]){3, 3}, &err), SC_OK);
+    snprintf(args, sizeof args, "tsne --map three-map.npy --affinities '%s'", path);
+    ck_assert_int_eq(scale_status(dir, args, out, sizeof out), 1);
+    ck_assert_msg(strstr(out, "lopsided.npy: not symmetric at [0, 1]") != NULL, "%s", out);
+    const float half[9] = {0, 0.2f, 0.05f, 0.2f, 0, 0.05f, 0.05f, 0.05f, 0};
+    ck_assert_int_eq(sc_npy_write_f32(path, half, 2, (int64_t[]){3, 3}, &err), SC_OK);
+    ck_assert_int_eq(scale_status(dir, args, out, sizeof out), 1);
+    ck_assert_msg(strstr(out, "sum to 0.6") != NULL, "%s", out);
+
+    /* a failed run leaves no map behind */
+    snprintf(args, sizeof args, "tsne missing.npy --out '%s/map.npy'", tmp);
+    ck_assert_int_eq(scale_status(dir, args, out, sizeof out), 1);
+    ck_assert_msg(strstr(out, "missing.npy") != NULL, "%s", out);
+    snprintf(path, sizeof path, "%s/map.npy", tmp);
+    ck_assert_msg(fopen(path, "rb") == NULL, "a failed run wrote %s", path);
+}
+END_TEST
+
 Suite *suite_tsne(void)
 {
     Suite *s = suite_create("tsne");
@@ -308,6 +407,9 @@ Suite *suite_tsne(void)
     tcase_add_test(tc, test_tsne_small_and_bad_input);
     tcase_add_test(tc, test_trustworthiness_by_hand);
     tcase_add_test(tc, test_knn_accuracy_by_hand);
+    tcase_add_test(tc, test_tsne_command_by_hand);
+    tcase_add_test(tc, test_tsne_command_map);
+    tcase_add_test(tc, test_tsne_command_errors);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #include "check_util.h"
 
@@ -60,6 +61,22 @@ static inline void scale_run(const char *dir, const char *args, char *out, size_
     out[got] = 0;
     int status = pclose(p);
     ck_assert_msg(status == 0, "'%s' exited with status %d:\n%s", shell, status, out);
+}
+
+/* Run `scale ARGS` in `dir` as scale_run does, with standard error joined
+ * to the output, and return its exit status instead of requiring 0. */
+static inline int scale_status(const char *dir, const char *args, char *out, size_t n)
+{
+    char shell[8192];
+    snprintf(shell, sizeof shell, "cd '%s' && '%s' %s 2>&1", dir[0] == '/' ? dir : sc_test_path(dir),
+             sc_test_path("scale"), args);
+    FILE *p = popen(shell, "r");
+    ck_assert_msg(p != NULL, "cannot run %s", shell);
+    size_t got = fread(out, 1, n - 1, p);
+    out[got] = 0;
+    int status = pclose(p);
+    ck_assert_msg(status != -1 && WIFEXITED(status), "'%s' did not exit normally", shell);
+    return WEXITSTATUS(status);
 }
 
 /* Copy the named files of a case into a fresh directory, run the case's
