@@ -8937,7 +8937,7 @@ static int cmd_loss(int argc, char **argv)
         sc_loss_problem p = {qs[0], M, (int)H, n_classes, n_concepts, T, G, GT, CC, CL};
         sc_err err;
         if (H > SC_HIER_MAX_COMBOS) rc = cli_failf(&c, "%s: more than %d combinations", path[4], SC_HIER_MAX_COMBOS);
-        else if (sc_loss_problem_check(&p, "scale loss", &err) != SC_OK) rc = cli_fail(&c, &err);
+        else if (sc_loss_problem_check(&p, path[1], &err) != SC_OK) rc = cli_fail(&c, &err);
         if (!rc) rc = run_loss(&c, &p, &cfg, Q, grad_out, show_z);
     }
     free(Q);
