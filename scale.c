@@ -9032,6 +9032,17 @@ static int load_labels(const cli *c, const char *path, int64_t want_N, int64_t K
     return rc;
 }
 
+/* Scores (N, K) must be finite: a NaN has no rank, so the AUC would be
+ * meaningless (and sc_roc_auc refuses it). Names the first bad entry. */
+static int require_finite(const cli *c, const char *path, const float *x, int64_t N, int64_t K)
+{
+    for (int64_t i = 0; i < N * K; i++)
+        if (!isfinite(x[i]))
+            return cli_failf(c, "%s: entry (%lld, %lld) is %g, not a finite score", path, (long long)(i / K),
+                             (long long)(i % K), (double)x[i]);
+    return 0;
+}
+
 /* Print the four metrics of scores (N, K) against 0/1 labels (N, K),
  * predicting by argmax or by score >= 0.5; `prefix` starts the line. */
 static int print_metrics(const cli *c, const char *prefix, const float *scores, const float *labels, int64_t N,
@@ -9078,8 +9089,10 @@ static int cmd_metrics(int argc, char **argv)
     float *S = NULL, *Y = NULL, *none = NULL;
     int64_t ss[2], ns[1], N;
     int rc = load_floats(&c, scores_path, 2, NULL, ss, &S);
+    if (!rc) rc = require_finite(&c, scores_path, S, ss[0], ss[1]);
     if (!rc) rc = load_labels(&c, labels_path, ss[0], ss[1], &Y, &N);
     if (!rc && none_path) rc = load_floats(&c, none_path, 1, ss, ns, &none);
+    if (!rc && none) rc = require_finite(&c, none_path, none, ss[0], 1);
     if (!rc) {
         if (none) sc_two_prompt_scores(S, S, none, ss[0], (int)ss[1], (float)logit_scale);
         rc = print_metrics(&c, "", S, Y, ss[0], ss[1], multilabel, 0);
