@@ -2,7 +2,14 @@
  * Derm7p criterion: 413 training images (the train split), 768-d MONET
  * embeddings, 5 combinations (pigmentation), 150 epochs, both adapters,
  * batch size from the rule (64). The embeddings are synthetic: the time
- * does not depend on their values. Also the two kernels it is made of. */
+ * does not depend on their values. Also the two kernels it is made of.
+ *
+ * texts=prompts is how Derm7p trains: an image's text is its combination's
+ * prompt, so the text adapter runs on the 5 distinct prompts of a batch.
+ * texts=paired gives every image its own text row (here a copy of the same
+ * prompt), so the text adapter runs on all 64 + 5 rows of a batch — the
+ * work tests/bench/pytorch_scale_train.py does, for a like-for-like
+ * comparison with PyTorch. */
 #include "bench_util.h" /* first: it sets _POSIX_C_SOURCE */
 
 #include <math.h>
@@ -12,7 +19,7 @@
 static const int pigmentation_class[5] = {0, 0, 0, 1, 1};
 static const int pigmentation_concept[5] = {0, 1, 2, 3, 4};
 
-static void bench_train(int64_t N, int64_t C, int H, int epochs)
+static void bench_train(int64_t N, int64_t C, int H, int epochs, int paired)
 {
     sc_rng rng;
     sc_rng_seed(&rng, 1);
@@ -26,7 +33,12 @@ static void bench_train(int64_t N, int64_t C, int H, int epochs)
         combo[i] = (int)sc_rng_below(&rng, (uint32_t)H);
         labels[i * H + combo[i]] = 1;
     }
-    sc_train_data d = {N, C, H, 2, 5, images, NULL, combo, labels, NULL, prompts, pigmentation_class,
+    float *texts = NULL;
+    if (paired) {
+        texts = malloc(sizeof(float) * (size_t)(N * C));
+        for (int64_t i = 0; i < N; i++) memcpy(texts + i * C, prompts + combo[i] * C, sizeof(float) * (size_t)C);
+    }
+    sc_train_data d = {N, C, H, 2, 5, images, texts, combo, labels, NULL, prompts, pigmentation_class,
                        pigmentation_concept};
     sc_train_config cfg = sc_train_defaults();
     cfg.epochs = epochs;
@@ -41,13 +53,14 @@ static void bench_train(int64_t N, int64_t C, int H, int epochs)
     double t0 = bench_now(), cpu0 = bench_cpu_seconds(), loss = 0;
     for (int e = 0; e < epochs; e++) loss = sc_scale_train_epoch(&m, &ctx, &d);
     double seconds = bench_now() - t0, cpu_seconds = bench_cpu_seconds() - cpu0;
-    printf("bench op=scale-train n=%lld d=%lld combos=%d epochs=%d batch=%d threads=%d simd=%d seconds=%.3f "
+    printf("bench op=scale-train n=%lld d=%lld combos=%d epochs=%d batch=%d texts=%s threads=%d simd=%d seconds=%.3f "
            "cpu_seconds=%.3f ms_per_epoch=%.2f final_loss=%.4f peak_rss_mib=%.1f\n",
-           (long long)N, (long long)C, H, epochs, sc_train_batch_size(N), sc_threads(), sc_gemm_simd(), seconds,
-           cpu_seconds, 1e3 * seconds / epochs, loss, bench_peak_rss_mib());
+           (long long)N, (long long)C, H, epochs, sc_train_batch_size(N), paired ? "paired" : "prompts", sc_threads(),
+           sc_gemm_simd(), seconds, cpu_seconds, 1e3 * seconds / epochs, loss, bench_peak_rss_mib());
     sc_ctx_free(&ctx);
     sc_scale_model_free(&m);
     free(images);
+    free(texts);
     free(prompts);
     free(labels);
     free(combo);
@@ -117,7 +130,8 @@ void bench_scale(void)
 {
     bench_adapter(64, 768, 20);
     bench_loss(64, 5, 200);
-    bench_train(413, 768, 5, 150);
+    bench_train(413, 768, 5, 150, 0);
+    bench_train(413, 768, 5, 150, 1);
 }
 
 /* ---- ablation on a synthetic Derm7p-like task (book/05, book/04) ----
