@@ -8334,6 +8334,18 @@ static int encode_usage(void)
     return 0;
 }
 
+/* sc_model_load takes head counts from config.json in the model directory
+ * or from --config; without either it follows OpenAI's build_model (heads
+ * = width / 64), which other checkpoints need not obey. Say so, once. */
+static void note_inferred_heads(const char *model, const char *config)
+{
+    char json[4096];
+    snprintf(json, sizeof json, "%s/config.json", model);
+    if (!config && !(is_dir(model) && path_exists(json)))
+        fprintf(stderr, "scale encode: note: head counts of %s are width / 64 (OpenAI's rule): no --config, "
+                        "and it is not a directory with config.json\n", model);
+}
+
 static int cmd_encode(int argc, char **argv)
 {
     encode_args a = {NULL, NULL, NULL, NULL, NULL, NULL, 0, 16};
@@ -8368,6 +8380,7 @@ static int cmd_encode(int argc, char **argv)
     sc_err err = {{0}};
     sc_model *m;
     if (sc_model_load(&m, a.model, a.config, &err)) return cli_fail(&c, &err);
+    note_inferred_heads(a.model, a.config);
     sc_ctx ctx;
     sc_ctx_init(&ctx);
     sc_ctx_set_grad(&ctx, 0);
