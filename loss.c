@@ -1568,6 +1568,8 @@ double sc_roc_auc(const float *score, const uint8_t *truth, int64_t n, int64_t s
     int64_t n_pos = 0;
     for (int64_t i = 0; i < n; i++) {
         items[i].score = score[i * stride];
+        /* qsort needs a consistent order, which NaN breaks. */
+        SC_ASSERT(!isnan(items[i].score), "score %lld is NaN", (long long)i);
         items[i].positive = truth[i * stride] != 0;
         n_pos += items[i].positive;
     }

@@ -8334,6 +8334,18 @@ static int encode_usage(void)
     return 0;
 }
 
+/* sc_model_load takes head counts from config.json in the model directory
+ * or from --config; without either it follows OpenAI's build_model (heads
+ * = width / 64), which other checkpoints need not obey. Say so, once. */
+static void note_inferred_heads(const char *model, const char *config)
+{
+    char json[4096];
+    snprintf(json, sizeof json, "%s/config.json", model);
+    if (!config && !(is_dir(model) && path_exists(json)))
+        fprintf(stderr, "scale encode: note: head counts of %s are width / 64 (OpenAI's rule): no --config, "
+                        "and it is not a directory with config.json\n", model);
+}
+
 static int cmd_encode(int argc, char **argv)
 {
     encode_args a = {NULL, NULL, NULL, NULL, NULL, NULL, 0, 16};
@@ -8368,6 +8380,7 @@ static int cmd_encode(int argc, char **argv)
     sc_err err = {{0}};
     sc_model *m;
     if (sc_model_load(&m, a.model, a.config, &err)) return cli_fail(&c, &err);
+    note_inferred_heads(a.model, a.config);
     sc_ctx ctx;
     sc_ctx_init(&ctx);
     sc_ctx_set_grad(&ctx, 0);
@@ -8937,7 +8950,7 @@ static int cmd_loss(int argc, char **argv)
         sc_loss_problem p = {qs[0], M, (int)H, n_classes, n_concepts, T, G, GT, CC, CL};
         sc_err err;
         if (H > SC_HIER_MAX_COMBOS) rc = cli_failf(&c, "%s: more than %d combinations", path[4], SC_HIER_MAX_COMBOS);
-        else if (sc_loss_problem_check(&p, "scale loss", &err) != SC_OK) rc = cli_fail(&c, &err);
+        else if (sc_loss_problem_check(&p, path[1], &err) != SC_OK) rc = cli_fail(&c, &err);
         if (!rc) rc = run_loss(&c, &p, &cfg, Q, grad_out, show_z);
     }
     free(Q);
@@ -9032,6 +9045,17 @@ static int load_labels(const cli *c, const char *path, int64_t want_N, int64_t K
     return rc;
 }
 
+/* Scores (N, K) must be finite: a NaN has no rank, so the AUC would be
+ * meaningless (and sc_roc_auc refuses it). Names the first bad entry. */
+static int require_finite(const cli *c, const char *path, const float *x, int64_t N, int64_t K)
+{
+    for (int64_t i = 0; i < N * K; i++)
+        if (!isfinite(x[i]))
+            return cli_failf(c, "%s: entry (%lld, %lld) is %g, not a finite score", path, (long long)(i / K),
+                             (long long)(i % K), (double)x[i]);
+    return 0;
+}
+
 /* Print the four metrics of scores (N, K) against 0/1 labels (N, K),
  * predicting by argmax or by score >= 0.5; `prefix` starts the line. */
 static int print_metrics(const cli *c, const char *prefix, const float *scores, const float *labels, int64_t N,
@@ -9078,8 +9102,10 @@ static int cmd_metrics(int argc, char **argv)
     float *S = NULL, *Y = NULL, *none = NULL;
     int64_t ss[2], ns[1], N;
     int rc = load_floats(&c, scores_path, 2, NULL, ss, &S);
+    if (!rc) rc = require_finite(&c, scores_path, S, ss[0], ss[1]);
     if (!rc) rc = load_labels(&c, labels_path, ss[0], ss[1], &Y, &N);
     if (!rc && none_path) rc = load_floats(&c, none_path, 1, ss, ns, &none);
+    if (!rc && none) rc = require_finite(&c, none_path, none, ss[0], 1);
     if (!rc) {
         if (none) sc_two_prompt_scores(S, S, none, ss[0], (int)ss[1], (float)logit_scale);
         rc = print_metrics(&c, "", S, Y, ss[0], ss[1], multilabel, 0);

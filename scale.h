@@ -1638,13 +1638,15 @@ typedef struct {
 
 /* ROC AUC of one class: the Mann-Whitney statistic with ties counted half.
  * score[i * stride], truth[i * stride] for i < n; NAN when either label is
- * absent. */
+ * absent. No score may be NaN (it has no rank; SC_ASSERT): callers with
+ * scores from a file reject non-finite ones first, as `scale metrics` does. */
 double sc_roc_auc(const float *score, const uint8_t *truth, int64_t n, int64_t stride);
 /* pred (N, K): one-hot argmax of each row (the first maximum wins). */
 void sc_predict_argmax(uint8_t *pred, const float *scores, int64_t N, int K);
 /* pred (N, K): 1 where score >= threshold. */
 void sc_predict_threshold(uint8_t *pred, const float *scores, int64_t N, int K, float threshold);
-/* All four metrics from scores (N, K), truth (N, K) and predictions (N, K). */
+/* All four metrics from scores (N, K), truth (N, K) and predictions (N, K);
+ * the scores must not be NaN (see sc_roc_auc). */
 void sc_metrics_eval(sc_metrics *m, const float *scores, const uint8_t *truth, const uint8_t *pred,
                      int64_t N, int K);
 /* The two-prompt AUC protocol (Hamamci et al.): out[i, k] = softmax over

@@ -257,6 +257,28 @@ START_TEST(test_problem_check_errors)
 }
 END_TEST
 
+/* The command names the --text-combos file once, after its own prefix:
+ * the book's q-to-z example with T = (2, 0, 2, 0) leaves combination 1
+ * without a text. */
+START_TEST(test_problem_check_command_message)
+{
+    const char *dir = sc_test_tmpdir();
+    char path[600], args[4096], out[1024], want[1024];
+    snprintf(path, sizeof path, "%s/T.npy", dir);
+    sc_array T = {SC_DT_I32, 1, {4}, (int32_t[]){2, 0, 2, 0}, 4 * sizeof(int32_t)};
+    sc_err err;
+    ck_assert_msg(sc_npy_write(path, &T, &err) == SC_OK, "%s", err.msg);
+    const char *ex = sc_test_path("tests/examples/q-to-z");
+    snprintf(args, sizeof args,
+             "loss --sim %s/Q.npy --text-combos %s --labels %s/G.npy --text-labels %s/GT.npy --combo-class %s/CC.npy "
+             "--combo-concept %s/CL.npy",
+             ex, path, ex, ex, ex, ex);
+    ck_assert_int_eq(scale_status(dir, args, out, sizeof out), 1);
+    snprintf(want, sizeof want, "scale loss: %s: no text carries combination 1, so Z has no column for it\n", path);
+    ck_assert_str_eq(out, want);
+}
+END_TEST
+
 /* ---- the autograd node: backward = upstream x dQ ---- */
 
 static void upstream_three(sc_ctx *ctx, sc_node *n)
@@ -442,6 +464,7 @@ Suite *suite_loss(void)
     suite_add_tcase(s, golden);
     TCase *chk = tcase_create("loss_check");
     tcase_add_test(chk, test_problem_check_errors);
+    tcase_add_test(chk, test_problem_check_command_message);
     suite_add_tcase(s, chk);
     return s;
 }

@@ -94,6 +94,31 @@ START_TEST(test_book_commands)
 }
 END_TEST
 
+/* A NaN score has no rank (the AUC sort would have no order) and an
+ * infinite one no probability: `scale metrics` refuses both, naming the
+ * file and the first bad entry, instead of printing a number. */
+START_TEST(test_command_rejects_non_finite_scores)
+{
+    const char *dir = sc_test_tmpdir();
+    const float bad[2] = {NAN, INFINITY};
+    const char *const shown[2] = {"nan", "inf"};
+    for (int b = 0; b < 2; b++) {
+        float S[4 * 3] = {0.9f, 0.1f, 0.0f, 0.2f, 0.7f, 0.1f, 0.5f, 0.4f, 0.1f, 0.3f, 0.3f, 0.4f};
+        S[2 * 3 + 1] = bad[b];                    /* entry (2, 1) */
+        S[3 * 3 + 0] = bad[b];                    /* a later one, not reported */
+        char path[600], args[2048], out[1024], want[1024];
+        snprintf(path, sizeof path, "%s/S%d.npy", dir, b);
+        sc_err err;
+        ck_assert_msg(sc_npy_write_f32(path, S, 2, (int64_t[]){4, 3}, &err) == SC_OK, "%s", err.msg);
+        snprintf(args, sizeof args, "metrics --scores %s --labels %s", path,
+                 sc_test_path("tests/examples/metrics-4x3/labels.npy"));
+        ck_assert_int_eq(scale_status(dir, args, out, sizeof out), 1);
+        snprintf(want, sizeof want, "scale metrics: %s: entry (2, 1) is %s, not a finite score\n", path, shown[b]);
+        ck_assert_str_eq(out, want);
+    }
+}
+END_TEST
+
 /* ---- the scikit-learn golden cases (tests/golden/metrics/) ---- */
 
 static const char *const metric_names[4] = {"accuracy", "macro_recall", "macro_f1", "auc"};
@@ -157,6 +182,7 @@ Suite *suite_metrics(void)
     tcase_add_test(tc, test_auc_ties_count_half);
     tcase_add_test(tc, test_threshold_and_two_prompt);
     tcase_add_test(tc, test_book_commands);
+    tcase_add_test(tc, test_command_rejects_non_finite_scores);
     suite_add_tcase(s, tc);
     TCase *golden = tcase_create("metrics_golden");
     tcase_add_loop_test(golden, test_golden_metrics_library, 0, 2);

@@ -887,6 +887,20 @@ static int run_scale(const char *dir, const char *args)
     return WEXITSTATUS(rc);
 }
 
+/* What the last run_scale in dir wrote on stderr, as a string of at most
+ * n - 1 bytes; returns its length. */
+static size_t read_stderr(const char *dir, char *msg, size_t n)
+{
+    char path[1100];
+    snprintf(path, sizeof path, "%s/stderr", dir);
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    size_t got = fread(msg, 1, n - 1, f);
+    fclose(f);
+    msg[got] = 0;
+    return got;
+}
+
 static int count_files(const char *dir)
 {
     char cmd[1200];
@@ -957,17 +971,41 @@ START_TEST(test_cli_errors)
     struct stat st;
     snprintf(args, sizeof args, "%s/out", dir);
     ck_assert_msg(stat(args, &st) != 0, "a failed run left %s behind", args);
-    char msg[1024] = "";
-    snprintf(args, sizeof args, "%s/stderr", dir);
-    FILE *f = fopen(args, "r");
-    ck_assert_ptr_nonnull(f);
-    size_t n = fread(msg, 1, sizeof msg - 1, f);
-    fclose(f);
-    msg[n] = 0;
+    char msg[1024];
+    size_t n = read_stderr(dir, msg, sizeof msg);
     ck_assert_msg(strstr(msg, "pixel_values.npy") && strstr(msg, "(3, 32, 32)"), "stderr: %s", msg);
     ck_assert_msg(strchr(msg, '\n') == msg + n - 1, "stderr is not one line: %s", msg);
     snprintf(args, sizeof args, "encode --model %s/missing --input-ids %s/input_ids.npy --out %s/out", dir, clip, dir);
     ck_assert_int_eq(run_scale(dir, args), 1);
+}
+END_TEST
+
+/* OpenAI's .pt without --config: the heads come from width / 64, and the
+ * command says so on stderr, once; with --config, or from a directory
+ * with config.json, it says nothing. */
+START_TEST(test_cli_inferred_heads_note)
+{
+    const char *dir = sc_test_tmpdir();
+    char args[4096], msg[1024];
+    const char *clip = sc_test_path(CLIP_DIR);
+    for (int k = 0; k < 3; k++) {   /* openai.pt alone, openai.pt + --config, the directory */
+        char model[1100], extra[1200] = "";
+        if (k < 2) snprintf(model, sizeof model, "%s/openai.pt", clip);
+        else snprintf(model, sizeof model, "%s", clip);
+        if (k == 1) snprintf(extra, sizeof extra, " --config %s/config.json", clip);
+        snprintf(args, sizeof args, "encode --model %s%s --pixel-values %s/pixel_values.npy --out %s/out%d", model,
+                 extra, clip, dir, k);
+        ck_assert_int_eq(run_scale(dir, args), 0);
+        size_t n = read_stderr(dir, msg, sizeof msg);
+        if (k == 0) {
+            char want[1600];
+            snprintf(want, sizeof want, "scale encode: note: head counts of %s are width / 64 (OpenAI's rule): "
+                                        "no --config, and it is not a directory with config.json\n", model);
+            ck_assert_str_eq(msg, want);
+        } else {
+            ck_assert_msg(n == 0, "%s: unexpected stderr: %s", args, msg);
+        }
+    }
 }
 END_TEST
 
@@ -1019,7 +1057,7 @@ Suite *suite_models(void)
         {"properties", {test_batch_items_independent, test_grey_images, test_eot_rule, test_presets}},
         {"load_errors", {test_missing_tensor, test_wrong_shape, test_unknown_tensor, test_config_errors,
                          test_logit_scale_clamp, test_input_errors}},
-        {"encode_cli", {test_cli_encode, test_cli_errors, test_cli_compare}},
+        {"encode_cli", {test_cli_encode, test_cli_errors, test_cli_compare, test_cli_inferred_heads_note}},
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         TCase *tc = tcase_create(cases[c].name);

@@ -19,7 +19,9 @@
 #undef SUITE
 
 /* Absolute path of a file under the source tree (SC_TEST_ROOT). The result
- * lives in a small ring of static buffers: copy it if you need it long. */
+ * lives in a small ring of static buffers: copy it if you need it long.
+ * "scale" names the command under test: build/asan/scale when SCALE_ASAN
+ * is set (make asan), ./scale otherwise. */
 const char *sc_test_path(const char *rel);
 
 /* Compare n floats; on failure, ck_assert_msg with a full report. */
