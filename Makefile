@@ -100,10 +100,13 @@ test: check
 ASAN_FLAGS = -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 ASAN_OBJ   = $(SRC:%.c=build/asan/%.o) build/asan/scale_lib.o
 
-build/asan/%.o: %.c scale.h | build
+build/asan:
+	@mkdir -p $@
+
+build/asan/%.o: %.c scale.h | build/asan
 	$(CC) $(SC_CFLAGS) $(ASAN_FLAGS) -c $< -o $@
 
-build/asan/scale_lib.o: scale.c scale.h | build
+build/asan/scale_lib.o: scale.c scale.h | build/asan
 	$(CC) $(SC_CFLAGS) $(ASAN_FLAGS) -DSC_NO_MAIN -c $< -o $@
 
 build/asan/check_runner: build/suites.h $(ASAN_OBJ) $(TEST_SRC) tests/check_main.c tests/check_util.c tests/check_util.h | check-deps
@@ -113,7 +116,7 @@ build/asan/check_runner: build/suites.h $(ASAN_OBJ) $(TEST_SRC) tests/check_main
 # The command too, so the tests that run ./scale (every CLI test) check the
 # commands' own code, error paths included; sc_test_path("scale") names
 # this binary when SCALE_ASAN is set.
-build/asan/scale.o: scale.c scale.h | build
+build/asan/scale.o: scale.c scale.h | build/asan
 	$(CC) $(SC_CFLAGS) $(ASAN_FLAGS) -c $< -o $@
 
 build/asan/scale: build/asan/scale.o $(SRC:%.c=build/asan/%.o)

@@ -9991,7 +9991,8 @@ static void derm_caption(char *out, size_t n, const captioned_case *c, sc_rng *r
         int i = present[sc_rng_below(rng, (uint32_t)n_present)];
         size_t dot = strlen(text) - (text[strlen(text) - 1] == '.');
         text[dot] = 0;
-        snprintf(out, n, "%s, %s.", text, caption_structure(i, c->criteria[i], rng));
+        /* A caption longer than out is cut there, as every text here is. */
+        if (snprintf(out, n, "%s, %s.", text, caption_structure(i, c->criteria[i], rng)) >= (int)n) return;
     } else {
         snprintf(out, n, "%s", text);
     }
