@@ -637,15 +637,6 @@ END_TEST
 
 /* ---- scale embed, run as a program ---- */
 
-static int run(const char *dir, const char *args)
-{
-    char cmd[4096];
-    snprintf(cmd, sizeof cmd, "%s %s >%s/stdout 2>%s/stderr", sc_test_path("scale"), args, dir, dir);
-    int rc = system(cmd);
-    ck_assert_msg(rc != -1 && WIFEXITED(rc), "could not run: %s", cmd);
-    return WEXITSTATUS(rc);
-}
-
 static int output_has(const char *dir, const char *stream, const char *text)
 {
     char path[512];
@@ -668,16 +659,16 @@ START_TEST(test_cli_embed)
     snprintf(common, sizeof common, "--model %s --dataset padchest-gr:%s --hier %s --min-cases 0 --batch 2", s.model,
              s.data, sc_test_path("data/padchest-gr.hier"));
     snprintf(args, sizeof args, "embed %s --out %s/cache --quiet", common, s.root);
-    ck_assert_int_eq(run(s.root, args), 0);
+    ck_assert_int_eq(sc_test_run_scale(s.root, args), 0);
     ck_assert(output_has(s.root, "stdout", "cache: shard 0 of 1 of a dataset of 5 images"));
     /* shards on the command line, as a Slurm array would run them */
     for (int k = 0; k < 2; k++) {
         snprintf(args, sizeof args, "embed %s --shard %d/2 --out %s/part%d", common, k, s.root, k);
-        ck_assert_int_eq(run(s.root, args), 0);
+        ck_assert_int_eq(sc_test_run_scale(s.root, args), 0);
         ck_assert(output_has(s.root, "stderr", "images: ")); /* progress lines, not a terminal */
     }
     snprintf(args, sizeof args, "embed --merge %s/joined %s/part1 %s/part0", s.root, s.root, s.root);
-    ck_assert_int_eq(run(s.root, args), 0);
+    ck_assert_int_eq(sc_test_run_scale(s.root, args), 0);
     char whole[400], joined[400];
     snprintf(whole, sizeof whole, "%s/cache", s.root);
     snprintf(joined, sizeof joined, "%s/joined", s.root);
@@ -685,23 +676,23 @@ START_TEST(test_cli_embed)
     /* the cache command: fresh, then stale after the model changes */
     snprintf(args, sizeof args, "cache %s/cache --model %s --dataset padchest-gr:%s --min-cases 0", s.root, s.model,
              s.data);
-    ck_assert_int_eq(run(s.root, args), 0);
+    ck_assert_int_eq(sc_test_run_scale(s.root, args), 0);
     ck_assert(output_has(s.root, "stdout", "fingerprint matches the model and the dataset"));
     char path[512];
     snprintf(path, sizeof path, "%s/config.json", s.model);
     replace_in_file(path, "\"hidden_act\": \"gelu\"", "\"hidden_act\":  \"gelu\"");
-    ck_assert_int_eq(run(s.root, args), 1);
+    ck_assert_int_eq(sc_test_run_scale(s.root, args), 1);
     ck_assert(output_has(s.root, "stderr", "stale cache: model.file.config.json"));
     /* usage errors */
     snprintf(args, sizeof args, "embed %s --shard 2/2 --out %s/x", common, s.root);
-    ck_assert_int_eq(run(s.root, args), 2);
+    ck_assert_int_eq(sc_test_run_scale(s.root, args), 2);
     snprintf(args, sizeof args, "embed --dataset padchest-gr:%s --out %s/x", s.data, s.root);
-    ck_assert_int_eq(run(s.root, args), 2);
+    ck_assert_int_eq(sc_test_run_scale(s.root, args), 2);
     /* a broken image half way: exit 1, the file named, nothing left */
     snprintf(path, sizeof path, "%s/Padchest_GR_files/img06.png", s.data);
     put_file(s.data, "Padchest_GR_files/img06.png", "\x89PNG\r\n\x1a\n but cut short");
     snprintf(args, sizeof args, "embed %s --out %s/broken", common, s.root);
-    ck_assert_int_eq(run(s.root, args), 1);
+    ck_assert_int_eq(sc_test_run_scale(s.root, args), 1);
     ck_assert(output_has(s.root, "stderr", "img06.png"));
     ck_assert_int_eq(count_entries(s.root, "broken"), 0);
 }
@@ -730,12 +721,12 @@ START_TEST(test_stale_image_refused)
                   err.msg);
     /* through the binary: exit 1 and the file named */
     snprintf(args, sizeof args, "cache %s --dataset padchest-gr:%s --min-cases 0", out, s.data);
-    ck_assert_int_eq(run(s.root, args), 1);
+    ck_assert_int_eq(sc_test_run_scale(s.root, args), 1);
     ck_assert(output_has(s.root, "stderr", "img01.png has changed since it was embedded"));
     /* the image put back: fresh again */
     put_png(s.data, "Padchest_GR_files/img01.png", 44, 48, 1, 8, 301);
     ck_assert_msg(sc_cache_check(&c, s.model, NULL, &o, &err) == SC_OK, "%s", err.msg);
-    ck_assert_int_eq(run(s.root, args), 0);
+    ck_assert_int_eq(sc_test_run_scale(s.root, args), 0);
     /* an image gone: refused, the file named */
     snprintf(args, sizeof args, "%s/Padchest_GR_files/img01.png", s.data);
     ck_assert_int_eq(unlink(args), 0);

@@ -444,15 +444,6 @@ END_TEST
 
 /* ---- 6. the program ---- */
 
-static int run_scale(const char *dir, const char *args)
-{
-    char cmd[4096];
-    snprintf(cmd, sizeof cmd, "%s %s >%s/stdout 2>%s/stderr", sc_test_path("scale"), args, dir, dir);
-    int rc = system(cmd);
-    ck_assert_msg(rc != -1 && WIFEXITED(rc), "could not run: %s", cmd);
-    return WEXITSTATUS(rc);
-}
-
 /* medclip-tiny with a WordPiece vocabulary of its 128 rows: [CLS] 2 and
  * [SEP] 3 as in its golden ids; every prompt word is [UNK]. */
 static void medclip_tiny_dir(const char *dir)
@@ -500,7 +491,7 @@ START_TEST(test_program)
              sc_test_path("data/derm7p.hier"));
     put_file(root, "derm7p.conf", conf);
     snprintf(args, sizeof args, "experiment --config %s/derm7p.conf --out %s/run --threads 2", root, root);
-    ck_assert_int_eq(run_scale(root, args), 0);
+    ck_assert_int_eq(sc_test_run_scale(root, args), 0);
     char *out = slurp(in_dir(root, "stdout")), *err_text = slurp(in_dir(root, "stderr"));
     ck_assert_msg(strstr(out, "## Class-concept level") != NULL, "%s", out);   /* the summary on stdout */
     ck_assert_msg(strstr(out, "| coop |") != NULL, "%s", out);                 /* CoOp runs on MedCLIP */
@@ -528,7 +519,7 @@ START_TEST(test_program)
                   strstr(kept, "\nmethod coop coop epochs=2 init=\"a photo of a\"\n") &&  /* as written */
                   strstr(kept, "\nmethod cached zero-shot cache=\"/"), "%s", kept);
     snprintf(args, sizeof args, "experiment --config %s/run/config.txt --out %s/rerun --threads 2 --quiet", root, root);
-    ck_assert_int_eq(run_scale(root, args), 0);
+    ck_assert_int_eq(sc_test_run_scale(root, args), 0);
     char *first = slurp(in_dir(root, "run/results.csv")), *again = slurp(in_dir(root, "rerun/results.csv"));
     ck_assert_str_eq(first, again);
     free(again);
@@ -537,21 +528,21 @@ START_TEST(test_program)
     free(first), free(again), free(kept);
     ck_assert(!exists(in_dir(root, "run/embeddings")));  /* the cache was found, not made again */
     /* again into the same folder: refused, exit 1 */
-    ck_assert_int_eq(run_scale(root, args), 1);
+    ck_assert_int_eq(sc_test_run_scale(root, args), 1);
     char *e = slurp(in_dir(root, "stderr"));
     ck_assert_msg(strstr(e, "already exists") != NULL, "%s", e);
     free(e);
     /* a config mistake: the file and line, exit 1, nothing written */
     put_file(root, "bad.conf", "scale-experiment 1\ncache embeddings\nmethod s scale epochs=0\n");
     snprintf(args, sizeof args, "experiment --config %s/bad.conf --out %s/bad", root, root);
-    ck_assert_int_eq(run_scale(root, args), 1);
+    ck_assert_int_eq(sc_test_run_scale(root, args), 1);
     e = slurp(in_dir(root, "stderr"));
     ck_assert_msg(strstr(e, "bad.conf:3: epochs must be") != NULL, "%s", e);
     free(e);
     ck_assert(!exists(in_dir(root, "bad")));
     /* usage */
-    ck_assert_int_eq(run_scale(root, "experiment"), 2);
-    ck_assert_int_eq(run_scale(root, "experiment --config x --threads -1"), 2);
+    ck_assert_int_eq(sc_test_run_scale(root, "experiment"), 2);
+    ck_assert_int_eq(sc_test_run_scale(root, "experiment --config x --threads -1"), 2);
 }
 END_TEST
 
@@ -599,9 +590,9 @@ START_TEST(test_model_flag)
     sc_experiment_free(&ex);
     /* through the program: the config's model, then the copy by --model */
     snprintf(args, sizeof args, "experiment --config %s/derm7p.conf --out %s/config-model --quiet", root, root);
-    ck_assert_int_eq(run_scale(root, args), 0);
+    ck_assert_int_eq(sc_test_run_scale(root, args), 0);
     snprintf(args, sizeof args, "experiment --config %s/derm7p.conf --model %s --out %s/flag-model", root, copy, root);
-    ck_assert_int_eq(run_scale(root, args), 0);
+    ck_assert_int_eq(sc_test_run_scale(root, args), 0);
     char *said = slurp(in_dir(root, "stderr"));
     ck_assert_msg(strstr(said, "embeddings-copy"), "%s", said);
     free(said);
@@ -619,7 +610,7 @@ START_TEST(test_model_flag)
     free(kept);
     /* a folder that is no model: exit 1, the folder named, nothing written */
     snprintf(args, sizeof args, "experiment --config %s/derm7p.conf --model %s/nowhere --out %s/bad", root, root, root);
-    ck_assert_int_eq(run_scale(root, args), 1);
+    ck_assert_int_eq(sc_test_run_scale(root, args), 1);
     said = slurp(in_dir(root, "stderr"));
     ck_assert_msg(strstr(said, "/nowhere: not a model directory"), "%s", said);
     free(said);
@@ -630,7 +621,7 @@ START_TEST(test_model_flag)
     put_file(root, "no-model.conf", "scale-experiment 1\ncache embeddings\nfractions 1\nmethod zero-shot zero-shot\n");
     snprintf(args, sizeof args, "experiment --config %s/no-model.conf --model %s --out %s/no-model --quiet", root, model,
              root);
-    ck_assert_int_eq(run_scale(root, args), 0);
+    ck_assert_int_eq(sc_test_run_scale(root, args), 0);
     ck_assert(!exists(in_dir(root, "embeddings-model")));
     kept = slurp(in_dir(root, "no-model/config.txt"));
     snprintf(want, sizeof want, "cache \"%s/embeddings\"\nfractions 1\nmethod zero-shot zero-shot\nmodel \"%s\"\n", root,

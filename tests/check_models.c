@@ -877,17 +877,7 @@ END_TEST
 /* 6. scale encode, run as a program                                         */
 /* ------------------------------------------------------------------------ */
 
-/* Run `scale ARGS` with stderr to DIR/stderr; returns the exit status. */
-static int run_scale(const char *dir, const char *args)
-{
-    char cmd[4096];
-    snprintf(cmd, sizeof cmd, "%s %s 2>%s/stderr >/dev/null", sc_test_path("scale"), args, dir);
-    int rc = system(cmd);
-    ck_assert_msg(rc != -1 && WIFEXITED(rc), "could not run: %s", cmd);
-    return WEXITSTATUS(rc);
-}
-
-/* What the last run_scale in dir wrote on stderr, as a string of at most
+/* What the last sc_test_run_scale in dir wrote on stderr, as a string of at most
  * n - 1 bytes; returns its length. */
 static size_t read_stderr(const char *dir, char *msg, size_t n)
 {
@@ -923,7 +913,7 @@ START_TEST(test_cli_encode)
              "encode --model %s/pytorch_model.bin --config %s/config.json --pixel-values %s/pixel_values.npy "
              "--input-ids %s/input_ids.npy --attention-mask %s/attention_mask.npy --out %s --dump-intermediates",
              med, med, med, med, med, out);
-    ck_assert_int_eq(run_scale(dir, args), 0);
+    ck_assert_int_eq(sc_test_run_scale(dir, args), 0);
     static const char *const files[] = {"image_embeds", "text_embeds", "swin_stage1", "bert_hidden_states",
                                         "text_pooled", "logits", "logit_scale", "text_embeds_norm"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
@@ -942,7 +932,7 @@ START_TEST(test_cli_encode)
              "encode --model %s --pixel-values %s/pixel_values.npy --input-ids %s/input_ids.npy --out %s/plain "
              "--batch 2 --threads 1",
              clip, clip, clip, dir);
-    ck_assert_int_eq(run_scale(dir, args), 0);
+    ck_assert_int_eq(sc_test_run_scale(dir, args), 0);
     snprintf(out, sizeof out, "%s/plain", dir);
     ck_assert_int_eq(count_files(out), 2);
     snprintf(args, sizeof args, "%s/plain/text_embeds.npy", dir);
@@ -959,15 +949,15 @@ START_TEST(test_cli_errors)
     const char *dir = sc_test_tmpdir();
     char args[4096];
     const char *clip = sc_test_path(CLIP_DIR), *med = sc_test_path(MEDCLIP_DIR);
-    ck_assert_int_eq(run_scale(dir, "encode --out /tmp/nowhere"), 2);                  /* no --model */
+    ck_assert_int_eq(sc_test_run_scale(dir, "encode --out /tmp/nowhere"), 2);     /* no --model */
     snprintf(args, sizeof args, "encode --model %s --out %s/x", clip, dir);
-    ck_assert_int_eq(run_scale(dir, args), 2);                                         /* no inputs */
+    ck_assert_int_eq(sc_test_run_scale(dir, args), 2);                            /* no inputs */
     /* MedCLIP's 56-pixel images given to the 32-pixel CLIP: the texts are
      * fine, yet nothing may be written. */
     snprintf(args, sizeof args,
              "encode --model %s --input-ids %s/input_ids.npy --pixel-values %s/pixel_values.npy --out %s/out", clip,
              clip, med, dir);
-    ck_assert_int_eq(run_scale(dir, args), 1);
+    ck_assert_int_eq(sc_test_run_scale(dir, args), 1);
     struct stat st;
     snprintf(args, sizeof args, "%s/out", dir);
     ck_assert_msg(stat(args, &st) != 0, "a failed run left %s behind", args);
@@ -976,7 +966,7 @@ START_TEST(test_cli_errors)
     ck_assert_msg(strstr(msg, "pixel_values.npy") && strstr(msg, "(3, 32, 32)"), "stderr: %s", msg);
     ck_assert_msg(strchr(msg, '\n') == msg + n - 1, "stderr is not one line: %s", msg);
     snprintf(args, sizeof args, "encode --model %s/missing --input-ids %s/input_ids.npy --out %s/out", dir, clip, dir);
-    ck_assert_int_eq(run_scale(dir, args), 1);
+    ck_assert_int_eq(sc_test_run_scale(dir, args), 1);
 }
 END_TEST
 
@@ -995,7 +985,7 @@ START_TEST(test_cli_inferred_heads_note)
         if (k == 1) snprintf(extra, sizeof extra, " --config %s/config.json", clip);
         snprintf(args, sizeof args, "encode --model %s%s --pixel-values %s/pixel_values.npy --out %s/out%d", model,
                  extra, clip, dir, k);
-        ck_assert_int_eq(run_scale(dir, args), 0);
+        ck_assert_int_eq(sc_test_run_scale(dir, args), 0);
         size_t n = read_stderr(dir, msg, sizeof msg);
         if (k == 0) {
             char want[1600];
@@ -1034,11 +1024,11 @@ START_TEST(test_cli_compare)
     ck_assert_msg(strstr(out, "row 0: cosine 1.000000\nrow 1: cosine 0.707107\n"), "%s", out);
     ck_assert_msg(strstr(out, "cosine over 2 rows: min 0.707107, mean 0.853553\n"), "%s", out);
     snprintf(cmd, sizeof cmd, "compare %s %s", a, c);
-    ck_assert_int_eq(run_scale(dir, cmd), 1); /* shapes differ */
+    ck_assert_int_eq(sc_test_run_scale(dir, cmd), 1); /* shapes differ */
     snprintf(cmd, sizeof cmd, "compare %s", a);
-    ck_assert_int_eq(run_scale(dir, cmd), 2);
+    ck_assert_int_eq(sc_test_run_scale(dir, cmd), 2);
     snprintf(cmd, sizeof cmd, "compare %s %s/missing.npy", a, dir);
-    ck_assert_int_eq(run_scale(dir, cmd), 1);
+    ck_assert_int_eq(sc_test_run_scale(dir, cmd), 1);
 }
 END_TEST
 

@@ -385,14 +385,6 @@ END_TEST
 
 /* ---- the commands, end to end ---------------------------------------------- */
 
-static int run(const char *args)
-{
-    char cmd[8192];
-    snprintf(cmd, sizeof cmd, "%s %s >/dev/null 2>&1", sc_test_path("scale"), args);
-    int rc = system(cmd);
-    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
-
 START_TEST(test_commands)
 {
     const char *tmp = sc_test_tmpdir();
@@ -401,7 +393,7 @@ START_TEST(test_commands)
     snprintf(index, sizeof index, "%s/i.npy", tmp);
     snprintf(args, sizeof args, "decode %s --out %s --index %s",
              sc_test_path("tests/golden/io/images/lesion_97x131_palette32_trns.png"), out, index);
-    ck_assert_int_eq(run(args), 0);
+    ck_assert_int_eq(sc_test_run_scale(NULL, args), 0);
     sc_array got, ref;
     load_npy(PRE "../images/lesion_97x131_palette32_trns.npy", &ref);
     sc_err err;
@@ -413,7 +405,7 @@ START_TEST(test_commands)
     snprintf(args, sizeof args, "preprocess --pipeline medclip-eval %s %s --out %s",
              sc_test_path("tests/golden/io/images/lesion_17x9_rgb8.png"),
              sc_test_path("tests/golden/io/images/cxr_352x423_gray8.png"), out);
-    ck_assert_int_eq(run(args), 0);
+    ck_assert_int_eq(sc_test_run_scale(NULL, args), 0);
     ck_assert(sc_npy_read(out, &got, &err) == SC_OK);
     ck_assert(got.dtype == SC_DT_F32 && got.ndim == 4 && got.shape[0] == 2 && got.shape[1] == 1 && got.shape[3] == 224);
     load_npy(PRE "medclip_dataset/cxr_352x423_gray8.npy", &ref);
@@ -426,7 +418,7 @@ START_TEST(test_commands)
      * test_center_crop_rules), so row y is torchvision's row y + 1. */
     snprintf(args, sizeof args, "preprocess --pipeline clip --crop-rule hf-legacy %s --out %s",
              sc_test_path("tests/golden/io/images/cxr_352x423_gray8.png"), out);
-    ck_assert_int_eq(run(args), 0);
+    ck_assert_int_eq(sc_test_run_scale(NULL, args), 0);
     ck_assert(sc_npy_read(out, &got, &err) == SC_OK);
     load_npy(PRE "clip/cxr_352x423_gray8.npy", &ref);
     ck_assert(got.ndim == 4 && got.shape[1] == 3 && got.shape[2] == 224);
@@ -437,14 +429,14 @@ START_TEST(test_commands)
     sc_array_free(&got);
     sc_array_free(&ref);
     snprintf(args, sizeof args, "preprocess --crop-rule sideways x.png --out %s/y.npy", tmp);
-    ck_assert_int_eq(run(args), 2);
+    ck_assert_int_eq(sc_test_run_scale(NULL, args), 2);
 
     /* usage errors exit 2, failures 1, and no output file is left */
     snprintf(args, sizeof args, "preprocess --pipeline nope x.png --out %s/y.npy", tmp);
-    ck_assert_int_eq(run(args), 2);
-    ck_assert_int_eq(run("decode"), 2);
+    ck_assert_int_eq(sc_test_run_scale(NULL, args), 2);
+    ck_assert_int_eq(sc_test_run_scale(NULL, "decode"), 2);
     snprintf(args, sizeof args, "preprocess %s/missing.png --out %s/y.npy", tmp, tmp);
-    ck_assert_int_eq(run(args), 1);
+    ck_assert_int_eq(sc_test_run_scale(NULL, args), 1);
     snprintf(out, sizeof out, "%s/y.npy", tmp);
     FILE *f = fopen(out, "rb");
     ck_assert_ptr_null(f);

@@ -593,15 +593,6 @@ static void write_mini_derm7p(const char *dir)
     fclose(f);
 }
 
-static int run_scale(const char *dir, const char *args)
-{
-    char cmd[4096];
-    snprintf(cmd, sizeof cmd, "%s %s 2>%s/stderr >%s/stdout", sc_test_path("scale"), args, dir, dir);
-    int rc = system(cmd);
-    ck_assert_msg(rc != -1 && WIFEXITED(rc), "could not run: %s", cmd);
-    return WEXITSTATUS(rc);
-}
-
 static uint8_t *file_bytes(const char *dir, const char *name, size_t *len)
 {
     char path[1200];
@@ -623,9 +614,9 @@ START_TEST(test_cli_pretrain)
     snprintf(out, sizeof out, "%s/model", dir);
     snprintf(again, sizeof again, "%s/again", dir);
     snprintf(args, sizeof args, "pretrain --data %s --out %s --seed 3 " MINI_MODEL, dir, out);
-    ck_assert_int_eq(run_scale(dir, args), 0);
+    ck_assert_int_eq(sc_test_run_scale(dir, args), 0);
     snprintf(args, sizeof args, "pretrain --data %s/release_v0 --out %s --seed 3 " MINI_MODEL, dir, again);
-    ck_assert_int_eq(run_scale(dir, args), 0);
+    ck_assert_int_eq(sc_test_run_scale(dir, args), 0);
     const char *files[] = {"config.json", "model.safetensors", "vocab.json", "merges.txt", "tokenizer_config.json",
                            "special_tokens_map.json", "preprocessor_config.json"};
     for (int i = 0; i < 7; i++) {   /* the same seed and threads: the same bytes */
@@ -660,11 +651,11 @@ START_TEST(test_cli_pretrain_errors)
     const char *dir = sc_test_tmpdir();
     char args[4096], out[1100], path[1200];
     snprintf(out, sizeof out, "%s/model", dir);
-    ck_assert_int_eq(run_scale(dir, "pretrain --steps 3"), 2);                 /* no --data/--out */
+    ck_assert_int_eq(sc_test_run_scale(dir, "pretrain --steps 3"), 2);                 /* no --data/--out */
     snprintf(args, sizeof args, "pretrain --data %s --out %s --captions 0", dir, out);
-    ck_assert_int_eq(run_scale(dir, args), 2);
+    ck_assert_int_eq(sc_test_run_scale(dir, args), 2);
     snprintf(args, sizeof args, "pretrain --data %s/nothing --out %s " MINI_MODEL, dir, out);
-    ck_assert_int_eq(run_scale(dir, args), 1);                                 /* no meta.csv */
+    ck_assert_int_eq(sc_test_run_scale(dir, args), 1);                                 /* no meta.csv */
     ck_assert(access(out, F_OK) != 0);                                         /* nothing written */
     size_t len;
     uint8_t *msg = file_bytes(dir, "stderr", &len);
@@ -674,7 +665,7 @@ START_TEST(test_cli_pretrain_errors)
     snprintf(path, sizeof path, "%s/release_v0/images/A/d5.png", dir);
     ck_assert(unlink(path) == 0);
     snprintf(args, sizeof args, "pretrain --data %s --out %s " MINI_MODEL, dir, out);
-    ck_assert_int_eq(run_scale(dir, args), 1);                                 /* an image is missing */
+    ck_assert_int_eq(sc_test_run_scale(dir, args), 1);                                 /* an image is missing */
     ck_assert(access(out, F_OK) != 0);
     msg = file_bytes(dir, "stderr", &len);
     ck_assert_msg(strstr((char *)msg, "d5.png"), "%s", msg);

@@ -777,25 +777,16 @@ START_TEST(test_synth_refuses)
 }
 END_TEST
 
-static int run_scale(const char *args)
-{
-    char cmd[4096];
-    snprintf(cmd, sizeof cmd, "%s %s >/dev/null 2>&1", sc_test_path("scale"), args);
-    int rc = system(cmd);
-    ck_assert_msg(rc != -1 && WIFEXITED(rc), "could not run: %s", cmd);
-    return WEXITSTATUS(rc);
-}
-
 START_TEST(test_synth_command)
 {
     char args[2048], path[1200];
     const char *dir = sc_test_tmpdir();
     snprintf(args, sizeof args, "synth derm7p --out %s/d --n 6 --size 40 --format png --seed 2", dir);
-    ck_assert_int_eq(run_scale(args), 0);
+    ck_assert_int_eq(sc_test_run_scale(NULL, args), 0);
     snprintf(path, sizeof path, "%s/d/release_v0/meta/meta.csv", dir);
     ck_assert(file_exists(path));
     snprintf(args, sizeof args, "synth padchest-gr --out %s/p --n 4 --size 40 --no-images", dir);
-    ck_assert_int_eq(run_scale(args), 0);
+    ck_assert_int_eq(sc_test_run_scale(NULL, args), 0);
     snprintf(path, sizeof path, "%s/p/master_table.csv", dir);
     ck_assert(file_exists(path));
     /* --quiet: the same files, and nothing on stdout or stderr. */
@@ -807,11 +798,11 @@ START_TEST(test_synth_command)
     ck_assert_int_eq(pclose(p), 0);
     snprintf(path, sizeof path, "%s/q/master_table.csv", dir);
     ck_assert(file_exists(path));
-    ck_assert_int_eq(run_scale("synth mnist --out /nonexistent"), 2);
-    ck_assert_int_eq(run_scale("synth derm7p --format gif --out /nonexistent"), 2);
-    ck_assert_int_eq(run_scale("synth derm7p"), 2);
-    ck_assert_int_eq(run_scale("synth padchest-gr --normal-share 2 --out /nonexistent"), 2);
-    ck_assert_int_eq(run_scale("synth derm7p --out /proc/nope/x --n 2"), 1);
+    ck_assert_int_eq(sc_test_run_scale(NULL, "synth mnist --out /nonexistent"), 2);
+    ck_assert_int_eq(sc_test_run_scale(NULL, "synth derm7p --format gif --out /nonexistent"), 2);
+    ck_assert_int_eq(sc_test_run_scale(NULL, "synth derm7p"), 2);
+    ck_assert_int_eq(sc_test_run_scale(NULL, "synth padchest-gr --normal-share 2 --out /nonexistent"), 2);
+    ck_assert_int_eq(sc_test_run_scale(NULL, "synth derm7p --out /proc/nope/x --n 2"), 1);
 }
 END_TEST
 

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #ifndef SC_TEST_ROOT
 #define SC_TEST_ROOT "."
@@ -109,6 +110,16 @@ const char *sc_test_tmpdir(void)
     snprintf(p, sizeof buf[0], "/tmp/scale-test-XXXXXX");
     if (!mkdtemp(p)) ck_abort_msg("mkdtemp failed");
     return p;
+}
+
+int sc_test_run_scale(const char *dir, const char *args)
+{
+    char cmd[8192];
+    if (dir) snprintf(cmd, sizeof cmd, "%s %s >%s/stdout 2>%s/stderr", sc_test_path("scale"), args, dir, dir);
+    else snprintf(cmd, sizeof cmd, "%s %s >/dev/null 2>&1", sc_test_path("scale"), args);
+    int rc = system(cmd);
+    ck_assert_msg(rc != -1 && WIFEXITED(rc), "could not run: %s", cmd);
+    return WEXITSTATUS(rc);
 }
 
 int sc_test_replay_dir(const char *rel_dir, int (*target)(const uint8_t *, size_t), int required)

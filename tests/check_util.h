@@ -40,6 +40,12 @@ void sc_fill_normal(float *x, int64_t n, uint64_t seed, float scale);
 /* A fresh directory under /tmp for one test's output files (mkdtemp). */
 const char *sc_test_tmpdir(void);
 
+/* Run the `scale` command (the sanitized one under make asan) with ARGS,
+ * a shell word list. With dir, its standard output and error go to
+ * DIR/stdout and DIR/stderr; without, they are discarded. Returns the exit
+ * status; a command that did not exit (a crash) fails the test. */
+int sc_test_run_scale(const char *dir, const char *args);
+
 /* Replay fuzz inputs: run target on every regular file of rel_dir (under
  * the source tree), skipping dot-files and README; returns how many ran.
  * A missing directory counts 0, or fails the test when required. */
