@@ -793,60 +793,141 @@ static int same_labels(const float *a, const float *b, int H)
     return 1;
 }
 
-/* Is candidate s a positive of anchor a for label h (h < 0: single-label)? */
-static int is_positive(const float *anchor_labels, const float *cand_labels, int H, int h)
+/* Number the distinct label vectors of the anchors and the candidates
+ * together: rows with equal labels get equal keys, so that "same labels"
+ * is one integer comparison. first (n_a + n_c) is scratch: the first row
+ * of each key. */
+static void label_keys(int *key_a, int *key_c, const float *labels_a, int64_t n_a, const float *labels_c,
+                       int64_t n_c, int H, const float **first)
 {
-    return h < 0 ? same_labels(anchor_labels, cand_labels, H) : cand_labels[h] != 0;
+    int n_keys = 0;
+    for (int64_t r = 0; r < n_a + n_c; r++) {
+        const float *y = r < n_a ? labels_a + r * H : labels_c + (r - n_a) * H;
+        int k = 0;
+        while (k < n_keys && !same_labels(first[k], y, H)) k++;
+        if (k == n_keys) first[n_keys++] = y;
+        if (r < n_a) key_a[r] = k;
+        else key_c[r - n_a] = k;
+    }
+}
+
+/* One SupCon problem: A anchors against S candidates. */
+typedef struct {
+    const double *logit;        /* (A, S) */
+    const float *anchor_labels; /* (A, H) */
+    const float *cand_labels;   /* (S, H) */
+    const int *anchor_key;      /* (A) label_keys of the anchors */
+    const int *cand_key;        /* (S) and of the candidates */
+    int64_t A, S;
+    int H, exclude_self, multilabel;
+    double *term;               /* (A, labels) each anchor's loss, */
+    uint8_t *counted;           /* (A, labels) where it has positives */
+    double *dl;                 /* (A, S) dLoss/dl, or NULL */
+    double *scratch;            /* per block of anchors: S softmax shares, S positive flags */
+} supcon_problem;
+
+/* Anchors are handled in blocks of this many, the blocks shared out over
+ * the threads; each anchor writes only its own row of dl and of term, so
+ * the result does not depend on the threads. */
+#define SUPCON_BLOCK 8
+
+/* positive[s] = is candidate s a positive of anchor a for label h (h < 0:
+ * single-label)? The anchor itself never is in the rows reading. */
+static void supcon_positives(uint8_t *positive, const supcon_problem *p, int64_t a, int h)
+{
+    for (int64_t s = 0; s < p->S; s++)
+        positive[s] = !(p->exclude_self && s == a) &&
+                      (h < 0 ? p->cand_key[s] == p->anchor_key[a] : p->cand_labels[s * p->H + h] != 0);
 }
 
 /* @book begin supcon-logits */
-static double supcon_logits(double *dl, int64_t *n_anchors, const double *logit,
-                            const float *anchor_labels, const float *cand_labels, int64_t A,
-                            int64_t S, int H, int exclude_self, int multilabel, double *softmax)
+static void supcon_anchor(const supcon_problem *p, int64_t a, double *softmax, uint8_t *positive)
 {
-    double loss = 0;
-    *n_anchors = 0;
-    for (int64_t a = 0; a < A; a++) {
-        const double *l = logit + a * S;
-        const float *la = anchor_labels + a * H;
-        /* log of the denominator of Eq. 2: all candidates except the anchor
-         * itself in the rows reading; softmax (S) keeps each candidate's
-         * share of it for the gradient. */
-        double m = -INFINITY, sum = 0;
-        for (int64_t s = 0; s < S; s++)
-            if (!(exclude_self && s == a) && l[s] > m) m = l[s];
+    int64_t S = p->S;
+    const double *l = p->logit + a * S;
+    const float *la = p->anchor_labels + a * p->H;
+    int exclude_self = p->exclude_self, labels = p->multilabel ? p->H : 1;
+    /* log of the denominator of Eq. 2: all candidates except the anchor
+     * itself in the rows reading; softmax (S) keeps each candidate's share
+     * of it for the gradient. */
+    double m = -INFINITY, sum = 0;
+    for (int64_t s = 0; s < S; s++)
+        if (!(exclude_self && s == a) && l[s] > m) m = l[s];
+    for (int64_t s = 0; s < S; s++) {
+        softmax[s] = exclude_self && s == a ? 0 : exp(l[s] - m);
+        sum += softmax[s];
+    }
+    for (int64_t s = 0; s < S; s++) softmax[s] /= sum;
+    double lse = m + log(sum);
+    /* One anchor per label in the multi-label case, one in total else. */
+    for (int k = 0; k < labels; k++) {
+        int h = p->multilabel ? k : -1;
+        p->counted[a * labels + k] = 0;
+        if (h >= 0 && la[h] == 0) continue;
+        supcon_positives(positive, p, a, h);
+        int64_t n_pos = 0;
+        double pos_sum = 0;
         for (int64_t s = 0; s < S; s++) {
-            softmax[s] = exclude_self && s == a ? 0 : exp(l[s] - m);
-            sum += softmax[s];
+            if (!positive[s]) continue;
+            n_pos++;
+            pos_sum += l[s] - lse;
         }
-        for (int64_t s = 0; s < S; s++) softmax[s] /= sum;
-        double lse = m + log(sum);
-        /* One anchor per label in the multi-label case, one in total else. */
-        for (int h = multilabel ? 0 : -1; h < (multilabel ? H : 0); h++) {
-            if (h >= 0 && la[h] == 0) continue;
-            int64_t n_pos = 0;
-            double pos_sum = 0;
-            for (int64_t s = 0; s < S; s++) {
-                if ((exclude_self && s == a) || !is_positive(la, cand_labels + s * H, H, h)) continue;
-                n_pos++;
-                pos_sum += l[s] - lse;
-            }
-            if (n_pos == 0) continue;
-            loss -= pos_sum / (double)n_pos;
-            (*n_anchors)++;
-            if (!dl) continue;
-            /* d/dl_s of -(1/|P|) sum_p (l_p - lse) = softmax_s - [s in P]/|P| */
-            for (int64_t s = 0; s < S; s++) {
-                if (exclude_self && s == a) continue;
-                double g = softmax[s];
-                if (is_positive(la, cand_labels + s * H, H, h)) g -= 1.0 / (double)n_pos;
-                dl[a * S + s] += g;
-            }
+        if (n_pos == 0) continue;
+        p->term[a * labels + k] = pos_sum / (double)n_pos;
+        p->counted[a * labels + k] = 1;
+        if (!p->dl) continue;
+        /* d/dl_s of -(1/|P|) sum_p (l_p - lse) = softmax_s - [s in P]/|P| */
+        for (int64_t s = 0; s < S; s++) {
+            if (exclude_self && s == a) continue;
+            double g = softmax[s];
+            if (positive[s]) g -= 1.0 / (double)n_pos;
+            p->dl[a * S + s] += g;
         }
     }
-    return loss;
 }
 /* @book end supcon-logits */
+
+static void supcon_block_task(void *arg, int64_t block)
+{
+    const supcon_problem *p = arg;
+    double *softmax = p->scratch + block * 2 * p->S;
+    uint8_t *positive = (uint8_t *)(softmax + p->S);
+    int64_t a1 = (block + 1) * SUPCON_BLOCK < p->A ? (block + 1) * SUPCON_BLOCK : p->A;
+    for (int64_t a = block * SUPCON_BLOCK; a < a1; a++) supcon_anchor(p, a, softmax, positive);
+}
+
+/* @book begin supcon-sum */
+static double supcon_logits(double *dl, int64_t *n_anchors, const double *logit, const float *anchor_labels,
+                            const float *cand_labels, int64_t A, int64_t S, int H, int exclude_self, int multilabel,
+                            sc_arena *scratch)
+{
+    int labels = multilabel ? H : 1;
+    int64_t blocks = (A + SUPCON_BLOCK - 1) / SUPCON_BLOCK;
+    sc_arena_mark mark = sc_arena_get_mark(scratch);
+    int *anchor_key = sc_arena_alloc(scratch, sizeof(int) * (size_t)A);
+    int *cand_key = sc_arena_alloc(scratch, sizeof(int) * (size_t)S);
+    const float **first = sc_arena_alloc(scratch, sizeof(float *) * (size_t)(A + S));
+    double *term = sc_arena_alloc(scratch, sizeof(double) * (size_t)(A * labels));
+    uint8_t *counted = sc_arena_alloc(scratch, (size_t)(A * labels));
+    double *work = sc_arena_alloc(scratch, sizeof(double) * (size_t)(blocks * 2 * S));
+    SC_ASSERT(anchor_key && cand_key && first && term && counted && work, "scratch arena cannot hold %lld anchors",
+              (long long)A);
+    label_keys(anchor_key, cand_key, anchor_labels, A, cand_labels, S, H, first);
+    supcon_problem p = {logit, anchor_labels, cand_labels, anchor_key, cand_key, A, S, H, exclude_self,
+                        multilabel, term, counted, dl, work};
+    sc_parallel_for(blocks, supcon_block_task, &p);
+    /* The anchors' terms, summed in anchor order whatever the threads. */
+    double loss = 0;
+    *n_anchors = 0;
+    for (int64_t i = 0; i < A * labels; i++)
+        if (counted[i]) {
+            loss -= term[i];
+            (*n_anchors)++;
+        }
+    sc_arena_rewind(scratch, mark);
+    return loss;
+}
+/* @book end supcon-sum */
 
 /* x · y with four running sums, so that additions do not each wait on
  * the previous one. */
@@ -898,30 +979,33 @@ static double supcon_term(double *dQ, int64_t *n_anchors, const float *Q, const 
     int64_t S = rows ? A : D;                  /* candidates */
 
     sc_arena_mark mark = sc_arena_get_mark(scratch);
-    double *F = sc_arena_alloc(scratch, sizeof(double) * (size_t)(A * D));
-    double *FT = sc_arena_alloc(scratch, sizeof(double) * (size_t)(A * D));
     double *logit = sc_arena_alloc(scratch, sizeof(double) * (size_t)(A * S));
-    double *softmax = sc_arena_alloc(scratch, sizeof(double) * (size_t)S);
     double *dl = dQ ? sc_arena_calloc(scratch, (size_t)(A * S), sizeof(double)) : NULL;
-    double *dF = dQ ? sc_arena_calloc(scratch, (size_t)(A * D), sizeof(double)) : NULL;
-    SC_ASSERT(F && FT && logit && softmax && (dl || !dQ) && (dF || !dQ), "scratch arena cannot hold %lld logits", (long long)(A * S));
+    /* The rows reading needs the anchors' rows F (A, D) and their
+     * transpose FT for the Gram matrix and its gradient. */
+    double *F = rows ? sc_arena_alloc(scratch, sizeof(double) * (size_t)(A * D)) : NULL;
+    double *FT = rows ? sc_arena_alloc(scratch, sizeof(double) * (size_t)(A * D)) : NULL;
+    double *dF = rows && dQ ? sc_arena_calloc(scratch, (size_t)(A * D), sizeof(double)) : NULL;
+    SC_ASSERT(logit && (dl || !dQ) && (!rows || (F && FT && (dF || !dQ))), "scratch arena cannot hold %lld logits",
+              (long long)(A * S));
     for (int64_t a = 0; a < A; a++)
-        for (int64_t d = 0; d < D; d++) F[a * D + d] = FT[d * A + a] = transposed ? Q[d * M + a] : Q[a * M + d];
-
+        for (int64_t d = 0; d < D; d++) {
+            double q = transposed ? Q[d * M + a] : Q[a * M + d];
+            if (rows) F[a * D + d] = FT[d * A + a] = q;
+            else logit[a * S + d] = q / cfg->tau;
+        }
     if (rows) gram_logits(logit, F, A, D, cfg->tau);
-    else
-        for (int64_t i = 0; i < A * S; i++) logit[i] = F[i] / cfg->tau;
     double loss = supcon_logits(dl, n_anchors, logit, anchor_labels, rows ? anchor_labels : other_labels,
-                                A, S, p->H, rows, cfg->multilabel, softmax);
+                                A, S, p->H, rows, cfg->multilabel, scratch);
     double scale = 1;
     if (cfg->reduction == SC_REDUCE_MEAN) scale = *n_anchors ? 1.0 / (double)*n_anchors : 0;
     if (dQ && *n_anchors) {
+        /* cross: dQ = g dl (S = D); rows: through the Gram matrix */
         double g = weight * scale / cfg->tau;
         if (rows) gram_backward(dF, dl, FT, A, D, g);
-        else
-            for (int64_t i = 0; i < A * D; i++) dF[i] = g * dl[i];
         for (int64_t a = 0; a < A; a++)
-            for (int64_t d = 0; d < D; d++) dQ[transposed ? d * M + a : a * M + d] += dF[a * D + d];
+            for (int64_t d = 0; d < D; d++)
+                dQ[transposed ? d * M + a : a * M + d] += rows ? dF[a * D + d] : g * dl[a * S + d];
     }
     sc_arena_rewind(scratch, mark);
     return loss * scale;
