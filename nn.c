@@ -63,7 +63,9 @@ static void rows_task(void *arg, int64_t i)
 
 static void parallel_rows(int64_t rows, int64_t width, rows_fn fn, void *arg)
 {
-    int64_t chunk = width > 0 && width < ROW_WORK ? ROW_WORK / width : 1;
+    /* as many tasks as ROW_WORK asks for, the rows dealt out evenly */
+    int64_t most = width > 0 && width < ROW_WORK ? ROW_WORK / width : 1;
+    int64_t tasks = (rows + most - 1) / most, chunk = tasks > 0 ? (rows + tasks - 1) / tasks : 1;
     rows_job j = {fn, arg, rows, chunk};
     sc_parallel_for((rows + chunk - 1) / chunk, rows_task, &j);
 }
@@ -322,9 +324,16 @@ TARGET_AVX2 static void layernorm_rows_avx2(float *y, const float *x, const floa
         else                             \
             name##_scalar args;          \
     }
+#define SIMD_CHOICE_VALUE(type, name, params, args) \
+    static type name params                          \
+    {                                                \
+        return sc_gemm_simd() ? name##_avx2 args : name##_scalar args; \
+    }
 #else
 #define SIMD_CHOICE(name, params, args) \
     static void name params { name##_scalar args; }
+#define SIMD_CHOICE_VALUE(type, name, params, args) \
+    static type name params { return name##_scalar args; }
 #endif
 
 SIMD_CHOICE(layernorm_rows, (float *y, const float *x, const float *w, const float *b, int64_t R, int64_t C, float eps),
@@ -3031,6 +3040,17 @@ static void adapter_relu_grad_scalar(float *d, const float *x, int64_t n)
     for (int64_t i = 0; i < n; i++) d[i] = x[i] <= 0.0f ? 0.0f : d[i];
 }
 
+/* dα's share of one row, Σ_c dout (A(f) − f), in double: eight running
+ * sums (lane k takes c ≡ k mod 8) added up in a fixed order, so that the
+ * vector version gives the same bits and the sum does not wait on one
+ * chain of additions. */
+static double adapter_row_dalpha_scalar(const float *dout, const float *up, const float *f, int64_t C)
+{
+    double lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int64_t c = 0; c < C; c++) lane[c & 7] += (double)dout[c] * ((double)up[c] - (double)f[c]);
+    return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+}
+
 #ifdef NN_AVX2
 TARGET_AVX2 static void adapter_relu_avx2(float *x, int64_t n)
 {
@@ -3076,6 +3096,30 @@ TARGET_AVX2 static void adapter_relu_grad_avx2(float *d, const float *x, int64_t
     }
     adapter_relu_grad_scalar(d + i, x + i, n - i);
 }
+
+typedef float v4f __attribute__((vector_size(16)));
+typedef double v4d __attribute__((vector_size(32)));
+
+/* Four floats from p, widened to double. */
+AVX2_INLINE v4d v4_widen(const float *p)
+{
+    v4f v;
+    memcpy(&v, p, sizeof v);
+    return __builtin_convertvector(v, v4d);
+}
+
+TARGET_AVX2 static double adapter_row_dalpha_avx2(const float *dout, const float *up, const float *f, int64_t C)
+{
+    v4d low = {0, 0, 0, 0}, high = {0, 0, 0, 0};   /* lanes 0–3 and 4–7 */
+    int64_t c = 0;
+    for (; c + 8 <= C; c += 8) {
+        low += v4_widen(dout + c) * (v4_widen(up + c) - v4_widen(f + c));
+        high += v4_widen(dout + c + 4) * (v4_widen(up + c + 4) - v4_widen(f + c + 4));
+    }
+    double lane[8] = {low[0], low[1], low[2], low[3], high[0], high[1], high[2], high[3]};
+    for (; c < C; c++) lane[c & 7] += (double)dout[c] * ((double)up[c] - (double)f[c]);
+    return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+}
 #endif
 
 SIMD_CHOICE(adapter_relu, (float *x, int64_t n), (x, n))
@@ -3084,6 +3128,46 @@ SIMD_CHOICE(adapter_blend, (float *out, float *up, const float *f, float alpha, 
 SIMD_CHOICE(adapter_d_up, (float *d_up, const float *dout, const float *up, float alpha, int relu, int64_t n),
             (d_up, dout, up, alpha, relu, n))
 SIMD_CHOICE(adapter_relu_grad, (float *d, const float *x, int64_t n), (d, x, n))
+SIMD_CHOICE_VALUE(double, adapter_row_dalpha, (const float *dout, const float *up, const float *f, int64_t C),
+                  (dout, up, f, C))
+
+/* The elementwise passes run over blocks of rows on the thread pool, so
+ * that each core finishes the rows whose products it has just computed
+ * instead of one core waiting for the other. */
+typedef struct {
+    float *out, *up;
+    const float *f;
+    float alpha;
+    int relu;
+    int64_t C;
+} adapter_blend_job;
+
+typedef struct {
+    double *dalpha_row;        /* (B) each row's share of dα */
+    float *d_up;
+    const float *dout, *up, *f;
+    float alpha;
+    int relu;
+    int64_t C;
+} adapter_d_up_job;
+
+/* rows [r0, r1): up = ReLU(up), out = α up + (1 − α) f */
+static void adapter_blend_rows(void *arg, int64_t r0, int64_t r1)
+{
+    const adapter_blend_job *j = arg;
+    int64_t C = j->C;
+    adapter_blend(j->out + r0 * C, j->up + r0 * C, j->f + r0 * C, j->alpha, j->relu, (r1 - r0) * C);
+}
+
+/* rows [r0, r1): their shares of dα, and d_up */
+static void adapter_d_up_rows(void *arg, int64_t r0, int64_t r1)
+{
+    const adapter_d_up_job *j = arg;
+    int64_t C = j->C;
+    for (int64_t r = r0; r < r1; r++)
+        j->dalpha_row[r] = adapter_row_dalpha(j->dout + r * C, j->up + r * C, j->f + r * C, C);
+    adapter_d_up(j->d_up + r0 * C, j->dout + r0 * C, j->up + r0 * C, j->alpha, j->relu, (r1 - r0) * C);
+}
 
 /* @book begin adapter-forward */
 void sc_adapter_forward(float *out, float *hidden, float *up, const float *f, const float *w1,
@@ -3095,7 +3179,8 @@ void sc_adapter_forward(float *out, float *hidden, float *up, const float *f, co
     /* up (B, C) = hidden W2ᵀ, with the official code's second ReLU, and
      * the residual blend f' = α A(f) + (1 − α) f */
     sc_gemm(0, 1, B, C, R, hidden, R, w2, R, up, C, 0);
-    adapter_blend(out, up, f, alpha, relu_after_up, B * C);
+    adapter_blend_job job = {out, up, f, alpha, relu_after_up, C};
+    parallel_rows(B, C, adapter_blend_rows, &job);
 }
 /* @book end adapter-forward */
 
@@ -3105,11 +3190,16 @@ void sc_adapter_backward(float *df, float *dw1, float *dw2, double *dalpha, floa
                          const float *w1, const float *w2, float alpha, int relu_after_up, int64_t B,
                          int64_t C, int64_t R)
 {
-    /* dα = Σ dout ⊙ (A(f) − f); d_up = α dout, through the ReLU if any */
+    /* dα = Σ dout ⊙ (A(f) − f), row by row, the rows then summed in order;
+     * d_up = α dout, through the ReLU if any */
+    double *dalpha_row = malloc(sizeof(double) * (size_t)B + 1);
+    SC_ASSERT(dalpha_row != NULL, "no memory for %lld row sums", (long long)B);
+    adapter_d_up_job job = {dalpha_row, d_up, dout, up, f, alpha, relu_after_up, C};
+    parallel_rows(B, C, adapter_d_up_rows, &job);
     double da = 0;
-    for (int64_t i = 0; i < B * C; i++) da += (double)dout[i] * ((double)up[i] - (double)f[i]);
+    for (int64_t r = 0; r < B; r++) da += dalpha_row[r];
     *dalpha += da;
-    adapter_d_up(d_up, dout, up, alpha, relu_after_up, B * C);
+    free(dalpha_row);
     /* dW2 (C, R) += d_upᵀ hidden;  d_hidden (B, R) = d_up W2, through the ReLU */
     sc_gemm(1, 0, C, R, B, d_up, C, hidden, R, dw2, R, 1);
     sc_gemm(0, 0, B, R, C, d_up, C, w2, R, d_hidden, R, 0);
