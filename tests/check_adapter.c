@@ -1,6 +1,7 @@
 /* check_adapter.c — CLIP-Adapter with learnable α (nn.c section 8): a
  * forward pass by hand for both ReLU forms, the three α modes, and the
- * backward pass of the op against central finite differences. */
+ * backward pass of the op against central finite differences, and that
+ * the number of threads changes no bit. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -156,6 +157,44 @@ START_TEST(test_backward_matches_finite_differences)
 }
 END_TEST
 
+/* The passes between the products run over row blocks on the thread
+ * pool, and dα is summed row by row: one thread and two must give the same
+ * bits (B·C = 64·768 makes two blocks). */
+START_TEST(test_threads_do_not_change_the_adapter)
+{
+    const int64_t rows = 64, width = 768, bottleneck = 192;
+    size_t batch_bytes = sizeof(float) * (size_t)(rows * width);
+    size_t weight_bytes = sizeof(float) * (size_t)(bottleneck * width);
+    size_t hidden_bytes = sizeof(float) * (size_t)(rows * bottleneck);
+    float *f = malloc(batch_bytes), *dout = malloc(batch_bytes), *w1 = malloc(weight_bytes), *w2 = malloc(weight_bytes);
+    sc_fill_normal(f, rows * width, 51, 1.0f);
+    sc_fill_normal(dout, rows * width, 52, 0.01f);
+    sc_fill_normal(w1, bottleneck * width, 53, 0.03f);
+    sc_fill_normal(w2, bottleneck * width, 54, 0.07f);
+    float *out[2], *dw1[2], *dw2[2];
+    double dalpha[2] = {0, 0};
+    for (int run = 0; run < 2; run++) {
+        float *hidden = malloc(hidden_bytes), *up = malloc(batch_bytes);
+        float *d_up = malloc(batch_bytes), *d_hidden = malloc(hidden_bytes);
+        out[run] = malloc(batch_bytes);
+        dw1[run] = calloc(1, weight_bytes);
+        dw2[run] = calloc(1, weight_bytes);
+        sc_set_threads(run + 1);
+        sc_adapter_forward(out[run], hidden, up, f, w1, w2, 0.3f, 1, rows, width, bottleneck);
+        sc_adapter_backward(NULL, dw1[run], dw2[run], &dalpha[run], d_up, d_hidden, dout, hidden, up, f, w1, w2,
+                            0.3f, 1, rows, width, bottleneck);
+        free(hidden), free(up), free(d_up), free(d_hidden);
+    }
+    sc_set_threads(0);
+    ck_assert(!memcmp(out[0], out[1], batch_bytes));
+    ck_assert(!memcmp(dw1[0], dw1[1], weight_bytes));
+    ck_assert(!memcmp(dw2[0], dw2[1], weight_bytes));
+    ck_assert_msg(dalpha[0] == dalpha[1], "dα %.17g on one thread, %.17g on two", dalpha[0], dalpha[1]);
+    for (int run = 0; run < 2; run++) free(out[run]), free(dw1[run]), free(dw2[run]);
+    free(f), free(dout), free(w1), free(w2);
+}
+END_TEST
+
 Suite *suite_adapter(void)
 {
     Suite *s = suite_create("adapter");
@@ -163,6 +202,7 @@ Suite *suite_adapter(void)
     tcase_add_test(tc, test_forward_by_hand);
     tcase_add_test(tc, test_alpha_modes);
     tcase_add_loop_test(tc, test_backward_matches_finite_differences, 0, 6);
+    tcase_add_test(tc, test_threads_do_not_change_the_adapter);
     suite_add_tcase(s, tc);
     return s;
 }

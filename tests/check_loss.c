@@ -1,8 +1,10 @@
 /* check_loss.c — the SCALE loss (loss.c sections 2-5): Q -> Z by hand,
  * SupCon anchors without positives, the gradient dTotal/dQ against central
- * finite differences, the two reductions, and the autograd node. */
+ * finite differences, the two reductions, the autograd node, and that the
+ * number of threads changes no bit. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "check_util.h"
@@ -235,6 +237,49 @@ START_TEST(test_reductions_relate_by_counts)
 }
 END_TEST
 
+/* SupCon's anchors run in blocks on the thread pool; the terms and dQ must
+ * not depend on how many threads there are. A training-sized batch (64
+ * images, 64 paired texts and 5 prompts: 9 blocks of image anchors), in
+ * all four combinations of label mode and reading. */
+START_TEST(test_threads_do_not_change_the_loss)
+{
+    enum { N = 64, H = 5, M = N + H };
+    static const int cls[H] = {0, 0, 0, 1, 1}, con[H] = {0, 1, 2, 1, 2};
+    float *Q = malloc(sizeof(float) * N * M), *G = calloc(N * H, sizeof(float)), *GT = calloc(M * H, sizeof(float));
+    int T[M];
+    sc_fill_normal(Q, N * M, 41, 0.4f);
+    sc_rng rng;
+    sc_rng_seed(&rng, 42);
+    for (int j = 0; j < M; j++) {
+        T[j] = j < N ? (int)sc_rng_below(&rng, H) : j - N;
+        GT[j * H + T[j]] = 1;
+        if (j < N) G[j * H + T[j]] = 1, G[j * H + (T[j] + 2) % H] = (_i & 1) && (j % 3 == 0);
+    }
+    sc_loss_problem p = {N, M, H, 2, 3, T, G, GT, cls, con};
+    sc_loss_config cfg = sc_loss_defaults();
+    cfg.multilabel = _i & 1;
+    cfg.supcon = _i & 2 ? SC_SUPCON_ROWS : SC_SUPCON_CROSS;
+    sc_arena scratch;
+    sc_arena_init(&scratch, "scratch", 1 << 20, 0);
+    sc_loss_terms t[2];
+    double *dQ[2] = {malloc(sizeof(double) * N * M), malloc(sizeof(double) * N * M)};
+    for (int run = 0; run < 2; run++) {
+        sc_set_threads(run + 1);
+        sc_scale_loss(&t[run], dQ[run], Q, &p, &cfg, &scratch);
+    }
+    sc_set_threads(0);
+    ck_assert(t[0].img_anchors > 8 && t[0].txt_anchors > 8);
+    ck_assert_msg(t[0].supcon_img == t[1].supcon_img && t[0].supcon_txt == t[1].supcon_txt,
+                  "SupCon %.17g %.17g on one thread, %.17g %.17g on two", t[0].supcon_img, t[0].supcon_txt,
+                  t[1].supcon_img, t[1].supcon_txt);
+    ck_assert_int_eq(t[0].img_anchors, t[1].img_anchors);
+    ck_assert_int_eq(t[0].txt_anchors, t[1].txt_anchors);
+    ck_assert(!memcmp(dQ[0], dQ[1], sizeof(double) * N * M));
+    sc_arena_free(&scratch);
+    free(Q), free(G), free(GT), free(dQ[0]), free(dQ[1]);
+}
+END_TEST
+
 /* ---- the problem check names what is wrong ---- */
 START_TEST(test_problem_check_errors)
 {
@@ -453,6 +498,9 @@ Suite *suite_loss(void)
     TCase *sup = tcase_create("supcon_no_positive");
     tcase_add_test(sup, test_supcon_skips_anchors_without_positives);
     suite_add_tcase(s, sup);
+    TCase *threads = tcase_create("loss_threads");
+    tcase_add_loop_test(threads, test_threads_do_not_change_the_loss, 0, 4);
+    suite_add_tcase(s, threads);
     TCase *grad = tcase_create("loss_gradient");
     tcase_add_loop_test(grad, test_gradient_matches_finite_differences, 0, 8);
     tcase_add_test(grad, test_reductions_relate_by_counts);

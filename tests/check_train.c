@@ -283,6 +283,42 @@ START_TEST(test_resume_equals_uninterrupted)
 }
 END_TEST
 
+/* Threads share out GEMM blocks, the adapter's row blocks, SupCon's anchor
+ * blocks and the optimizer's pieces, but never a sum: training on one
+ * thread and on two must give the same bits. The sizes are large enough
+ * for every one of those splits to happen (B·C = 64·768 rows of adapter
+ * work, 69 anchors); _i = 1 trains the multi-label rows reading. */
+START_TEST(test_threads_do_not_change_training)
+{
+    synthetic s;
+    make_synthetic(&s, 100, 768, 0.7f, 0, 12);
+    sc_train_config cfg = sc_train_defaults();
+    cfg.seed = 5;
+    if (_i == 1) cfg.loss.supcon = SC_SUPCON_ROWS, cfg.loss.multilabel = 1;
+    sc_err err;
+    sc_scale_model m[2];
+    double loss[2];
+    for (int run = 0; run < 2; run++) {
+        sc_set_threads(run + 1);
+        ck_assert(sc_scale_model_init(&m[run], 768, &cfg, &err) == SC_OK);
+        sc_ctx ctx;
+        sc_ctx_init(&ctx);
+        for (int e = 0; e < 2; e++) loss[run] = sc_scale_train_epoch(&m[run], &ctx, &s.data);
+        sc_ctx_free(&ctx);
+    }
+    sc_set_threads(0);
+    ck_assert_msg(loss[0] == loss[1], "loss %.17g on one thread, %.17g on two", loss[0], loss[1]);
+    for (int i = 0; i < m[0].n_params; i++) {
+        size_t bytes = sizeof(float) * (size_t)sc_numel(m[0].params[i]);
+        ck_assert_msg(!memcmp(m[0].params[i]->data, m[1].params[i]->data, bytes), "%s differs",
+                      m[0].params[i]->name);
+    }
+    sc_scale_model_free(&m[0]);
+    sc_scale_model_free(&m[1]);
+    free_synthetic(&s);
+}
+END_TEST
+
 START_TEST(test_checkpoint_errors)
 {
     sc_err err;
@@ -457,6 +493,7 @@ Suite *suite_train(void)
     tcase_add_test(learn, test_batch_size_rule);
     tcase_add_loop_test(learn, test_resume_equals_uninterrupted, 0, 2);
     tcase_add_test(learn, test_checkpoint_errors);
+    tcase_add_loop_test(learn, test_threads_do_not_change_training, 0, 2);
     tcase_add_test(learn, test_train_and_predict_commands);
     tcase_add_test(learn, test_resume_command);
     tcase_add_test(learn, test_grad_check_command);
