@@ -2109,20 +2109,57 @@ static void scaled_residual_add(float *restrict gx, const float *restrict g, con
     for (int64_t j = 0; j < n; j++) gx[j] += (g[j] - y[j] * yg) / norm;
 }
 
-static void l2_backward(sc_ctx *ctx, sc_node *n)
+/* Rows are independent, so both passes go over blocks of rows on the
+ * thread pool, about L2_BLOCK_WORK elements a block. */
+#define L2_BLOCK_WORK 16384
+
+typedef struct {
+    const float *x;       /* (rows, C) forward: x; backward: y = x / ‖x‖ */
+    const float *g;       /* (rows, C) backward: dL/dy */
+    float *y, *gx;        /* (rows, C) forward: y; backward: dL/dx, added into */
+    float *norm;          /* (rows) ‖x‖ of each row, or NULL (forward, no tape) */
+    int64_t C, rows, block;
+} l2_job;
+
+static int64_t l2_blocks(l2_job *j)
 {
-    int64_t C = last_dim(n->out), rows = sc_numel(n->out) / C;
-    const float *norm = n->saved;
-    float *gx = sc__grad(ctx, n->in[0]);
-    for (int64_t r = 0; r < rows; r++) {
-        const float *y = n->out->data + r * C, *g = n->out->grad + r * C;
-        if (norm[r] <= L2_EPS) {
-            for (int64_t j = 0; j < C; j++) gx[r * C + j] += g[j] / L2_EPS;
+    j->block = j->C > 0 && j->C < L2_BLOCK_WORK ? L2_BLOCK_WORK / j->C : 1;
+    return (j->rows + j->block - 1) / j->block;
+}
+
+static void l2_forward_task(void *arg, int64_t b)
+{
+    const l2_job *j = arg;
+    int64_t C = j->C, r1 = (b + 1) * j->block < j->rows ? (b + 1) * j->block : j->rows;
+    for (int64_t r = b * j->block; r < r1; r++) {
+        const float *xr = j->x + r * C;
+        float nrm = (float)sqrt(dot_f64(xr, xr, C));
+        divide_row(j->y + r * C, xr, nrm > L2_EPS ? nrm : L2_EPS, C);
+        if (j->norm) j->norm[r] = nrm;
+    }
+}
+
+static void l2_backward_task(void *arg, int64_t b)
+{
+    const l2_job *j = arg;
+    int64_t C = j->C, r1 = (b + 1) * j->block < j->rows ? (b + 1) * j->block : j->rows;
+    for (int64_t r = b * j->block; r < r1; r++) {
+        const float *y = j->x + r * C, *g = j->g + r * C;
+        float *gx = j->gx + r * C;
+        if (j->norm[r] <= L2_EPS) {
+            for (int64_t c = 0; c < C; c++) gx[c] += g[c] / L2_EPS;
             continue;
         }
         float yg = (float)dot_f64(y, g, C);
-        scaled_residual_add(gx + r * C, g, y, yg, norm[r], C);
+        scaled_residual_add(gx, g, y, yg, j->norm[r], C);
     }
+}
+
+static void l2_backward(sc_ctx *ctx, sc_node *n)
+{
+    int64_t C = last_dim(n->out), rows = C ? sc_numel(n->out) / C : 0;
+    l2_job j = {n->out->data, n->out->grad, NULL, sc__grad(ctx, n->in[0]), n->saved, C, rows, 0};
+    if (rows) sc_parallel_for(l2_blocks(&j), l2_backward_task, &j);
 }
 
 sc_tensor *sc_l2_normalize(sc_ctx *ctx, sc_tensor *x)
@@ -2132,12 +2169,8 @@ sc_tensor *sc_l2_normalize(sc_ctx *ctx, sc_tensor *x)
     sc_tensor *y = new_output(ctx, x->ndim, x->shape, "l2_normalize");
     sc_node *n = sc__node_record(ctx, "l2_normalize", l2_backward, y, &x, 1);
     float *norms = n ? sc__act_alloc(ctx, sizeof(float) * (size_t)(rows ? rows : 1)) : NULL;
-    for (int64_t r = 0; r < rows; r++) {
-        const float *xr = x->data + r * C;
-        float nrm = (float)sqrt(dot_f64(xr, xr, C));
-        divide_row(y->data + r * C, xr, nrm > L2_EPS ? nrm : L2_EPS, C);
-        if (norms) norms[r] = nrm;
-    }
+    l2_job j = {x->data, NULL, y->data, NULL, norms, C, rows, 0};
+    if (rows) sc_parallel_for(l2_blocks(&j), l2_forward_task, &j);
     if (n) n->saved = norms;
     return y;
 }
