@@ -2541,39 +2541,47 @@ static void adam_step(const sc_opt_config *c, float *restrict p, const float *re
 }
 /* @book end adam-step */
 
-/* The update is elementwise, so a parameter is cut into pieces that the
- * thread pool shares out; which thread updates a piece changes no result.
- * A piece (64 KiB of each array) is still in cache when its gradient is
- * zeroed right after use, which costs far less than a separate pass. */
+/* The update is elementwise, so every parameter is cut into pieces and
+ * the pieces of all parameters form one job for the thread pool; which
+ * thread updates a piece changes no result. (One job rather than one per
+ * parameter: each job ends with a thread waiting for the other's last
+ * piece.) A piece (64 KiB of each array) is still in cache when its
+ * gradient is zeroed right after use, which costs far less than a separate
+ * pass. */
 #define OPT_PIECE 16384
 
 typedef struct {
     sc_optim *o;
-    int i;              /* the parameter */
-    int64_t n;          /* its element count */
-    int zero_grad;      /* leave the gradient at zero after using it */
+    int zero_grad;      /* leave the gradients at zero after using them */
 } optim_job;
+
+static int64_t optim_pieces(const sc_tensor *p)
+{
+    return (sc_numel(p) + OPT_PIECE - 1) / OPT_PIECE;
+}
 
 static void optim_piece(void *arg, int64_t piece)
 {
     const optim_job *j = arg;
     sc_optim *o = j->o;
-    sc_tensor *p = o->params[j->i];
-    int64_t lo = piece * OPT_PIECE, n = j->n - lo < OPT_PIECE ? j->n - lo : OPT_PIECE;
+    int i = 0;                  /* the parameter the piece belongs to */
+    while (piece >= optim_pieces(o->params[i])) piece -= optim_pieces(o->params[i++]);
+    sc_tensor *p = o->params[i];
+    int64_t lo = piece * OPT_PIECE, n = sc_numel(p) - lo < OPT_PIECE ? sc_numel(p) - lo : OPT_PIECE;
     if (o->cfg.kind == SC_OPT_SGD)
-        sgd_step(&o->cfg, p->data + lo, p->grad + lo, o->m[j->i] + lo, n, o->step == 1);
+        sgd_step(&o->cfg, p->data + lo, p->grad + lo, o->m[i] + lo, n, o->step == 1);
     else
-        adam_step(&o->cfg, p->data + lo, p->grad + lo, o->m[j->i] + lo, o->v[j->i] + lo, n, o->step);
+        adam_step(&o->cfg, p->data + lo, p->grad + lo, o->m[i] + lo, o->v[i] + lo, n, o->step);
     if (j->zero_grad) memset(p->grad + lo, 0, sizeof(float) * (size_t)n);
 }
 
 static void optim_update(sc_optim *o, int zero_grad)
 {
     o->step++;
-    for (int i = 0; i < o->n_params; i++) {
-        optim_job j = {o, i, sc_numel(o->params[i]), zero_grad};
-        sc_parallel_for((j.n + OPT_PIECE - 1) / OPT_PIECE, optim_piece, &j);
-    }
+    int64_t pieces = 0;
+    for (int i = 0; i < o->n_params; i++) pieces += optim_pieces(o->params[i]);
+    optim_job j = {o, zero_grad};
+    sc_parallel_for(pieces, optim_piece, &j);
 }
 
 void sc_optim_step(sc_optim *o)
