@@ -293,6 +293,31 @@ START_TEST(test_layout_values)
 }
 END_TEST
 
+/* The worked example of book section 1.1: offsets, a slice that is a view,
+ * and a transposition that is a copy. */
+START_TEST(test_book_view_example)
+{
+    sc_ctx ctx;
+    sc_ctx_init(&ctx);
+    float values[24];
+    for (int i = 0; i < 24; i++) values[i] = (float)i;
+    sc_tensor *x = make(&ctx.act, 3, (int64_t[]){2, 3, 4}, values);
+    ck_assert(x->stride[0] == 12 && x->stride[1] == 4 && x->stride[2] == 1);
+    ck_assert_float_eq(x->data[1 * x->stride[0] + 2 * x->stride[1] + 3 * x->stride[2]], 23);
+    sc_tensor *s = sc_slice(&ctx, x, 1, 1, 2);
+    ck_assert(s->data == x->data + 4);
+    ck_assert(s->shape[0] == 2 && s->shape[1] == 2 && s->shape[2] == 4);
+    ck_assert(s->stride[0] == 12 && s->stride[1] == 4 && s->stride[2] == 1);
+    ck_assert(!sc_is_contiguous(s));
+    ck_assert(&s->data[1 * 12 + 1 * 4 + 3] == &x->data[23]);
+    sc_tensor *t = sc_transpose(&ctx, x, 1, 2);
+    ck_assert(t->data != x->data && sc_is_contiguous(t));
+    ck_assert(t->shape[0] == 2 && t->shape[1] == 4 && t->shape[2] == 3);
+    ck_assert_float_eq(t->data[1 * 12 + 3 * 3 + 2], 23); /* element (1, 3, 2) */
+    sc_ctx_free(&ctx);
+}
+END_TEST
+
 START_TEST(test_patch_embed_values)
 {
     sc_ctx ctx;
@@ -1030,6 +1055,7 @@ Suite *suite_tensor(void)
     tcase_add_test(fwd, test_norm_softmax_values);
     tcase_add_test(fwd, test_reduction_values);
     tcase_add_test(fwd, test_layout_values);
+    tcase_add_test(fwd, test_book_view_example);
     tcase_add_test(fwd, test_patch_embed_values);
     suite_add_tcase(s, fwd);
     TCase *grad = tcase_create("backward");
