@@ -276,10 +276,14 @@ pretrain: scale
 # MODEL=DIR runs it with another model (MONET, MedCLIP; book/15), whose
 # embeddings go to $(DEMO_OUT)/cache-NAME.
 
+# data/demo.conf names demo-out/ (its paths are relative to itself), so the
+# folder cannot move: a DEMO_OUT given on the command line would make the
+# experiment read an older demo-out/ instead, and is refused.
 DEMO_OUT = demo-out
 MODEL ?=
 
 demo: scale
+	@test "$(DEMO_OUT)" = demo-out || { echo "make demo: the output folder is demo-out/ (data/demo.conf names it); DEMO_OUT cannot change it" >&2; exit 2; }
 	@rm -rf $(DEMO_OUT) && mkdir -p $(DEMO_OUT)
 	./scale synth derm7p --out $(DEMO_OUT)/derm7p --seed 7
 	./scale experiment --config data/demo.conf $(if $(MODEL),--model $(MODEL)) --out $(DEMO_OUT)/run
