@@ -820,10 +820,11 @@ typedef struct {
     const int *cand_key;        /* (S) and of the candidates */
     int64_t A, S;
     int H, exclude_self, multilabel;
-    double *term;               /* (A, labels) each anchor's loss, */
-    uint8_t *counted;           /* (A, labels) where it has positives */
+    double *term;               /* (A, labels) each anchor's mean positive log-share, */
+    uint8_t *counted;           /* (A, labels) and whether it had positives at all */
     double *dl;                 /* (A, S) dLoss/dl, or NULL */
-    double *scratch;            /* per block of anchors: S softmax shares, S positive flags */
+    double *scratch;            /* per block of anchors: 2 S doubles, the softmax shares
+                                   then the positive flags (S bytes) */
 } supcon_problem;
 
 /* Anchors are handled in blocks of this many, the blocks shared out over
@@ -840,6 +841,9 @@ static void supcon_positives(uint8_t *positive, const supcon_problem *p, int64_t
                       (h < 0 ? p->cand_key[s] == p->anchor_key[a] : p->cand_labels[s * p->H + h] != 0);
 }
 
+/* Anchor a (one row of logits): its term of Eq. 2 per label (labels = H in
+ * the multi-label case, else 1) and, when p->dl is set, dL/dl for its row.
+ * softmax and positive (S each) are the block's scratch. */
 /* @book begin supcon-logits */
 static void supcon_anchor(const supcon_problem *p, int64_t a, double *softmax, uint8_t *positive)
 {
