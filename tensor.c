@@ -2555,22 +2555,24 @@ static void adam_step(const sc_opt_config *c, float *restrict p, const float *re
 
 typedef struct {
     sc_optim *o;
-    int zero_grad;      /* leave the gradients at zero after using them */
+    const int64_t *first_piece; /* (n_params + 1) parameter i has pieces [first_piece[i], first_piece[i + 1]) */
+    int zero_grad;              /* leave the gradients at zero after using them */
 } optim_job;
-
-static int64_t optim_pieces(const sc_tensor *p)
-{
-    return (sc_numel(p) + OPT_PIECE - 1) / OPT_PIECE;
-}
 
 static void optim_piece(void *arg, int64_t piece)
 {
     const optim_job *j = arg;
     sc_optim *o = j->o;
-    int i = 0;                  /* the parameter the piece belongs to */
-    while (piece >= optim_pieces(o->params[i])) piece -= optim_pieces(o->params[i++]);
+    int lo_param = 0, hi_param = o->n_params;   /* the parameter holding the piece, by bisection */
+    while (hi_param - lo_param > 1) {
+        int mid = (lo_param + hi_param) / 2;
+        if (j->first_piece[mid] <= piece) lo_param = mid;
+        else hi_param = mid;
+    }
+    int i = lo_param;
     sc_tensor *p = o->params[i];
-    int64_t lo = piece * OPT_PIECE, n = sc_numel(p) - lo < OPT_PIECE ? sc_numel(p) - lo : OPT_PIECE;
+    int64_t lo = (piece - j->first_piece[i]) * OPT_PIECE, left = sc_numel(p) - lo;
+    int64_t n = left < OPT_PIECE ? left : OPT_PIECE;
     if (o->cfg.kind == SC_OPT_SGD)
         sgd_step(&o->cfg, p->data + lo, p->grad + lo, o->m[i] + lo, n, o->step == 1);
     else
@@ -2581,10 +2583,14 @@ static void optim_piece(void *arg, int64_t piece)
 static void optim_update(sc_optim *o, int zero_grad)
 {
     o->step++;
-    int64_t pieces = 0;
-    for (int i = 0; i < o->n_params; i++) pieces += optim_pieces(o->params[i]);
-    optim_job j = {o, zero_grad};
-    sc_parallel_for(pieces, optim_piece, &j);
+    int64_t *first_piece = malloc(sizeof(int64_t) * (size_t)(o->n_params + 1));
+    SC_ASSERT(first_piece != NULL, "no memory for the pieces of %d parameters", o->n_params);
+    first_piece[0] = 0;
+    for (int i = 0; i < o->n_params; i++)
+        first_piece[i + 1] = first_piece[i] + (sc_numel(o->params[i]) + OPT_PIECE - 1) / OPT_PIECE;
+    optim_job j = {o, first_piece, zero_grad};
+    sc_parallel_for(first_piece[o->n_params], optim_piece, &j);
+    free(first_piece);
 }
 
 void sc_optim_step(sc_optim *o)

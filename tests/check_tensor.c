@@ -1033,6 +1033,48 @@ START_TEST(test_optimizer_pieces)
 }
 END_TEST
 
+/* One optimizer job covers the pieces of all parameters: parameters of
+ * sizes around the piece size (16384), with one-element ones between them,
+ * must each follow the reference trajectory element by element, with
+ * every gradient left at zero, on one thread and on three. */
+START_TEST(test_optimizer_many_parameters)
+{
+    static const float a[3] = {1, 2, 0.5f}, c[3] = {0.3f, -0.7f, 1.5f}, start[3] = {1, 0.5f, -1};
+    static const int64_t size[5] = {3, 16384, 1, 16385, 40000};
+    for (int threads = 1; threads <= 3; threads += 2) {
+        sc_set_threads(threads);
+        sc_arena w;
+        sc_arena_init(&w, "weights", 1 << 20, 0);
+        sc_tensor *p[5];
+        for (int k = 0; k < 5; k++) {
+            p[k] = sc_param_new(&w, 1, (int64_t[]){size[k]}, "p");
+            for (int64_t i = 0; i < size[k]; i++) p[k]->data[i] = start[i % 3];
+        }
+        sc_opt_config cfg = sc_opt_defaults(SC_OPT_ADAM, 0.1f);
+        cfg.weight_decay = 0.01f;
+        sc_optim o;
+        sc_err err;
+        ck_assert_int_eq(sc_optim_init(&o, cfg, p, 5, &err), SC_OK);
+        for (int step = 0; step < 5; step++) {
+            for (int k = 0; k < 5; k++)
+                for (int64_t i = 0; i < size[k]; i++) p[k]->grad[i] = a[i % 3] * (p[k]->data[i] - c[i % 3]);
+            sc_optim_step_zero_grad(&o);
+            for (int k = 0; k < 5; k++)
+                for (int64_t i = 0; i < size[k]; i++) {
+                    double want = adam_l2[step][i % 3];
+                    if (p[k]->grad[i] != 0.0f || fabs(p[k]->data[i] - want) > 1e-6 + 1e-5 * fabs(want))
+                        ck_abort_msg("threads=%d step %d: parameter %d [%lld] = %.9g (gradient %g), expected %.9g",
+                                     threads, step + 1, k, (long long)i, (double)p[k]->data[i],
+                                     (double)p[k]->grad[i], want);
+                }
+        }
+        sc_optim_free(&o);
+        sc_arena_free(&w);
+    }
+    sc_set_threads(0);
+}
+END_TEST
+
 START_TEST(test_lr_schedule)
 {
     /* Constant warm-up of 1 step at 1e-5, then cosine over T_max = 10:
@@ -1080,6 +1122,7 @@ Suite *suite_tensor(void)
     TCase *opt = tcase_create("optim");
     tcase_add_test(opt, test_optimizers);
     tcase_add_test(opt, test_optimizer_pieces);
+    tcase_add_test(opt, test_optimizer_many_parameters);
     tcase_add_test(opt, test_lr_schedule);
     suite_add_tcase(s, opt);
     return s;
